@@ -1,0 +1,1 @@
+"""Behavioural conformance checks for the protocols in :mod:`torchcontract.protocols`."""

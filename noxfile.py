@@ -1,0 +1,97 @@
+"""The test matrix. `nox -l` lists the sessions; `nox -t ci` runs what CI runs.
+
+Interpreters come from pyenv: `.python-version` lists 3.11, 3.10, 3.12 and 3.13 so that the shims
+find all four (or set PYENV_VERSION=3.11.7:3.10.13:3.12.1:3.13.0). The package is always installed
+non-editable, so the tests see what a user's `pip install` gives.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_torch", "tests_numpy1", "report"]
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+DEFAULT_PYTHON = "3.11"
+# torch 2.13.0 is a CPU build and has no importable torchvision from PyPI; 2.14.1 comes with 0.29.1.
+TORCH_BUILDS = {"2.13.0": ["torch==2.13.0"], "2.14.1": ["torch==2.14.1", "torchvision==0.29.1"]}
+TORCH_WITH_VISION = TORCH_BUILDS["2.14.1"]
+# Many cores make pytest-xdist worth its start-up; CI has two.
+WORKERS = os.environ.get("TORCHCONTRACT_TEST_WORKERS", "auto")
+
+
+def _pytest(session: nox.Session, *extra: str) -> None:
+    session.run("python", "-m", "pytest", "-n", WORKERS, *extra, *session.posargs)
+
+
+@nox.session(python=PYTHONS, tags=["ci"])
+def tests(session: nox.Session) -> None:
+    """The suite without torch: protocols, reference implementation, engine on non-torch objects."""
+    session.install(".[test]")
+    _pytest(session)
+
+
+@nox.session(python=DEFAULT_PYTHON, tags=["ci"])
+@nox.parametrize("torch", list(TORCH_BUILDS))
+def tests_torch(session: nox.Session, torch: str) -> None:
+    """The whole suite with a torch build (and torchvision where one exists for it)."""
+    session.install(".[test]", *TORCH_BUILDS[torch])
+    _pytest(session)
+
+
+@nox.session(python=DEFAULT_PYTHON, tags=["ci"])
+def tests_numpy1(session: nox.Session) -> None:
+    """The suite on NumPy 1 (the reference implementation supports NumPy 1.26 and 2)."""
+    session.install(".[test]", "numpy==1.26.4")
+    session.run("python", "-c", "import numpy; assert numpy.__version__.startswith('1.'), numpy.__version__")
+    _pytest(session)
+
+
+@nox.session(python=DEFAULT_PYTHON, tags=["ci"])
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the installed package (Python 3.10 and 3.13 rules), then the typing cases."""
+    session.install(".[test]", *TORCH_BUILDS["2.13.0"])
+    packages = ["-p", "torchcontract.protocols", "-p", "torchcontract.conformance"]
+    packages += ["-p", "torchcontract.reference_impl"]
+    for version in ("3.10", "3.13"):
+        session.run("mypy", "--strict", "--python-version", version, *packages)
+    session.run("python", "-m", "pytest", "tests/typing", *session.posargs)
+
+
+@nox.session(python=DEFAULT_PYTHON, tags=["ci"])
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=DEFAULT_PYTHON, tags=["ci"])
+def report(session: nox.Session) -> None:
+    """The main job: the conformance report of the reference implementation, torch and torchvision."""
+    session.install(".", *TORCH_WITH_VISION)
+    path = session.posargs[0] if session.posargs else "conformance-report.json"
+    session.run("torchcontract", "report", "--json", path)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: the reference implementation against torch, measured in the same run."""
+    session.install(".", *TORCH_WITH_VISION)
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def thirdparty(session: nox.Session) -> None:
+    """Opt-in: the suite on real third-party objects (torchvision datasets and models, HF datasets, timm)."""
+    session.install(".[test]", *TORCH_WITH_VISION, "datasets", "timm")
+    session.run("python", "-m", "pytest", "thirdparty", "-p", "no:cacheprovider", *session.posargs)
+
+
+if __name__ == "__main__":
+    sys.exit("run this file with nox: python -m pip install nox && nox -l")

@@ -1,0 +1,21 @@
+"""The built-in checks, one module per protocol. Importing this package registers them."""
+
+from torchcontract.conformance.checks import (
+    callable_module,
+    collate_fn,
+    iterable_dataset,
+    loader,
+    map_dataset,
+    module,
+    sampler,
+)
+
+__all__ = [
+    "callable_module",
+    "collate_fn",
+    "iterable_dataset",
+    "loader",
+    "map_dataset",
+    "module",
+    "sampler",
+]

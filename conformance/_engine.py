@@ -1,0 +1,486 @@
+"""Running checks: targets, options, time budgets, prerequisites and expected failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import random
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import numpy as np
+
+from torchcontract.conformance._registry import CHECKS, PROTOCOLS, Check, checks_for
+from torchcontract.conformance._results import CheckResult, Report, Status
+from torchcontract.conformance._values import describe, tensor_module
+from torchcontract.protocols import CallableModule, CollateFn, Module
+
+__all__ = [
+    "DEFAULT_TIME_BUDGET_S",
+    "CheckFailure",
+    "CheckSkipped",
+    "ConformanceWarning",
+    "Context",
+    "Options",
+    "Target",
+    "check",
+]
+
+T = TypeVar("T")
+DEFAULT_TIME_BUDGET_S = 30.0
+# A hung call cannot be interrupted, so the thread running a check gets a little longer than the
+# budget that the check itself watches, to tell "slow" (a failure) from "hung" (stop this object).
+_GRACE_S = 2.0
+
+
+class ConformanceWarning(UserWarning):
+    """A failed recommended check, or an expected failure that names no check."""
+
+
+class CheckFailure(Exception):
+    """Raised inside a check (by ``ctx.fail``): the object violates the check's clause."""
+
+
+class CheckSkipped(Exception):
+    """Raised inside a check (by ``ctx.skip``): the clause does not apply, and why."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a target says about itself, and how thoroughly to check it.
+
+    deterministic: the same index/input gives an equal sample/output (False: randomised data).
+    infinite: an iterable dataset or loader whose stream never ends; only a prefix is checked.
+    thorough: visit every index and every item instead of a sample (slow on big objects).
+    max_items: how many items of a stream (or a long iteration) are checked.
+    sample_size: how many indices between the first and the last are checked.
+    seed: seeds the choice of sampled indices (checks never use global random state).
+    data_source_len: the length of a sampler's data source, when the sampler does not expose it.
+    replacement: whether a sampler draws with replacement (default: its ``replacement`` attribute).
+    ordered: whether a loader's batches follow its dataset's order (default: inferred from its
+        ``sampler``/``shuffle`` attributes where it has them).
+    """
+
+    deterministic: bool = True
+    infinite: bool = False
+    thorough: bool = False
+    max_items: int = 1000
+    sample_size: int = 16
+    seed: int = 0
+    data_source_len: int | None = None
+    replacement: bool | None = None
+    ordered: bool | None = None
+
+    @classmethod
+    def from_kwargs(cls, options: Mapping[str, object]) -> Options:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - set(fields))
+        if unknown:
+            raise TypeError(f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(fields)}")
+        for name, value in options.items():
+            default = fields[name].default
+            if isinstance(default, bool) or name in ("replacement", "ordered"):
+                valid = isinstance(value, bool) or (value is None and default is None)
+            else:
+                valid = (isinstance(value, int) and not isinstance(value, bool)) or (
+                    value is None and default is None
+                )
+                if valid and isinstance(value, int) and value < 0:
+                    valid = False
+            if not valid:
+                raise TypeError(f"option {name}={value!r} is not valid: expected {fields[name].type}")
+        if options.get("max_items", 1) == 0:
+            raise TypeError("option max_items must be at least 1")
+        return cls(**options)  # type: ignore[arg-type]
+
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from their defaults (for reports)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        }
+
+
+def _module_like(protocol: type[Any]) -> bool:
+    return protocol in (CallableModule, Module)
+
+
+class Target:
+    """An object to check against a protocol, with what the checks need to know about it.
+
+    ``example_inputs``: for a (Callable)Module, the positional arguments of one call (a tuple; any
+    other value is one argument); for a CollateFn, the list of samples to collate. Required for those
+    protocols. ``expected_failures``: ``{check_id: reason}`` for known violations; each still runs and
+    shows as xfailed (xpassed if it passes). ``options``: see :class:`Options`.
+    """
+
+    def __init__(
+        self,
+        obj: object,
+        protocol: type[Any],
+        *,
+        name: str | None = None,
+        example_inputs: object = None,
+        expected_failures: Mapping[str, str] | None = None,
+        **options: object,
+    ) -> None:
+        if protocol not in PROTOCOLS.values():
+            raise TypeError(
+                f"protocol must be one of torchcontract.protocols' {', '.join(PROTOCOLS)}, not {protocol!r}"
+            )
+        self.obj = obj
+        self.protocol = protocol
+        self.name = _non_empty_str(name, "name") if name is not None else _default_name(obj)
+        self.example_inputs = _normalise_inputs(protocol, example_inputs)
+        self.expected_failures = _validate_expected_failures(expected_failures)
+        self.options = Options.from_kwargs(options)
+        self._sessions: dict[tuple[str, float], _Session] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Target({self.name!r}, {self.protocol.__name__})"
+
+    @property
+    def checks(self) -> list[Check]:
+        return checks_for(self.protocol)
+
+    @property
+    def stale_expected_failures(self) -> list[str]:
+        """Expected-failure ids that match no check of this target's protocol."""
+        known = {c.check_id for c in self.checks}
+        return [check_id for check_id in self.expected_failures if check_id not in known]
+
+    def stale_message(self, check_id: str) -> str:
+        known = [c.check_id for c in self.checks]
+        close = difflib.get_close_matches(check_id, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        elsewhere = CHECKS.get(check_id)
+        if elsewhere is not None:
+            hint = f" (it is a check of {elsewhere.protocol_name}, not of {self.protocol.__name__})"
+        return (
+            f"expected_failures of target {self.name!r} names {check_id!r}, which matches no check "
+            f"of {self.protocol.__name__}{hint}; remove or rename it so it cannot hide a regression"
+        )
+
+    def session(self, device: str = "cpu", time_budget_s: float = DEFAULT_TIME_BUDGET_S) -> _Session:
+        """The (cached) state of checking this target on ``device``: results, shared work, hangs."""
+        _validate_run_arguments(device, time_budget_s)
+        with self._lock:
+            key = (device, float(time_budget_s))
+            if key not in self._sessions:
+                self._sessions[key] = _Session(self, device, float(time_budget_s))
+            return self._sessions[key]
+
+    def run(self, device: str = "cpu", time_budget_s: float = DEFAULT_TIME_BUDGET_S) -> Report:
+        session = self.session(device, time_budget_s)
+        results = tuple(session.result(c.check_id) for c in self.checks)
+        return Report(
+            target=self.name,
+            protocol=self.protocol.__name__,
+            device=device,
+            results=results,
+            stale_expected_failures=tuple(self.stale_expected_failures),
+            options=self.options.changed(),
+        )
+
+
+def _default_name(obj: object) -> str:
+    named = isinstance(obj, type) or (callable(obj) and hasattr(obj, "__qualname__"))
+    kind = obj if named else type(obj)
+    return getattr(kind, "__qualname__", type(obj).__name__)
+
+
+def _non_empty_str(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(f"{what} must be a non-empty str, not {value!r}")
+    return value
+
+
+def _normalise_inputs(protocol: type[Any], example_inputs: object) -> object:
+    if _module_like(protocol):
+        if example_inputs is None:
+            raise TypeError(
+                f"checking a {protocol.__name__} needs example_inputs: the positional arguments of one "
+                "call, e.g. example_inputs=(torch.randn(4, 3),)"
+            )
+        return example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    if protocol is CollateFn and (not isinstance(example_inputs, list) or not example_inputs):
+        raise TypeError(
+            "checking a CollateFn needs example_inputs: a non-empty list of samples to collate, "
+            f"got {describe(example_inputs)}"
+        )
+    return example_inputs
+
+
+def _validate_expected_failures(expected: Mapping[str, str] | None) -> dict[str, str]:
+    if expected is None:
+        return {}
+    if not isinstance(expected, Mapping):
+        raise TypeError(f"expected_failures must be a mapping {{check_id: reason}}, not {expected!r}")
+    items: list[tuple[object, object]] = list(expected.items())
+    for check_id, reason in items:
+        _non_empty_str(check_id, "each expected_failures key (a check id)")
+        _non_empty_str(reason, f"expected_failures[{check_id!r}] (the reason it fails)")
+    return dict(expected)
+
+
+def _validate_run_arguments(device: object, time_budget_s: object) -> None:
+    if not isinstance(device, str) or not device:
+        raise TypeError(f"device must be a device name such as 'cpu' or 'cuda', not {device!r}")
+    if isinstance(time_budget_s, bool) or not isinstance(time_budget_s, (int, float)) or time_budget_s <= 0:
+        raise TypeError(f"time_budget_s must be a positive number of seconds, not {time_budget_s!r}")
+
+
+def check(
+    obj: object,
+    protocol: type[Any] | None = None,
+    *,
+    example_inputs: object = None,
+    device: str = "cpu",
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+    expected_failures: Mapping[str, str] | None = None,
+    **options: object,
+) -> Report:
+    """Run every check registered for ``protocol`` on ``obj`` and return the :class:`Report`.
+
+    Never raises because the object misbehaves: a crash, a wrong answer or a hang (beyond
+    ``time_budget_s`` seconds per check) is a failed check with a message. Raises TypeError only for
+    unusable arguments. ``obj`` may also be a :class:`Target` (then give no other target arguments).
+    Expected-failure ids that match no check are reported with a :class:`ConformanceWarning`.
+    """
+    if isinstance(obj, Target):
+        if protocol is not None or example_inputs is not None or expected_failures or options:
+            raise TypeError("check(target) takes the target's settings from the Target itself")
+        target = obj
+    else:
+        if protocol is None:
+            raise TypeError("check(obj, protocol) needs the protocol to check obj against")
+        target = Target(obj, protocol, example_inputs=example_inputs, expected_failures=expected_failures)
+        target.options = Options.from_kwargs(options)
+    for stale in target.stale_expected_failures:
+        warnings.warn(target.stale_message(stale), ConformanceWarning, stacklevel=2)
+    return target.run(device, time_budget_s)
+
+
+# ----------------------------------------------------------------------------------------------------
+# sessions and contexts
+
+
+class _Session:
+    """Checking one target on one device: memoised results, shared work, and whether it hung."""
+
+    def __init__(self, target: Target, device: str, time_budget_s: float) -> None:
+        self.target = target
+        self.device = device
+        self.time_budget_s = time_budget_s
+        self.results: dict[str, CheckResult] = {}
+        self.shared: dict[str, Any] = {}
+        self.hung: str | None = None
+        self._lock = threading.RLock()
+
+    def result(self, check_id: str) -> CheckResult:
+        with self._lock:
+            if check_id not in self.results:
+                self.results[check_id] = self._run(CHECKS[check_id])
+            return self.results[check_id]
+
+    def prerequisite_failure(self, check_id: str) -> str | None:
+        """Why ``check_id``'s result makes a dependent check meaningless, or None."""
+        result = self.result(check_id)
+        if result.status in ("failed", "xfailed"):
+            return f"not run: prerequisite {check_id} failed"
+        return None
+
+    def _run(self, spec: Check) -> CheckResult:
+        started = time.perf_counter()
+        status, message = self._outcome(spec)
+        expected = self.target.expected_failures.get(spec.check_id)
+        if expected is not None and status == "failed":
+            status, message = "xfailed", f"expected failure ({expected}): {message}"
+        elif expected is not None and status == "passed":
+            status = "xpassed"
+            message = f"expected to fail ({expected}) but passed; remove it from expected_failures"
+        return CheckResult(
+            check_id=spec.check_id,
+            protocol=spec.protocol_name,
+            severity=spec.severity,
+            status=status,
+            message=message,
+            duration_s=round(time.perf_counter() - started, 6),
+            device=self.device if spec.per_device else None,
+        )
+
+    def _outcome(self, spec: Check) -> tuple[Status, str]:
+        missing = _missing_needs(spec, self)
+        if missing:
+            return "skipped", missing
+        if self.hung is not None:
+            return "skipped", self.hung
+        for prerequisite in spec.requires:
+            reason = self.prerequisite_failure(prerequisite)
+            if reason:
+                return "skipped", reason
+        return self._run_bounded(spec)
+
+    def _run_bounded(self, spec: Check) -> tuple[Status, str]:
+        ctx = Context(self, spec)
+        outcome: list[tuple[Status, str]] = []
+        states = global_rng_states()
+
+        def body() -> None:
+            try:
+                spec.func(ctx)
+                outcome.append(("passed", "; ".join(ctx.notes)))
+            except CheckFailure as failure:
+                outcome.append(("failed", str(failure)))
+            except CheckSkipped as skipped:
+                outcome.append(("skipped", str(skipped)))
+            except BaseException as error:  # SystemExit from the object must not end the thread silently
+                outcome.append(("failed", _unexpected(ctx, error)))
+
+        worker = threading.Thread(target=body, name=f"torchcontract:{spec.check_id}", daemon=True)
+        worker.start()
+        worker.join(self.time_budget_s + _GRACE_S)
+        restore_global_rng_states(states)
+        if worker.is_alive() or not outcome:
+            budget = f"{self.time_budget_s:g} s"
+            self.hung = (
+                f"not run: {self.target.name} hung in {spec.check_id} ({ctx.current} did not return "
+                f"within {budget}); a hung call cannot be interrupted, so checks on this object stop"
+            )
+            return "failed", (
+                f"{ctx.current} did not return within the time budget of {budget}; expected every "
+                f"call to return.\n  reproduce: {ctx.current}"
+            )
+        return outcome[0]
+
+
+def _unexpected(ctx: Context, error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return (
+        f"{ctx.current} raised {type(error).__name__}: {error}{where}; expected it to succeed.\n"
+        f"  reproduce: {ctx.current}"
+    )
+
+
+def _missing_needs(spec: Check, session: _Session) -> str | None:
+    if "torch" in spec.needs and importlib.util.find_spec("torch") is None:
+        return "needs torch, which is not installed (pip install 'torchcontract[torch]')"
+    if "example_inputs" in spec.needs and session.target.example_inputs is None:
+        return "needs example_inputs"
+    if (spec.per_device and session.device.startswith("cuda")) or "cuda" in spec.needs:
+        torch = tensor_module()
+        if torch is None and importlib.util.find_spec("torch") is not None:
+            import torch
+        if torch is None or not torch.cuda.is_available():
+            return "needs a CUDA device, and none is available (torch.cuda.is_available() is False)"
+    return None
+
+
+def global_rng_states() -> tuple[object, ...]:
+    torch = tensor_module()
+    torch_state = torch.random.get_rng_state() if torch is not None else None
+    return (random.getstate(), np.random.get_state(), torch_state)
+
+
+def restore_global_rng_states(states: tuple[object, ...]) -> None:
+    python_state, numpy_state, torch_state = states
+    random.setstate(python_state)  # type: ignore[arg-type]
+    np.random.set_state(numpy_state)  # type: ignore[arg-type]
+    torch = tensor_module()
+    if torch is not None and torch_state is not None:
+        torch.random.set_rng_state(torch_state)
+
+
+class Context:
+    """What a check function gets: the object, what is known about it, and ways to report.
+
+    ``ctx.call(what, fn, ...)`` calls the object: ``what`` is the one-line expression that reproduces
+    the call (``"ds[12]"``), shown if it raises or hangs. ``ctx.fail(message, reproduce=...)`` and
+    ``ctx.skip(reason)`` end the check.
+    """
+
+    def __init__(self, session: _Session, spec: Check) -> None:
+        self._session = session
+        self.spec = spec
+        self.target = session.target
+        self.obj: Any = session.target.obj
+        self.options = session.target.options
+        self.example_inputs: Any = session.target.example_inputs
+        self.device = session.device
+        self.current = "the check's setup"
+        self.notes: list[str] = []
+        self._deadline = time.monotonic() + session.time_budget_s
+        self._rng = np.random.default_rng(self.options.seed)
+
+    # -- reporting --------------------------------------------------------------------------------
+
+    def fail(self, message: str, *, reproduce: str | None = None) -> NoReturn:
+        """End the check as failed. ``message`` says what happened and what was expected."""
+        if reproduce:
+            message = f"{message}\n  reproduce: {reproduce}"
+        raise CheckFailure(message)
+
+    def skip(self, reason: str) -> NoReturn:
+        raise CheckSkipped(reason)
+
+    def note(self, text: str) -> None:
+        """Something a passed result should say (e.g. that only a sample was checked)."""
+        self.notes.append(text)
+
+    # -- calling the object -----------------------------------------------------------------------
+
+    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``; if it raises, the check fails naming ``what``."""
+        self.current = what
+        try:
+            return fn(*args, **kwargs)
+        except (CheckFailure, CheckSkipped):
+            raise
+        except Exception as error:
+            raise CheckFailure(_unexpected(self, error)) from error
+
+    def attempt(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | Exception:
+        """``fn(*args, **kwargs)``, returning the exception it raised instead of raising it."""
+        self.current = what
+        try:
+            return fn(*args, **kwargs)
+        except Exception as error:
+            return error
+
+    # -- budgets ----------------------------------------------------------------------------------
+
+    def time_left(self) -> float:
+        return self._deadline - time.monotonic()
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() >= self._deadline
+
+    @property
+    def time_budget_s(self) -> float:
+        return self._session.time_budget_s
+
+    def sample_indices(self, length: int) -> list[int]:
+        """The indices a check visits in ``range(length)``: all of them when the range is small or
+        ``thorough=True``, else the first, the last and ``sample_size`` seeded picks in between."""
+        size = self.options.sample_size
+        if self.options.thorough or length <= size + 2:
+            return list(range(length))
+        middle = self._rng.choice(np.arange(1, length - 1), size=size, replace=False)
+        return [0, *sorted(int(i) for i in middle), length - 1]
+
+    def shared(self, key: str, compute: Callable[[], T]) -> T:
+        """Work shared by the checks of one target (e.g. one recorded epoch), computed once."""
+        cache = self._session.shared
+        if key not in cache:
+            cache[key] = compute()
+        value: T = cache[key]
+        return value

@@ -1,0 +1,148 @@
+"""The registry of checks: each check is a small function whose metadata is data."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from torchcontract import protocols
+
+if TYPE_CHECKING:
+    from torchcontract.conformance._engine import Context
+
+__all__ = [
+    "CHECKS",
+    "PROTOCOLS",
+    "Check",
+    "Need",
+    "Severity",
+    "checks_for",
+    "protocol_by_name",
+    "protocol_id",
+    "register_check",
+]
+
+Severity = Literal["required", "recommended"]
+# What a check needs beyond the object itself: an installed torch, a CUDA device, example inputs,
+# worker processes, a process group.
+Need = Literal["torch", "cuda", "example_inputs", "workers", "distributed"]
+CheckFunction = Callable[["Context"], None]
+
+PROTOCOLS: Mapping[str, type[Any]] = MappingProxyType(
+    {
+        "CallableModule": protocols.CallableModule,
+        "Module": protocols.Module,
+        "MapDataset": protocols.MapDataset,
+        "IterableDataset": protocols.IterableDataset,
+        "Sampler": protocols.Sampler,
+        "Loader": protocols.Loader,
+        "CollateFn": protocols.CollateFn,
+    }
+)
+# A Module is a CallableModule: its targets run both protocols' checks.
+_PARENTS: Mapping[type[Any], tuple[type[Any], ...]] = {protocols.Module: (protocols.CallableModule,)}
+_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+
+def protocol_id(protocol: type[Any]) -> str:
+    """``MapDataset`` -> ``map_dataset``: the prefix of its check ids."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", protocol.__name__).lower()
+
+
+def protocol_by_name(name: str) -> type[Any]:
+    """The protocol called ``name`` (``MapDataset`` or ``map_dataset``); KeyError naming the choices."""
+    for protocol_name, protocol in PROTOCOLS.items():
+        if name in (protocol_name, protocol_id(protocol)):
+            return protocol
+    raise KeyError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One registered check: the clause of SPEC.md with the same id, and the function that tests it."""
+
+    check_id: str
+    protocol: type[Any]
+    severity: Severity
+    rule: str
+    needs: frozenset[str]
+    requires: tuple[str, ...]
+    per_device: bool
+    func: CheckFunction
+
+    @property
+    def protocol_name(self) -> str:
+        return self.protocol.__name__
+
+
+_REGISTRY: dict[str, Check] = {}
+CHECKS: Mapping[str, Check] = MappingProxyType(_REGISTRY)
+
+
+def register_check(
+    check_id: str,
+    *,
+    protocol: type[Any],
+    severity: Severity,
+    needs: tuple[Need, ...] = (),
+    requires: tuple[str, ...] = (),
+    per_device: bool = False,
+) -> Callable[[CheckFunction], CheckFunction]:
+    """Register ``func(ctx)`` as the check ``check_id`` for targets of ``protocol``.
+
+    The first paragraph of the function's docstring is the check's one-line rule. It signals a violation with
+    ``ctx.fail(...)`` and non-applicability with ``ctx.skip(...)``; returning normally means passed.
+    ``requires`` names checks whose failure makes this one meaningless: it is then skipped, naming
+    them. ``per_device`` checks run once per device (``device=`` of :func:`check`).
+    """
+    if not _ID_PATTERN.match(check_id):
+        raise ValueError(f"check id {check_id!r} must be dotted lower_snake_case, e.g. 'map_dataset.x'")
+    if protocol not in PROTOCOLS.values():
+        raise TypeError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    if severity not in get_args(Severity):
+        raise ValueError(f"severity must be 'required' or 'recommended', not {severity!r}")
+    unknown_needs = set(needs) - set(get_args(Need))
+    if unknown_needs:
+        raise ValueError(f"unknown needs {sorted(unknown_needs)}; choose from {get_args(Need)}")
+    missing = [name for name in requires if name not in _REGISTRY]
+    if missing:
+        raise ValueError(f"{check_id} requires unregistered checks {missing}; register them first")
+
+    def decorator(func: CheckFunction) -> CheckFunction:
+        if check_id in _REGISTRY:
+            raise ValueError(f"a check with id {check_id!r} is already registered")
+        paragraph = (func.__doc__ or "").strip().split("\n\n")[0]
+        rule = " ".join(line.strip() for line in paragraph.splitlines())
+        if not rule:
+            raise ValueError(f"check {check_id} needs a docstring: its first paragraph is the rule")
+        _REGISTRY[check_id] = Check(
+            check_id=check_id,
+            protocol=protocol,
+            severity=severity,
+            rule=rule,
+            needs=frozenset(needs),
+            requires=tuple(requires),
+            per_device=per_device,
+            func=func,
+        )
+        return func
+
+    return decorator
+
+
+def _lineage(protocol: type[Any]) -> Iterator[type[Any]]:
+    for parent in _PARENTS.get(protocol, ()):
+        yield from _lineage(parent)
+    yield protocol
+
+
+def checks_for(protocol: type[Any]) -> list[Check]:
+    """Every check that applies to a target of ``protocol``, inherited protocols' checks first."""
+    lineage = list(_lineage(protocol))
+    return sorted(
+        (check for check in _REGISTRY.values() if check.protocol in lineage),
+        key=lambda check: lineage.index(check.protocol),
+    )

@@ -1,0 +1,118 @@
+"""Results: one :class:`CheckResult` per check, gathered in a :class:`Report` per target."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = ["STATUSES", "CheckResult", "Report", "Status", "environment"]
+
+Status = Literal["passed", "failed", "skipped", "xfailed", "xpassed"]
+STATUSES: tuple[Status, ...] = ("passed", "failed", "skipped", "xfailed", "xpassed")
+# The version of the report's JSON layout; bump it when a field changes meaning or goes away.
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check on one target (and device, for device-dependent checks)."""
+
+    check_id: str
+    protocol: str
+    severity: Literal["required", "recommended"]
+    status: Status
+    message: str
+    duration_s: float
+    device: str | None = None
+
+    @property
+    def is_violation(self) -> bool:
+        """A failed required check: what makes :attr:`Report.passed` false."""
+        return self.status == "failed" and self.severity == "required"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def environment() -> dict[str, str | None]:
+    """The versions a report was made with (shown in its JSON, so results can be reproduced)."""
+    versions: dict[str, str | None] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+    for module in ("numpy", "torch", "torchvision"):
+        loaded = sys.modules.get(module)
+        versions[module] = getattr(loaded, "__version__", None) if loaded else None
+    try:
+        from importlib.metadata import version
+
+        versions["torchcontract"] = version("torchcontract")
+    except Exception:
+        versions["torchcontract"] = None
+    return versions
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every check's result for one target.
+
+    ``passed`` is true when no *required* check failed; failed recommended checks, skips, expected
+    failures and unexpected passes are reported but do not change it.
+    """
+
+    target: str
+    protocol: str
+    device: str
+    results: tuple[CheckResult, ...]
+    stale_expected_failures: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not any(result.is_violation for result in self.results)
+
+    @property
+    def failures(self) -> tuple[CheckResult, ...]:
+        """Failed checks, required and recommended."""
+        return tuple(result for result in self.results if result.status == "failed")
+
+    def counts(self) -> dict[str, int]:
+        counter = Counter(result.status for result in self.results)
+        return {status: counter.get(status, 0) for status in STATUSES}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "target": self.target,
+            "protocol": self.protocol,
+            "device": self.device,
+            "passed": self.passed,
+            "counts": self.counts(),
+            "options": self.options,
+            "stale_expected_failures": list(self.stale_expected_failures),
+            "results": [result.to_dict() for result in self.results],
+            "environment": environment(),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=repr)
+
+    def __str__(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        counts = ", ".join(f"{n} {status}" for status, n in self.counts().items() if n)
+        lines = [f"{self.target} as {self.protocol} on {self.device}: {verdict} ({counts})"]
+        for result in self.results:
+            marker = {"passed": "ok", "failed": "FAIL", "skipped": "skip"}.get(result.status, result.status)
+            severity = "" if result.severity == "required" else " (recommended)"
+            lines.append(f"  {marker:<7} {result.check_id}{severity}")
+            if result.status != "passed" and result.message:
+                lines.extend(f"          {line}" for line in result.message.splitlines())
+        lines.extend(
+            f"  STALE   expected failure {stale!r} matches no check of {self.protocol}"
+            for stale in self.stale_expected_failures
+        )
+        return "\n".join(lines)

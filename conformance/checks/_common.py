@@ -1,0 +1,96 @@
+"""Helpers shared by the check files: bounded iteration, and calling objects the same way each time."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from torchcontract.conformance._engine import Context
+from torchcontract.conformance._values import describe, describe_structure, structure
+
+__all__ = ["END", "Pass", "first_structure_mismatch", "next_item", "record_pass", "try_deepcopy"]
+
+
+class _End:
+    def __repr__(self) -> str:
+        return "END"
+
+
+END: Any = _End()
+
+
+def next_item(ctx: Context, iterator: Iterator[Any], what: str) -> Any:
+    """``next(iterator)``, or :data:`END` on StopIteration; any other exception fails the check."""
+    ctx.current = what
+    try:
+        return next(iterator)
+    except StopIteration:
+        return END
+    except Exception:
+        return ctx.call(what, next, iterator)  # raise again, now reported by ctx.call
+
+
+@dataclass
+class Pass:
+    """One pass over an iterator, bounded in items, time and memory.
+
+    ``count`` items were seen, the first ``len(prefix)`` kept; ``ended``: StopIteration came;
+    ``timed_out``: the time budget ran out first; ``iterator``: what was iterated (to probe it after).
+    """
+
+    count: int = 0
+    prefix: list[Any] = field(default_factory=list)
+    ended: bool = False
+    timed_out: bool = False
+    iterator: Any = None
+
+
+def record_pass(
+    ctx: Context,
+    iterator: Iterator[Any],
+    name: str,
+    *,
+    limit: int | None,
+    keep: int,
+    budget_fraction: float = 0.8,
+) -> Pass:
+    """Iterate until StopIteration, ``limit`` items, or ``budget_fraction`` of the check's time."""
+    record = Pass(iterator=iterator)
+    reserve = ctx.time_budget_s * (1 - budget_fraction)
+    while limit is None or record.count < limit:
+        if ctx.time_left() <= reserve:
+            record.timed_out = True
+            break
+        item = next_item(ctx, iterator, f"next({name}) (item {record.count})")
+        if item is END:
+            record.ended = True
+            break
+        if len(record.prefix) < keep:
+            record.prefix.append(item)
+        record.count += 1
+    return record
+
+
+def first_structure_mismatch(items: list[Any], label: str) -> str | None:
+    """A message naming the first item whose structure differs from the first item's, or None."""
+    if not items:
+        return None
+    expected = structure(items[0])
+    for index, item in enumerate(items[1:], start=1):
+        if structure(item) != expected:
+            return (
+                f"{label.format(index)} has structure {describe_structure(item)} but "
+                f"{label.format(0)} has {describe_structure(items[0])} ({describe(item)} vs "
+                f"{describe(items[0])}); expected every sample to share one structure"
+            )
+    return None
+
+
+def try_deepcopy(value: Any) -> tuple[Any, Exception | None]:
+    """``(copy.deepcopy(value), None)``, or ``(None, error)`` when it cannot be copied."""
+    try:
+        return copy.deepcopy(value), None
+    except Exception as error:
+        return None, error

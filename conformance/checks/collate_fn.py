@@ -1,0 +1,104 @@
+"""Checks for :class:`~torchcontract.protocols.CollateFn` (SPEC.md, "CollateFn").
+
+The target's ``example_inputs`` is a list of samples; the checks collate it and parts of it. They
+pass deep copies, so a collate function that modifies its input cannot change the example.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torchcontract.conformance._engine import Context
+from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._values import describe, sample_count
+from torchcontract.protocols import CollateFn
+
+ROWS = "collate_fn.batch_has_one_row_per_sample"
+
+
+def _collate(ctx: Context, samples: list[Any], label: str) -> Any:
+    return ctx.call(f"collate({label})", ctx.obj, copy.deepcopy(samples))
+
+
+def _sublists(samples: list[Any]) -> list[tuple[str, list[Any]]]:
+    """The whole list, one sample, and all but one (a collate that ignores len(samples) shows)."""
+    parts = [("samples", samples), ("samples[:1]", samples[:1])]
+    if len(samples) > 2:
+        parts.append((f"samples[:{len(samples) - 1}]", samples[:-1]))
+    return parts
+
+
+@register_check(ROWS, protocol=CollateFn, severity="required", needs=("example_inputs",))
+def batch_has_one_row_per_sample(ctx: Context) -> None:
+    """collate(samples) holds len(samples) samples: the leading dimension of its arrays/tensors."""
+    for label, samples in _sublists(ctx.example_inputs):
+        batch = _collate(ctx, samples, label)
+        count = sample_count(batch)
+        if count is None:
+            ctx.skip(
+                f"cannot count the samples in collate({label}) = {describe(batch)}: its array leaves "
+                "do not share a leading dimension"
+            )
+        if count != len(samples):
+            ctx.fail(
+                f"collate({label}) holds {count} samples ({describe(batch)}) but was given "
+                f"{len(samples)}; expected one row per sample along the leading dimension",
+                reproduce=f"collate({label})  # samples = example_inputs",
+            )
+
+
+def mirror_problem(sample: Any, batch: Any, path: str = "batch") -> str | None:
+    """Why ``batch`` does not mirror the structure of ``sample``, or None.
+
+    A Mapping batches to a Mapping with the same keys; a namedtuple to the same namedtuple type; a
+    tuple or list to a sequence of the same length (``default_collate`` turns tuples into lists);
+    leaves may become any batch leaf.
+    """
+    if isinstance(sample, Mapping):
+        if not isinstance(batch, Mapping):
+            return f"{path} is {describe(batch)} but the samples are mappings; expected a mapping"
+        if set(batch) != set(sample):
+            return (
+                f"{path} has keys {sorted(map(repr, batch))} but the samples have "
+                f"{sorted(map(repr, sample))}; expected the same keys"
+            )
+        for key in sample:
+            found = mirror_problem(sample[key], batch[key], f"{path}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(sample, tuple) and hasattr(type(sample), "_fields") and type(batch) is not type(sample):
+        return f"{path} is {describe(batch)} but the samples are {type(sample).__name__}s"
+    if isinstance(sample, (tuple, list)):
+        if not isinstance(batch, Sequence) or isinstance(batch, (str, bytes)):
+            return f"{path} is {describe(batch)} but the samples are {type(sample).__name__}s"
+        if len(batch) != len(sample):
+            return (
+                f"{path} has {len(batch)} fields but each sample has {len(sample)}; expected one "
+                "field per sample field"
+            )
+        for index, (item, batched) in enumerate(zip(sample, batch, strict=True)):
+            found = mirror_problem(item, batched, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+@register_check(
+    "collate_fn.batch_mirrors_sample_structure",
+    protocol=CollateFn,
+    severity="required",
+    needs=("example_inputs",),
+)
+def batch_mirrors_sample_structure(ctx: Context) -> None:
+    """The batch mirrors a sample's structure: dict keys, tuple/namedtuple arity and type."""
+    samples = ctx.example_inputs
+    batch = _collate(ctx, samples, "samples")
+    problem = mirror_problem(samples[0], batch)
+    if problem:
+        ctx.fail(
+            f"{problem} (sample 0 is {describe(samples[0])})",
+            reproduce="collate(samples)  # samples = example_inputs",
+        )

@@ -1,0 +1,183 @@
+"""Checks for :class:`~torchcontract.protocols.IterableDataset` (SPEC.md, "IterableDataset")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torchcontract.conformance._engine import Context
+from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._values import describe, difference
+from torchcontract.conformance.checks._common import (
+    END,
+    Pass,
+    first_structure_mismatch,
+    next_item,
+    record_pass,
+)
+from torchcontract.protocols import IterableDataset
+
+ITER = "iterable_dataset.iter_returns_iterator"
+ENDS = "iterable_dataset.iteration_ends"
+
+
+def iterator_problem(ctx: Context, iterable: Any, name: str) -> str | None:
+    """Why ``iter(iterable)`` is not a proper iterator, or None (shared with the Loader checks)."""
+    iterator = ctx.call(f"iter({name})", iter, iterable)
+    if not hasattr(type(iterator), "__next__"):
+        return f"iter({name}) returned {describe(iterator)}, which has no __next__; expected an iterator"
+    again = ctx.call(f"iter(iter({name}))", iter, iterator)
+    if again is not iterator:
+        return (
+            f"iter(it) is not it for it = iter({name}) (got {describe(again)}); expected an iterator "
+            "whose __iter__ returns itself, as the iterator protocol requires"
+        )
+    return None
+
+
+def first_pass(ctx: Context) -> Pass:
+    """The first pass over the dataset: its length (when it ends) and its first items."""
+
+    def record() -> Pass:
+        iterator = ctx.call("iter(ds)", iter, ctx.obj)
+        limit = ctx.options.max_items if ctx.options.infinite else None
+        return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items)
+
+    return ctx.shared("first_pass", record)
+
+
+@register_check(ITER, protocol=IterableDataset, severity="required")
+def iter_returns_iterator(ctx: Context) -> None:
+    """iter(ds) returns an iterator: it has __next__ and iter(it) is it."""
+    problem = iterator_problem(ctx, ctx.obj, "ds")
+    if problem:
+        ctx.fail(problem, reproduce="it = iter(ds); next(it); iter(it) is it")
+
+
+@register_check(ENDS, protocol=IterableDataset, severity="required", requires=(ITER,))
+def iteration_ends(ctx: Context) -> None:
+    """A pass ends within the time budget (for a dataset declared infinite=True, a prefix is drawn)."""
+    record = first_pass(ctx)
+    if record.timed_out:
+        if ctx.options.infinite:
+            ctx.fail(
+                f"drawing {ctx.options.max_items} items from the infinite stream took longer than the "
+                f"time budget ({ctx.time_budget_s:g} s; {record.count} items came)",
+                reproduce=f"itertools.islice(ds, {ctx.options.max_items})",
+            )
+        ctx.fail(
+            f"iter(ds) yielded {record.count} items in the time budget ({ctx.time_budget_s:g} s) "
+            "without ending; expected a finite pass (declare infinite=True for an endless stream)",
+            reproduce="for sample in ds: pass",
+        )
+    if ctx.options.infinite:
+        if record.ended:
+            ctx.note(f"declared infinite, but the stream ended after {record.count} items")
+        else:
+            ctx.note(f"infinite stream: checked its first {record.count} items")
+
+
+@register_check(
+    "iterable_dataset.new_iter_starts_new_pass",
+    protocol=IterableDataset,
+    severity="required",
+    requires=(ENDS,),
+)
+def new_iter_starts_new_pass(ctx: Context) -> None:
+    """A new iter(ds) starts a new pass: the same number of items (equal items when deterministic)."""
+    first = first_pass(ctx)
+    iterator = ctx.call("iter(ds)", iter, ctx.obj)
+    limit = first.count + 1 if first.ended else first.count
+    second = record_pass(ctx, iterator, "it", limit=limit, keep=len(first.prefix))
+    if first.ended and second.count != first.count:
+        ctx.fail(
+            f"a second iter(ds) yielded {second.count} items but the first yielded {first.count}; "
+            "expected each iter(ds) to start a new, whole pass (is __iter__ returning a shared "
+            "iterator, or a generator object rather than a new one?)",
+            reproduce="len(list(ds)) == len(list(ds))",
+        )
+    if not first.ended and second.count < first.count:
+        ctx.fail(
+            f"a second iter(ds) of the infinite stream ended after {second.count} items; expected "
+            "an endless stream again",
+            reproduce=f"len(list(itertools.islice(ds, {first.count})))",
+        )
+    if ctx.options.deterministic:
+        for position, (one, two) in enumerate(zip(first.prefix, second.prefix, strict=False)):
+            found = difference(one, two)
+            if found:
+                ctx.fail(
+                    f"item {position} differs between two passes ({found}); expected the same items "
+                    "(or declare the dataset deterministic=False)",
+                    reproduce=f"list(ds)[{position}] == list(ds)[{position}]",
+                )
+
+
+@register_check(
+    "iterable_dataset.len_matches_item_count",
+    protocol=IterableDataset,
+    severity="required",
+    requires=(ENDS,),
+)
+def len_matches_item_count(ctx: Context) -> None:
+    """If ds has __len__, len(ds) equals the number of items in a pass."""
+    if getattr(type(ctx.obj), "__len__", None) is None:
+        ctx.skip("ds has no __len__")
+    length = ctx.attempt("len(ds)", len, ctx.obj)
+    if isinstance(length, TypeError):
+        ctx.skip(f"len(ds) raised TypeError ({length}): the dataset is unsized")
+    if isinstance(length, Exception):
+        ctx.fail(
+            f"len(ds) raised {type(length).__name__}: {length}; expected an int, or TypeError for an "
+            "unsized dataset",
+            reproduce="len(ds)",
+        )
+    record = first_pass(ctx)
+    if not record.ended:
+        ctx.skip("the stream is infinite; len(ds) cannot be compared with a count")
+    if length != record.count:
+        ctx.fail(
+            f"len(ds) == {length} but a pass yielded {record.count} items; expected them equal "
+            "(len(DataLoader) is computed from len(ds))",
+            reproduce="len(ds) == sum(1 for _ in ds)",
+        )
+
+
+@register_check(
+    "iterable_dataset.exhaustion_is_sticky",
+    protocol=IterableDataset,
+    severity="required",
+    requires=(ENDS,),
+)
+def exhaustion_is_sticky(ctx: Context) -> None:
+    """After StopIteration, next(it) raises StopIteration again."""
+    record = first_pass(ctx)
+    if not record.ended:
+        ctx.skip("the stream is infinite: its iterators never stop")
+    iterator = ctx.call("iter(ds)", iter, ctx.obj)
+    exhausted = record_pass(ctx, iterator, "it", limit=record.count + 1, keep=0)
+    if not exhausted.ended:
+        ctx.skip("a second pass did not end (reported by new_iter_starts_new_pass)")
+    for attempt in (1, 2):
+        item = next_item(ctx, iterator, f"next(it) after StopIteration (attempt {attempt})")
+        if item is not END:
+            ctx.fail(
+                f"next(it) returned {describe(item)} after the iterator had raised StopIteration; "
+                "expected StopIteration again (an exhausted iterator must stay exhausted)",
+                reproduce="it = iter(ds); list(it); next(it)",
+            )
+
+
+@register_check(
+    "iterable_dataset.items_share_structure",
+    protocol=IterableDataset,
+    severity="required",
+    requires=(ENDS,),
+)
+def items_share_structure(ctx: Context) -> None:
+    """Every item of a pass has the same structure (container types, arity, keys, leaf types, dtypes)."""
+    record = first_pass(ctx)
+    mismatch = first_structure_mismatch(record.prefix, "item {}")
+    if mismatch:
+        ctx.fail(mismatch, reproduce="list(ds)")
+    if record.count > len(record.prefix):
+        ctx.note(f"compared the first {len(record.prefix)} of {record.count} items")

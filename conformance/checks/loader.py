@@ -1,0 +1,244 @@
+"""Checks for :class:`~torchcontract.protocols.Loader` (SPEC.md, "Loader")."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sized
+from typing import Any
+
+from torchcontract.conformance._engine import Context
+from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._values import describe, difference, is_iterable_style, sample_count
+from torchcontract.conformance.checks._common import END, Pass, next_item, record_pass
+from torchcontract.conformance.checks.iterable_dataset import iterator_problem
+from torchcontract.protocols import Loader
+
+ITER = "loader.iter_returns_iterator"
+ENDS = "loader.epoch_ends"
+
+
+def first_epoch(ctx: Context) -> Pass:
+    """The first epoch: its batch count (when it ends) and its first batches."""
+
+    def record() -> Pass:
+        iterator = ctx.call("iter(loader)", iter, ctx.obj)
+        limit = ctx.options.max_items if ctx.options.infinite else None
+        return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items)
+
+    return ctx.shared("first_epoch", record)
+
+
+def _sized_len(ctx: Context, obj: object, name: str) -> int | None:
+    """len(obj), or None when obj is unsized (no __len__, or a __len__ raising TypeError)."""
+    if not isinstance(obj, Sized):
+        return None
+    length = ctx.attempt(f"len({name})", len, obj)
+    return None if isinstance(length, Exception) else length
+
+
+def _is_stream(ctx: Context) -> bool:
+    dataset = getattr(ctx.obj, "dataset", None)
+    return dataset is not None and is_iterable_style(dataset)
+
+
+@register_check(ITER, protocol=Loader, severity="required")
+def iter_returns_iterator(ctx: Context) -> None:
+    """iter(loader) returns an iterator: it has __next__ and iter(it) is it."""
+    problem = iterator_problem(ctx, ctx.obj, "loader")
+    if problem:
+        ctx.fail(problem, reproduce="it = iter(loader); next(it); iter(it) is it")
+
+
+@register_check(ENDS, protocol=Loader, severity="required", requires=(ITER,))
+def epoch_ends(ctx: Context) -> None:
+    """An epoch ends within the time budget (for a loader declared infinite=True, a prefix is drawn)."""
+    record = first_epoch(ctx)
+    if record.timed_out:
+        ctx.fail(
+            f"iter(loader) yielded {record.count} batches in the time budget "
+            f"({ctx.time_budget_s:g} s) without ending; expected an epoch to end (declare "
+            "infinite=True for an endless loader, or raise time_budget_s for a slow one)",
+            reproduce="for batch in loader: pass",
+        )
+    if ctx.options.infinite:
+        ctx.note(f"infinite loader: checked its first {record.count} batches")
+
+
+@register_check("loader.exhaustion_is_sticky", protocol=Loader, severity="required", requires=(ENDS,))
+def exhaustion_is_sticky(ctx: Context) -> None:
+    """After StopIteration, next(it) raises StopIteration again."""
+    record = first_epoch(ctx)
+    if not record.ended:
+        ctx.skip("the loader is infinite: its iterators never stop")
+    # Probe the very iterator that just ended: with persistent workers, a later iter(loader) would
+    # reset and reuse the same object.
+    for attempt in (1, 2):
+        item = next_item(ctx, record.iterator, f"next(it) after StopIteration (attempt {attempt})")
+        if item is not END:
+            ctx.fail(
+                f"next(it) returned {describe(item)} after the epoch's iterator had raised "
+                "StopIteration; expected StopIteration again",
+                reproduce="it = iter(loader); list(it); next(it)",
+            )
+
+
+@register_check("loader.each_iter_is_new_epoch", protocol=Loader, severity="required", requires=(ENDS,))
+def each_iter_is_new_epoch(ctx: Context) -> None:
+    """Each iter(loader) starts a whole new epoch, also after the previous one was left half-way."""
+    record = first_epoch(ctx)
+    abandoned = ctx.call("iter(loader)", iter, ctx.obj)
+    if next_item(ctx, abandoned, "next(iter(loader))") is END:
+        if record.count:
+            ctx.fail(
+                f"a second iter(loader) yielded no batch but the first epoch had {record.count}; "
+                "expected each iter(loader) to start a new epoch",
+                reproduce="list(loader); list(loader)",
+            )
+        return
+    limit = record.count + 1 if record.ended else record.count
+    again = record_pass(
+        ctx, ctx.call("iter(loader)", iter, ctx.obj), "it", limit=limit, keep=len(record.prefix)
+    )
+    if record.ended and again.count != record.count:
+        ctx.fail(
+            f"after an epoch was abandoned after one batch, the next iter(loader) yielded "
+            f"{again.count} batches; the first epoch had {record.count}; expected a whole new epoch",
+            reproduce="it = iter(loader); next(it); len(list(loader))",
+        )
+    if _ordered(ctx) and ctx.options.deterministic:
+        for position, (one, two) in enumerate(zip(record.prefix, again.prefix, strict=False)):
+            found = difference(one, two)
+            if found:
+                ctx.fail(
+                    f"batch {position} differs between two epochs of an ordered loader ({found}); "
+                    "expected the same batches",
+                    reproduce=f"list(loader)[{position}] == list(loader)[{position}]",
+                )
+
+
+@register_check("loader.len_matches_batch_count", protocol=Loader, severity="required", requires=(ENDS,))
+def len_matches_batch_count(ctx: Context) -> None:
+    """If the loader has __len__, len(loader) equals the number of batches in an epoch."""
+    if _is_stream(ctx):
+        ctx.skip("the loader reads an iterable-style dataset: len(loader) is documented as an estimate")
+    length = _sized_len(ctx, ctx.obj, "loader")
+    if length is None:
+        ctx.skip("the loader is unsized (no __len__, or len(loader) raises TypeError)")
+    record = first_epoch(ctx)
+    if not record.ended:
+        ctx.skip("the loader is infinite")
+    if length != record.count:
+        ctx.fail(
+            f"len(loader) == {length} but an epoch yielded {record.count} batches; expected them equal",
+            reproduce="len(loader) == sum(1 for _ in loader)",
+        )
+
+
+def _batch_settings(ctx: Context) -> tuple[int, int, bool] | str:
+    """(samples per epoch, batch size, drop_last) from the loader's attributes, or why unknown."""
+    loader = ctx.obj
+    batch_size, drop_last = getattr(loader, "batch_size", None), getattr(loader, "drop_last", None)
+    if not hasattr(loader, "dataset"):
+        return "the loader exposes no dataset"
+    if batch_size is None or isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        return f"the loader exposes no integer batch_size (batch_size={batch_size!r})"
+    if not isinstance(drop_last, bool):
+        return f"the loader exposes no boolean drop_last (drop_last={drop_last!r})"
+    total = _sized_len(ctx, getattr(loader, "sampler", None), "loader.sampler")
+    if total is None:
+        total = _sized_len(ctx, loader.dataset, "loader.dataset")
+    if total is None:
+        return "neither loader.sampler nor loader.dataset is sized"
+    return total, batch_size, drop_last
+
+
+@register_check("loader.batches_cover_dataset", protocol=Loader, severity="required", requires=(ENDS,))
+def batches_cover_dataset(ctx: Context) -> None:
+    """An epoch's batches hold every sample once in batches of batch_size (the last may be short)."""
+    settings = _batch_settings(ctx)
+    if isinstance(settings, str):
+        ctx.skip(settings)
+    total, batch_size, drop_last = settings
+    record = first_epoch(ctx)
+    if not record.ended:
+        ctx.skip("the loader is infinite")
+    if record.count > len(record.prefix):
+        ctx.skip(f"the epoch has more than max_items={ctx.options.max_items} batches")
+    counts = [sample_count(batch) for batch in record.prefix]
+    if None in counts:
+        position = counts.index(None)
+        ctx.skip(f"cannot count the samples of batch {position}: {describe(record.prefix[position])}")
+    stream = _is_stream(ctx)
+    if stream and drop_last:
+        ctx.skip("iterable-style dataset with drop_last: each worker drops its own partial batch")
+    expected_total = (total // batch_size) * batch_size if drop_last else total
+    seen = sum(c for c in counts if c is not None)
+    if seen != expected_total:
+        rule = f"{total} samples, batch_size={batch_size}, drop_last={drop_last}"
+        ctx.fail(
+            f"an epoch's batches held {seen} samples in all ({record.count} batches of "
+            f"{_summary(counts)}); expected {expected_total} ({rule})",
+            reproduce="sum(<samples in batch> for batch in loader)",
+        )
+    if stream:
+        return  # with several workers each ends on its own partial batch
+    for position, count in enumerate(counts[:-1]):
+        if count != batch_size:
+            ctx.fail(
+                f"batch {position} of {record.count} holds {count} samples; expected "
+                f"batch_size={batch_size} in every batch but the last",
+                reproduce=f"list(loader)[{position}]",
+            )
+
+
+def _summary(counts: list[int | None]) -> str:
+    distinct = sorted({c for c in counts if c is not None})
+    return "sizes " + ", ".join(map(str, distinct)) if len(distinct) < 6 else "various sizes"
+
+
+def _ordered(ctx: Context) -> bool:
+    """Whether the loader's batches follow its dataset's order (option ``ordered``, else inferred)."""
+    if ctx.options.ordered is not None:
+        return ctx.options.ordered
+    loader = ctx.obj
+    sampler = getattr(loader, "sampler", None)
+    if getattr(loader, "shuffle", False) is True:
+        return False
+    if getattr(loader, "batch_sampler", None) is not None and getattr(loader, "batch_size", 1) is None:
+        return False  # a user's batch_sampler decides the order (torch then sets batch_size=None)
+    if sampler is not None:
+        return type(sampler).__name__ == "SequentialSampler"
+    return hasattr(loader, "shuffle") and not _is_stream(ctx)
+
+
+@register_check("loader.batches_match_collate", protocol=Loader, severity="recommended", requires=(ENDS,))
+def batches_match_collate(ctx: Context) -> None:
+    """Without a sampler or shuffling, batch k equals collate_fn applied to the k-th run of samples."""
+    loader = ctx.obj
+    if not _ordered(ctx):
+        ctx.skip("the loader is not known to be ordered (pass ordered=True if it is)")
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False")
+    dataset, collate_fn = getattr(loader, "dataset", None), getattr(loader, "collate_fn", None)
+    batch_size = getattr(loader, "batch_size", None)
+    if dataset is None or collate_fn is None or _is_stream(ctx):
+        ctx.skip("the loader exposes no indexable dataset and collate_fn")
+    record = first_epoch(ctx)
+    for position, batch in enumerate(record.prefix[:3]):
+        if batch_size is None:  # no batching: collate_fn converts one sample at a time
+            what = f"loader.collate_fn(loader.dataset[{position}])"
+            sample = ctx.call(f"loader.dataset[{position}]", operator.getitem, dataset, position)
+            expected: Any = ctx.call(what, collate_fn, sample)
+        else:
+            start = position * batch_size
+            indices = range(start, start + sample_count(batch) if sample_count(batch) else start)
+            what = f"loader.collate_fn([loader.dataset[i] for i in range({indices.start}, {indices.stop})])"
+            samples = [ctx.call(f"loader.dataset[{i}]", operator.getitem, dataset, i) for i in indices]
+            expected = ctx.call(what, collate_fn, samples)
+        found = difference(batch, expected)
+        if found:
+            ctx.fail(
+                f"batch {position} differs from {what} ({found}); expected the loader to collate "
+                "consecutive samples with its own collate_fn",
+                reproduce=f"list(loader)[{position}] == {what}",
+            )

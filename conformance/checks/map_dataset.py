@@ -1,0 +1,349 @@
+"""Checks for :class:`~torchcontract.protocols.MapDataset` (SPEC.md, "MapDataset")."""
+
+from __future__ import annotations
+
+import copy
+import operator
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from torchcontract.conformance._engine import Context
+from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._values import (
+    describe,
+    difference,
+    is_tensor,
+    leaves,
+    restore_leaves,
+    snapshot_leaves,
+    tensor_module,
+)
+from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item
+from torchcontract.protocols import MapDataset
+
+LEN = "map_dataset.len_is_non_negative_int"
+GETITEM = "map_dataset.getitem_in_range_succeeds"
+PAST_END = "map_dataset.index_past_end_raises_index_error"
+DETERMINISTIC = "map_dataset.getitem_is_deterministic"
+
+
+def _length(ctx: Context) -> int:
+    return ctx.shared("len", lambda: int(ctx.call("len(ds)", len, ctx.obj)))
+
+
+def _get(ctx: Context, index: Any, shown: str | None = None) -> Any:
+    return ctx.call(f"ds[{shown if shown is not None else index!r}]", operator.getitem, ctx.obj, index)
+
+
+@register_check(LEN, protocol=MapDataset, severity="required")
+def len_is_non_negative_int(ctx: Context) -> None:
+    """len(ds) returns a non-negative int."""
+    ds = ctx.obj
+    outcome = ctx.attempt("len(ds)", len, ds)
+    if isinstance(outcome, Exception):
+        raw = ctx.attempt("type(ds).__len__(ds)", lambda: type(ds).__len__(ds))
+        returned = "" if isinstance(raw, Exception) else f" (__len__ returned {describe(raw)})"
+        ctx.fail(
+            f"len(ds) raised {type(outcome).__name__}: {outcome}{returned}; expected a non-negative "
+            "int (DataLoader's samplers and len(DataLoader) call it)",
+            reproduce="len(ds)",
+        )
+
+
+@register_check(GETITEM, protocol=MapDataset, severity="required", requires=(LEN,))
+def getitem_in_range_succeeds(ctx: Context) -> None:
+    """ds[i] returns a sample for the first, the last and a sample of indices in between."""
+    length = _length(ctx)
+    indices = ctx.sample_indices(length)
+    for index in indices:
+        _get(ctx, index)
+    if len(indices) < length:
+        ctx.note(f"checked {len(indices)} of {length} indices (thorough=True checks all)")
+
+
+@register_check(PAST_END, protocol=MapDataset, severity="required", requires=(LEN,))
+def index_past_end_raises_index_error(ctx: Context) -> None:
+    """ds[len(ds)] raises IndexError, so that Python's iteration protocol ends."""
+    length = _length(ctx)
+    outcome = ctx.attempt(f"ds[{length}]", operator.getitem, ctx.obj, length)
+    if isinstance(outcome, IndexError):
+        return
+    consequence = "Python's legacy iteration (for sample in ds) only stops on IndexError, so it would not end"
+    if isinstance(outcome, Exception):
+        ctx.fail(
+            f"ds[{length}] raised {type(outcome).__name__}: {outcome} but len(ds) == {length}; "
+            f"expected IndexError ({consequence})",
+            reproduce=f"ds[len(ds)]  # len(ds) == {length}",
+        )
+    ctx.fail(
+        f"ds[{length}] returned {describe(outcome)} but len(ds) == {length}; expected IndexError "
+        f"({consequence})",
+        reproduce=f"ds[len(ds)]  # len(ds) == {length}",
+    )
+
+
+@register_check(DETERMINISTIC, protocol=MapDataset, severity="required", requires=(GETITEM,))
+def getitem_is_deterministic(ctx: Context) -> None:
+    """The same index twice gives equal samples (unless the target declares deterministic=False)."""
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False")
+    for index in ctx.sample_indices(_length(ctx)):
+        first, second = _get(ctx, index), _get(ctx, index)
+        found = difference(first, second)
+        if found:
+            ctx.fail(
+                f"ds[{index}] returned different samples on two calls ({found}); expected equal "
+                "samples, or declare the dataset deterministic=False",
+                reproduce=f"ds[{index}] == ds[{index}]",
+            )
+
+
+@register_check(
+    "map_dataset.iteration_matches_indexing",
+    protocol=MapDataset,
+    severity="required",
+    requires=(GETITEM, PAST_END, DETERMINISTIC),
+)
+def iteration_matches_indexing(ctx: Context) -> None:
+    """Iterating ds (its own __iter__ or Python's legacy protocol) yields len(ds) items equal to ds[i]."""
+    ds, length = ctx.obj, _length(ctx)
+    own_iter = getattr(type(ds), "__iter__", None) is not None
+    iterator = ctx.call("iter(ds)", iter, ds)
+    checked = length if ctx.options.thorough or length <= ctx.options.max_items else ctx.options.max_items
+    for position in range(checked + 1):
+        if ctx.out_of_time():
+            ctx.fail(
+                f"iterating ds did not end within the time budget ({ctx.time_budget_s:g} s) after "
+                f"{position} of len(ds) == {length} items; expected the pass to end",
+                reproduce="for sample in ds: pass",
+            )
+        item = next_item(ctx, iterator, f"next(iter(ds)) (item {position})")
+        if position == checked:
+            if checked == length and item is not END:
+                ctx.fail(
+                    f"iterating ds yielded more than len(ds) == {length} items (item {length} is "
+                    f"{describe(item)}); expected exactly len(ds) items",
+                    reproduce="sum(1 for _ in ds) == len(ds)",
+                )
+            break
+        if item is END:
+            ctx.fail(
+                f"iterating ds stopped after {position} items but len(ds) == {length}; expected "
+                "exactly len(ds) items",
+                reproduce="sum(1 for _ in ds) == len(ds)",
+            )
+        if ctx.options.deterministic:
+            found = difference(item, _get(ctx, position))
+            if found:
+                ctx.fail(
+                    f"item {position} of iter(ds) differs from ds[{position}] ({found}); expected "
+                    "iteration to yield ds[0], ds[1], ... in order",
+                    reproduce=f"list(ds)[{position}] == ds[{position}]",
+                )
+    if checked < length:
+        how = "its own __iter__" if own_iter else "Python's legacy protocol"
+        ctx.note(f"iterated the first {checked} of {length} items through {how} (thorough=True: all)")
+
+
+@register_check(
+    "map_dataset.pickle_round_trip", protocol=MapDataset, severity="required", requires=(GETITEM,)
+)
+def pickle_round_trip(ctx: Context) -> None:
+    """pickle.loads(pickle.dumps(ds)) gives an equal dataset (worker processes started with spawn)."""
+    ds, length = ctx.obj, _length(ctx)
+    blob = ctx.call("pickle.dumps(ds)", pickle.dumps, ds, protocol=pickle.HIGHEST_PROTOCOL)
+    clone = ctx.call("pickle.loads(pickle.dumps(ds))", pickle.loads, blob)
+    clone_length = ctx.call("len(pickle.loads(pickle.dumps(ds)))", len, clone)
+    if clone_length != length:
+        ctx.fail(
+            f"the unpickled dataset has len {clone_length} but ds has {length}; expected an equal dataset",
+            reproduce="len(pickle.loads(pickle.dumps(ds))) == len(ds)",
+        )
+    if not ctx.options.deterministic:
+        return
+    for index in ctx.sample_indices(length):
+        restored = ctx.call(f"clone[{index}]", operator.getitem, clone, index)
+        found = difference(restored, _get(ctx, index))
+        if found:
+            ctx.fail(
+                f"after a pickle round trip, clone[{index}] differs from ds[{index}] ({found}); "
+                "expected an equal dataset",
+                reproduce=f"pickle.loads(pickle.dumps(ds))[{index}] == ds[{index}]",
+            )
+
+
+@register_check(
+    "map_dataset.samples_share_structure", protocol=MapDataset, severity="required", requires=(GETITEM,)
+)
+def samples_share_structure(ctx: Context) -> None:
+    """Every sample has the same structure: container types, tuple arity, dict keys, leaf types, dtypes."""
+    indices = ctx.sample_indices(_length(ctx))
+    samples = [_get(ctx, index) for index in indices]
+    mismatch = first_structure_mismatch(samples, "ds[{}]")
+    if mismatch:
+        # Report real indices, not positions in the sample.
+        for position, index in reversed(list(enumerate(indices))):
+            mismatch = mismatch.replace(f"ds[{position}]", f"ds[{index}]")
+        ctx.fail(mismatch, reproduce="a batch of these samples cannot be collated")
+
+
+@register_check(
+    "map_dataset.getitems_matches_getitem",
+    protocol=MapDataset,
+    severity="required",
+    requires=(GETITEM, DETERMINISTIC),
+)
+def getitems_matches_getitem(ctx: Context) -> None:
+    """If ds.__getitems__ exists (and is not None), it returns one sample per index, equal to ds[i]."""
+    ds, length = ctx.obj, _length(ctx)
+    getitems = getattr(ds, "__getitems__", None)
+    if not getitems:
+        ctx.skip("ds has no __getitems__ (DataLoader then calls ds[i] for each index)")
+    if length == 0:
+        ctx.skip("ds is empty")
+    sampled = ctx.sample_indices(length)[:8]
+    # Repeated indices occur (samplers with replacement); reversed order catches sorting.
+    indices = [*reversed(sampled), sampled[0]]
+    batch = ctx.call(f"ds.__getitems__({indices})", getitems, list(indices))
+    if not isinstance(batch, Sequence) or isinstance(batch, (str, bytes)):
+        ctx.fail(
+            f"ds.__getitems__({indices}) returned {describe(batch)}; expected a list of "
+            f"{len(indices)} samples (DataLoader passes it to collate_fn, which expects one)",
+            reproduce=f"ds.__getitems__({indices})",
+        )
+    count = ctx.call("len(ds.__getitems__(...))", len, batch)
+    if count != len(indices):
+        ctx.fail(
+            f"ds.__getitems__({indices}) returned {count} samples; expected {len(indices)}, one per "
+            "index in order",
+            reproduce=f"len(ds.__getitems__({indices}))",
+        )
+    for position, index in enumerate(indices):
+        item = ctx.call(f"ds.__getitems__({indices})[{position}]", operator.getitem, batch, position)
+        expected = _get(ctx, index)
+        found = difference(item, expected) if ctx.options.deterministic else None
+        if found is None and not ctx.options.deterministic:
+            found = first_structure_mismatch([expected, item], "sample {}")
+        if found:
+            ctx.fail(
+                f"ds.__getitems__({indices})[{position}] differs from ds[{index}] ({found}); "
+                "expected [ds[i] for i in indices]",
+                reproduce=f"ds.__getitems__({indices})[{position}] == ds[{index}]",
+            )
+
+
+@register_check(
+    "map_dataset.negative_index_mirrors_python",
+    protocol=MapDataset,
+    severity="recommended",
+    requires=(GETITEM, DETERMINISTIC),
+)
+def negative_index_mirrors_python(ctx: Context) -> None:
+    """ds[-1] either equals ds[len(ds) - 1], like a Python sequence, or raises IndexError or TypeError."""
+    length = _length(ctx)
+    if length == 0:
+        ctx.skip("ds is empty")
+    outcome = ctx.attempt("ds[-1]", operator.getitem, ctx.obj, -1)
+    if isinstance(outcome, (IndexError, TypeError)):
+        return
+    if isinstance(outcome, Exception):
+        ctx.fail(
+            f"ds[-1] raised {type(outcome).__name__}: {outcome}; expected ds[len(ds) - 1] or "
+            "IndexError/TypeError",
+            reproduce="ds[-1]",
+        )
+    if ctx.options.deterministic:
+        found = difference(outcome, _get(ctx, length - 1))
+        if found:
+            ctx.fail(
+                f"ds[-1] returned a sample that differs from ds[{length - 1}] ({found}); expected "
+                "negative indices to count from the end, or IndexError/TypeError",
+                reproduce=f"ds[-1] == ds[{length - 1}]",
+            )
+    beyond = ctx.attempt(f"ds[{-length - 1}]", operator.getitem, ctx.obj, -length - 1)
+    if not isinstance(beyond, (IndexError, TypeError)):
+        ctx.fail(
+            f"ds[{-length - 1}] (before the first sample) gave {describe(beyond)}; expected "
+            "IndexError, as a Python sequence raises",
+            reproduce=f"ds[-len(ds) - 1]  # len(ds) == {length}",
+        )
+
+
+def _mutate(value: Any) -> bool:
+    """Change every writable array/tensor leaf of a sample in place; True if anything changed."""
+    changed = False
+    for _, leaf in leaves(value):
+        if isinstance(leaf, np.ndarray) and leaf.flags.writeable and leaf.size:
+            if leaf.dtype.kind == "b":
+                np.logical_not(leaf, out=leaf)
+            elif leaf.dtype.kind in "iufc":
+                leaf += 1
+            else:
+                continue
+            changed = True
+        elif is_tensor(leaf) and leaf.numel() and not leaf.is_inference():
+            with tensor_module().no_grad():
+                if leaf.dtype == tensor_module().bool:
+                    leaf.logical_not_()
+                else:
+                    leaf.add_(1)
+            changed = True
+    return changed
+
+
+@register_check(
+    "map_dataset.samples_are_independent_copies",
+    protocol=MapDataset,
+    severity="recommended",
+    requires=(GETITEM, DETERMINISTIC),
+)
+def samples_are_independent_copies(ctx: Context) -> None:
+    """Mutating a returned sample in place does not change the dataset."""
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False")
+    length = _length(ctx)
+    if length == 0:
+        ctx.skip("ds is empty")
+    index = length - 1
+    sample = _get(ctx, index)
+    before = copy.deepcopy(sample)
+    saved = snapshot_leaves(sample)
+    try:
+        if not _mutate(sample):
+            return  # nothing mutable was returned
+        after = _get(ctx, index)
+        found = difference(after, before)
+        if found:
+            ctx.fail(
+                f"after sample = ds[{index}] was modified in place, ds[{index}] changed too "
+                f"({found}); expected each call to return independent data (a view into the "
+                "dataset's storage lets a transform or a training step corrupt it)",
+                reproduce=f"sample = ds[{index}]; <modify sample in place>; ds[{index}]",
+            )
+    finally:
+        restore_leaves(saved)
+
+
+@register_check(
+    "map_dataset.accepts_numpy_integer_index",
+    protocol=MapDataset,
+    severity="recommended",
+    requires=(GETITEM, DETERMINISTIC),
+)
+def accepts_numpy_integer_index(ctx: Context) -> None:
+    """ds[np.int64(i)] returns ds[i] (indices often come from NumPy arrays)."""
+    length = _length(ctx)
+    if length == 0:
+        ctx.skip("ds is empty")
+    index = length - 1
+    sample = _get(ctx, np.int64(index), shown=f"np.int64({index})")
+    if ctx.options.deterministic:
+        found = difference(sample, _get(ctx, index))
+        if found:
+            ctx.fail(
+                f"ds[np.int64({index})] differs from ds[{index}] ({found}); expected the same sample",
+                reproduce=f"ds[np.int64({index})] == ds[{index}]",
+            )

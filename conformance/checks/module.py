@@ -1,0 +1,383 @@
+"""Checks for :class:`~torchcontract.protocols.Module` (SPEC.md, "Module").
+
+Checks that change a module (perturbing parameters, loading state, setting gradients, moving it to
+a device) work on deep copies; checks that switch modes restore the original mode.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from torchcontract.conformance._engine import Context
+from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._values import (
+    close_difference,
+    describe,
+    difference,
+    is_tensor,
+    leaves,
+    tensor_module,
+)
+from torchcontract.conformance.checks._common import try_deepcopy
+from torchcontract.conformance.checks.callable_module import call_module, eval_mode, fresh_inputs
+from torchcontract.protocols import Module
+
+MODE = "module.train_eval_set_mode"
+DEEPCOPY = "module.deepcopy_is_independent"
+
+
+def _submodules(module: Any) -> list[tuple[str, Any]]:
+    """(name, submodule) for every descendant the module exposes, itself excluded."""
+    if hasattr(module, "named_modules"):
+        return [(name, sub) for name, sub in module.named_modules() if sub is not module]
+    found: list[tuple[str, Any]] = []
+    if hasattr(module, "named_children"):
+        for name, child in module.named_children():
+            found.append((name, child))
+            found.extend((f"{name}.{sub_name}", sub) for sub_name, sub in _submodules(child))
+    return found
+
+
+def _copy(ctx: Context, what: str = "copy.deepcopy(m)") -> Any:
+    copied, error = try_deepcopy(ctx.obj)
+    if error is not None:
+        ctx.fail(
+            f"{what} raised {type(error).__name__}: {error}; expected modules to deep-copy (EMA "
+            "weights, checkpoint averaging and these checks rely on it)",
+            reproduce="copy.deepcopy(m)",
+        )
+    return copied
+
+
+def _values(parameter: Any) -> Any:
+    """The array or tensor holding a parameter's values (torch Parameter, ``.data`` holder, array)."""
+    if is_tensor(parameter) or isinstance(parameter, np.ndarray):
+        return parameter
+    data = getattr(parameter, "data", None)
+    return data if is_tensor(data) or isinstance(data, np.ndarray) else None
+
+
+def _perturb(parameter: Any) -> bool:
+    """Change a parameter's values in place (its identity kept); False if it has no known values."""
+    values = _values(parameter)
+    if values is None:
+        return False
+    if is_tensor(values):
+        with tensor_module().no_grad():
+            values.add_(0.5 if values.is_floating_point() or values.is_complex() else 1)
+        return True
+    if values.dtype.kind in "fc":
+        values += 0.5
+    elif values.dtype.kind in "iu":
+        values += 1
+    else:
+        return False
+    return True
+
+
+@register_check(MODE, protocol=Module, severity="required")
+def train_eval_set_mode(ctx: Context) -> None:
+    """train() and eval() return the module itself and set training on it and every submodule."""
+    module = ctx.obj
+    was_training = module.training
+    try:
+        for call, expected in (("m.train()", True), ("m.eval()", False), ("m.train(True)", True)):
+            method = module.eval if call == "m.eval()" else module.train
+            returned = ctx.call(call, method)
+            if returned is not module:
+                ctx.fail(
+                    f"{call} returned {describe(returned)}; expected the module itself (so that "
+                    "m = m.eval() and chained calls keep working)",
+                    reproduce=f"{call} is m",
+                )
+            if module.training is not expected:
+                ctx.fail(
+                    f"after {call}, m.training is {module.training!r}; expected {expected}",
+                    reproduce=f"{call}; m.training",
+                )
+            for name, sub in _submodules(module):
+                if getattr(sub, "training", expected) is not expected:
+                    ctx.fail(
+                        f"after {call}, submodule {name!r} has training={sub.training!r}; expected "
+                        f"{expected} (train/eval must recurse into submodules)",
+                        reproduce=f"{call}; m.get_submodule({name!r}).training",
+                    )
+    finally:
+        module.train(was_training)
+
+
+@register_check("module.parameters_match_named_parameters", protocol=Module, severity="required")
+def parameters_match_named_parameters(ctx: Context) -> None:
+    """parameters() yields the values of named_parameters(), each once, under unique names."""
+    module = ctx.obj
+    parameters = list(ctx.call("list(m.parameters())", lambda: list(module.parameters())))
+    named = list(ctx.call("list(m.named_parameters())", lambda: list(module.named_parameters())))
+    names = Counter(name for name, _ in named)
+    repeated_names = [name for name, n in names.items() if n > 1]
+    if repeated_names:
+        ctx.fail(
+            f"named_parameters() yields the name {repeated_names[0]!r} more than once; expected "
+            "unique names (state_dict keys come from them)",
+            reproduce="[name for name, _ in m.named_parameters()]",
+        )
+    counts = Counter(id(parameter) for parameter in parameters)
+    if any(n > 1 for n in counts.values()):
+        ctx.fail(
+            "parameters() yields the same parameter more than once; expected each once (an "
+            "optimizer would update it twice per step)",
+            reproduce="len(list(m.parameters())) == len({id(p) for p in m.parameters()})",
+        )
+    named_ids = {id(parameter): name for name, parameter in named}
+    if set(counts) != set(named_ids):
+        only_named = sorted(named_ids[i] for i in set(named_ids) - set(counts))
+        ctx.fail(
+            f"parameters() and named_parameters() yield different objects ({len(parameters)} vs "
+            f"{len(named)} parameters; only in named_parameters(): {only_named[:5]}); expected the "
+            "same parameters",
+            reproduce="{id(p) for p in m.parameters()} == {id(p) for _, p in m.named_parameters()}",
+        )
+
+
+@register_check(
+    DEEPCOPY, protocol=Module, severity="required", needs=("example_inputs",),
+    requires=("callable_module.eval_is_deterministic",),
+)  # fmt: skip
+def deepcopy_is_independent(ctx: Context) -> None:
+    """copy.deepcopy(m) gives equal outputs and parameters of its own."""
+    module = ctx.obj
+    with eval_mode(module):
+        expected = call_module(ctx, module)
+    clone = _copy(ctx)
+    with eval_mode(clone):
+        copied = call_module(ctx, clone, "copy.deepcopy(m)(*inputs)")
+    found = close_difference(copied, expected)
+    if found:
+        ctx.fail(
+            f"copy.deepcopy(m)(*inputs) differs from m(*inputs) ({found}); expected equal outputs",
+            reproduce="copy.deepcopy(m)(*inputs) == m(*inputs)",
+        )
+    before = {name: _snapshot(p) for name, p in module.named_parameters()}
+    for name, parameter in clone.named_parameters():
+        if not _perturb(parameter):
+            continue
+        original = before.get(name)
+        current = dict(module.named_parameters()).get(name)
+        if original is not None and difference(_snapshot(current), original) is not None:
+            ctx.fail(
+                f"changing parameter {name!r} of copy.deepcopy(m) changed m's parameter too; "
+                "expected the copy to own its parameters",
+                reproduce=f"c = copy.deepcopy(m); <change c's {name}>; <compare with m's {name}>",
+            )
+
+
+def _snapshot(parameter: Any) -> Any:
+    values = _values(parameter)
+    if values is None:
+        return None
+    return values.detach().clone() if is_tensor(values) else np.array(values, copy=True)
+
+
+@register_check(
+    "module.state_dict_round_trip",
+    protocol=Module,
+    severity="required",
+    needs=("example_inputs",),
+    requires=("callable_module.eval_is_deterministic", DEEPCOPY),
+)
+def state_dict_round_trip(ctx: Context) -> None:
+    """Loading m.state_dict() into a perturbed copy of m restores m's outputs."""
+    module = ctx.obj
+    with eval_mode(module):
+        expected = call_module(ctx, module)
+    state = ctx.call("m.state_dict()", module.state_dict)
+    clone = _copy(ctx)
+    for _, parameter in ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())):
+        _perturb(parameter)
+    ctx.call("clone.load_state_dict(m.state_dict())", clone.load_state_dict, state)
+    with eval_mode(clone):
+        restored = call_module(ctx, clone, "clone(*inputs)")
+    found = close_difference(restored, expected)
+    if found:
+        ctx.fail(
+            f"after clone.load_state_dict(m.state_dict()) on a copy whose parameters were changed, "
+            f"clone(*inputs) differs from m(*inputs) ({found}); expected the state dict to hold "
+            "everything the output depends on",
+            reproduce=(
+                "clone = copy.deepcopy(m); <change clone's parameters>; "
+                "clone.load_state_dict(m.state_dict()); clone(*inputs) == m(*inputs)"
+            ),
+        )
+
+
+@register_check(
+    "module.load_state_dict_strict_rejects_bad_keys",
+    protocol=Module,
+    severity="required",
+    requires=(DEEPCOPY,),
+)
+def load_state_dict_strict_rejects_bad_keys(ctx: Context) -> None:
+    """load_state_dict(state, strict=True) raises on a missing key and on an unexpected key."""
+    state = dict(ctx.call("m.state_dict()", ctx.obj.state_dict))
+    if not state:
+        ctx.skip("the module has no state")
+    first_key = next(iter(state))
+    missing = {key: value for key, value in state.items() if key != first_key}
+    unexpected = {**state, "torchcontract_unexpected_key": next(iter(state.values()))}
+    for label, bad_state in ((f"without key {first_key!r}", missing), ("with an extra key", unexpected)):
+        clone = _copy(ctx)
+        what = f"clone.load_state_dict(<m.state_dict() {label}>, strict=True)"
+        outcome = ctx.attempt(what, clone.load_state_dict, bad_state, strict=True)
+        if not isinstance(outcome, Exception):
+            ctx.fail(
+                f"{what} returned {describe(outcome)}; expected an error (torch raises "
+                "RuntimeError), or a checkpoint that does not match the model loads silently",
+                reproduce=what.replace("clone", "copy.deepcopy(m)"),
+            )
+
+
+def _set_ones_gradient(parameter: Any) -> bool:
+    values = _values(parameter)
+    if values is None or not hasattr(parameter, "grad"):
+        return False
+    if is_tensor(values):
+        if not (values.is_floating_point() or values.is_complex()):
+            return False
+        parameter.grad = tensor_module().ones_like(values)
+    else:
+        parameter.grad = np.ones_like(values)
+    return True
+
+
+def _is_cleared(gradient: Any) -> bool:
+    if gradient is None:
+        return True
+    if is_tensor(gradient):
+        return bool((gradient == 0).all())
+    return not bool(np.any(gradient))
+
+
+@register_check(
+    "module.zero_grad_clears_gradients", protocol=Module, severity="required", requires=(DEEPCOPY,)
+)
+def zero_grad_clears_gradients(ctx: Context) -> None:
+    """After zero_grad(), every parameter's gradient is None or zero."""
+    clone = _copy(ctx)
+    named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
+    given = [name for name, parameter in named if _set_ones_gradient(parameter)]
+    if named and not given:
+        ctx.skip("cannot give the parameters a gradient (they have no .grad the check recognises)")
+    ctx.call("clone.zero_grad()", clone.zero_grad)
+    for name, parameter in named:
+        if name in given and not _is_cleared(parameter.grad):
+            ctx.fail(
+                f"after zero_grad(), parameter {name!r} still has gradient {describe(parameter.grad)} "
+                "with non-zero values; expected None or zeros (otherwise gradients accumulate "
+                "across steps)",
+                reproduce=f"<give {name} a gradient>; m.zero_grad(); m.get_parameter({name!r}).grad",
+            )
+
+
+# ----------------------------------------------------------------------------------------------------
+# devices (torch modules only)
+
+
+def _torch_module(ctx: Context) -> Any:
+    torch = tensor_module()
+    if torch is None:
+        import torch
+    if not isinstance(ctx.obj, torch.nn.Module):
+        ctx.skip("the object is not a torch.nn.Module: device placement is checked on torch modules")
+    return torch
+
+
+def _to_device(value: Any, device: Any) -> Any:
+    if is_tensor(value):
+        return value.to(device)
+    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
+        return type(value)(*(_to_device(item, device) for item in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_device(item, device) for item in value)
+    if isinstance(value, dict):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    return value
+
+
+def _on(tensor: Any, device: Any) -> bool:
+    return bool(tensor.device.type == device.type and device.index in (None, tensor.device.index))
+
+
+@register_check(
+    "module.to_device",
+    protocol=Module,
+    severity="required",
+    needs=("torch", "example_inputs"),
+    requires=(DEEPCOPY,),
+    per_device=True,
+)
+def to_device(ctx: Context) -> None:
+    """m.to(device) returns m and moves every parameter and buffer; outputs land on that device."""
+    torch = _torch_module(ctx)
+    device = torch.device(ctx.device)
+    clone = _copy(ctx)
+    returned = ctx.call(f"m.to({ctx.device!r})", clone.to, device)
+    if returned is not clone:
+        ctx.fail(
+            f"m.to({ctx.device!r}) returned {describe(returned)}; expected the module itself",
+            reproduce=f"m.to({ctx.device!r}) is m",
+        )
+    tensors = [*clone.named_parameters(), *clone.named_buffers()]
+    for name, tensor in tensors:
+        if not _on(tensor, device):
+            ctx.fail(
+                f"after m.to({ctx.device!r}), {name!r} is on {tensor.device}; expected every "
+                "parameter and buffer on the target device",
+                reproduce=f"m.to({ctx.device!r}); m.state_dict()[{name!r}].device",
+            )
+    inputs = _to_device(fresh_inputs(ctx), device)
+    with eval_mode(clone):
+        output = ctx.call(f"m.to({ctx.device!r})(*inputs on {ctx.device})", clone, *inputs)
+    for path, leaf in leaves(output):
+        if is_tensor(leaf) and not _on(leaf, device):
+            ctx.fail(
+                f"with the module and inputs on {ctx.device}, output{path} is on {leaf.device}; "
+                "expected outputs on the same device",
+                reproduce=f"m.to({ctx.device!r})(*inputs on {ctx.device})",
+            )
+
+
+@register_check(
+    "module.device_parity",
+    protocol=Module,
+    severity="required",
+    needs=("torch", "example_inputs"),
+    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+    per_device=True,
+)
+def device_parity(ctx: Context) -> None:
+    """On a CUDA device, outputs match CPU outputs within torch.testing.assert_close's tolerances."""
+    torch = _torch_module(ctx)
+    device = torch.device(ctx.device)
+    if device.type == "cpu":
+        ctx.skip("compares a CUDA device with the CPU; runs with device='cuda'")
+    with eval_mode(ctx.obj):
+        expected = call_module(ctx, ctx.obj)
+    clone = _copy(ctx).to(device)
+    inputs = _to_device(fresh_inputs(ctx), device)
+    # TF32 is on for convolutions by default; compare full float32 precision.
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with eval_mode(clone):
+            output = ctx.call(f"m.to({ctx.device!r})(*inputs on {ctx.device})", clone, *inputs)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+    found = close_difference(_to_device(output, torch.device("cpu")), expected)
+    if found:
+        ctx.fail(
+            f"on {ctx.device} the output differs from the CPU output ({found}); expected agreement "
+            "within torch.testing.assert_close's default tolerances for the dtype (TF32 off)",
+            reproduce=f"m(*inputs) vs m.to({ctx.device!r})(*inputs on {ctx.device})",
+        )

@@ -283,6 +283,9 @@ class _Session:
         self.results: dict[str, CheckResult] = {}
         self.shared: dict[str, Any] = {}
         self.hung: str | None = None
+        # check id -> why it was not run, for checks skipped because a prerequisite failed; their
+        # own dependents are skipped for the same reason.
+        self.blocked: dict[str, str] = {}
         self._lock = threading.RLock()
 
     def result(self, check_id: str) -> CheckResult:
@@ -296,7 +299,7 @@ class _Session:
         result = self.result(check_id)
         if result.status in ("failed", "xfailed"):
             return f"not run: prerequisite {check_id} failed"
-        return None
+        return self.blocked.get(check_id)
 
     def _run(self, spec: Check) -> CheckResult:
         started = time.perf_counter()
@@ -326,6 +329,7 @@ class _Session:
         for prerequisite in spec.requires:
             reason = self.prerequisite_failure(prerequisite)
             if reason:
+                self.blocked[spec.check_id] = reason
                 return "skipped", reason
         return self._run_bounded(spec)
 

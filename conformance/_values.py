@@ -134,9 +134,17 @@ def _array_values_equal(left: np.ndarray[Any, Any], right: np.ndarray[Any, Any])
         return False
 
 
-def difference(left: Any, right: Any, path: str = "") -> str | None:
-    """None if ``left`` equals ``right`` (SPEC.md, "Conventions"), else where and how they differ."""
+def difference(left: Any, right: Any, path: str = "", *, loose_scalars: bool = False) -> str | None:
+    """None if ``left`` equals ``right`` (SPEC.md, "Conventions"), else where and how they differ.
+
+    ``loose_scalars``: a NumPy scalar equals a Python number of the same value.
+    """
     where = f" at {path}" if path else ""
+    scalars = (np.generic, int, float, complex)
+    one_numpy_scalar = isinstance(left, np.generic) != isinstance(right, np.generic)
+    if loose_scalars and one_numpy_scalar and isinstance(left, scalars) and isinstance(right, scalars):
+        same = bool(np.asarray(left) == np.asarray(right)) or (left != left and right != right)
+        return None if same else f"values differ{where}: {describe(left)} vs {describe(right)}"
     left_type, right_type = type(left), type(right)
     if is_array(left) or is_array(right):
         if not (is_array(left) and is_array(right)) or isinstance(left, np.ndarray) != isinstance(
@@ -161,7 +169,7 @@ def difference(left: Any, right: Any, path: str = "") -> str | None:
         if len(left) != len(right):
             return f"length differs{where}: {len(left)} vs {len(right)}"
         for index, (one, two) in enumerate(zip(left, right, strict=True)):
-            found = difference(one, two, f"{path}[{index}]")
+            found = difference(one, two, f"{path}[{index}]", loose_scalars=loose_scalars)
             if found:
                 return found
         return None
@@ -169,7 +177,7 @@ def difference(left: Any, right: Any, path: str = "") -> str | None:
         if set(left) != set(right):
             return f"keys differ{where}: {sorted(map(repr, left))} vs {sorted(map(repr, right))}"
         for key in left:
-            found = difference(left[key], right[key], f"{path}[{key!r}]")
+            found = difference(left[key], right[key], f"{path}[{key!r}]", loose_scalars=loose_scalars)
             if found:
                 return found
         return None

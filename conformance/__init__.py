@@ -13,6 +13,7 @@ from torchcontract.conformance._engine import (
     Target,
     check,
 )
+from torchcontract.conformance._pytest import parametrize_with_checks
 from torchcontract.conformance._registry import (
     CHECKS,
     PROTOCOLS,
@@ -38,6 +39,7 @@ __all__ = [
     "Target",
     "check",
     "checks_for",
+    "parametrize_with_checks",
     "protocol_by_name",
     "register_check",
 ]

@@ -1,1 +1,189 @@
-"""pytest plugin for torchcontract (registered through the ``pytest11`` entry point)."""
+"""pytest plugin for torchcontract (registered through the ``pytest11`` entry point).
+
+It expands tests decorated with :func:`~torchcontract.conformance.parametrize_with_checks` into one
+test per (target, check[, device]), adds the ``--conformance-*`` options, prints a per-target summary
+and writes the JSON report. Under pytest-xdist each worker sends its results to the controller, which
+writes the report once, with every result exactly once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, Target
+from torchcontract.conformance._pytest import MARK, CheckCase, StaleExpectedFailure
+from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, CheckResult, environment
+
+_RESULTS = pytest.StashKey["_Results"]()
+_WORKER_OUTPUT_KEY = "torchcontract_results"
+
+
+class _Results:
+    """(target name, protocol) -> result rows, in the order the tests ran."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.stale: dict[tuple[str, str], list[str]] = {}
+
+    def record(self, target: Target, result: CheckResult) -> None:
+        self.rows.setdefault((target.name, target.protocol.__name__), []).append(result.to_dict())
+
+    def merge(self, data: dict[str, Any]) -> None:
+        for entry in data["targets"]:
+            key = (entry["target"], entry["protocol"])
+            self.rows.setdefault(key, []).extend(entry["results"])
+            self.stale.setdefault(key, [])
+            self.stale[key].extend(s for s in entry["stale_expected_failures"] if s not in self.stale[key])
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = list(dict.fromkeys([*self.rows, *self.stale]))
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "environment": environment(),
+            "targets": [
+                {
+                    "target": name,
+                    "protocol": protocol,
+                    "stale_expected_failures": self.stale.get((name, protocol), []),
+                    "results": self.rows.get((name, protocol), []),
+                }
+                for name, protocol in keys
+            ],
+        }
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("torchcontract", "torchcontract conformance checks")
+    group.addoption(
+        "--conformance-report",
+        metavar="PATH",
+        default=None,
+        help="write a JSON report of every (target, check) result to PATH",
+    )
+    group.addoption(
+        "--conformance-devices",
+        metavar="LIST",
+        default=None,
+        help="comma-separated devices for device-dependent checks (default: cpu, plus cuda when available)",
+    )
+    group.addoption(
+        "--conformance-time-budget",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_TIME_BUDGET_S,
+        help=f"seconds each check may take before it fails as hung (default {DEFAULT_TIME_BUDGET_S:g})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARK}(targets): one test per (target, conformance check); "
+        "use torchcontract.conformance.parametrize_with_checks",
+    )
+    config.stash[_RESULTS] = _Results()
+    budget = config.getoption("--conformance-time-budget")
+    if budget is not None and budget <= 0:
+        raise pytest.UsageError(f"--conformance-time-budget must be positive, got {budget}")
+
+
+def _devices(config: pytest.Config) -> list[str]:
+    option: str | None = config.getoption("--conformance-devices")
+    if option is not None:
+        devices = [device.strip() for device in option.split(",") if device.strip()]
+        if not devices:
+            raise pytest.UsageError("--conformance-devices needs at least one device, e.g. cpu,cuda")
+        return devices
+    devices = ["cpu"]
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            devices.append("cuda")
+    return devices
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    mark = metafunc.definition.get_closest_marker(MARK)
+    if mark is None:
+        return
+    missing = {"target", "check"} - set(metafunc.fixturenames)
+    if missing:
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: a test decorated with parametrize_with_checks must take "
+            f"the arguments 'target' and 'check' (missing: {', '.join(sorted(missing))})"
+        )
+    config = metafunc.config
+    budget: float = config.getoption("--conformance-time-budget")
+    results = config.stash[_RESULTS]
+    targets: tuple[Target, ...] = mark.args[0]
+    needs_devices = any(spec.per_device for target in targets for spec in target.checks)
+    devices = _devices(config) if needs_devices else ["cpu"]
+    params = []
+    for target in targets:
+        cases = []
+        for spec in target.checks:
+            for device in devices if spec.per_device else devices[:1]:
+                case = CheckCase(target, spec.check_id, device, budget, recorder=results.record)
+                test_id = f"{target.name}-{spec.check_id}" + (f"-{device}" if spec.per_device else "")
+                marks = []
+                reason = target.expected_failures.get(spec.check_id)
+                if reason is not None:
+                    marks.append(pytest.mark.xfail(reason=reason, strict=False))
+                cases.append(pytest.param(target, case, id=test_id, marks=marks))
+        if not cases:
+            raise pytest.UsageError(
+                f"{metafunc.definition.nodeid}: target {target.name!r} ({target.protocol.__name__}) "
+                "collected zero conformance checks; a conformance run that checks nothing must not pass"
+            )
+        for stale in target.stale_expected_failures:
+            results.stale.setdefault((target.name, target.protocol.__name__), []).append(stale)
+            stale_id = f"{target.name}-stale_expected_failure-{stale}"
+            cases.append(pytest.param(target, StaleExpectedFailure(target, stale), id=stale_id))
+        params.extend(cases)
+    metafunc.parametrize(("target", "check"), params)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    results = config.stash[_RESULTS]
+    worker_output = getattr(config, "workeroutput", None)
+    if worker_output is not None:  # an xdist worker: the controller writes the report
+        worker_output[_WORKER_OUTPUT_KEY] = json.dumps(results.to_dict(), default=repr)
+        return
+    path = config.getoption("--conformance-report")
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(results.to_dict(), indent=2, default=repr), encoding="utf-8")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: merge a finished worker's results into the controller's."""
+    output = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT_KEY)
+    if output:
+        node.config.stash[_RESULTS].merge(json.loads(output))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    results = config.stash.get(_RESULTS, None)
+    if results is None or not (results.rows or results.stale):
+        return
+    terminalreporter.section("torchcontract conformance")
+    for (name, protocol), rows in results.rows.items():
+        counts = {status: sum(row["status"] == status for row in rows) for status in STATUSES}
+        shown = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no results"
+        terminalreporter.write_line(f"{name} ({protocol}): {shown}")
+    for (name, protocol), stale in results.stale.items():
+        for check_id in stale:
+            terminalreporter.write_line(
+                f"{name} ({protocol}): stale expected failure {check_id!r} matches no check"
+            )
+    path = config.getoption("--conformance-report")
+    if path:
+        terminalreporter.write_line(f"JSON report: {path}")

@@ -1,0 +1,116 @@
+"""``parametrize_with_checks``: one pytest test per (target, check), for third-party test suites.
+
+The decorator only marks the test; the plugin (:mod:`torchcontract.conformance.plugin`) expands the mark
+in ``pytest_generate_tests``, once the command-line options (devices, time budget) are known.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, ConformanceWarning, Target
+from torchcontract.conformance._results import CheckResult
+
+if TYPE_CHECKING:
+    from _pytest.mark.structures import MarkDecorator
+
+__all__ = ["MARK", "CheckCase", "StaleExpectedFailure", "parametrize_with_checks"]
+
+MARK = "torchcontract_checks"
+
+
+def parametrize_with_checks(targets: Sequence[Target]) -> MarkDecorator:
+    """Make the decorated test run once per (target, check), with ids ``<target name>-<check id>``.
+
+    The test takes two arguments, ``target`` and ``check``, and its body is ``check(target)``::
+
+        @parametrize_with_checks([Target(MyDataset(), MapDataset, name="mine")])
+        def test_conformance(target, check):
+            check(target)
+
+    A failed required check fails its test with the check's message; a failed recommended check
+    passes with a :class:`ConformanceWarning`; expected failures xfail (and xpass when they pass); an
+    expected-failure id that matches no check gets a failing test of its own. Device-dependent checks
+    get one test per device of ``--conformance-devices`` (ids ending in the device).
+    """
+    import pytest
+
+    if isinstance(targets, Target) or not isinstance(targets, Sequence):
+        raise TypeError("parametrize_with_checks takes a list of Target objects")
+    for target in targets:
+        if not isinstance(target, Target):
+            raise TypeError(
+                f"parametrize_with_checks takes Target objects, got {target!r}; wrap it: "
+                "Target(obj, protocol, name=...)"
+            )
+    names = [target.name for target in targets]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"target names must be unique (they are test ids): {', '.join(repeated)}")
+    if not targets:
+        raise ValueError("parametrize_with_checks needs at least one target")
+    return pytest.mark.torchcontract_checks(tuple(targets))
+
+
+class CheckCase:
+    """The ``check`` argument of a generated test: ``check(target)`` runs one check on the target."""
+
+    def __init__(
+        self,
+        target: Target,
+        check_id: str,
+        device: str,
+        time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+        recorder: Any = None,
+    ) -> None:
+        self.target = target
+        self.check_id = check_id
+        self.device = device
+        self.time_budget_s = time_budget_s
+        self._recorder = recorder
+
+    def __repr__(self) -> str:
+        return f"CheckCase({self.target.name!r}, {self.check_id!r}, device={self.device!r})"
+
+    def run(self, target: Target | None = None) -> CheckResult:
+        """Run the check (memoised per target and device) and return its result, without judging it."""
+        target = self.target if target is None else target
+        result = target.session(self.device, self.time_budget_s).result(self.check_id)
+        if self._recorder is not None:
+            self._recorder(target, result)
+        return result
+
+    def __call__(self, target: Target | None = None) -> CheckResult:
+        """Run the check and turn its result into the test's outcome."""
+        import pytest
+
+        result = self.run(target)
+        if result.status == "skipped":
+            pytest.skip(result.message)
+        if result.status in ("failed", "xfailed"):
+            if result.severity == "recommended" and result.status == "failed":
+                warnings.warn(
+                    ConformanceWarning(f"{result.check_id} (recommended): {result.message}"),
+                    stacklevel=2,
+                )
+                return result
+            pytest.fail(f"{result.check_id} failed:\n{result.message}", pytrace=False)
+        return result
+
+
+class StaleExpectedFailure:
+    """The ``check`` argument of the test generated for an expected failure that names no check."""
+
+    def __init__(self, target: Target, check_id: str) -> None:
+        self.target = target
+        self.check_id = check_id
+
+    def __repr__(self) -> str:
+        return f"StaleExpectedFailure({self.target.name!r}, {self.check_id!r})"
+
+    def __call__(self, target: Target | None = None) -> None:
+        import pytest
+
+        pytest.fail(self.target.stale_message(self.check_id), pytrace=False)

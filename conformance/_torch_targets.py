@@ -1,0 +1,154 @@
+"""torch's and torchvision's targets of ``torchcontract report`` (imported only when torch is installed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import data
+
+from torchcontract import reference_impl as ref
+from torchcontract.conformance._engine import Target
+from torchcontract.protocols import (
+    CallableModule,
+    CollateFn,
+    IterableDataset,
+    Loader,
+    MapDataset,
+    Module,
+    Sampler,
+)
+
+__all__ = ["ShardedRange", "torch_targets"]
+
+VIEWS = (
+    "TensorDataset.__getitem__ returns views (tensor[index]) by design: in-place changes to a sample "
+    "reach the dataset (SPEC.md, map_dataset.samples_are_independent_copies)"
+)
+CONCAT_NEGATIVE = (
+    "ConcatDataset raises ValueError, not IndexError, for ds[-len(ds) - 1] "
+    "(SPEC.md, map_dataset.negative_index_mirrors_python)"
+)
+
+
+class ShardedRange(data.IterableDataset[int]):
+    """A torch IterableDataset of ``range(length)`` that shards itself across DataLoader workers."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        worker = data.get_worker_info()
+        start, step = (0, 1) if worker is None else (worker.id, worker.num_workers)
+        return iter(range(start, self.length, step))
+
+
+def torch_targets(mnist_root: Path) -> list[Target]:
+    """torch's classes (and torchvision's MNIST, when installed) that the protocols formalise."""
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    features = torch.randn(60, 8, generator=generator)
+    labels = torch.arange(60) % 3
+    tensors = data.TensorDataset(features, labels)
+    reference_mnist = ref.MNIST(mnist_root, train=False)
+
+    def inputs(*shape: int) -> tuple[Any, ...]:
+        return (torch.randn(*shape, generator=generator),)
+
+    targets = [
+        Target(nn.Linear(8, 4), Module, name="torch.nn.Linear", example_inputs=inputs(5, 8)),
+        Target(
+            nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3)),
+            Module,
+            name="torch.nn.Sequential",
+            example_inputs=inputs(5, 8),
+        ),
+        Target(nn.Conv2d(1, 4, 3), Module, name="torch.nn.Conv2d", example_inputs=inputs(2, 1, 28, 28)),
+        Target(nn.Dropout(0.5), Module, name="torch.nn.Dropout", example_inputs=inputs(4, 8)),
+        Target(nn.BatchNorm1d(8), Module, name="torch.nn.BatchNorm1d", example_inputs=inputs(5, 8)),
+        Target(nn.ReLU(), CallableModule, name="torch.nn.ReLU", example_inputs=inputs(4, 8)),
+        Target(
+            tensors,
+            MapDataset,
+            name="torch.TensorDataset",
+            expected_failures={"map_dataset.samples_are_independent_copies": VIEWS},
+        ),
+        Target(
+            data.Subset(tensors, list(range(0, 60, 3))),
+            MapDataset,
+            name="torch.Subset",
+            expected_failures={"map_dataset.samples_are_independent_copies": VIEWS},
+        ),
+        Target(
+            data.ConcatDataset([tensors, tensors]),
+            MapDataset,
+            name="torch.ConcatDataset",
+            expected_failures={
+                "map_dataset.samples_are_independent_copies": VIEWS,
+                "map_dataset.negative_index_mirrors_python": CONCAT_NEGATIVE,
+            },
+        ),
+        Target(ShardedRange(60), IterableDataset, name="torch.IterableDataset(subclass)"),
+        Target(data.DataLoader(tensors, batch_size=16), Loader, name="torch.DataLoader"),
+        Target(
+            data.DataLoader(tensors, batch_size=16, shuffle=True, generator=generator),
+            Loader,
+            name="torch.DataLoader(shuffle=True)",
+        ),
+        Target(
+            data.DataLoader(tensors, batch_size=16, drop_last=True),
+            Loader,
+            name="torch.DataLoader(drop_last)",
+        ),
+        Target(data.DataLoader(tensors, batch_size=None), Loader, name="torch.DataLoader(batch_size=None)"),
+        Target(
+            data.DataLoader(reference_mnist, batch_size=100),
+            Loader,
+            name="torch.DataLoader(ref.MNIST)",
+        ),
+        Target(data.SequentialSampler(tensors), Sampler, name="torch.SequentialSampler"),
+        Target(data.RandomSampler(tensors, generator=generator), Sampler, name="torch.RandomSampler"),
+        Target(
+            data.BatchSampler(data.RandomSampler(tensors), 7, drop_last=False),
+            Sampler,
+            name="torch.BatchSampler",
+        ),
+        Target(
+            data.DistributedSampler(tensors, num_replicas=4, rank=3, seed=1),
+            Sampler,
+            name="torch.DistributedSampler",
+        ),
+        Target(
+            data.default_collate,
+            CollateFn,
+            name="torch.default_collate",
+            example_inputs=[tensors[i] for i in range(4)],
+        ),
+    ]
+    if importlib.util.find_spec("torchvision") is not None:
+        from torchvision import datasets, transforms
+
+        targets += [
+            Target(datasets.MNIST(str(mnist_root), train=True), MapDataset, name="torchvision.MNIST"),
+            Target(
+                datasets.MNIST(str(mnist_root), train=False, transform=transforms.ToTensor()),
+                MapDataset,
+                name="torchvision.MNIST(ToTensor)",
+            ),
+            Target(
+                data.DataLoader(
+                    datasets.MNIST(str(mnist_root), train=False, transform=transforms.PILToTensor()),
+                    batch_size=100,
+                ),
+                Loader,
+                name="torch.DataLoader(torchvision.MNIST)",
+            ),
+        ]
+    return targets

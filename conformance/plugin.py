@@ -40,6 +40,10 @@ class _Results:
             self.stale.setdefault(key, [])
             self.stale[key].extend(s for s in entry["stale_expected_failures"] if s not in self.stale[key])
 
+    def idle_targets(self) -> list[tuple[str, str]]:
+        """Targets whose every check that ran was skipped: nothing about them was verified."""
+        return [key for key, rows in self.rows.items() if all(r["status"] == "skipped" for r in rows)]
+
     def to_dict(self) -> dict[str, Any]:
         keys = list(dict.fromkeys([*self.rows, *self.stale]))
         return {
@@ -156,6 +160,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if worker_output is not None:  # an xdist worker: the controller writes the report
         worker_output[_WORKER_OUTPUT_KEY] = json.dumps(results.to_dict(), default=repr)
         return
+    if results.idle_targets() and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     path = config.getoption("--conformance-report")
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -184,6 +190,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_line(
                 f"{name} ({protocol}): stale expected failure {check_id!r} matches no check"
             )
+    for name, protocol in results.idle_targets():
+        terminalreporter.write_line(
+            f"{name} ({protocol}): ran zero conformance checks (every selected check was skipped); "
+            "a conformance run that verifies nothing fails",
+            red=True,
+        )
     path = config.getoption("--conformance-report")
     if path:
         terminalreporter.write_line(f"JSON report: {path}")

@@ -23,6 +23,7 @@ from torchcontract.conformance._registry import (
     register_check,
 )
 from torchcontract.conformance._results import CheckResult, Report
+from torchcontract.conformance.checks.distributed import check_distributed
 
 del _checks
 
@@ -38,6 +39,7 @@ __all__ = [
     "Report",
     "Target",
     "check",
+    "check_distributed",
     "checks_for",
     "parametrize_with_checks",
     "protocol_by_name",

@@ -65,6 +65,11 @@ class Options:
     replacement: whether a sampler draws with replacement (default: its ``replacement`` attribute).
     ordered: whether a loader's batches follow its dataset's order (default: inferred from its
         ``sampler``/``shuffle`` attributes where it has them).
+    num_workers: worker processes for the checks that load through torch's DataLoader (at least 2).
+    world_size: turns the distributed checks on, with this many ranks (pytest:
+        ``--conformance-world-size``).
+    shards: ``shards(rank, world_size)`` builds the sampler or loader of one rank; inferred for
+        samplers shaped like torch's ``DistributedSampler``.
     """
 
     deterministic: bool = True
@@ -76,6 +81,9 @@ class Options:
     data_source_len: int | None = None
     replacement: bool | None = None
     ordered: bool | None = None
+    num_workers: int = 2
+    world_size: int | None = None
+    shards: Callable[[int, int], Any] | None = None
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, object]) -> Options:
@@ -85,6 +93,12 @@ class Options:
             raise TypeError(f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(fields)}")
         for name, value in options.items():
             default = fields[name].default
+            if name == "shards":
+                if value is not None and not callable(value):
+                    raise TypeError(
+                        f"option shards must be a callable (rank, world_size) -> object, not {value!r}"
+                    )
+                continue
             if isinstance(default, bool) or name in ("replacement", "ordered"):
                 valid = isinstance(value, bool) or (value is None and default is None)
             else:
@@ -97,12 +111,17 @@ class Options:
                 raise TypeError(f"option {name}={value!r} is not valid: expected {fields[name].type}")
         if options.get("max_items", 1) == 0:
             raise TypeError("option max_items must be at least 1")
+        if options.get("num_workers", 2) in (0, 1):
+            raise TypeError("option num_workers must be at least 2 (the checks compare workers)")
+        world_size = options.get("world_size")
+        if world_size is not None and world_size in (0, 1):
+            raise TypeError("option world_size must be at least 2")
         return cls(**options)  # type: ignore[arg-type]
 
     def changed(self) -> dict[str, Any]:
         """The options that differ from their defaults (for reports)."""
         return {
-            f.name: getattr(self, f.name)
+            f.name: describe(getattr(self, f.name)) if f.name == "shards" else getattr(self, f.name)
             for f in dataclasses.fields(self)
             if getattr(self, f.name) != f.default
         }
@@ -178,9 +197,16 @@ class Target:
                 self._sessions[key] = _Session(self, device, float(time_budget_s))
             return self._sessions[key]
 
-    def run(self, device: str = "cpu", time_budget_s: float = DEFAULT_TIME_BUDGET_S) -> Report:
+    def run(
+        self,
+        device: str = "cpu",
+        time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+        select: Callable[[Check], bool] | None = None,
+    ) -> Report:
+        """Run this target's checks (those ``select`` accepts) and return the report."""
         session = self.session(device, time_budget_s)
-        results = tuple(session.result(c.check_id) for c in self.checks)
+        chosen = [c for c in self.checks if select is None or select(c)]
+        results = tuple(session.result(c.check_id) for c in chosen)
         return Report(
             target=self.name,
             protocol=self.protocol.__name__,
@@ -349,6 +375,12 @@ class _Session:
             except BaseException as error:  # SystemExit from the object must not end the thread silently
                 outcome.append(("failed", _unexpected(ctx, error)))
 
+        if "workers" in spec.needs:
+            # Checks that start worker processes run in the calling thread (forking a process that
+            # runs other threads is unsafe) and bound their waits themselves (DataLoader's timeout).
+            body()
+            restore_global_rng_states(states)
+            return outcome[0]
         worker = threading.Thread(target=body, name=f"torchcontract:{spec.check_id}", daemon=True)
         worker.start()
         worker.join(self.time_budget_s + _GRACE_S)
@@ -376,15 +408,21 @@ def _unexpected(ctx: Context, error: BaseException) -> str:
 
 
 def _missing_needs(spec: Check, session: _Session) -> str | None:
-    if "torch" in spec.needs and importlib.util.find_spec("torch") is None:
+    if {"torch", "workers", "distributed"} & spec.needs and importlib.util.find_spec("torch") is None:
         return "needs torch, which is not installed (pip install 'torchcontract[torch]')"
+    if "distributed" in spec.needs:
+        import torch.distributed
+
+        if not torch.distributed.is_available():
+            return "needs torch.distributed, which this torch build lacks"
     if "example_inputs" in spec.needs and session.target.example_inputs is None:
         return "needs example_inputs"
     if (spec.per_device and session.device.startswith("cuda")) or "cuda" in spec.needs:
-        torch = tensor_module()
-        if torch is None and importlib.util.find_spec("torch") is not None:
-            import torch
-        if torch is None or not torch.cuda.is_available():
+        if importlib.util.find_spec("torch") is None:
+            return "needs torch with a CUDA device; torch is not installed"
+        import torch
+
+        if not torch.cuda.is_available():
             return "needs a CUDA device, and none is available (torch.cuda.is_available() is False)"
     return None
 
@@ -441,6 +479,11 @@ class Context:
         self.notes.append(text)
 
     # -- calling the object -----------------------------------------------------------------------
+
+    def raised(self, what: str, error: BaseException) -> NoReturn:
+        """Fail the check: the object raised ``error`` while doing ``what``."""
+        self.current = what
+        raise CheckFailure(_unexpected(self, error)) from error
 
     def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)``; if it raises, the check fails naming ``what``."""

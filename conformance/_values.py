@@ -18,6 +18,7 @@ __all__ = [
     "close_difference",
     "describe",
     "difference",
+    "fingerprint",
     "is_array",
     "is_iterable_style",
     "is_tensor",
@@ -362,3 +363,24 @@ def is_iterable_style(dataset: object) -> bool:
     kind = type(dataset)
     indexable = hasattr(kind, "__getitem__") and hasattr(kind, "__len__")
     return hasattr(kind, "__iter__") and not indexable
+
+
+def fingerprint(value: Any) -> object:
+    """A hashable stand-in for a sample, equal for equal samples: to count samples across processes."""
+    if is_array(value):
+        array = as_numpy(value)
+        kind = "tensor" if is_tensor(value) else "ndarray"
+        return (kind, str(array.dtype), array.shape, np.ascontiguousarray(array).tobytes())
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, tuple(fingerprint(item) for item in value))
+    if isinstance(value, Mapping):
+        return ("mapping", tuple(sorted((repr(key), fingerprint(value[key])) for key in value)))
+    if _is_pil_image(value):
+        return ("image", value.mode, value.size, value.tobytes())
+    if isinstance(value, float) and math.isnan(value):
+        return ("nan",)  # NaN != NaN, but two NaN samples are the same sample
+    try:
+        hash(value)
+    except TypeError:
+        return ("repr", repr(value))
+    return value

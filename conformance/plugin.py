@@ -8,6 +8,7 @@ writes the report once, with every result exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -76,6 +77,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="comma-separated devices for device-dependent checks (default: cpu, plus cuda when available)",
     )
     group.addoption(
+        "--conformance-world-size",
+        metavar="N",
+        type=int,
+        default=None,
+        help="turn on the distributed checks with N ranks (off by default)",
+    )
+    group.addoption(
         "--conformance-time-budget",
         metavar="SECONDS",
         type=float,
@@ -94,6 +102,9 @@ def pytest_configure(config: pytest.Config) -> None:
     budget = config.getoption("--conformance-time-budget")
     if budget is not None and budget <= 0:
         raise pytest.UsageError(f"--conformance-time-budget must be positive, got {budget}")
+    world_size = config.getoption("--conformance-world-size")
+    if world_size is not None and world_size < 2:
+        raise pytest.UsageError(f"--conformance-world-size must be at least 2, got {world_size}")
 
 
 def _devices(config: pytest.Config) -> list[str]:
@@ -126,6 +137,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     budget: float = config.getoption("--conformance-time-budget")
     results = config.stash[_RESULTS]
     targets: tuple[Target, ...] = mark.args[0]
+    world_size: int | None = config.getoption("--conformance-world-size")
+    for target in targets:
+        if world_size is not None and target.options.world_size is None:
+            target.options = dataclasses.replace(target.options, world_size=world_size)
     needs_devices = any(spec.per_device for target in targets for spec in target.checks)
     devices = _devices(config) if needs_devices else ["cpu"]
     params = []

@@ -3,19 +3,23 @@
 from torchcontract.conformance.checks import (
     callable_module,
     collate_fn,
+    distributed,
     iterable_dataset,
     loader,
     map_dataset,
     module,
     sampler,
+    workers,
 )
 
 __all__ = [
     "callable_module",
     "collate_fn",
+    "distributed",
     "iterable_dataset",
     "loader",
     "map_dataset",
     "module",
     "sampler",
+    "workers",
 ]

@@ -28,8 +28,8 @@ def next_item(ctx: Context, iterator: Iterator[Any], what: str) -> Any:
         return next(iterator)
     except StopIteration:
         return END
-    except Exception:
-        return ctx.call(what, next, iterator)  # raise again, now reported by ctx.call
+    except Exception as error:
+        ctx.raised(what, error)
 
 
 @dataclass

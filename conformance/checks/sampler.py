@@ -213,3 +213,7 @@ def yields_python_ints(ctx: Context) -> None:
                     "isinstance(index, int))",
                     reproduce=f"type(list(sampler)[{position}])",
                 )
+
+
+# The sharding checks (checks/distributed.py) need the data source's length too.
+data_source_len = _data_source_len

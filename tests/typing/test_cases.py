@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ._harness import CASES_DIR, case_files, missing_modules, required_modules, run_mypy
+from ._harness import CASES_DIR, REPO_ROOT, case_files, missing_modules, required_modules, run_mypy
 
 pytest.importorskip("mypy.api", reason="mypy is not installed (pip install 'torchcontract[test]')")
 
@@ -32,6 +32,23 @@ def test_case_file(case: Path, mypy_cache: Path) -> None:
     result = run_mypy(case, mypy_cache)
     if not result.passed:
         pytest.fail(f"mypy does not accept {case.name} exactly as written:\n{result.report()}", pytrace=False)
+
+
+def _readme_example() -> str:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Typing your code with the protocols", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_example(tmp_path: Path, mypy_cache: Path) -> None:
+    """The README's example type-checks as it stands, under the same rules as the case files."""
+    if missing_modules(CASES_DIR / "user_code.py"):
+        pytest.skip("the README's example needs torch, which is not installed")
+    case = tmp_path / "readme_example.py"
+    case.write_text(_readme_example(), encoding="utf-8")
+    result = run_mypy(case, mypy_cache)
+    if not result.passed:
+        pytest.fail(f"the README's example does not type-check:\n{result.report()}", pytrace=False)
 
 
 def test_there_are_case_files() -> None:

@@ -1,6 +1,7 @@
 # requires: torch
 """Documented limits with torch (SPEC.md, "Honest limits of the static protocols"), and the workarounds."""
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
@@ -23,6 +24,7 @@ class TextToText(Protocol):
 
 ok_linear_as_text_to_text: TextToText = linear  # accepted, although linear("abc") fails at run time
 ok_linear_as_collate_fn: CollateFn[int, str] = linear  # idem
+linear_as_str_function: Callable[[str], str] = linear  # idem
 
 
 class Doubler(nn.Module):
@@ -73,6 +75,7 @@ def _tensor_dataset_samples() -> None:
 # --- 4. DataLoader (and Subset, random_split) type their dataset as the Dataset class ---------------------
 duck_loader: data.DataLoader[int] = data.DataLoader(PlainMapDataset())  # type: ignore[arg-type]
 list_subset: data.Subset[int] = data.Subset([1, 2, 3], [0, 2])  # type: ignore[arg-type]
+list_split: list[data.Subset[int]] = data.random_split([1, 2, 3], [1, 2])  # type: ignore[arg-type]
 
 
 class SizedDataset(data.Dataset[int]):  # workaround 1: subclass Dataset and define __len__

@@ -1,0 +1,262 @@
+"""Datasets, samplers and loader factories for the worker and distributed checks.
+
+They live in an importable module (not in a test file) because worker processes started with
+spawn or forkserver, and the ranks of a process group, unpickle them by module name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils import data
+
+from torchcontract import reference_impl as ref
+
+# ----------------------------------------------------------------------------------------------------
+# iterable datasets
+
+
+class NaiveRange(data.IterableDataset[int]):
+    """Does not shard: every worker yields every item."""
+
+    def __init__(self, length: int = 12) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.length))
+
+
+class ShardedRange(NaiveRange):
+    """Shards by worker: each item once across workers."""
+
+    def __iter__(self) -> Iterator[int]:
+        worker = data.get_worker_info()
+        start, step = (0, 1) if worker is None else (worker.id, worker.num_workers)
+        return iter(range(start, self.length, step))
+
+
+class NoisyStreamWithGenerator(data.IterableDataset[float]):
+    """Noise from a generator made in __init__: copied into every worker, the same every epoch. It
+    does not shard, so that both workers draw for the same positions."""
+
+    def __init__(self, length: int = 12) -> None:
+        self.length = length
+        self.rng = np.random.default_rng()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[float]:
+        return (float(self.rng.normal()) for _ in range(self.length))
+
+
+class NoisyStreamSeededPerWorker(NoisyStreamWithGenerator):
+    """Shards, and seeds its generator from get_worker_info().seed: independent per worker and epoch."""
+
+    def __iter__(self) -> Iterator[float]:
+        worker = data.get_worker_info()
+        rng = self.rng if worker is None else np.random.default_rng(worker.seed)
+        start, step = (0, 1) if worker is None else (worker.id, worker.num_workers)
+        return (float(rng.normal()) for _ in range(start, self.length, step))
+
+
+# ----------------------------------------------------------------------------------------------------
+# map-style datasets
+
+
+class Squares:
+    def __init__(self, length: int = 10) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> int:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return index * index
+
+
+class NoisyWithGenerator(Squares):
+    """A generator made in __init__ is copied into every worker: identical draws."""
+
+    def __init__(self, length: int = 10) -> None:
+        super().__init__(length)
+        self.rng = np.random.default_rng()
+
+    def __getitem__(self, index: int) -> float:  # type: ignore[override]
+        return super().__getitem__(index) + float(self.rng.normal())
+
+
+class NoisyFromWorkerSeed(NoisyWithGenerator):
+    """Reseeds per worker from get_worker_info().seed (torch's recommendation)."""
+
+    def __getitem__(self, index: int) -> float:  # type: ignore[override]
+        worker = data.get_worker_info()
+        if worker is not None and getattr(self, "_seeded_for", None) != worker.seed:
+            self.rng, self._seeded_for = np.random.default_rng(worker.seed), worker.seed
+        return super().__getitem__(index)
+
+
+class NoisyFromGlobalNumpy(Squares):
+    """Draws from NumPy's legacy global RNG, which torch reseeds in every worker."""
+
+    def __getitem__(self, index: int) -> float:  # type: ignore[override]
+        return super().__getitem__(index) + float(np.random.normal())
+
+
+class OutOfRangeError(IndexError):
+    def __init__(self, index: int, length: int) -> None:
+        super().__init__(f"index {index} is not in range({length})")
+        self.index, self.length = index, length
+
+
+class RaisesRichError(Squares):
+    """An IndexError subclass whose __init__ needs two arguments: torch cannot rebuild it."""
+
+    def __getitem__(self, index: int) -> int:
+        if not 0 <= index < self.length:
+            raise OutOfRangeError(index, self.length)
+        return index * index
+
+
+# Filled at run time by the main process: a worker that re-imports this module finds it empty.
+SCALES: dict[str, int] = {}
+
+
+class ScaledByRegistry(Squares):
+    """Reads a module-level registry set at run time: fine in this process and in forked workers,
+    wrong in a worker that rebuilt the dataset from its pickle."""
+
+    def __getitem__(self, index: int) -> int:
+        return super().__getitem__(index) * SCALES.get("scale", 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# samplers for the sharding checks
+
+
+class UnevenShards:
+    """indices[rank::world_size] without padding: ranks get different counts when N % R != 0."""
+
+    def __init__(self, length: int, num_replicas: int, rank: int) -> None:
+        self.dataset = range(length)
+        self.length, self.num_replicas, self.rank = length, num_replicas, rank
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.length, self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.length, self.num_replicas))
+
+
+class OverlappingShards(UnevenShards):
+    """Contiguous blocks that start at `rank` instead of `rank * block`: neighbours overlap and the
+    tail of the dataset is on no rank."""
+
+    def __iter__(self) -> Iterator[int]:
+        size = -(-self.length // self.num_replicas)
+        return iter(range(self.rank, self.rank + size))
+
+    def __len__(self) -> int:
+        return -(-self.length // self.num_replicas)
+
+
+class IgnoresEpoch(data.DistributedSampler[int]):
+    """Stores the epoch but always shuffles with the seed alone."""
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, self.epoch = self.epoch, 0
+        try:
+            return super().__iter__()
+        finally:
+            self.epoch = epoch
+
+
+class EntropySeeded(data.DistributedSampler[int]):
+    """Each instance draws its own seed: ranks (separate processes) shard different permutations."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seed = int(np.random.default_rng().integers(2**31))
+
+
+def uneven(rank: int, world_size: int) -> UnevenShards:
+    return UnevenShards(10, world_size, rank)
+
+
+def overlapping(rank: int, world_size: int) -> OverlappingShards:
+    return OverlappingShards(10, world_size, rank)
+
+
+# ----------------------------------------------------------------------------------------------------
+# loader factories for the process-group checks (picklable: module-level functions)
+
+TENSORS = data.TensorDataset(torch.arange(22.0).reshape(11, 2), torch.arange(11))
+
+
+def torch_loader(rank: int, world_size: int) -> data.DataLoader[Any]:
+    sampler = data.DistributedSampler(TENSORS, num_replicas=world_size, rank=rank, seed=3)
+    return data.DataLoader(TENSORS, batch_size=2, sampler=sampler)
+
+
+def reference_loader(rank: int, world_size: int) -> ref.DataLoader:
+    dataset = ref.MNIST(ref.sample_root(), train=False)
+    sampler = ref.DistributedSampler(dataset, num_replicas=world_size, rank=rank, seed=5)
+    return ref.DataLoader(dataset, batch_size=64, sampler=sampler)
+
+
+class ExtraBatchOnRankZero:
+    """Rank 0 yields one batch more than the others (its own bookkeeping bug)."""
+
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.inner, self.rank = torch_loader(rank, world_size), rank
+        self.sampler = self.inner.sampler
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from self.inner
+        if self.rank == 0:
+            yield next(iter(self.inner))
+
+
+def extra_batch_on_rank_zero(rank: int, world_size: int) -> ExtraBatchOnRankZero:
+    return ExtraBatchOnRankZero(rank, world_size)
+
+
+def ignores_rank(rank: int, world_size: int) -> data.DataLoader[Any]:
+    """Every rank loads the whole dataset: equal counts, but each sample world_size times."""
+    return data.DataLoader(TENSORS, batch_size=2)
+
+
+def dies_on_rank_one(rank: int, world_size: int) -> data.DataLoader[Any]:
+    import os
+
+    if rank == 1:
+        os._exit(3)
+    return torch_loader(rank, world_size)
+
+
+def hangs_on_rank_one(rank: int, world_size: int) -> data.DataLoader[Any]:
+    import threading
+
+    if rank == 1:
+        threading.Event().wait()
+    return torch_loader(rank, world_size)
+
+
+class _SharedSeed:
+    value = 0
+
+
+def fresh_seed_each_build(rank: int, world_size: int) -> data.DistributedSampler[int]:
+    """Rank 0 draws a seed that the other ranks share (as if broadcast), but every build of the ranks
+    draws a new one: a restarted run cannot reproduce its order."""
+    if rank == 0:
+        _SharedSeed.value = int(np.random.default_rng().integers(2**31))
+    return data.DistributedSampler(range(10), num_replicas=world_size, rank=rank, seed=_SharedSeed.value)

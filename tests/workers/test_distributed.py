@@ -1,0 +1,155 @@
+"""Distributed clauses: samplers sharded across ranks, and loaders under a real gloo process group."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install 'torchcontract[torch]')")
+
+from torch.utils import data
+
+from torchcontract.conformance import check, check_distributed
+from torchcontract.protocols import Sampler
+
+from . import fixtures
+
+SHARDING = {
+    "sampler.shards_have_equal_length",
+    "sampler.shards_cover_dataset",
+    "sampler.set_epoch_reshuffles_every_rank_alike",
+    "sampler.same_seed_same_shards",
+}
+
+
+def _statuses(report: Any) -> dict[str, str]:
+    return {r.check_id: r.status for r in report.results}
+
+
+def _required_failures(report: Any) -> set[str]:
+    return {r.check_id for r in report.results if r.status == "failed" and r.severity == "required"}
+
+
+# -- samplers ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"shuffle": False}, {"drop_last": True}, {"seed": 7}],
+    ids=["default", "no-shuffle", "drop-last", "seed"],
+)
+def test_torch_distributed_sampler_passes_every_sharding_clause(
+    world_size: int, options: dict[str, Any]
+) -> None:
+    sampler = data.DistributedSampler(range(10), num_replicas=world_size, rank=0, **options)
+    report = check(sampler, Sampler, world_size=world_size)
+    assert report.passed, report
+    assert not report.failures, report
+    assert _statuses(report)["sampler.shards_cover_dataset"] == "passed"
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_the_reference_distributed_sampler_passes(world_size: int) -> None:
+    from torchcontract import reference_impl as ref
+
+    sampler = ref.DistributedSampler(10, num_replicas=world_size, rank=0)
+    report = check(
+        sampler,
+        Sampler,
+        world_size=world_size,
+        data_source_len=10,
+        shards=lambda r, w: ref.DistributedSampler(10, num_replicas=w, rank=r),
+    )
+    assert report.passed, report
+    assert not report.failures, report
+
+
+@pytest.mark.parametrize(
+    ("target", "options", "violates"),
+    [
+        (fixtures.uneven(0, 3), {"shards": fixtures.uneven}, "sampler.shards_have_equal_length"),
+        (fixtures.overlapping(0, 3), {"shards": fixtures.overlapping}, "sampler.shards_cover_dataset"),
+        (
+            fixtures.IgnoresEpoch(range(10), num_replicas=3, rank=0),
+            {},
+            "sampler.set_epoch_reshuffles_every_rank_alike",
+        ),
+        (
+            fixtures.fresh_seed_each_build(0, 3),
+            {"shards": fixtures.fresh_seed_each_build},
+            "sampler.same_seed_same_shards",
+        ),
+        (fixtures.EntropySeeded(range(10), num_replicas=3, rank=0), {}, "sampler.shards_cover_dataset"),
+    ],
+    ids=["uneven", "overlapping", "ignores-epoch", "fresh-seed-each-build", "entropy-seeded"],
+)
+def test_each_broken_sampler_fails_exactly_its_clause(
+    target: Any, options: dict[str, Any], violates: str
+) -> None:
+    report = check(target, Sampler, world_size=3, data_source_len=10, **options)
+    assert _required_failures(report) == {violates}, report
+
+
+def test_sharding_checks_are_off_without_a_world_size() -> None:
+    report = check(data.DistributedSampler(range(10), num_replicas=2, rank=0), Sampler)
+    for check_id in SHARDING:
+        result = next(r for r in report.results if r.check_id == check_id)
+        assert result.status == "skipped"
+        assert "--conformance-world-size" in result.message
+
+
+# -- loaders under a process group -------------------------------------------------------------------------
+
+
+def _no_children_left() -> bool:
+    deadline = time.monotonic() + 5
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_torch_loaders_under_a_process_group_pass(world_size: int) -> None:
+    report = check_distributed(fixtures.torch_loader, world_size)
+    assert report.passed, report
+    assert [r.status for r in report.results] == ["passed", "passed"]
+    assert _no_children_left()
+
+
+def test_reference_loaders_under_a_process_group_pass() -> None:
+    report = check_distributed(fixtures.reference_loader, 2)
+    assert report.passed, report
+    assert [r.status for r in report.results] == ["passed", "passed"]
+
+
+def test_a_rank_with_an_extra_batch_is_caught_by_the_collective() -> None:
+    report = check_distributed(fixtures.extra_batch_on_rank_zero, 2)
+    assert _required_failures(report) == {"loader.ranks_yield_equal_batch_counts"}
+    assert "yielded [4, 3] batches" in report.failures[0].message
+
+
+def test_a_loader_ignoring_its_rank_fails_coverage() -> None:
+    report = check_distributed(fixtures.ignores_rank, 2)
+    assert _required_failures(report) == {"loader.ranks_cover_dataset"}
+    assert "11 beyond one copy of the dataset" in report.failures[0].message
+
+
+@pytest.mark.parametrize(
+    ("factory", "cause"),
+    [
+        (fixtures.dies_on_rank_one, "rank 1 of 2 failed: rank 1 exited with status 3"),
+        (fixtures.hangs_on_rank_one, "rank 1 of 2 failed: rank 1 did not finish within"),
+    ],
+    ids=["dies", "hangs"],
+)
+def test_a_dead_or_hung_rank_fails_in_time_and_every_process_ends(factory: Any, cause: str) -> None:
+    started = time.monotonic()
+    report = check_distributed(factory, 2, time_budget_s=6)
+    assert time.monotonic() - started < 6 + 5
+    assert _required_failures(report) == {"loader.ranks_yield_equal_batch_counts"}
+    assert cause in report.failures[0].message
+    assert _no_children_left()

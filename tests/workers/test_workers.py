@@ -1,0 +1,108 @@
+"""Worker-process clauses: real DataLoader workers (fork, and forkserver/spawn) on broken and correct
+datasets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install 'torchcontract[torch]')")
+
+from torchcontract.conformance import check
+from torchcontract.protocols import IterableDataset, MapDataset
+
+from . import fixtures
+
+WORKER_CHECKS = {
+    "iterable_dataset.workers_yield_each_item_once",
+    "iterable_dataset.workers_draw_independent_randomness",
+    "iterable_dataset.spawn_workers_yield_same_items",
+    "map_dataset.workers_draw_independent_randomness",
+    "map_dataset.worker_errors_keep_their_type",
+    "map_dataset.spawn_workers_yield_same_samples",
+}
+
+
+def _failed(obj: Any, protocol: type, **options: Any) -> list[str]:
+    report = check(obj, protocol, **options)
+    return [r.check_id for r in report.results if r.status == "failed" and r.severity == "required"]
+
+
+@pytest.mark.parametrize(
+    ("obj", "protocol", "options", "violates"),
+    [
+        (fixtures.NaiveRange(), IterableDataset, {}, "iterable_dataset.workers_yield_each_item_once"),
+        (
+            fixtures.NoisyStreamWithGenerator(),
+            IterableDataset,
+            {"deterministic": False},
+            "iterable_dataset.workers_draw_independent_randomness",
+        ),
+        (
+            fixtures.NoisyWithGenerator(),
+            MapDataset,
+            {"deterministic": False},
+            "map_dataset.workers_draw_independent_randomness",
+        ),
+        (fixtures.RaisesRichError(), MapDataset, {}, "map_dataset.worker_errors_keep_their_type"),
+    ],
+    ids=lambda value: type(value).__name__ if not isinstance(value, (dict, str, type)) else None,
+)
+def test_each_broken_dataset_fails_exactly_its_clause(
+    obj: Any, protocol: type, options: dict[str, Any], violates: str
+) -> None:
+    # NoisyStreamWithGenerator does not shard either; as deterministic=False only its count is compared.
+    expected = {violates}
+    if isinstance(obj, fixtures.NoisyStreamWithGenerator):
+        expected.add("iterable_dataset.workers_yield_each_item_once")
+    assert set(_failed(obj, protocol, **options)) == expected
+
+
+def test_state_set_at_run_time_is_lost_in_a_worker_rebuilt_from_the_pickle() -> None:
+    fixtures.SCALES["scale"] = 3
+    try:
+        report = check(fixtures.ScaledByRegistry(), MapDataset)
+    finally:
+        fixtures.SCALES.clear()
+    failed = [r for r in report.results if r.status == "failed"]
+    assert [r.check_id for r in failed] == ["map_dataset.spawn_workers_yield_same_samples"]
+    assert "re-imports its module" in failed[0].message
+
+
+def test_the_error_message_explains_the_rebuilt_exception() -> None:
+    report = check(fixtures.RaisesRichError(), MapDataset)
+    (failure,) = [r for r in report.results if r.status == "failed"]
+    assert "raises OutOfRangeError in this process" in failure.message
+    assert "the caller got RuntimeError" in failure.message
+
+
+@pytest.mark.parametrize(
+    ("obj", "protocol", "options"),
+    [
+        (fixtures.ShardedRange(), IterableDataset, {}),
+        (fixtures.NoisyStreamSeededPerWorker(), IterableDataset, {"deterministic": False}),
+        (fixtures.NoisyFromWorkerSeed(), MapDataset, {"deterministic": False}),
+        (fixtures.NoisyFromGlobalNumpy(), MapDataset, {"deterministic": False}),
+        (fixtures.Squares(), MapDataset, {}),
+    ],
+    ids=lambda value: type(value).__name__ if not isinstance(value, (dict, type)) else None,
+)
+def test_correct_datasets_pass_every_worker_clause(obj: Any, protocol: type, options: dict[str, Any]) -> None:
+    report = check(obj, protocol, **options)
+    ran = {r.check_id: r.status for r in report.results if r.check_id in WORKER_CHECKS}
+    assert "failed" not in ran.values(), report
+    assert report.passed, report
+    assert "passed" in ran.values()
+
+
+def test_plain_iterables_are_skipped_with_the_reason() -> None:
+    report = check([1, 2, 3], IterableDataset)
+    messages = {r.check_id: (r.status, r.message) for r in report.results}
+    for check_id in (
+        "iterable_dataset.workers_yield_each_item_once",
+        "iterable_dataset.spawn_workers_yield_same_items",
+    ):
+        status, message = messages[check_id]
+        assert status == "skipped"
+        assert "streams only subclasses of torch.utils.data.IterableDataset" in message

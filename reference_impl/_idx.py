@@ -112,7 +112,7 @@ def _check_data_size(path: StrPath, dtype: np.dtype[Any], dims: tuple[int, ...],
         )
     if needed < available:
         raise _fail(
-            path, f"{available - needed} bytes after the {needed} bytes of data that dims {dims} describe"
+            path, f"data continues after the {needed} bytes that dims {dims} describe ({available} bytes)"
         )
 
 
@@ -131,15 +131,17 @@ class _BoundedGunzip:
         try:
             while wanted > 0:
                 stream = self.stream
-                if stream.unconsumed_tail:
-                    pending = stream.unconsumed_tail
-                elif stream.eof:
+                # eof first: at the end of a member, zlib may leave the rest of the input in both
+                # unused_data and unconsumed_tail.
+                if stream.eof:
                     # Whatever follows a complete member must be another member (concatenated
                     # gzip files are valid gzip).
                     pending = stream.unused_data or self.file.read(_CHUNK)
                     if not pending:
                         break
                     self.stream = stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                elif stream.unconsumed_tail:
+                    pending = stream.unconsumed_tail
                 else:
                     pending = self.file.read(_CHUNK)
                     if not pending:

@@ -322,6 +322,9 @@ class DataLoader:
     Iterable-style datasets: the stream is cut into batches; ``shuffle=True`` or a ``sampler`` is
     a ``ValueError`` (as in torch).
 
+    A map-style dataset needs ``__len__`` unless a ``sampler`` is given (``TypeError`` at
+    construction; torch fails later, at ``len`` or ``iter``).
+
     ``batch_size=None`` turns batching off: single samples are yielded, through ``collate_fn`` when
     one is given. ``len(loader)`` is the number of batches (``TypeError`` for a dataset or sampler
     without ``__len__``). ``iter(loader)`` returns a new iterator each time (the shuffled order is

@@ -52,7 +52,9 @@ def reference_parse(data: bytes) -> np.ndarray | None:
 def same_values(a: np.ndarray, b: np.ndarray) -> bool:
     """Same shape and bit-identical values (NaNs included), whatever the byte order."""
     native_a, native_b = a.astype(a.dtype.newbyteorder("=")), b.astype(b.dtype.newbyteorder("="))
-    return a.shape == b.shape and native_a.dtype == native_b.dtype and native_a.tobytes() == native_b.tobytes()
+    return (
+        a.shape == b.shape and native_a.dtype == native_b.dtype and native_a.tobytes() == native_b.tobytes()
+    )
 
 
 def find_base(array: np.ndarray) -> object:
@@ -68,7 +70,9 @@ def find_base(array: np.ndarray) -> object:
 @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     array=st.sampled_from(list(DTYPES.values())).flatmap(
-        lambda dtype: hnp.arrays(dtype.newbyteorder("="), hnp.array_shapes(min_dims=1, max_dims=4, min_side=0))
+        lambda dtype: hnp.arrays(
+            dtype.newbyteorder("="), hnp.array_shapes(min_dims=1, max_dims=4, min_side=0)
+        )
     ),
     compress=st.booleans(),
 )
@@ -100,7 +104,8 @@ def test_raw_files_are_memory_mapped_read_only(tmp_path: Path) -> None:
     write_idx(path, values)
     result = read_idx(path)
     assert isinstance(find_base(result), mmap.mmap)
-    assert not result.flags.writeable and not result.flags.owndata
+    assert not result.flags.writeable
+    assert not result.flags.owndata
     with pytest.raises(ValueError, match="read-only"):
         result[0, 0, 0] = 1
 
@@ -188,7 +193,9 @@ MALFORMED = {
 
 @pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
 @pytest.mark.parametrize("kind", list(MALFORMED))
-def test_malformed_files_raise_idx_format_error_naming_the_file(tmp_path: Path, kind: str, compress: bool) -> None:
+def test_malformed_files_raise_idx_format_error_naming_the_file(
+    tmp_path: Path, kind: str, compress: bool
+) -> None:
     content, problem = MALFORMED[kind]
     if compress and kind in ("absurd dims", "huge rank"):
         problem = "absurd dims"
@@ -285,7 +292,9 @@ def test_raw_truncations_and_bit_flips(tmp_path: Path, array: np.ndarray, data: 
     if data.draw(st.booleans(), "truncate"):
         content = content[: data.draw(st.integers(0, len(content) - 1), "length")]
     else:
-        for position in data.draw(st.lists(st.integers(0, len(content) - 1), min_size=1, max_size=3), "flips"):
+        for position in data.draw(
+            st.lists(st.integers(0, len(content) - 1), min_size=1, max_size=3), "flips"
+        ):
             content[position] ^= 1 << data.draw(st.integers(0, 7), "bit")
     path = tmp_path / "fuzz"
     path.write_bytes(bytes(content))
@@ -304,13 +313,18 @@ def test_gzip_truncations_and_bit_flips(tmp_path: Path, array: np.ndarray, data:
     if data.draw(st.booleans(), "truncate"):
         content = content[: data.draw(st.integers(0, len(content) - 1), "length")]
     else:
-        for position in data.draw(st.lists(st.integers(0, len(content) - 1), min_size=1, max_size=3), "flips"):
+        for position in data.draw(
+            st.lists(st.integers(0, len(content) - 1), min_size=1, max_size=3), "flips"
+        ):
             content[position] ^= 1 << data.draw(st.integers(0, 7), "bit")
     path = tmp_path / "fuzz.gz"
     path.write_bytes(bytes(content))
+    message = None
     try:
         result = read_idx(path)
     except IDXFormatError as error:
-        assert str(path) in str(error)
+        message = str(error)
+    if message is not None:
+        assert str(path) in message
     else:  # a flip in a field gzip does not check (timestamp, OS) changes nothing
         assert same_values(result, array)

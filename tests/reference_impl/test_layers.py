@@ -26,9 +26,11 @@ def test_linear_init_distribution_like_torch() -> None:
     layer = Linear(1000, 1000, rng=np.random.default_rng(0))
     bound = 1 / math.sqrt(1000)
     w, b = layer.weight.data, layer.bias.data  # type: ignore[union-attr]
-    assert w.shape == (1000, 1000) and b.shape == (1000,)
+    assert w.shape == (1000, 1000)
+    assert b.shape == (1000,)
     assert w.dtype == b.dtype == np.float32
-    assert np.abs(w).max() <= np.float32(bound) and np.abs(b).max() <= np.float32(bound)
+    assert np.abs(w).max() <= np.float32(bound)
+    assert np.abs(b).max() <= np.float32(bound)
     assert np.abs(w).max() > 0.999 * bound  # spans the whole interval
     assert w.std() == pytest.approx(bound / math.sqrt(3), rel=0.01)
     assert abs(float(w.mean())) < 1e-3 * bound * 10
@@ -80,12 +82,15 @@ def test_linear_shapes(shape: tuple[int, ...]) -> None:
     layer = Linear(5, 3, rng=np.random.default_rng(0))
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     y = layer(x)
-    assert y.shape == (*shape[:-1], 3) and y.dtype == np.float32
+    assert y.shape == (*shape[:-1], 3)
+    assert y.dtype == np.float32
     expected = x.astype(np.float64) @ layer.weight.data.T.astype(np.float64) + layer.bias.data  # type: ignore[union-attr]
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
     grad_input = layer.backward(np.ones_like(y))
-    assert grad_input.shape == x.shape and grad_input.dtype == np.float32
-    assert layer.weight.grad is not None and layer.weight.grad.shape == (3, 5)
+    assert grad_input.shape == x.shape
+    assert grad_input.dtype == np.float32
+    assert layer.weight.grad is not None
+    assert layer.weight.grad.shape == (3, 5)
 
 
 def test_linear_rejects_wrong_last_dim_and_scalars() -> None:
@@ -174,10 +179,14 @@ def test_relu_forward_backward() -> None:
 def test_sequential_indexing_len_iteration() -> None:
     a, b, c = Linear(2, 3), ReLU(), Linear(3, 1)
     model = Sequential(a, b, c)
-    assert len(model) == 3 and list(model) == [a, b, c]
-    assert model[0] is a and model[-1] is c and model[np.int64(1)] is b
+    assert len(model) == 3
+    assert list(model) == [a, b, c]
+    assert model[0] is a
+    assert model[-1] is c
+    assert model[np.int64(1)] is b
     head = model[:2]
-    assert isinstance(head, Sequential) and list(head) == [a, b]
+    assert isinstance(head, Sequential)
+    assert list(head) == [a, b]
     assert [n for n, _ in head.named_parameters()] == ["0.weight", "0.bias"]
     assert list(model[::-1]) == [c, b, a]
     with pytest.raises(IndexError):
@@ -190,7 +199,8 @@ def test_sequential_indexing_len_iteration() -> None:
         Sequential(a, "relu")  # type: ignore[arg-type]
     empty = Sequential()
     x = np.ones((2, 2), np.float32)
-    assert empty(x) is x and len(empty) == 0
+    assert empty(x) is x
+    assert len(empty) == 0
 
 
 def test_sequential_applies_a_repeated_module_each_time() -> None:

@@ -163,7 +163,8 @@ def test_load_state_dict_round_trip_keeps_parameter_identity() -> None:
     arrays = [id(p.data) for p in target.parameters()]
     result = target.load_state_dict(source.state_dict())
     assert result == IncompatibleKeys([], [])
-    assert result.missing_keys == [] and result.unexpected_keys == []
+    assert result.missing_keys == []
+    assert result.unexpected_keys == []
     assert [id(p) for p in target.parameters()] == before
     assert [id(p.data) for p in target.parameters()] == arrays
     for (_, a), (_, b) in zip(source.named_parameters(), target.named_parameters(), strict=True):

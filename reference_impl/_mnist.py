@@ -108,16 +108,18 @@ class MNIST:
         return image, label
 
     def __getitems__(self, indices: Sequence[int]) -> Sequence[tuple[Any, Any]]:
-        if self.transform is not None or self.target_transform is not None:
+        positions = None
+        if self.transform is None and self.target_transform is None:
+            try:
+                positions = np.asarray(indices)
+            except ValueError:  # ragged nesting: not a sequence of integers
+                positions = None
+        if positions is None or positions.ndim != 1 or (positions.size and positions.dtype.kind not in "iu"):
+            # Transforms, or indices that are not plain integers (bools, huge ints, floats, ...):
+            # one sample at a time, which also gives Python's exact errors.
             return [self[i] for i in indices]
-        positions = np.asarray(indices)
-        if positions.ndim != 1:
-            raise TypeError(f"MNIST.__getitems__ takes a sequence of integers, got shape {positions.shape}")
-        if positions.dtype.kind not in "iu":
-            if positions.size and positions.dtype.kind != "b":
-                raise TypeError(f"MNIST indices must be integers, got {positions.dtype} values")
-            positions = positions.astype(np.intp)  # [] and bools (ds[True] is ds[1])
         # NumPy's fancy indexing follows Python's rules: negative indices, IndexError out of range.
+        positions = positions.astype(np.intp, copy=False)
         return SampleBatch(self.data[positions], self.targets[positions])
 
     def __getstate__(self) -> dict[str, Any]:

@@ -13,6 +13,9 @@
 
 Times are the best of ``--repeats`` runs (medians in brackets): the minimum is the least disturbed
 by other processes. torch and torchvision are optional: without them their rows are skipped.
+On a busy machine, multi-threaded BLAS timings swing wildly; compare single-threaded with
+``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/run.py`` (NumPy's OpenBLAS and torch
+both read these).
 """
 
 from __future__ import annotations
@@ -161,7 +164,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--torchvision-epochs", type=int, default=1)
     args = parser.parse_args()
+    threads = {name: os.environ.get(name, "default") for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     print(f"CPU cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, NumPy {np.__version__}")
+    print(f"threads: {threads}")
     with tempfile.TemporaryDirectory() as folder:
         write_synthetic_mnist(Path(folder))
         epoch_benchmark(Path(folder), args.repeats, args.torchvision_epochs)

@@ -13,7 +13,6 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_mnist.py"
 
 
-@pytest.mark.slow
 def test_train_mnist_example_reaches_090() -> None:
     if not EXAMPLE.is_file():
         pytest.skip(f"{EXAMPLE} is not part of this installation")

@@ -1,0 +1,442 @@
+"""Loading data: samplers, ``default_collate``, ``DataLoader`` and ``StreamDataset``.
+
+The hot path of a shuffled epoch creates no per-sample Python objects: the samplers produce the
+epoch's order as one NumPy array, ``DataLoader`` hands slices of it to the dataset's
+``__getitems__``, and a dataset that answers with a :class:`SampleBatch` has its columns returned
+by :func:`default_collate` as they are.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from typing import Any, Generic, Protocol, SupportsIndex, TypeVar, overload, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+from typing_extensions import override
+
+from torchcontract.protocols import MapDataset
+
+__all__ = [
+    "BatchSampler",
+    "DataLoader",
+    "RandomSampler",
+    "SampleBatch",
+    "SequentialSampler",
+    "StreamDataset",
+    "default_collate",
+    "is_iterable_style",
+]
+
+T = TypeVar("T")
+Indices = NDArray[np.int64]
+
+
+class SampleBatch(Sequence[tuple[Any, ...]]):
+    """A batch of samples stored as columns: element ``i`` is ``(column[i] for each column)``.
+
+    What a vectorised ``__getitems__`` returns: a sequence of samples, as ``torch.utils.data``
+    expects (so ``torch``'s ``default_collate`` works on it), that also carries the stacked
+    ``columns``, which :func:`default_collate` returns without re-stacking. Elements are made on
+    access: a 1-D column gives Python scalars (``int(labels[i])``), a column of higher rank gives
+    writable copies (``images[i].copy()``), so ``batch[i]`` equals ``dataset[indices[i]]``.
+    """
+
+    __slots__ = ("columns",)
+
+    def __init__(self, *columns: NDArray[Any]) -> None:
+        if not columns or any(len(column) != len(columns[0]) for column in columns):
+            raise ValueError(f"SampleBatch needs columns of one length, got {[len(c) for c in columns]}")
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> tuple[Any, ...]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> SampleBatch: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> tuple[Any, ...] | SampleBatch:
+        if isinstance(index, slice):
+            return SampleBatch(*(column[index] for column in self.columns))
+        position = operator.index(index)
+        if not -len(self) <= position < len(self):
+            raise IndexError(f"index {position} is out of range for a batch of {len(self)}")
+        return tuple(
+            column[position].item() if column.ndim == 1 else column[position].copy()
+            for column in self.columns
+        )
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{column.dtype}{list(column.shape)}" for column in self.columns)
+        return f"SampleBatch({shapes})"
+
+
+# -- collate ----------------------------------------------------------------------------------------
+
+
+def default_collate(samples: Sequence[Any]) -> Any:
+    """Turn a list of samples into a batch, mirroring the structure of the samples.
+
+    - a :class:`SampleBatch` gives its ``columns`` (a tuple of arrays), as they are;
+    - ndarrays are stacked along a new first axis (same shape and dtype required);
+    - Python ``int`` gives an int64 array, ``float`` float64, ``bool`` bool; NumPy scalars an
+      array of their dtype;
+    - ``str`` and ``bytes`` give a list of them;
+    - mappings recurse per key (same keys required) and keep their type where it can be
+      rebuilt from a dict; namedtuples and tuples recurse per field and keep their type (torch
+      turns plain tuples into lists); lists recurse and stay lists.
+
+    Other types raise ``TypeError`` naming the type and where in the sample it sits; samples whose
+    structure or array shapes differ raise ``ValueError`` naming what differs.
+    """
+    if isinstance(samples, SampleBatch):
+        return samples.columns
+    if len(samples) == 0:
+        raise ValueError("default_collate needs at least one sample")
+    return _collate(samples, "sample")
+
+
+def _collate(samples: Sequence[Any], where: str) -> Any:
+    first = samples[0]
+    kind = type(first)
+    for i, sample in enumerate(samples):
+        # bool is an int and a namedtuple a tuple: the types must match exactly, not by isinstance.
+        if type(sample) is not kind:
+            raise TypeError(
+                f"default_collate: {where} is {kind.__name__} in sample 0, "
+                f"{type(sample).__name__} in sample {i}"
+            )
+    if isinstance(first, np.ndarray):
+        for i, sample in enumerate(samples):
+            if sample.shape != first.shape or sample.dtype != first.dtype:
+                raise ValueError(
+                    f"default_collate: {where} is {first.dtype}{list(first.shape)} in sample 0, "
+                    f"{sample.dtype}{list(sample.shape)} in sample {i}"
+                )
+        return np.stack(samples)
+    if kind in _SCALAR_DTYPES:
+        return np.array(samples, dtype=_SCALAR_DTYPES[kind])
+    if isinstance(first, np.generic):
+        return np.array(samples, dtype=first.dtype)
+    if isinstance(first, (str, bytes)):
+        return list(samples)
+    if isinstance(first, Mapping):
+        keys = list(first)
+        for i, sample in enumerate(samples):
+            if sample.keys() != first.keys():
+                raise ValueError(
+                    f"default_collate: {where} has keys {keys} in sample 0, {list(sample)} in sample {i}"
+                )
+        collated = {key: _collate([s[key] for s in samples], f"{where}[{key!r}]") for key in keys}
+        try:
+            return kind(collated)
+        except TypeError:  # a mapping type that cannot be built from a dict (e.g. defaultdict)
+            return collated
+    if isinstance(first, (tuple, list)):
+        for i, sample in enumerate(samples):
+            if len(sample) != len(first):
+                raise ValueError(
+                    f"default_collate: {where} has length {len(first)} in sample 0, "
+                    f"{len(sample)} in sample {i}"
+                )
+        fields = [_collate(column, f"{where}[{j}]") for j, column in enumerate(zip(*samples, strict=True))]
+        if hasattr(first, "_fields"):  # namedtuple
+            return kind(*fields)
+        return kind(fields)
+    raise TypeError(f"default_collate: cannot collate {where} of type {kind.__name__}")
+
+
+_SCALAR_DTYPES: dict[type, type] = {bool: np.bool_, int: np.int64, float: np.float64}
+
+
+# -- samplers ---------------------------------------------------------------------------------------
+
+
+def _length(data_source: Sized | int) -> int:
+    if isinstance(data_source, int) and not isinstance(data_source, bool):
+        if data_source < 0:
+            raise ValueError(f"a sampler needs a length >= 0, got {data_source}")
+        return data_source
+    if isinstance(data_source, Sized):
+        return len(data_source)
+    raise TypeError(f"a sampler needs a length or a sized data source, got {type(data_source).__name__}")
+
+
+@runtime_checkable
+class _ArraySampler(Protocol):
+    # The fast path: an epoch's indices as one array. Public iteration yields Python ints.
+    def _index_array(self) -> Indices: ...
+
+
+class SequentialSampler:
+    """``0, 1, ..., n - 1`` as Python ints, where ``n`` is ``len(data_source)`` (read at each pass) or
+    the int given (``torch.utils.data.SequentialSampler``)."""
+
+    def __init__(self, data_source_or_len: Sized | int) -> None:
+        _length(data_source_or_len)
+        self.data_source = data_source_or_len
+
+    def __len__(self) -> int:
+        return _length(self.data_source)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(len(self)))
+
+    def _index_array(self) -> Indices:
+        return np.arange(len(self), dtype=np.int64)
+
+
+class RandomSampler:
+    """A new random permutation of ``range(n)`` at each pass, as Python ints.
+
+    Draws from its own ``np.random.default_rng(seed)``, never from global state: the same seed
+    gives the same sequence of passes; ``seed=None`` takes fresh entropy from the OS. (Unlike
+    ``torch.utils.data.RandomSampler``, which draws a seed from torch's global RNG at each pass.)
+    """
+
+    def __init__(self, data_source_or_len: Sized | int, *, seed: int | None = None) -> None:
+        _length(data_source_or_len)
+        self.data_source = data_source_or_len
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return _length(self.data_source)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._index_array().tolist())
+
+    def _index_array(self) -> Indices:
+        return self._rng.permutation(len(self))
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} should be a positive integer value, but got {name}={value!r}")
+    return value
+
+
+def _bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} should be a boolean value, but got {name}={value!r}")
+    return value
+
+
+class BatchSampler:
+    """Groups the indices of ``sampler`` into lists of ``batch_size`` (the last one shorter, or
+    dropped with ``drop_last``), like ``torch.utils.data.BatchSampler``, which it also follows in
+    validating ``batch_size`` (a positive int, not bool) and ``drop_last`` (a bool)."""
+
+    def __init__(self, sampler: Iterable[int], batch_size: int, drop_last: bool) -> None:
+        self.sampler = sampler
+        self.batch_size = _positive_int("batch_size", batch_size)
+        self.drop_last = _bool("drop_last", drop_last)
+
+    def __len__(self) -> int:
+        count = len(self.sampler)  # type: ignore[arg-type]  # TypeError for an unsized sampler, as torch
+        return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self._index_batches():
+            yield batch.tolist() if isinstance(batch, np.ndarray) else batch
+
+    def _index_batches(self) -> Iterator[Indices | list[int]]:
+        """One pass, as index arrays (for the library's samplers) or lists (for any other)."""
+        size = self.batch_size
+        if isinstance(self.sampler, _ArraySampler):
+            order = self.sampler._index_array()
+            stop = len(order) - len(order) % size if self.drop_last else len(order)
+            return (order[start : start + size] for start in range(0, stop, size))
+        return self._chunks(iter(self.sampler))
+
+    def _chunks(self, indices: Iterator[int]) -> Iterator[list[int]]:
+        while batch := list(itertools.islice(indices, self.batch_size)):
+            if len(batch) < self.batch_size and self.drop_last:
+                return
+            yield batch
+
+
+# -- telling map-style from iterable-style datasets -------------------------------------------------
+
+
+def _defined_at(cls: type, name: str) -> int | None:
+    """The MRO position of the class that defines ``name`` (``None`` if absent or set to None)."""
+    for position, klass in enumerate(cls.__mro__):
+        if name in vars(klass):
+            return None if vars(klass)[name] is None else position
+    return None
+
+
+def is_iterable_style(dataset: object) -> bool:
+    """Whether :class:`DataLoader` treats ``dataset`` as iterable-style (else map-style).
+
+    Iterable-style when
+    1. it is a ``torch.utils.data.IterableDataset`` (torch's own rule; checked only when torch is
+       already imported, since nothing else can be one), or
+    2. its type has ``__iter__`` but lacks ``__len__`` or ``__getitem__``, or
+    3. its ``__getitem__`` is inherited from further up the MRO than its ``__iter__``: the shape of
+       torch's ``IterableDataset``, whose subclasses define ``__iter__`` (and maybe ``__len__``)
+       and inherit ``Dataset.__getitem__``, a stub raising ``NotImplementedError``.
+
+    So ``list``, ``tuple``, ``range``, ndarrays, ``MNIST`` and ``Sequence`` subclasses are map-style.
+    Limitation: a subclass that overrides only ``__iter__`` of a map-style base (``class L(list)``
+    with its own ``__iter__``) counts as iterable-style here, where torch would index it.
+    """
+    torch_data = sys.modules.get("torch.utils.data")
+    if torch_data is not None and isinstance(dataset, torch_data.IterableDataset):
+        return True
+    cls = type(dataset)
+    iter_at = _defined_at(cls, "__iter__")
+    if iter_at is None:
+        return False
+    getitem_at = _defined_at(cls, "__getitem__")
+    if getitem_at is None or _defined_at(cls, "__len__") is None:
+        return True
+    return getitem_at > iter_at
+
+
+# -- the loader -------------------------------------------------------------------------------------
+
+
+class DataLoader:
+    """Batches of a dataset, one epoch per ``iter(loader)`` (``torch.utils.data.DataLoader``, single
+    process).
+
+    Map-style datasets (see :func:`is_iterable_style` for the rule): the indices come from
+    ``sampler`` if given, else from a :class:`RandomSampler` (``shuffle=True``, seeded with ``seed``,
+    so the same seed gives the same sequence of epochs and each epoch a new order) or a
+    :class:`SequentialSampler`; ``batch_sampler`` groups them (``drop_last`` drops a short last
+    batch). A batch is fetched with ``dataset.__getitems__(indices)`` when the dataset has one that
+    is not ``None``, else ``[dataset[i] for i in indices]``, and passed to ``collate_fn``
+    (:func:`default_collate` when ``None``). ``indices`` is a ``list[int]`` as torch passes, except
+    for datasets of this package that declare ``_getitems_takes_arrays`` (``MNIST``), which get
+    the int64 index array: converting it to a list costs about as much as the batch itself.
+
+    Iterable-style datasets: the stream is cut into batches; ``shuffle=True`` or a ``sampler`` is
+    a ``ValueError`` (as in torch).
+
+    A map-style dataset needs ``__len__`` unless a ``sampler`` is given (``TypeError`` at
+    construction; torch fails later, at ``len`` or ``iter``).
+
+    ``batch_size=None`` turns batching off: single samples are yielded, through ``collate_fn`` when
+    one is given. ``len(loader)`` is the number of batches (``TypeError`` for a dataset or sampler
+    without ``__len__``). ``iter(loader)`` returns a new iterator each time (the shuffled order is
+    drawn then); its exhaustion is sticky.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int | None = 1,
+        shuffle: bool = False,
+        *,
+        sampler: Iterable[int] | None = None,
+        drop_last: bool = False,
+        collate_fn: Callable[[Any], Any] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.batch_size = None if batch_size is None else _positive_int("batch_size", batch_size)
+        self.shuffle = _bool("shuffle", shuffle)
+        self.drop_last = _bool("drop_last", drop_last)
+        self.seed = seed
+        self.iterable_style = is_iterable_style(dataset)
+        if self.iterable_style:
+            if shuffle:
+                raise ValueError("DataLoader: an iterable-style dataset cannot be shuffled (shuffle=True)")
+            if sampler is not None:
+                raise ValueError("DataLoader: an iterable-style dataset takes no sampler")
+        elif sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler and shuffle=True are mutually exclusive")
+        elif sampler is None:
+            sampler = RandomSampler(dataset, seed=seed) if shuffle else SequentialSampler(dataset)
+        self.sampler = sampler
+        self.batch_sampler = (
+            None
+            if sampler is None or self.batch_size is None
+            else BatchSampler(sampler, self.batch_size, drop_last)
+        )
+        self.collate_fn = (
+            default_collate if collate_fn is None and self.batch_size is not None else collate_fn
+        )
+
+    def __len__(self) -> int:
+        if self.batch_sampler is not None:
+            return len(self.batch_sampler)
+        if self.sampler is not None:
+            return len(self.sampler)  # type: ignore[arg-type]  # TypeError when unsized, as torch
+        if not isinstance(self.dataset, Sized):
+            raise TypeError(f"len() of a DataLoader over an unsized {type(self.dataset).__name__}")
+        count = len(self.dataset)
+        if self.batch_size is None:
+            return count
+        return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.iterable_style:
+            samples = iter(self.dataset)
+            if self.batch_size is None:
+                return self._single(samples)
+            return self._stream_batches(samples, self.batch_size)
+        if self.batch_sampler is None:
+            return self._single(self.dataset[i] for i in self.sampler)  # type: ignore[union-attr]
+        return self._map_batches(self.batch_sampler._index_batches())
+
+    def _collate(self) -> Callable[[Any], Any]:
+        return default_collate if self.collate_fn is None else self.collate_fn
+
+    def _map_batches(self, batches: Iterator[Indices | list[int]]) -> Iterator[Any]:
+        dataset, collate = self.dataset, self._collate()
+        getitems = getattr(dataset, "__getitems__", None)
+        takes_arrays = getattr(dataset, "_getitems_takes_arrays", False)
+        for indices in batches:
+            if isinstance(indices, np.ndarray) and not takes_arrays:
+                indices = indices.tolist()
+            samples = getitems(indices) if getitems else [dataset[i] for i in indices]
+            yield collate(samples)
+
+    def _stream_batches(self, samples: Iterator[Any], batch_size: int) -> Iterator[Any]:
+        collate = self._collate()
+        while batch := list(itertools.islice(samples, batch_size)):
+            if len(batch) < batch_size and self.drop_last:
+                return
+            yield collate(batch)
+
+    def _single(self, samples: Iterable[Any]) -> Iterator[Any]:
+        # Without batching, collate_fn (if any) gets each sample, as in torch.
+        for sample in samples:
+            yield sample if self.collate_fn is None else self.collate_fn(sample)
+
+
+class StreamDataset(Generic[T]):
+    """An iterable-style view of a map-style dataset: each ``iter()`` yields ``dataset[0]``,
+    ``dataset[1]``, ... in order; ``len()`` is ``len(dataset)``.
+
+    It completes the reference implementation of the protocols (an ``IterableDataset`` with
+    ``__len__``) and is iterable-style for this package's :class:`DataLoader`. torch's
+    ``DataLoader`` only treats subclasses of ``torch.utils.data.IterableDataset`` as iterable-style,
+    so it would not accept this class as one (it has no ``__getitem__``).
+    """
+
+    def __init__(self, dataset: MapDataset[T]) -> None:
+        if not isinstance(dataset, MapDataset):
+            raise TypeError(f"StreamDataset needs a map-style dataset, got {type(dataset).__name__}")
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[T]:
+        # A fixed count, not the legacy protocol: a dataset need not raise IndexError at its end.
+        return (self.dataset[i] for i in range(len(self.dataset)))
+
+    @override
+    def __repr__(self) -> str:
+        return f"StreamDataset({self.dataset!r})"

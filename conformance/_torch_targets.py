@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -109,7 +109,8 @@ def torch_targets(mnist_root: Path) -> list[Target]:
         ),
         Target(data.DataLoader(tensors, batch_size=None), Loader, name="torch.DataLoader(batch_size=None)"),
         Target(
-            data.DataLoader(reference_mnist, batch_size=100),
+            # torch types DataLoader's dataset as the Dataset class: the documented cast (SPEC.md).
+            data.DataLoader(cast("data.Dataset[Any]", reference_mnist), batch_size=100),
             Loader,
             name="torch.DataLoader(ref.MNIST)",
         ),

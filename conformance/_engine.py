@@ -296,6 +296,12 @@ class _Session:
         result = self.result(check_id)
         if result.status in ("failed", "xfailed"):
             return f"not run: prerequisite {check_id} failed"
+        # Transitively: a prerequisite that was skipped because its own prerequisite failed must not
+        # let this check run into the same failure (len(ds) failing skips ds[i], and all after it).
+        for indirect in CHECKS[check_id].requires:
+            reason = self.prerequisite_failure(indirect)
+            if reason:
+                return reason
         return None
 
     def _run(self, spec: Check) -> CheckResult:

@@ -70,10 +70,17 @@ def mirror_problem(sample: Any, batch: Any, path: str = "batch") -> str | None:
                 return found
         return None
     if isinstance(sample, tuple) and hasattr(type(sample), "_fields") and type(batch) is not type(sample):
-        return f"{path} is {describe(batch)} but the samples are {type(sample).__name__}s"
+        name = type(sample).__name__
+        return (
+            f"{path} is {describe(batch)} but the samples are {name}s; expected a {name}, so that "
+            "fields stay reachable by name (default_collate keeps the namedtuple type)"
+        )
     if isinstance(sample, (tuple, list)):
         if not isinstance(batch, Sequence) or isinstance(batch, (str, bytes)):
-            return f"{path} is {describe(batch)} but the samples are {type(sample).__name__}s"
+            return (
+                f"{path} is {describe(batch)} but the samples are {type(sample).__name__}s; expected a "
+                f"sequence of {len(sample)} batched fields"
+            )
         if len(batch) != len(sample):
             return (
                 f"{path} has {len(batch)} fields but each sample has {len(sample)}; expected one "

@@ -160,17 +160,35 @@ def deepcopy_is_independent(ctx: Context) -> None:
             reproduce="copy.deepcopy(m)(*inputs) == m(*inputs)",
         )
     before = {name: _snapshot(p) for name, p in module.named_parameters()}
-    for name, parameter in clone.named_parameters():
-        if not _perturb(parameter):
-            continue
-        original = before.get(name)
-        current = dict(module.named_parameters()).get(name)
-        if original is not None and difference(_snapshot(current), original) is not None:
-            ctx.fail(
-                f"changing parameter {name!r} of copy.deepcopy(m) changed m's parameter too; "
-                "expected the copy to own its parameters",
-                reproduce=f"c = copy.deepcopy(m); <change c's {name}>; <compare with m's {name}>",
-            )
+    saved = [(p, _snapshot(p)) for _, p in module.named_parameters()]  # by identity: names may repeat
+    try:
+        for name, parameter in clone.named_parameters():
+            if not _perturb(parameter):
+                continue
+            original = before.get(name)
+            current = dict(module.named_parameters()).get(name)
+            if original is not None and difference(_snapshot(current), original) is not None:
+                ctx.fail(
+                    f"changing parameter {name!r} of copy.deepcopy(m) changed m's parameter too; "
+                    "expected the copy to own its parameters",
+                    reproduce=f"c = copy.deepcopy(m); <change c's {name}>; <compare with m's {name}>",
+                )
+    finally:
+        # A copy that shares parameters was changed through m's own: put m's values back.
+        for parameter, snapshot in saved:
+            _restore(parameter, snapshot)
+
+
+def _restore(parameter: Any, snapshot: Any) -> None:
+    """Write ``snapshot`` (from :func:`_snapshot`) back into ``parameter`` in place, if it changed."""
+    values = _values(parameter)
+    if values is None or snapshot is None or difference(_snapshot(parameter), snapshot) is None:
+        return
+    if is_tensor(values):
+        with tensor_module().no_grad():
+            values.copy_(snapshot)
+    else:
+        np.copyto(values, snapshot)
 
 
 def _snapshot(parameter: Any) -> Any:
@@ -285,10 +303,10 @@ def zero_grad_clears_gradients(ctx: Context) -> None:
 
 
 def _torch_module(ctx: Context) -> Any:
+    # An nn.Module can only exist once torch is imported: importing it here (seconds) to find out
+    # would spend the time budget of a NumPy module's check, and report a hang.
     torch = tensor_module()
-    if torch is None:
-        import torch
-    if not isinstance(ctx.obj, torch.nn.Module):
+    if torch is None or not isinstance(ctx.obj, torch.nn.Module):
         ctx.skip("the object is not a torch.nn.Module: device placement is checked on torch modules")
     return torch
 

@@ -39,6 +39,16 @@ def drops_weight_field(samples: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     return np.stack(xs), np.asarray(ys)
 
 
+def keeps_only_annotated_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A detection collate that keeps the samples whole, and drops the images without boxes."""
+    return [sample for sample in samples if len(sample["boxes"])]
+
+
+def _detection_samples() -> list[dict[str, Any]]:
+    boxes = [np.zeros((2, 4)), np.zeros((0, 4)), np.zeros((1, 4)), np.zeros((3, 4))]  # image 1: no boxes
+    return [{"image": np.zeros((3, 8, 8), dtype=np.float32), "boxes": b} for b in boxes]
+
+
 def namedtuple_to_plain_tuple(samples: list[LabelledImage]) -> tuple[Any, ...]:
     """Returns a plain tuple: batch.image and batch.label no longer work."""
     return tuple(numpy_collate(list(field)) for field in zip(*samples, strict=True))
@@ -54,6 +64,9 @@ MUTANTS = [
             pad_to_static_batch, _points(), message_contains=("holds 8 samples", "given 4")),
     _mutant("drops_odd_sample_out", "batch_has_one_row_per_sample", "drops a sample to make pairs",
             pair_for_mixup, _points(), message_contains=("collate(samples[:3]) holds 2 samples",)),
+    _mutant("drops_unannotated_samples", "batch_has_one_row_per_sample",
+            "an unbatched collate filters out images without boxes", keeps_only_annotated_samples,
+            _detection_samples(), message_contains=("collate(samples) holds 3 samples", "given 4")),
     _mutant("loses_dict_key", "batch_mirrors_sample_structure", "drops the 'mask' key",
             keeps_known_keys,
             [{"image": np.zeros(3), "label": i, "mask": np.ones(3, dtype=bool)} for i in range(4)],

@@ -10,6 +10,7 @@ import threading
 import time
 import traceback
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -181,6 +182,7 @@ class Target:
     def run(self, device: str = "cpu", time_budget_s: float = DEFAULT_TIME_BUDGET_S) -> Report:
         session = self.session(device, time_budget_s)
         results = tuple(session.result(c.check_id) for c in self.checks)
+        session.release_shared_work()
         return Report(
             target=self.name,
             protocol=self.protocol.__name__,
@@ -277,7 +279,9 @@ class _Session:
     """Checking one target on one device: memoised results, shared work, and whether it hung."""
 
     def __init__(self, target: Target, device: str, time_budget_s: float) -> None:
-        self.target = target
+        # Weak: the target owns its sessions, and a cycle between them would keep the checked object
+        # (and the iterators the checks made) alive until a cyclic garbage collection.
+        self._target = weakref.ref(target)
         self.device = device
         self.time_budget_s = time_budget_s
         self.results: dict[str, CheckResult] = {}
@@ -290,6 +294,21 @@ class _Session:
             if check_id not in self.results:
                 self.results[check_id] = self._run(CHECKS[check_id])
             return self.results[check_id]
+
+    @property
+    def target(self) -> Target:
+        target = self._target()
+        if target is None:
+            raise RuntimeError("the Target of this session no longer exists")
+        return target
+
+    def release_shared_work(self) -> None:
+        """Drop the work the checks shared (recorded epochs with their iterators, a sampler's indices)
+        once every result is in. The target and its sessions form a reference cycle, so without this
+        an iterator lives until the next cyclic garbage collection: a DataLoader with persistent
+        workers then takes 5 s to shut them down, and holds them until it does."""
+        with self._lock:
+            self.shared.clear()
 
     def prerequisite_failure(self, check_id: str) -> str | None:
         """Why ``check_id``'s result makes a dependent check meaningless, or None."""

@@ -6,7 +6,9 @@ check that changed the object it was checking.
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +275,48 @@ def test_a_collate_that_keeps_samples_whole_passes_and_one_that_drops_them_fails
     assert _status(report, "collate_fn.batch_has_one_row_per_sample")[0] == "failed"
     # The structure is intact: only the count is wrong, and only that check says so.
     assert _status(report, "collate_fn.batch_mirrors_sample_structure")[0] == "passed"
+
+
+# -- check() does not keep the iterators it made alive ------------------------------------------------
+
+
+class _TrackedLoader(BatchLoader):
+    """Keeps a weak reference to each iterator it hands out."""
+
+    def __init__(self) -> None:
+        super().__init__(Points(10), 4)
+        self.handed_out: list[weakref.ref[Any]] = []
+
+    def __iter__(self) -> Any:
+        iterator = super().__iter__()
+        self.handed_out.append(weakref.ref(iterator))
+        return iterator
+
+
+def test_check_releases_the_iterators_it_made_without_waiting_for_the_garbage_collector() -> None:
+    # A DataLoader iterator with persistent workers, freed by the cyclic collector instead of by its
+    # last reference going, took 5 s to shut its workers down (and kept them alive until then).
+    loader = _TrackedLoader()
+    gc.disable()
+    try:
+        assert check(loader, Loader).passed
+        alive = [ref for ref in loader.handed_out if ref() is not None]
+    finally:
+        gc.enable()
+    assert loader.handed_out, "the checks should have iterated the loader"
+    assert alive == [], f"{len(alive)} of {len(loader.handed_out)} iterators outlived check()"
+
+
+def test_check_keeps_no_reference_to_the_object_it_checked() -> None:
+    # A DataLoader with persistent workers keeps its iterator itself: the loader must be freed as soon
+    # as its last reference goes, not at the next cyclic garbage collection.
+    loader = _TrackedLoader()
+    gc.disable()
+    try:
+        report = check(loader, Loader)
+        gone = weakref.ref(loader)
+        del loader
+        assert gone() is None, "check() left the loader in a reference cycle"
+    finally:
+        gc.enable()
+    assert report.passed

@@ -29,6 +29,7 @@ from .correct import (
     BatchedPoints,
     BatchLoader,
     EndlessCounter,
+    EndlessShuffles,
     LabelledImage,
     Linear,
     NoisyPoints,
@@ -127,6 +128,9 @@ PLAIN_CASES = [
     Case("range_sampler", Sampler, lambda: range(10)),
     Case("list_of_indices", Sampler, lambda: [3, 1, 2], {"data_source_len": 4}),
     Case("seeded_shuffle_sampler", Sampler, lambda: SeededShuffleSampler(Points(10))),
+    Case("endless_shuffles_declared_infinite", Sampler, lambda: EndlessShuffles(10),
+         {"infinite": True, "data_source_len": 10}),
+    Case("endless_shuffles_of_unknown_length", Sampler, lambda: EndlessShuffles(10), {"infinite": True}),
     Case("list_of_index_batches", Sampler, lambda: [[0, 1], [2, 3], [4]], {"data_source_len": 5}),
     # CollateFn
     Case("numpy_collate_tuples", CollateFn, lambda: numpy_collate, {"example_inputs": _tuple_samples()}),

@@ -177,6 +177,22 @@ class SeededShuffleSampler:
         return len(self.data_source)
 
 
+class EndlessShuffles:
+    """An endless stream of shuffled epochs, as detectron2's TrainingSampler (declare ``infinite=True``)."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed = n, seed
+
+    def _epoch(self, rng: np.random.Generator) -> list[int]:
+        order: list[int] = rng.permutation(self.n).tolist()
+        return order
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng(self.seed)
+        while True:
+            yield from self._epoch(rng)
+
+
 # ----------------------------------------------------------------------------------------------------
 # callables and modules (NumPy stand-ins for torch.nn)
 

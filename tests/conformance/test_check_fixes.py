@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,13 @@ import pytest
 
 from torchcontract.conformance import Report, check
 from torchcontract.conformance._values import sample_count
-from torchcontract.protocols import CallableModule, CollateFn, Loader, MapDataset, Module
+from torchcontract.protocols import CallableModule, CollateFn, Loader, MapDataset, Module, Sampler
 
 from ..conftest import HAS_TORCH, NO_TORCH_REASON
 from .correct import (
     MLP,
     BatchLoader,
+    EndlessShuffles,
     NoisyPoints,
     NumpyModule,
     Parameter,
@@ -320,3 +322,34 @@ def test_check_keeps_no_reference_to_the_object_it_checked() -> None:
     finally:
         gc.enable()
     assert report.passed
+
+
+# -- an infinite sampler repeats indices across epochs ------------------------------------------------
+
+
+def test_an_endless_sampler_of_shuffled_epochs_is_checked_one_epoch_deep() -> None:
+    report = check(EndlessShuffles(10), Sampler, infinite=True, data_source_len=10)
+    status, message = _status(report, "sampler.each_index_once")
+    assert (status, message) == (
+        "passed",
+        "infinite sampler: checked its first 10 indices, one epoch's worth",
+    )
+    unknown = check(EndlessShuffles(10), Sampler, infinite=True)
+    assert _status(unknown, "sampler.each_index_once")[0] == "skipped"
+
+
+# -- a slow map-style dataset is not a broken one -----------------------------------------------------
+
+
+class SlowPoints(Points):
+    def __getitem__(self, index: int) -> Any:
+        time.sleep(0.001)  # a decoder of compressed images, say
+        return super().__getitem__(index)
+
+
+def test_iteration_of_a_slow_dataset_compares_what_the_budget_allows() -> None:
+    # 1,000 items to compare at 2 ms each outlast a 0.5 s budget: before the fix, a failure.
+    report = check(SlowPoints(2000), MapDataset, time_budget_s=0.5)
+    status, message = _status(report, "map_dataset.iteration_matches_indexing")
+    assert status == "passed", message
+    assert "the time budget (0.5 s) ran out after" in message

@@ -95,6 +95,13 @@ class IterStopsOneEarly(Points):
             yield self[i]
 
 
+class IterRepeatsForever(Points):
+    def __iter__(self) -> Any:
+        while True:  # "one epoch per call to iter()" was meant; the loop never breaks
+            for i in range(len(self)):
+                yield self[i]
+
+
 # -- pickling -----------------------------------------------------------------------------------------
 
 
@@ -239,6 +246,8 @@ MUTANTS = [
             IterDropsLabels, message_contains=("item 0 of iter(ds) differs from ds[0]",)),
     _mutant("iter_stops_one_early", "iteration_matches_indexing", "__iter__ yields len - 1 items",
             IterStopsOneEarly, message_contains=("stopped after 9 items but len(ds) == 10",)),
+    _mutant("iter_repeats_forever", "iteration_matches_indexing", "__iter__ never stops",
+            IterRepeatsForever, message_contains=("yielded more than len(ds) == 10 items",)),
     _mutant("holds_lambda", "pickle_round_trip", "a lambda transform cannot be pickled",
             HoldsLambdaTransform, message_contains=("pickle.dumps(ds) raised", "lambda")),
     _mutant("holds_threading_lock", "pickle_round_trip", "a threading.Lock cannot be pickled",

@@ -9,7 +9,7 @@ import numpy as np
 
 from torchcontract.protocols import Sampler
 
-from ..correct import Points, SeededShuffleSampler
+from ..correct import EndlessShuffles, Points, SeededShuffleSampler
 from . import Mutant
 
 
@@ -59,6 +59,11 @@ class YieldsNumpyIntegers(SeededShuffleSampler):
         return iter(np.random.default_rng(self.seed).permutation(len(self.data_source)))  # np.int64s
 
 
+class EndlessDrawsWithReplacement(EndlessShuffles):
+    def _epoch(self, rng: np.random.Generator) -> list[int]:
+        return rng.choice(self.n, size=self.n).tolist()  # with replacement: repeats within an epoch
+
+
 def _mutant(name: str, violates: str, bug: str, factory: Any, **fields: Any) -> Mutant:
     return Mutant(name, Sampler, f"sampler.{violates}", bug, factory, **fields)
 
@@ -74,6 +79,10 @@ MUTANTS = [
             _sampler(LenCountsWholeSource), message_contains=("len(sampler) == 10 but a pass yielded 7",)),
     _mutant("replacement_by_accident", "each_index_once", "rng.choice() draws with replacement",
             _sampler(ReplacementByAccident), message_contains=("more than once", "collections.Counter")),
+    _mutant("endless_epochs_repeat_indices", "each_index_once",
+            "an infinite sampler's epochs are drawn with replacement",
+            lambda: EndlessDrawsWithReplacement(10),
+            kwargs={"infinite": True, "data_source_len": 10}, message_contains=("more than once",)),
     _mutant("reseeds_from_os_entropy", "same_state_same_order", "default_rng() without a seed in __iter__",
             _sampler(ReseedsFromOsEntropy), message_contains=("different orders",)),
     _mutant("yields_numpy_integers", "yields_python_ints", "iterates a NumPy permutation directly",

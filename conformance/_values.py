@@ -298,13 +298,18 @@ NO_SAMPLE: Any = object()
 
 
 def _skeleton(value: Any) -> object:
-    """A sample's containers without its leaf types: tuple arity, namedtuple type, dict keys."""
+    """A sample's containers (tuple arity, namedtuple type, dict keys) and, of its leaves, only
+    whether each is an array and of how many dimensions: an unbatched sample keeps them, a stacked
+    batch has one more (so ``[torch.stack(b)]`` and ``(pad_sequence(b), lengths)`` are not taken for
+    lists of samples). Leaf types and dtypes may change (a collate may turn arrays into tensors)."""
     if isinstance(value, tuple):
         return (type(value) if _is_namedtuple(value) else tuple, tuple(_skeleton(item) for item in value))
     if isinstance(value, list):
         return (list, frozenset(_skeleton(item) for item in value))
     if isinstance(value, Mapping):
         return (Mapping, tuple((key, _skeleton(value[key])) for key in sorted(value, key=repr)))
+    if is_array(value):
+        return ("array", len(value.shape))
     return "leaf"
 
 

@@ -353,3 +353,10 @@ def test_iteration_of_a_slow_dataset_compares_what_the_budget_allows() -> None:
     status, message = _status(report, "map_dataset.iteration_matches_indexing")
     assert status == "passed", message
     assert "the time budget (0.5 s) ran out after" in message
+
+
+def test_a_sequence_of_stacked_fields_is_not_taken_for_a_list_of_samples() -> None:
+    sample = np.zeros(3, dtype=np.float32)
+    assert sample_count([np.zeros((4, 3))], like=sample) == 4  # [stack(samples)]: one more dimension
+    assert sample_count((np.zeros((5, 4)), np.arange(4)), like=sample) is None  # (T, B) and lengths
+    assert sample_count([np.zeros(3), np.zeros(3)], like=sample) == 2  # the samples themselves

@@ -77,6 +77,16 @@ def _first_two(samples: list[Any]) -> Any:
     return torch.stack([s[0] for s in samples]), [int(s[1]) for s in samples]
 
 
+def _time_major(samples: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded (T, B) sequences and their lengths: no leading dimension counts the samples."""
+    return nn.utils.rnn.pad_sequence(samples), torch.tensor([len(s) for s in samples])
+
+
+def _stacked_in_a_list(samples: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The positional inputs of one call, m(*batch): a list holding the stacked batch."""
+    return [torch.stack(samples)]
+
+
 def _loader(**kwargs: Any) -> Any:
     return lambda: tud.DataLoader(tensors(10), **kwargs)
 
@@ -173,6 +183,10 @@ CASES = [
          {"example_inputs": [{"x": torch.zeros(2), "y": i, "name": f"s{i}"} for i in range(4)]}),
     Case("default_collate_namedtuples", CollateFn, lambda: tud.default_collate,
          {"example_inputs": [Pair(torch.zeros(2), float(i)) for i in range(4)]}),
+    Case("pad_sequence_time_major_collate", CollateFn, lambda: _time_major,
+         {"example_inputs": [torch.ones(n) for n in (3, 5, 2, 4)]}),
+    Case("list_of_one_stacked_batch_collate", CollateFn, lambda: _stacked_in_a_list,
+         {"example_inputs": [torch.full((3,), float(i)) for i in range(4)]}),
     Case("default_collate_ndarrays", CollateFn, lambda: tud.default_collate,
          {"example_inputs": [torch.arange(3).numpy() for _ in range(4)]}),
 ]  # fmt: skip

@@ -20,7 +20,7 @@ from torchcontract.protocols import CallableModule
 
 DETERMINISTIC = "callable_module.eval_is_deterministic"
 
-__all__ = ["call_module", "eval_mode", "fresh_inputs"]
+__all__ = ["call_module", "eval_mode", "fresh_inputs", "restore_mode"]
 
 
 @contextmanager
@@ -34,7 +34,16 @@ def eval_mode(module: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        module.train(was_training)
+        restore_mode(module, was_training)
+
+
+def restore_mode(module: Any, training: bool) -> None:
+    """Put ``module`` back in the mode it had, with the calls every implementation takes (a
+    hand-written ``train()`` may take no ``mode``; that is train_eval_set_mode's to report)."""
+    if training:
+        module.train()
+    else:
+        module.eval()
 
 
 def fresh_inputs(ctx: Context) -> tuple[Any, ...]:

@@ -360,3 +360,41 @@ def test_a_sequence_of_stacked_fields_is_not_taken_for_a_list_of_samples() -> No
     assert sample_count([np.zeros((4, 3))], like=sample) == 4  # [stack(samples)]: one more dimension
     assert sample_count((np.zeros((5, 4)), np.arange(4)), like=sample) is None  # (T, B) and lengths
     assert sample_count([np.zeros(3), np.zeros(3)], like=sample) == 2  # the samples themselves
+
+
+# -- train(False) is checked, and modes are restored with calls every implementation takes ----------
+
+
+def test_train_false_is_checked_and_the_mode_restored() -> None:
+    from .mutants.module import TrainIgnoresMode
+
+    module = TrainIgnoresMode().eval()
+    report = check(module, Module, example_inputs=mlp_inputs())
+    status, message = _status(report, "module.train_eval_set_mode")
+    assert status == "failed"
+    assert "after m.train(False), m.training is True" in message
+    assert module.training is False, "check() left the module in training mode"
+
+
+class TrainTakesNoMode(MLP):
+    """A hand-written train() without the mode parameter (protocol violation, reported once)."""
+
+    def train(self) -> TrainTakesNoMode:  # type: ignore[override]
+        self.training = True
+        for _, child in self.named_children():
+            child.train()
+        return self
+
+    def eval(self) -> TrainTakesNoMode:
+        self.training = False
+        for _, child in self.named_children():
+            child.eval()
+        return self
+
+
+def test_a_train_without_mode_fails_the_mode_check_alone() -> None:
+    # Restoring the mode with m.train(was_training) used to make every check that switches modes fail.
+    report = check(TrainTakesNoMode(), Module, example_inputs=mlp_inputs())
+    violations = [r.check_id for r in report.results if r.is_violation]
+    assert violations == ["module.train_eval_set_mode"], str(report)
+    assert "m.train(True) raised TypeError" in _status(report, "module.train_eval_set_mode")[1]

@@ -97,6 +97,23 @@ def _inputs(*shape: int) -> dict[str, Any]:
         return {"example_inputs": (torch.randn(*shape),)}
 
 
+class FrozenBackbone(nn.Module):
+    """Keeps its backbone (and its BatchNorm) in eval mode while training, as mmdetection's norm_eval."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def train(self, mode: bool = True) -> FrozenBackbone:
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+
 MODULE_CASES = [
     Case("linear", Module, seeded(lambda: nn.Linear(3, 2)), _inputs(4, 3)),
     Case("sequential", Module, seeded(lambda: nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))),
@@ -108,6 +125,7 @@ MODULE_CASES = [
     Case("lstm", Module, seeded(lambda: nn.LSTM(3, 4, batch_first=True)), _inputs(2, 5, 3)),
     Case("embedding", Module, seeded(lambda: nn.Embedding(10, 3)),
          {"example_inputs": (torch.tensor([[1, 2], [3, 9]]),)}),
+    Case("frozen_backbone_train_override", Module, seeded(FrozenBackbone), _inputs(4, 3)),
     Case("transformer_encoder_layer", Module,
          seeded(lambda: nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True)),
          _inputs(2, 5, 8)),

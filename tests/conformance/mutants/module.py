@@ -31,6 +31,33 @@ class EvalDoesNotRecurse(MLP):
         return self
 
 
+class TrainIgnoresMode(MLP):
+    """eval() is written on its own, and train() forgets its argument."""
+
+    def train(self, mode: bool = True) -> TrainIgnoresMode:
+        self.training = True  # model.train(False) leaves the model training
+        for _, child in self.named_children():
+            child.train()
+        return self
+
+    def eval(self) -> TrainIgnoresMode:
+        self.training = False
+        for _, child in self.named_children():
+            child.eval()
+        return self
+
+
+class TrainDoesNotRecurse(MLP):
+    """Without dropout (p=0), so that eval() (which calls train(False)) changes no output."""
+
+    def __init__(self) -> None:
+        super().__init__(p=0.0)
+
+    def train(self, mode: bool = True) -> TrainDoesNotRecurse:
+        self.training = mode  # the layers keep whatever mode they had: after eval(), dropout stays off
+        return self
+
+
 class ParametersYieldTiedWeightTwice(TiedAutoencoder):
     def parameters(self) -> Iterator[Parameter]:
         for _, child in self.named_children():  # per layer, so the shared weight comes twice
@@ -87,6 +114,10 @@ MUTANTS = [
             TrainReturnsNone, message_contains=("m.train() returned None",)),
     _mutant("eval_does_not_recurse", "train_eval_set_mode", "eval() does not reach the children",
             EvalDoesNotRecurse, message_contains=("submodule 'fc1' has training=True",)),
+    _mutant("train_does_not_recurse", "train_eval_set_mode", "train() sets only its own flag",
+            TrainDoesNotRecurse, message_contains=("after m.eval(), submodule 'fc1' has training=True",)),
+    _mutant("train_ignores_mode", "train_eval_set_mode", "train(False) trains",
+            TrainIgnoresMode, message_contains=("after m.train(False), m.training is True",)),
     _mutant("parameters_yield_tied_weight_twice", "parameters_match_named_parameters",
             "parameters() yields a shared weight twice", ParametersYieldTiedWeightTwice,
             message_contains=("more than once",)),

@@ -60,6 +60,22 @@ def _train_override() -> nn.Module:
     return TrainOverrideForgetsReturn(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
 
 
+class FreezesBackboneButDropsMode(nn.Module):
+    """Overrides train() to keep a frozen backbone in eval mode, and forgets to pass ``mode`` on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone, self.head = nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def train(self, mode: bool = True) -> FreezesBackboneButDropsMode:
+        super().train()  # mode not passed on: m.eval() puts the head in training mode
+        self.backbone.eval()
+        return self
+
+
 class LenientLoadStateDict(nn.Linear):
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         return super().load_state_dict(state_dict, strict=False, assign=assign)  # "partial checkpoints"
@@ -155,6 +171,9 @@ MUTANTS = [
     _mutant(protocols.Module, "torch_train_override_forgets_return", "module.train_eval_set_mode",
             "an overridden train() without return", _seeded(_train_override),
             kwargs=_MODULE_INPUTS, message_contains=("returned None",)),
+    _mutant(protocols.Module, "torch_train_override_drops_mode", "module.train_eval_set_mode",
+            "an overridden train() calls super().train() without mode", _seeded(FreezesBackboneButDropsMode),
+            kwargs=_MODULE_INPUTS, message_contains=("after m.eval(), m.training is True",)),
     _mutant(protocols.Module, "torch_lenient_load_state_dict",
             "module.load_state_dict_strict_rejects_bad_keys",
             "load_state_dict() always passes strict=False", _seeded(lambda: LenientLoadStateDict(3, 2)),

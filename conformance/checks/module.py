@@ -89,9 +89,13 @@ def train_eval_set_mode(ctx: Context) -> None:
     train(False) is eval()."""
     module = ctx.obj
     was_training = module.training
-    steps = (("m.train()", "train", ()), ("m.eval()", "eval", ()), ("m.train(True)", "train", (True,)))
     # train(False) last: code such as model.train(is_training) relies on it as much as on eval().
-    steps += (("m.train(False)", "train", (False,)),)
+    steps: list[tuple[str, str, tuple[bool, ...]]] = [
+        ("m.train()", "train", ()),
+        ("m.eval()", "eval", ()),
+        ("m.train(True)", "train", (True,)),
+        ("m.train(False)", "train", (False,)),
+    ]
     try:
         for call, method, args in steps:
             expected = method == "train" and args != (False,)

@@ -10,6 +10,7 @@ import threading
 import time
 import traceback
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -207,6 +208,7 @@ class Target:
         session = self.session(device, time_budget_s)
         chosen = [c for c in self.checks if select is None or select(c)]
         results = tuple(session.result(c.check_id) for c in chosen)
+        session.release_shared_work()
         return Report(
             target=self.name,
             protocol=self.protocol.__name__,
@@ -303,7 +305,9 @@ class _Session:
     """Checking one target on one device: memoised results, shared work, and whether it hung."""
 
     def __init__(self, target: Target, device: str, time_budget_s: float) -> None:
-        self.target = target
+        # Weak: the target owns its sessions, and a cycle between them would keep the checked object
+        # (and the iterators the checks made) alive until a cyclic garbage collection.
+        self._target = weakref.ref(target)
         self.device = device
         self.time_budget_s = time_budget_s
         self.results: dict[str, CheckResult] = {}
@@ -320,11 +324,27 @@ class _Session:
                 self.results[check_id] = self._run(CHECKS[check_id])
             return self.results[check_id]
 
+    @property
+    def target(self) -> Target:
+        target = self._target()
+        if target is None:
+            raise RuntimeError("the Target of this session no longer exists")
+        return target
+
+    def release_shared_work(self) -> None:
+        """Drop the work the checks shared (recorded epochs with their iterators, a sampler's indices)
+        once every result is in. The target and its sessions form a reference cycle, so without this
+        an iterator lives until the next cyclic garbage collection: a DataLoader with persistent
+        workers then takes 5 s to shut them down, and holds them until it does."""
+        with self._lock:
+            self.shared.clear()
+
     def prerequisite_failure(self, check_id: str) -> str | None:
         """Why ``check_id``'s result makes a dependent check meaningless, or None."""
         result = self.result(check_id)
         if result.status in ("failed", "xfailed"):
             return f"not run: prerequisite {check_id} failed"
+        # Transitively: a prerequisite skipped because its own prerequisite failed blocks this one too.
         return self.blocked.get(check_id)
 
     def _run(self, spec: Check) -> CheckResult:

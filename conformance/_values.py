@@ -14,6 +14,7 @@ from typing import Any, TypeGuard
 import numpy as np
 
 __all__ = [
+    "NO_SAMPLE",
     "as_numpy",
     "close_difference",
     "describe",
@@ -301,9 +302,57 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         yield path, value
 
 
-def sample_count(batch: object) -> int | None:
+# "No example sample given" for :func:`sample_count` (None is a valid sample).
+NO_SAMPLE: Any = object()
+
+
+def _skeleton(value: Any) -> object:
+    """A sample's containers (tuple arity, namedtuple type, dict keys) and, of its leaves, only
+    whether each is an array and of how many dimensions: an unbatched sample keeps them, a stacked
+    batch has one more (so ``[torch.stack(b)]`` and ``(pad_sequence(b), lengths)`` are not taken for
+    lists of samples). Leaf types and dtypes may change (a collate may turn arrays into tensors)."""
+    if isinstance(value, tuple):
+        return (type(value) if _is_namedtuple(value) else tuple, tuple(_skeleton(item) for item in value))
+    if isinstance(value, list):
+        return (list, frozenset(_skeleton(item) for item in value))
+    if isinstance(value, Mapping):
+        return (Mapping, tuple((key, _skeleton(value[key])) for key in sorted(value, key=repr)))
+    if is_array(value):
+        return ("array", len(value.shape))
+    return "leaf"
+
+
+def _unstacked_count(batch: Any, sample: Any) -> int | None:
+    """The number of samples in a batch that keeps them whole, given one sample: a list of samples
+    (``collate_fn=lambda b: b``), or a tuple/dict of fields each holding its per-sample values
+    (``tuple(zip(*samples))``). None when the batch has neither form."""
+    if isinstance(batch, (list, tuple)) and batch:
+        expected = _skeleton(sample)
+        if all(_skeleton(item) == expected for item in batch):
+            return len(batch)
+    fields: list[tuple[Any, Any]] = []
+    if isinstance(sample, (list, tuple)) and isinstance(batch, (list, tuple)) and len(batch) == len(sample):
+        fields = list(zip(batch, sample, strict=True))
+    elif isinstance(sample, Mapping) and isinstance(batch, Mapping) and set(batch) == set(sample):
+        fields = [(batch[key], sample[key]) for key in sample]
+    if fields:
+        counts = {sample_count(field_batch, like=field_sample) for field_batch, field_sample in fields}
+        if len(counts) == 1:
+            return counts.pop()
+    return None
+
+
+def sample_count(batch: object, *, like: Any = NO_SAMPLE) -> int | None:
     """The number of samples in a batch: the leading dimension shared by its array and tensor leaves,
-    else the length of a list batch. None when that is ambiguous (leaves disagree) or unknown."""
+    else the length of a list batch. None when that is ambiguous (leaves disagree) or unknown.
+
+    ``like``, one sample of the batch, lets a batch that keeps its samples whole count too: a list of
+    samples holds its length, not the samples' own leading dimension.
+    """
+    if like is not NO_SAMPLE:
+        count = _unstacked_count(batch, like)
+        if count is not None:
+            return count
     dims = {int(leaf.shape[0]) for _, leaf in leaves(batch) if is_array(leaf) and len(leaf.shape) > 0}
     if len(dims) == 1:
         return dims.pop()

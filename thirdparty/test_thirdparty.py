@@ -63,7 +63,9 @@ def _torchvision_targets(root: Path) -> list[Target]:
             Loader,
             name="DataLoader(torchvision.FakeData)",
         ),
-        Target(tv_models.resnet18(num_classes=10), Module, name="torchvision.resnet18", example_inputs=(images,)),
+        Target(
+            tv_models.resnet18(num_classes=10), Module, name="torchvision.resnet18", example_inputs=(images,)
+        ),
         Target(
             tv_models.mobilenet_v3_small(num_classes=10),
             Module,
@@ -125,7 +127,9 @@ def _timm_targets() -> list[Target]:
             example_inputs=(images,),
         ),
         Target(
-            timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, img_size=32, patch_size=8),
+            timm.create_model(
+                "vit_tiny_patch16_224", pretrained=False, num_classes=5, img_size=32, patch_size=8
+            ),
             Module,
             name="timm.vit_tiny",
             example_inputs=(images,),

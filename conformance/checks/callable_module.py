@@ -15,11 +15,12 @@ from typing import Any
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import close_difference, describe, difference
+from torchcontract.conformance.checks._common import try_deepcopy
 from torchcontract.protocols import CallableModule
 
 DETERMINISTIC = "callable_module.eval_is_deterministic"
 
-__all__ = ["call_module", "eval_mode", "fresh_inputs"]
+__all__ = ["call_module", "eval_mode", "fresh_inputs", "restore_mode"]
 
 
 @contextmanager
@@ -33,7 +34,16 @@ def eval_mode(module: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        module.train(was_training)
+        restore_mode(module, was_training)
+
+
+def restore_mode(module: Any, training: bool) -> None:
+    """Put ``module`` back in the mode it had, with the calls every implementation takes (a
+    hand-written ``train()`` may take no ``mode``; that is train_eval_set_mode's to report)."""
+    if training:
+        module.train()
+    else:
+        module.eval()
 
 
 def fresh_inputs(ctx: Context) -> tuple[Any, ...]:
@@ -137,9 +147,16 @@ def call_runs_forward_once(ctx: Context) -> None:
 )
 def call_preserves_inputs(ctx: Context) -> None:
     """Calling m(*inputs) does not modify the inputs."""
-    module = ctx.obj
     given, reference = fresh_inputs(ctx), fresh_inputs(ctx)
-    call_module(ctx, module, inputs=given)
+    # The call runs in the module's own mode (an in-place op may happen only in training), so it goes
+    # to a deep copy: a call in training mode changes state, e.g. BatchNorm's running statistics.
+    # A module that cannot be copied is called in eval mode instead, which leaves such state alone.
+    copied, error = try_deepcopy(ctx.obj)
+    if error is None:
+        call_module(ctx, copied, inputs=given)
+    else:
+        with eval_mode(ctx.obj):
+            call_module(ctx, ctx.obj, inputs=given)
     found = difference(given, reference, "inputs")
     if found:
         ctx.fail(

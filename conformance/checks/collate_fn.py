@@ -35,7 +35,7 @@ def batch_has_one_row_per_sample(ctx: Context) -> None:
     """collate(samples) holds len(samples) samples: the leading dimension of its arrays/tensors."""
     for label, samples in _sublists(ctx.example_inputs):
         batch = _collate(ctx, samples, label)
-        count = sample_count(batch)
+        count = sample_count(batch, like=samples[0])
         if count is None:
             ctx.skip(
                 f"cannot count the samples in collate({label}) = {describe(batch)}: its array leaves "
@@ -70,10 +70,17 @@ def mirror_problem(sample: Any, batch: Any, path: str = "batch") -> str | None:
                 return found
         return None
     if isinstance(sample, tuple) and hasattr(type(sample), "_fields") and type(batch) is not type(sample):
-        return f"{path} is {describe(batch)} but the samples are {type(sample).__name__}s"
+        name = type(sample).__name__
+        return (
+            f"{path} is {describe(batch)} but the samples are {name}s; expected a {name}, so that "
+            "fields stay reachable by name (default_collate keeps the namedtuple type)"
+        )
     if isinstance(sample, (tuple, list)):
         if not isinstance(batch, Sequence) or isinstance(batch, (str, bytes)):
-            return f"{path} is {describe(batch)} but the samples are {type(sample).__name__}s"
+            return (
+                f"{path} is {describe(batch)} but the samples are {type(sample).__name__}s; expected a "
+                f"sequence of {len(sample)} batched fields"
+            )
         if len(batch) != len(sample):
             return (
                 f"{path} has {len(batch)} fields but each sample has {len(sample)}; expected one "
@@ -86,6 +93,15 @@ def mirror_problem(sample: Any, batch: Any, path: str = "batch") -> str | None:
     return None
 
 
+def _keeps_samples_whole(batch: Any, samples: list[Any]) -> bool:
+    """Whether the batch is a sequence of unbatched samples (``collate_fn=lambda b: b``): each item
+    has a sample's structure. How many there are is batch_has_one_row_per_sample's business."""
+    sample = samples[0]
+    if not isinstance(sample, (Mapping, tuple, list)) or not isinstance(batch, Sequence) or not batch:
+        return False
+    return not isinstance(batch, (str, bytes)) and all(mirror_problem(sample, item) is None for item in batch)
+
+
 @register_check(
     "collate_fn.batch_mirrors_sample_structure",
     protocol=CollateFn,
@@ -96,6 +112,9 @@ def batch_mirrors_sample_structure(ctx: Context) -> None:
     """The batch mirrors a sample's structure: dict keys, tuple/namedtuple arity and type."""
     samples = ctx.example_inputs
     batch = _collate(ctx, samples, "samples")
+    if _keeps_samples_whole(batch, samples):
+        ctx.note("the batch is the list of samples itself, each with the sample's structure")
+        return
     problem = mirror_problem(samples[0], batch)
     if problem:
         ctx.fail(

@@ -18,6 +18,7 @@ from torchcontract.protocols import IterableDataset
 
 ITER = "iterable_dataset.iter_returns_iterator"
 ENDS = "iterable_dataset.iteration_ends"
+NEW_PASS = "iterable_dataset.new_iter_starts_new_pass"
 
 
 def iterator_problem(ctx: Context, iterable: Any, name: str) -> str | None:
@@ -77,7 +78,7 @@ def iteration_ends(ctx: Context) -> None:
 
 
 @register_check(
-    "iterable_dataset.new_iter_starts_new_pass",
+    NEW_PASS,
     protocol=IterableDataset,
     severity="required",
     requires=(ENDS,),

@@ -8,7 +8,13 @@ from typing import Any
 
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import describe, difference, is_iterable_style, sample_count
+from torchcontract.conformance._values import (
+    NO_SAMPLE,
+    describe,
+    difference,
+    is_iterable_style,
+    sample_count,
+)
 from torchcontract.conformance.checks._common import END, Pass, next_item, record_pass
 from torchcontract.conformance.checks.iterable_dataset import iterator_problem
 from torchcontract.protocols import Loader
@@ -39,6 +45,19 @@ def _sized_len(ctx: Context, obj: object, name: str) -> int | None:
 def _is_stream(ctx: Context) -> bool:
     dataset = getattr(ctx.obj, "dataset", None)
     return dataset is not None and is_iterable_style(dataset)
+
+
+def _example_sample(ctx: Context) -> Any:
+    """loader.dataset[0] (to count batches that keep their samples whole), or NO_SAMPLE."""
+
+    def fetch() -> Any:
+        dataset = getattr(ctx.obj, "dataset", None)
+        if dataset is None or _is_stream(ctx) or not _sized_len(ctx, dataset, "loader.dataset"):
+            return NO_SAMPLE
+        sample = ctx.attempt("loader.dataset[0]", operator.getitem, dataset, 0)
+        return NO_SAMPLE if isinstance(sample, Exception) else sample
+
+    return ctx.shared("example_sample", fetch)
 
 
 @register_check(ITER, protocol=Loader, severity="required")
@@ -164,7 +183,8 @@ def batches_cover_dataset(ctx: Context) -> None:
         ctx.skip("the loader is infinite")
     if record.count > len(record.prefix):
         ctx.skip(f"the epoch has more than max_items={ctx.options.max_items} batches")
-    counts = [sample_count(batch) for batch in record.prefix]
+    example = _example_sample(ctx)
+    counts = [sample_count(batch, like=example) for batch in record.prefix]
     if None in counts:
         position = counts.index(None)
         ctx.skip(f"cannot count the samples of batch {position}: {describe(record.prefix[position])}")
@@ -231,7 +251,8 @@ def batches_match_collate(ctx: Context) -> None:
             expected: Any = ctx.call(what, collate_fn, sample)
         else:
             start = position * batch_size
-            indices = range(start, start + sample_count(batch) if sample_count(batch) else start)
+            count = sample_count(batch, like=_example_sample(ctx))
+            indices = range(start, start + count if count else start)
             what = f"loader.collate_fn([loader.dataset[i] for i in range({indices.start}, {indices.stop})])"
             samples = [ctx.call(f"loader.dataset[{i}]", operator.getitem, dataset, i) for i in indices]
             expected = ctx.call(what, collate_fn, samples)

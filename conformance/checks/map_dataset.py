@@ -35,7 +35,8 @@ def _length(ctx: Context) -> int:
 
 
 def _get(ctx: Context, index: Any, shown: str | None = None) -> Any:
-    return ctx.call(f"ds[{shown if shown is not None else index!r}]", operator.getitem, ctx.obj, index)
+    shown = repr(index) if shown is None else shown
+    return ctx.call(f"ds[{shown}]", operator.getitem, ctx.obj, index)
 
 
 @register_check(LEN, protocol=MapDataset, severity="required")
@@ -115,11 +116,13 @@ def iteration_matches_indexing(ctx: Context) -> None:
     checked = length if ctx.options.thorough or length <= ctx.options.max_items else ctx.options.max_items
     for position in range(checked + 1):
         if ctx.out_of_time():
-            ctx.fail(
-                f"iterating ds did not end within the time budget ({ctx.time_budget_s:g} s) after "
-                f"{position} of len(ds) == {length} items; expected the pass to end",
-                reproduce="for sample in ds: pass",
+            # A slow dataset is not a broken one: the clause is about which items come, not how fast
+            # (a call that never returns is the engine's to report). Compare what there was time for.
+            ctx.note(
+                f"the time budget ({ctx.time_budget_s:g} s) ran out after {position} of {length} items: "
+                "only those were compared (raise time_budget_s to compare more)"
             )
+            return
         item = next_item(ctx, iterator, f"next(iter(ds)) (item {position})")
         if position == checked:
             if checked == length and item is not END:
@@ -149,7 +152,11 @@ def iteration_matches_indexing(ctx: Context) -> None:
 
 
 @register_check(
-    "map_dataset.pickle_round_trip", protocol=MapDataset, severity="required", requires=(GETITEM,)
+    "map_dataset.pickle_round_trip",
+    protocol=MapDataset,
+    severity="required",
+    # An undeclared random dataset differs from its clone as from itself: that is DETERMINISTIC's failure.
+    requires=(GETITEM, DETERMINISTIC),
 )
 def pickle_round_trip(ctx: Context) -> None:
     """pickle.loads(pickle.dumps(ds)) gives an equal dataset (worker processes started with spawn)."""

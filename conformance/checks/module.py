@@ -22,7 +22,12 @@ from torchcontract.conformance._values import (
     tensor_module,
 )
 from torchcontract.conformance.checks._common import try_deepcopy
-from torchcontract.conformance.checks.callable_module import call_module, eval_mode, fresh_inputs
+from torchcontract.conformance.checks.callable_module import (
+    call_module,
+    eval_mode,
+    fresh_inputs,
+    restore_mode,
+)
 from torchcontract.protocols import Module
 
 MODE = "module.train_eval_set_mode"
@@ -80,13 +85,21 @@ def _perturb(parameter: Any) -> bool:
 
 @register_check(MODE, protocol=Module, severity="required")
 def train_eval_set_mode(ctx: Context) -> None:
-    """train() and eval() return the module itself and set training on it and every submodule."""
+    """train() and eval() return the module itself and set training on it and every submodule;
+    train(False) is eval()."""
     module = ctx.obj
     was_training = module.training
+    # train(False) last: code such as model.train(is_training) relies on it as much as on eval().
+    steps: list[tuple[str, str, tuple[bool, ...]]] = [
+        ("m.train()", "train", ()),
+        ("m.eval()", "eval", ()),
+        ("m.train(True)", "train", (True,)),
+        ("m.train(False)", "train", (False,)),
+    ]
     try:
-        for call, expected in (("m.train()", True), ("m.eval()", False), ("m.train(True)", True)):
-            method = module.eval if call == "m.eval()" else module.train
-            returned = ctx.call(call, method)
+        for call, method, args in steps:
+            expected = method == "train" and args != (False,)
+            returned = ctx.call(call, getattr(module, method), *args)
             if returned is not module:
                 ctx.fail(
                     f"{call} returned {describe(returned)}; expected the module itself (so that "
@@ -98,15 +111,29 @@ def train_eval_set_mode(ctx: Context) -> None:
                     f"after {call}, m.training is {module.training!r}; expected {expected}",
                     reproduce=f"{call}; m.training",
                 )
-            for name, sub in _submodules(module):
-                if getattr(sub, "training", expected) is not expected:
-                    ctx.fail(
-                        f"after {call}, submodule {name!r} has training={sub.training!r}; expected "
-                        f"{expected} (train/eval must recurse into submodules)",
-                        reproduce=f"{call}; m.get_submodule({name!r}).training",
-                    )
+            _check_submodule_modes(ctx, module, call, expected)
     finally:
-        module.train(was_training)
+        restore_mode(module, was_training)
+
+
+def _check_submodule_modes(ctx: Context, module: Any, call: str, expected: bool) -> None:
+    """eval() reaches every submodule. train() may leave some in eval mode on purpose (a frozen
+    backbone, BatchNorm kept in eval: mmdetection's norm_eval), but not all of them."""
+    flagged = [(name, sub) for name, sub in _submodules(module) if hasattr(sub, "training")]
+    wrong = [(name, sub) for name, sub in flagged if sub.training is not expected]
+    if not wrong:
+        return
+    name, sub = wrong[0]
+    if not expected or len(wrong) == len(flagged):
+        ctx.fail(
+            f"after {call}, submodule {name!r} has training={sub.training!r}; expected {expected} "
+            f"({len(wrong)} of {len(flagged)} submodules; {call.split('(')[0]}() must recurse into "
+            "submodules)",
+            reproduce=f"{call}; m.get_submodule({name!r}).training",
+        )
+    note = f"after {call}, {len(wrong)} of {len(flagged)} submodules stay in eval mode (frozen on purpose?)"
+    if note not in ctx.notes:
+        ctx.note(note)
 
 
 @register_check("module.parameters_match_named_parameters", protocol=Module, severity="required")
@@ -160,17 +187,35 @@ def deepcopy_is_independent(ctx: Context) -> None:
             reproduce="copy.deepcopy(m)(*inputs) == m(*inputs)",
         )
     before = {name: _snapshot(p) for name, p in module.named_parameters()}
-    for name, parameter in clone.named_parameters():
-        if not _perturb(parameter):
-            continue
-        original = before.get(name)
-        current = dict(module.named_parameters()).get(name)
-        if original is not None and difference(_snapshot(current), original) is not None:
-            ctx.fail(
-                f"changing parameter {name!r} of copy.deepcopy(m) changed m's parameter too; "
-                "expected the copy to own its parameters",
-                reproduce=f"c = copy.deepcopy(m); <change c's {name}>; <compare with m's {name}>",
-            )
+    saved = [(p, _snapshot(p)) for _, p in module.named_parameters()]  # by identity: names may repeat
+    try:
+        for name, parameter in clone.named_parameters():
+            if not _perturb(parameter):
+                continue
+            original = before.get(name)
+            current = dict(module.named_parameters()).get(name)
+            if original is not None and difference(_snapshot(current), original) is not None:
+                ctx.fail(
+                    f"changing parameter {name!r} of copy.deepcopy(m) changed m's parameter too; "
+                    "expected the copy to own its parameters",
+                    reproduce=f"c = copy.deepcopy(m); <change c's {name}>; <compare with m's {name}>",
+                )
+    finally:
+        # A copy that shares parameters was changed through m's own: put m's values back.
+        for parameter, snapshot in saved:
+            _restore(parameter, snapshot)
+
+
+def _restore(parameter: Any, snapshot: Any) -> None:
+    """Write ``snapshot`` (from :func:`_snapshot`) back into ``parameter`` in place, if it changed."""
+    values = _values(parameter)
+    if values is None or snapshot is None or difference(_snapshot(parameter), snapshot) is None:
+        return
+    if is_tensor(values):
+        with tensor_module().no_grad():
+            values.copy_(snapshot)
+    else:
+        np.copyto(values, snapshot)
 
 
 def _snapshot(parameter: Any) -> Any:
@@ -285,10 +330,10 @@ def zero_grad_clears_gradients(ctx: Context) -> None:
 
 
 def _torch_module(ctx: Context) -> Any:
+    # An nn.Module can only exist once torch is imported: importing it here (seconds) to find out
+    # would spend the time budget of a NumPy module's check, and report a hang.
     torch = tensor_module()
-    if torch is None:
-        import torch
-    if not isinstance(ctx.obj, torch.nn.Module):
+    if torch is None or not isinstance(ctx.obj, torch.nn.Module):
         ctx.skip("the object is not a torch.nn.Module: device placement is checked on torch modules")
     return torch
 

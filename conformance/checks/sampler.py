@@ -167,8 +167,16 @@ def each_index_once(ctx: Context) -> None:
     """A sampler without replacement yields each index at most once per pass."""
     if _replacement(ctx):
         ctx.skip("the sampler draws with replacement")
-    indices = _indices(ctx)
-    repeated = [index for index, n in Counter(indices.flat).items() if n > 1]
+    flat = _indices(ctx).flat
+    if ctx.options.infinite:
+        # An endless sampler (epoch after epoch, as detectron2's TrainingSampler) repeats indices
+        # across epochs: only the first epoch's worth can be checked, and only with its length.
+        length = _data_source_len(ctx)
+        if length is None:
+            ctx.skip("the sampler is infinite and its data source's length is unknown (pass data_source_len)")
+        flat = flat[:length]
+        ctx.note(f"infinite sampler: checked its first {len(flat)} indices, one epoch's worth")
+    repeated = [index for index, n in Counter(flat).items() if n > 1]
     if repeated:
         ctx.fail(
             f"iter(sampler) yielded index {repeated[0]} more than once in one pass "

@@ -17,7 +17,7 @@ from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import describe, difference, fingerprint
 from torchcontract.conformance.checks._common import END, next_item
 from torchcontract.conformance.checks.iterable_dataset import ENDS as ITERABLE_ENDS
-from torchcontract.conformance.checks.iterable_dataset import first_pass
+from torchcontract.conformance.checks.iterable_dataset import NEW_PASS, first_pass
 from torchcontract.conformance.checks.map_dataset import GETITEM, PAST_END
 from torchcontract.protocols import IterableDataset, MapDataset
 
@@ -104,8 +104,8 @@ PICKLE = "map_dataset.pickle_round_trip"
     "iterable_dataset.workers_yield_each_item_once",
     protocol=IterableDataset,
     severity="required",
-    needs=("workers",),
-    requires=(ITERABLE_ENDS,),
+    needs=("torch", "workers"),
+    requires=(ITERABLE_ENDS, NEW_PASS),
 )
 def workers_yield_each_item_once(ctx: Context) -> None:
     """With worker processes, the items of one epoch are those of one pass in one process, each once."""
@@ -115,7 +115,7 @@ def workers_yield_each_item_once(ctx: Context) -> None:
     what = WORKERS.format(n=workers)
     items = _drain(ctx, _loader(ctx, ctx.obj), what, limit=record.count * workers + 1)
     if len(items) != record.count:
-        times = f" ({len(items) / record.count:g} times as many)" if record.count else ""
+        times = f" ({len(items) / record.count:g} times as many)" if len(items) > record.count > 0 else ""
         ctx.fail(
             f"{what} yielded {len(items)} items{times} but one pass of ds in this process yields "
             f"{record.count}; expected each item once. Every worker iterates its own copy of the "
@@ -160,8 +160,8 @@ def _randomness_problem(ctx: Context, first: list[Any], second: list[Any], what:
     "iterable_dataset.workers_draw_independent_randomness",
     protocol=IterableDataset,
     severity="required",
-    needs=("workers",),
-    requires=(ITERABLE_ENDS,),
+    needs=("torch", "workers"),
+    requires=(ITERABLE_ENDS, NEW_PASS),
 )
 def iterable_workers_draw_independent_randomness(ctx: Context) -> None:
     """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
@@ -182,7 +182,7 @@ def iterable_workers_draw_independent_randomness(ctx: Context) -> None:
     "map_dataset.workers_draw_independent_randomness",
     protocol=MapDataset,
     severity="required",
-    needs=("workers",),
+    needs=("torch", "workers"),
     requires=(GETITEM,),
 )
 def map_workers_draw_independent_randomness(ctx: Context) -> None:
@@ -206,7 +206,7 @@ def map_workers_draw_independent_randomness(ctx: Context) -> None:
     "map_dataset.worker_errors_keep_their_type",
     protocol=MapDataset,
     severity="required",
-    needs=("workers",),
+    needs=("torch", "workers"),
     requires=(PAST_END,),
 )
 def worker_errors_keep_their_type(ctx: Context) -> None:
@@ -241,7 +241,7 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
     "map_dataset.spawn_workers_yield_same_samples",
     protocol=MapDataset,
     severity="required",
-    needs=("workers",),
+    needs=("torch", "workers"),
     requires=(PICKLE,),
 )
 def spawn_workers_yield_same_samples(ctx: Context) -> None:
@@ -273,8 +273,8 @@ def spawn_workers_yield_same_samples(ctx: Context) -> None:
     "iterable_dataset.spawn_workers_yield_same_items",
     protocol=IterableDataset,
     severity="required",
-    needs=("workers",),
-    requires=(ITERABLE_ENDS,),
+    needs=("torch", "workers"),
+    requires=(ITERABLE_ENDS, NEW_PASS),
 )
 def spawn_workers_yield_same_items(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same items."""

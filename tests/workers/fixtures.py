@@ -43,7 +43,7 @@ class ShardedRange(NaiveRange):
 
 class NoisyStreamWithGenerator(data.IterableDataset[float]):
     """Noise from a generator made in __init__: copied into every worker, the same every epoch. It
-    does not shard, so that both workers draw for the same positions."""
+    shards its count across workers (so only the randomness is wrong)."""
 
     def __init__(self, length: int = 12) -> None:
         self.length = length
@@ -52,18 +52,29 @@ class NoisyStreamWithGenerator(data.IterableDataset[float]):
     def __len__(self) -> int:
         return self.length
 
+    def _positions(self) -> range:
+        worker = data.get_worker_info()
+        start, step = (0, 1) if worker is None else (worker.id, worker.num_workers)
+        return range(start, self.length, step)
+
     def __iter__(self) -> Iterator[float]:
-        return (float(self.rng.normal()) for _ in range(self.length))
+        return (float(self.rng.normal()) for _ in self._positions())
 
 
 class NoisyStreamSeededPerWorker(NoisyStreamWithGenerator):
-    """Shards, and seeds its generator from get_worker_info().seed: independent per worker and epoch."""
+    """Seeds its generator from get_worker_info().seed: independent per worker and per epoch."""
 
     def __iter__(self) -> Iterator[float]:
         worker = data.get_worker_info()
         rng = self.rng if worker is None else np.random.default_rng(worker.seed)
-        start, step = (0, 1) if worker is None else (worker.id, worker.num_workers)
-        return (float(rng.normal()) for _ in range(start, self.length, step))
+        return (float(rng.normal()) for _ in self._positions())
+
+
+class ScaledStreamByRegistry(ShardedRange):
+    """Reads the module-level registry below: wrong in a worker that re-imported this module."""
+
+    def __iter__(self) -> Iterator[int]:
+        return (item * SCALES.get("scale", 1) for item in super().__iter__())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -138,61 +149,14 @@ class ScaledByRegistry(Squares):
         return super().__getitem__(index) * SCALES.get("scale", 1)
 
 
-# ----------------------------------------------------------------------------------------------------
-# samplers for the sharding checks
+def scaled_by_registry() -> ScaledByRegistry:
+    SCALES["scale"] = 3  # configured at run time, in this process only
+    return ScaledByRegistry()
 
 
-class UnevenShards:
-    """indices[rank::world_size] without padding: ranks get different counts when N % R != 0."""
-
-    def __init__(self, length: int, num_replicas: int, rank: int) -> None:
-        self.dataset = range(length)
-        self.length, self.num_replicas, self.rank = length, num_replicas, rank
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.length, self.num_replicas))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.length, self.num_replicas))
-
-
-class OverlappingShards(UnevenShards):
-    """Contiguous blocks that start at `rank` instead of `rank * block`: neighbours overlap and the
-    tail of the dataset is on no rank."""
-
-    def __iter__(self) -> Iterator[int]:
-        size = -(-self.length // self.num_replicas)
-        return iter(range(self.rank, self.rank + size))
-
-    def __len__(self) -> int:
-        return -(-self.length // self.num_replicas)
-
-
-class IgnoresEpoch(data.DistributedSampler[int]):
-    """Stores the epoch but always shuffles with the seed alone."""
-
-    def __iter__(self) -> Iterator[int]:
-        epoch, self.epoch = self.epoch, 0
-        try:
-            return super().__iter__()
-        finally:
-            self.epoch = epoch
-
-
-class EntropySeeded(data.DistributedSampler[int]):
-    """Each instance draws its own seed: ranks (separate processes) shard different permutations."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.seed = int(np.random.default_rng().integers(2**31))
-
-
-def uneven(rank: int, world_size: int) -> UnevenShards:
-    return UnevenShards(10, world_size, rank)
-
-
-def overlapping(rank: int, world_size: int) -> OverlappingShards:
-    return OverlappingShards(10, world_size, rank)
+def scaled_stream_by_registry() -> ScaledStreamByRegistry:
+    SCALES["scale"] = 3
+    return ScaledStreamByRegistry()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -248,15 +212,3 @@ def hangs_on_rank_one(rank: int, world_size: int) -> data.DataLoader[Any]:
     if rank == 1:
         threading.Event().wait()
     return torch_loader(rank, world_size)
-
-
-class _SharedSeed:
-    value = 0
-
-
-def fresh_seed_each_build(rank: int, world_size: int) -> data.DistributedSampler[int]:
-    """Rank 0 draws a seed that the other ranks share (as if broadcast), but every build of the ranks
-    draws a new one: a restarted run cannot reproduce its order."""
-    if rank == 0:
-        _SharedSeed.value = int(np.random.default_rng().integers(2**31))
-    return data.DistributedSampler(range(10), num_replicas=world_size, rank=rank, seed=_SharedSeed.value)

@@ -68,32 +68,6 @@ def test_the_reference_distributed_sampler_passes(world_size: int) -> None:
     assert not report.failures, report
 
 
-@pytest.mark.parametrize(
-    ("target", "options", "violates"),
-    [
-        (fixtures.uneven(0, 3), {"shards": fixtures.uneven}, "sampler.shards_have_equal_length"),
-        (fixtures.overlapping(0, 3), {"shards": fixtures.overlapping}, "sampler.shards_cover_dataset"),
-        (
-            fixtures.IgnoresEpoch(range(10), num_replicas=3, rank=0),
-            {},
-            "sampler.set_epoch_reshuffles_every_rank_alike",
-        ),
-        (
-            fixtures.fresh_seed_each_build(0, 3),
-            {"shards": fixtures.fresh_seed_each_build},
-            "sampler.same_seed_same_shards",
-        ),
-        (fixtures.EntropySeeded(range(10), num_replicas=3, rank=0), {}, "sampler.shards_cover_dataset"),
-    ],
-    ids=["uneven", "overlapping", "ignores-epoch", "fresh-seed-each-build", "entropy-seeded"],
-)
-def test_each_broken_sampler_fails_exactly_its_clause(
-    target: Any, options: dict[str, Any], violates: str
-) -> None:
-    report = check(target, Sampler, world_size=3, data_source_len=10, **options)
-    assert _required_failures(report) == {violates}, report
-
-
 def test_sharding_checks_are_off_without_a_world_size() -> None:
     report = check(data.DistributedSampler(range(10), num_replicas=2, rank=0), Sampler)
     for check_id in SHARDING:
@@ -126,16 +100,13 @@ def test_reference_loaders_under_a_process_group_pass() -> None:
     assert [r.status for r in report.results] == ["passed", "passed"]
 
 
-def test_a_rank_with_an_extra_batch_is_caught_by_the_collective() -> None:
+def test_check_distributed_runs_only_the_process_group_checks() -> None:
     report = check_distributed(fixtures.extra_batch_on_rank_zero, 2)
+    assert [r.check_id for r in report.results] == [
+        "loader.ranks_yield_equal_batch_counts",
+        "loader.ranks_cover_dataset",
+    ]
     assert _required_failures(report) == {"loader.ranks_yield_equal_batch_counts"}
-    assert "yielded [4, 3] batches" in report.failures[0].message
-
-
-def test_a_loader_ignoring_its_rank_fails_coverage() -> None:
-    report = check_distributed(fixtures.ignores_rank, 2)
-    assert _required_failures(report) == {"loader.ranks_cover_dataset"}
-    assert "11 beyond one copy of the dataset" in report.failures[0].message
 
 
 @pytest.mark.parametrize(

@@ -29,47 +29,6 @@ def _failed(obj: Any, protocol: type, **options: Any) -> list[str]:
     return [r.check_id for r in report.results if r.status == "failed" and r.severity == "required"]
 
 
-@pytest.mark.parametrize(
-    ("obj", "protocol", "options", "violates"),
-    [
-        (fixtures.NaiveRange(), IterableDataset, {}, "iterable_dataset.workers_yield_each_item_once"),
-        (
-            fixtures.NoisyStreamWithGenerator(),
-            IterableDataset,
-            {"deterministic": False},
-            "iterable_dataset.workers_draw_independent_randomness",
-        ),
-        (
-            fixtures.NoisyWithGenerator(),
-            MapDataset,
-            {"deterministic": False},
-            "map_dataset.workers_draw_independent_randomness",
-        ),
-        (fixtures.RaisesRichError(), MapDataset, {}, "map_dataset.worker_errors_keep_their_type"),
-    ],
-    ids=lambda value: type(value).__name__ if not isinstance(value, (dict, str, type)) else None,
-)
-def test_each_broken_dataset_fails_exactly_its_clause(
-    obj: Any, protocol: type, options: dict[str, Any], violates: str
-) -> None:
-    # NoisyStreamWithGenerator does not shard either; as deterministic=False only its count is compared.
-    expected = {violates}
-    if isinstance(obj, fixtures.NoisyStreamWithGenerator):
-        expected.add("iterable_dataset.workers_yield_each_item_once")
-    assert set(_failed(obj, protocol, **options)) == expected
-
-
-def test_state_set_at_run_time_is_lost_in_a_worker_rebuilt_from_the_pickle() -> None:
-    fixtures.SCALES["scale"] = 3
-    try:
-        report = check(fixtures.ScaledByRegistry(), MapDataset)
-    finally:
-        fixtures.SCALES.clear()
-    failed = [r for r in report.results if r.status == "failed"]
-    assert [r.check_id for r in failed] == ["map_dataset.spawn_workers_yield_same_samples"]
-    assert "re-imports its module" in failed[0].message
-
-
 def test_the_error_message_explains_the_rebuilt_exception() -> None:
     report = check(fixtures.RaisesRichError(), MapDataset)
     (failure,) = [r for r in report.results if r.status == "failed"]

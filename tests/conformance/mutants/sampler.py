@@ -1,0 +1,177 @@
+"""Samplers, each with one bug (plain Python and NumPy)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from torchcontract import reference_impl as ref
+from torchcontract.protocols import Sampler
+
+from ..correct import EndlessShuffles, Points, SeededShuffleSampler
+from . import Mutant
+
+
+def _sampler(cls: type[SeededShuffleSampler]) -> Any:
+    return lambda: cls(Points(10))
+
+
+class DrawsForever(SeededShuffleSampler):
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng(self.seed)
+        while True:  # num_samples was meant to bound it
+            yield int(rng.integers(len(self.data_source)))
+
+
+class OneBasedIndices(SeededShuffleSampler):
+    def __iter__(self) -> Iterator[int]:
+        # 1-based ids from a database: index 10 is one past the end
+        return (i + 1 for i in super().__iter__())
+
+
+class StridedFloatIndices(SeededShuffleSampler):
+    def __iter__(self) -> Iterator[Any]:
+        return iter(np.arange(0, len(self.data_source), 1.0))  # a float step: float64 "indices"
+
+
+class LenCountsWholeSource(SeededShuffleSampler):
+    """Samples only labels 0 and 1, but reports the size of the whole data source."""
+
+    def __iter__(self) -> Iterator[int]:
+        return (i for i in super().__iter__() if self.data_source.labels[i] != 2)
+
+
+class ReplacementByAccident(SeededShuffleSampler):
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng(self.seed + self.epoch)
+        n = len(self.data_source)
+        return iter(rng.choice(n, size=n).tolist())  # choice() draws with replacement by default
+
+
+class ReseedsFromOsEntropy(SeededShuffleSampler):
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.random.default_rng().permutation(len(self.data_source)).tolist())  # seed ignored
+
+
+class YieldsNumpyIntegers(SeededShuffleSampler):
+    def __iter__(self) -> Iterator[Any]:
+        return iter(np.random.default_rng(self.seed).permutation(len(self.data_source)))  # np.int64s
+
+
+class EndlessDrawsWithReplacement(EndlessShuffles):
+    def _epoch(self, rng: np.random.Generator) -> list[int]:
+        return rng.choice(self.n, size=self.n).tolist()  # with replacement: repeats within an epoch
+
+
+# -- sharding across ranks (checked with world_size=3 over 10 indices) --------------------------------------
+
+
+class UnevenShards:
+    """indices[rank::world_size] without padding: ranks get different counts when N % R != 0."""
+
+    def __init__(self, length: int, num_replicas: int, rank: int) -> None:
+        self.dataset = range(length)
+        self.length, self.num_replicas, self.rank = length, num_replicas, rank
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.length, self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.length, self.num_replicas))
+
+
+def uneven_shards(rank: int, world_size: int) -> UnevenShards:
+    return UnevenShards(10, world_size, rank)
+
+
+class OverlappingShards(UnevenShards):
+    """Contiguous blocks that start at `rank` instead of `rank * block`: neighbours overlap and the
+    tail of the dataset is on no rank."""
+
+    def __iter__(self) -> Iterator[int]:
+        size = -(-self.length // self.num_replicas)
+        return iter(range(self.rank, self.rank + size))
+
+    def __len__(self) -> int:
+        return -(-self.length // self.num_replicas)
+
+
+def overlapping_shards(rank: int, world_size: int) -> OverlappingShards:
+    return OverlappingShards(10, world_size, rank)
+
+
+class IgnoresEpoch(ref.DistributedSampler):
+    """Stores the epoch but always shuffles as in epoch 0."""
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, self.epoch = self.epoch, 0
+        try:
+            return super().__iter__()
+        finally:
+            self.epoch = epoch
+
+
+class EntropySeeded(ref.DistributedSampler):
+    """Each instance draws its own seed: ranks (separate processes) shard different permutations."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seed = int(np.random.default_rng().integers(2**31))
+
+
+class _SharedSeed:
+    value = 0
+
+
+def fresh_seed_each_build(rank: int, world_size: int) -> ref.DistributedSampler:
+    """Rank 0 draws a seed that the other ranks share (as if broadcast), but every build of the ranks
+    draws a new one: a restarted run cannot reproduce its order."""
+    if rank == 0:
+        _SharedSeed.value = int(np.random.default_rng().integers(2**31))
+    return ref.DistributedSampler(10, num_replicas=world_size, rank=rank, seed=_SharedSeed.value)
+
+
+_SHARDING = {"world_size": 3, "data_source_len": 10}
+
+
+def _mutant(name: str, violates: str, bug: str, factory: Any, **fields: Any) -> Mutant:
+    return Mutant(name, Sampler, f"sampler.{violates}", bug, factory, **fields)
+
+
+MUTANTS = [
+    _mutant("draws_forever", "iteration_ends", "an endless sampler not declared infinite",
+            _sampler(DrawsForever), kwargs={"time_budget_s": 0.5}, message_contains=("without ending",)),
+    _mutant("one_based_indices", "yields_indices_in_range", "indices 1..n instead of 0..n-1",
+            _sampler(OneBasedIndices), message_contains=("index 10, outside range(10)",)),
+    _mutant("float_indices", "yields_indices_in_range", "float64 indices from a float step",
+            _sampler(StridedFloatIndices), message_contains=("float64(0.0)", "expected an int index")),
+    _mutant("len_counts_whole_source", "len_matches_count", "__len__ ignores the filter",
+            _sampler(LenCountsWholeSource), message_contains=("len(sampler) == 10 but a pass yielded 7",)),
+    _mutant("replacement_by_accident", "each_index_once", "rng.choice() draws with replacement",
+            _sampler(ReplacementByAccident), message_contains=("more than once", "collections.Counter")),
+    _mutant("endless_epochs_repeat_indices", "each_index_once",
+            "an infinite sampler's epochs are drawn with replacement",
+            lambda: EndlessDrawsWithReplacement(10),
+            kwargs={"infinite": True, "data_source_len": 10}, message_contains=("more than once",)),
+    _mutant("reseeds_from_os_entropy", "same_state_same_order", "default_rng() without a seed in __iter__",
+            _sampler(ReseedsFromOsEntropy), message_contains=("different orders",)),
+    _mutant("yields_numpy_integers", "yields_python_ints", "iterates a NumPy permutation directly",
+            _sampler(YieldsNumpyIntegers), message_contains=("of type int64",)),
+    _mutant("uneven_shards", "shards_have_equal_length", "indices[rank::world_size] without padding",
+            lambda: uneven_shards(0, 3), kwargs={**_SHARDING, "shards": uneven_shards},
+            message_contains=("the ranks yield [4, 3, 3] indices",)),
+    _mutant("overlapping_shards", "shards_cover_dataset", "blocks start at rank, not rank * block",
+            lambda: overlapping_shards(0, 3), kwargs={**_SHARDING, "shards": overlapping_shards},
+            message_contains=("are on no rank",)),
+    _mutant("ignores_epoch", "set_epoch_reshuffles_every_rank_alike", "set_epoch stored but never used",
+            lambda: IgnoresEpoch(10, num_replicas=3, rank=0), kwargs=_SHARDING,
+            message_contains=("after set_epoch(1) every rank yields the same order",)),
+    _mutant("entropy_seeded_shards", "shards_cover_dataset", "each rank's sampler draws its own seed",
+            lambda: EntropySeeded(10, num_replicas=3, rank=0), kwargs=_SHARDING,
+            message_contains=("on no rank",)),
+    _mutant("fresh_seed_each_build", "same_seed_same_shards", "a new shared seed at every start",
+            lambda: fresh_seed_each_build(0, 3), kwargs={**_SHARDING, "shards": fresh_seed_each_build},
+            message_contains=("building the rank samplers twice gave different shards",)),
+]  # fmt: skip

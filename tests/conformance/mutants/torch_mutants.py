@@ -1,0 +1,236 @@
+"""torch-based mutants, each with one bug. Imported only when torch is installed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
+
+from torchcontract import protocols
+
+from ...workers import fixtures
+from . import Mutant
+
+
+def _seeded(build: Callable[[], object]) -> Callable[[], object]:
+    """Builds the object from a fixed seed, without touching the caller's global RNG."""
+
+    def factory() -> object:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return build()
+
+    return factory
+
+
+def _inputs() -> tuple[torch.Tensor]:
+    return (torch.linspace(-1.0, 1.0, 12).reshape(4, 3),)
+
+
+# -- modules ------------------------------------------------------------------------------------------
+
+
+class FunctionalDropoutAlwaysOn(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.out = nn.Linear(3, 16), nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.dropout(F.relu(self.hidden(x)), p=0.5))  # training=self.training forgotten
+
+
+class CallCastsToDouble(nn.Linear):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return super().__call__(*args, **kwargs).double()  # "for a stable loss": forward disagrees
+
+
+def _in_place_relu_first() -> nn.Module:
+    return nn.Sequential(nn.ReLU(inplace=True), nn.Linear(3, 2))  # overwrites the caller's tensor
+
+
+class TrainOverrideForgetsReturn(nn.Sequential):
+    def train(self, mode: bool = True) -> Any:
+        super().train(mode)  # no "return": m.eval() is None
+
+
+def _train_override() -> nn.Module:
+    return TrainOverrideForgetsReturn(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+
+
+class FreezesBackboneButDropsMode(nn.Module):
+    """Overrides train() to keep a frozen backbone in eval mode, and forgets to pass ``mode`` on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone, self.head = nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def train(self, mode: bool = True) -> FreezesBackboneButDropsMode:
+        super().train()  # mode not passed on: m.eval() puts the head in training mode
+        self.backbone.eval()
+        return self
+
+
+class LenientLoadStateDict(nn.Linear):
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        return super().load_state_dict(state_dict, strict=False, assign=assign)  # "partial checkpoints"
+
+
+class ToForgetsReturn(nn.Linear):
+    def to(self, *args: Any, **kwargs: Any) -> Any:
+        super().to(*args, **kwargs)  # no "return self": m = m.to(device) gives None
+
+
+class FusedCudaNormEpsilon(nn.Module):
+    """A normalisation whose fused CUDA path uses eps=1e-2 where the CPU path uses 1e-5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        eps = 1e-2 if x.is_cuda else 1e-5
+        return self.scale * (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + eps)
+
+
+# -- data ---------------------------------------------------------------------------------------------
+
+
+class StackingGetitems(TensorDataset):
+    def __getitems__(self, indices: list[int]) -> Any:
+        return torch.stack([self.tensors[0][i] for i in indices])  # a tensor, not a list of samples
+
+
+def _stacking_getitems() -> Dataset[Any]:
+    return StackingGetitems(torch.arange(30.0).reshape(10, 3))
+
+
+class SharedReaderStream(IterableDataset[torch.Tensor]):
+    def __init__(self) -> None:
+        self.reader = (torch.full((3,), float(i)) for i in range(10))  # opened once, in __init__
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.reader
+
+
+class BucketBatchSampler:
+    """Batches indices of similar length; its __len__ forgot the last partial bucket."""
+
+    def __init__(self, n: int, batch_size: int) -> None:
+        self.n, self.batch_size = n, batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for start in range(0, self.n, self.batch_size):
+            yield list(range(start, min(start + self.batch_size, self.n)))
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+
+def _bucketing_loader() -> DataLoader[Any]:
+    dataset = TensorDataset(torch.arange(10.0))
+    return DataLoader(dataset, batch_sampler=BucketBatchSampler(10, 4))
+
+
+class RandpermSampler:
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed = n, seed
+
+    def __iter__(self) -> Iterator[Any]:
+        generator = torch.Generator().manual_seed(self.seed)
+        return iter(torch.randperm(self.n, generator=generator))  # 0-d tensors, not ints
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def concatenating_collate(samples: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(samples)  # cat, not stack: 4 samples of shape (3,) become one row of 12
+
+
+def _mutant(protocol: type[Any], name: str, violates: str, bug: str, factory: Any, **fields: Any) -> Mutant:
+    return Mutant(name, protocol, violates, bug, factory, needs_torch=True, **fields)
+
+
+_MODULE_INPUTS = {"example_inputs": _inputs()}
+MUTANTS = [
+    _mutant(protocols.Module, "torch_functional_dropout_always_on", "callable_module.eval_is_deterministic",
+            "F.dropout without training=self.training", _seeded(FunctionalDropoutAlwaysOn),
+            kwargs=_MODULE_INPUTS, message_contains=("two calls m(*inputs) in eval mode",)),
+    _mutant(protocols.CallableModule, "torch_call_casts_to_double", "callable_module.call_matches_forward",
+            "__call__ casts forward's output", _seeded(lambda: CallCastsToDouble(3, 2)),
+            kwargs=_MODULE_INPUTS, message_contains=("float64",)),
+    _mutant(protocols.CallableModule, "torch_in_place_relu_first", "callable_module.call_preserves_inputs",
+            "nn.ReLU(inplace=True) as the first layer", _seeded(_in_place_relu_first),
+            kwargs=_MODULE_INPUTS, message_contains=("modified its inputs",)),
+    _mutant(protocols.Module, "torch_train_override_forgets_return", "module.train_eval_set_mode",
+            "an overridden train() without return", _seeded(_train_override),
+            kwargs=_MODULE_INPUTS, message_contains=("returned None",)),
+    _mutant(protocols.Module, "torch_train_override_drops_mode", "module.train_eval_set_mode",
+            "an overridden train() calls super().train() without mode", _seeded(FreezesBackboneButDropsMode),
+            kwargs=_MODULE_INPUTS, message_contains=("after m.eval(), m.training is True",)),
+    _mutant(protocols.Module, "torch_lenient_load_state_dict",
+            "module.load_state_dict_strict_rejects_bad_keys",
+            "load_state_dict() always passes strict=False", _seeded(lambda: LenientLoadStateDict(3, 2)),
+            kwargs=_MODULE_INPUTS, message_contains=("missing_keys=['weight']",)),
+    _mutant(protocols.Module, "torch_to_forgets_return", "module.to_device",
+            "an overridden to() without return",
+            _seeded(lambda: ToForgetsReturn(3, 2)), kwargs=_MODULE_INPUTS,
+            message_contains=("m.to('cpu') returned None",)),
+    _mutant(protocols.Module, "torch_cuda_path_differs", "module.device_parity",
+            "the CUDA path uses another epsilon", _seeded(FusedCudaNormEpsilon),
+            kwargs=_MODULE_INPUTS, needs_cuda=True, message_contains=("differs from the CPU output",)),
+    _mutant(protocols.MapDataset, "torch_getitems_stacks", "map_dataset.getitems_matches_getitem",
+            "__getitems__ returns torch.stack(...)", _stacking_getitems,
+            message_contains=("returned Tensor(float32, (9, 3)); expected a list of 9 samples",)),
+    _mutant(protocols.IterableDataset, "torch_shared_reader", "iterable_dataset.new_iter_starts_new_pass",
+            "__iter__ returns a reader opened in __init__", SharedReaderStream,
+            message_contains=("yielded 0 items but the first yielded 10",)),
+    _mutant(protocols.Loader, "torch_batch_sampler_len_too_short", "loader.len_matches_batch_count",
+            "a batch_sampler's __len__ floors", _bucketing_loader,
+            message_contains=("len(loader) == 2 but an epoch yielded 3 batches",)),
+    _mutant(protocols.Sampler, "torch_randperm_yields_tensors", "sampler.yields_python_ints",
+            "iterates torch.randperm() directly", lambda: RandpermSampler(10),
+            message_contains=("of type Tensor",)),
+    # -- worker processes and process groups (tests/workers/fixtures.py: workers unpickle them by name)
+    _mutant(protocols.IterableDataset, "torch_unsharded_stream",
+            "iterable_dataset.workers_yield_each_item_once",
+            "never calls get_worker_info(): every worker yields everything", fixtures.NaiveRange,
+            message_contains=("yielded 24 items (2 times as many)",)),
+    _mutant(protocols.IterableDataset, "torch_stream_generator_in_init",
+            "iterable_dataset.workers_draw_independent_randomness", "np.random.default_rng() in __init__",
+            fixtures.NoisyStreamWithGenerator, kwargs={"deterministic": False},
+            message_contains=("workers 0 and 1", "identical samples")),
+    _mutant(protocols.IterableDataset, "torch_stream_run_time_state",
+            "iterable_dataset.spawn_workers_yield_same_items",
+            "reads a module-level registry filled at run time", fixtures.scaled_stream_by_registry,
+            message_contains=("differs from item",)),
+    _mutant(protocols.MapDataset, "torch_generator_in_init",
+            "map_dataset.workers_draw_independent_randomness", "np.random.default_rng() in __init__",
+            fixtures.NoisyWithGenerator, kwargs={"deterministic": False},
+            message_contains=("workers 0 and 1", "identical samples")),
+    _mutant(protocols.MapDataset, "torch_unrebuildable_error", "map_dataset.worker_errors_keep_their_type",
+            "an IndexError subclass whose __init__ takes two arguments", fixtures.RaisesRichError,
+            message_contains=("the caller got RuntimeError",)),
+    _mutant(protocols.MapDataset, "torch_run_time_state", "map_dataset.spawn_workers_yield_same_samples",
+            "reads a module-level registry filled at run time", fixtures.scaled_by_registry,
+            message_contains=("re-imports its module",)),
+    _mutant(protocols.Loader, "torch_extra_batch_on_rank_zero", "loader.ranks_yield_equal_batch_counts",
+            "rank 0 yields one more batch", lambda: fixtures.extra_batch_on_rank_zero(0, 1),
+            kwargs={"shards": fixtures.extra_batch_on_rank_zero, "world_size": 2},
+            message_contains=("yielded [4, 3] batches",)),
+    _mutant(protocols.Loader, "torch_loader_ignores_rank", "loader.ranks_cover_dataset",
+            "every rank loads the whole dataset", lambda: fixtures.ignores_rank(0, 1),
+            kwargs={"shards": fixtures.ignores_rank, "world_size": 2},
+            message_contains=("11 beyond one copy of the dataset",)),
+    _mutant(protocols.CollateFn, "torch_cat_instead_of_stack", "collate_fn.batch_has_one_row_per_sample",
+            "torch.cat instead of torch.stack", lambda: concatenating_collate,
+            kwargs={"example_inputs": [torch.full((3,), float(i)) for i in range(4)]},
+            message_contains=("holds 12 samples", "given 4")),
+]  # fmt: skip

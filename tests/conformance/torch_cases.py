@@ -1,0 +1,208 @@
+"""Correct torch objects (and their documented deviations). Imported only when torch is installed."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import data as tud
+
+from torchcontract.protocols import (
+    CallableModule,
+    CollateFn,
+    IterableDataset,
+    Loader,
+    MapDataset,
+    Module,
+    Sampler,
+)
+
+from .cases import ARRAY_INDEXING_RETURNS_VIEWS, Case, transposed, unbatched
+
+VIEWS = {"map_dataset.samples_are_independent_copies": f"TensorDataset: {ARRAY_INDEXING_RETURNS_VIEWS}"}
+# torch/utils/data/dataset.py, ConcatDataset.__getitem__: a too-negative index raises ValueError
+# ("absolute value of index should not exceed dataset length"), not IndexError.
+CONCAT_NEGATIVE = {
+    "map_dataset.negative_index_mirrors_python": "ConcatDataset raises ValueError for ds[-len(ds) - 1]"
+}
+
+
+def seeded(build: Any) -> Any:
+    """Build from a fixed seed without touching the caller's global RNG."""
+
+    def factory() -> object:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return build()
+
+    return factory
+
+
+def tensors(n: int = 10) -> tud.TensorDataset:
+    return tud.TensorDataset(torch.arange(n * 3.0).reshape(n, 3), torch.arange(n) % 3)
+
+
+class Stream(tud.IterableDataset[torch.Tensor]):
+    """A torch iterable-style dataset whose __iter__ is a generator function. It shards itself across
+    DataLoader workers (torch.utils.data.get_worker_info), as every IterableDataset must to be loaded
+    by several workers."""
+
+    def __init__(self, n: int = 10) -> None:
+        self.n = n
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        info = tud.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for i in range(worker, self.n, workers):
+            yield torch.full((3,), float(i))
+
+
+class ShardedStream(Stream):
+    """The same stream, sized."""
+
+    def __len__(self) -> int:
+        return self.n
+
+
+Pair = namedtuple("Pair", ["x", "y"])
+
+
+def _first_two(samples: list[Any]) -> Any:
+    """A custom collate_fn: stacks the features, keeps the labels as a list of ints."""
+    return torch.stack([s[0] for s in samples]), [int(s[1]) for s in samples]
+
+
+def _time_major(samples: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded (T, B) sequences and their lengths: no leading dimension counts the samples."""
+    return nn.utils.rnn.pad_sequence(samples), torch.tensor([len(s) for s in samples])
+
+
+def _stacked_in_a_list(samples: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The positional inputs of one call, m(*batch): a list holding the stacked batch."""
+    return [torch.stack(samples)]
+
+
+def _loader(**kwargs: Any) -> Any:
+    return lambda: tud.DataLoader(tensors(10), **kwargs)
+
+
+def _inputs(*shape: int) -> dict[str, Any]:
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        return {"example_inputs": (torch.randn(*shape),)}
+
+
+class FrozenBackbone(nn.Module):
+    """Keeps its backbone (and its BatchNorm) in eval mode while training, as mmdetection's norm_eval."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def train(self, mode: bool = True) -> FrozenBackbone:
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+
+MODULE_CASES = [
+    Case("linear", Module, seeded(lambda: nn.Linear(3, 2)), _inputs(4, 3)),
+    Case("sequential", Module, seeded(lambda: nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))),
+         _inputs(4, 3)),
+    Case("conv2d", Module, seeded(lambda: nn.Conv2d(1, 2, 3)), _inputs(2, 1, 5, 5)),
+    Case("dropout", Module, lambda: nn.Dropout(0.5), _inputs(4, 3)),
+    Case("batchnorm1d", Module, seeded(lambda: nn.BatchNorm1d(3)), _inputs(4, 3)),
+    Case("relu", Module, nn.ReLU, _inputs(4, 3)),
+    Case("lstm", Module, seeded(lambda: nn.LSTM(3, 4, batch_first=True)), _inputs(2, 5, 3)),
+    Case("embedding", Module, seeded(lambda: nn.Embedding(10, 3)),
+         {"example_inputs": (torch.tensor([[1, 2], [3, 9]]),)}),
+    Case("frozen_backbone_train_override", Module, seeded(FrozenBackbone), _inputs(4, 3)),
+    Case("transformer_encoder_layer", Module,
+         seeded(lambda: nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True)),
+         _inputs(2, 5, 8)),
+]  # fmt: skip
+
+CASES = [
+    # CallableModule
+    Case("relu_as_callable", CallableModule, nn.ReLU, _inputs(4, 3)),
+    Case("linear_as_callable", CallableModule, seeded(lambda: nn.Linear(3, 2)), _inputs(4, 3)),
+    Case("dropout_as_callable", CallableModule, lambda: nn.Dropout(0.5), _inputs(4, 3)),
+    # MapDataset
+    Case("tensor_dataset", MapDataset, tensors, expected_failures=VIEWS),
+    Case("subset", MapDataset, lambda: tud.Subset(tensors(), [1, 3, 5, 7]), expected_failures=VIEWS),
+    Case("concat_dataset", MapDataset, lambda: tud.ConcatDataset([tensors(4), tensors(6)]),
+         expected_failures={**VIEWS, **CONCAT_NEGATIVE}),
+    Case("stack_dataset_tuple", MapDataset, lambda: tud.StackDataset(tensors(), tensors()),
+         expected_failures=VIEWS),
+    Case("stack_dataset_dict", MapDataset, lambda: tud.StackDataset(a=tensors(), b=tensors()),
+         expected_failures=VIEWS),
+    Case("random_split_subset", MapDataset,
+         lambda: tud.random_split(tensors(), [6, 4], generator=torch.Generator().manual_seed(0))[0],
+         expected_failures=VIEWS),
+    # IterableDataset
+    Case("iterable_dataset_subclass", IterableDataset, Stream),
+    Case("sized_sharded_iterable_dataset", IterableDataset, ShardedStream),
+    Case("chain_dataset", IterableDataset, lambda: tud.ChainDataset([Stream(3), Stream(4)])),
+    # Loader
+    Case("dataloader", Loader, _loader(batch_size=4)),
+    Case("dataloader_shuffle", Loader, _loader(batch_size=4, shuffle=True)),
+    Case("dataloader_shuffle_generator", Loader,
+         _loader(batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0))),
+    Case("dataloader_drop_last", Loader, _loader(batch_size=4, drop_last=True)),
+    Case("dataloader_no_batching", Loader, _loader(batch_size=None)),
+    Case("dataloader_custom_collate", Loader, _loader(batch_size=4, collate_fn=_first_two)),
+    Case("dataloader_unbatched_collate", Loader, _loader(batch_size=4, collate_fn=unbatched)),
+    Case("dataloader_transposed_collate", Loader, _loader(batch_size=4, collate_fn=transposed)),
+    Case("dataloader_subset_sampler", Loader,
+         _loader(batch_size=3, sampler=tud.SubsetRandomSampler([0, 2, 4, 6, 8]))),
+    Case("dataloader_batch_sampler", Loader,
+         _loader(batch_sampler=tud.BatchSampler(tud.SequentialSampler(range(10)), 3, drop_last=False))),
+    Case("dataloader_over_list", Loader,
+         lambda: tud.DataLoader([(float(i), i) for i in range(7)], batch_size=2)),
+    Case("dataloader_iterable_dataset", Loader, lambda: tud.DataLoader(Stream(10), batch_size=4)),
+    Case("dataloader_two_workers", Loader, _loader(batch_size=4, num_workers=2)),
+    Case("dataloader_persistent_workers", Loader,
+         _loader(batch_size=4, num_workers=1, persistent_workers=True)),
+    Case("dataloader_sharded_stream_two_workers", Loader,
+         lambda: tud.DataLoader(ShardedStream(10), batch_size=4, num_workers=2)),
+    # Sampler
+    Case("random_sampler", Sampler, lambda: tud.RandomSampler(range(10))),
+    Case("random_sampler_generator", Sampler,
+         lambda: tud.RandomSampler(range(10), generator=torch.Generator().manual_seed(0))),
+    Case("random_sampler_replacement", Sampler, lambda: tud.RandomSampler(range(10), replacement=True)),
+    Case("random_sampler_num_samples", Sampler,
+         lambda: tud.RandomSampler(range(10), replacement=True, num_samples=25)),
+    Case("sequential_sampler", Sampler, lambda: tud.SequentialSampler(range(10))),
+    Case("subset_random_sampler", Sampler, lambda: tud.SubsetRandomSampler([1, 4, 6]),
+         {"data_source_len": 7}),
+    Case("weighted_random_sampler", Sampler, lambda: tud.WeightedRandomSampler([0.1, 0.5, 0.2, 0.2], 10)),
+    Case("weighted_random_sampler_no_replacement", Sampler,
+         lambda: tud.WeightedRandomSampler([0.1, 0.5, 0.2, 0.2], 3, replacement=False)),
+    Case("batch_sampler", Sampler, lambda: tud.BatchSampler(tud.SequentialSampler(range(10)), 3, False)),
+    Case("batch_sampler_drop_last", Sampler,
+         lambda: tud.BatchSampler(tud.RandomSampler(range(10)), 3, drop_last=True)),
+    Case("distributed_sampler_rank0", Sampler,
+         lambda: tud.DistributedSampler(range(11), num_replicas=2, rank=0)),
+    Case("distributed_sampler_rank1", Sampler,
+         lambda: tud.DistributedSampler(range(11), num_replicas=2, rank=1, shuffle=False)),
+    # CollateFn
+    Case("default_collate_tuples", CollateFn, lambda: tud.default_collate,
+         {"example_inputs": [(torch.full((3,), float(i)), i) for i in range(4)]}),
+    Case("default_collate_dicts", CollateFn, lambda: tud.default_collate,
+         {"example_inputs": [{"x": torch.zeros(2), "y": i, "name": f"s{i}"} for i in range(4)]}),
+    Case("default_collate_namedtuples", CollateFn, lambda: tud.default_collate,
+         {"example_inputs": [Pair(torch.zeros(2), float(i)) for i in range(4)]}),
+    Case("pad_sequence_time_major_collate", CollateFn, lambda: _time_major,
+         {"example_inputs": [torch.ones(n) for n in (3, 5, 2, 4)]}),
+    Case("list_of_one_stacked_batch_collate", CollateFn, lambda: _stacked_in_a_list,
+         {"example_inputs": [torch.full((3,), float(i)) for i in range(4)]}),
+    Case("default_collate_ndarrays", CollateFn, lambda: tud.default_collate,
+         {"example_inputs": [torch.arange(3).numpy() for _ in range(4)]}),
+]  # fmt: skip

@@ -315,9 +315,8 @@ class DataLoader:
     :class:`SequentialSampler`; ``batch_sampler`` groups them (``drop_last`` drops a short last
     batch). A batch is fetched with ``dataset.__getitems__(indices)`` when the dataset has one that
     is not ``None``, else ``[dataset[i] for i in indices]``, and passed to ``collate_fn``
-    (:func:`default_collate` when ``None``). ``indices`` is a ``list[int]`` as torch passes, except
-    for datasets of this package that declare ``_getitems_takes_arrays`` (``MNIST``), which get
-    the int64 index array: converting it to a list costs about as much as the batch itself.
+    (:func:`default_collate` when ``None``). ``indices`` is a ``list[int]``, as torch passes, for
+    every dataset: a dataset written against torch's contract must work here unchanged.
 
     Iterable-style datasets: the stream is cut into batches; ``shuffle=True`` or a ``sampler`` is
     a ``ValueError`` (as in torch).
@@ -395,9 +394,8 @@ class DataLoader:
     def _map_batches(self, batches: Iterator[Indices | list[int]]) -> Iterator[Any]:
         dataset, collate = self.dataset, self._collate()
         getitems = getattr(dataset, "__getitems__", None)
-        takes_arrays = getattr(dataset, "_getitems_takes_arrays", False)
         for indices in batches:
-            if isinstance(indices, np.ndarray) and not takes_arrays:
+            if isinstance(indices, np.ndarray):
                 indices = indices.tolist()
             samples = getitems(indices) if getitems else [dataset[i] for i in indices]
             yield collate(samples)

@@ -67,9 +67,6 @@ class MNIST:
       processes, which then share the page cache); the files must still be there.
     """
 
-    # DataLoader may pass index arrays to __getitems__ (see DataLoader's docstring).
-    _getitems_takes_arrays = True
-
     def __init__(
         self,
         root: StrPath,

@@ -45,7 +45,7 @@ def _epoch(ctx: Context) -> Pass:
     return ctx.shared("epoch", record)
 
 
-def _data_source_len(ctx: Context) -> int | None:
+def data_source_len(ctx: Context) -> int | None:
     """The length of the sampler's data source: option data_source_len, else from its attributes."""
     if ctx.options.data_source_len is not None:
         return ctx.options.data_source_len
@@ -128,7 +128,7 @@ def iteration_ends(ctx: Context) -> None:
 def yields_indices_in_range(ctx: Context) -> None:
     """Items are int indices (or lists of them) in range(len(data_source)) when that is known."""
     indices = _indices(ctx)
-    length = _data_source_len(ctx)
+    length = data_source_len(ctx)
     if length is None:
         ctx.note("the data source's length is unknown (pass data_source_len=N): types checked only")
         return
@@ -171,7 +171,7 @@ def each_index_once(ctx: Context) -> None:
     if ctx.options.infinite:
         # An endless sampler (epoch after epoch, as detectron2's TrainingSampler) repeats indices
         # across epochs: only the first epoch's worth can be checked, and only with its length.
-        length = _data_source_len(ctx)
+        length = data_source_len(ctx)
         if length is None:
             ctx.skip("the sampler is infinite and its data source's length is unknown (pass data_source_len)")
         flat = flat[:length]
@@ -221,7 +221,3 @@ def yields_python_ints(ctx: Context) -> None:
                     "isinstance(index, int))",
                     reproduce=f"type(list(sampler)[{position}])",
                 )
-
-
-# The sharding checks (checks/distributed.py) need the data source's length too.
-data_source_len = _data_source_len

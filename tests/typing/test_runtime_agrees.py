@@ -72,6 +72,9 @@ EXCEPTIONS: dict[tuple[str, str], tuple[bool, str]] = {
     ("sampler", "bad_str_indices"): (True, TYPE_ARGUMENTS),
     ("sampler", "bad_batch_sampler_as_index_sampler"): (True, TYPE_ARGUMENTS),
     ("sampler", "bad_index_sampler_as_batch_sampler"): (True, TYPE_ARGUMENTS),
+    # reference_impl.py
+    ("reference_impl", "bad_stream_of_ints_as_str"): (True, TYPE_ARGUMENTS),
+    ("reference_impl", "bad_batch_sampler_as_index_sampler"): (True, TYPE_ARGUMENTS),
     # collate_fn.py: everything callable passes callable().
     ("collate_fn", "bad_takes_one_sample"): (True, CALLABLE),
     ("collate_fn", "bad_needs_second_argument"): (True, CALLABLE),

@@ -36,7 +36,7 @@ def tests(session: nox.Session) -> None:
     _pytest(session)
 
 
-@nox.session(python=DEFAULT_PYTHON, tags=["ci"])
+@nox.session(python=[DEFAULT_PYTHON], tags=["ci"])
 @nox.parametrize("torch", list(TORCH_BUILDS))
 def tests_torch(session: nox.Session, torch: str) -> None:
     """The whole suite with a torch build (and torchvision where one exists for it)."""
@@ -89,8 +89,9 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def thirdparty(session: nox.Session) -> None:
     """Opt-in: the suite on real third-party objects (torchvision datasets and models, HF datasets, timm)."""
-    session.install(".[test]", *TORCH_WITH_VISION, "datasets", "timm")
-    session.run("python", "-m", "pytest", "thirdparty", "-p", "no:cacheprovider", *session.posargs)
+    session.install(".[test]", *TORCH_WITH_VISION, "datasets", "timm", "torchdata")
+    report = f"{session.create_tmp()}/thirdparty-report.json"
+    session.run("python", "-m", "pytest", "thirdparty", f"--conformance-report={report}", *session.posargs)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,12 @@ def reference_targets() -> list[Target]:
             Sampler,
             name="ref.BatchSampler",
         ),
-        Target(ref.DistributedSampler(train, num_replicas=3, rank=1), Sampler, name="ref.DistributedSampler"),
+        Target(
+            ref.DistributedSampler(train, num_replicas=3, rank=1),
+            Sampler,
+            name="ref.DistributedSampler",
+            world_size=3,
+        ),
         Target(
             ref.default_collate,
             CollateFn,

@@ -23,7 +23,7 @@ from torchcontract.protocols import (
     Sampler,
 )
 
-__all__ = ["ShardedRange", "torch_targets"]
+__all__ = ["ShardedRange", "loader_of_rank", "torch_targets"]
 
 VIEWS = (
     "TensorDataset.__getitem__ returns views (tensor[index]) by design: in-place changes to a sample "
@@ -33,6 +33,15 @@ CONCAT_NEGATIVE = (
     "ConcatDataset raises ValueError, not IndexError, for ds[-len(ds) - 1] "
     "(SPEC.md, map_dataset.negative_index_mirrors_python)"
 )
+
+
+RANKED = data.TensorDataset(torch.arange(46.0).reshape(23, 2), torch.arange(23))
+
+
+def loader_of_rank(rank: int, world_size: int) -> data.DataLoader[Any]:
+    """One rank's loader (module level: each rank of the process group unpickles it)."""
+    sampler = data.DistributedSampler(RANKED, num_replicas=world_size, rank=rank, seed=4)
+    return data.DataLoader(RANKED, batch_size=4, sampler=sampler)
 
 
 class ShardedRange(data.IterableDataset[int]):
@@ -125,6 +134,14 @@ def torch_targets(mnist_root: Path) -> list[Target]:
             data.DistributedSampler(tensors, num_replicas=4, rank=3, seed=1),
             Sampler,
             name="torch.DistributedSampler",
+            world_size=4,
+        ),
+        Target(
+            loader_of_rank(0, 1),
+            Loader,
+            name="torch.DataLoader(DistributedSampler)",
+            shards=loader_of_rank,
+            world_size=2,
         ),
         Target(
             data.default_collate,

@@ -7,9 +7,11 @@ wait with DataLoader's ``timeout``. Samples cross the process boundary untouched
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import operator
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from torchcontract.conformance._engine import Context
@@ -134,6 +136,16 @@ def workers_yield_each_item_once(ctx: Context) -> None:
         )
 
 
+def _epochs(ctx: Context) -> tuple[Any, Callable[[int], None]]:
+    """The dataset to load, and how to start an epoch: a dataset with ``set_epoch`` (a seeded shuffle,
+    as in HuggingFace's IterableDataset or torch's DistributedSampler) gets ``set_epoch(epoch)`` first,
+    as training loops call it; on a deep copy, so that the object's own epoch is left alone."""
+    if not callable(getattr(ctx.obj, "set_epoch", None)):
+        return ctx.obj, lambda epoch: None
+    dataset = ctx.call("copy.deepcopy(ds)", copy.deepcopy, ctx.obj)
+    return dataset, lambda epoch: ctx.call(f"ds.set_epoch({epoch})", dataset.set_epoch, epoch)
+
+
 def _randomness_problem(ctx: Context, first: list[Any], second: list[Any], what: str) -> str | None:
     """Why two epochs of per-worker draws show shared random state, or None."""
     if len(first) < 2 or not second:
@@ -151,7 +163,8 @@ def _randomness_problem(ctx: Context, first: list[Any], second: list[Any], what:
             f"worker 0 of {what} drew the same sample in two epochs ({describe(first[0])}); expected "
             "new random draws each epoch. Workers restart each epoch from a copy of the dataset, so "
             "a generator stored in it restarts from the same state: seed it per worker and epoch "
-            "from torch.utils.data.get_worker_info().seed"
+            "from torch.utils.data.get_worker_info().seed (or from seed + epoch, with a set_epoch "
+            "method that training loops call)"
         )
     return None
 
@@ -169,9 +182,12 @@ def iterable_workers_draw_independent_randomness(ctx: Context) -> None:
         ctx.skip("applies to datasets declared deterministic=False")
     _torch_stream(ctx)
     what = WORKERS.format(n=2)
-    loader = _loader(ctx, ctx.obj, num_workers=2)
+    dataset, epoch = _epochs(ctx)
+    loader = _loader(ctx, dataset, num_workers=2)
     # In-order loading alternates workers: items 0 and 1 come from workers 0 and 1.
+    epoch(0)
     first = _drain(ctx, loader, what, limit=2)
+    epoch(1)
     second = _drain(ctx, loader, what, limit=1)
     problem = _randomness_problem(ctx, first, second, what)
     if problem:
@@ -194,8 +210,11 @@ def map_workers_draw_independent_randomness(ctx: Context) -> None:
     what = "DataLoader(ds, sampler=[0, 0, 0, 0], num_workers=2)"
     # Index 0 four times: tasks go to the workers in turn, so items 0 and 1 come from workers 0
     # and 1 drawing for the same sample.
-    loader = _loader(ctx, ctx.obj, sampler=[0, 0, 0, 0], num_workers=2)
+    dataset, epoch = _epochs(ctx)
+    loader = _loader(ctx, dataset, sampler=[0, 0, 0, 0], num_workers=2)
+    epoch(0)
     first = _drain(ctx, loader, what, limit=4)
+    epoch(1)
     second = _drain(ctx, loader, what, limit=1)
     problem = _randomness_problem(ctx, first, second, what)
     if problem:

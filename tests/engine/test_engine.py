@@ -237,7 +237,12 @@ def test_a_hung_call_fails_its_check_and_skips_the_rest() -> None:
     assert statuses["map_dataset.getitem_in_range_succeeds"] == "failed"
     failure = report.failures[0]
     assert "ds[3] did not return within the time budget of 0.5 s" in failure.message
-    later = [r for r in report.results if r.check_id not in ("map_dataset.len_is_non_negative_int",)][1:]
+    # Every later check is skipped for the hang (but those that need torch, where it is missing, say so).
+    later = [
+        r
+        for r in report.results[2:]
+        if not (CHECKS[r.check_id].needs & {"torch", "workers"} and "needs torch" in r.message)
+    ]
     assert later
     assert all(r.status == "skipped" for r in later)
     assert all("hung in map_dataset.getitem_in_range_succeeds" in r.message for r in later)

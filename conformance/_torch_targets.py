@@ -40,7 +40,9 @@ RANKED = data.TensorDataset(torch.arange(46.0).reshape(23, 2), torch.arange(23))
 
 def loader_of_rank(rank: int, world_size: int) -> data.DataLoader[Any]:
     """One rank's loader (module level: each rank of the process group unpickles it)."""
-    sampler = data.DistributedSampler(RANKED, num_replicas=world_size, rank=rank, seed=4)
+    sampler: data.DistributedSampler[int] = data.DistributedSampler(
+        RANKED, num_replicas=world_size, rank=rank, seed=4
+    )
     return data.DataLoader(RANKED, batch_size=4, sampler=sampler)
 
 

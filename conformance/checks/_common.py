@@ -10,7 +10,16 @@ from typing import Any
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._values import describe, describe_structure, structure
 
-__all__ = ["END", "Pass", "first_structure_mismatch", "next_item", "record_pass", "try_deepcopy"]
+__all__ = [
+    "END",
+    "Pass",
+    "first_structure_mismatch",
+    "iterator_problem",
+    "next_item",
+    "record_pass",
+    "recorded_first_pass",
+    "try_deepcopy",
+]
 
 
 class _End:
@@ -71,6 +80,33 @@ def record_pass(
             record.prefix.append(item)
         record.count += 1
     return record
+
+
+def recorded_first_pass(ctx: Context, name: str) -> Pass:
+    """The first pass over ``ctx.obj`` (a dataset or a loader, called ``name`` in messages), recorded
+    once and shared by the target's checks: its length when it ends, and its first ``max_items``
+    items. An object declared ``infinite=True`` is read for ``max_items`` items only."""
+
+    def record() -> Pass:
+        iterator = ctx.call(f"iter({name})", iter, ctx.obj)
+        limit = ctx.options.max_items if ctx.options.infinite else None
+        return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items)
+
+    return ctx.shared("first_pass", record)
+
+
+def iterator_problem(ctx: Context, iterable: Any, name: str) -> str | None:
+    """Why ``iter(iterable)`` is not a proper iterator, or None."""
+    iterator = ctx.call(f"iter({name})", iter, iterable)
+    if not hasattr(type(iterator), "__next__"):
+        return f"iter({name}) returned {describe(iterator)}, which has no __next__; expected an iterator"
+    again = ctx.call(f"iter(iter({name}))", iter, iterator)
+    if again is not iterator:
+        return (
+            f"iter(it) is not it for it = iter({name}) (got {describe(again)}); expected an iterator "
+            "whose __iter__ returns itself, as the iterator protocol requires"
+        )
+    return None
 
 
 def first_structure_mismatch(items: list[Any], label: str) -> str | None:

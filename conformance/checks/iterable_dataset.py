@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import describe, difference
@@ -11,8 +9,10 @@ from torchcontract.conformance.checks._common import (
     END,
     Pass,
     first_structure_mismatch,
+    iterator_problem,
     next_item,
     record_pass,
+    recorded_first_pass,
 )
 from torchcontract.protocols import IterableDataset
 
@@ -21,29 +21,9 @@ ENDS = "iterable_dataset.iteration_ends"
 NEW_PASS = "iterable_dataset.new_iter_starts_new_pass"
 
 
-def iterator_problem(ctx: Context, iterable: Any, name: str) -> str | None:
-    """Why ``iter(iterable)`` is not a proper iterator, or None (shared with the Loader checks)."""
-    iterator = ctx.call(f"iter({name})", iter, iterable)
-    if not hasattr(type(iterator), "__next__"):
-        return f"iter({name}) returned {describe(iterator)}, which has no __next__; expected an iterator"
-    again = ctx.call(f"iter(iter({name}))", iter, iterator)
-    if again is not iterator:
-        return (
-            f"iter(it) is not it for it = iter({name}) (got {describe(again)}); expected an iterator "
-            "whose __iter__ returns itself, as the iterator protocol requires"
-        )
-    return None
-
-
 def first_pass(ctx: Context) -> Pass:
     """The first pass over the dataset: its length (when it ends) and its first items."""
-
-    def record() -> Pass:
-        iterator = ctx.call("iter(ds)", iter, ctx.obj)
-        limit = ctx.options.max_items if ctx.options.infinite else None
-        return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items)
-
-    return ctx.shared("first_pass", record)
+    return recorded_first_pass(ctx, "ds")
 
 
 @register_check(ITER, protocol=IterableDataset, severity="required")

@@ -15,8 +15,14 @@ from torchcontract.conformance._values import (
     is_iterable_style,
     sample_count,
 )
-from torchcontract.conformance.checks._common import END, Pass, next_item, record_pass
-from torchcontract.conformance.checks.iterable_dataset import iterator_problem
+from torchcontract.conformance.checks._common import (
+    END,
+    Pass,
+    iterator_problem,
+    next_item,
+    record_pass,
+    recorded_first_pass,
+)
 from torchcontract.protocols import Loader
 
 ITER = "loader.iter_returns_iterator"
@@ -25,13 +31,7 @@ ENDS = "loader.epoch_ends"
 
 def first_epoch(ctx: Context) -> Pass:
     """The first epoch: its batch count (when it ends) and its first batches."""
-
-    def record() -> Pass:
-        iterator = ctx.call("iter(loader)", iter, ctx.obj)
-        limit = ctx.options.max_items if ctx.options.infinite else None
-        return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items)
-
-    return ctx.shared("first_epoch", record)
+    return recorded_first_pass(ctx, "loader")
 
 
 def _sized_len(ctx: Context, obj: object, name: str) -> int | None:

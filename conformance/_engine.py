@@ -190,7 +190,8 @@ class Target:
         )
 
     def session(self, device: str = "cpu", time_budget_s: float = DEFAULT_TIME_BUDGET_S) -> _Session:
-        """The (cached) state of checking this target on ``device``: results, shared work, hangs."""
+        """The cached state of checking this target on ``device`` (results, shared work, hangs): the
+        pytest plugin runs one check per test, and each check's prerequisites only once."""
         _validate_run_arguments(device, time_budget_s)
         with self._lock:
             key = (device, float(time_budget_s))
@@ -204,8 +205,10 @@ class Target:
         time_budget_s: float = DEFAULT_TIME_BUDGET_S,
         select: Callable[[Check], bool] | None = None,
     ) -> Report:
-        """Run this target's checks (those ``select`` accepts) and return the report."""
-        session = self.session(device, time_budget_s)
+        """Run this target's checks (those ``select`` accepts) and return the report. Each run starts
+        afresh: an object fixed since the last run is checked again."""
+        _validate_run_arguments(device, time_budget_s)
+        session = _Session(self, device, float(time_budget_s))
         chosen = [c for c in self.checks if select is None or select(c)]
         results = tuple(session.result(c.check_id) for c in chosen)
         session.release_shared_work()

@@ -162,6 +162,26 @@ def len_matches_count(ctx: Context) -> None:
         )
 
 
+@register_check("sampler.each_iter_is_new_pass", protocol=Sampler, severity="required", requires=(ENDS,))
+def each_iter_is_new_pass(ctx: Context) -> None:
+    """Each iter(sampler) starts a whole new pass, with as many items as the first."""
+    record = _epoch(ctx)
+    if not record.ended:
+        ctx.skip("the sampler is infinite")
+    sampler = _working_copy(ctx)
+    limit = record.count + 1
+    first = record_pass(ctx, ctx.call("iter(sampler)", iter, sampler), "it", limit=limit, keep=0)
+    second = record_pass(ctx, ctx.call("iter(sampler)", iter, sampler), "it", limit=limit, keep=0)
+    if second.count != first.count:
+        ctx.fail(
+            f"a second iter(sampler) yielded {second.count} items but the first yielded {first.count}; "
+            "expected each iter(sampler) to start a whole new pass (DataLoader calls iter(sampler) "
+            "every epoch: a sampler that is its own iterator, or a generator, leaves every epoch after "
+            "the first empty)",
+            reproduce="len(list(sampler)) == len(list(sampler))",
+        )
+
+
 @register_check("sampler.each_index_once", protocol=Sampler, severity="required", requires=(ENDS, IN_RANGE))
 def each_index_once(ctx: Context) -> None:
     """A sampler without replacement yields each index at most once per pass."""

@@ -65,11 +65,12 @@ def _loader(
 
 
 def _drain(ctx: Context, loader: Any, what: str, limit: int) -> list[Any]:
-    """Up to ``limit`` items of one epoch of ``loader``; its workers are shut down afterwards."""
+    """Up to ``limit`` items of one epoch of ``loader``, as many as the time budget allows; its
+    workers are shut down afterwards."""
     iterator = ctx.call(f"iter({what})", iter, loader)
     items: list[Any] = []
     try:
-        while len(items) < limit:
+        while len(items) < limit and not ctx.out_of_time():
             item = next_item(ctx, iterator, f"next(iter({what})) (item {len(items)})")
             if item is END:
                 break
@@ -116,6 +117,8 @@ def workers_yield_each_item_once(ctx: Context) -> None:
     workers = ctx.options.num_workers
     what = WORKERS.format(n=workers)
     items = _drain(ctx, _loader(ctx, ctx.obj), what, limit=record.count * workers + 1)
+    if len(items) < record.count and ctx.out_of_time():
+        ctx.skip(f"the time budget ran out after {len(items)} of {record.count} items through {what}")
     if len(items) != record.count:
         times = f" ({len(items) / record.count:g} times as many)" if len(items) > record.count > 0 else ""
         ctx.fail(

@@ -126,6 +126,14 @@ def test_unusable_arguments_raise_type_error(kwargs: dict[str, Any], message: st
         check(Squares(), **kwargs)
 
 
+def test_each_run_of_a_target_checks_it_afresh() -> None:
+    dataset = NegativeLength()
+    target = Target(dataset, MapDataset)
+    assert not check(target).passed
+    dataset.__class__ = Squares  # the author fixes the bug
+    assert check(target).passed
+
+
 def test_check_accepts_a_target() -> None:
     target = Target(Squares(), MapDataset, name="squares")
     report = check(target)

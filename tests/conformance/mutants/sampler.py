@@ -65,6 +65,24 @@ class EndlessDrawsWithReplacement(EndlessShuffles):
         return rng.choice(self.n, size=self.n).tolist()  # with replacement: repeats within an epoch
 
 
+class IsItsOwnIterator(SeededShuffleSampler):
+    """__iter__ returns self: the position survives between epochs, so the second epoch is empty."""
+
+    def __init__(self, data_source: Any) -> None:
+        super().__init__(data_source)
+        self._order: list[int] = list(super().__iter__())
+        self._position = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return self
+
+    def __next__(self) -> int:
+        if self._position >= len(self._order):
+            raise StopIteration
+        self._position += 1
+        return self._order[self._position - 1]
+
+
 # -- sharding across ranks (checked with world_size=3 over 10 indices) --------------------------------------
 
 
@@ -149,6 +167,8 @@ MUTANTS = [
             _sampler(StridedFloatIndices), message_contains=("float64(0.0)", "expected an int index")),
     _mutant("len_counts_whole_source", "len_matches_count", "__len__ ignores the filter",
             _sampler(LenCountsWholeSource), message_contains=("len(sampler) == 10 but a pass yielded 7",)),
+    _mutant("is_its_own_iterator", "each_iter_is_new_pass", "__iter__ returns self",
+            _sampler(IsItsOwnIterator), message_contains=("a second iter(sampler) yielded 0 items",)),
     _mutant("replacement_by_accident", "each_index_once", "rng.choice() draws with replacement",
             _sampler(ReplacementByAccident), message_contains=("more than once", "collections.Counter")),
     _mutant("endless_epochs_repeat_indices", "each_index_once",

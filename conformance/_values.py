@@ -136,6 +136,10 @@ def _array_values_equal(left: np.ndarray[Any, Any], right: np.ndarray[Any, Any])
         return False
 
 
+# The __eq__ of classes that define none: identity.
+_OBJECT_EQ: Any = object.__eq__
+
+
 def difference(left: Any, right: Any, path: str = "", *, loose_scalars: bool = False) -> str | None:
     """None if ``left`` equals ``right`` (SPEC.md, "Conventions"), else where and how they differ.
 
@@ -189,13 +193,27 @@ def difference(left: Any, right: Any, path: str = "", *, loose_scalars: bool = F
         if _array_values_equal(np.asarray(left), np.asarray(right)):
             return None
         return f"values differ{where}: {describe(left)} vs {describe(right)}"
+    if getattr(type(left), "__eq__", None) is _OBJECT_EQ:
+        # No equality of its own (identity only): two loads of the same sample are two objects.
+        return _attributes_difference(left, right, where, path, loose_scalars)
     try:
         equal = left == right
         if not isinstance(equal, bool):
             equal = bool(np.all(equal))
-    except Exception:
-        equal = left is right
+    except Exception:  # an __eq__ that raises cannot say: compare the attributes
+        return _attributes_difference(left, right, where, path, loose_scalars)
     return None if equal else f"values differ{where}: {describe(left)} vs {describe(right)}"
+
+
+def _attributes_difference(left: Any, right: Any, where: str, path: str, loose_scalars: bool) -> str | None:
+    """Compare two objects without a usable ``==`` by their attributes (``vars()``); objects without
+    attributes (``__slots__``, C types) cannot be compared and count as equal rather than differing."""
+    try:
+        left_vars, right_vars = vars(left), vars(right)
+    except TypeError:
+        return None
+    found = difference(left_vars, right_vars, f"{path}.__dict__", loose_scalars=loose_scalars)
+    return None if found is None else f"attributes differ{where}: {found}"
 
 
 # torch.testing.assert_close's default tolerances (torch/testing/_comparison.py), by dtype name.

@@ -95,12 +95,22 @@ def _read_raw(path: StrPath, file: BinaryIO) -> NDArray[Any]:
     _check_data_size(path, dtype, dims, size - offset)
     nbytes = math.prod(dims) * dtype.itemsize
     if nbytes == 0:
-        empty = np.empty(dims, dtype)
-        empty.flags.writeable = False
-        return empty
+        return _empty(path, dtype, dims)
     # The array keeps the map alive (it is the array's base); the file descriptor can be closed.
     mapped = mmap.mmap(file.fileno(), offset + nbytes, access=mmap.ACCESS_READ)
     return np.frombuffer(mapped, dtype, count=math.prod(dims), offset=offset).reshape(dims)
+
+
+def _empty(path: StrPath, dtype: np.dtype[Any], dims: tuple[int, ...]) -> NDArray[Any]:
+    """The read-only empty array of a file whose dims include a zero."""
+    # NumPy refuses a shape whose non-zero dimensions multiply beyond its index type, even an empty
+    # one: such dims come from a corrupt header.
+    if math.prod(d for d in dims if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        shown = dims if len(dims) <= 8 else (*dims[:8], "...")
+        raise _fail(path, f"absurd dimensions {shown}: no array of {dtype} can have that shape")
+    empty = np.empty(dims, dtype)
+    empty.flags.writeable = False
+    return empty
 
 
 def _check_data_size(path: StrPath, dtype: np.dtype[Any], dims: tuple[int, ...], available: int) -> None:
@@ -170,6 +180,8 @@ def _read_gzip(path: StrPath, file: BinaryIO) -> NDArray[Any]:
     # Reading on to the end of the stream also verifies gzip's checksum and length fields.
     if gunzip.read(1):
         raise _fail(path, f"data continues after the {needed} bytes that dims {dims} describe")
+    if needed == 0:
+        return _empty(path, dtype, dims)
     return np.frombuffer(data, dtype).reshape(dims)
 
 

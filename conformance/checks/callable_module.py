@@ -18,6 +18,7 @@ from torchcontract.conformance._values import close_difference, describe, differ
 from torchcontract.conformance.checks._common import try_deepcopy
 from torchcontract.protocols import CallableModule
 
+CALLS = "callable_module.call_returns"
 DETERMINISTIC = "callable_module.eval_is_deterministic"
 
 __all__ = ["call_module", "eval_mode", "fresh_inputs", "restore_mode"]
@@ -56,7 +57,17 @@ def call_module(ctx: Context, module: Any, what: str = "m(*inputs)", inputs: Any
     return ctx.call(what, module, *args)
 
 
-@register_check(DETERMINISTIC, protocol=CallableModule, severity="required", needs=("example_inputs",))
+@register_check(CALLS, protocol=CallableModule, severity="required", needs=("example_inputs",))
+def call_returns(ctx: Context) -> None:
+    """m(*inputs) returns, in eval mode where the module has one, without raising."""
+    module = ctx.obj
+    with eval_mode(module):
+        call_module(ctx, module)
+
+
+@register_check(
+    DETERMINISTIC, protocol=CallableModule, severity="required", needs=("example_inputs",), requires=(CALLS,)
+)
 def eval_is_deterministic(ctx: Context) -> None:
     """In eval mode, the same inputs give equal outputs (unless the target declares deterministic=False)."""
     if not ctx.options.deterministic:
@@ -104,6 +115,7 @@ def call_matches_forward(ctx: Context) -> None:
     protocol=CallableModule,
     severity="required",
     needs=("example_inputs",),
+    requires=(CALLS,),
 )
 def call_runs_forward_once(ctx: Context) -> None:
     """m(*inputs) runs m.forward exactly once, looked up on the instance (so wrappers are honoured)."""
@@ -144,6 +156,7 @@ def call_runs_forward_once(ctx: Context) -> None:
     protocol=CallableModule,
     severity="required",
     needs=("example_inputs",),
+    requires=(CALLS,),
 )
 def call_preserves_inputs(ctx: Context) -> None:
     """Calling m(*inputs) does not modify the inputs."""

@@ -46,7 +46,10 @@ def reference_parse(data: bytes) -> np.ndarray | None:
     dims = struct.unpack(f">{rank}I", data[4 : 4 + 4 * rank])
     if len(data) != 4 + 4 * rank + int(np.prod(dims, dtype=object)) * dtype.itemsize:
         return None
-    return np.frombuffer(data, dtype, offset=4 + 4 * rank).reshape(dims)
+    try:
+        return np.frombuffer(data, dtype, offset=4 + 4 * rank).reshape(dims)
+    except ValueError:  # a shape NumPy cannot represent, even empty: malformed
+        return None
 
 
 def same_values(a: np.ndarray, b: np.ndarray) -> bool:
@@ -328,3 +331,14 @@ def test_gzip_truncations_and_bit_flips(tmp_path: Path, array: np.ndarray, data:
         assert str(path) in message
     else:  # a flip in a field gzip does not check (timestamp, OS) changes nothing
         assert same_values(result, array)
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
+def test_an_empty_shape_with_absurd_dimensions_is_a_format_error(tmp_path: Path, compress: bool) -> None:
+    # A zero dimension makes the data empty, but NumPy still refuses the shape: found by hypothesis
+    # (a bit flip that turns rank 1 into rank 9 reads float bytes as dimensions).
+    data = struct.pack(">BBBB3I", 0, 0, 0x0E, 3, 0x3FF00000, 0x7FFFFFFF, 0)
+    path = tmp_path / "absurd.idx"
+    path.write_bytes(gzip.compress(data) if compress else data)
+    with pytest.raises(IDXFormatError, match="absurd dimensions"):
+        read_idx(path)

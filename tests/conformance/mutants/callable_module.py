@@ -49,6 +49,13 @@ class MLPWithDropoutActiveInEval(MLP):
         self.drop = DropoutIgnoringMode(0.5)
 
 
+class ForwardRejectsBatches(Affine):
+    def forward(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        if x.ndim != 1:  # written for one sample: a batch is an error
+            raise ValueError(f"expected a vector, got shape {x.shape}")
+        return super().forward(x)
+
+
 def _mutant(name: str, violates: str, bug: str, factory: Any, **fields: Any) -> Mutant:
     protocol = fields.pop("protocol", CallableModule)
     kwargs = {"example_inputs": mlp_inputs()}
@@ -56,6 +63,8 @@ def _mutant(name: str, violates: str, bug: str, factory: Any, **fields: Any) -> 
 
 
 MUTANTS = [
+    _mutant("forward_rejects_batches", "call_returns", "forward raises on the example batch",
+            ForwardRejectsBatches, message_contains=("m(*inputs) raised ValueError",)),
     _mutant("dropout_active_in_eval", "eval_is_deterministic", "dropout ignores eval mode",
             MLPWithDropoutActiveInEval, protocol=Module,
             message_contains=("m.eval(); m(*inputs) == m(*inputs)",)),

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
+from hypothesis import settings
+
+# Property-based tests are derandomized, so every run (and CI) tries the same examples; set
+# HYPOTHESIS_PROFILE=explore to search with fresh random examples (and more of them).
+settings.register_profile("default", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None

@@ -294,3 +294,26 @@ def test_under_xdist_the_report_holds_every_result_once(pytester: pytest.Pyteste
         ids = [row["check_id"] for row in entry["results"]]
         assert len(ids) == len(set(ids)) == MAP_CHECKS, entry["target"]
     result.stdout.fnmatch_lines(["*wrapping (MapDataset): * failed*"])
+
+
+def test_the_world_size_option_turns_on_the_distributed_checks(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_sharding="""
+        from torchcontract import reference_impl as ref
+        from torchcontract.conformance import Target, parametrize_with_checks
+        from torchcontract.protocols import Sampler
+
+        @parametrize_with_checks([Target(ref.DistributedSampler(10, num_replicas=2, rank=0), Sampler,
+                                         name="shards", data_source_len=10)])
+        def test_conformance(target, check):
+            check(target)
+        """
+    )
+    sharding = "shards-sampler.shards_cover_dataset"
+    off = pytester.runpytest("-v", "-rs", *QUIET)
+    off.stdout.fnmatch_lines(
+        [f"*{sharding}* SKIPPED*", "*distributed checks are off*--conformance-world-size*"]
+    )
+    on = pytester.runpytest("-v", "--conformance-world-size=3", *QUIET)
+    on.stdout.fnmatch_lines([f"*{sharding}* PASSED*"])
+    assert on.ret == pytest.ExitCode.OK

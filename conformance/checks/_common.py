@@ -13,6 +13,7 @@ from torchcontract.conformance._values import describe, describe_structure, stru
 __all__ = [
     "END",
     "Pass",
+    "declared_length",
     "first_structure_mismatch",
     "iterator_problem",
     "next_item",
@@ -107,6 +108,24 @@ def iterator_problem(ctx: Context, iterable: Any, name: str) -> str | None:
             "whose __iter__ returns itself, as the iterator protocol requires"
         )
     return None
+
+
+def declared_length(ctx: Context, name: str) -> int:
+    """``len(ctx.obj)`` for the clauses that compare a declared length with a count. Skips the check
+    when the object is unsized (no ``__len__``, or one that raises ``TypeError``, as ``len(DataLoader)``
+    over an unsized dataset does); any other exception from ``__len__`` fails it."""
+    if getattr(type(ctx.obj), "__len__", None) is None:
+        ctx.skip(f"{name} has no __len__")
+    length = ctx.attempt(f"len({name})", len, ctx.obj)
+    if isinstance(length, TypeError):
+        ctx.skip(f"len({name}) raised TypeError ({length}): {name} is unsized")
+    if isinstance(length, Exception):
+        ctx.fail(
+            f"len({name}) raised {type(length).__name__}: {length}; expected an int, or TypeError "
+            f"when {name} is unsized",
+            reproduce=f"len({name})",
+        )
+    return length
 
 
 def first_structure_mismatch(items: list[Any], label: str) -> str | None:

@@ -8,6 +8,7 @@ from torchcontract.conformance._values import describe, difference
 from torchcontract.conformance.checks._common import (
     END,
     Pass,
+    declared_length,
     first_structure_mismatch,
     iterator_problem,
     next_item,
@@ -101,17 +102,7 @@ def new_iter_starts_new_pass(ctx: Context) -> None:
 )
 def len_matches_item_count(ctx: Context) -> None:
     """If ds has __len__, len(ds) equals the number of items in a pass."""
-    if getattr(type(ctx.obj), "__len__", None) is None:
-        ctx.skip("ds has no __len__")
-    length = ctx.attempt("len(ds)", len, ctx.obj)
-    if isinstance(length, TypeError):
-        ctx.skip(f"len(ds) raised TypeError ({length}): the dataset is unsized")
-    if isinstance(length, Exception):
-        ctx.fail(
-            f"len(ds) raised {type(length).__name__}: {length}; expected an int, or TypeError for an "
-            "unsized dataset",
-            reproduce="len(ds)",
-        )
+    length = declared_length(ctx, "ds")
     record = first_pass(ctx)
     if not record.ended:
         ctx.skip("the stream is infinite; len(ds) cannot be compared with a count")

@@ -18,6 +18,7 @@ from torchcontract.conformance._values import (
 from torchcontract.conformance.checks._common import (
     END,
     Pass,
+    declared_length,
     iterator_problem,
     next_item,
     record_pass,
@@ -140,9 +141,7 @@ def len_matches_batch_count(ctx: Context) -> None:
     """If the loader has __len__, len(loader) equals the number of batches in an epoch."""
     if _is_stream(ctx):
         ctx.skip("the loader reads an iterable-style dataset: len(loader) is documented as an estimate")
-    length = _sized_len(ctx, ctx.obj, "loader")
-    if length is None:
-        ctx.skip("the loader is unsized (no __len__, or len(loader) raises TypeError)")
+    length = declared_length(ctx, "loader")
     record = first_epoch(ctx)
     if not record.ended:
         ctx.skip("the loader is infinite")

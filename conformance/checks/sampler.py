@@ -19,7 +19,7 @@ from torchcontract.conformance._engine import (
 )
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import describe, difference
-from torchcontract.conformance.checks._common import Pass, record_pass, try_deepcopy
+from torchcontract.conformance.checks._common import Pass, declared_length, record_pass, try_deepcopy
 from torchcontract.protocols import Sampler
 
 ENDS = "sampler.iteration_ends"
@@ -144,13 +144,7 @@ def yields_indices_in_range(ctx: Context) -> None:
 @register_check("sampler.len_matches_count", protocol=Sampler, severity="required", requires=(ENDS,))
 def len_matches_count(ctx: Context) -> None:
     """If the sampler has __len__, len(sampler) equals the number of items in a pass."""
-    if not isinstance(ctx.obj, Sized):
-        ctx.skip("the sampler has no __len__")
-    length = ctx.attempt("len(sampler)", len, ctx.obj)
-    if isinstance(length, TypeError):
-        ctx.skip(f"len(sampler) raised TypeError ({length}): the sampler is unsized")
-    if isinstance(length, Exception):
-        ctx.fail(f"len(sampler) raised {type(length).__name__}: {length}", reproduce="len(sampler)")
+    length = declared_length(ctx, "sampler")
     record = _epoch(ctx)
     if not record.ended:
         ctx.skip("the sampler is infinite")

@@ -80,6 +80,11 @@ class LenIsCeilButDropsLast(BatchLoader):
         return math.ceil(len(self.dataset) / self.batch_size)  # ignores drop_last
 
 
+class LenFromUnloadedIndex(BatchLoader):
+    def __len__(self) -> int:
+        raise RuntimeError("index not loaded yet")  # not TypeError: len() neither works nor says unsized
+
+
 class DropsPartialBatchAnyway(BatchLoader):
     def _starts(self) -> range:
         return range(0, len(self.dataset) - self.batch_size + 1, self.batch_size)  # drop_last=False ignored
@@ -119,6 +124,9 @@ MUTANTS = [
     _mutant("resumes_abandoned_epoch", "each_iter_is_new_epoch",
             "after a break, iter(loader) resumes the old epoch", _loader(ResumesAbandonedEpoch),
             message_contains=("yielded 2 batches; the first epoch had 3",)),
+    _mutant("len_raises_runtime_error", "len_matches_batch_count",
+            "__len__ raises RuntimeError (only TypeError means unsized)", _loader(LenFromUnloadedIndex),
+            message_contains=("len(loader) raised RuntimeError", "or TypeError when loader is unsized")),
     _mutant("len_is_ceil_but_drops_last", "len_matches_batch_count",
             "__len__ is ceil(n / batch_size) with drop_last=True",
             _loader(LenIsCeilButDropsLast, drop_last=True),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
+import math
 import random
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
+from torchcontract.conformance import _calls
 from torchcontract.conformance._registry import CHECKS, PROTOCOLS, Check, checks_for
 from torchcontract.conformance._results import CheckResult, Report, Status
 from torchcontract.conformance._values import describe, tensor_module
@@ -24,17 +26,23 @@ from torchcontract.protocols import CallableModule, CollateFn, Module
 
 __all__ = [
     "DEFAULT_TIME_BUDGET_S",
+    "MAX_TIME_BUDGET_S",
     "CheckFailure",
     "CheckSkipped",
+    "CheckUnverified",
     "ConformanceWarning",
     "Context",
     "Options",
     "Target",
     "check",
+    "time_budget_argument",
+    "validate_time_budget",
 ]
 
 T = TypeVar("T")
 DEFAULT_TIME_BUDGET_S = 30.0
+# A week: beyond it a budget is a typo (and threading's waits overflow near 1e9 s).
+MAX_TIME_BUDGET_S = 7 * 24 * 3600.0
 # A hung call cannot be interrupted, so the thread running a check gets a little longer than the
 # budget that the check itself watches, to tell "slow" (a failure) from "hung" (stop this object).
 _GRACE_S = 2.0
@@ -50,6 +58,11 @@ class CheckFailure(Exception):
 
 class CheckSkipped(Exception):
     """Raised inside a check (by ``ctx.skip``): the clause does not apply, and why."""
+
+
+class CheckUnverified(Exception):
+    """Raised inside a check (by ``ctx.unverified``): the clause applies but could not be verified
+    (the time budget ran out first). Not a pass: a required clause left unverified fails the report."""
 
 
 @dataclass(frozen=True)
@@ -262,11 +275,38 @@ def _validate_expected_failures(expected: Mapping[str, str] | None) -> dict[str,
     return dict(expected)
 
 
+def validate_time_budget(time_budget_s: object, what: str = "time_budget_s") -> float:
+    """``time_budget_s`` as a float; TypeError for a non-number, ValueError for one that is not a
+    positive, finite number of seconds up to :data:`MAX_TIME_BUDGET_S`."""
+    if isinstance(time_budget_s, bool) or not isinstance(time_budget_s, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {time_budget_s!r}")
+    budget = float(time_budget_s) if isinstance(time_budget_s, float) or time_budget_s < 2**53 else math.inf
+    if not (math.isfinite(budget) and 0 < budget <= MAX_TIME_BUDGET_S):
+        raise ValueError(
+            f"{what} must be a positive, finite number of seconds up to {MAX_TIME_BUDGET_S:g}, "
+            f"not {time_budget_s!r}"
+        )
+    return budget
+
+
+def time_budget_argument(text: str) -> float:
+    """argparse ``type=`` for a time budget (the CLI's and the plugin's): a usage error at parse time."""
+    import argparse
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    try:
+        return validate_time_budget(seconds, "the time budget")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _validate_run_arguments(device: object, time_budget_s: object) -> None:
     if not isinstance(device, str) or not device:
         raise TypeError(f"device must be a device name such as 'cpu' or 'cuda', not {device!r}")
-    if isinstance(time_budget_s, bool) or not isinstance(time_budget_s, (int, float)) or time_budget_s <= 0:
-        raise TypeError(f"time_budget_s must be a positive number of seconds, not {time_budget_s!r}")
+    validate_time_budget(time_budget_s)
 
 
 def check(
@@ -282,8 +322,10 @@ def check(
     """Run every check registered for ``protocol`` on ``obj`` and return the :class:`Report`.
 
     Never raises because the object misbehaves: a crash, a wrong answer or a hang (beyond
-    ``time_budget_s`` seconds per check) is a failed check with a message. Raises TypeError only for
-    unusable arguments. ``obj`` may also be a :class:`Target` (then give no other target arguments).
+    ``time_budget_s`` seconds per check) is a failed check with a message; an exception of
+    torchcontract's own code is an ``error`` result (an internal error, never the object's failure).
+    Raises TypeError or ValueError only for unusable arguments. ``obj`` may also be a
+    :class:`Target` (then give no other target arguments).
     Expected-failure ids that match no check are reported with a :class:`ConformanceWarning`.
     """
     if isinstance(obj, Target):
@@ -347,6 +389,8 @@ class _Session:
         result = self.result(check_id)
         if result.status in ("failed", "xfailed"):
             return f"not run: prerequisite {check_id} failed"
+        if result.status in ("error", "unverified"):
+            return f"not verified: prerequisite {check_id} could not be verified ({result.status})"
         # Transitively: a prerequisite skipped because its own prerequisite failed blocks this one too.
         return self.blocked.get(check_id)
 
@@ -374,18 +418,23 @@ class _Session:
         if missing:
             return "skipped", missing
         if self.hung is not None:
-            return "skipped", self.hung
+            # Not a skip: the clause may well apply, and nothing about it was verified.
+            return "unverified", self.hung
         for prerequisite in spec.requires:
             reason = self.prerequisite_failure(prerequisite)
             if reason:
                 self.blocked[spec.check_id] = reason
-                return "skipped", reason
+                # A failed prerequisite already fails the run; one that could not be verified does
+                # not, so neither can its dependents be.
+                return ("unverified" if reason.startswith("not verified") else "skipped"), reason
         return self._run_bounded(spec)
 
     def _run_bounded(self, spec: Check) -> tuple[Status, str]:
         ctx = Context(self, spec)
         outcome: list[tuple[Status, str]] = []
         states = global_rng_states()
+
+        interrupted: list[BaseException] = []
 
         def body() -> None:
             try:
@@ -395,38 +444,88 @@ class _Session:
                 outcome.append(("failed", str(failure)))
             except CheckSkipped as skipped:
                 outcome.append(("skipped", str(skipped)))
-            except BaseException as error:  # SystemExit from the object must not end the thread silently
-                outcome.append(("failed", _unexpected(ctx, error)))
+            except CheckUnverified as unverified:
+                outcome.append(("unverified", str(unverified)))
+            except _calls.Abandoned:
+                pass  # given up on: the waiting thread has reported the hang
+            except KeyboardInterrupt as interrupt:  # Ctrl-C leaves check() at once
+                interrupted.append(interrupt)
+            except BaseException as error:
+                what = _calls.call_of(error)
+                if what is not None:  # SystemExit and the like from the object: its failure
+                    outcome.append(("failed", _unexpected(what, error)))
+                else:
+                    outcome.append(("error", _internal_error(spec, ctx, error)))
+            finally:
+                _calls.release(threading.get_ident())
 
         if "workers" in spec.needs:
             # Checks that start worker processes run in the calling thread (forking a process that
             # runs other threads is unsafe) and bound their waits themselves (DataLoader's timeout).
-            body()
-            restore_global_rng_states(states)
+            try:
+                body()
+            finally:
+                restore_global_rng_states(states)
+            if interrupted:
+                raise interrupted[0]
             return outcome[0]
         worker = threading.Thread(target=body, name=f"torchcontract:{spec.check_id}", daemon=True)
         worker.start()
-        worker.join(self.time_budget_s + _GRACE_S)
-        restore_global_rng_states(states)
+        try:
+            worker.join(self.time_budget_s + _GRACE_S)
+        finally:
+            restore_global_rng_states(states)
+        if interrupted:
+            raise interrupted[0]
         if worker.is_alive() or not outcome:
+            thread_id = worker.ident
+            hung = _calls.current_call(thread_id) if thread_id is not None else None
+            if thread_id is not None:
+                _calls.abandon(thread_id)  # it may not touch the object again
             budget = f"{self.time_budget_s:g} s"
+            if hung is None:
+                # No object call was in progress: the check's own code (or an implicit call into
+                # the object that is not marked as one) did not finish. Not the object's failure.
+                self.hung = (
+                    f"not verified: {spec.check_id} did not finish within {budget} "
+                    f"(after {ctx.last_call}), so checks on this object stop"
+                )
+                return "error", (
+                    f"internal error of torchcontract: {spec.check_id} did not finish within the time "
+                    f"budget of {budget}, and no call into the object was in progress (the last one "
+                    f"that returned: {ctx.last_call}). This is a bug in torchcontract, not a verdict "
+                    f"on the object; please report it at {ISSUES_URL}"
+                )
             self.hung = (
-                f"not run: {self.target.name} hung in {spec.check_id} ({ctx.current} did not return "
+                f"not verified: {self.target.name} hung in {spec.check_id} ({hung} did not return "
                 f"within {budget}); a hung call cannot be interrupted, so checks on this object stop"
             )
             return "failed", (
-                f"{ctx.current} did not return within the time budget of {budget}; expected every "
-                f"call to return.\n  reproduce: {ctx.current}"
+                f"{hung} did not return within the time budget of {budget}; expected every "
+                f"call to return.\n  reproduce: {hung}"
             )
         return outcome[0]
 
 
-def _unexpected(ctx: Context, error: BaseException) -> str:
+def _unexpected(what: str, error: BaseException) -> str:
     frames = traceback.extract_tb(error.__traceback__)
     where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     return (
-        f"{ctx.current} raised {type(error).__name__}: {error}{where}; expected it to succeed.\n"
-        f"  reproduce: {ctx.current}"
+        f"{what} raised {type(error).__name__}: {error}{where}; expected it to succeed.\n  reproduce: {what}"
+    )
+
+
+ISSUES_URL = "https://github.com/torchcontract/torchcontract/issues"
+
+
+def _internal_error(spec: Check, ctx: Context, error: BaseException) -> str:
+    """The message of an ``error`` result: torchcontract's own code raised, so nothing is known
+    about the object. Says so, with the traceback, and asks for a report."""
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+    return (
+        f"internal error of torchcontract in {spec.check_id}: {type(error).__name__}: {error} "
+        f"(after {ctx.last_call}). This is a bug in torchcontract, not a verdict on the object; "
+        f"please report it with this traceback at {ISSUES_URL}\n{trace}"
     )
 
 
@@ -481,7 +580,8 @@ class Context:
         self.options = session.target.options
         self.example_inputs: Any = session.target.example_inputs
         self.device = session.device
-        self.current = "the check's setup"
+        # The last object call that returned (None before the first): context for internal errors.
+        self.last_call: str | None = None
         self.notes: list[str] = []
         self._deadline = time.monotonic() + session.time_budget_s
         self._rng = np.random.default_rng(self.options.seed)
@@ -495,7 +595,13 @@ class Context:
         raise CheckFailure(message)
 
     def skip(self, reason: str) -> NoReturn:
+        """End the check as skipped: the clause does not apply to this object, and why."""
         raise CheckSkipped(reason)
+
+    def unverified(self, reason: str) -> NoReturn:
+        """End the check as unverified: the clause applies but the time budget ran out before it
+        could be decided. ``reason`` says what was being waited for."""
+        raise CheckUnverified(f"the time budget of {self.time_budget_s:g} s ran out {reason}")
 
     def note(self, text: str) -> None:
         """Something a passed result should say (e.g. that only a sample was checked)."""
@@ -505,26 +611,34 @@ class Context:
 
     def raised(self, what: str, error: BaseException) -> NoReturn:
         """Fail the check: the object raised ``error`` while doing ``what``."""
-        self.current = what
-        raise CheckFailure(_unexpected(self, error)) from error
+        raise CheckFailure(_unexpected(what, error)) from error
 
     def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)``; if it raises, the check fails naming ``what``."""
-        self.current = what
+        """``fn(*args, **kwargs)``, a call into the object; if it raises, the check fails naming
+        ``what`` (a hang names it too)."""
         try:
-            return fn(*args, **kwargs)
-        except (CheckFailure, CheckSkipped):
+            with _calls.object_call(what):
+                result = fn(*args, **kwargs)
+        except (CheckFailure, CheckSkipped, CheckUnverified):
             raise
         except Exception as error:
-            raise CheckFailure(_unexpected(self, error)) from error
+            raise CheckFailure(_unexpected(what, error)) from error
+        self.last_call = what
+        return result
 
     def attempt(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | Exception:
-        """``fn(*args, **kwargs)``, returning the exception it raised instead of raising it."""
-        self.current = what
+        """``fn(*args, **kwargs)``, a call into the object, returning the exception it raised instead
+        of raising it."""
+        outcome: T | Exception
         try:
-            return fn(*args, **kwargs)
+            with _calls.object_call(what):
+                outcome = fn(*args, **kwargs)
+        except (CheckFailure, CheckSkipped, CheckUnverified):
+            raise
         except Exception as error:
-            return error
+            outcome = error
+        self.last_call = what
+        return outcome
 
     # -- budgets ----------------------------------------------------------------------------------
 
@@ -544,7 +658,9 @@ class Context:
         size = self.options.sample_size
         if self.options.thorough or length <= size + 2:
             return list(range(length))
-        middle = self._rng.choice(np.arange(1, length - 1), size=size, replace=False)
+        # O(size) for any length (Floyd's algorithm inside Generator.choice), and the same picks as
+        # choosing from np.arange(1, length - 1).
+        middle = self._rng.choice(length - 2, size=size, replace=False) + 1
         return [0, *sorted(int(i) for i in middle), length - 1]
 
     def shared(self, key: str, compute: Callable[[], T]) -> T:

@@ -11,10 +11,16 @@ from typing import Any, Literal
 
 __all__ = ["STATUSES", "CheckResult", "Report", "Status", "environment"]
 
-Status = Literal["passed", "failed", "skipped", "xfailed", "xpassed"]
-STATUSES: tuple[Status, ...] = ("passed", "failed", "skipped", "xfailed", "xpassed")
+# passed / failed: the clause holds / is violated. error: torchcontract's own code raised (an internal
+# error: nothing is known about the object). unverified: the clause applies but could not be decided
+# (the object hung in an earlier check, a prerequisite could not be verified, the time budget ran out).
+# skipped: the clause does not apply (or a prerequisite failed, which already fails the run).
+Status = Literal["passed", "failed", "error", "unverified", "skipped", "xfailed", "xpassed"]
+STATUSES: tuple[Status, ...] = ("passed", "failed", "error", "unverified", "skipped", "xfailed", "xpassed")
 # The version of the report's JSON layout; bump it when a field changes meaning or goes away.
-SCHEMA_VERSION = 1
+# 2: the statuses "error" and "unverified"; "passed" also requires no error and no unverified
+# required clause.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,18 @@ class CheckResult:
 
     @property
     def is_violation(self) -> bool:
-        """A failed required check: what makes :attr:`Report.passed` false."""
+        """A failed required check: the object violates a required clause."""
         return self.status == "failed" and self.severity == "required"
+
+    @property
+    def blocks_pass(self) -> bool:
+        """What makes :attr:`Report.passed` false: a violation, an internal error (of any clause), or
+        a required clause that could not be verified."""
+        return (
+            self.is_violation
+            or self.status == "error"
+            or (self.status == "unverified" and self.severity == "required")
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,8 +76,10 @@ def environment() -> dict[str, str | None]:
 class Report:
     """Every check's result for one target.
 
-    ``passed`` is true when no *required* check failed; failed recommended checks, skips, expected
-    failures and unexpected passes are reported but do not change it.
+    ``passed`` is true when every required clause that applies was verified and holds: no required
+    check failed, none is unverified, and torchcontract had no internal error. Failed recommended
+    checks, skips (clauses that do not apply), expected failures and unexpected passes are reported
+    but do not change it.
     """
 
     target: str
@@ -73,7 +91,17 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return not any(result.is_violation for result in self.results)
+        return not any(result.blocks_pass for result in self.results)
+
+    @property
+    def errors(self) -> tuple[CheckResult, ...]:
+        """Internal errors of torchcontract (checks that say nothing about the object)."""
+        return tuple(result for result in self.results if result.status == "error")
+
+    @property
+    def unverified(self) -> tuple[CheckResult, ...]:
+        """Clauses that apply but could not be decided."""
+        return tuple(result for result in self.results if result.status == "unverified")
 
     @property
     def failures(self) -> tuple[CheckResult, ...]:
@@ -106,7 +134,13 @@ class Report:
         counts = ", ".join(f"{n} {status}" for status, n in self.counts().items() if n)
         lines = [f"{self.target} as {self.protocol} on {self.device}: {verdict} ({counts})"]
         for result in self.results:
-            marker = {"passed": "ok", "failed": "FAIL", "skipped": "skip"}.get(result.status, result.status)
+            marker = {
+                "passed": "ok",
+                "failed": "FAIL",
+                "error": "ERROR",
+                "unverified": "UNVERIF",
+                "skipped": "skip",
+            }.get(result.status, result.status)
             severity = "" if result.severity == "required" else " (recommended)"
             lines.append(f"  {marker:<7} {result.check_id}{severity}")
             if result.status != "passed" and result.message:

@@ -3,8 +3,9 @@
 ``torchcontract check MODULE:ATTR --protocol NAME`` checks one object (or what a zero-argument factory
 returns; a factory may return a ready :class:`Target`). ``torchcontract report`` checks the reference
 implementation and, when installed, torch and torchvision, and prints the conformance table.
-``torchcontract list`` lists the checks. Exit status: 0 when no required check failed, 1 when one did,
-2 for unusable arguments.
+``torchcontract list`` lists the checks. Exit status, as pytest's: 0 when every report passed, 1 when
+a required check failed or could not be verified, 2 for unusable arguments, 3 when torchcontract itself
+failed (an internal error: nothing is known about the object).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, Options, Target
+from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, Options, Target, time_budget_argument
 from torchcontract.conformance._registry import PROTOCOLS, checks_for, protocol_by_name
 from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, Report, environment
 
@@ -133,20 +134,31 @@ def _table(reports: Sequence[Report]) -> str:
     return "\n".join([header, "  ".join("-" * width for width in widths), *lines])
 
 
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL_ERROR = 0, 1, 2, 3
+
+
+def _exit_status(reports: Sequence[Report]) -> int:
+    if any(report.errors for report in reports):
+        return EXIT_INTERNAL_ERROR
+    return EXIT_PASSED if all(report.passed for report in reports) else EXIT_FAILED
+
+
 def _verdict(report: Report) -> str:
+    if report.errors:
+        return "INTERNAL ERROR"
     if not report.passed:
         return "FAIL"
-    return "pass (warnings)" if report.failures else "pass"
+    return "pass (warnings)" if report.failures or report.unverified else "pass"
 
 
 def _details(reports: Sequence[Report]) -> str:
     lines = []
     for report in reports:
         for result in report.results:
-            if result.status in ("failed", "xpassed"):
+            if result.status in ("failed", "error", "unverified", "xpassed"):
                 kind = "FAILED" if result.is_violation else result.status.upper()
-                if result.status == "failed" and result.severity == "recommended":
-                    kind = "warning (recommended)"
+                if result.status in ("failed", "unverified") and result.severity == "recommended":
+                    kind = f"warning (recommended, {result.status})"
                 lines.append(f"{report.target}: {result.check_id}: {kind}")
                 lines.extend(f"    {line}" for line in result.message.splitlines())
     return "\n".join(lines)
@@ -166,7 +178,7 @@ def _command_check(args: argparse.Namespace) -> int:
     print(report)
     if args.json:
         _write_json(args.json, [report])
-    return 0 if report.passed else 1
+    return _exit_status([report])
 
 
 def _command_report(args: argparse.Namespace) -> int:
@@ -189,7 +201,7 @@ def _command_report(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, reports)
         print(f"JSON report: {args.json}")
-    return 0 if failed == 0 else 1
+    return _exit_status(reports)
 
 
 def _command_list(args: argparse.Namespace) -> int:
@@ -219,7 +231,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--device", default="cpu", help="device for device-dependent checks")
         command.add_argument(
             "--time-budget",
-            type=float,
+            type=time_budget_argument,
             default=DEFAULT_TIME_BUDGET_S,
             metavar="SECONDS",
             help=f"seconds each check may take (default {DEFAULT_TIME_BUDGET_S:g})",
@@ -249,14 +261,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if getattr(args, "time_budget", 1) <= 0:
-        parser.error("--time-budget must be positive")
     commands = {"check": _command_check, "report": _command_report, "list": _command_list}
     try:
         return commands[args.command](args)
     except UsageError as error:
         print(f"torchcontract {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -16,12 +16,17 @@ from typing import Any
 
 import pytest
 
-from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, Target
+from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, Target, time_budget_argument
 from torchcontract.conformance._pytest import MARK, CheckCase, StaleExpectedFailure
 from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, CheckResult, environment
 
 _RESULTS = pytest.StashKey["_Results"]()
 _WORKER_OUTPUT_KEY = "torchcontract_results"
+
+
+class ExpectedCheckFailure(pytest.fail.Exception):  # type: ignore[misc,name-defined]
+    """How a generated test fails when its check failed: the only failure a declared expected failure
+    turns into an xfail (a check that could not be verified, or an internal error, stays what it is)."""
 
 
 class _Results:
@@ -86,7 +91,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--conformance-time-budget",
         metavar="SECONDS",
-        type=float,
+        type=time_budget_argument,
         default=DEFAULT_TIME_BUDGET_S,
         help=f"seconds each check may take before it fails as hung (default {DEFAULT_TIME_BUDGET_S:g})",
     )
@@ -99,9 +104,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "use torchcontract.conformance.parametrize_with_checks",
     )
     config.stash[_RESULTS] = _Results()
-    budget = config.getoption("--conformance-time-budget")
-    if budget is not None and budget <= 0:
-        raise pytest.UsageError(f"--conformance-time-budget must be positive, got {budget}")
     world_size = config.getoption("--conformance-world-size")
     if world_size is not None and world_size < 2:
         raise pytest.UsageError(f"--conformance-world-size must be at least 2, got {world_size}")
@@ -153,7 +155,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 marks = []
                 reason = target.expected_failures.get(spec.check_id)
                 if reason is not None:
-                    marks.append(pytest.mark.xfail(reason=reason, strict=False))
+                    marks.append(pytest.mark.xfail(reason=reason, strict=False, raises=ExpectedCheckFailure))
                 cases.append(pytest.param(target, case, id=test_id, marks=marks))
         if not cases:
             raise pytest.UsageError(
@@ -166,6 +168,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             cases.append(pytest.param(target, StaleExpectedFailure(target, stale), id=stale_id))
         params.extend(cases)
     metafunc.parametrize(("target", "check"), params)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Run a generated test's check in its setup, so that an internal error of torchcontract is a
+    pytest *error* (an error in setup), never a failure blamed on the object. Last, after the
+    test's fixtures (a user's autouse seeding applies to the check)."""
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("check") if callspec is not None else None
+    if not isinstance(case, CheckCase):
+        return
+    result = case.run()
+    if result.status == "error":
+        pytest.fail(f"{result.check_id}: {result.message}", pytrace=False)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

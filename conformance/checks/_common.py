@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from torchcontract.conformance._calls import object_call
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._values import describe, describe_structure, structure
 
@@ -33,13 +34,15 @@ END: Any = _End()
 
 def next_item(ctx: Context, iterator: Iterator[Any], what: str) -> Any:
     """``next(iterator)``, or :data:`END` on StopIteration; any other exception fails the check."""
-    ctx.current = what
     try:
-        return next(iterator)
+        with object_call(what):
+            item = next(iterator)
     except StopIteration:
         return END
     except Exception as error:
         ctx.raised(what, error)
+    ctx.last_call = what
+    return item
 
 
 @dataclass
@@ -143,9 +146,11 @@ def first_structure_mismatch(items: list[Any], label: str) -> str | None:
     return None
 
 
-def try_deepcopy(value: Any) -> tuple[Any, Exception | None]:
-    """``(copy.deepcopy(value), None)``, or ``(None, error)`` when it cannot be copied."""
+def try_deepcopy(value: Any, what: str = "copy.deepcopy(obj)") -> tuple[Any, Exception | None]:
+    """``(copy.deepcopy(value), None)``, or ``(None, error)`` when it cannot be copied. The copy runs
+    the object's own code (``__deepcopy__``, ``__reduce_ex__``): a hang in it names ``what``."""
     try:
-        return copy.deepcopy(value), None
+        with object_call(what):
+            return copy.deepcopy(value), None
     except Exception as error:
         return None, error

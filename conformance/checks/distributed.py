@@ -200,8 +200,9 @@ def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
         ctx.skip("give shards=<a picklable function (rank, world_size) -> the loader of that rank>")
 
     def run() -> list[RankOutcome]:
-        ctx.current = f"a gloo process group of {world_size} ranks running shards(rank, {world_size})"
-        return run_ranks(
+        return ctx.call(
+            f"a gloo process group of {world_size} ranks running shards(rank, {world_size})",
+            run_ranks,
             factory,
             world_size,
             epochs=2,

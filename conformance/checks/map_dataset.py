@@ -316,7 +316,7 @@ def samples_are_independent_copies(ctx: Context) -> None:
         ctx.skip("ds is empty")
     index = length - 1
     sample = _get(ctx, index)
-    before = copy.deepcopy(sample)
+    before = ctx.call(f"copy.deepcopy(ds[{index}])", copy.deepcopy, sample)
     saved = snapshot_leaves(sample)
     try:
         if not _mutate(sample):

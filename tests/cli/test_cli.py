@@ -75,7 +75,7 @@ def test_the_json_report_follows_the_schema(project: Path) -> None:
     path = project / "out" / "report.json"
     assert main(["check", "mydata:Wrapping", "--protocol", "MapDataset", "--json", str(path)]) == 1
     data = json.loads(path.read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["passed"] is False
     assert set(data["environment"]) >= {"python", "numpy", "torch", "torchcontract"}
     (report,) = data["reports"]

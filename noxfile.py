@@ -87,6 +87,14 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python=DEFAULT_PYTHON)
+def flakes(session: nox.Session) -> None:
+    """Opt-in: the mutant and correct-object corpora 20 times, each with other seeds and
+    PYTHONHASHSEED; fails if any verdict changes (`nox -s flakes -- --runs 5` for fewer)."""
+    session.install(".[test]", *TORCH_WITH_VISION)
+    session.run("python", "tests/flakes.py", *session.posargs)
+
+
+@nox.session(python=DEFAULT_PYTHON)
 def thirdparty(session: nox.Session) -> None:
     """Opt-in: the suite on real third-party objects (torchvision datasets and models, HF datasets, timm)."""
     session.install(".[test]", *TORCH_WITH_VISION, "datasets", "timm", "torchdata")

@@ -7,6 +7,7 @@ import difflib
 import importlib.util
 import math
 import random
+import re
 import threading
 import time
 import traceback
@@ -36,6 +37,7 @@ __all__ = [
     "Target",
     "check",
     "time_budget_argument",
+    "validate_device",
     "validate_time_budget",
 ]
 
@@ -303,9 +305,32 @@ def time_budget_argument(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+_DEVICE_NAME = re.compile(r"^(cpu|cuda|mps|xpu|meta)(:\d+)?$")
+
+
+def validate_device(device: object, what: str = "device") -> str:
+    """``device`` if it names a device the checks can use: TypeError for a non-string, ValueError
+    for a name that torch (or, without torch, the known device names) does not recognise."""
+    if not isinstance(device, str) or not device.strip():
+        raise TypeError(f"{what} must be a device name such as 'cpu' or 'cuda', not {device!r}")
+    if _DEVICE_NAME.match(device):
+        return device
+    # Any other name torch knows (privateuse backends) is a device; torch is imported only here.
+    torch = tensor_module()
+    if torch is None and importlib.util.find_spec("torch") is not None:
+        import torch
+    if torch is not None:
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError):
+            pass
+        else:
+            return device
+    raise ValueError(f"{what} {device!r} is not a device torch knows (e.g. 'cpu', 'cuda', 'cuda:1')")
+
+
 def _validate_run_arguments(device: object, time_budget_s: object) -> None:
-    if not isinstance(device, str) or not device:
-        raise TypeError(f"device must be a device name such as 'cpu' or 'cuda', not {device!r}")
+    validate_device(device)
     validate_time_budget(time_budget_s)
 
 

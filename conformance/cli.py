@@ -23,7 +23,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, Options, Target, time_budget_argument
+from torchcontract.conformance._engine import (
+    DEFAULT_TIME_BUDGET_S,
+    Options,
+    Target,
+    time_budget_argument,
+    validate_device,
+)
 from torchcontract.conformance._registry import PROTOCOLS, checks_for, protocol_by_name
 from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, Report, environment
 
@@ -61,6 +67,11 @@ def _load(spec: str) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
+    except SystemExit as error:  # sys.exit(0) at import would otherwise exit 0 with nothing checked
+        raise UsageError(
+            f"importing {module_name!r} called sys.exit({error.code!r}); nothing was checked. Guard the "
+            "module's script code with if __name__ == '__main__':"
+        ) from None
     except Exception as error:
         raise UsageError(f"cannot import {module_name!r}: {type(error).__name__}: {error}") from error
     try:
@@ -87,6 +98,10 @@ def _target(args: argparse.Namespace) -> Target:
     if _is_factory(value):
         try:
             value = value()
+        except SystemExit as error:
+            raise UsageError(
+                f"{args.target}() called sys.exit({error.code!r}); nothing was checked"
+            ) from None
         except Exception as error:
             raise UsageError(f"{args.target}() raised {type(error).__name__}: {error}") from error
     if isinstance(value, Target):
@@ -109,6 +124,46 @@ def _target(args: argparse.Namespace) -> Target:
         if "example_inputs" in str(error):
             hint = f"; point at a function returning Target(obj, {protocol.__name__}, example_inputs=...)"
         raise UsageError(f"{error}{hint}") from None
+
+
+def writable_file(text: str) -> str:
+    """argparse ``type=`` for an output file (``--json``): refused at parse time, before a long run,
+    when it names a directory, lies under a regular file, or cannot be written."""
+    import argparse
+
+    problem = output_file_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def output_file_problem(text: str) -> str | None:
+    """Why a report cannot be written to ``text``, or None."""
+    if not text:
+        return "expected a file path, got an empty string"
+    path = Path(text)
+    if path.is_dir():
+        return f"{text!r} is a directory; name a file in it"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{text!r} cannot be created: {str(parent)!r} is not a directory"
+            if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
+                return f"{text!r} cannot be created: {str(parent)!r} is not writable"
+            break
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{text!r} is not writable"
+    return None
+
+
+def device_argument(text: str) -> str:
+    """argparse ``type=`` for ``--device``."""
+    import argparse
+
+    try:
+        return validate_device(text, "--device")
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _write_json(path: str, reports: Sequence[Report]) -> None:
@@ -227,8 +282,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def run_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-        command.add_argument("--device", default="cpu", help="device for device-dependent checks")
+        command.add_argument(
+            "--json", metavar="PATH", type=writable_file, help="also write the results as JSON to PATH"
+        )
+        command.add_argument(
+            "--device", default="cpu", type=device_argument, help="device for device-dependent checks"
+        )
         command.add_argument(
             "--time-budget",
             type=time_budget_argument,

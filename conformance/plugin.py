@@ -16,9 +16,15 @@ from typing import Any
 
 import pytest
 
-from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, Target, time_budget_argument
+from torchcontract.conformance._engine import (
+    DEFAULT_TIME_BUDGET_S,
+    Target,
+    time_budget_argument,
+    validate_device,
+)
 from torchcontract.conformance._pytest import MARK, CheckCase, StaleExpectedFailure
 from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, CheckResult, environment
+from torchcontract.conformance.cli import output_file_problem
 
 _RESULTS = pytest.StashKey["_Results"]()
 _WORKER_OUTPUT_KEY = "torchcontract_results"
@@ -78,6 +84,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--conformance-devices",
         metavar="LIST",
+        type=_devices_argument,
         default=None,
         help="comma-separated devices for device-dependent checks (default: cpu, plus cuda when available)",
     )
@@ -97,6 +104,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _devices_argument(text: str) -> list[str]:
+    """``--conformance-devices``: a comma-separated list of device names, checked at parse time."""
+    import argparse
+
+    devices = [device.strip() for device in text.split(",") if device.strip()]
+    if not devices:
+        raise argparse.ArgumentTypeError("needs at least one device, e.g. cpu,cuda")
+    try:
+        return [validate_device(device, "device") for device in devices]
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -104,18 +124,19 @@ def pytest_configure(config: pytest.Config) -> None:
         "use torchcontract.conformance.parametrize_with_checks",
     )
     config.stash[_RESULTS] = _Results()
+    report = config.getoption("--conformance-report")
+    problem = output_file_problem(report) if report is not None else None
+    if problem:
+        raise pytest.UsageError(f"--conformance-report: {problem}")
     world_size = config.getoption("--conformance-world-size")
     if world_size is not None and world_size < 2:
         raise pytest.UsageError(f"--conformance-world-size must be at least 2, got {world_size}")
 
 
 def _devices(config: pytest.Config) -> list[str]:
-    option: str | None = config.getoption("--conformance-devices")
+    option: list[str] | None = config.getoption("--conformance-devices")
     if option is not None:
-        devices = [device.strip() for device in option.split(",") if device.strip()]
-        if not devices:
-            raise pytest.UsageError("--conformance-devices needs at least one device, e.g. cpu,cuda")
-        return devices
+        return option
     devices = ["cpu"]
     if importlib.util.find_spec("torch") is not None:
         import torch

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 
-__all__ = ["Abandoned", "abandon", "call_of", "current_call", "object_call", "release"]
+__all__ = ["Abandoned", "abandon", "call_of", "current_call", "object_call", "release", "set_shared_buffer"]
 
 # thread ident -> the description of the object call in progress in that thread. Read from other
 # threads (the one that waits for a check), so not a threading.local.
@@ -20,6 +21,9 @@ _CURRENT: dict[int, str] = {}
 # Threads whose check was given up on (it hung): their next call into the object is refused.
 _ABANDONED: set[int] = set()
 _TAG = "__torchcontract_call__"
+# Isolation mode: the child process also writes the call in progress where its parent can read it
+# after a death (see _isolation.py).
+_SHARED: list[Callable[[str | None], None]] = []
 
 
 class Abandoned(BaseException):
@@ -30,6 +34,11 @@ class Abandoned(BaseException):
 def abandon(thread_id: int) -> None:
     """Refuse every later object call of ``thread_id`` (the call in progress cannot be stopped)."""
     _ABANDONED.add(thread_id)
+
+
+def set_shared_buffer(write: Callable[[str | None], None]) -> None:
+    """Also report every call in progress to ``write`` (the isolated child's shared buffer)."""
+    _SHARED[:] = [write]
 
 
 def release(thread_id: int) -> None:
@@ -65,12 +74,16 @@ class object_call:  # lower case: used like a function, ``with object_call("ds[3
             raise Abandoned(self._what)
         self._outer = _CURRENT.get(thread_id)
         _CURRENT[thread_id] = self._what
+        for write in _SHARED:
+            write(self._what)
 
     def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
         if self._outer is None:
             _CURRENT.pop(self._thread_id, None)
         else:
             _CURRENT[self._thread_id] = self._outer
+        for write in _SHARED:
+            write(self._outer)
         if error is not None and call_of(error) is None and not isinstance(error, Abandoned):
             # An exception type that refuses attributes is then described by its type alone.
             with contextlib.suppress(Exception):

@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
-from torchcontract.conformance import _calls
+from torchcontract.conformance import _calls, _isolation
 from torchcontract.conformance._registry import CHECKS, PROTOCOLS, Check, checks_for
 from torchcontract.conformance._results import CheckResult, Report, Status
 from torchcontract.conformance._values import describe, tensor_module
@@ -86,6 +86,9 @@ class Options:
         ``--conformance-world-size``).
     shards: ``shards(rank, world_size)`` builds the sampler or loader of one rank; inferred for
         samplers shaped like torch's ``DistributedSampler``.
+    isolate: run the target's checks in a child process, so that a crash (a segmentation fault,
+        ``os._exit``, a kill) or a hang that holds the GIL fails a check instead of ending the run
+        (pytest: ``--conformance-isolate``; CLI: ``--isolate``).
     """
 
     deterministic: bool = True
@@ -100,6 +103,7 @@ class Options:
     num_workers: int = 2
     world_size: int | None = None
     shards: Callable[[int, int], Any] | None = None
+    isolate: bool = False
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, object]) -> Options:
@@ -391,7 +395,12 @@ class _Session:
     def result(self, check_id: str) -> CheckResult:
         with self._lock:
             if check_id not in self.results:
-                self.results[check_id] = self._run(CHECKS[check_id])
+                if self.target.options.isolate and not _isolation.in_child():
+                    # Every check of the target in one child process (shared work is shared there).
+                    ids = [c.check_id for c in self.target.checks if c.check_id not in self.results]
+                    self.results.update(_isolation.run_isolated(self, ids))
+                else:
+                    self.results[check_id] = self._run(CHECKS[check_id])
             return self.results[check_id]
 
     @property
@@ -422,6 +431,11 @@ class _Session:
     def _run(self, spec: Check) -> CheckResult:
         started = time.perf_counter()
         status, message = self._outcome(spec)
+        return self.make_result(spec.check_id, status, message, duration_s=time.perf_counter() - started)
+
+    def make_result(self, check_id: str, status: Status, message: str, *, duration_s: float) -> CheckResult:
+        """The result of ``check_id``, with this target's expected failures applied."""
+        spec = CHECKS[check_id]
         expected = self.target.expected_failures.get(spec.check_id)
         if expected is not None and status == "failed":
             status, message = "xfailed", f"expected failure ({expected}): {message}"
@@ -434,7 +448,7 @@ class _Session:
             severity=spec.severity,
             status=status,
             message=message,
-            duration_s=round(time.perf_counter() - started, 6),
+            duration_s=round(duration_s, 6),
             device=self.device if spec.per_device else None,
         )
 

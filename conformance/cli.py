@@ -11,6 +11,7 @@ failed (an internal error: nothing is known about the object).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import inspect
 import json
@@ -229,6 +230,8 @@ def _print_reports(reports: Sequence[Report]) -> None:
 
 def _command_check(args: argparse.Namespace) -> int:
     target = _target(args)
+    if args.isolate and not target.options.isolate:
+        target.options = dataclasses.replace(target.options, isolate=True)
     report = target.run(args.device, args.time_budget)
     print(report)
     if args.json:
@@ -308,6 +311,11 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=VALUE",
         help="a target option, e.g. deterministic=false (repeatable)",
+    )
+    check.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run the checks in a child process: a crash of the object fails a check, not the run",
     )
     run_options(check)
     report = commands.add_parser("report", help="the conformance table of the reference and of torch")

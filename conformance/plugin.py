@@ -96,6 +96,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="turn on the distributed checks with N ranks (off by default)",
     )
     group.addoption(
+        "--conformance-isolate",
+        action="store_true",
+        default=None,
+        help="run each target's checks in a child process: a crash or a GIL-holding hang of the object "
+        "fails a check instead of ending the run (also the ini key conformance_isolate)",
+    )
+    parser.addini(
+        "conformance_isolate",
+        type="bool",
+        default=False,
+        help="run each target's checks in a child process (as --conformance-isolate)",
+    )
+    group.addoption(
         "--conformance-time-budget",
         metavar="SECONDS",
         type=time_budget_argument,
@@ -161,9 +174,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     results = config.stash[_RESULTS]
     targets: tuple[Target, ...] = mark.args[0]
     world_size: int | None = config.getoption("--conformance-world-size")
+    isolate = config.getoption("--conformance-isolate") or config.getini("conformance_isolate")
     for target in targets:
         if world_size is not None and target.options.world_size is None:
             target.options = dataclasses.replace(target.options, world_size=world_size)
+        if isolate and not target.options.isolate:
+            target.options = dataclasses.replace(target.options, isolate=True)
     needs_devices = any(spec.per_device for target in targets for spec in target.checks)
     devices = _devices(config) if needs_devices else ["cpu"]
     params = []

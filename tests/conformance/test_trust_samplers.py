@@ -19,6 +19,7 @@ from torchcontract.conformance import CheckResult, Report, check
 from torchcontract.protocols import Loader, Sampler
 
 from ..conftest import HAS_TORCH, NO_TORCH_REASON
+from .mutants.sampler import ShardThenBucket
 
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
 
@@ -92,31 +93,6 @@ def test_the_reference_distributed_sampler_is_still_inferred() -> None:
 
 
 # -- 2. batch samplers --------------------------------------------------------------------------------
-
-
-class ShardThenBucket:
-    """Shards indices evenly (every rank gets 6 of 12), then batches each shard by bucket (short and
-    long samples apart, at most 4 a batch): the ranks' batch counts differ although their index
-    counts agree, so DDP hangs at the last step of the rank with fewer batches."""
-
-    LONG = frozenset({0, 2, 4, 6, 8, 10, 1})
-
-    def __init__(self, rank: int, world_size: int) -> None:
-        self.data_source = range(12)
-        self.rank, self.world_size = rank, world_size
-
-    def _batches(self) -> list[list[int]]:
-        shard = list(range(self.rank, 12, self.world_size))
-        batches = []
-        for bucket in ([i for i in shard if i in self.LONG], [i for i in shard if i not in self.LONG]):
-            batches.extend(bucket[start : start + 4] for start in range(0, len(bucket), 4))
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
-
-    def __len__(self) -> int:
-        return len(self._batches())
 
 
 def test_batch_shards_with_equal_index_counts_but_unequal_batch_counts_fail() -> None:
@@ -265,7 +241,6 @@ class RandomLengthPasses:
 
 def test_a_sampler_declared_nondeterministic_is_not_compared_across_passes() -> None:
     sampler = RandomLengthPasses(40)
-    assert len(list(copy.deepcopy(sampler))) != len(list(copy.deepcopy(sampler))) or True
     report = check(sampler, Sampler, deterministic=False)
     _no_failure(report)
     for clause in ("each_iter_is_new_pass", "same_state_same_order"):

@@ -169,6 +169,31 @@ def fresh_seed_each_build(rank: int, world_size: int) -> ref.DistributedSampler:
     return ref.DistributedSampler(10, num_replicas=world_size, rank=rank, seed=_SharedSeed.value)
 
 
+class ShardThenBucket:
+    """Shards indices evenly (every rank gets 6 of 12), then batches each shard by bucket (short and
+    long samples apart, at most 4 a batch): the ranks' batch counts differ although their index
+    counts agree, so DDP hangs at the last step of the rank with fewer batches."""
+
+    LONG = frozenset({0, 2, 4, 6, 8, 10, 1})
+
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.data_source = range(12)
+        self.rank, self.world_size = rank, world_size
+
+    def _batches(self) -> list[list[int]]:
+        shard = list(range(self.rank, 12, self.world_size))
+        batches = []
+        for bucket in ([i for i in shard if i in self.LONG], [i for i in shard if i not in self.LONG]):
+            batches.extend(bucket[start : start + 4] for start in range(0, len(bucket), 4))
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
 _SHARDING = {"world_size": 3, "data_source_len": 10}
 
 
@@ -213,4 +238,8 @@ MUTANTS = [
     _mutant("fresh_seed_each_build", "same_seed_same_shards", "a new shared seed at every start",
             lambda: fresh_seed_each_build(0, 3), kwargs={**_SHARDING, "shards": fresh_seed_each_build},
             message_contains=("building the rank samplers twice gave different shards",)),
+    _mutant("shard_then_bucket", "shards_have_equal_length",
+            "a batch sampler shards indices evenly, then buckets them: unequal batch counts",
+            lambda: ShardThenBucket(0, 2), kwargs={"world_size": 2, "shards": ShardThenBucket},
+            message_contains=("the ranks yield [2, 3] batches",)),
 ]  # fmt: skip

@@ -7,6 +7,7 @@ run a real gloo process group on loopback (:mod:`torchcontract.conformance._proc
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -17,9 +18,11 @@ from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._results import Report
 from torchcontract.conformance.checks._common import record_pass
 from torchcontract.conformance.checks.sampler import ENDS as SAMPLER_ENDS
-from torchcontract.conformance.checks.sampler import data_source_len
+from torchcontract.conformance.checks.sampler import Items, classify_items, data_source_len
+from torchcontract.conformance.checks.sampler import replacement as _replacement
 from torchcontract.conformance.checks.workers import fresh_process_context
 from torchcontract.protocols import Loader, Sampler
+from torchcontract.reference_impl import DistributedSampler as _ReferenceDistributedSampler
 
 __all__ = ["check_distributed"]
 
@@ -38,14 +41,30 @@ def _world_size(ctx: Context) -> int:
     return world_size
 
 
+def _inferable_kinds() -> tuple[type[Any], ...]:
+    """The samplers whose constructor is known: torch's DistributedSampler and the reference one."""
+    kinds: list[type[Any]] = [_ReferenceDistributedSampler]
+    torch_data = sys.modules.get("torch.utils.data")
+    kind = getattr(torch_data, "DistributedSampler", None)
+    if isinstance(kind, type):
+        kinds.append(kind)
+    return tuple(kinds)
+
+
 def _sampler_factory(ctx: Context) -> Callable[[int, int], Any]:
-    """``shards`` option, else one built from a DistributedSampler-shaped object's attributes."""
+    """``shards`` option, else one built from a DistributedSampler's attributes (exactly torch's or the
+    reference implementation's class: a subclass's constructor may take other arguments, or more)."""
     if ctx.options.shards is not None:
         return ctx.options.shards
     sampler = ctx.obj
-    if not all(hasattr(sampler, name) for name in _SAMPLER_ATTRIBUTES):
-        ctx.skip("give shards=lambda rank, world_size: <the sampler of that rank> to check sharding")
     kind = type(sampler)
+    if kind not in _inferable_kinds() or not all(hasattr(sampler, name) for name in _SAMPLER_ATTRIBUTES):
+        which = "" if kind not in _inferable_kinds() else " (it lacks DistributedSampler's attributes)"
+        ctx.skip(
+            f"the rank samplers are rebuilt only for torch's or the reference DistributedSampler itself, "
+            f"not {kind.__qualname__}{which}: give shards=lambda rank, world_size: <the sampler of that "
+            "rank> to check sharding"
+        )
 
     def same_sampler_for(rank: int, world_size: int) -> Any:
         return kind(
@@ -60,40 +79,80 @@ def _sampler_factory(ctx: Context) -> Callable[[int, int], Any]:
     return same_sampler_for
 
 
-def _indices(ctx: Context, sampler: Any, label: str) -> list[int]:
+def _applies(ctx: Context, *, needs_finite: bool = True, covers: bool = False, repeats: bool = False) -> None:
+    """Skip a sharding clause that relies on something the target declared away."""
+    if needs_finite and ctx.options.infinite:
+        ctx.skip("the target declares infinite=True: its shards have no end to count or compare")
+    if covers and ctx.options.replacement:
+        ctx.skip(
+            "the target declares replacement=True: shards drawn with replacement need not cover the data"
+        )
+    if repeats and not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False: two builds of the shards need not agree")
+
+
+def _build(ctx: Context, world_size: int) -> list[Any]:
+    factory = _sampler_factory(ctx)
+    return [
+        ctx.call(f"shards({rank}, {world_size})", factory, rank, world_size) for rank in range(world_size)
+    ]
+
+
+def _read(ctx: Context, sampler: Any, label: str) -> Items:
     record = record_pass(
         ctx, ctx.call(f"iter({label})", iter, sampler), label, limit=10_000_000, keep=10_000_000
     )
     if not record.ended:
-        ctx.fail(f"{label} did not end within the time budget", reproduce=f"list({label})")
-    flat: list[int] = []
-    for item in record.prefix:
-        flat.extend(item if isinstance(item, (list, tuple)) else [item])
-    return flat
+        ctx.fail(
+            f"{label} did not end within the time budget ({ctx.time_budget_s:g} s); expected a finite "
+            "pass (declare infinite=True otherwise)",
+            reproduce=f"list({label})",
+        )
+    return classify_items(ctx, record.prefix, label)
+
+
+def _passes(ctx: Context, epoch: int | None = None, samplers: list[Any] | None = None) -> list[Items]:
+    """Every rank's pass (after ``set_epoch(epoch)`` when given)."""
+    world_size = _world_size(ctx)
+    if samplers is None:
+        samplers = _build(ctx, world_size)
+    passes = []
+    for rank, sampler in enumerate(samplers):
+        label = f"shards({rank}, {world_size})"
+        if epoch is not None:
+            ctx.call(f"{label}.set_epoch({epoch})", sampler.set_epoch, epoch)
+        passes.append(_read(ctx, sampler, label))
+    if any(items.kind == "keys" for items in passes):
+        ctx.skip("the rank samplers yield keys, not int indices: their coverage cannot be judged")
+    return passes
 
 
 def _shards(ctx: Context, epoch: int | None = None, samplers: list[Any] | None = None) -> list[list[int]]:
-    """Every rank's indices for one pass (after ``set_epoch(epoch)`` when given)."""
-    world_size, factory = _world_size(ctx), _sampler_factory(ctx)
-    if samplers is None:
-        samplers = [
-            ctx.call(f"shards({rank}, {world_size})", factory, rank, world_size) for rank in range(world_size)
-        ]
-    shards = []
-    for rank, sampler in enumerate(samplers):
-        if epoch is not None:
-            ctx.call(f"shards({rank}, {world_size}).set_epoch({epoch})", sampler.set_epoch, epoch)
-        shards.append(_indices(ctx, sampler, f"shards({rank}, {world_size})"))
-    return shards
+    return [items.flat for items in _passes(ctx, epoch, samplers)]
 
 
-def _coverage_problem(shards: list[list[int]], length: int, drop_last: bool, what: str) -> str | None:
+def _allowed_drops(ctx: Context, world_size: int) -> tuple[bool, int]:
+    """(whether the sharding drops the tail, how many more indices a batch sampler's drop_last may
+    drop): for a batch sampler, drop_last is its own and the sharding's is its sampler's."""
+    sampler = ctx.obj
+    batch_size = getattr(sampler, "batch_size", None)
+    inner = getattr(sampler, "sampler", None)
+    if isinstance(batch_size, int) and not isinstance(batch_size, bool) and inner is not None:
+        dropped = world_size * (batch_size - 1) if getattr(sampler, "drop_last", False) is True else 0
+        return getattr(inner, "drop_last", False) is True, dropped
+    return getattr(sampler, "drop_last", False) is True, 0
+
+
+def _coverage_problem(
+    shards: list[list[int]], length: int, drop_last: bool, what: str, dropped: int = 0
+) -> str | None:
     """Why the shards do not cover range(length) once (up to the documented padding), or None."""
     world_size = len(shards)
     counts = Counter(index for shard in shards for index in shard)
     missing = [index for index in range(length) if index not in counts]
     repeats = sum(n - 1 for n in counts.values() if n > 1)
     allowed_missing, allowed_repeats = (world_size - 1, 0) if drop_last else (0, world_size - 1)
+    allowed_missing += dropped
     if len(missing) > allowed_missing:
         return (
             f"{what}: {len(missing)} of {length} indices are on no rank (first: {missing[:5]}); expected "
@@ -110,27 +169,42 @@ def _coverage_problem(shards: list[list[int]], length: int, drop_last: bool, wha
 
 @register_check(EQUAL, protocol=Sampler, severity="required", requires=(SAMPLER_ENDS,))
 def shards_have_equal_length(ctx: Context) -> None:
-    """With world_size ranks, every rank's sampler yields the same number of indices."""
-    shards = _shards(ctx)
-    lengths = [len(shard) for shard in shards]
+    """With world_size ranks, every rank's sampler yields the same number of indices (of batches, for a
+    batch sampler)."""
+    _world_size(ctx)
+    _applies(ctx)
+    passes = _passes(ctx)
+    world_size = len(passes)
+    batched = any(items.kind == "batches" for items in passes)
+    lengths = [len(items.sizes) if batched else len(items.flat) for items in passes]
     if len(set(lengths)) > 1:
+        unit = "batches" if batched else "indices"
+        why = (
+            " (a batch sampler: DDP runs one step per batch, so the batch counts must agree)"
+            if batched
+            else ""
+        )
         ctx.fail(
-            f"with world_size={len(shards)}, the ranks yield {lengths} indices; expected the same number "
+            f"with world_size={world_size}, the ranks yield {lengths} {unit}{why}; expected the same number "
             "on every rank (each step runs collectives across all ranks: a rank that runs out first "
             "leaves the others waiting, and DDP hangs)",
-            reproduce=f"[len(list(shards(rank, {len(shards)}))) for rank in range({len(shards)})]",
+            reproduce=f"[len(list(shards(rank, {world_size}))) for rank in range({world_size})]",
         )
 
 
 @register_check(COVER, protocol=Sampler, severity="required", requires=(SAMPLER_ENDS,))
 def shards_cover_dataset(ctx: Context) -> None:
     """Together the ranks cover every index once, up to the padding (or dropping) that makes them equal."""
+    _world_size(ctx)
+    _applies(ctx, covers=True)
+    if _replacement(ctx):
+        ctx.skip("the sampler draws with replacement: its shards need not cover the data")
     length = data_source_len(ctx)
     if length is None:
         ctx.skip("the data source's length is unknown (pass data_source_len=N)")
     shards = _shards(ctx)
-    drop_last = bool(getattr(ctx.obj, "drop_last", False))
-    problem = _coverage_problem(shards, length, drop_last, f"with world_size={len(shards)}")
+    drop_last, dropped = _allowed_drops(ctx, len(shards))
+    problem = _coverage_problem(shards, length, drop_last, f"with world_size={len(shards)}", dropped)
     if problem:
         ctx.fail(problem, reproduce=f"[list(shards(rank, {len(shards)})) for rank in range({len(shards)})]")
 
@@ -143,8 +217,11 @@ def shards_cover_dataset(ctx: Context) -> None:
 )
 def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
     """A shuffling sampler's set_epoch(e) changes the order, and every rank shards the same permutation."""
-    world_size, factory = _world_size(ctx), _sampler_factory(ctx)
-    samplers = [factory(rank, world_size) for rank in range(world_size)]
+    world_size = _world_size(ctx)
+    _applies(ctx)
+    if ctx.options.ordered:
+        ctx.skip("the target declares ordered=True: it does not shuffle")
+    samplers = _build(ctx, world_size)
     if not callable(getattr(samplers[0], "set_epoch", None)):
         ctx.skip("the sampler has no set_epoch")
     if getattr(ctx.obj, "shuffle", True) is False:
@@ -158,9 +235,9 @@ def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
             reproduce="s = shards(0, world_size); s.set_epoch(0); a = list(s); s.set_epoch(1); a == list(s)",
         )
     length = data_source_len(ctx)
-    if length is not None:
-        drop_last = bool(getattr(ctx.obj, "drop_last", False))
-        problem = _coverage_problem(second, length, drop_last, "after set_epoch(1)")
+    if length is not None and not ctx.options.replacement and not _replacement(ctx):
+        drop_last, dropped = _allowed_drops(ctx, world_size)
+        problem = _coverage_problem(second, length, drop_last, "after set_epoch(1)", dropped)
         if problem:
             ctx.fail(
                 f"{problem}; the ranks must draw the same permutation for the same epoch",
@@ -171,10 +248,11 @@ def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
 @register_check("sampler.same_seed_same_shards", protocol=Sampler, severity="required", requires=(COVER,))
 def same_seed_same_shards(ctx: Context) -> None:
     """Building the rank samplers again (same seed) gives the same shards: ranks and restarts agree."""
-    world_size, factory = _world_size(ctx), _sampler_factory(ctx)
+    world_size = _world_size(ctx)
+    _applies(ctx, repeats=True)
 
     def build() -> list[list[int]]:
-        samplers = [factory(rank, world_size) for rank in range(world_size)]
+        samplers = _build(ctx, world_size)
         epoch = 0 if callable(getattr(samplers[0], "set_epoch", None)) else None
         return _shards(ctx, epoch, samplers)
 
@@ -195,6 +273,8 @@ GROUP = "loader.ranks_yield_equal_batch_counts"
 
 def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
     world_size = _world_size(ctx)
+    if ctx.options.infinite:
+        ctx.skip("the target declares infinite=True: the ranks' epochs have no end to count or compare")
     factory = ctx.options.shards
     if factory is None:
         ctx.skip("give shards=<a picklable function (rank, world_size) -> the loader of that rank>")
@@ -251,10 +331,14 @@ def ranks_yield_equal_batch_counts(ctx: Context) -> None:
 )
 def ranks_cover_dataset(ctx: Context) -> None:
     """Under a process group, the ranks' batches together hold every sample once per epoch (up to padding)."""
+    if not ctx.options.deterministic:
+        ctx.skip(
+            "the target declares deterministic=False: the ranks' samples need not equal those of shards(0, 1)"
+        )
     outcomes, world_size = _group_run(ctx)
     factory = ctx.options.shards
     whole = ctx.call("shards(0, 1)", factory, 0, 1) if factory is not None else None
-    set_epoch(whole, 0)
+    ctx.call("shards(0, 1).sampler.set_epoch(0)", set_epoch, whole, 0)
     expected: Counter[str] = Counter()
     batches: list[Any] = ctx.call("list(shards(0, 1))", list, whole)
     for batch in batches:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Sized
-from typing import Any
+from collections.abc import Iterator, Sized
+from contextlib import contextmanager
+from typing import Any, TypeGuard
 
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
@@ -22,17 +23,44 @@ from torchcontract.conformance.checks._common import (
     iterator_problem,
     next_item,
     record_pass,
-    recorded_first_pass,
 )
+from torchcontract.conformance.checks._state import restored, working_copy
 from torchcontract.protocols import Loader
 
 ITER = "loader.iter_returns_iterator"
 ENDS = "loader.epoch_ends"
 
 
+def _loader(ctx: Context) -> tuple[Any, bool]:
+    """What the checks iterate: a deep copy of the loader (sharing its map-style dataset, which
+    iteration leaves as it is), so that its generator, sampler and epoch state stay as they were;
+    ``(loader, False)`` when it cannot be copied (iterate it inside :func:`restored`)."""
+    dataset = getattr(ctx.obj, "dataset", None)
+    share = () if dataset is None or is_iterable_style(dataset) else (dataset,)
+    return working_copy(ctx, "loader", share=share)
+
+
+@contextmanager
+def _iterated(ctx: Context) -> Iterator[Any]:
+    """The loader to iterate; the loader itself is restored afterwards when it could not be copied."""
+    loader, copied = _loader(ctx)
+    if copied:
+        yield loader
+        return
+    with restored(loader):
+        yield loader
+
+
 def first_epoch(ctx: Context) -> Pass:
     """The first epoch: its batch count (when it ends) and its first batches."""
-    return recorded_first_pass(ctx, "loader")
+
+    def record() -> Pass:
+        with _iterated(ctx) as loader:
+            iterator = ctx.call("iter(loader)", iter, loader)
+            limit = ctx.options.max_items if ctx.options.infinite else None
+            return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items)
+
+    return ctx.shared("first_pass", record)
 
 
 def _sized_len(ctx: Context, obj: object, name: str) -> int | None:
@@ -64,7 +92,8 @@ def _example_sample(ctx: Context) -> Any:
 @register_check(ITER, protocol=Loader, severity="required")
 def iter_returns_iterator(ctx: Context) -> None:
     """iter(loader) returns an iterator: it has __next__ and iter(it) is it."""
-    problem = iterator_problem(ctx, ctx.obj, "loader")
+    with _iterated(ctx) as loader:
+        problem = iterator_problem(ctx, loader, "loader")
     if problem:
         ctx.fail(problem, reproduce="it = iter(loader); next(it); iter(it) is it")
 
@@ -106,26 +135,30 @@ def exhaustion_is_sticky(ctx: Context) -> None:
 def each_iter_is_new_epoch(ctx: Context) -> None:
     """Each iter(loader) starts a whole new epoch, also after the previous one was left half-way."""
     record = first_epoch(ctx)
-    abandoned = ctx.call("iter(loader)", iter, ctx.obj)
-    if next_item(ctx, abandoned, "next(iter(loader))") is END:
-        if record.count:
-            ctx.fail(
-                f"a second iter(loader) yielded no batch but the first epoch had {record.count}; "
-                "expected each iter(loader) to start a new epoch",
-                reproduce="list(loader); list(loader)",
-            )
+    with _iterated(ctx) as loader:
+        abandoned = ctx.call("iter(loader)", iter, loader)
+        if next_item(ctx, abandoned, "next(iter(loader))") is END:
+            if record.count:
+                ctx.fail(
+                    f"a second iter(loader) yielded no batch but the first epoch had {record.count}; "
+                    "expected each iter(loader) to start a new epoch",
+                    reproduce="list(loader); list(loader)",
+                )
+            return
+        limit = record.count + 1 if record.ended else record.count
+        again = record_pass(
+            ctx, ctx.call("iter(loader)", iter, loader), "it", limit=limit, keep=len(record.prefix)
+        )
+    if not ctx.options.deterministic:
+        ctx.note("deterministic=False: the epochs' batch counts and batches were not compared")
         return
-    limit = record.count + 1 if record.ended else record.count
-    again = record_pass(
-        ctx, ctx.call("iter(loader)", iter, ctx.obj), "it", limit=limit, keep=len(record.prefix)
-    )
     if record.ended and again.count != record.count:
         ctx.fail(
             f"after an epoch was abandoned after one batch, the next iter(loader) yielded "
             f"{again.count} batches; the first epoch had {record.count}; expected a whole new epoch",
             reproduce="it = iter(loader); next(it); len(list(loader))",
         )
-    if _ordered(ctx) and ctx.options.deterministic:
+    if _ordered(ctx):
         for position, (one, two) in enumerate(zip(record.prefix, again.prefix, strict=False)):
             found = difference(one, two)
             if found:
@@ -152,17 +185,41 @@ def len_matches_batch_count(ctx: Context) -> None:
         )
 
 
+def _is_size(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _batching(ctx: Context) -> tuple[int, Any, Any] | str:
+    """(batch size, drop_last, the sampler whose indices are batched) from the loader's attributes,
+    or why unknown. A torch DataLoader built with ``batch_sampler=`` has ``batch_size=None`` and
+    ``drop_last=False``: its batch sampler's own ``batch_size``/``drop_last``/``sampler`` count then."""
+    loader = ctx.obj
+    batch_size, drop_last = getattr(loader, "batch_size", None), getattr(loader, "drop_last", None)
+    sampler = getattr(loader, "sampler", None)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    if batch_size is None and batch_sampler is not None:
+        batch_size = getattr(batch_sampler, "batch_size", None)
+        drop_last = getattr(batch_sampler, "drop_last", None)
+        sampler = getattr(batch_sampler, "sampler", None)
+        if not _is_size(batch_size):
+            return f"the loader's batch_sampler exposes no integer batch_size (batch_size={batch_size!r})"
+    if not _is_size(batch_size):
+        return f"the loader exposes no integer batch_size (batch_size={batch_size!r})"
+    return batch_size, drop_last, sampler
+
+
 def _batch_settings(ctx: Context) -> tuple[int, int, bool] | str:
     """(samples per epoch, batch size, drop_last) from the loader's attributes, or why unknown."""
     loader = ctx.obj
-    batch_size, drop_last = getattr(loader, "batch_size", None), getattr(loader, "drop_last", None)
     if not hasattr(loader, "dataset"):
         return "the loader exposes no dataset"
-    if batch_size is None or isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        return f"the loader exposes no integer batch_size (batch_size={batch_size!r})"
+    batching = _batching(ctx)
+    if isinstance(batching, str):
+        return batching
+    batch_size, drop_last, sampler = batching
     if not isinstance(drop_last, bool):
         return f"the loader exposes no boolean drop_last (drop_last={drop_last!r})"
-    total = _sized_len(ctx, getattr(loader, "sampler", None), "loader.sampler")
+    total = _sized_len(ctx, sampler, "loader.sampler")
     if total is None:
         total = _sized_len(ctx, loader.dataset, "loader.dataset")
     if total is None:
@@ -223,8 +280,12 @@ def _ordered(ctx: Context) -> bool:
     sampler = getattr(loader, "sampler", None)
     if getattr(loader, "shuffle", False) is True:
         return False
-    if getattr(loader, "batch_sampler", None) is not None and getattr(loader, "batch_size", 1) is None:
-        return False  # a user's batch_sampler decides the order (torch then sets batch_size=None)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    if batch_sampler is not None and getattr(loader, "batch_size", 1) is None:
+        # A user's batch_sampler decides the order (torch then sets batch_size=None): torch's
+        # BatchSampler over a SequentialSampler keeps it.
+        inner = getattr(batch_sampler, "sampler", None)
+        return type(batch_sampler).__name__ == "BatchSampler" and type(inner).__name__ == "SequentialSampler"
     if sampler is not None:
         return type(sampler).__name__ == "SequentialSampler"
     return hasattr(loader, "shuffle") and not _is_stream(ctx)
@@ -239,19 +300,28 @@ def batches_match_collate(ctx: Context) -> None:
     if not ctx.options.deterministic:
         ctx.skip("the target declares deterministic=False")
     dataset, collate_fn = getattr(loader, "dataset", None), getattr(loader, "collate_fn", None)
-    batch_size = getattr(loader, "batch_size", None)
     if dataset is None or collate_fn is None or _is_stream(ctx):
         ctx.skip("the loader exposes no indexable dataset and collate_fn")
+    unbatched = getattr(loader, "batch_size", None) is None and getattr(loader, "batch_sampler", None) is None
+    batching = None if unbatched else _batching(ctx)
+    if isinstance(batching, str):
+        ctx.skip(batching)
     record = first_epoch(ctx)
+    expected: Any
     for position, batch in enumerate(record.prefix[:3]):
-        if batch_size is None:  # no batching: collate_fn converts one sample at a time
+        if batching is None:  # no batching: collate_fn converts one sample at a time
             what = f"loader.collate_fn(loader.dataset[{position}])"
             sample = ctx.call(f"loader.dataset[{position}]", operator.getitem, dataset, position)
-            expected: Any = ctx.call(what, collate_fn, sample)
+            expected = ctx.call(what, collate_fn, sample)
         else:
-            start = position * batch_size
+            start = position * batching[0]
             count = sample_count(batch, like=_example_sample(ctx))
-            indices = range(start, start + count if count else start)
+            if not count:
+                ctx.skip(
+                    f"could not tell how many samples batch {position} holds ({describe(batch)}), so "
+                    "not which samples to collate for it"
+                )
+            indices = range(start, start + count)
             what = f"loader.collate_fn([loader.dataset[i] for i in range({indices.start}, {indices.stop})])"
             samples = [ctx.call(f"loader.dataset[{i}]", operator.getitem, dataset, i) for i in indices]
             expected = ctx.call(what, collate_fn, samples)

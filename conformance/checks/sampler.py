@@ -6,11 +6,15 @@ and leave the object itself untouched where it can be copied.
 
 from __future__ import annotations
 
+import numbers
 import operator
 from collections import Counter
-from collections.abc import Sized
+from collections.abc import Hashable, Iterator, Sized
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from torchcontract.conformance._engine import (
     Context,
@@ -18,8 +22,9 @@ from torchcontract.conformance._engine import (
     restore_global_rng_states,
 )
 from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import describe, difference
+from torchcontract.conformance._values import describe, difference, is_array
 from torchcontract.conformance.checks._common import Pass, declared_length, record_pass, try_deepcopy
+from torchcontract.conformance.checks._state import restored
 from torchcontract.protocols import Sampler
 
 ENDS = "sampler.iteration_ends"
@@ -28,19 +33,26 @@ IN_RANGE = "sampler.yields_indices_in_range"
 _MAX_RECORDED = 10_000_000
 
 
-def _working_copy(ctx: Context) -> Any:
+@contextmanager
+def _iterable_copy(ctx: Context) -> Iterator[Any]:
+    """A fresh deep copy of the sampler to iterate; the sampler itself, restored afterwards, when it
+    cannot be copied."""
     copied, _ = try_deepcopy(ctx.obj)
-    return ctx.obj if copied is None else copied
+    if copied is not None:
+        yield copied
+        return
+    with restored(ctx.obj):
+        yield ctx.obj
 
 
 def _epoch(ctx: Context) -> Pass:
     """One pass over a copy of the sampler, every item kept (up to a bound)."""
 
     def record() -> Pass:
-        sampler = _working_copy(ctx)
         limit = ctx.options.max_items if ctx.options.infinite else _MAX_RECORDED
-        iterator = ctx.call("iter(sampler)", iter, sampler)
-        return record_pass(ctx, iterator, "it", limit=limit, keep=limit)
+        with _iterable_copy(ctx) as sampler:
+            iterator = ctx.call("iter(sampler)", iter, sampler)
+            return record_pass(ctx, iterator, "it", limit=limit, keep=limit)
 
     return ctx.shared("epoch", record)
 
@@ -63,7 +75,9 @@ def data_source_len(ctx: Context) -> int | None:
     return None
 
 
-def _replacement(ctx: Context) -> bool:
+def replacement(ctx: Context) -> bool:
+    """Whether the sampler draws with replacement: option replacement, else its attribute (or its
+    sampler's, for a batch sampler)."""
     if ctx.options.replacement is not None:
         return ctx.options.replacement
     replacement = getattr(ctx.obj, "replacement", None)
@@ -82,34 +96,82 @@ def _is_index(value: Any) -> bool:
     return True
 
 
+def _is_non_integer_number(value: Any) -> bool:
+    """A number that is no index (a float, a bool, a complex): never a key a sampler means."""
+    return isinstance(value, (bool, numbers.Number, np.number)) and not _is_index(value)
+
+
+def _batch_elements(item: Any) -> list[Any] | None:
+    """The elements of a batch sampler's item (a list, or a 1-d array or tensor), else None."""
+    if isinstance(item, list):
+        return item
+    if is_array(item) and len(item.shape) == 1:
+        elements: list[Any] = item.tolist()
+        return elements
+    return None
+
+
 @dataclass
-class _Indices:
-    flat: list[int]
-    batched: bool
+class Items:
+    """What a pass of a sampler yielded: ``kind`` is ``"indices"`` (ints), ``"batches"`` (lists or
+    1-d arrays of ints) or ``"keys"`` (anything else: the keys of a dataset indexed by strings,
+    ``(index, scale)`` pairs, ...); ``flat`` every index or key, batches flattened; ``sizes`` the
+    length of each batch (for a batch sampler)."""
+
+    kind: str
+    flat: list[Any]
+    sizes: list[int]
+    example: Any = None
 
 
-def _indices(ctx: Context) -> _Indices:
-    """Every index of the epoch, flattened (a batch sampler yields lists of indices)."""
-    items = _epoch(ctx).prefix
-    batched = bool(items) and isinstance(items[0], (list, tuple))
-    flat: list[int] = []
-    for position, item in enumerate(items):
-        group = item if batched else [item]
-        if batched and not isinstance(item, (list, tuple)):
+def _scalar(item: Any) -> Any:
+    return item.item() if is_array(item) and len(item.shape) == 0 else item
+
+
+def classify_items(ctx: Context, items: list[Any], label: str) -> Items:
+    """Read a pass: fails for an item that is a non-integer number (or a batch holding one), or a
+    mix of indices and batches; a pass holding anything else than indices and batches of indices
+    is one of keys."""
+    kinds: set[str] = set()
+    flat: list[Any] = []
+    sizes: list[int] = []
+    example: Any = None
+    for position, raw in enumerate(items):
+        item = _scalar(raw)
+        elements = _batch_elements(item)
+        values = [item] if elements is None else [_scalar(e) for e in elements]
+        bad = next((value for value in values if _is_non_integer_number(value)), None)
+        if bad is not None or (elements is None and _is_non_integer_number(item)):
             ctx.fail(
-                f"item {position} of iter(sampler) is {describe(item)} but item 0 was a list; "
-                "expected all ints or all lists of ints",
-                reproduce=f"list(sampler)[{position}]",
+                f"item {position} of iter({label}) is {describe(raw)}; expected an int index "
+                "(or, for a batch sampler, a list of int indices)",
+                reproduce=f"list({label})[{position}]",
             )
-        for value in group:
-            if not _is_index(value):
-                ctx.fail(
-                    f"item {position} of iter(sampler) is {describe(item)}; expected an int index "
-                    "(or, for a batch sampler, a list of int indices)",
-                    reproduce=f"list(sampler)[{position}]",
-                )
-            flat.append(operator.index(value))
-    return _Indices(flat, batched)
+        if all(_is_index(value) for value in values):
+            kind = "indices" if elements is None else "batches"
+            values = [operator.index(value) for value in values]
+        else:
+            kind = "keys"
+            if example is None:
+                example = raw
+        if kind != "keys" and kinds - {"keys", kind}:
+            ctx.fail(
+                f"item {position} of iter({label}) is {describe(raw)} but item 0 was "
+                f"{describe(items[0])}; expected all ints or all lists of ints",
+                reproduce=f"list({label})[{position}]",
+            )
+        kinds.add(kind)
+        flat.extend(values)
+        if elements is not None:
+            sizes.append(len(values))
+    if "keys" in kinds:
+        return Items("keys", flat, sizes, example)
+    return Items("batches" if "batches" in kinds else "indices", flat, sizes)
+
+
+def _items(ctx: Context) -> Items:
+    """Every index (or key) of the epoch, batches flattened."""
+    return ctx.shared("items", lambda: classify_items(ctx, _epoch(ctx).prefix, "sampler"))
 
 
 @register_check(ENDS, protocol=Sampler, severity="required")
@@ -127,7 +189,12 @@ def iteration_ends(ctx: Context) -> None:
 @register_check(IN_RANGE, protocol=Sampler, severity="required", requires=(ENDS,))
 def yields_indices_in_range(ctx: Context) -> None:
     """Items are int indices (or lists of them) in range(len(data_source)) when that is known."""
-    indices = _indices(ctx)
+    indices = _items(ctx)
+    if indices.kind == "keys":
+        ctx.skip(
+            f"the sampler yields keys, not int indices (e.g. {describe(indices.example)}): whether a key "
+            "is in its data source cannot be judged"
+        )
     length = data_source_len(ctx)
     if length is None:
         ctx.note("the data source's length is unknown (pass data_source_len=N): types checked only")
@@ -162,10 +229,12 @@ def each_iter_is_new_pass(ctx: Context) -> None:
     record = _epoch(ctx)
     if not record.ended:
         ctx.skip("the sampler is infinite")
-    sampler = _working_copy(ctx)
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False: its passes need not have equal lengths")
     limit = record.count + 1
-    first = record_pass(ctx, ctx.call("iter(sampler)", iter, sampler), "it", limit=limit, keep=0)
-    second = record_pass(ctx, ctx.call("iter(sampler)", iter, sampler), "it", limit=limit, keep=0)
+    with _iterable_copy(ctx) as sampler:
+        first = record_pass(ctx, ctx.call("iter(sampler)", iter, sampler), "it", limit=limit, keep=0)
+        second = record_pass(ctx, ctx.call("iter(sampler)", iter, sampler), "it", limit=limit, keep=0)
     if second.count != first.count:
         ctx.fail(
             f"a second iter(sampler) yielded {second.count} items but the first yielded {first.count}; "
@@ -178,25 +247,43 @@ def each_iter_is_new_pass(ctx: Context) -> None:
 
 @register_check("sampler.each_index_once", protocol=Sampler, severity="required", requires=(ENDS, IN_RANGE))
 def each_index_once(ctx: Context) -> None:
-    """A sampler without replacement yields each index at most once per pass."""
-    if _replacement(ctx):
+    """A sampler without replacement yields each index at most once per pass (a pass longer than its
+    data source, once per whole block of len(data_source) indices)."""
+    if replacement(ctx):
         ctx.skip("the sampler draws with replacement")
-    flat = _indices(ctx).flat
+    items = _items(ctx)
+    flat = items.flat
+    if items.kind == "keys" and not all(isinstance(key, Hashable) for key in flat):
+        ctx.skip("the sampler yields unhashable keys: repeats cannot be counted")
+    length = data_source_len(ctx)
     if ctx.options.infinite:
         # An endless sampler (epoch after epoch, as detectron2's TrainingSampler) repeats indices
         # across epochs: only the first epoch's worth can be checked, and only with its length.
-        length = data_source_len(ctx)
         if length is None:
             ctx.skip("the sampler is infinite and its data source's length is unknown (pass data_source_len)")
         flat = flat[:length]
         ctx.note(f"infinite sampler: checked its first {len(flat)} indices, one epoch's worth")
-    repeated = [index for index, n in Counter(flat).items() if n > 1]
-    if repeated:
+    if length and len(flat) > length and items.kind != "keys":
+        # RandomSampler(replacement=False, num_samples > n) yields whole permutations back to back.
+        blocks = [flat[start : start + length] for start in range(0, len(flat), length)]
+        ctx.note(f"a pass of {len(flat)} indices over {length}: checked as {len(blocks)} blocks of {length}")
+    else:
+        blocks = [flat]
+    for number, block in enumerate(blocks):
+        repeated = [index for index, n in Counter(block).items() if n > 1]
+        if not repeated:
+            continue
+        where = "in one pass" if len(blocks) == 1 else f"in block {number} of {length} indices of one pass"
         ctx.fail(
-            f"iter(sampler) yielded index {repeated[0]} more than once in one pass "
-            f"({len(repeated)} indices repeated); expected each index once (declare "
-            "replacement=True if the sampler draws with replacement)",
-            reproduce=f"collections.Counter(sampler)[{repeated[0]}]",
+            f"iter(sampler) yielded index {describe(repeated[0])} more than once {where} "
+            f"({len(repeated)} indices repeated); expected each index once"
+            + (
+                " per block of len(data_source) (a longer pass repeats whole permutations)"
+                if len(blocks) > 1
+                else ""
+            )
+            + " (declare replacement=True if the sampler draws with replacement)",
+            reproduce=f"collections.Counter(sampler)[{repeated[0]!r}]",
         )
 
 
@@ -204,6 +291,8 @@ def each_index_once(ctx: Context) -> None:
 def same_state_same_order(ctx: Context) -> None:
     """Two copies of the sampler in the same state (same seed, generator and global RNG) yield the
     same order."""
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False: two copies need not yield the same order")
     states = global_rng_states()
     first, error = try_deepcopy(ctx.obj)
     second, _ = try_deepcopy(ctx.obj)
@@ -226,8 +315,18 @@ def same_state_same_order(ctx: Context) -> None:
 @register_check("sampler.yields_python_ints", protocol=Sampler, severity="recommended", requires=(IN_RANGE,))
 def yields_python_ints(ctx: Context) -> None:
     """Indices are Python ints, as torch's samplers yield (NumPy integers break isinstance(i, int))."""
+    items = _items(ctx)
+    if items.kind == "keys":
+        ctx.skip(f"the sampler yields keys, not int indices (e.g. {describe(items.example)})")
     for position, item in enumerate(_epoch(ctx).prefix):
-        for value in item if isinstance(item, (list, tuple)) else [item]:
+        if is_array(item) and len(item.shape) == 1:
+            ctx.fail(
+                f"item {position} of iter(sampler) is {describe(item)}, an array: indexing the dataset "
+                "with its elements passes NumPy (or tensor) integers; expected a list of Python ints "
+                "(a dataset may check isinstance(index, int))",
+                reproduce=f"type(list(list(sampler)[{position}])[0])",
+            )
+        for value in item if isinstance(item, list) else [item]:
             if type(value) is not int:
                 ctx.fail(
                     f"item {position} of iter(sampler) holds {describe(value)} of type "

@@ -132,6 +132,8 @@ PLAIN_CASES = [
          {"infinite": True, "data_source_len": 10}),
     Case("endless_shuffles_of_unknown_length", Sampler, lambda: EndlessShuffles(10), {"infinite": True}),
     Case("list_of_index_batches", Sampler, lambda: [[0, 1], [2, 3], [4]], {"data_source_len": 5}),
+    Case("list_of_string_keys", Sampler, lambda: ["img0", "img3", "img1"]),
+    Case("index_scale_pairs", Sampler, lambda: [(0, 0.5), (2, 1.0), (1, 1.5)], {"data_source_len": 3}),
     # CollateFn
     Case("numpy_collate_tuples", CollateFn, lambda: numpy_collate, {"example_inputs": _tuple_samples()}),
     Case("numpy_collate_dicts", CollateFn, lambda: numpy_collate, {"example_inputs": _dict_samples(4)}),

@@ -282,12 +282,19 @@ def test_a_collate_that_keeps_samples_whole_passes_and_one_that_drops_them_fails
 # -- check() does not keep the iterators it made alive ------------------------------------------------
 
 
+class _SharedList(list):  # type: ignore[type-arg]
+    """Shared by a loader and its deep copies (check() iterates a deep copy of a loader)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedList:
+        return self
+
+
 class _TrackedLoader(BatchLoader):
-    """Keeps a weak reference to each iterator it hands out."""
+    """Keeps a weak reference to each iterator it (or a deep copy of it) hands out."""
 
     def __init__(self) -> None:
         super().__init__(Points(10), 4)
-        self.handed_out: list[weakref.ref[Any]] = []
+        self.handed_out: list[weakref.ref[Any]] = _SharedList()
 
     def __iter__(self) -> Any:
         iterator = super().__iter__()

@@ -192,6 +192,12 @@ CASES = [
          lambda: tud.DistributedSampler(range(11), num_replicas=2, rank=0)),
     Case("distributed_sampler_rank1", Sampler,
          lambda: tud.DistributedSampler(range(11), num_replicas=2, rank=1, shuffle=False)),
+    Case("random_sampler_permutations_back_to_back", Sampler,
+         lambda: tud.RandomSampler(range(10), replacement=False, num_samples=25)),
+    Case("dataloader_batch_sampler_drop_last", Loader,
+         _loader(batch_sampler=tud.BatchSampler(tud.SequentialSampler(range(10)), 4, drop_last=True))),
+    Case("dataloader_unseeded_generator", Loader,
+         _loader(batch_size=4, shuffle=True, generator=torch.Generator())),
     # CollateFn
     Case("default_collate_tuples", CollateFn, lambda: tud.default_collate,
          {"example_inputs": [(torch.full((3,), float(i)), i) for i in range(4)]}),

@@ -51,6 +51,9 @@ class ReplacementByAccident(SeededShuffleSampler):
 
 
 class ReseedsFromOsEntropy(SeededShuffleSampler):
+    """Checked over 20 indices: two entropy-drawn permutations agree with probability 1/20! ~= 4e-19
+    (over 10 it would be 1/10! ~= 2.8e-7, too often for CI)."""
+
     def __iter__(self) -> Iterator[int]:
         return iter(np.random.default_rng().permutation(len(self.data_source)).tolist())  # seed ignored
 
@@ -131,6 +134,15 @@ class IgnoresEpoch(ref.DistributedSampler):
             self.epoch = epoch
 
 
+def ignores_epoch(rank: int, world_size: int) -> IgnoresEpoch:
+    return IgnoresEpoch(10, num_replicas=world_size, rank=rank)
+
+
+# Entropy-seeded ranks cover range(n) only by chance: with n = 60 over 3 ranks of 20 (no padding, so a
+# cover is an exact partition), P = C(40, 20) / C(60, 20) * 1 / C(60, 20) ~= 7.9e-21 per run (< 1e-9).
+_ENTROPY_N = 60
+
+
 class EntropySeeded(ref.DistributedSampler):
     """Each instance draws its own seed: ranks (separate processes) shard different permutations."""
 
@@ -139,16 +151,47 @@ class EntropySeeded(ref.DistributedSampler):
         self.seed = int(np.random.default_rng().integers(2**31))
 
 
+def entropy_seeded(rank: int, world_size: int) -> EntropySeeded:
+    return EntropySeeded(_ENTROPY_N, num_replicas=world_size, rank=rank)
+
+
 class _SharedSeed:
     value = 0
 
 
 def fresh_seed_each_build(rank: int, world_size: int) -> ref.DistributedSampler:
-    """Rank 0 draws a seed that the other ranks share (as if broadcast), but every build of the ranks
-    draws a new one: a restarted run cannot reproduce its order."""
+    """Rank 0 picks a seed that the other ranks share (as if broadcast), but every build of the ranks
+    picks a new one (a run counter, as a launcher's job id): a restarted run cannot reproduce its
+    order. A counter, not OS entropy: two entropy seeds give the same permutation of 10 with
+    probability about 1/10! = 2.8e-7, too often for CI; seeds k and k + 1 differ for certain."""
     if rank == 0:
-        _SharedSeed.value = int(np.random.default_rng().integers(2**31))
+        _SharedSeed.value += 1
     return ref.DistributedSampler(10, num_replicas=world_size, rank=rank, seed=_SharedSeed.value)
+
+
+class ShardThenBucket:
+    """Shards indices evenly (every rank gets 6 of 12), then batches each shard by bucket (short and
+    long samples apart, at most 4 a batch): the ranks' batch counts differ although their index
+    counts agree, so DDP hangs at the last step of the rank with fewer batches."""
+
+    LONG = frozenset({0, 2, 4, 6, 8, 10, 1})
+
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.data_source = range(12)
+        self.rank, self.world_size = rank, world_size
+
+    def _batches(self) -> list[list[int]]:
+        shard = list(range(self.rank, 12, self.world_size))
+        batches = []
+        for bucket in ([i for i in shard if i in self.LONG], [i for i in shard if i not in self.LONG]):
+            batches.extend(bucket[start : start + 4] for start in range(0, len(bucket), 4))
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
 
 
 _SHARDING = {"world_size": 3, "data_source_len": 10}
@@ -176,7 +219,7 @@ MUTANTS = [
             lambda: EndlessDrawsWithReplacement(10),
             kwargs={"infinite": True, "data_source_len": 10}, message_contains=("more than once",)),
     _mutant("reseeds_from_os_entropy", "same_state_same_order", "default_rng() without a seed in __iter__",
-            _sampler(ReseedsFromOsEntropy), message_contains=("different orders",)),
+            lambda: ReseedsFromOsEntropy(Points(20)), message_contains=("different orders",)),
     _mutant("yields_numpy_integers", "yields_python_ints", "iterates a NumPy permutation directly",
             _sampler(YieldsNumpyIntegers), message_contains=("of type int64",)),
     _mutant("uneven_shards", "shards_have_equal_length", "indices[rank::world_size] without padding",
@@ -186,12 +229,17 @@ MUTANTS = [
             lambda: overlapping_shards(0, 3), kwargs={**_SHARDING, "shards": overlapping_shards},
             message_contains=("are on no rank",)),
     _mutant("ignores_epoch", "set_epoch_reshuffles_every_rank_alike", "set_epoch stored but never used",
-            lambda: IgnoresEpoch(10, num_replicas=3, rank=0), kwargs=_SHARDING,
+            lambda: ignores_epoch(0, 3), kwargs={**_SHARDING, "shards": ignores_epoch},
             message_contains=("after set_epoch(1) every rank yields the same order",)),
     _mutant("entropy_seeded_shards", "shards_cover_dataset", "each rank's sampler draws its own seed",
-            lambda: EntropySeeded(10, num_replicas=3, rank=0), kwargs=_SHARDING,
+            lambda: entropy_seeded(0, 3),
+            kwargs={"world_size": 3, "data_source_len": _ENTROPY_N, "shards": entropy_seeded},
             message_contains=("on no rank",)),
     _mutant("fresh_seed_each_build", "same_seed_same_shards", "a new shared seed at every start",
             lambda: fresh_seed_each_build(0, 3), kwargs={**_SHARDING, "shards": fresh_seed_each_build},
             message_contains=("building the rank samplers twice gave different shards",)),
+    _mutant("shard_then_bucket", "shards_have_equal_length",
+            "a batch sampler shards indices evenly, then buckets them: unequal batch counts",
+            lambda: ShardThenBucket(0, 2), kwargs={"world_size": 2, "shards": ShardThenBucket},
+            message_contains=("the ranks yield [2, 3] batches",)),
 ]  # fmt: skip

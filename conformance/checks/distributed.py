@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from torchcontract.conformance import _fresh_interpreter as fresh
 from torchcontract.conformance._engine import Context, Target
 from torchcontract.conformance._process_group import RankOutcome, batch_rows, run_ranks, set_epoch
 from torchcontract.conformance._registry import register_check
@@ -18,7 +19,6 @@ from torchcontract.conformance._results import Report
 from torchcontract.conformance.checks._common import record_pass
 from torchcontract.conformance.checks.sampler import ENDS as SAMPLER_ENDS
 from torchcontract.conformance.checks.sampler import data_source_len
-from torchcontract.conformance.checks.workers import fresh_process_context
 from torchcontract.protocols import Loader, Sampler
 
 __all__ = ["check_distributed"]
@@ -199,17 +199,18 @@ def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
     if factory is None:
         ctx.skip("give shards=<a picklable function (rank, world_size) -> the loader of that rank>")
 
-    def run() -> list[RankOutcome]:
+    def run() -> list[RankOutcome] | str:
+        pickled = ctx.call("pickle.dumps(shards)", fresh.pickled, factory)
         ctx.current = f"a gloo process group of {world_size} ranks running shards(rank, {world_size})"
-        return run_ranks(
-            factory,
-            world_size,
-            epochs=2,
-            timeout_s=ctx.time_budget_s * 0.8,
-            context=fresh_process_context(),
-        )
+        try:
+            # The fresh interpreter's start is not charged: the ranks get 80% of the budget after it.
+            return run_ranks(pickled, world_size, epochs=2, timeout_s=ctx.time_budget_s * 0.8)
+        except fresh.Unavailable as why:
+            return str(why)
 
     outcomes = ctx.shared("process_group", run)
+    if isinstance(outcomes, str):
+        ctx.skip(outcomes)
     failed = [outcome for outcome in outcomes if outcome.error]
     if failed:
         # A rank that died or hung is the cause; its peers then fail in a collective.

@@ -396,13 +396,17 @@ class _Session:
             except CheckSkipped as skipped:
                 outcome.append(("skipped", str(skipped)))
             except BaseException as error:  # SystemExit from the object must not end the thread silently
+                if isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                    raise  # Ctrl-C during a check run in the calling thread: the user's, at once
                 outcome.append(("failed", _unexpected(ctx, error)))
 
         if "workers" in spec.needs:
             # Checks that start worker processes run in the calling thread (forking a process that
             # runs other threads is unsafe) and bound their waits themselves (DataLoader's timeout).
-            body()
-            restore_global_rng_states(states)
+            try:
+                body()
+            finally:
+                restore_global_rng_states(states)
             return outcome[0]
         worker = threading.Thread(target=body, name=f"torchcontract:{spec.check_id}", daemon=True)
         worker.start()

@@ -396,7 +396,10 @@ class _Session:
             except CheckSkipped as skipped:
                 outcome.append(("skipped", str(skipped)))
             except BaseException as error:  # SystemExit from the object must not end the thread silently
-                if isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                if (
+                    isinstance(error, KeyboardInterrupt)
+                    and threading.current_thread() is threading.main_thread()
+                ):
                     raise  # Ctrl-C during a check run in the calling thread: the user's, at once
                 outcome.append(("failed", _unexpected(ctx, error)))
 

@@ -33,8 +33,11 @@ unknown state is killed with its session; a ``weakref.finalize`` (run at exit) e
 from __future__ import annotations
 
 import ast
+import contextlib
+import functools
 import io
 import json
+import operator
 import os
 import pickle
 import signal
@@ -302,7 +305,7 @@ def _recv_exact(conn: socket.socket, size: int, deadline: float | None) -> bytes
             conn.settimeout(None)
         try:
             chunk = conn.recv(min(size, 1 << 20))
-        except socket.timeout as error:
+        except TimeoutError as error:
             raise TimeoutError from error
         if not chunk:
             raise _Closed
@@ -373,10 +376,8 @@ def _child(conn: socket.socket, header: dict[str, Any], payload: bytes, index: i
         traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(Exception):
                 stream.flush()
-            except Exception:
-                pass
         if gate is not None:
             os._exit(code)
 
@@ -414,7 +415,7 @@ def _act_as_worker(dataset: Any, base_seed: int) -> None:
         try:
             import numpy as np
 
-            np.random.seed(worker._generate_state(base_seed, 0))
+            np.random.seed(worker._generate_state(base_seed, 0))  # type: ignore[no-untyped-call]
         except ImportError:
             pass
         worker._worker_info = worker.WorkerInfo(id=0, num_workers=1, seed=base_seed, dataset=dataset)
@@ -438,20 +439,24 @@ def _samples(conn: socket.socket, header: dict[str, Any], payload: bytes) -> Non
         ok, _ = attempt(f"running {plan[1]} as __mp_main__ (as spawn does)", lambda: _fixup_main(plan))
         if not ok:
             return
-    ok, dataset = attempt("pickle.loads(pickle.dumps(ds)) (rebuilding ds from its pickle)", lambda: pickle.loads(payload))
+    ok, dataset = attempt(
+        "pickle.loads(pickle.dumps(ds)) (rebuilding ds from its pickle)", lambda: pickle.loads(payload)
+    )
     if not ok:
         return
     _act_as_worker(dataset, header["seed"])
 
     def pickle_back(what: str, value: Any) -> bool:
-        ok, data = attempt(f"pickling {what} back to the main process", lambda: pickle.dumps(value, protocol=4))
+        ok, data = attempt(
+            f"pickling {what} back to the main process", lambda: pickle.dumps(value, protocol=4)
+        )
         if ok:
             _send(conn, ("item", data))
         return bool(ok)
 
     if header["indices"] is not None:
         for position in header["indices"]:
-            ok, value = attempt(f"ds[{position}]", lambda position=position: dataset[position])
+            ok, value = attempt(f"ds[{position}]", functools.partial(operator.getitem, dataset, position))
             if not ok or not pickle_back(f"ds[{position}]", value):
                 return
     else:
@@ -526,28 +531,22 @@ class _Server:
 
     def kill_children(self, sig: int = signal.SIGKILL) -> None:
         for pid in self.children:
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(pid, sig)
-            except OSError:
-                pass
 
 
 def _end_server(process: subprocess.Popen[bytes], conn: socket.socket, children: list[int]) -> None:
     for pid in children:
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
     conn.close()
     if process.poll() is None:
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except OSError:
             process.kill()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 _lock = threading.Lock()

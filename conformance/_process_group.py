@@ -123,7 +123,14 @@ def _rank_main(
 
 
 def rank_from_pickle(
-    rank: int, payload: bytes, *, world_size: int, port: int, epochs: int, timeout_s: float, outputs: list[str]
+    rank: int,
+    payload: bytes,
+    *,
+    world_size: int,
+    port: int,
+    epochs: int,
+    timeout_s: float,
+    outputs: list[str],
 ) -> None:
     """The body of rank ``rank`` (in a child of the fresh interpreter): unpickle the factory, then
     run it; an unpicklable factory is reported in the rank's file like any other error."""

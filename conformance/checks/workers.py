@@ -241,7 +241,7 @@ def iterable_workers_draw_independent_randomness(ctx: Context) -> None:
     over: list[tuple[Any, Any]] = []
     previous: list[Any] | None = None
     epochs = 0
-    while epochs < 2 or (len(across) < PAIRS or len(over) < PAIRS) and epochs < MAX_EPOCHS:
+    while epochs < 2 or ((len(across) < PAIRS or len(over) < PAIRS) and epochs < MAX_EPOCHS):
         if ctx.out_of_time():
             break
         epoch(epochs)

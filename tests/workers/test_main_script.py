@@ -33,7 +33,7 @@ MARKER = "BODY-RUNS-MARKER"
 MAP_SPAWN = "map_dataset.spawn_workers_yield_same_samples"
 STREAM_SPAWN = "iterable_dataset.spawn_workers_yield_same_items"
 
-CLASSES = '''
+CLASSES = """
 import torch
 from torch.utils import data
 
@@ -57,9 +57,9 @@ class Stream(data.IterableDataset):
 
 def make_loader(rank=0, world_size=1):
     return data.DataLoader(Squares(), batch_size=2)
-'''
+"""
 
-BODY = '''
+BODY = """
 import json
 from torchcontract.conformance import check
 from torchcontract.protocols import IterableDataset, Loader, MapDataset
@@ -68,7 +68,7 @@ print("{marker}", flush=True)
 report = check({build}, {protocol})
 results = {{r.check_id: [r.status, r.message] for r in report.results}}
 print("VERDICT " + json.dumps({{"passed": report.passed, "results": results}}), flush=True)
-'''
+"""
 
 KINDS = {
     "map": ("Squares()", "MapDataset", MAP_SPAWN),
@@ -138,7 +138,9 @@ def test_a_guarded_script_with_its_classes_in_main_runs_the_spawn_clause(tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("way", WAYS)
-def test_classes_in_a_module_beside_an_unguarded_script_run_the_spawn_clause(tmp_path: Path, way: str) -> None:
+def test_classes_in_a_module_beside_an_unguarded_script_run_the_spawn_clause(
+    tmp_path: Path, way: str
+) -> None:
     (tmp_path / "mydata.py").write_text(CLASSES, encoding="utf-8")
     source = "from mydata import Squares, Stream, make_loader\n" + _body("map")
     markers, verdict, output = _run(tmp_path, source, way)
@@ -147,7 +149,7 @@ def test_classes_in_a_module_beside_an_unguarded_script_run_the_spawn_clause(tmp
     assert verdict["results"][MAP_SPAWN][0] == "passed", output
 
 
-SLOW_WHEN_REBUILT = '''
+SLOW_WHEN_REBUILT = """
 import time
 from torch.utils import data
 
@@ -169,7 +171,7 @@ class Cached(data.Dataset):
 def warm():
     WARM.append(True)
     return Cached()
-'''
+"""
 
 
 @pytest.mark.slow
@@ -296,3 +298,44 @@ class InterruptedInTheCallingThread(fixtures.Squares):
 def test_ctrl_c_in_a_worker_clause_propagates_out_of_check() -> None:
     with pytest.raises(KeyboardInterrupt):
         check(InterruptedInTheCallingThread(), MapDataset)
+
+
+DISTRIBUTED = """
+import json
+from torchcontract.conformance import check_distributed
+{import_line}
+print("{marker}", flush=True)
+report = check_distributed(torch_loader, 2)
+results = {{r.check_id: [r.status, r.message] for r in report.results}}
+print("VERDICT " + json.dumps({{"passed": report.passed, "results": results}}), flush=True)
+"""
+
+RANK_LOADER = """
+from torch.utils import data
+import torch
+
+TENSORS = data.TensorDataset(torch.arange(22.0).reshape(11, 2), torch.arange(11))
+
+
+def torch_loader(rank, world_size):
+    sampler = data.DistributedSampler(TENSORS, num_replicas=world_size, rank=rank, seed=3)
+    return data.DataLoader(TENSORS, batch_size=2, sampler=sampler)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["module", "main"])
+def test_check_distributed_from_an_unguarded_script(tmp_path: Path, where: str) -> None:
+    (tmp_path / "ranks.py").write_text(RANK_LOADER, encoding="utf-8")
+    if where == "module":
+        source = DISTRIBUTED.format(import_line="from ranks import torch_loader", marker=MARKER)
+    else:
+        source = RANK_LOADER + DISTRIBUTED.format(import_line="", marker=MARKER)
+    markers, verdict, output = _run(tmp_path, source, "file")
+    assert markers == 1, output
+    statuses = {status for status, _ in verdict["results"].values()}
+    if where == "module":
+        assert statuses == {"passed"}, output
+    else:
+        assert statuses == {"skipped"}, output
+        assert all(ADVICE in message for _, message in verdict["results"].values()), output

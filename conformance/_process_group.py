@@ -1,6 +1,9 @@
 """Running a loader on every rank of a real ``torch.distributed`` process group (gloo, loopback).
 
-The parent starts one process per rank, each builds its loader with ``factory(rank, world_size)``,
+The parent runs one process per rank, each forked from torchcontract's fresh interpreter
+(:mod:`torchcontract.conformance._fresh_interpreter`: the user's main script is never re-run, and the
+global multiprocessing configuration is left alone); each builds its loader with
+``factory(rank, world_size)`` (unpickled in the rank),
 iterates it for some epochs (calling ``set_epoch`` on its sampler first, as training loops do), and
 exchanges its batch counts with ``all_gather_object``. Each rank writes what it saw to a file; the
 parent waits at most ``timeout_s`` and then ends every process it started, whatever state it is in.
@@ -10,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import socket
 import tempfile
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +23,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from torchcontract.conformance._fresh_interpreter import Pickled, run_tasks
 from torchcontract.conformance._values import fingerprint, is_array, leaves, sample_count
 
-__all__ = ["RankOutcome", "batch_rows", "row_digest", "run_ranks", "set_epoch"]
+__all__ = ["RankOutcome", "batch_rows", "rank_from_pickle", "row_digest", "run_ranks", "set_epoch"]
 
 
 def row_digest(value: Any) -> str:
@@ -118,50 +122,53 @@ def _rank_main(
             dist.destroy_process_group()
 
 
-def run_ranks(
-    factory: Callable[[int, int], Any],
-    world_size: int,
+def rank_from_pickle(
+    rank: int,
+    payload: bytes,
     *,
+    world_size: int,
+    port: int,
     epochs: int,
     timeout_s: float,
-    context: Any,
-) -> list[RankOutcome]:
-    """Run ``factory``'s loaders on ``world_size`` ranks; every process has ended when this returns."""
+    outputs: list[str],
+) -> None:
+    """The body of rank ``rank`` (in a child of the fresh interpreter): unpickle the factory, then
+    run it; an unpicklable factory is reported in the rank's file like any other error."""
+    try:
+        factory = pickle.loads(payload)
+    except BaseException:
+        report = {"epochs": [], "error": traceback.format_exc(limit=8)}
+        Path(outputs[rank]).write_text(json.dumps(report), encoding="utf-8")
+        return
+    _rank_main(rank, world_size, port, factory, epochs, timeout_s, outputs[rank])
+
+
+def run_ranks(factory: Pickled, world_size: int, *, epochs: int, timeout_s: float) -> list[RankOutcome]:
+    """Run the pickled ``factory``'s loaders on ``world_size`` ranks; every process has ended when
+    this returns. Raises :class:`Unavailable` when the ranks cannot be started faithfully."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="torchcontract-ranks-") as folder:
-        outputs = [Path(folder) / f"rank{rank}.json" for rank in range(world_size)]
+        outputs = [str(Path(folder) / f"rank{rank}.json") for rank in range(world_size)]
         # The collectives' own timeout ends a rank blocked by a dead peer before the parent's does.
         group_timeout = max(1.0, timeout_s * 0.6)
-        processes = [
-            context.Process(
-                target=_rank_main,
-                args=(rank, world_size, port, factory, epochs, group_timeout, str(outputs[rank])),
-                daemon=True,
-                name=f"torchcontract-rank{rank}",
-            )
-            for rank in range(world_size)
-        ]
-        for process in processes:
-            process.start()
-        deadline = time.monotonic() + timeout_s
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-                process.join(2)
-            if process.is_alive():
-                process.kill()
-                process.join(2)
+        rank_args = {
+            "world_size": world_size,
+            "port": port,
+            "epochs": epochs,
+            "timeout_s": group_timeout,
+            "outputs": outputs,
+        }
+        codes = run_tasks(factory, tasks=world_size, rank_args=rank_args, timeout_s=timeout_s)
         outcomes = []
-        for rank, (process, output) in enumerate(zip(processes, outputs, strict=True)):
-            outcome = RankOutcome(rank=rank, exitcode=process.exitcode)
-            if output.exists():
-                data = json.loads(output.read_text(encoding="utf-8"))
+        for rank, (code, output) in enumerate(zip(codes, outputs, strict=True)):
+            outcome = RankOutcome(rank=rank, exitcode=code)
+            path = Path(output)
+            if path.exists():
+                data = json.loads(path.read_text(encoding="utf-8"))
                 outcome.epochs, outcome.error = data["epochs"], data.get("error")
-            elif process.exitcode is None or process.exitcode < 0:
+            elif code is None or code < 0:
                 outcome.error = f"rank {rank} did not finish within {timeout_s:g} s and was stopped"
             else:
-                outcome.error = f"rank {rank} exited with status {process.exitcode} without reporting"
+                outcome.error = f"rank {rank} exited with status {code} without reporting"
             outcomes.append(outcome)
         return outcomes

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from torchcontract.conformance import _fresh_interpreter as fresh
+from torchcontract.conformance._calls import object_call
 from torchcontract.conformance._engine import Context, Target
 from torchcontract.conformance._process_group import RankOutcome, batch_rows, run_ranks, set_epoch
 from torchcontract.conformance._registry import register_check
@@ -20,7 +22,6 @@ from torchcontract.conformance.checks._common import record_pass
 from torchcontract.conformance.checks.sampler import ENDS as SAMPLER_ENDS
 from torchcontract.conformance.checks.sampler import Items, classify_items, data_source_len
 from torchcontract.conformance.checks.sampler import replacement as _replacement
-from torchcontract.conformance.checks.workers import fresh_process_context
 from torchcontract.protocols import Loader, Sampler
 from torchcontract.reference_impl import DistributedSampler as _ReferenceDistributedSampler
 
@@ -279,18 +280,18 @@ def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
     if factory is None:
         ctx.skip("give shards=<a picklable function (rank, world_size) -> the loader of that rank>")
 
-    def run() -> list[RankOutcome]:
-        return ctx.call(
-            f"a gloo process group of {world_size} ranks running shards(rank, {world_size})",
-            run_ranks,
-            factory,
-            world_size,
-            epochs=2,
-            timeout_s=ctx.time_budget_s * 0.8,
-            context=fresh_process_context(),
-        )
+    def run() -> list[RankOutcome] | str:
+        pickled = ctx.call("pickle.dumps(shards)", fresh.pickled, factory)
+        try:
+            # The fresh interpreter's start is not charged: the ranks get 80% of the budget after it.
+            with object_call(f"a gloo process group of {world_size} ranks running shards(rank, {world_size})"):
+                return run_ranks(pickled, world_size, epochs=2, timeout_s=ctx.time_budget_s * 0.8)
+        except fresh.Unavailable as why:
+            return str(why)
 
     outcomes = ctx.shared("process_group", run)
+    if isinstance(outcomes, str):
+        ctx.skip(outcomes)
     failed = [outcome for outcome in outcomes if outcome.error]
     if failed:
         # A rank that died or hung is the cause; its peers then fail in a collective.

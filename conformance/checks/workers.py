@@ -3,6 +3,12 @@
 They run in the calling thread (forking a process that runs other threads is unsafe) and bound every
 wait with DataLoader's ``timeout``. Samples cross the process boundary untouched (an identity
 ``collate_fn``), so they compare with the samples of the calling process.
+
+The DataLoader workers are forked (``fork`` on Linux, whatever Python's default start method), so
+they never re-run the user's main script. The ``spawn`` clauses rebuild the dataset from its pickle
+in torchcontract's own fresh interpreter (:mod:`torchcontract.conformance._fresh_interpreter`, which
+explains why not multiprocessing's ``spawn``/``forkserver``): the main script is never executed,
+and the global multiprocessing configuration is left exactly as found.
 """
 
 from __future__ import annotations
@@ -10,13 +16,16 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import operator
+import pickle
+import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from torchcontract.conformance import _fresh_interpreter as fresh
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import describe, difference, fingerprint
+from torchcontract.conformance._values import describe, difference, fingerprint, is_iterable_style
 from torchcontract.conformance.checks._common import END, next_item
 from torchcontract.conformance.checks.iterable_dataset import ENDS as ITERABLE_ENDS
 from torchcontract.conformance.checks.iterable_dataset import NEW_PASS, first_pass
@@ -31,16 +40,12 @@ def identity(sample: Any) -> Any:
     return sample
 
 
-def fresh_process_context() -> Any:
-    """A start method whose workers receive the dataset pickled, in an interpreter that did not fork
-    from this one: ``forkserver`` where it exists (Python 3.14's default on Linux; its server imports
-    torch once, so each worker starts in milliseconds), else ``spawn``."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    # '__main__' as spawn does: classes defined in the main script can be unpickled in workers.
-    context.set_forkserver_preload(["__main__", "torch"])
-    return context
+def _fork_context() -> Any:
+    """``fork`` on Linux, so that workers never re-run the main script (Python 3.14 defaults to
+    ``forkserver``, which does); elsewhere the platform's default (macOS: fork is unsafe there)."""
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return None
 
 
 def _loader(
@@ -60,7 +65,7 @@ def _loader(
         num_workers=ctx.options.num_workers if num_workers is None else num_workers,
         collate_fn=identity,
         timeout=ctx.time_budget_s,
-        multiprocessing_context=context,
+        multiprocessing_context=_fork_context() if context is None else context,
     )
 
 
@@ -93,6 +98,15 @@ def _torch_stream(ctx: Context) -> None:
         )
     if ctx.options.infinite:
         ctx.skip("the stream is infinite")
+
+
+def _map_style(ctx: Context) -> None:
+    """Skip when torch's DataLoader would stream the dataset (one rule: ``is_iterable_style``)."""
+    if is_iterable_style(ctx.obj):
+        ctx.skip(
+            "torch's DataLoader streams ds (it is a torch.utils.data.IterableDataset, so DataLoader "
+            "iterates it and never calls ds[i]): the map-style worker clauses do not apply"
+        )
 
 
 def _length(ctx: Context) -> int:
@@ -149,27 +163,61 @@ def _epochs(ctx: Context) -> tuple[Any, Callable[[int], None]]:
     return dataset, lambda epoch: ctx.call(f"ds.set_epoch({epoch})", dataset.set_epoch, epoch)
 
 
-def _randomness_problem(ctx: Context, first: list[Any], second: list[Any], what: str) -> str | None:
-    """Why two epochs of per-worker draws show shared random state, or None."""
-    if len(first) < 2 or not second:
+# How many pairs of draws the randomness clauses compare before they call shared random state a
+# bug. For a correct dataset whose draws have at least 2 equally likely outcomes (more generally, no
+# outcome more likely than 1/2), two independent draws are equal with probability at most 1/2, so
+# all PAIRS pairs are equal with probability at most 2**-32 ~ 2.3e-10 < 1e-9: the false-alarm bound.
+# A generator copied into every worker makes every pair equal, so the bug is still found.
+PAIRS = 32
+# A stream with few items per worker is loaded for more epochs, up to this many, to get PAIRS pairs.
+MAX_EPOCHS = 40
+
+
+def _pairs(first: list[Any], second: list[Any]) -> list[tuple[Any, Any]]:
+    return list(zip(first, second, strict=False))
+
+
+def _all_identical(pairs: list[tuple[Any, Any]]) -> bool:
+    return bool(pairs) and all(difference(a, b) is None for a, b in pairs)
+
+
+def _randomness_problem(
+    ctx: Context, across: list[tuple[Any, Any]], over: list[tuple[Any, Any]], what: str, epochs: int
+) -> str | None:
+    """Why the pairs of draws (of workers 0 and 1 (``across``), of worker 0 in consecutive epochs
+    (``over``)) show shared random state, or None. Every pair equal is the evidence; fewer than
+    :data:`PAIRS` equal pairs are not enough for a verdict (a skip)."""
+    if not across:
         ctx.skip(f"{what} yielded too few items to compare workers")
-    if difference(first[0], first[1]) is None:
+    for pairs, label in ((across, "workers 0 and 1"), (over, "worker 0 in consecutive epochs")):
+        if _all_identical(pairs) and len(pairs) < PAIRS:
+            ctx.skip(
+                f"only {len(pairs)} items of {label} could be compared within the time budget, all "
+                f"identical: {PAIRS} are needed for a verdict with a false-alarm probability below 1e-9"
+            )
+    if _all_identical(across):
         return (
-            f"workers 0 and 1 of {what} drew identical samples ({describe(first[0])}); expected "
+            f"workers 0 and 1 of {what} drew identical samples: the {len(across)} items of workers 0 "
+            f"and 1 compared{_over(epochs)} were identical (first: {describe(across[0][0])}); expected "
             "independent random draws. A random generator created in __init__ (such as "
             "np.random.default_rng()) is copied into every worker: seed it per worker from "
             "torch.utils.data.get_worker_info().seed, or use torch's or NumPy's global RNG, which "
             "torch reseeds in each worker"
         )
-    if difference(first[0], second[0]) is None:
+    if _all_identical(over):
         return (
-            f"worker 0 of {what} drew the same sample in two epochs ({describe(first[0])}); expected "
-            "new random draws each epoch. Workers restart each epoch from a copy of the dataset, so "
-            "a generator stored in it restarts from the same state: seed it per worker and epoch "
-            "from torch.utils.data.get_worker_info().seed (or from seed + epoch, with a set_epoch "
-            "method that training loops call)"
+            f"worker 0 of {what} drew the same samples in consecutive epochs: the {len(over)} items of "
+            f"worker 0 compared between epochs{_over(epochs)} were identical (first: "
+            f"{describe(over[0][0])}); expected new random draws each epoch. Workers restart each epoch "
+            "from a copy of the dataset, so a generator stored in it restarts from the same state: "
+            "seed it per worker and epoch from torch.utils.data.get_worker_info().seed (or from seed "
+            "+ epoch, with a set_epoch method that training loops call)"
         )
     return None
+
+
+def _over(epochs: int) -> str:
+    return f" (over {epochs} epochs)" if epochs > 2 else ""
 
 
 @register_check(
@@ -187,14 +235,27 @@ def iterable_workers_draw_independent_randomness(ctx: Context) -> None:
     what = WORKERS.format(n=2)
     dataset, epoch = _epochs(ctx)
     loader = _loader(ctx, dataset, num_workers=2)
-    # In-order loading alternates workers: items 0 and 1 come from workers 0 and 1.
-    epoch(0)
-    first = _drain(ctx, loader, what, limit=2)
-    epoch(1)
-    second = _drain(ctx, loader, what, limit=1)
-    problem = _randomness_problem(ctx, first, second, what)
+    # In-order loading alternates workers: even items come from worker 0, odd ones from worker 1
+    # (while both have items; a pairing of two draws of one worker is as good for the bound).
+    across: list[tuple[Any, Any]] = []
+    over: list[tuple[Any, Any]] = []
+    previous: list[Any] | None = None
+    epochs = 0
+    while epochs < 2 or ((len(across) < PAIRS or len(over) < PAIRS) and epochs < MAX_EPOCHS):
+        if ctx.out_of_time():
+            break
+        epoch(epochs)
+        items = _drain(ctx, loader, what, limit=2 * PAIRS)
+        epochs += 1
+        if len(items) < 2 and epochs == 1:
+            ctx.skip(f"{what} yielded too few items to compare workers")
+        across += _pairs(items[0::2], items[1::2])
+        if previous is not None:
+            over += _pairs(previous, items[0::2])
+        previous = items[0::2]
+    problem = _randomness_problem(ctx, across, over, what, epochs)
     if problem:
-        ctx.fail(problem, reproduce=f"list(itertools.islice({what}, 2))")
+        ctx.fail(problem, reproduce=f"list(itertools.islice({what}, {2 * PAIRS}))")
 
 
 @register_check(
@@ -208,18 +269,20 @@ def map_workers_draw_independent_randomness(ctx: Context) -> None:
     """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
     if ctx.options.deterministic:
         ctx.skip("applies to datasets declared deterministic=False")
+    _map_style(ctx)
     if _length(ctx) == 0:
         ctx.skip("ds is empty")
-    what = "DataLoader(ds, sampler=[0, 0, 0, 0], num_workers=2)"
-    # Index 0 four times: tasks go to the workers in turn, so items 0 and 1 come from workers 0
-    # and 1 drawing for the same sample.
+    what = f"DataLoader(ds, sampler=[0] * {2 * PAIRS}, num_workers=2)"
+    # Index 0 again and again: tasks go to the workers in turn, so even items come from worker 0
+    # and odd ones from worker 1, drawing for the same sample.
     dataset, epoch = _epochs(ctx)
-    loader = _loader(ctx, dataset, sampler=[0, 0, 0, 0], num_workers=2)
+    loader = _loader(ctx, dataset, sampler=[0] * (2 * PAIRS), num_workers=2)
     epoch(0)
-    first = _drain(ctx, loader, what, limit=4)
+    first = _drain(ctx, loader, what, limit=2 * PAIRS)
     epoch(1)
-    second = _drain(ctx, loader, what, limit=1)
-    problem = _randomness_problem(ctx, first, second, what)
+    second = _drain(ctx, loader, what, limit=2 * PAIRS)
+    across = _pairs(first[0::2], first[1::2]) + _pairs(second[0::2], second[1::2])
+    problem = _randomness_problem(ctx, across, _pairs(first[0::2], second[0::2]), what, 2)
     if problem:
         ctx.fail(problem, reproduce=f"list({what.replace('ds,', 'ds, batch_size=None,')})")
 
@@ -233,6 +296,7 @@ def map_workers_draw_independent_randomness(ctx: Context) -> None:
 )
 def worker_errors_keep_their_type(ctx: Context) -> None:
     """An exception raised by the dataset in a worker reaches the caller with its original type."""
+    _map_style(ctx)
     length = _length(ctx)
     local = ctx.attempt(f"ds[{length}]", operator.getitem, ctx.obj, length)
     if not isinstance(local, Exception):
@@ -259,6 +323,43 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
         )
 
 
+SPAWNED = "in a fresh interpreter (as in a DataLoader worker started with spawn or forkserver)"
+
+
+def _in_fresh_interpreter(ctx: Context, *, indices: list[int] | None, limit: int, reproduce: str) -> Any:
+    """Rebuild ds from its pickle in torchcontract's fresh interpreter and compute ``ds[i]`` for
+    ``indices`` (or the first ``limit`` items of ``iter(ds)``); skips when that cannot be done
+    faithfully, fails when the object raises or runs out of its time budget there."""
+    data = ctx.call("pickle.dumps(ds)", fresh.pickled, ctx.obj)
+    try:
+        # The interpreter's start (once per process) is torchcontract's cost, not the object's.
+        fetched = fresh.fetch(data, indices=indices, limit=limit, time_left=ctx.time_left())
+    except fresh.Unavailable as why:
+        ctx.skip(str(why))
+    except fresh.TimedOut as hang:
+        ctx.fail(
+            f"the time budget of {ctx.time_budget_s:g} s ran out while waiting for {hang.waiting_for} "
+            f"in a fresh interpreter; expected it to return in time (in this process it does: state "
+            "set at run time here, such as a warm cache, is lost in a worker that rebuilds ds from "
+            "its pickle)",
+            reproduce=reproduce,
+        )
+    raised = fetched.raised
+    if raised is not None:
+        where = f" ({raised.where})" if raised.where else ""
+        ctx.fail(
+            f"{SPAWNED}, {raised.what} raised {raised.type_name}: {raised.message}{where}; expected it to "
+            "succeed as in this process (the worker rebuilds the dataset from its pickle and re-imports "
+            "its module: state set at run time in the main process is lost)",
+            reproduce=reproduce,
+        )
+    return fetched
+
+
+def _unpickled(ctx: Context, blob: bytes, what: str) -> Any:
+    return ctx.call(f"pickle.loads(<{what} from the fresh interpreter>)", pickle.loads, blob)
+
+
 @register_check(
     "map_dataset.spawn_workers_yield_same_samples",
     protocol=MapDataset,
@@ -268,26 +369,27 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
 )
 def spawn_workers_yield_same_samples(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same samples."""
+    _map_style(ctx)
     indices = ctx.sample_indices(_length(ctx))[:8]
-    context = fresh_process_context()
-    what = f"DataLoader(ds, num_workers=1, multiprocessing_context={context.get_start_method()!r})"
-    loader = _loader(ctx, ctx.obj, sampler=indices, num_workers=1, context=context)
-    items = _drain(ctx, loader, what, limit=len(indices) + 1)
-    if len(items) != len(indices):
+    what = f"DataLoader(ds, sampler={indices}, num_workers=1, multiprocessing_context='spawn')"
+    reproduce = f"list({what})  # in a script guarded by if __name__ == '__main__':"
+    fetched = _in_fresh_interpreter(ctx, indices=indices, limit=len(indices), reproduce=reproduce)
+    if len(fetched.items) != len(indices):
         ctx.fail(
-            f"{what} with sampler={indices} yielded {len(items)} samples; expected {len(indices)}",
-            reproduce=f"list({what})",
+            f"{SPAWNED}, ds gave {len(fetched.items)} samples for the indices {indices}; expected "
+            f"{len(indices)}",
+            reproduce=reproduce,
         )
-    for index, item in zip(indices, items, strict=True):
+    for index, blob in zip(indices, fetched.items, strict=True):
+        item = _unpickled(ctx, blob, f"ds[{index}]")
         expected = ctx.call(f"ds[{index}]", operator.getitem, ctx.obj, index)
         found = difference(item, expected) if ctx.options.deterministic else None
         if found:
             ctx.fail(
-                f"in a worker started with {context.get_start_method()}, ds[{index}] differs from "
-                f"ds[{index}] in this process ({found}); expected the same sample (the worker rebuilds "
-                "the dataset from its pickle and re-imports its module: state set at run time in the "
-                "main process is lost)",
-                reproduce=f"list({what})",
+                f"{SPAWNED}, ds[{index}] differs from ds[{index}] in this process ({found}); expected "
+                "the same sample (the worker rebuilds the dataset from its pickle and re-imports its "
+                "module: state set at run time in the main process is lost)",
+                reproduce=reproduce,
             )
 
 
@@ -302,23 +404,25 @@ def spawn_workers_yield_same_items(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same items."""
     _torch_stream(ctx)
     record = first_pass(ctx)
-    context = fresh_process_context()
-    what = f"DataLoader(ds, num_workers=1, multiprocessing_context={context.get_start_method()!r})"
-    loader = _loader(ctx, ctx.obj, num_workers=1, context=context)
-    items = _drain(ctx, loader, what, limit=record.count + 1)
-    if len(items) != record.count:
+    what = "DataLoader(ds, num_workers=1, multiprocessing_context='spawn')"
+    reproduce = f"list({what})  # in a script guarded by if __name__ == '__main__':"
+    fetched = _in_fresh_interpreter(ctx, indices=None, limit=record.count + 1, reproduce=reproduce)
+    count = len(fetched.items)
+    if count != record.count:
         ctx.fail(
-            f"{what} yielded {len(items)} items but a pass in this process yields {record.count}; "
-            "expected the same items (the worker rebuilds the dataset from its pickle)",
-            reproduce=f"len(list({what}))",
+            f"{SPAWNED}, iter(ds) yielded {count}{'' if fetched.ended else ' or more'} items but a pass "
+            f"in this process yields {record.count}; expected the same items (the worker rebuilds the "
+            "dataset from its pickle)",
+            reproduce=f"len({reproduce})",
         )
     if not ctx.options.deterministic:
         return
-    for position, (item, expected) in enumerate(zip(items, record.prefix, strict=False)):
+    for position, (blob, expected) in enumerate(zip(fetched.items, record.prefix, strict=False)):
+        item = _unpickled(ctx, blob, f"item {position}")
         found = difference(item, expected)
         if found:
             ctx.fail(
-                f"item {position} from a worker started with {context.get_start_method()} differs from "
-                f"item {position} of a pass in this process ({found}); expected the same items",
+                f"item {position} {SPAWNED} differs from item {position} of a pass in this process "
+                f"({found}); expected the same items",
                 reproduce=f"list({what})[{position}]",
             )

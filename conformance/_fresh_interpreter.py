@@ -1,0 +1,690 @@
+"""A fresh interpreter of torchcontract's own, to rebuild the checked object from its pickle as a
+``spawn`` or ``forkserver`` worker would, without ever running the user's main script.
+
+Why not multiprocessing's ``spawn``/``forkserver`` contexts: both re-run the main script in the child
+when it has a file (``spawn.prepare()`` imports it as ``__mp_main__``; the forkserver preloads
+``__main__``). An unguarded script (no ``if __name__ == "__main__":``) then runs its whole body
+again, calls ``check()`` again, and fails in the "bootstrapping phase"; configuring the forkserver
+(``set_forkserver_preload``) also changes process-wide state the user owns.
+
+Design. Lazily, once per process, we start ``sys.executable -c "... serve()"`` in a new session,
+with the parent's ``sys.path`` and working directory, connected by a socket pair. The server imports
+torch once (when this process has it loaded), then, per request, forks a child (a fresh interpreter
+for the user's modules: none of them was imported before the fork, so state set at run time in this
+process is lost, exactly as in a spawn worker). The child unpickles the object and computes what was
+asked (``ds[i]`` for some indices, the first items of ``iter(ds)``, or one rank of a process group),
+streaming progress frames, so that a hang names the call in progress. Starting the server is
+torchcontract's fixed cost: it is bounded by :data:`STARTUP_LIMIT_S`, not by the object's budget,
+and a failure to start it is reported as :class:`Unavailable` (a skip naming torchcontract).
+
+``__main__``. While pickling in the parent, a ``Pickler.reducer_override`` records the classes and
+functions that live in ``__main__``. With none, the child never touches the main script. With some,
+the child can rebuild them only by running the script, as spawn does; it does so (as
+``__mp_main__``, aliased as ``__main__``) only when the script is a file whose top level is safely
+re-importable (an ``ast`` check: imports, definitions, docstrings, constant assignments, ``if
+__name__ == "__main__":`` blocks, ``if``/``try`` blocks of the same) and defines those names;
+otherwise :class:`Unavailable` says what to do. On platforms without ``os.fork`` the server serves
+one request in-process and is replaced afterwards.
+
+No process is left behind: a timed-out child is killed with its process group; a server in an
+unknown state is killed with its session; a ``weakref.finalize`` (run at exit) ends the server.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import functools
+import io
+import json
+import operator
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import types
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "STARTUP_LIMIT_S",
+    "Fetched",
+    "Pickled",
+    "Raised",
+    "TimedOut",
+    "Unavailable",
+    "fetch",
+    "pickled",
+    "run_tasks",
+    "serve",
+]
+
+# A generous bound on starting the server and importing torch in it (a cold disk, a loaded CI host).
+STARTUP_LIMIT_S = 120.0
+# After killing a hung child, how long the server gets to report it before it is replaced.
+_DRAIN_S = 5.0
+_MAIN_NAMES = ("__main__", "__mp_main__")
+ADVICE = "move the dataset class to a module, or guard the script with if __name__ == '__main__':"
+_BOOT = (
+    "import sys, json; sys.path[:] = json.loads(sys.argv[2]); "
+    "from torchcontract.conformance._fresh_interpreter import serve; serve()"
+)
+
+
+class Unavailable(Exception):
+    """The fresh interpreter cannot rebuild the object faithfully (or could not start): a skip."""
+
+
+class TimedOut(Exception):
+    """The object's time budget ran out; ``waiting_for`` is the call in progress in the child."""
+
+    def __init__(self, waiting_for: str) -> None:
+        super().__init__(waiting_for)
+        self.waiting_for = waiting_for
+
+
+@dataclass(frozen=True)
+class Raised:
+    """The object raised in the child: ``what`` raised ``type_name: message`` at ``where``."""
+
+    what: str
+    type_name: str
+    message: str
+    where: str
+
+
+@dataclass
+class Fetched:
+    """What the child computed: the pickled items, whether ``iter(ds)`` ended, what raised."""
+
+    items: list[bytes] = field(default_factory=list)
+    ended: bool = False
+    raised: Raised | None = None
+
+
+# ----------------------------------------------------------------------------------------------------
+# pickling in the parent, and what __main__ references mean
+
+
+class _MainRecorder(pickle.Pickler):
+    """Records the classes and functions of ``__main__`` that the pickle references by name."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.main_names: list[str] = []
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
+            try:
+                module, name = obj.__module__, obj.__qualname__
+            except Exception:
+                return NotImplemented
+            if module in _MAIN_NAMES and name not in self.main_names:
+                self.main_names.append(str(name))
+        return NotImplemented
+
+
+@dataclass(frozen=True)
+class Pickled:
+    """An object pickled in this process, and the ``__main__`` names its pickle refers to."""
+
+    data: bytes
+    main_names: tuple[str, ...]
+
+
+def pickled(obj: object) -> Pickled:
+    """Pickle ``obj`` as DataLoader would send it to a worker (calls the object's own reduce methods:
+    call it through ``ctx.call``)."""
+    buffer = io.BytesIO()
+    recorder = _MainRecorder(buffer)
+    recorder.dump(obj)
+    return Pickled(buffer.getvalue(), tuple(recorder.main_names))
+
+
+def _main_plan(names: tuple[str, ...], what: str) -> list[str] | None:
+    """How the child rebuilds the ``__main__`` that ``names`` live in: None when not needed,
+    ``["path", file]`` or ``["name", module]`` as spawn does; :class:`Unavailable` when impossible."""
+    if not names:
+        return None
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    lead = f"{what} refers to {shown}, defined in the main script (__main__)"
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str) or not os.path.isfile(path):
+        raise Unavailable(
+            f"{lead}, which has no file to re-import (python -c, standard input, a notebook): a "
+            f"spawn or forkserver worker could not unpickle it either. To check it, {ADVICE}"
+        )
+    try:
+        with open(path, "rb") as source:
+            tree = ast.parse(source.read(), filename=path)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise Unavailable(f"{lead}, and {path} cannot be read back ({error}); {ADVICE}") from error
+    unsafe = _unsafe_statement(tree.body)
+    if unsafe is not None:
+        raise Unavailable(
+            f"{lead}, and {os.path.basename(path)} runs code when imported (line {unsafe.lineno}: "
+            f"{_snippet(unsafe)}): a spawn or forkserver worker would re-run it, so a fresh "
+            f"interpreter cannot rebuild {what} without running the script again. To check it, {ADVICE}"
+        )
+    defined = _defined_names(tree.body)
+    missing = [name for name in names if name.split(".")[0] not in defined]
+    if missing:
+        raise Unavailable(
+            f"{lead}, but {os.path.basename(path)} does not define {', '.join(missing)} at its top "
+            f"level (outside the __main__ guard), so a worker cannot rebuild it; {ADVICE}"
+        )
+    spec = getattr(main, "__spec__", None)
+    spec_name = getattr(spec, "name", None)
+    if isinstance(spec_name, str) and spec_name not in _MAIN_NAMES and not spec_name.endswith(".__main__"):
+        return ["name", spec_name]
+    return ["path", path]
+
+
+def _snippet(node: ast.stmt) -> str:
+    try:
+        text = ast.unparse(node).splitlines()[0]
+    except Exception:
+        return type(node).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_ALLOWED_CALLS = frozenset(
+    {"TypeVar", "ParamSpec", "TypeVarTuple", "NewType", "namedtuple", "NamedTuple", "TypedDict"}
+    | {"getLogger", "field", "frozenset", "set", "dict", "list", "tuple", "object", "Path"}
+)
+
+
+def _plain(expr: ast.expr) -> bool:
+    """An expression without effects at import: no calls (beyond typing helpers and containers)."""
+    for node in ast.walk(expr):
+        if isinstance(node, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)):
+            return False
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if name not in _ALLOWED_CALLS:
+                return False
+    return True
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    if not isinstance(test, ast.Compare) or len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    has_name = any(isinstance(side, ast.Name) and side.id == "__name__" for side in sides)
+    has_main = any(isinstance(side, ast.Constant) and side.value == "__main__" for side in sides)
+    return has_name and has_main
+
+
+def _unsafe_statement(body: list[ast.stmt]) -> ast.stmt | None:
+    """The first top-level statement that would run code when the script is imported, or None."""
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.Pass)):
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue  # decorators and class bodies run, as in any module
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            if node.value is None or _plain(node.value):
+                continue
+            return node
+        if isinstance(node, ast.If):
+            if _is_main_guard(node.test):
+                inner = _unsafe_statement(node.orelse)
+            elif _plain(node.test):  # if TYPE_CHECKING:, if sys.version_info >= ...:
+                inner = _unsafe_statement(node.body) or _unsafe_statement(node.orelse)
+            else:
+                return node
+            if inner is not None:
+                return inner
+            continue
+        if isinstance(node, ast.Try):  # try: import x / except ImportError: ...
+            blocks = [node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)]
+            inner = next((bad for block in blocks if (bad := _unsafe_statement(block))), None)
+            if inner is not None:
+                return inner
+            continue
+        return node
+    return None
+
+
+def _defined_names(body: list[ast.stmt]) -> set[str]:
+    """Names the top level binds when imported (not those bound only under the __main__ guard)."""
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(n.id for target in node.targets for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.If):
+            if not _is_main_guard(node.test):
+                names |= _defined_names(node.body)
+            names |= _defined_names(node.orelse)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
+                names |= _defined_names(block)
+    return names
+
+
+# ----------------------------------------------------------------------------------------------------
+# frames: an 8-byte length, then a pickle of a tuple of plain values
+
+
+def _send(conn: socket.socket, frame: tuple[Any, ...]) -> None:
+    data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+    conn.sendall(struct.pack(">Q", len(data)) + data)
+
+
+class _Closed(Exception):
+    """The other end closed the connection."""
+
+
+def _recv_exact(conn: socket.socket, size: int, deadline: float | None) -> bytes:
+    chunks: list[bytes] = []
+    while size:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            conn.settimeout(left)
+        else:
+            conn.settimeout(None)
+        try:
+            chunk = conn.recv(min(size, 1 << 20))
+        except TimeoutError as error:
+            raise TimeoutError from error
+        if not chunk:
+            raise _Closed
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _recv(conn: socket.socket, deadline: float | None) -> tuple[Any, ...]:
+    (size,) = struct.unpack(">Q", _recv_exact(conn, 8, deadline))
+    frame: tuple[Any, ...] = pickle.loads(_recv_exact(conn, size, deadline))
+    return frame
+
+
+# ----------------------------------------------------------------------------------------------------
+# the server and its children (run in the fresh interpreter)
+
+
+def serve() -> None:
+    """The server's main loop: ``sys.argv[1]`` is the socket's descriptor, ``sys.argv[3]`` says
+    whether to import torch."""
+    conn = socket.socket(fileno=int(sys.argv[1]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it ends us when it exits
+    if len(sys.argv) > 3 and sys.argv[3] == "torch":
+        import torch  # noqa: F401  (once, so that each child starts in milliseconds)
+    _send(conn, ("ready", os.getpid()))
+    forking = hasattr(os, "fork")
+    while True:
+        try:
+            header, payload = _recv(conn, None)[1:]
+        except (_Closed, OSError):
+            return
+        if not forking:
+            _child(conn, header, payload, 0, None)
+            return
+        gate_read, gate_write = os.pipe()
+        pids = []
+        for index in range(header["tasks"]):
+            pid = os.fork()
+            if pid == 0:
+                os.close(gate_write)
+                _child(conn, header, payload, index, gate_read)
+            pids.append(pid)
+        os.close(gate_read)
+        _send(conn, ("started", pids))
+        os.close(gate_write)  # the children may talk now: the "started" frame is whole
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+        _send(conn, ("exit", codes))
+
+
+def _child(conn: socket.socket, header: dict[str, Any], payload: bytes, index: int, gate: int | None) -> None:
+    """Run task ``index`` of a request; never returns when forked."""
+    code = 0
+    try:
+        if gate is not None:
+            os.setpgid(0, 0)  # our own group: the parent kills it (and what we start) on a hang
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.read(gate, 1)
+            os.close(gate)
+        sys.path[:] = header["sys_path"]
+        os.chdir(header["cwd"])
+        if header["task"] == "samples":
+            _samples(conn, header, payload)
+        else:
+            _rank(header, payload, index)
+    except BaseException:
+        code = 1
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        if gate is not None:
+            os._exit(code)
+
+
+def _fixup_main(plan: list[str] | None) -> None:
+    """Run the main script as ``__mp_main__``, aliased as ``__main__``, as multiprocessing's spawn
+    does (``spawn._fixup_main_from_path`` / ``_fixup_main_from_name``)."""
+    import runpy
+
+    if plan is None:
+        return
+    how, where = plan
+    if how == "name":
+        content = runpy.run_module(where, run_name="__mp_main__", alter_sys=True)
+    else:
+        content = runpy.run_path(where, run_name="__mp_main__")
+    module = types.ModuleType("__mp_main__")
+    module.__dict__.update(content)
+    sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+
+
+def _act_as_worker(dataset: Any, base_seed: int) -> None:
+    """What torch's ``_worker_loop`` sets up in worker 0 of 1: seeds and ``get_worker_info()``."""
+    if "torch" not in sys.modules:
+        return
+    try:
+        import random
+
+        import torch
+        from torch.utils.data._utils import worker
+
+        torch.set_num_threads(1)
+        random.seed(base_seed)
+        torch.manual_seed(base_seed)
+        try:
+            import numpy as np
+
+            np.random.seed(worker._generate_state(base_seed, 0))  # type: ignore[no-untyped-call]
+        except ImportError:
+            pass
+        worker._worker_info = worker.WorkerInfo(id=0, num_workers=1, seed=base_seed, dataset=dataset)
+    except Exception:  # a private API that moved: the items are still computed, as by worker 0
+        pass
+
+
+def _samples(conn: socket.socket, header: dict[str, Any], payload: bytes) -> None:
+    def attempt(what: str, fn: Callable[[], Any]) -> tuple[bool, Any]:
+        _send(conn, ("progress", what))
+        try:
+            return True, fn()
+        except Exception as error:
+            frames = traceback.extract_tb(error.__traceback__)
+            where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+            _send(conn, ("raised", what, type(error).__name__, str(error), where))
+            return False, None
+
+    plan = header["main"]
+    if plan is not None:
+        ok, _ = attempt(f"running {plan[1]} as __mp_main__ (as spawn does)", lambda: _fixup_main(plan))
+        if not ok:
+            return
+    ok, dataset = attempt(
+        "pickle.loads(pickle.dumps(ds)) (rebuilding ds from its pickle)", lambda: pickle.loads(payload)
+    )
+    if not ok:
+        return
+    _act_as_worker(dataset, header["seed"])
+
+    def pickle_back(what: str, value: Any) -> bool:
+        ok, data = attempt(
+            f"pickling {what} back to the main process", lambda: pickle.dumps(value, protocol=4)
+        )
+        if ok:
+            _send(conn, ("item", data))
+        return bool(ok)
+
+    if header["indices"] is not None:
+        for position in header["indices"]:
+            ok, value = attempt(f"ds[{position}]", functools.partial(operator.getitem, dataset, position))
+            if not ok or not pickle_back(f"ds[{position}]", value):
+                return
+    else:
+        ok, iterator = attempt("iter(ds)", lambda: iter(dataset))
+        if not ok:
+            return
+        end = object()
+        for count in range(header["limit"]):
+            what = f"next(iter(ds)) (item {count})"
+            ok, value = attempt(what, lambda: next(iterator, end))
+            if not ok:
+                return
+            if value is end:
+                _send(conn, ("end",))
+                break
+            if not pickle_back(what, value):
+                return
+    _send(conn, ("done",))
+
+
+def _rank(header: dict[str, Any], payload: bytes, rank: int) -> None:
+    from torchcontract.conformance._process_group import rank_from_pickle
+
+    _fixup_main(header["main"])
+    rank_from_pickle(rank, payload, **header["rank_args"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# the parent's side
+
+
+class _Server:
+    def __init__(self) -> None:
+        parent_end, child_end = socket.socketpair()
+        self.children: list[int] = []
+        torch_flag = "torch" if "torch" in sys.modules else "-"
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(child_end.fileno()), json.dumps(sys.path), torch_flag],
+                pass_fds=(child_end.fileno(),),
+                cwd=os.getcwd(),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except (OSError, ValueError) as error:
+            parent_end.close()
+            raise Unavailable(
+                f"torchcontract could not start its fresh interpreter ({sys.executable!r}: {error})"
+            ) from error
+        finally:
+            child_end.close()
+        self.conn = parent_end
+        self._finalizer = weakref.finalize(self, _end_server, self.process, self.conn, self.children)
+        try:
+            frame = _recv(self.conn, time.monotonic() + STARTUP_LIMIT_S)
+        except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
+            self.close()
+            why = "did not start" if isinstance(error, TimeoutError) else "exited"
+            raise Unavailable(
+                f"torchcontract's fresh interpreter ({sys.executable} -c ...) {why} within "
+                f"{STARTUP_LIMIT_S:g} s (see its standard error); this is not the object's failure"
+            ) from error
+        if frame[0] != "ready":
+            self.close()
+            raise Unavailable(f"torchcontract's fresh interpreter answered {frame[0]!r}")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def kill_children(self, sig: int = signal.SIGKILL) -> None:
+        for pid in self.children:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, sig)
+
+
+def _end_server(process: subprocess.Popen[bytes], conn: socket.socket, children: list[int]) -> None:
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+    conn.close()
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except OSError:
+            process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5)
+
+
+_lock = threading.Lock()
+_current: list[_Server] = []
+
+
+def _server() -> _Server:
+    """The running server, started when there is none (the fixed cost: not the object's budget)."""
+    if _current and _current[0].alive():
+        return _current[0]
+    if _current:
+        _current.pop().close()
+    if not sys.executable:
+        raise Unavailable("torchcontract cannot start a fresh interpreter: sys.executable is empty")
+    server = _Server()
+    _current.append(server)
+    return server
+
+
+def _discard(server: _Server) -> None:
+    server.close()
+    if _current and _current[0] is server:
+        _current.pop()
+
+
+def _request(
+    header: dict[str, Any],
+    payload: bytes,
+    time_left: float,
+    on_frame: Callable[[tuple[Any, ...]], None],
+) -> tuple[list[int], bool]:
+    """Send one request; feed the children's frames to ``on_frame`` until they exit, within
+    ``time_left`` seconds counted from when the server is ready. Returns their exit codes (None for
+    those killed at the deadline) and whether the deadline came first."""
+    with _lock:
+        server = _server()
+        deadline = time.monotonic() + max(time_left, 0.0)
+        full = {"sys_path": list(sys.path), "cwd": os.getcwd(), **header}
+        if not hasattr(os, "fork"):
+            full["tasks"] = 1
+        try:
+            _send(server.conn, ("request", full, payload))
+            while True:
+                try:
+                    frame = _recv(server.conn, deadline)
+                except TimeoutError:
+                    break
+                if frame[0] == "started":
+                    server.children[:] = frame[1]
+                elif frame[0] == "exit":
+                    server.children.clear()
+                    if not hasattr(os, "fork"):
+                        _discard(server)
+                    return list(frame[1]), False
+                else:
+                    on_frame(frame)
+        except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
+            _discard(server)
+            raise Unavailable(
+                f"torchcontract's fresh interpreter stopped answering ({type(error).__name__}); this is "
+                "not the object's failure"
+            ) from error
+        except BaseException:
+            _discard(server)  # an interrupt: end whatever still runs, at once
+            raise
+        # Out of time: stop the children, and let the server report them (else replace it).
+        server.kill_children()
+        codes: list[int] = []
+        try:
+            drain = time.monotonic() + _DRAIN_S
+            while True:
+                frame = _recv(server.conn, drain)
+                if frame[0] == "exit":
+                    server.children.clear()
+                    codes = list(frame[1])
+                    break
+        except Exception:  # the server is in an unknown state: replace it next time
+            _discard(server)
+        except BaseException:
+            _discard(server)
+            raise
+        if not hasattr(os, "fork") and _current and _current[0] is server:
+            _discard(server)
+        return codes, True
+
+
+def fetch(what: Pickled, *, indices: list[int] | None, limit: int, time_left: float) -> Fetched:
+    """Rebuild the dataset pickled in ``what`` in a fresh interpreter and compute ``ds[i]`` for
+    ``indices``, or (``indices=None``) the first ``limit`` items of ``iter(ds)``.
+
+    Raises :class:`Unavailable` (skip) or :class:`TimedOut` (after ``time_left`` seconds, not
+    counting the server's start)."""
+    header = {
+        "task": "samples",
+        "tasks": 1,
+        "main": _main_plan(what.main_names, "ds"),
+        "indices": indices,
+        "limit": limit,
+        "seed": int.from_bytes(os.urandom(7), "big"),
+    }
+    fetched = Fetched()
+    progress = ["starting a child of the fresh interpreter"]
+
+    def on_frame(frame: tuple[Any, ...]) -> None:
+        kind = frame[0]
+        if kind == "progress":
+            progress[0] = frame[1]
+        elif kind == "item":
+            fetched.items.append(frame[1])
+        elif kind == "end":
+            fetched.ended = True
+        elif kind == "raised":
+            fetched.raised = Raised(*frame[1:])
+
+    codes, timed_out = _request(header, what.data, time_left, on_frame)
+    if timed_out:
+        raise TimedOut(progress[0])
+    if fetched.raised is None and codes and codes[0] != 0 and not fetched.ended:
+        fetched.raised = Raised(progress[0], "the worker process died", f"exit status {codes[0]}", "")
+    return fetched
+
+
+def run_tasks(what: Pickled, *, tasks: int, rank_args: dict[str, Any], timeout_s: float) -> list[int | None]:
+    """Run ``tasks`` ranks (``_process_group.rank_from_pickle``) as children of the fresh interpreter;
+    their exit codes (negative: a signal ended it; None: still running at ``timeout_s``, stopped)."""
+    if not hasattr(os, "fork"):
+        raise Unavailable(
+            "torchcontract runs the ranks of a process group as forks of its fresh interpreter, and "
+            "this platform has no os.fork"
+        )
+    header = {
+        "task": "rank",
+        "tasks": tasks,
+        "main": _main_plan(what.main_names, "shards"),
+        "rank_args": rank_args,
+    }
+    codes, timed_out = _request(header, what.data, timeout_s, lambda frame: None)
+    if len(codes) != tasks:
+        return [None] * tasks
+    killed = -int(signal.SIGKILL)
+    return [None if timed_out and code == killed else code for code in codes]

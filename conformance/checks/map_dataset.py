@@ -15,8 +15,7 @@ from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import (
     describe,
     difference,
-    is_tensor,
-    leaves,
+    mutable_leaves,
     restore_leaves,
     snapshot_leaves,
     tensor_module,
@@ -282,22 +281,19 @@ def negative_index_mirrors_python(ctx: Context) -> None:
 def _mutate(value: Any) -> bool:
     """Change every writable array/tensor leaf of a sample in place; True if anything changed."""
     changed = False
-    for _, leaf in leaves(value):
-        if isinstance(leaf, np.ndarray) and leaf.flags.writeable and leaf.size:
+    for leaf in mutable_leaves(value):
+        if isinstance(leaf, np.ndarray):
             if leaf.dtype.kind == "b":
                 np.logical_not(leaf, out=leaf)
-            elif leaf.dtype.kind in "iufc":
-                leaf += 1
             else:
-                continue
-            changed = True
-        elif is_tensor(leaf) and leaf.numel() and not leaf.is_inference():
+                leaf += 1
+        else:
             with tensor_module().no_grad():
                 if leaf.dtype == tensor_module().bool:
                     leaf.logical_not_()
                 else:
                     leaf.add_(1)
-            changed = True
+        changed = True
     return changed
 
 

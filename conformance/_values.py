@@ -402,8 +402,8 @@ def _slot_names(kind: type) -> list[str]:
 
 
 def _attributes(value: Any) -> dict[str, Any] | None:
-    """An object's attributes from ``vars()`` and ``__slots__`` (unset slots left out); None when it
-    has neither (C types), or they cannot be read."""
+    """An object's attributes from ``vars()`` and ``__slots__`` (unset slots left out), in the order
+    they were set; None when it has neither (C types), or they cannot be read."""
     try:
         found: dict[str, Any] = {}
         has_any = False
@@ -417,9 +417,7 @@ def _attributes(value: Any) -> dict[str, Any] | None:
             item = getattr(value, name, missing)
             if item is not missing:
                 found[name] = item
-        if not has_any:
-            return None
-        return {name: found[name] for name in sorted(found)}
+        return found if has_any else None
     except Exception:
         return None
 
@@ -452,8 +450,11 @@ class _Comparer:
     close: bool = False
     loose_scalars: bool = False
     not_compared: list[str] = field(default_factory=list)
-    # (id(left), id(right)) of the containers and objects being compared, to end cycles.
-    active: set[tuple[int, int]] = field(default_factory=set)
+    # (id(left), id(right)) of the containers and objects being compared, to end cycles, with the
+    # depth of each and whether it is an object whose == said False (see _objects).
+    active: dict[tuple[int, int], tuple[int, bool]] = field(default_factory=dict)
+    # The smallest depth of such an object that a cycle led back to, during the current walk.
+    cycle_to: float = math.inf
 
     def skip(self, path: str, why: str) -> None:
         if len(self.not_compared) < 20:
@@ -488,8 +489,12 @@ class _Comparer:
             return None if same else f"image differs{where}: {describe(left)} vs {describe(right)}"
         pair = (id(left), id(right))
         if pair in self.active:
-            return None  # a cycle: this pair is already being compared further up
-        self.active.add(pair)
+            # A cycle: this pair is already being compared further up, and counts as equal here.
+            at, unequal = self.active[pair]
+            if unequal:
+                self.cycle_to = min(self.cycle_to, at)
+            return None
+        self.active[pair] = (depth, False)
         try:
             if isinstance(left, (tuple, list)):
                 return self._sequences(left, right, path, depth)
@@ -499,7 +504,7 @@ class _Comparer:
                     return self._mappings(left_items, right_items, path, depth)
             return self._objects(left, right, path, depth)
         finally:
-            self.active.discard(pair)
+            del self.active[pair]
 
     def _atoms(self, left: Any, right: Any, where: str) -> str | None:
         if isinstance(left, float) and math.isnan(left) and math.isnan(right):
@@ -508,9 +513,7 @@ class _Comparer:
             if _array_values_equal(np.asarray(left), np.asarray(right)):
                 return None
             return f"values differ{where}: {describe(left)} vs {describe(right)}"
-        return (
-            None if _equals(left, right) else f"values differ{where}: {describe(left)} vs {describe(right)}"
-        )
+        return None if _equals(left, right) else _unequal(left, right, where)
 
     def _sequences(self, left: Any, right: Any, path: str, depth: int) -> str | None:
         where = f" at {path}" if path else ""
@@ -549,15 +552,22 @@ class _Comparer:
                     path, f"{type(left).__qualname__} has no == of its own and no attributes to compare"
                 )
                 return None
+            # The path names the attribute (``.nodes``): no prefix, which nested objects would repeat.
+            return self._attributes(left_attributes, right_attributes, path, depth)
+        # == says they differ: where, if their attributes show it (a repr may hide it).
+        left_attributes, right_attributes = _attributes(left), _attributes(right)
+        if left_attributes is not None and right_attributes is not None:
+            self.active[(id(left), id(right))] = (depth, True)
+            outer, self.cycle_to = self.cycle_to, math.inf
             found = self._attributes(left_attributes, right_attributes, path, depth)
-            return None if found is None else f"attributes differ{where}: {found}"
-        shown_left, shown_right = describe(left), describe(right)
-        if shown_left == shown_right:
-            return (
-                f"values differ{where}: {shown_left} == {shown_right} is False, though both print the "
-                "same (the difference is in something their repr does not show)"
-            )
-        return f"values differ{where}: {shown_left} vs {shown_right}"
+            led_back, self.cycle_to = self.cycle_to, min(outer, self.cycle_to)
+            if found:
+                return found
+            if led_back < depth:
+                # The walk led back to an object further up whose == also said False: the
+                # difference may lie there, and that object reports it if its own walk does not.
+                return None
+        return _unequal(left, right, where)
 
     def _attributes(self, left: dict[str, Any], right: dict[str, Any], path: str, depth: int) -> str | None:
         if set(left) != set(right):
@@ -641,6 +651,17 @@ class _Comparer:
             if found:
                 return found
         return None
+
+
+def _unequal(left: Any, right: Any, where: str) -> str:
+    """The message for two leaves whose == says False (never two identical reprs alone)."""
+    shown_left, shown_right = describe(left), describe(right)
+    if shown_left == shown_right:
+        return (
+            f"values differ{where}: {shown_left} == {shown_right} is False, though both print the "
+            "same (the difference is in something their repr does not show)"
+        )
+    return f"values differ{where}: {shown_left} vs {shown_right}"
 
 
 def _first_mismatch(left: np.ndarray[Any, Any], right: np.ndarray[Any, Any]) -> str:
@@ -964,8 +985,9 @@ def _array_fingerprint(value: Any, active: set[int], depth: int) -> object:
 def _fingerprint(value: Any, active: set[int], depth: int) -> object:
     if is_array(value):
         return _array_fingerprint(value, active, depth)
-    if isinstance(value, float) and math.isnan(value):
-        return ("nan",)  # NaN != NaN, but two NaN samples are the same sample
+    if isinstance(value, (float, complex, np.inexact)) and value != value:
+        # NaN != NaN, but two NaN samples are the same sample.
+        return ("nan",) if type(value) is float else ("nan", type(value).__name__, _safe_repr(value))
     if isinstance(value, _ATOMS):
         try:
             hash(value)
@@ -993,7 +1015,7 @@ def _fingerprint(value: Any, active: set[int], depth: int) -> object:
             attributes = _attributes(value)
             if attributes is not None:
                 items = tuple(
-                    (key, _fingerprint(item, active, depth + 1)) for key, item in attributes.items()
+                    (key, _fingerprint(item, active, depth + 1)) for key, item in sorted(attributes.items())
                 )
                 return ("object", name, items)
             # Without attributes: alike if == cannot tell them apart (difference counts them equal).

@@ -444,6 +444,9 @@ def make_odd_tensors(index: int, noise: float = 0.0) -> dict[str, Any]:
 @needs_torch
 def test_dataset_of_odd_tensors() -> None:
     assert_dataset_passes_and_mutant_fails(make_odd_tensors)
+    report = check(Samples(make_odd_tensors), MapDataset)
+    result = next(r for r in report.results if r.check_id == DETERMINISTIC)
+    assert "could not compare ds[0]: ['meta']" in result.message, result.message
 
 
 def test_ragged_dict_of_lists_and_numpy_index_batches() -> None:

@@ -275,23 +275,31 @@ def _defined_at(cls: type, name: str) -> int | None:
 
 
 def is_iterable_style(dataset: object) -> bool:
-    """Whether :class:`DataLoader` treats ``dataset`` as iterable-style (else map-style).
+    """Whether a loader treats ``dataset`` as a stream (iterable-style) rather than by index (SPEC.md,
+    "Conventions"). The one rule of this package: the reference ``DataLoader`` uses it, and the
+    conformance checks import it from here (the reference never imports the conformance suite, and
+    :mod:`torchcontract.protocols` holds only the protocols).
 
-    Iterable-style when
-    1. it is a ``torch.utils.data.IterableDataset`` (torch's own rule; checked only when torch is
-       already imported, since nothing else can be one), or
-    2. its type has ``__iter__`` but lacks ``__len__`` or ``__getitem__``, or
-    3. its ``__getitem__`` is inherited from further up the MRO than its ``__iter__``: the shape of
-       torch's ``IterableDataset``, whose subclasses define ``__iter__`` (and maybe ``__len__``)
-       and inherit ``Dataset.__getitem__``, a stub raising ``NotImplementedError``.
+    1. A ``torch.utils.data.IterableDataset`` is iterable-style and any other
+       ``torch.utils.data.Dataset`` is map-style: torch's own rule, whatever methods the class has
+       (checked only when torch is already imported, since nothing else can be one).
+    2. Any other object is iterable-style when its type has ``__iter__`` and lacks ``__len__`` or
+       ``__getitem__`` (or sets one to None), or when its ``__getitem__`` is inherited from further up
+       the MRO than its ``__iter__``: the shape of a stream that inherits a stub ``__getitem__`` from
+       a base class, as torch's ``IterableDataset`` subclasses inherit ``Dataset.__getitem__``.
 
-    So ``list``, ``tuple``, ``range``, ndarrays, ``MNIST`` and ``Sequence`` subclasses are map-style.
-    Limitation: a subclass that overrides only ``__iter__`` of a map-style base (``class L(list)``
-    with its own ``__iter__``) counts as iterable-style here, where torch would index it.
+    So ``list``, ``str``, ``range``, ndarrays, ``MNIST`` and ``Sequence`` subclasses are map-style;
+    the reference ``StreamDataset`` and generators are iterable-style. Nothing is called: a
+    ``__getitem__`` stub defined by the stream class itself cannot be told from a real one.
+    Limitation: a subclass that overrides only ``__iter__`` of a map-style non-torch base
+    (``class L(list)`` with its own ``__iter__``) counts as iterable-style.
     """
     torch_data = sys.modules.get("torch.utils.data")
-    if torch_data is not None and isinstance(dataset, torch_data.IterableDataset):
-        return True
+    if torch_data is not None:
+        if isinstance(dataset, torch_data.IterableDataset):
+            return True
+        if isinstance(dataset, torch_data.Dataset):
+            return False
     cls = type(dataset)
     iter_at = _defined_at(cls, "__iter__")
     if iter_at is None:

@@ -36,9 +36,10 @@ def sample_root() -> pathlib.Path:
 
 
 def _find(raw: pathlib.Path, name: str) -> pathlib.Path:
-    # Uncompressed first: it is memory-mapped, and it is what torchvision reads.
+    # Uncompressed first: it is memory-mapped, and it is what torchvision reads. exists(), not
+    # is_file(): a FIFO or a folder of that name is read_idx's typed error naming it, not "not found".
     for candidate in (raw / name, raw / f"{name}.gz"):
-        if candidate.is_file():
+        if candidate.exists():
             return candidate
     path = raw / name
     raise FileNotFoundError(errno.ENOENT, f"MNIST file not found: {path} (nor {path.name}.gz)", str(path))

@@ -127,6 +127,16 @@ def _fail(path: StrPath, problem: str) -> IDXFormatError:
     return IDXFormatError(f"{os.fspath(path)}: {problem}")
 
 
+def _shown(dims: tuple[int, ...]) -> str:
+    """``dims`` for a message: at most 8 of them (a corrupt header may declare up to 64)."""
+    return str(dims) if len(dims) <= 8 else f"({', '.join(map(str, dims[:8]))}, ... {len(dims)} in all)"
+
+
+def _bytes(count: int) -> str:
+    """A byte count for a message; absurd dims make counts of hundreds of digits."""
+    return str(count) if count < 1 << 64 else f"more than 2**{count.bit_length() - 1}"
+
+
 def _parse_header(path: StrPath, read: Callable[[int], bytes]) -> tuple[np.dtype[Any], tuple[int, ...]]:
     """Read and check the header through ``read(n) -> bytes``; return the dtype and dimensions."""
     magic = read(4)
@@ -178,7 +188,7 @@ def _reshape(path: StrPath, flat: NDArray[Any], dims: tuple[int, ...]) -> NDArra
     try:
         return flat.reshape(dims)
     except ValueError as error:  # pragma: no cover - see above
-        raise _fail(path, f"NumPy cannot make an array of shape {dims}: {error}") from None
+        raise _fail(path, f"NumPy cannot make an array of shape {_shown(dims)}: {error}") from None
 
 
 def _empty(path: StrPath, dtype: np.dtype[Any], dims: tuple[int, ...]) -> NDArray[Any]:
@@ -186,12 +196,11 @@ def _empty(path: StrPath, dtype: np.dtype[Any], dims: tuple[int, ...]) -> NDArra
     # NumPy refuses a shape whose non-zero dimensions multiply beyond its index type, even an empty
     # one: such dims come from a corrupt header.
     if math.prod(d for d in dims if d) * dtype.itemsize > np.iinfo(np.intp).max:
-        shown = dims if len(dims) <= 8 else (*dims[:8], "...")
-        raise _fail(path, f"absurd dimensions {shown}: no array of {dtype} can have that shape")
+        raise _fail(path, f"absurd dimensions {_shown(dims)}: no array of {dtype} can have that shape")
     try:
         empty = np.empty(dims, dtype)
     except ValueError as error:  # pragma: no cover - a limit of some NumPy version checked nowhere above
-        raise _fail(path, f"NumPy cannot make an array of shape {dims}: {error}") from None
+        raise _fail(path, f"NumPy cannot make an array of shape {_shown(dims)}: {error}") from None
     empty.flags.writeable = False
     return empty
 
@@ -201,11 +210,14 @@ def _check_data_size(path: StrPath, dtype: np.dtype[Any], dims: tuple[int, ...],
     needed = math.prod(dims) * dtype.itemsize
     if needed > available:
         raise _fail(
-            path, f"data cut short: dims {dims} of {dtype} need {needed} bytes, the file has {available}"
+            path,
+            f"data cut short: dims {_shown(dims)} of {dtype} need {_bytes(needed)} bytes, "
+            f"the file has {available}",
         )
     if needed < available:
         raise _fail(
-            path, f"data continues after the {needed} bytes that dims {dims} describe ({available} bytes)"
+            path,
+            f"data continues after the {needed} bytes that dims {_shown(dims)} describe ({available} bytes)",
         )
 
 
@@ -254,15 +266,19 @@ def _read_gzip(path: StrPath, file: BinaryIO) -> NDArray[Any]:
     needed = math.prod(dims) * dtype.itemsize
     limit = _MAX_DEFLATE_RATIO * os.fstat(file.fileno()).st_size
     if needed > limit:
-        raise _fail(path, f"absurd dims {dims}: {needed} bytes of data cannot come out of this gzip file")
+        raise _fail(
+            path,
+            f"absurd dims {_shown(dims)}: {_bytes(needed)} bytes of data cannot come out of this gzip file",
+        )
     data = gunzip.read(needed)
     if len(data) < needed:
         raise _fail(
-            path, f"data cut short: dims {dims} of {dtype} need {needed} bytes, the file has {len(data)}"
+            path,
+            f"data cut short: dims {_shown(dims)} of {dtype} need {needed} bytes, the file has {len(data)}",
         )
     # Reading on to the end of the stream also verifies gzip's checksum and length fields.
     if gunzip.read(1):
-        raise _fail(path, f"data continues after the {needed} bytes that dims {dims} describe")
+        raise _fail(path, f"data continues after the {needed} bytes that dims {_shown(dims)} describe")
     if needed == 0:
         return _empty(path, dtype, dims)
     return _reshape(path, np.frombuffer(data, dtype), dims)

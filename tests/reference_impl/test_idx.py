@@ -644,3 +644,14 @@ def test_a_file_that_shrinks_while_being_read_is_a_format_error(
     monkeypatch.setattr(_idx.os, "fstat", fstat)
     with pytest.raises(IDXFormatError, match=f"^{path}: the file (changed size|shrank) while being read"):
         read_idx(path, mmap_mode=mmap_mode)
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
+def test_messages_about_absurd_dims_stay_short(tmp_path: Path, compress: bool) -> None:
+    # 64 dims of 2**32 - 1: before, the message listed all 64 and a byte count of 618 digits.
+    content = b"\x00\x00\x0e\x40" + b"\xff" * 256
+    path = tmp_path / "absurd"
+    path.write_bytes(gzip.compress(content) if compress else content)
+    with pytest.raises(IDXFormatError, match=r"\.\.\. 64 in all\)\W.*more than 2\*\*2050 bytes") as error:
+        read_idx(path)
+    assert len(str(error.value)) < 200 + len(str(path))

@@ -7,7 +7,7 @@ import importlib.resources
 import operator
 import pathlib
 from collections.abc import Callable, Sequence
-from typing import Any, SupportsIndex
+from typing import Any, Literal, SupportsIndex
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,9 +36,10 @@ def sample_root() -> pathlib.Path:
 
 
 def _find(raw: pathlib.Path, name: str) -> pathlib.Path:
-    # Uncompressed first: it is memory-mapped, and it is what torchvision reads.
+    # Uncompressed first: it is memory-mapped, and it is what torchvision reads. exists(), not
+    # is_file(): a FIFO or a folder of that name is read_idx's typed error naming it, not "not found".
     for candidate in (raw / name, raw / f"{name}.gz"):
-        if candidate.is_file():
+        if candidate.exists():
             return candidate
     path = raw / name
     raise FileNotFoundError(errno.ENOENT, f"MNIST file not found: {path} (nor {path.name}.gz)", str(path))
@@ -54,6 +55,11 @@ class MNIST:
     accepted, like torchvision), labels that are not uint8 of rank 1, counts that differ, labels
     outside 0-9.
 
+    - ``mmap_mode`` is passed to :func:`read_idx`. It defaults to ``"r"`` here: the raw files are
+      memory-mapped, so opening costs nothing and DataLoader workers share the page cache (dataset
+      files are not rewritten while training). The memory-map note: a change to a mapped file shows
+      through ``data``, and reading ``data`` after the file was truncated kills the process with
+      ``SIGBUS``; ``mmap_mode=None`` reads copies instead.
     - ``data``: the images, uint8 ``(N, H, W)``, read-only (memory-mapped when uncompressed);
       ``targets``: the labels as int64 ``(N,)`` (torchvision's attributes, as NumPy arrays).
     - ``ds[i]`` is ``(image, label)``: a writable uint8 copy ``(H, W)`` and an ``int``, then passed
@@ -63,8 +69,9 @@ class MNIST:
     - ``ds.__getitems__(indices)`` equals ``[ds[i] for i in indices]`` element-wise. Without
       transforms it is one fancy index per column, returned as a :class:`SampleBatch` that carries
       the stacked ``(images, labels)``; with transforms it is the per-sample list.
-    - Pickling stores the file paths and unpickling maps the files again (cheap for worker
-      processes, which then share the page cache); the files must still be there.
+    - Pickling stores the file paths and ``mmap_mode``; unpickling reads the files again (with
+      memory maps, cheap for worker processes, which then share the page cache); the files must
+      still be there.
     """
 
     def __init__(
@@ -73,6 +80,8 @@ class MNIST:
         train: bool = True,
         transform: Callable[[NDArray[np.uint8]], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
+        *,
+        mmap_mode: Literal["r"] | None = "r",
     ) -> None:
         if not isinstance(train, bool):
             raise TypeError(f"train must be a bool, got {type(train).__name__}")
@@ -80,10 +89,11 @@ class MNIST:
         self.train = train
         self.transform = transform
         self.target_transform = target_transform
+        self.mmap_mode = mmap_mode
         raw = self.root / "MNIST" / "raw"
         images_name, labels_name = _FILES[train]
         self._paths = (_find(raw, images_name), _find(raw, labels_name))
-        self.data, self.targets = _load(*self._paths)
+        self.data, self.targets = _load(*self._paths, mmap_mode)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -126,7 +136,8 @@ class MNIST:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         vars(self).update(state)
-        self.data, self.targets = _load(*self._paths)
+        # getattr: a pickle made before mmap_mode existed maps the files, as then.
+        self.data, self.targets = _load(*self._paths, getattr(self, "mmap_mode", "r"))
 
     def __repr__(self) -> str:
         split = "train" if self.train else "test"
@@ -134,10 +145,10 @@ class MNIST:
 
 
 def _load(
-    images_path: pathlib.Path, labels_path: pathlib.Path
+    images_path: pathlib.Path, labels_path: pathlib.Path, mmap_mode: Literal["r"] | None
 ) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
-    images = read_idx(images_path)
-    labels = read_idx(labels_path)
+    images = read_idx(images_path, mmap_mode=mmap_mode)
+    labels = read_idx(labels_path, mmap_mode=mmap_mode)
     if images.dtype != np.uint8 or images.ndim != 3:
         raise IDXFormatError(
             f"{images_path}: MNIST images must be uint8 of rank 3 (N, H, W), "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import gzip
+import mmap
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -258,3 +260,40 @@ def test_write_mnist_helper_writes_idx(tmp_path: Path) -> None:
     write_idx(tmp_path / "x", np.zeros(1, np.uint8))
     raw = write_mnist(tmp_path, np.zeros((1, 2, 2), np.uint8), np.zeros(1, np.uint8), train=False)
     assert sorted(p.name for p in raw.iterdir()) == ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+# -- memory maps ------------------------------------------------------------------------------------
+
+
+def is_mapped(array: np.ndarray) -> bool:
+    base: object = array
+    while isinstance(base, (np.ndarray, memoryview)):
+        base = base.base if isinstance(base, np.ndarray) else base.obj
+    return isinstance(base, mmap.mmap)
+
+
+def test_mmap_mode_memory_maps_by_default_and_copies_with_none(
+    tiny_root: Path, tiny_images: np.ndarray
+) -> None:
+    mapped, copied = MNIST(tiny_root), MNIST(tiny_root, mmap_mode=None)
+    assert is_mapped(mapped.data)
+    assert not is_mapped(copied.data)
+    assert not mapped.data.flags.writeable
+    assert not copied.data.flags.writeable
+    for clone in (pickle.loads(pickle.dumps(copied)), copy.deepcopy(copied)):
+        assert clone.mmap_mode is None
+        assert not is_mapped(clone.data)
+    assert is_mapped(pickle.loads(pickle.dumps(mapped)).data)
+    images = tiny_root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(b"")  # truncated: reading mapped.data now would be SIGBUS; the copy is intact
+    np.testing.assert_array_equal(copied.data, tiny_images)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_a_fifo_in_place_of_a_file_is_named_not_missing(tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx(raw / "train-labels-idx1-ubyte", np.zeros(1, np.uint8))
+    os.mkfifo(raw / "train-images-idx3-ubyte")  # before: "MNIST file not found"
+    with pytest.raises(IDXFormatError, match="train-images-idx3-ubyte: not a regular file: it is a FIFO"):
+        MNIST(tmp_path)

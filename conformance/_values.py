@@ -30,6 +30,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
+from torchcontract.conformance._calls import object_call
 from torchcontract.reference_impl import is_iterable_style
 
 __all__ = [
@@ -103,7 +104,8 @@ def _items(value: Mapping[Any, Any]) -> list[tuple[Any, Any]] | None:
 
 def _safe_repr(value: object) -> str:
     try:
-        return repr(value)
+        with object_call(f"repr(<{type(value).__qualname__}>)"):
+            return repr(value)
     except Exception:  # a broken (or infinitely recursive) __repr__ must not break the report
         return f"<{type(value).__qualname__} object>"
 
@@ -365,7 +367,9 @@ def _truth(outcome: object) -> bool | None:
 def _equals(left: Any, right: Any) -> bool | None:
     """``left == right`` as a bool; None when it raises or gives no truth value."""
     try:
-        return _truth(left == right)
+        # The object's own code: a hang in it names this call (see _calls.py).
+        with object_call(f"{type(left).__qualname__}.__eq__ (comparing two samples)"):
+            return _truth(left == right)
     except Exception:  # incl. RecursionError from an __eq__ that follows a cycle
         return None
 
@@ -378,7 +382,8 @@ def _identity_like(value: Any) -> bool:
     if getattr(type(value), "__eq__", None) is _OBJECT_EQ:
         return True
     try:
-        twin = copy.copy(value)
+        with object_call(f"copy.copy(<{type(value).__qualname__}>)"):
+            twin = copy.copy(value)
     except Exception:
         return False  # cannot tell: trust the object's own ==
     if twin is value:

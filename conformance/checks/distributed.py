@@ -284,7 +284,9 @@ def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
         pickled = ctx.call("pickle.dumps(shards)", fresh.pickled, factory)
         try:
             # The fresh interpreter's start is not charged: the ranks get 80% of the budget after it.
-            with object_call(f"a gloo process group of {world_size} ranks running shards(rank, {world_size})"):
+            with object_call(
+                f"a gloo process group of {world_size} ranks running shards(rank, {world_size})"
+            ):
                 return run_ranks(pickled, world_size, epochs=2, timeout_s=ctx.time_budget_s * 0.8)
         except fresh.Unavailable as why:
             return str(why)

@@ -12,6 +12,7 @@ import itertools
 import math
 import operator
 import sys
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any, Generic, Protocol, SupportsIndex, TypeVar, overload, runtime_checkable
 
@@ -291,8 +292,9 @@ def is_iterable_style(dataset: object) -> bool:
     So ``list``, ``str``, ``range``, ndarrays, ``MNIST`` and ``Sequence`` subclasses are map-style;
     the reference ``StreamDataset`` and generators are iterable-style. Nothing is called: a
     ``__getitem__`` stub defined by the stream class itself cannot be told from a real one.
-    Limitation: a subclass that overrides only ``__iter__`` of a map-style non-torch base
-    (``class L(list)`` with its own ``__iter__``) counts as iterable-style.
+    A ``__getitem__`` implemented in C (``torch.Tensor``'s, under a Python ``__iter__``) is never a
+    stub. Limitation: a subclass that overrides only ``__iter__`` of a map-style pure-Python base
+    counts as iterable-style.
     """
     torch_data = sys.modules.get("torch.utils.data")
     if torch_data is not None:
@@ -307,7 +309,10 @@ def is_iterable_style(dataset: object) -> bool:
     getitem_at = _defined_at(cls, "__getitem__")
     if getitem_at is None or _defined_at(cls, "__len__") is None:
         return True
-    return getitem_at > iter_at
+    # Only a Python function can be a stub: a C type's __getitem__ (a tensor's, an ndarray's) is real
+    # indexing, whatever Python subclass adds __iter__ on top.
+    inherited_stub = isinstance(vars(cls.__mro__[getitem_at])["__getitem__"], types.FunctionType)
+    return getitem_at > iter_at and inherited_stub
 
 
 # -- the loader -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Iterator, Sized
 from contextlib import contextmanager
 from typing import Any, TypeGuard
@@ -73,7 +74,13 @@ def _sized_len(ctx: Context, obj: object, name: str) -> int | None:
 
 def _is_stream(ctx: Context) -> bool:
     dataset = getattr(ctx.obj, "dataset", None)
-    return dataset is not None and is_iterable_style(dataset)
+    if dataset is None:
+        return False
+    torch_data = sys.modules.get("torch.utils.data")
+    if torch_data is not None and isinstance(ctx.obj, torch_data.DataLoader):
+        # torch's own rule for its own loader (torch/utils/data/dataloader.py, DataLoader.__init__).
+        return isinstance(dataset, torch_data.IterableDataset)
+    return is_iterable_style(dataset)
 
 
 def _example_sample(ctx: Context) -> Any:

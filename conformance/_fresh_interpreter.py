@@ -553,6 +553,19 @@ _lock = threading.Lock()
 _current: list[_Server] = []
 
 
+def _forget_after_fork() -> None:
+    """In a forked child (isolation mode, a DataLoader worker): the parent's server is the parent's.
+    Forget it without ending it, and start afresh with a lock no other thread can hold."""
+    global _lock
+    _lock = threading.Lock()
+    while _current:
+        _current.pop()._finalizer.detach()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def _server() -> _Server:
     """The running server, started when there is none (the fixed cost: not the object's budget)."""
     if _current and _current[0].alive():

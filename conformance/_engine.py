@@ -156,8 +156,11 @@ class Target:
 
     ``example_inputs``: for a (Callable)Module, the positional arguments of one call (a tuple; any
     other value is one argument); for a CollateFn, the list of samples to collate. Required for those
-    protocols. ``expected_failures``: ``{check_id: reason}`` for known violations; each still runs and
-    shows as xfailed (xpassed if it passes). ``options``: see :class:`Options`.
+    protocols. ``example_kwargs``: for a (Callable)Module, keyword arguments (a mapping with str keys)
+    passed in every call alongside ``example_inputs``, e.g. for a ``forward`` with keyword-only
+    arguments (``m(*example_inputs, **example_kwargs)``). ``expected_failures``: ``{check_id: reason}``
+    for known violations; each still runs and shows as xfailed (xpassed if it passes). ``options``: see
+    :class:`Options`.
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class Target:
         *,
         name: str | None = None,
         example_inputs: object = None,
+        example_kwargs: Mapping[str, object] | None = None,
         expected_failures: Mapping[str, str] | None = None,
         **options: object,
     ) -> None:
@@ -178,6 +182,7 @@ class Target:
         self.protocol = protocol
         self.name = _non_empty_str(name, "name") if name is not None else _default_name(obj)
         self.example_inputs = _normalise_inputs(protocol, example_inputs)
+        self.example_kwargs = _validate_example_kwargs(protocol, example_kwargs)
         self.expected_failures = _validate_expected_failures(expected_failures)
         self.options = Options.from_kwargs(options)
         self._sessions: dict[tuple[str, float], _Session] = {}
@@ -269,6 +274,19 @@ def _normalise_inputs(protocol: type[Any], example_inputs: object) -> object:
     return example_inputs
 
 
+def _validate_example_kwargs(protocol: type[Any], example_kwargs: object) -> dict[str, object]:
+    if example_kwargs is None:
+        return {}
+    if not isinstance(example_kwargs, Mapping) or not all(isinstance(key, str) for key in example_kwargs):
+        raise TypeError(
+            f"example_kwargs must be a mapping with str keys (keyword arguments of every call), not "
+            f"{describe(example_kwargs)}"
+        )
+    if example_kwargs and not _module_like(protocol):
+        raise TypeError(f"example_kwargs is for a CallableModule or Module, not a {protocol.__name__}")
+    return dict(example_kwargs)
+
+
 def _validate_expected_failures(expected: Mapping[str, str] | None) -> dict[str, str]:
     if expected is None:
         return {}
@@ -343,6 +361,7 @@ def check(
     protocol: type[Any] | None = None,
     *,
     example_inputs: object = None,
+    example_kwargs: Mapping[str, object] | None = None,
     device: str = "cpu",
     time_budget_s: float = DEFAULT_TIME_BUDGET_S,
     expected_failures: Mapping[str, str] | None = None,
@@ -358,13 +377,25 @@ def check(
     Expected-failure ids that match no check are reported with a :class:`ConformanceWarning`.
     """
     if isinstance(obj, Target):
-        if protocol is not None or example_inputs is not None or expected_failures or options:
+        if (
+            protocol is not None
+            or example_inputs is not None
+            or example_kwargs is not None
+            or expected_failures
+            or options
+        ):
             raise TypeError("check(target) takes the target's settings from the Target itself")
         target = obj
     else:
         if protocol is None:
             raise TypeError("check(obj, protocol) needs the protocol to check obj against")
-        target = Target(obj, protocol, example_inputs=example_inputs, expected_failures=expected_failures)
+        target = Target(
+            obj,
+            protocol,
+            example_inputs=example_inputs,
+            example_kwargs=example_kwargs,
+            expected_failures=expected_failures,
+        )
         target.options = Options.from_kwargs(options)
     for stale in target.stale_expected_failures:
         warnings.warn(target.stale_message(stale), ConformanceWarning, stacklevel=2)
@@ -618,6 +649,7 @@ class Context:
         self.obj: Any = session.target.obj
         self.options = session.target.options
         self.example_inputs: Any = session.target.example_inputs
+        self.example_kwargs: dict[str, Any] = session.target.example_kwargs
         self.device = session.device
         # The last object call that returned (None before the first): context for internal errors.
         self.last_call: str | None = None

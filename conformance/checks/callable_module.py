@@ -1,8 +1,13 @@
 """Checks for :class:`~torchcontract.protocols.CallableModule` (SPEC.md, "CallableModule").
 
-The target's ``example_inputs`` are the positional arguments of one call. Every call gets a fresh
-deep copy of them, and outputs are compared in eval mode when the object has one (its mode is
-restored afterwards).
+The target's ``example_inputs`` are the positional arguments of one call, its ``example_kwargs`` the
+keyword arguments. Every call gets a fresh deep copy of them, and outputs are compared in eval mode
+when the object has one (the mode of the module and of every submodule is restored afterwards). Every
+check restores the module's state afterwards (:func:`~._preserve.preserving`): a module that counts its
+calls or updates running statistics in ``forward`` is left as it was.
+
+Under ``deterministic=False`` (dropout in train mode, noise sampled in ``forward``) outputs are compared
+only where they stay deterministic; each clause says how.
 """
 
 from __future__ import annotations
@@ -14,28 +19,75 @@ from typing import Any
 
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import close_difference, describe, difference
+from torchcontract.conformance._values import (
+    close_difference,
+    describe,
+    describe_structure,
+    difference,
+    structure,
+)
 from torchcontract.conformance.checks._common import try_deepcopy
+from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.protocols import CallableModule
 
 CALLS = "callable_module.call_returns"
 DETERMINISTIC = "callable_module.eval_is_deterministic"
 
-__all__ = ["call_module", "eval_mode", "fresh_inputs", "restore_mode"]
+__all__ = [
+    "args_text",
+    "call_module",
+    "eval_mode",
+    "fresh_inputs",
+    "fresh_kwargs",
+    "mode_snapshot",
+    "restore_mode",
+    "restore_modes",
+]
+
+
+def _with_submodules(module: Any) -> list[Any]:
+    """The module and every descendant it exposes (``named_modules()``, else ``named_children()``)."""
+    try:
+        if hasattr(module, "named_modules"):
+            return [sub for _, sub in module.named_modules()]
+        found = [module]
+        for _, child in module.named_children() if hasattr(module, "named_children") else ():
+            found.extend(_with_submodules(child))
+        return found
+    except Exception:  # an odd container is reported by train_eval_set_mode, not here
+        return [module]
+
+
+def mode_snapshot(module: Any) -> list[tuple[Any, Any]]:
+    """(module, training flag) for the module and every submodule with a ``training`` attribute."""
+    return [(sub, sub.training) for sub in _with_submodules(module) if hasattr(sub, "training")]
+
+
+def restore_modes(module: Any, snapshot: list[tuple[Any, Any]]) -> None:
+    """Put every submodule back in its own mode, exactly: a model in train mode with a frozen
+    BatchNorm in eval comes back with that BatchNorm still in eval (``train()`` alone would not)."""
+    if snapshot and snapshot[0][0] is module:
+        restore_mode(module, bool(snapshot[0][1]))
+    for sub, training in snapshot:
+        if getattr(sub, "training", training) is not training:
+            try:
+                sub.training = training
+            except Exception:  # a read-only flag: the check's restorer reports it
+                continue
 
 
 @contextmanager
 def eval_mode(module: Any) -> Iterator[None]:
-    """Put ``module`` in eval mode if it has one; restore its mode afterwards."""
+    """Put ``module`` in eval mode if it has one; restore every submodule's mode afterwards."""
     if not (hasattr(module, "eval") and hasattr(module, "train") and hasattr(module, "training")):
         yield
         return
-    was_training = module.training
+    snapshot = mode_snapshot(module)
     module.eval()
     try:
         yield
     finally:
-        restore_mode(module, was_training)
+        restore_modes(module, snapshot)
 
 
 def restore_mode(module: Any, training: bool) -> None:
@@ -52,12 +104,28 @@ def fresh_inputs(ctx: Context) -> tuple[Any, ...]:
     return inputs
 
 
-def call_module(ctx: Context, module: Any, what: str = "m(*inputs)", inputs: Any = None) -> Any:
+def fresh_kwargs(ctx: Context) -> dict[str, Any]:
+    kwargs: dict[str, Any] = copy.deepcopy(ctx.example_kwargs)
+    return kwargs
+
+
+def args_text(ctx: Context, inputs: str = "inputs") -> str:
+    """The arguments of a call as reproduce strings show them: ``*inputs`` or ``*inputs, **kwargs``."""
+    return f"*{inputs}, **kwargs" if ctx.example_kwargs else f"*{inputs}"
+
+
+def call_module(
+    ctx: Context, module: Any, what: str = "m(*inputs)", inputs: Any = None, kwargs: Any = None
+) -> Any:
+    """``module(*inputs, **kwargs)`` with fresh copies of the example arguments. ``what`` is written with
+    ``*inputs``; with example_kwargs, ``**kwargs`` is added to it."""
     args = fresh_inputs(ctx) if inputs is None else inputs
-    return ctx.call(what, module, *args)
+    keywords = fresh_kwargs(ctx) if kwargs is None else kwargs
+    return ctx.call(what.replace("*inputs)", f"{args_text(ctx)})"), module, *args, **keywords)
 
 
 @register_check(CALLS, protocol=CallableModule, severity="required", needs=("example_inputs",))
+@preserving(data=False)
 def call_returns(ctx: Context) -> None:
     """m(*inputs) returns, in eval mode where the module has one, without raising."""
     module = ctx.obj
@@ -68,9 +136,11 @@ def call_returns(ctx: Context) -> None:
 @register_check(
     DETERMINISTIC, protocol=CallableModule, severity="required", needs=("example_inputs",), requires=(CALLS,)
 )
+@preserving(data=False)
 def eval_is_deterministic(ctx: Context) -> None:
     """In eval mode, the same inputs give equal outputs (unless the target declares deterministic=False)."""
     if not ctx.options.deterministic:
+        # The clause is the declaration itself: a random module has nothing to compare.
         ctx.skip("the target declares deterministic=False")
     module = ctx.obj
     with eval_mode(module):
@@ -79,10 +149,10 @@ def eval_is_deterministic(ctx: Context) -> None:
     found = close_difference(first, second)
     if found:
         ctx.fail(
-            f"two calls m(*inputs) in eval mode gave different outputs ({found}); expected equal "
+            f"two calls m({args_text(ctx)}) in eval mode gave different outputs ({found}); expected equal "
             "outputs (randomness such as dropout must be off in eval mode), or declare "
             "deterministic=False",
-            reproduce="m.eval(); m(*inputs) == m(*inputs)",
+            reproduce=f"m.eval(); m({args_text(ctx)}) == m({args_text(ctx)})",
         )
 
 
@@ -93,6 +163,7 @@ def eval_is_deterministic(ctx: Context) -> None:
     needs=("example_inputs",),
     requires=(DETERMINISTIC,),
 )
+@preserving(data=False)
 def call_matches_forward(ctx: Context) -> None:
     """m(*inputs) returns what m.forward(*inputs) returns."""
     module = ctx.obj
@@ -100,13 +171,22 @@ def call_matches_forward(ctx: Context) -> None:
         called = call_module(ctx, module)
         forwarded = call_module(ctx, module.forward, "m.forward(*inputs)")
     if not ctx.options.deterministic:
+        # Two calls of a random module draw different numbers, and one that keeps its own generator
+        # draws differently even from seeded global RNGs: only the structure stays comparable.
+        if structure(called) != structure(forwarded):
+            ctx.fail(
+                f"m({args_text(ctx)}) has structure {describe_structure(called)} but "
+                f"m.forward({args_text(ctx)}) has {describe_structure(forwarded)}; expected __call__ to "
+                "return forward's result (deterministic=False: only the structure is compared)",
+                reproduce=f"m.eval(); m({args_text(ctx)}); m.forward({args_text(ctx)})",
+            )
         return
     found = close_difference(called, forwarded)
     if found:
         ctx.fail(
-            f"m(*inputs) and m.forward(*inputs) differ ({found}); expected __call__ to return "
-            f"forward's result (m(*inputs) gave {describe(called)})",
-            reproduce="m.eval(); m(*inputs) == m.forward(*inputs)",
+            f"m({args_text(ctx)}) and m.forward({args_text(ctx)}) differ ({found}); expected __call__ "
+            f"to return forward's result (m({args_text(ctx)}) gave {describe(called)})",
+            reproduce=f"m.eval(); m({args_text(ctx)}) == m.forward({args_text(ctx)})",
         )
 
 
@@ -117,6 +197,7 @@ def call_matches_forward(ctx: Context) -> None:
     needs=("example_inputs",),
     requires=(CALLS,),
 )
+@preserving(data=False)
 def call_runs_forward_once(ctx: Context) -> None:
     """m(*inputs) runs m.forward exactly once, looked up on the instance (so wrappers are honoured)."""
     module = ctx.obj
@@ -144,10 +225,10 @@ def call_runs_forward_once(ctx: Context) -> None:
             delattr(module, "forward")
     if len(calls) != 1:
         ctx.fail(
-            f"with m.forward replaced by a wrapper on the instance, m(*inputs) called it {len(calls)} "
-            "times; expected exactly once (nn.Module.__call__ looks forward up on the instance, so "
-            "wrappers such as activation checkpointing or profilers see every call)",
-            reproduce="m.forward = wrapper; m(*inputs)  # count the wrapper's calls",
+            f"with m.forward replaced by a wrapper on the instance, m({args_text(ctx)}) called it "
+            f"{len(calls)} times; expected exactly once (nn.Module.__call__ looks forward up on the "
+            "instance, so wrappers such as activation checkpointing or profilers see every call)",
+            reproduce=f"m.forward = wrapper; m({args_text(ctx)})  # count the wrapper's calls",
         )
 
 
@@ -158,23 +239,25 @@ def call_runs_forward_once(ctx: Context) -> None:
     needs=("example_inputs",),
     requires=(CALLS,),
 )
+@preserving(data=False)
 def call_preserves_inputs(ctx: Context) -> None:
-    """Calling m(*inputs) does not modify the inputs."""
+    """Calling m(*inputs) does not modify the inputs (nor the keyword arguments)."""
     given, reference = fresh_inputs(ctx), fresh_inputs(ctx)
+    given_kwargs, reference_kwargs = fresh_kwargs(ctx), fresh_kwargs(ctx)
     # The call runs in the module's own mode (an in-place op may happen only in training), so it goes
     # to a deep copy: a call in training mode changes state, e.g. BatchNorm's running statistics.
     # A module that cannot be copied is called in eval mode instead, which leaves such state alone.
     copied, error = try_deepcopy(ctx.obj)
     if error is None:
-        call_module(ctx, copied, inputs=given)
+        call_module(ctx, copied, inputs=given, kwargs=given_kwargs)
     else:
         with eval_mode(ctx.obj):
-            call_module(ctx, ctx.obj, inputs=given)
-    found = difference(given, reference, "inputs")
+            call_module(ctx, ctx.obj, inputs=given, kwargs=given_kwargs)
+    found = difference(given, reference, "inputs") or difference(given_kwargs, reference_kwargs, "kwargs")
     if found:
         ctx.fail(
-            f"m(*inputs) modified its inputs ({found}); expected the caller's inputs unchanged "
+            f"m({args_text(ctx)}) modified its inputs ({found}); expected the caller's inputs unchanged "
             "(in-place operations on inputs corrupt data that is used again, e.g. by a residual "
             "connection or the next epoch)",
-            reproduce="before = copy.deepcopy(inputs); m(*inputs); inputs == before",
+            reproduce=f"before = copy.deepcopy(inputs); m({args_text(ctx)}); inputs == before",
         )

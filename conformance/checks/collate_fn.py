@@ -1,7 +1,10 @@
 """Checks for :class:`~torchcontract.protocols.CollateFn` (SPEC.md, "CollateFn").
 
 The target's ``example_inputs`` is a list of samples; the checks collate it and parts of it. They
-pass deep copies, so a collate function that modifies its input cannot change the example.
+pass deep copies, so a collate function that modifies its input cannot change the example, and every
+check restores the collate function afterwards (:func:`~._preserve.preserving`: an instance that
+counts its batches, a closure that grows a vocabulary). No clause compares two batches, so the
+``deterministic`` declaration does not apply.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import describe, sample_count
+from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.protocols import CollateFn
 
 ROWS = "collate_fn.batch_has_one_row_per_sample"
@@ -31,6 +35,7 @@ def _sublists(samples: list[Any]) -> list[tuple[str, list[Any]]]:
 
 
 @register_check(ROWS, protocol=CollateFn, severity="required", needs=("example_inputs",))
+@preserving(data=True)
 def batch_has_one_row_per_sample(ctx: Context) -> None:
     """collate(samples) holds len(samples) samples: the leading dimension of its arrays/tensors."""
     for label, samples in _sublists(ctx.example_inputs):
@@ -108,6 +113,7 @@ def _keeps_samples_whole(batch: Any, samples: list[Any]) -> bool:
     severity="required",
     needs=("example_inputs",),
 )
+@preserving(data=True)
 def batch_mirrors_sample_structure(ctx: Context) -> None:
     """The batch mirrors a sample's structure: dict keys, tuple/namedtuple arity and type."""
     samples = ctx.example_inputs

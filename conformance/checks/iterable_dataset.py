@@ -1,10 +1,17 @@
-"""Checks for :class:`~torchcontract.protocols.IterableDataset` (SPEC.md, "IterableDataset")."""
+"""Checks for :class:`~torchcontract.protocols.IterableDataset` (SPEC.md, "IterableDataset").
+
+Every check restores the dataset afterwards (:func:`~._preserve.preserving`): a dataset that counts
+its passes (and shuffles by that count) starts its next pass after ``check()`` as it would have
+before. Under ``infinite=True`` no pass is read beyond ``max_items`` items.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import describe, difference
+from torchcontract.conformance._values import describe, difference, fingerprint
 from torchcontract.conformance.checks._common import (
     END,
     Pass,
@@ -15,6 +22,7 @@ from torchcontract.conformance.checks._common import (
     record_pass,
     recorded_first_pass,
 )
+from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.protocols import IterableDataset
 
 ITER = "iterable_dataset.iter_returns_iterator"
@@ -28,6 +36,7 @@ def first_pass(ctx: Context) -> Pass:
 
 
 @register_check(ITER, protocol=IterableDataset, severity="required")
+@preserving(data=True)
 def iter_returns_iterator(ctx: Context) -> None:
     """iter(ds) returns an iterator: it has __next__ and iter(it) is it."""
     problem = iterator_problem(ctx, ctx.obj, "ds")
@@ -36,6 +45,7 @@ def iter_returns_iterator(ctx: Context) -> None:
 
 
 @register_check(ENDS, protocol=IterableDataset, severity="required", requires=(ITER,))
+@preserving(data=True)
 def iteration_ends(ctx: Context) -> None:
     """A pass ends within the time budget (for a dataset declared infinite=True, a prefix is drawn)."""
     record = first_pass(ctx)
@@ -64,9 +74,32 @@ def iteration_ends(ctx: Context) -> None:
     severity="required",
     requires=(ENDS,),
 )
+@preserving(data=True)
 def new_iter_starts_new_pass(ctx: Context) -> None:
     """A new iter(ds) starts a new pass: the same number of items (equal items when deterministic)."""
-    first = first_pass(ctx)
+    shared = first_pass(ctx)
+    limit = shared.count + 1 if shared.ended else shared.count
+    # Both passes are drawn in this check: the restorer puts a pass counter (or an iterator position
+    # kept on the dataset) back after each check, so the pass another check recorded is no earlier
+    # pass of this one. That pass is compared too, for state the restorer cannot reach (a generator
+    # object held by the dataset).
+    first = record_pass(
+        ctx,
+        ctx.call("iter(ds)", iter, ctx.obj),
+        "it",
+        limit=limit,
+        keep=len(shared.prefix),
+        budget_fraction=0.4,
+    )
+    if first.timed_out:
+        ctx.skip("a pass takes more than 40% of the time budget: two passes do not fit in one check")
+    if shared.ended and first.count != shared.count:
+        ctx.fail(
+            f"a second iter(ds) yielded {first.count} items but the first yielded {shared.count}; "
+            "expected each iter(ds) to start a new, whole pass (is __iter__ returning a shared "
+            "iterator, or a generator object rather than a new one?)",
+            reproduce="len(list(ds)) == len(list(ds))",
+        )
     iterator = ctx.call("iter(ds)", iter, ctx.obj)
     limit = first.count + 1 if first.ended else first.count
     second = record_pass(ctx, iterator, "it", limit=limit, keep=len(first.prefix))
@@ -83,6 +116,18 @@ def new_iter_starts_new_pass(ctx: Context) -> None:
             "an endless stream again",
             reproduce=f"len(list(itertools.islice(ds, {first.count})))",
         )
+    # deterministic=False: only the count is compared (a random stream still has a fixed length per
+    # pass). ordered=False (a stream that shuffles each pass): the items are compared as a multiset,
+    # when both whole passes were kept.
+    if ctx.options.deterministic and ctx.options.ordered is False:
+        whole = first.ended and first.count == len(first.prefix) and second.count == len(second.prefix)
+        if whole and Counter(map(fingerprint, first.prefix)) != Counter(map(fingerprint, second.prefix)):
+            ctx.fail(
+                "two passes yielded different items (ordered=False: compared in any order); expected "
+                "the same items in each pass (or declare the dataset deterministic=False)",
+                reproduce="sorted(list(ds)) == sorted(list(ds))",
+            )
+        return
     if ctx.options.deterministic:
         for position, (one, two) in enumerate(zip(first.prefix, second.prefix, strict=False)):
             found = difference(one, two)
@@ -100,6 +145,7 @@ def new_iter_starts_new_pass(ctx: Context) -> None:
     severity="required",
     requires=(ENDS,),
 )
+@preserving(data=True)
 def len_matches_item_count(ctx: Context) -> None:
     """If ds has __len__, len(ds) equals the number of items in a pass."""
     length = declared_length(ctx, "ds")
@@ -120,6 +166,7 @@ def len_matches_item_count(ctx: Context) -> None:
     severity="required",
     requires=(ENDS,),
 )
+@preserving(data=True)
 def exhaustion_is_sticky(ctx: Context) -> None:
     """After StopIteration, next(it) raises StopIteration again."""
     record = first_pass(ctx)
@@ -145,6 +192,7 @@ def exhaustion_is_sticky(ctx: Context) -> None:
     severity="required",
     requires=(ENDS,),
 )
+@preserving(data=True)
 def items_share_structure(ctx: Context) -> None:
     """Every item of a pass has the same structure (container types, arity, keys, leaf types, dtypes)."""
     record = first_pass(ctx)

@@ -1,4 +1,11 @@
-"""Checks for :class:`~torchcontract.protocols.MapDataset` (SPEC.md, "MapDataset")."""
+"""Checks for :class:`~torchcontract.protocols.MapDataset` (SPEC.md, "MapDataset").
+
+Every check restores the dataset afterwards (:func:`~._preserve.preserving`): a cache filled by
+``ds[i]``, a counter or a generator stored on the dataset is put back. No check writes into a sample.
+
+Under ``deterministic=False`` the clauses that compare two samples skip or compare only what stays
+deterministic (counts, lengths, structure); each says which.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +18,9 @@ import numpy as np
 
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import (
-    compare,
-    describe,
-    difference,
-    mutable_leaves,
-    restore_leaves,
-    snapshot_leaves,
-    tensor_module,
-)
-from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item, try_deepcopy
+from torchcontract.conformance._values import compare, describe, difference, is_tensor, leaves, tensor_module
+from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item
+from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.protocols import MapDataset
 
 LEN = "map_dataset.len_is_non_negative_int"
@@ -39,6 +39,7 @@ def _get(ctx: Context, index: Any, shown: str | None = None) -> Any:
 
 
 @register_check(LEN, protocol=MapDataset, severity="required")
+@preserving(data=True)
 def len_is_non_negative_int(ctx: Context) -> None:
     """len(ds) returns a non-negative int."""
     ds = ctx.obj
@@ -54,6 +55,7 @@ def len_is_non_negative_int(ctx: Context) -> None:
 
 
 @register_check(GETITEM, protocol=MapDataset, severity="required", requires=(LEN,))
+@preserving(data=True)
 def getitem_in_range_succeeds(ctx: Context) -> None:
     """ds[i] returns a sample for the first, the last and a sample of indices in between."""
     length = _length(ctx)
@@ -65,12 +67,31 @@ def getitem_in_range_succeeds(ctx: Context) -> None:
 
 
 @register_check(PAST_END, protocol=MapDataset, severity="required", requires=(LEN,))
+@preserving(data=True)
 def index_past_end_raises_index_error(ctx: Context) -> None:
-    """ds[len(ds)] raises IndexError, so that Python's iteration protocol ends."""
+    """ds[len(ds)] raises IndexError, so that Python's iteration protocol ends; a dataset with its own
+    __iter__ may raise another error there, but not return a sample."""
     length = _length(ctx)
     outcome = ctx.attempt(f"ds[{length}]", operator.getitem, ctx.obj, length)
     if isinstance(outcome, IndexError):
         return
+    if getattr(type(ctx.obj), "__iter__", None) is not None:
+        # Iteration uses the dataset's own __iter__, not the legacy protocol; nothing in torch indexes
+        # past the end (the samplers draw from range(len(ds)), Subset passes its indices through,
+        # ConcatDataset bisects its cumulative sizes), so another error breaks nothing: a note.
+        if isinstance(outcome, Exception):
+            ctx.note(
+                f"ds[{length}] raised {type(outcome).__name__}, not IndexError (harmless with its own "
+                "__iter__; Python sequences raise IndexError)"
+            )
+            return
+        ctx.fail(
+            f"ds[{length}] returned {describe(outcome)} but len(ds) == {length}; expected an error "
+            "(IndexError, as Python sequences raise): a sample at len(ds) means __len__ undercounts, "
+            "and DataLoader's samplers only draw indices from range(len(ds)), so it is silently never "
+            "loaded; or the index wraps round and hides off-by-one errors in index arithmetic",
+            reproduce=f"ds[len(ds)]  # len(ds) == {length}",
+        )
     consequence = "Python's legacy iteration (for sample in ds) only stops on IndexError, so it would not end"
     if isinstance(outcome, Exception):
         ctx.fail(
@@ -86,9 +107,11 @@ def index_past_end_raises_index_error(ctx: Context) -> None:
 
 
 @register_check(DETERMINISTIC, protocol=MapDataset, severity="required", requires=(GETITEM,))
+@preserving(data=True)
 def getitem_is_deterministic(ctx: Context) -> None:
     """The same index twice gives equal samples (unless the target declares deterministic=False)."""
     if not ctx.options.deterministic:
+        # The clause is the declaration itself: a random dataset has nothing to compare.
         ctx.skip("the target declares deterministic=False")
     not_compared: list[str] = []
     for index in ctx.sample_indices(_length(ctx)):
@@ -112,6 +135,7 @@ def getitem_is_deterministic(ctx: Context) -> None:
     severity="required",
     requires=(GETITEM, PAST_END, DETERMINISTIC),
 )
+@preserving(data=True)
 def iteration_matches_indexing(ctx: Context) -> None:
     """Iterating ds (its own __iter__ or Python's legacy protocol) yields len(ds) items equal to ds[i]."""
     ds, length = ctx.obj, _length(ctx)
@@ -142,6 +166,8 @@ def iteration_matches_indexing(ctx: Context) -> None:
                 "exactly len(ds) items",
                 reproduce="sum(1 for _ in ds) == len(ds)",
             )
+        # deterministic=False: the count is still compared (a random dataset has a fixed length),
+        # the items not (ds[k] draws anew).
         if ctx.options.deterministic:
             found = difference(item, _get(ctx, position))
             if found:
@@ -162,6 +188,7 @@ def iteration_matches_indexing(ctx: Context) -> None:
     # An undeclared random dataset differs from its clone as from itself: that is DETERMINISTIC's failure.
     requires=(GETITEM, DETERMINISTIC),
 )
+@preserving(data=True)
 def pickle_round_trip(ctx: Context) -> None:
     """pickle.loads(pickle.dumps(ds)) gives an equal dataset (worker processes started with spawn)."""
     ds, length = ctx.obj, _length(ctx)
@@ -174,6 +201,8 @@ def pickle_round_trip(ctx: Context) -> None:
             reproduce="len(pickle.loads(pickle.dumps(ds))) == len(ds)",
         )
     if not ctx.options.deterministic:
+        # Only the length stays comparable: the clone draws anew (from its own copy of a generator
+        # stored on the dataset, or from the global RNGs), in an order the two cannot share.
         return
     for index in ctx.sample_indices(length):
         restored = ctx.call(f"clone[{index}]", operator.getitem, clone, index)
@@ -189,6 +218,7 @@ def pickle_round_trip(ctx: Context) -> None:
 @register_check(
     "map_dataset.samples_share_structure", protocol=MapDataset, severity="required", requires=(GETITEM,)
 )
+@preserving(data=True)
 def samples_share_structure(ctx: Context) -> None:
     """Every sample has the same structure: container types, tuple arity, dict keys, leaf types, dtypes."""
     indices = ctx.sample_indices(_length(ctx))
@@ -207,6 +237,7 @@ def samples_share_structure(ctx: Context) -> None:
     severity="required",
     requires=(GETITEM, DETERMINISTIC),
 )
+@preserving(data=True)
 def getitems_matches_getitem(ctx: Context) -> None:
     """If ds.__getitems__ exists (and is not None), it returns one sample per index, equal to ds[i]."""
     ds, length = ctx.obj, _length(ctx)
@@ -235,6 +266,7 @@ def getitems_matches_getitem(ctx: Context) -> None:
     for position, index in enumerate(indices):
         item = ctx.call(f"ds.__getitems__({indices})[{position}]", operator.getitem, batch, position)
         expected = _get(ctx, index)
+        # deterministic=False: compare structure only (two draws differ in value).
         found = difference(item, expected) if ctx.options.deterministic else None
         if found is None and not ctx.options.deterministic:
             found = first_structure_mismatch([expected, item], "sample {}")
@@ -252,6 +284,7 @@ def getitems_matches_getitem(ctx: Context) -> None:
     severity="recommended",
     requires=(GETITEM, DETERMINISTIC),
 )
+@preserving(data=True)
 def negative_index_mirrors_python(ctx: Context) -> None:
     """ds[-1] either equals ds[len(ds) - 1], like a Python sequence, or raises IndexError or TypeError."""
     length = _length(ctx)
@@ -266,7 +299,7 @@ def negative_index_mirrors_python(ctx: Context) -> None:
             "IndexError/TypeError",
             reproduce="ds[-1]",
         )
-    if ctx.options.deterministic:
+    if ctx.options.deterministic:  # deterministic=False: only which indices raise is compared
         found = difference(outcome, _get(ctx, length - 1))
         if found:
             ctx.fail(
@@ -283,59 +316,83 @@ def negative_index_mirrors_python(ctx: Context) -> None:
         )
 
 
-def _mutate(value: Any) -> bool:
-    """Change every writable array/tensor leaf of a sample in place; True if anything changed."""
-    changed = False
-    for leaf in mutable_leaves(value):
+def _modifiable_leaves(value: Any) -> list[tuple[str, Any]]:
+    """(path, leaf) for the array and tensor leaves that code could modify in place."""
+    return [(path, leaf) for path, leaf in leaves(value) if _modifiable(leaf)]
+
+
+def _modifiable(leaf: Any) -> bool:
+    if isinstance(leaf, np.ndarray):
+        return bool(leaf.flags.writeable and leaf.size)
+    # An inference tensor refuses in-place updates outside inference mode.
+    return is_tensor(leaf) and _span(leaf) is not None and not leaf.is_inference()
+
+
+def _span(leaf: Any) -> tuple[str, int, int] | None:
+    """(device, first byte, one past the last byte) of the memory an array or tensor leaf covers."""
+    try:
         if isinstance(leaf, np.ndarray):
-            if leaf.dtype.kind == "b":
-                np.logical_not(leaf, out=leaf)
-            else:
-                leaf += 1
-        else:
-            with tensor_module().no_grad():
-                if leaf.dtype == tensor_module().bool:
-                    leaf.logical_not_()
-                else:
-                    leaf.add_(1)
-        changed = True
-    return changed
+            if not leaf.size:
+                return None
+            byte_bounds = getattr(np, "byte_bounds", None) or np.lib.array_utils.byte_bounds
+            low, high = byte_bounds(leaf)
+            return "cpu", int(low), int(high)
+        if is_tensor(leaf) and leaf.layout == tensor_module().strided and leaf.numel() and not leaf.is_meta:
+            extent = sum(
+                (size - 1) * abs(stride) for size, stride in zip(leaf.shape, leaf.stride(), strict=True)
+            )
+            start = int(leaf.data_ptr())
+            return str(leaf.device), start, start + (extent + 1) * leaf.element_size()
+    except Exception:  # a tensor without storage (a subclass, a functional tensor): not compared
+        return None
+    return None
+
+
+def _shared_leaf(first: Any, second: Any) -> tuple[str, str] | None:
+    """(path in first, path in second) of a modifiable leaf of ``first`` whose memory overlaps a leaf
+    of ``second``, or None."""
+    spans = [(path, _span(leaf)) for path, leaf in leaves(second)]
+    for path, leaf in _modifiable_leaves(first):
+        mine = _span(leaf)
+        if mine is None:
+            continue
+        for other_path, other in spans:
+            if other is not None and other[0] == mine[0] and other[1] < mine[2] and mine[1] < other[2]:
+                return path, other_path
+    return None
 
 
 @register_check(
     "map_dataset.samples_are_independent_copies",
     protocol=MapDataset,
     severity="recommended",
-    requires=(GETITEM, DETERMINISTIC),
+    requires=(GETITEM,),
 )
+@preserving(data=True)
 def samples_are_independent_copies(ctx: Context) -> None:
-    """Mutating a returned sample in place does not change the dataset."""
-    if not ctx.options.deterministic:
-        ctx.skip("the target declares deterministic=False")
+    """Two calls ds[i] return samples that share no modifiable memory, so modifying one in place
+    cannot change the dataset."""
+    # Compared by memory address, never by writing into the sample: a sample may be a view of
+    # memory the check does not own (a read-only memory map, wrapped with torch.from_numpy, crashes
+    # the process when written). Two live objects that were allocated separately never overlap, so
+    # a correct dataset cannot fail, whatever its randomness (no deterministic=False skip needed).
     length = _length(ctx)
     if length == 0:
         ctx.skip("ds is empty")
     index = length - 1
     sample = _get(ctx, index)
-    before, error = try_deepcopy(sample, f"copy.deepcopy(ds[{index}])")
-    if error is not None:
-        # A nested tensor cannot be deep-copied: without a copy there is nothing to compare with.
-        ctx.skip(f"ds[{index}] cannot be deep-copied ({type(error).__name__}), so a change cannot be seen")
-    saved = snapshot_leaves(sample)
-    try:
-        if not _mutate(sample):
-            return  # nothing mutable was returned
-        after = _get(ctx, index)
-        found = difference(after, before)
-        if found:
-            ctx.fail(
-                f"after sample = ds[{index}] was modified in place, ds[{index}] changed too "
-                f"({found}); expected each call to return independent data (a view into the "
-                "dataset's storage lets a transform or a training step corrupt it)",
-                reproduce=f"sample = ds[{index}]; <modify sample in place>; ds[{index}]",
-            )
-    finally:
-        restore_leaves(saved)
+    again = _get(ctx, index)
+    shared = _shared_leaf(sample, again)
+    if shared:
+        path, other_path = shared
+        ctx.fail(
+            f"sample = ds[{index}] and a second ds[{index}] share memory (sample{path} overlaps "
+            f"sample{other_path} of the second call), so once sample is modified in place ds[{index}] "
+            "changed too; expected each call to return independent data (a view into the dataset's "
+            "storage lets a transform or a training step corrupt it; over a read-only memory map, "
+            "writing crashes)",
+            reproduce=f"a, b = ds[{index}], ds[{index}]; np.shares_memory(a{path}, b{other_path})",
+        )
 
 
 @register_check(
@@ -344,6 +401,7 @@ def samples_are_independent_copies(ctx: Context) -> None:
     severity="recommended",
     requires=(GETITEM, DETERMINISTIC),
 )
+@preserving(data=True)
 def accepts_numpy_integer_index(ctx: Context) -> None:
     """ds[np.int64(i)] returns ds[i] (indices often come from NumPy arrays)."""
     length = _length(ctx)
@@ -351,7 +409,7 @@ def accepts_numpy_integer_index(ctx: Context) -> None:
         ctx.skip("ds is empty")
     index = length - 1
     sample = _get(ctx, np.int64(index), shown=f"np.int64({index})")
-    if ctx.options.deterministic:
+    if ctx.options.deterministic:  # deterministic=False: that ds[np.int64(i)] returns is enough
         # A NumPy index may give NumPy scalars where a Python index gives Python numbers.
         found = difference(sample, _get(ctx, index), loose_scalars=True)
         if found:

@@ -1,17 +1,26 @@
 """Checks for :class:`~torchcontract.protocols.Module` (SPEC.md, "Module").
 
 Checks that change a module (perturbing parameters, loading state, setting gradients, moving it to
-a device) work on deep copies; checks that switch modes restore the original mode.
+a device) work on deep copies; checks that switch modes restore every submodule's mode exactly, and
+every check restores the module's state afterwards (:func:`~._preserve.preserving`).
+
+Under ``deterministic=False``, the clauses that compare two modules' outputs (the module and its copy,
+a copy after a state-dict round trip) seed the global random generators alike before each call: the
+copy was taken before either call, so a module drawing from the global RNGs or from a generator of
+its own draws the same numbers in both.
 """
 
 from __future__ import annotations
 
+import random
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._engine import Context
+from torchcontract.conformance._engine import Context, global_rng_states, restore_global_rng_states
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import (
     close_difference,
@@ -22,11 +31,15 @@ from torchcontract.conformance._values import (
     tensor_module,
 )
 from torchcontract.conformance.checks._common import try_deepcopy
+from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks.callable_module import (
+    args_text,
     call_module,
     eval_mode,
     fresh_inputs,
-    restore_mode,
+    fresh_kwargs,
+    mode_snapshot,
+    restore_modes,
 )
 from torchcontract.protocols import Module
 
@@ -57,6 +70,33 @@ def _copy(ctx: Context, what: str = "copy.deepcopy(m)") -> Any:
     return copied
 
 
+@contextmanager
+def _seeded(ctx: Context) -> Iterator[None]:
+    """Under deterministic=False, seed Python's, NumPy's and torch's global generators with the
+    target's seed for the block (their states are put back afterwards); a no-op otherwise."""
+    if ctx.options.deterministic:
+        yield
+        return
+    states = global_rng_states()
+    random.seed(ctx.options.seed)
+    np.random.seed(ctx.options.seed)
+    torch = tensor_module()
+    if torch is not None:
+        torch.manual_seed(ctx.options.seed)
+    try:
+        yield
+    finally:
+        restore_global_rng_states(states)
+
+
+def _seeded_note(ctx: Context) -> str:
+    return (
+        ""
+        if ctx.options.deterministic
+        else " (deterministic=False: both calls with the global RNGs seeded alike)"
+    )
+
+
 def _values(parameter: Any) -> Any:
     """The array or tensor holding a parameter's values (torch Parameter, ``.data`` holder, array)."""
     if is_tensor(parameter) or isinstance(parameter, np.ndarray):
@@ -84,11 +124,12 @@ def _perturb(parameter: Any) -> bool:
 
 
 @register_check(MODE, protocol=Module, severity="required")
+@preserving(data=False)
 def train_eval_set_mode(ctx: Context) -> None:
     """train() and eval() return the module itself and set training on it and every submodule;
     train(False) is eval()."""
     module = ctx.obj
-    was_training = module.training
+    modes = mode_snapshot(module)
     # train(False) last: code such as model.train(is_training) relies on it as much as on eval().
     steps: list[tuple[str, str, tuple[bool, ...]]] = [
         ("m.train()", "train", ()),
@@ -113,7 +154,7 @@ def train_eval_set_mode(ctx: Context) -> None:
                 )
             _check_submodule_modes(ctx, module, call, expected)
     finally:
-        restore_mode(module, was_training)
+        restore_modes(module, modes)
 
 
 def _check_submodule_modes(ctx: Context, module: Any, call: str, expected: bool) -> None:
@@ -137,6 +178,7 @@ def _check_submodule_modes(ctx: Context, module: Any, call: str, expected: bool)
 
 
 @register_check("module.parameters_match_named_parameters", protocol=Module, severity="required")
+@preserving(data=False)
 def parameters_match_named_parameters(ctx: Context) -> None:
     """parameters() yields the values of named_parameters(), each once, under unique names."""
     module = ctx.obj
@@ -172,19 +214,23 @@ def parameters_match_named_parameters(ctx: Context) -> None:
     DEEPCOPY, protocol=Module, severity="required", needs=("example_inputs",),
     requires=("callable_module.eval_is_deterministic",),
 )  # fmt: skip
+@preserving(data=False)
 def deepcopy_is_independent(ctx: Context) -> None:
     """copy.deepcopy(m) gives equal outputs and parameters of its own."""
     module = ctx.obj
-    with eval_mode(module):
-        expected = call_module(ctx, module)
+    # The copy is taken before m is called: a call may change state (a counter, a generator).
     clone = _copy(ctx)
-    with eval_mode(clone):
+    with eval_mode(module), _seeded(ctx):
+        expected = call_module(ctx, module)
+    with eval_mode(clone), _seeded(ctx):
         copied = call_module(ctx, clone, "copy.deepcopy(m)(*inputs)")
     found = close_difference(copied, expected)
     if found:
+        call = args_text(ctx)
         ctx.fail(
-            f"copy.deepcopy(m)(*inputs) differs from m(*inputs) ({found}); expected equal outputs",
-            reproduce="copy.deepcopy(m)(*inputs) == m(*inputs)",
+            f"copy.deepcopy(m)({call}) differs from m({call}) ({found}){_seeded_note(ctx)}; expected "
+            "equal outputs",
+            reproduce=f"copy.deepcopy(m)({call}) == m({call})",
         )
     before = {name: _snapshot(p) for name, p in module.named_parameters()}
     saved = [(p, _snapshot(p)) for _, p in module.named_parameters()]  # by identity: names may repeat
@@ -232,27 +278,29 @@ def _snapshot(parameter: Any) -> Any:
     needs=("example_inputs",),
     requires=("callable_module.eval_is_deterministic", DEEPCOPY),
 )
+@preserving(data=False)
 def state_dict_round_trip(ctx: Context) -> None:
     """Loading m.state_dict() into a perturbed copy of m restores m's outputs."""
     module = ctx.obj
-    with eval_mode(module):
+    clone = _copy(ctx)  # before m is called (see deepcopy_is_independent)
+    with eval_mode(module), _seeded(ctx):
         expected = call_module(ctx, module)
     state = ctx.call("m.state_dict()", module.state_dict)
-    clone = _copy(ctx)
     for _, parameter in ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())):
         _perturb(parameter)
     ctx.call("clone.load_state_dict(m.state_dict())", clone.load_state_dict, state)
-    with eval_mode(clone):
+    with eval_mode(clone), _seeded(ctx):
         restored = call_module(ctx, clone, "clone(*inputs)")
     found = close_difference(restored, expected)
     if found:
+        call = args_text(ctx)
         ctx.fail(
             f"after clone.load_state_dict(m.state_dict()) on a copy whose parameters were changed, "
-            f"clone(*inputs) differs from m(*inputs) ({found}); expected the state dict to hold "
-            "everything the output depends on",
+            f"clone({call}) differs from m({call}) ({found}){_seeded_note(ctx)}; expected the state "
+            "dict to hold everything the output depends on",
             reproduce=(
                 "clone = copy.deepcopy(m); <change clone's parameters>; "
-                "clone.load_state_dict(m.state_dict()); clone(*inputs) == m(*inputs)"
+                f"clone.load_state_dict(m.state_dict()); clone({call}) == m({call})"
             ),
         )
 
@@ -263,6 +311,7 @@ def state_dict_round_trip(ctx: Context) -> None:
     severity="required",
     requires=(DEEPCOPY,),
 )
+@preserving(data=False)
 def load_state_dict_strict_rejects_bad_keys(ctx: Context) -> None:
     """load_state_dict(state, strict=True) raises on a missing key and on an unexpected key."""
     state = dict(ctx.call("m.state_dict()", ctx.obj.state_dict))
@@ -307,6 +356,7 @@ def _is_cleared(gradient: Any) -> bool:
 @register_check(
     "module.zero_grad_clears_gradients", protocol=Module, severity="required", requires=(DEEPCOPY,)
 )
+@preserving(data=False)
 def zero_grad_clears_gradients(ctx: Context) -> None:
     """After zero_grad(), every parameter's gradient is None or zero."""
     clone = _copy(ctx)
@@ -362,6 +412,7 @@ def _on(tensor: Any, device: Any) -> bool:
     requires=(DEEPCOPY,),
     per_device=True,
 )
+@preserving(data=False)
 def to_device(ctx: Context) -> None:
     """m.to(device) returns m and moves every parameter and buffer; outputs land on that device."""
     torch = _torch_module(ctx)
@@ -382,14 +433,16 @@ def to_device(ctx: Context) -> None:
                 reproduce=f"m.to({ctx.device!r}); m.state_dict()[{name!r}].device",
             )
     inputs = _to_device(fresh_inputs(ctx), device)
+    kwargs = _to_device(fresh_kwargs(ctx), device)
+    what = f"m.to({ctx.device!r})({args_text(ctx)} on {ctx.device})"
     with eval_mode(clone):
-        output = ctx.call(f"m.to({ctx.device!r})(*inputs on {ctx.device})", clone, *inputs)
+        output = ctx.call(what, clone, *inputs, **kwargs)
     for path, leaf in leaves(output):
         if is_tensor(leaf) and not _on(leaf, device):
             ctx.fail(
                 f"with the module and inputs on {ctx.device}, output{path} is on {leaf.device}; "
                 "expected outputs on the same device",
-                reproduce=f"m.to({ctx.device!r})(*inputs on {ctx.device})",
+                reproduce=what,
             )
 
 
@@ -401,22 +454,28 @@ def to_device(ctx: Context) -> None:
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_device=True,
 )
+@preserving(data=False)
 def device_parity(ctx: Context) -> None:
     """On a CUDA device, outputs match CPU outputs within torch.testing.assert_close's tolerances."""
     torch = _torch_module(ctx)
     device = torch.device(ctx.device)
     if device.type == "cpu":
         ctx.skip("compares a CUDA device with the CPU; runs with device='cuda'")
+    if not ctx.options.deterministic:
+        # Seeding does not help: the CPU and CUDA generators draw different numbers from one seed.
+        ctx.skip("the target declares deterministic=False: CPU and CUDA outputs of a random module differ")
     with eval_mode(ctx.obj):
         expected = call_module(ctx, ctx.obj)
     clone = _copy(ctx).to(device)
     inputs = _to_device(fresh_inputs(ctx), device)
+    kwargs = _to_device(fresh_kwargs(ctx), device)
+    what = f"m.to({ctx.device!r})({args_text(ctx)} on {ctx.device})"
     # TF32 is on for convolutions by default; compare full float32 precision.
     matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         with eval_mode(clone):
-            output = ctx.call(f"m.to({ctx.device!r})(*inputs on {ctx.device})", clone, *inputs)
+            output = ctx.call(what, clone, *inputs, **kwargs)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
     found = close_difference(_to_device(output, torch.device("cpu")), expected)
@@ -424,5 +483,5 @@ def device_parity(ctx: Context) -> None:
         ctx.fail(
             f"on {ctx.device} the output differs from the CPU output ({found}); expected agreement "
             "within torch.testing.assert_close's default tolerances for the dtype (TF32 off)",
-            reproduce=f"m(*inputs) vs m.to({ctx.device!r})(*inputs on {ctx.device})",
+            reproduce=f"m({args_text(ctx)}) vs {what}",
         )

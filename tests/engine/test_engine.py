@@ -10,7 +10,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -39,17 +39,26 @@ from torchcontract.protocols import (
 
 
 class Squares:
-    """A correct map-style dataset that counts its __getitem__ calls."""
+    """A correct map-style dataset that counts its __getitem__ calls.
+
+    The count lives on the class: check() puts the instance's own state back after each check.
+    """
+
+    _calls: ClassVar[dict[int, int]] = {}
 
     def __init__(self, length: int = 10) -> None:
         self.length = length
-        self.calls = 0
+        Squares._calls[id(self)] = 0
+
+    @property
+    def calls(self) -> int:
+        return Squares._calls[id(self)]
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> int:
-        self.calls += 1
+        Squares._calls[id(self)] = Squares._calls.get(id(self), 0) + 1
         if not -self.length <= index < self.length:
             raise IndexError(index)
         return (index % self.length) ** 2
@@ -316,12 +325,18 @@ def test_big_datasets_are_sampled_unless_thorough() -> None:
 
 def test_sampled_indices_are_reproducible_from_the_seed() -> None:
     class Recording(Squares):
+        _seen: ClassVar[dict[int, list[int]]] = {}  # on the class: check() restores the instance
+
         def __init__(self) -> None:
             super().__init__(10_000)
-            self.seen: list[int] = []
+            Recording._seen[id(self)] = []
+
+        @property
+        def seen(self) -> list[int]:
+            return Recording._seen[id(self)]
 
         def __getitem__(self, index: int) -> int:
-            self.seen.append(index)
+            Recording._seen.setdefault(id(self), []).append(index)
             return super().__getitem__(index)
 
     first, second, third = Recording(), Recording(), Recording()

@@ -1,0 +1,296 @@
+"""Leaving the checked object as it was: a snapshot of its state, restored after each check.
+
+SPEC.md ("Side effects") promises that ``check()`` leaves the object as it found it. Calls change
+objects that keep state: a call counter or a running mean updated in ``forward``, BatchNorm's running
+statistics in train mode, a dataset that memoises samples or counts its passes, a collate function
+that counts batches, a generator stored on the object. :func:`preserving` wraps a check function so
+that everything reachable from ``ctx.obj`` through instance ``__dict__``s, containers, closures and
+``functools.partial`` objects is put back afterwards, in place (identities kept, so an optimizer
+holding a module's parameters still holds them):
+
+- attributes (``vars(obj)``): added ones removed, replaced ones put back, every submodule's
+  ``training`` flag included;
+- the contents of lists, dicts, sets and deques (a cache dict, a list of seen inputs);
+- the values of arrays and tensors (parameters, buffers, a cache tensor), written back only where
+  they changed, so memory that was never written (a read-only memory map) is never written either;
+- the state of random generators (``random.Random``, NumPy's ``Generator``/``RandomState``,
+  ``torch.Generator``).
+
+Walking the object never calls its methods (only ``vars``, container reads and the generators' own
+state getters); a part that cannot be read is left out, never an error. For datasets and collate
+functions, arrays bigger than ``max_array_bytes`` (the data itself, which the checks only read) are
+not copied; a module's arrays are all copied (parameters and buffers are its state).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import io
+import random
+import threading
+import types
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from torchcontract.conformance._engine import Context
+from torchcontract.conformance._values import is_tensor, tensor_module
+
+__all__ = ["Restorer", "preserved", "preserving"]
+
+Restore = Callable[[], None]
+# Above this, a dataset's or collate function's array is taken for data the checks only read.
+DATA_ARRAY_BYTES = 1 << 20
+DATA_TOTAL_BYTES = 64 << 20
+_MAX_NODES = 100_000  # objects visited per snapshot (a dataset may reference a large object graph)
+
+_OPAQUE = (
+    type,
+    types.ModuleType,
+    types.BuiltinFunctionType,
+    types.MethodWrapperType,
+    types.CodeType,
+    io.IOBase,
+    weakref.ref,
+    type(threading.Lock()),
+    type(threading.RLock()),
+    threading.Thread,
+    str,
+    bytes,
+    int,
+    float,
+    complex,
+    bool,
+    range,
+    type(None),
+)
+
+
+class Restorer:
+    """A snapshot of ``obj``'s state; :meth:`restore` puts it back (see the module docstring)."""
+
+    def __init__(self, obj: object, *, max_array_bytes: int | None = None) -> None:
+        self._max_array_bytes = max_array_bytes
+        self._total_left = None if max_array_bytes is None else DATA_TOTAL_BYTES
+        self._seen: set[int] = set()
+        self._steps: list[tuple[str, Restore]] = []
+        self.problems: list[str] = []
+        self._visit(obj, "obj")
+
+    def restore(self) -> None:
+        """Put every captured part back; a part that cannot be restored is named in ``problems``."""
+        for where, step in reversed(self._steps):
+            problem = _attempt(step)
+            if problem:
+                self.problems.append(f"{where} ({problem})")
+
+    # -- capturing ------------------------------------------------------------------------------
+
+    def _visit(self, value: Any, where: str) -> None:
+        if isinstance(value, _OPAQUE) or id(value) in self._seen or len(self._seen) >= _MAX_NODES:
+            return
+        self._seen.add(id(value))
+        try:
+            self._capture(value, where)
+        except Exception:  # an odd object is left out of the snapshot, never an error
+            return
+
+    def _capture(self, value: Any, where: str) -> None:
+        if isinstance(value, np.ndarray):
+            self._capture_array(value, where)
+            return
+        if is_tensor(value):
+            self._capture_tensor(value, where)
+            return
+        if self._capture_generator(value, where):
+            return
+        if isinstance(value, tuple):
+            for index, item in enumerate(value):
+                self._visit(item, f"{where}[{index}]")
+            return
+        if isinstance(value, (list, collections.deque)):
+            self._capture_sequence(value, where)
+            return
+        if isinstance(value, dict):
+            self._capture_dict(value, where)
+            return
+        if isinstance(value, set):
+            saved_set = set(value)
+
+            def restore_set() -> None:
+                if set.__ne__(value, saved_set):
+                    set.clear(value)
+                    set.update(value, saved_set)
+
+            self._steps.append((where, restore_set))
+            return
+        if isinstance(value, functools.partial):
+            self._visit(value.args, f"{where}.args")
+            self._visit(value.keywords, f"{where}.keywords")
+            return
+        if isinstance(value, types.MethodType):
+            self._visit(value.__self__, f"{where}.__self__")
+            return
+        if isinstance(value, types.FunctionType):
+            self._capture_closure(value, where)
+        attributes = getattr(value, "__dict__", None)
+        if isinstance(attributes, dict):
+            self._capture_dict(attributes, f"{where}.__dict__")
+
+    def _capture_array(self, value: np.ndarray[Any, Any], where: str) -> None:
+        if not value.flags.writeable or not value.size or not self._affordable(value.nbytes):
+            return
+        saved = value.copy()
+
+        def restore() -> None:
+            if not np.array_equal(value, saved, equal_nan=value.dtype.kind in "fc"):
+                np.copyto(value, saved)
+
+        self._steps.append((where, restore))
+
+    def _capture_tensor(self, value: Any, where: str) -> None:
+        torch = tensor_module()
+        if value.is_inference() or value.is_meta or value.layout != torch.strided or not value.numel():
+            return
+        if not self._affordable(value.numel() * value.element_size()):
+            return
+        saved = value.detach().clone()
+
+        def restore() -> None:
+            # Written back only where it changed: a tensor over read-only memory (torch.from_numpy of
+            # a memory map opened with mode 'r') would crash the process if written.
+            if not torch.equal(value.detach(), saved) and not _nan_equal(torch, value.detach(), saved):
+                with torch.no_grad():
+                    value.copy_(saved)
+
+        self._steps.append((where, restore))
+
+    def _capture_generator(self, value: Any, where: str) -> bool:
+        if isinstance(value, np.random.Generator):
+            bit_generator = value.bit_generator
+            state = bit_generator.state
+
+            def restore_generator() -> None:
+                bit_generator.state = state
+
+            self._steps.append((where, restore_generator))
+            return True
+        if isinstance(value, np.random.RandomState):
+            legacy = value.get_state()
+            self._steps.append((where, lambda: value.set_state(legacy)))
+            return True
+        if isinstance(value, random.Random):
+            python_state = value.getstate()
+            self._steps.append((where, lambda: value.setstate(python_state)))
+            return True
+        torch = tensor_module()
+        if torch is not None and isinstance(value, torch.Generator):
+            torch_state = value.get_state()
+            self._steps.append((where, lambda: value.set_state(torch_state)))
+            return True
+        return False
+
+    def _capture_sequence(self, value: Any, where: str) -> None:
+        items = list(value)
+
+        def restore() -> None:
+            if len(value) != len(items) or any(a is not b for a, b in zip(value, items, strict=True)):
+                # The base type's methods: a subclass's own clear/extend is the object's code.
+                kind = collections.deque if isinstance(value, collections.deque) else list
+                kind.clear(value)
+                kind.extend(value, items)
+
+        self._steps.append((where, restore))
+        for index, item in enumerate(items):
+            self._visit(item, f"{where}[{index}]")
+
+    def _capture_dict(self, value: dict[Any, Any], where: str) -> None:
+        items = list(value.items())
+
+        def restore() -> None:
+            current = list(value.items())
+            same = len(current) == len(items) and all(
+                k1 is k2 or k1 == k2 for (k1, _), (k2, _) in zip(current, items, strict=True)
+            )
+            if not same or any(v1 is not v2 for (_, v1), (_, v2) in zip(current, items, strict=True)):
+                # The base type's methods (Counter.update adds counts); OrderedDict keeps its own
+                # order links, so it needs its own.
+                kind = collections.OrderedDict if isinstance(value, collections.OrderedDict) else dict
+                kind.clear(value)
+                kind.update(value, items)
+
+        self._steps.append((where, restore))
+        for key, item in items:
+            self._visit(item, f"{where}[{key!r}]")
+
+    def _capture_closure(self, function: types.FunctionType, where: str) -> None:
+        for index, cell in enumerate(function.__closure__ or ()):
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+
+            def restore_cell(cell: Any = cell, contents: Any = contents) -> None:
+                if cell.cell_contents is not contents:
+                    cell.cell_contents = contents
+
+            self._steps.append((f"{where}.__closure__[{index}]", restore_cell))
+            self._visit(contents, f"{where}.__closure__[{index}]")
+
+    def _affordable(self, nbytes: int) -> bool:
+        if self._max_array_bytes is None or self._total_left is None:
+            return True
+        if nbytes > self._max_array_bytes or nbytes > self._total_left:
+            return False
+        self._total_left -= nbytes
+        return True
+
+
+def _attempt(step: Restore) -> str | None:
+    """Run one restoring step; what it raised, or None (a part that refuses restoration is reported)."""
+    try:
+        step()
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _nan_equal(torch: Any, one: Any, two: Any) -> bool:
+    if not (one.is_floating_point() or one.is_complex()) or one.shape != two.shape:
+        return False
+    return bool(torch.equal(torch.nan_to_num(one), torch.nan_to_num(two))) and bool(
+        torch.equal(one.isnan(), two.isnan())
+    )
+
+
+@contextmanager
+def preserved(obj: object, *, max_array_bytes: int | None = None) -> Iterator[Restorer]:
+    """Snapshot ``obj``, run the block, restore ``obj`` (also when the block fails or skips)."""
+    restorer = Restorer(obj, max_array_bytes=max_array_bytes)
+    try:
+        yield restorer
+    finally:
+        restorer.restore()
+
+
+def preserving(*, data: bool) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
+    """Wrap a check function so that ``ctx.obj`` is restored after it (``data``: a dataset or collate
+    function, whose big arrays are data the checks only read). A part that could not be restored is
+    named in a note of the result."""
+
+    def decorator(func: Callable[[Context], None]) -> Callable[[Context], None]:
+        @functools.wraps(func)
+        def run(ctx: Context) -> None:
+            limit = DATA_ARRAY_BYTES if data else None
+            with preserved(ctx.obj, max_array_bytes=limit) as restorer:
+                func(ctx)
+            if restorer.problems:
+                ctx.note(f"could not restore {', '.join(restorer.problems[:3])} after the check")
+
+        return run
+
+    return decorator

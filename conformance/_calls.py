@@ -10,6 +10,7 @@ object (a failed check) from one of torchcontract's own code (an internal error)
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable
 
@@ -24,6 +25,17 @@ _TAG = "__torchcontract_call__"
 # Isolation mode: the child process also writes the call in progress where its parent can read it
 # after a death (see _isolation.py).
 _SHARED: list[Callable[[str | None], None]] = []
+
+
+def _forget_threads_after_fork() -> None:
+    # A forked child has only the forking thread: the idents of the parent's other threads (an
+    # abandoned check among them) are free for new threads there.
+    _ABANDONED.clear()
+    _CURRENT.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads_after_fork)
 
 
 class Abandoned(BaseException):

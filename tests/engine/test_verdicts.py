@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from torchcontract.conformance import check
@@ -32,14 +33,14 @@ class Squares:
         return (index % 8) ** 2
 
 
-def _broken_difference(left: Any, right: Any, *args: Any, **kwargs: Any) -> str | None:
+def _broken_compare(left: Any, right: Any, *args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("a deliberately broken comparison")
 
 
 @pytest.fixture
 def broken_comparison(monkeypatch: pytest.MonkeyPatch) -> None:
     """torchcontract's own comparison raises, as a bug of ours would."""
-    monkeypatch.setattr(map_dataset_checks, "difference", _broken_difference)
+    monkeypatch.setattr(map_dataset_checks, "compare", _broken_compare)
 
 
 @pytest.mark.usefixtures("broken_comparison")
@@ -75,52 +76,39 @@ def test_an_exception_of_the_object_through_ctx_call_stays_its_failure() -> None
     assert not report.errors
 
 
-class DeepcopyHangs:
-    """A sample whose __deepcopy__ blocks: hangs the recommended samples_are_independent_copies."""
+class NumpyIndexHangs(Squares):
+    """Hangs on a NumPy integer index: the recommended accepts_numpy_integer_index hangs."""
 
-    def __init__(self, value: int, release: threading.Event) -> None:
-        self.value = value
-        self.release = release
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DeepcopyHangs) and self.value == other.value
-
-    def __hash__(self) -> int:
-        return self.value
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> DeepcopyHangs:
-        self.release.wait()
-        return DeepcopyHangs(self.value, self.release)
-
-
-class CopyHangsDataset(Squares):
     def __init__(self) -> None:
         self.release = threading.Event()
 
     def __getitem__(self, index: int) -> Any:
-        return DeepcopyHangs(super().__getitem__(index), self.release)
+        if isinstance(index, np.integer):
+            self.release.wait()
+        return super().__getitem__(index)
 
     def __reduce__(self) -> Any:
-        return (CopyHangsDataset, ())
+        return (NumpyIndexHangs, ())
 
 
 def test_a_hang_in_a_recommended_clause_fails_the_report() -> None:
-    dataset = CopyHangsDataset()
+    dataset = NumpyIndexHangs()
     try:
         report = check(dataset, MapDataset, time_budget_s=0.5)
     finally:
         dataset.release.set()
     statuses = {r.check_id: r.status for r in report.results}
-    assert statuses["map_dataset.samples_are_independent_copies"] == "failed"
+    assert statuses["map_dataset.accepts_numpy_integer_index"] == "failed"
     unverified = [r for r in report.results if r.status == "unverified"]
     assert any(r.severity == "required" for r in unverified), report
     for result in unverified:
-        assert "hung in map_dataset.samples_are_independent_copies" in result.message
+        assert "hung in map_dataset.accepts_numpy_integer_index" in result.message
     assert not report.passed, "required clauses were not verified"
 
 
 CLI_MODULE = """
     import threading
+    import numpy as np
     from torchcontract.conformance.checks import map_dataset
 
     class Squares:
@@ -132,29 +120,21 @@ CLI_MODULE = """
                 raise IndexError(index)
             return (index % 8) ** 2
 
-    class Sample:
-        def __init__(self, value):
-            self.value = value
-        def __eq__(self, other):
-            return isinstance(other, Sample) and self.value == other.value
-        def __hash__(self):
-            return self.value
-        def __deepcopy__(self, memo):
-            threading.Event().wait()
-
-    class CopyHangs(Squares):
+    class NumpyIndexHangs(Squares):
         def __getitem__(self, index):
-            return Sample(super().__getitem__(index))
+            if isinstance(index, np.integer):
+                threading.Event().wait()
+            return super().__getitem__(index)
 
     def _broken(*args, **kwargs):
         raise RuntimeError("a deliberately broken comparison")
 
     def broken_comparison():
-        map_dataset.difference = _broken
+        map_dataset.compare = _broken
         return Squares()
 
     squares = Squares()
-    copy_hangs = CopyHangs()
+    copy_hangs = NumpyIndexHangs()
 """
 
 
@@ -206,7 +186,7 @@ PLUGIN_FILE = """
 
     @pytest.fixture(autouse=True)
     def broken_comparison(monkeypatch):
-        monkeypatch.setattr(map_dataset, "difference", _broken)
+        monkeypatch.setattr(map_dataset, "compare", _broken)
 
     @parametrize_with_checks(
         [
@@ -246,7 +226,7 @@ def test_the_plugin_fails_the_unverified_required_checks_after_a_hang(pytester: 
             from torchcontract.conformance import Target, parametrize_with_checks
             from torchcontract.protocols import MapDataset
 
-            @parametrize_with_checks([Target(CopyHangs(), MapDataset, name="hangs")])
+            @parametrize_with_checks([Target(NumpyIndexHangs(), MapDataset, name="hangs")])
             def test_conformance(target, check):
                 check(target)
             """
@@ -261,6 +241,6 @@ def test_the_plugin_fails_the_unverified_required_checks_after_a_hang(pytester: 
     assert outcomes.get("failed") == 3, result.stdout.str()
     assert outcomes.get("skipped") == 1
     result.stdout.fnmatch_lines(
-        ["*could not be verified:", "*hung in map_dataset.samples_are_independent_copies*"]
+        ["*could not be verified:", "*hung in map_dataset.accepts_numpy_integer_index*"]
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED

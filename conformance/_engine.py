@@ -62,6 +62,14 @@ class CheckSkipped(Exception):
     """Raised inside a check (by ``ctx.skip``): the clause does not apply, and why."""
 
 
+class _HungCall(BaseException):
+    """A call into the object, run in a thread of its own, did not return within the budget."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
 class CheckUnverified(Exception):
     """Raised inside a check (by ``ctx.unverified``): the clause applies but could not be verified
     (the time budget ran out first). Not a pass: a required clause left unverified fails the report."""
@@ -518,6 +526,8 @@ class _Session:
                 outcome.append(("unverified", str(unverified)))
             except _calls.Abandoned:
                 pass  # given up on: the waiting thread has reported the hang
+            except _HungCall as hung:
+                outcome.append(("failed", self._hang(spec, hung.what)))
             except KeyboardInterrupt as interrupt:  # Ctrl-C leaves check() at once
                 interrupted.append(interrupt)
             except BaseException as error:
@@ -566,15 +576,21 @@ class _Session:
                     f"that returned: {ctx.last_call}). This is a bug in torchcontract, not a verdict "
                     f"on the object; please report it at {ISSUES_URL}"
                 )
-            self.hung = (
-                f"not verified: {self.target.name} hung in {spec.check_id} ({hung} did not return "
-                f"within {budget}); a hung call cannot be interrupted, so checks on this object stop"
-            )
-            return "failed", (
-                f"{hung} did not return within the time budget of {budget}; expected every "
-                f"call to return.\n  reproduce: {hung}"
-            )
+            return "failed", self._hang(spec, hung)
         return outcome[0]
+
+    def _hang(self, spec: Check, what: str) -> str:
+        """Record that ``what`` hung in ``spec`` (the object's remaining checks are unverified) and
+        return the hung check's message."""
+        budget = f"{self.time_budget_s:g} s"
+        self.hung = (
+            f"not verified: {self.target.name} hung in {spec.check_id} ({what} did not return "
+            f"within {budget}); a hung call cannot be interrupted, so checks on this object stop"
+        )
+        return (
+            f"{what} did not return within the time budget of {budget}; expected every "
+            f"call to return.\n  reproduce: {what}"
+        )
 
 
 def _unexpected(what: str, error: BaseException) -> str:
@@ -655,6 +671,9 @@ class Context:
         self.last_call: str | None = None
         self.notes: list[str] = []
         self._deadline = time.monotonic() + session.time_budget_s
+        # The worker clauses run in the calling thread (they fork): their object calls get a thread
+        # each, so that a hang is bounded there too.
+        self._bound_each_call = "workers" in spec.needs
         self._rng = np.random.default_rng(self.options.seed)
 
     # -- reporting --------------------------------------------------------------------------------
@@ -688,6 +707,27 @@ class Context:
         """``fn(*args, **kwargs)``, a call into the object; if it raises, the check fails naming
         ``what`` (a hang names it too)."""
         try:
+            return self.invoke(what, fn, *args, **kwargs)
+        except (CheckFailure, CheckSkipped, CheckUnverified):
+            raise
+        except Exception as error:
+            raise CheckFailure(_unexpected(what, error)) from error
+
+    def attempt(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | Exception:
+        """``fn(*args, **kwargs)``, a call into the object, returning the exception it raised instead
+        of raising it."""
+        try:
+            return self.invoke(what, fn, *args, **kwargs)
+        except (CheckFailure, CheckSkipped, CheckUnverified):
+            raise
+        except Exception as error:
+            return error
+
+    def call_starting_processes(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`call` for a call that forks worker processes (``iter(DataLoader(...))``): always in
+        this thread, since forking while another thread runs is unsafe; the DataLoader's own
+        ``timeout`` bounds its waits."""
+        try:
             with _calls.object_call(what):
                 result = fn(*args, **kwargs)
         except (CheckFailure, CheckSkipped, CheckUnverified):
@@ -697,19 +737,39 @@ class Context:
         self.last_call = what
         return result
 
-    def attempt(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | Exception:
-        """``fn(*args, **kwargs)``, a call into the object, returning the exception it raised instead
-        of raising it."""
-        outcome: T | Exception
-        try:
+    def invoke(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` as a call into the object, raising what it raises. In a check that
+        runs in the calling thread (the worker clauses), the call runs in a thread of its own,
+        bounded by what is left of the budget: a hang there cannot stop ``check()`` either."""
+        if not self._bound_each_call:
             with _calls.object_call(what):
-                outcome = fn(*args, **kwargs)
-        except (CheckFailure, CheckSkipped, CheckUnverified):
-            raise
-        except Exception as error:
-            outcome = error
+                result = fn(*args, **kwargs)
+            self.last_call = what
+            return result
+        outcome: list[tuple[bool, Any]] = []
+
+        def run() -> None:
+            try:
+                with _calls.object_call(what):
+                    outcome.append((True, fn(*args, **kwargs)))
+            except BaseException as error:
+                outcome.append((False, error))
+            finally:
+                _calls.release(threading.get_ident())
+
+        thread = threading.Thread(target=run, name=f"torchcontract:{self.spec.check_id}:call", daemon=True)
+        thread.start()
+        thread.join(max(self.time_left(), 0.0) + _GRACE_S)
+        if thread.is_alive() or not outcome:
+            if thread.ident is not None:
+                _calls.abandon(thread.ident)
+            raise _HungCall(what)
+        ok, value = outcome[0]
+        if not ok:
+            raise value
         self.last_call = what
-        return outcome
+        result_value: T = value
+        return result_value
 
     # -- budgets ----------------------------------------------------------------------------------
 

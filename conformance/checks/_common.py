@@ -35,13 +35,11 @@ END: Any = _End()
 def next_item(ctx: Context, iterator: Iterator[Any], what: str) -> Any:
     """``next(iterator)``, or :data:`END` on StopIteration; any other exception fails the check."""
     try:
-        with object_call(what):
-            item = next(iterator)
+        item = ctx.invoke(what, next, iterator)
     except StopIteration:
         return END
     except Exception as error:
         ctx.raised(what, error)
-    ctx.last_call = what
     return item
 
 

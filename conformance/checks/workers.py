@@ -72,7 +72,7 @@ def _loader(
 def _drain(ctx: Context, loader: Any, what: str, limit: int) -> list[Any]:
     """Up to ``limit`` items of one epoch of ``loader``, as many as the time budget allows; its
     workers are shut down afterwards."""
-    iterator = ctx.call(f"iter({what})", iter, loader)
+    iterator = ctx.call_starting_processes(f"iter({what})", iter, loader)
     items: list[Any] = []
     try:
         while len(items) < limit and not ctx.out_of_time():
@@ -305,7 +305,8 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
     if not isinstance(local, Exception):
         ctx.skip(f"ds[{length}] does not raise")
     what = f"DataLoader(ds, sampler=[{length}], num_workers=2)"
-    iterator = ctx.call(f"iter({what})", iter, _loader(ctx, ctx.obj, sampler=[length], num_workers=2))
+    loader = _loader(ctx, ctx.obj, sampler=[length], num_workers=2)
+    iterator = ctx.call_starting_processes(f"iter({what})", iter, loader)
     try:
         outcome = ctx.attempt(f"next(iter({what}))", next, iterator)
     finally:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 import multiprocessing.forkserver
+import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -285,19 +288,20 @@ def test_low_entropy_random_datasets_pass_the_randomness_clauses_for_many_seeds(
             assert result.status == "passed", (seed, result)
 
 
-class InterruptedInTheCallingThread(fixtures.Squares):
-    """Raises KeyboardInterrupt (as Ctrl-C would) when called in the main thread, which only the
-    worker clauses run in; the other clauses run in threads of their own."""
+class InterruptedInAWorkerClause(fixtures.Squares):
+    """Presses Ctrl-C (SIGINT to this process) when called by a worker clause, which runs in the
+    calling thread and gives each call into the object a thread of its own (named "...:call")."""
 
     def __getitem__(self, index: int) -> int:
-        if threading.current_thread() is threading.main_thread():
-            raise KeyboardInterrupt
+        if threading.current_thread().name.endswith(":call"):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(2)  # the interrupt arrives in the main thread meanwhile
         return super().__getitem__(index)
 
 
 def test_ctrl_c_in_a_worker_clause_propagates_out_of_check() -> None:
     with pytest.raises(KeyboardInterrupt):
-        check(InterruptedInTheCallingThread(), MapDataset)
+        check(InterruptedInAWorkerClause(), MapDataset)
 
 
 DISTRIBUTED = """

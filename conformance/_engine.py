@@ -97,6 +97,18 @@ class Options:
     isolate: run the target's checks in a child process, so that a crash (a segmentation fault,
         ``os._exit``, a kill) or a hang that holds the GIL fails a check instead of ending the run
         (pytest: ``--conformance-isolate``; CLI: ``--isolate``).
+
+    Declarations of documented designs (SPEC.md, "Declarations"), instead of xfailing a clause:
+    uneven_shards: a sharded (evaluation) sampler or loader gives ranks unequal lengths on purpose,
+        with no padding: the equal-length clauses do not apply, and every index must be on exactly
+        one rank.
+    max_padding: at most this many indices are repeated across all ranks (or within one pass of a
+        sampler) as documented padding, to a multiple of the world size or of the batch size
+        (default: world_size - 1 across ranks, none in one pass).
+    reshuffles_each_pass: a seeded order that changes on every pass by design: the clauses that
+        expect each pass in the same order do not apply; those on samples and counts still do.
+    transforms_samples: a collate function (or a loader's) that transforms the samples (renames
+        keys, packs samples into one row): only the clauses that hold for any collate function apply.
     """
 
     deterministic: bool = True
@@ -112,6 +124,11 @@ class Options:
     world_size: int | None = None
     shards: Callable[[int, int], Any] | None = None
     isolate: bool = False
+    # Declarations of documented designs (SPEC.md, "Declarations").
+    uneven_shards: bool = False
+    max_padding: int | None = None
+    reshuffles_each_pass: bool = False
+    transforms_samples: bool = False
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, object]) -> Options:
@@ -144,6 +161,10 @@ class Options:
         world_size = options.get("world_size")
         if world_size is not None and world_size in (0, 1):
             raise TypeError("option world_size must be at least 2")
+        if options.get("uneven_shards") is True and options.get("max_padding"):
+            raise TypeError(
+                "option uneven_shards=True declares shards without padding: max_padding must be None or 0"
+            )
         return cls(**options)  # type: ignore[arg-type]
 
     def changed(self) -> dict[str, Any]:

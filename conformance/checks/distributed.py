@@ -144,16 +144,36 @@ def _allowed_drops(ctx: Context, world_size: int) -> tuple[bool, int]:
     return getattr(sampler, "drop_last", False) is True, 0
 
 
+def _padding(ctx: Context, world_size: int, drop_last: bool) -> tuple[int, str]:
+    """How many indices may repeat across the ranks, and why (for messages): the declared
+    max_padding, none under uneven_shards=True, else the world_size - 1 of DistributedSampler's
+    padding (none when it drops the tail instead)."""
+    if ctx.options.uneven_shards:
+        return 0, "the target declares uneven_shards=True: every index on exactly one rank, no padding"
+    if ctx.options.max_padding is not None:
+        return ctx.options.max_padding, f"at most the declared max_padding={ctx.options.max_padding} repeats"
+    allowed = 0 if drop_last else world_size - 1
+    return allowed, f"at most {allowed} repeats of padding to make the shards equal"
+
+
 def _coverage_problem(
-    shards: list[list[int]], length: int, drop_last: bool, what: str, dropped: int = 0
+    shards: list[list[int]],
+    length: int,
+    drop_last: bool,
+    what: str,
+    dropped: int = 0,
+    padding: tuple[int, str] | None = None,
 ) -> str | None:
     """Why the shards do not cover range(length) once (up to the documented padding), or None."""
     world_size = len(shards)
     counts = Counter(index for shard in shards for index in shard)
     missing = [index for index in range(length) if index not in counts]
     repeats = sum(n - 1 for n in counts.values() if n > 1)
-    allowed_missing, allowed_repeats = (world_size - 1, 0) if drop_last else (0, world_size - 1)
+    allowed_missing = world_size - 1 if drop_last else 0
     allowed_missing += dropped
+    allowed_repeats, why = padding if padding is not None else (0 if drop_last else world_size - 1, "")
+    if not why:
+        why = f"at most {allowed_repeats} repeats of padding to make the shards equal"
     if len(missing) > allowed_missing:
         return (
             f"{what}: {len(missing)} of {length} indices are on no rank (first: {missing[:5]}); expected "
@@ -163,7 +183,7 @@ def _coverage_problem(
         shared = [index for index, n in counts.items() if n > 1][:5]
         return (
             f"{what}: {repeats} indices are repeated across ranks (e.g. {shared}); expected disjoint shards "
-            f"(at most {allowed_repeats} repeats of padding to make the shards equal)"
+            f"({why})"
         )
     return None
 
@@ -174,6 +194,11 @@ def shards_have_equal_length(ctx: Context) -> None:
     batch sampler)."""
     _world_size(ctx)
     _applies(ctx)
+    if ctx.options.uneven_shards:
+        ctx.skip(
+            "the target declares uneven_shards=True: its ranks get unequal lengths by design (evaluation "
+            "sharding, no padding); sampler.shards_cover_dataset checks every index is on exactly one rank"
+        )
     passes = _passes(ctx)
     world_size = len(passes)
     batched = any(items.kind == "batches" for items in passes)
@@ -205,7 +230,10 @@ def shards_cover_dataset(ctx: Context) -> None:
         ctx.skip("the data source's length is unknown (pass data_source_len=N)")
     shards = _shards(ctx)
     drop_last, dropped = _allowed_drops(ctx, len(shards))
-    problem = _coverage_problem(shards, length, drop_last, f"with world_size={len(shards)}", dropped)
+    if ctx.options.uneven_shards:
+        drop_last, dropped = False, 0
+    padding = _padding(ctx, len(shards), drop_last)
+    problem = _coverage_problem(shards, length, drop_last, f"with world_size={len(shards)}", dropped, padding)
     if problem:
         ctx.fail(problem, reproduce=f"[list(shards(rank, {len(shards)})) for rank in range({len(shards)})]")
 
@@ -238,7 +266,10 @@ def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
     length = data_source_len(ctx)
     if length is not None and not ctx.options.replacement and not _replacement(ctx):
         drop_last, dropped = _allowed_drops(ctx, world_size)
-        problem = _coverage_problem(second, length, drop_last, "after set_epoch(1)", dropped)
+        if ctx.options.uneven_shards:
+            drop_last, dropped = False, 0
+        padding = _padding(ctx, world_size, drop_last)
+        problem = _coverage_problem(second, length, drop_last, "after set_epoch(1)", dropped, padding)
         if problem:
             ctx.fail(
                 f"{problem}; the ranks must draw the same permutation for the same epoch",
@@ -313,6 +344,12 @@ def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
 @register_check(GROUP, protocol=Loader, severity="required", needs=("torch", "distributed"))
 def ranks_yield_equal_batch_counts(ctx: Context) -> None:
     """Under a process group, every rank's loader yields the same number of batches each epoch."""
+    if ctx.options.uneven_shards:
+        _world_size(ctx)
+        ctx.skip(
+            "the target declares uneven_shards=True: its ranks get unequal batch counts by design "
+            "(evaluation sharding); loader.ranks_cover_dataset checks every sample is on exactly one rank"
+        )
     outcomes, world_size = _group_run(ctx)
     for epoch in range(len(outcomes[0].epochs)):
         gathered = outcomes[0].epochs[epoch]["gathered"]
@@ -354,17 +391,24 @@ def ranks_cover_dataset(ctx: Context) -> None:
     allowed_missing = world_size - 1 if getattr(sampler, "drop_last", False) else 0
     if getattr(whole, "drop_last", False) and isinstance(batch_size, int):
         allowed_missing += world_size * (batch_size - 1)
+    allowed_extra, why = world_size - 1, "up to the padding that makes the ranks equal"
+    if ctx.options.uneven_shards:
+        allowed_missing, allowed_extra = 0, 0
+        why = "on exactly one rank: the target declares uneven_shards=True (no padding)"
+    elif ctx.options.max_padding is not None:
+        allowed_extra = ctx.options.max_padding
+        why = f"up to the declared max_padding={allowed_extra} repeats"
     for epoch in range(len(outcomes[0].epochs)):
         seen: Counter[str] = Counter()
         for outcome in outcomes:
             seen.update(outcome.epochs[epoch]["rows"])
         missing, extra = expected - seen, seen - expected
-        if sum(missing.values()) > allowed_missing or sum(extra.values()) > world_size - 1:
+        if sum(missing.values()) > allowed_missing or sum(extra.values()) > allowed_extra:
             ctx.fail(
                 f"in epoch {epoch}, the {world_size} ranks' batches held {sum(seen.values())} samples, "
                 f"of which {sum(extra.values())} beyond one copy of the dataset, and missed "
                 f"{sum(missing.values())} of its {sum(expected.values())} samples; expected every "
-                "sample once per epoch, up to the padding that makes the ranks equal",
+                f"sample once per epoch, {why}",
                 reproduce=f"torchcontract.conformance.check_distributed(shards, world_size={world_size})",
             )
 

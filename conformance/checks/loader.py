@@ -165,7 +165,9 @@ def each_iter_is_new_epoch(ctx: Context) -> None:
             f"{again.count} batches; the first epoch had {record.count}; expected a whole new epoch",
             reproduce="it = iter(loader); next(it); len(list(loader))",
         )
-    if _ordered(ctx):
+    if _ordered(ctx) and ctx.options.reshuffles_each_pass:
+        ctx.note("reshuffles_each_pass=True: the two epochs' batches were not compared in order")
+    elif _ordered(ctx):
         for position, (one, two) in enumerate(zip(record.prefix, again.prefix, strict=False)):
             found = difference(one, two)
             if found:
@@ -244,6 +246,9 @@ def batches_cover_dataset(ctx: Context) -> None:
     record = first_epoch(ctx)
     if not record.ended:
         ctx.skip("the loader is infinite")
+    if ctx.options.transforms_samples and not _is_stream(ctx):
+        _check_batch_count(ctx, record.count, total, batch_size, drop_last)
+        return
     if record.count > len(record.prefix):
         ctx.skip(f"the epoch has more than max_items={ctx.options.max_items} batches")
     example = _example_sample(ctx)
@@ -274,6 +279,19 @@ def batches_cover_dataset(ctx: Context) -> None:
             )
 
 
+def _check_batch_count(ctx: Context, count: int, total: int, batch_size: int, drop_last: bool) -> None:
+    """Under transforms_samples=True a batch's samples cannot be counted: the number of batches can."""
+    expected = total // batch_size if drop_last else -(-total // batch_size)
+    if count != expected:
+        rule = f"{total} samples, batch_size={batch_size}, drop_last={drop_last}"
+        ctx.fail(
+            f"an epoch yielded {count} batches; expected {expected} ({rule}; the target declares "
+            "transforms_samples=True, so the samples in each batch were not counted, only the batches)",
+            reproduce="sum(1 for batch in loader)",
+        )
+    ctx.note("transforms_samples=True: the batches were counted, not the samples in them")
+
+
 def _summary(counts: list[int | None]) -> str:
     distinct = sorted({c for c in counts if c is not None})
     return "sizes " + ", ".join(map(str, distinct)) if len(distinct) < 6 else "various sizes"
@@ -296,6 +314,13 @@ def _ordered(ctx: Context) -> bool:
     if sampler is not None:
         return type(sampler).__name__ == "SequentialSampler"
     return hasattr(loader, "shuffle") and not _is_stream(ctx)
+
+
+def _declared_count(ctx: Context, start: int, batch_size: int) -> int | None:
+    """The samples batch ``start // batch_size`` is made of, from the loader's batch settings (a
+    transforming collate_fn's batch cannot tell), or None."""
+    settings = _batch_settings(ctx)
+    return None if isinstance(settings, str) else max(0, min(batch_size, settings[0] - start))
 
 
 @register_check("loader.batches_match_collate", protocol=Loader, severity="recommended", requires=(ENDS,))
@@ -322,7 +347,8 @@ def batches_match_collate(ctx: Context) -> None:
             expected = ctx.call(what, collate_fn, sample)
         else:
             start = position * batching[0]
-            count = sample_count(batch, like=_example_sample(ctx))
+            count = _declared_count(ctx, start, batching[0]) if ctx.options.transforms_samples else None
+            count = count or sample_count(batch, like=_example_sample(ctx))
             if not count:
                 ctx.skip(
                     f"could not tell how many samples batch {position} holds ({describe(batch)}), so "

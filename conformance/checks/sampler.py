@@ -269,22 +269,43 @@ def each_index_once(ctx: Context) -> None:
         ctx.note(f"a pass of {len(flat)} indices over {length}: checked as {len(blocks)} blocks of {length}")
     else:
         blocks = [flat]
-    for number, block in enumerate(blocks):
-        repeated = [index for index, n in Counter(block).items() if n > 1]
+    padding = ctx.options.max_padding
+    counts = [Counter(block) for block in blocks]
+    extra = sum(n - 1 for counted in counts for n in counted.values() if n > 1)
+    if extra and padding is not None and extra <= padding:
+        ctx.note(f"{extra} repeated indices, within the declared max_padding={padding}")
+        return
+    for number, counted in enumerate(counts):
+        repeated = [index for index, n in counted.items() if n > 1]
         if not repeated:
             continue
         where = "in one pass" if len(blocks) == 1 else f"in block {number} of {length} indices of one pass"
+        bound = f", {extra} repeats in all, beyond the declared max_padding={padding}" if padding else ""
         ctx.fail(
             f"iter(sampler) yielded index {describe(repeated[0])} more than once {where} "
-            f"({len(repeated)} indices repeated); expected each index once"
+            f"({len(repeated)} indices repeated{bound}); expected each index once"
             + (
                 " per block of len(data_source) (a longer pass repeats whole permutations)"
                 if len(blocks) > 1
                 else ""
             )
-            + " (declare replacement=True if the sampler draws with replacement)",
+            + _oversampling_hint(counted, repeated),
             reproduce=f"collections.Counter(sampler)[{repeated[0]!r}]",
         )
+
+
+def _oversampling_hint(counted: Counter[Any], repeated: list[Any]) -> str:
+    """The declaration to suggest: replacement=True, said plainly when the repeats look deliberate
+    (an index drawn three times or more, or a tenth of the indices repeated: class balancing, M per
+    class), not like one stray duplicate."""
+    most = max(counted[index] for index in repeated)
+    if most >= 3 or (len(repeated) >= 2 and len(repeated) * 10 >= len(counted)):
+        return (
+            f"; the repeats look like deliberate oversampling ({len(repeated)} of {len(counted)} "
+            f"distinct indices repeated, one {most} times): if the sampler draws with replacement or "
+            "oversamples by design (class balancing, M samples per class), declare replacement=True"
+        )
+    return " (declare replacement=True if the sampler draws with replacement)"
 
 
 @register_check("sampler.same_state_same_order", protocol=Sampler, severity="required", requires=(ENDS,))
@@ -302,6 +323,24 @@ def same_state_same_order(ctx: Context) -> None:
     one = record_pass(ctx, ctx.call("iter(copy_1)", iter, first), "copy_1", limit=limit, keep=limit)
     restore_global_rng_states(states)
     two = record_pass(ctx, ctx.call("iter(copy_2)", iter, second), "copy_2", limit=limit, keep=limit)
+    if ctx.options.reshuffles_each_pass:
+        # The order may follow from state the copies share (an epoch counter advanced by iter()):
+        # only the indices drawn are compared, each counted.
+        first_counts, second_counts = _drawn(ctx, one.prefix, "copy_1"), _drawn(ctx, two.prefix, "copy_2")
+        if first_counts != second_counts:
+            only = sorted(map(repr, (first_counts - second_counts) + (second_counts - first_counts)))[:5]
+            ctx.fail(
+                f"two deep copies of the sampler drew different indices (not only a different order: "
+                f"{', '.join(only)} in one pass but not as often in the other); the target declares "
+                "reshuffles_each_pass=True, so the order may change but expected every pass to draw "
+                "the same indices",
+                reproduce=(
+                    "s1, s2 = copy.deepcopy(sampler), copy.deepcopy(sampler); "
+                    "collections.Counter(s1) == collections.Counter(s2)"
+                ),
+            )
+        ctx.note("reshuffles_each_pass=True: the two copies' passes were compared as multisets, not in order")
+        return
     found = difference(one.prefix, two.prefix)
     if found:
         ctx.fail(
@@ -310,6 +349,14 @@ def same_state_same_order(ctx: Context) -> None:
             "generator state (so a run can be reproduced)",
             reproduce="s1, s2 = copy.deepcopy(sampler), copy.deepcopy(sampler); list(s1) == list(s2)",
         )
+
+
+def _drawn(ctx: Context, items: list[Any], label: str) -> Counter[object]:
+    """How often a pass drew each index (batches flattened; keys by their description)."""
+    read = classify_items(ctx, items, label)
+    if read.kind == "keys":
+        return Counter(describe(key, limit=10_000) for key in read.flat)
+    return Counter(read.flat)
 
 
 @register_check("sampler.yields_python_ints", protocol=Sampler, severity="recommended", requires=(IN_RANGE,))

@@ -212,3 +212,15 @@ def hangs_on_rank_one(rank: int, world_size: int) -> data.DataLoader[Any]:
     if rank == 1:
         threading.Event().wait()
     return torch_loader(rank, world_size)
+
+
+def eval_loader(rank: int, world_size: int) -> data.DataLoader[Any]:
+    """Evaluation sharding without padding: rank r loads range(r, 11, world_size), one sample a batch,
+    so the ranks' batch counts differ (6 and 5 with two ranks)."""
+    return data.DataLoader(TENSORS, batch_size=1, sampler=list(range(rank, len(TENSORS), world_size)))
+
+
+def duplicating_eval_loader(rank: int, world_size: int) -> data.DataLoader[Any]:
+    """As eval_loader, but rank 0 also loads sample 1, which rank 1 has: it counts twice in a metric."""
+    indices = list(range(rank, len(TENSORS), world_size)) + ([1] if rank == 0 and world_size > 1 else [])
+    return data.DataLoader(TENSORS, batch_size=1, sampler=indices)

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install 'torchcontract[torch]')")
+
 import torch
 from torch import nn
 

@@ -22,7 +22,9 @@ from pathlib import Path
 CORPORA = [
     "tests/conformance/test_mutants.py",
     "tests/conformance/test_correct_objects.py",
-    "tests/workers",
+    "tests/workers/test_workers.py",
+    "tests/conformance/test_declarations.py",
+    "tests/conformance/test_trust_samplers.py",
 ]
 
 

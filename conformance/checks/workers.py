@@ -9,6 +9,10 @@ they never re-run the user's main script. The ``spawn`` clauses rebuild the data
 in torchcontract's own fresh interpreter (:mod:`torchcontract.conformance._fresh_interpreter`, which
 explains why not multiprocessing's ``spawn``/``forkserver``): the main script is never executed,
 and the global multiprocessing configuration is left exactly as found.
+
+They also call the dataset in this process (``len(ds)``, ``ds[i]`` to compare with a worker's sample,
+a pass of ``iter(ds)``), so each restores it afterwards (:func:`~._preserve.preserving`): a cache
+filled here or a pass counter is put back.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import describe, difference, fingerprint, is_iterable_style
 from torchcontract.conformance.checks._common import END, next_item
+from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks.iterable_dataset import ENDS as ITERABLE_ENDS
 from torchcontract.conformance.checks.iterable_dataset import NEW_PASS, first_pass
 from torchcontract.conformance.checks.map_dataset import GETITEM, PAST_END
@@ -124,6 +129,7 @@ PICKLE = "map_dataset.pickle_round_trip"
     needs=("torch", "workers"),
     requires=(ITERABLE_ENDS, NEW_PASS),
 )
+@preserving(data=True)
 def workers_yield_each_item_once(ctx: Context) -> None:
     """With worker processes, the items of one epoch are those of one pass in one process, each once."""
     _torch_stream(ctx)
@@ -230,6 +236,7 @@ def _over(epochs: int) -> str:
     needs=("torch", "workers"),
     requires=(ITERABLE_ENDS, NEW_PASS),
 )
+@preserving(data=True)
 def iterable_workers_draw_independent_randomness(ctx: Context) -> None:
     """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
     if ctx.options.deterministic:
@@ -268,6 +275,7 @@ def iterable_workers_draw_independent_randomness(ctx: Context) -> None:
     needs=("torch", "workers"),
     requires=(GETITEM,),
 )
+@preserving(data=True)
 def map_workers_draw_independent_randomness(ctx: Context) -> None:
     """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
     if ctx.options.deterministic:
@@ -297,6 +305,7 @@ def map_workers_draw_independent_randomness(ctx: Context) -> None:
     needs=("torch", "workers"),
     requires=(PAST_END,),
 )
+@preserving(data=True)
 def worker_errors_keep_their_type(ctx: Context) -> None:
     """An exception raised by the dataset in a worker reaches the caller with its original type."""
     _map_style(ctx)
@@ -370,6 +379,7 @@ def _unpickled(ctx: Context, blob: bytes, what: str) -> Any:
     needs=("torch", "workers"),
     requires=(PICKLE,),
 )
+@preserving(data=True)
 def spawn_workers_yield_same_samples(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same samples."""
     _map_style(ctx)
@@ -403,6 +413,7 @@ def spawn_workers_yield_same_samples(ctx: Context) -> None:
     needs=("torch", "workers"),
     requires=(ITERABLE_ENDS, NEW_PASS),
 )
+@preserving(data=True)
 def spawn_workers_yield_same_items(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same items."""
     _torch_stream(ctx)

@@ -301,7 +301,7 @@ def map_workers_draw_independent_randomness(ctx: Context) -> None:
 @register_check(
     "map_dataset.worker_errors_keep_their_type",
     protocol=MapDataset,
-    severity="required",
+    severity="recommended",
     needs=("torch", "workers"),
     requires=(PAST_END,),
 )
@@ -309,25 +309,32 @@ def map_workers_draw_independent_randomness(ctx: Context) -> None:
 def worker_errors_keep_their_type(ctx: Context) -> None:
     """An exception raised by the dataset in a worker reaches the caller with its original type."""
     _map_style(ctx)
-    length = _length(ctx)
-    local = ctx.attempt(f"ds[{length}]", operator.getitem, ctx.obj, length)
+    declared = ctx.options.error_index
+    index = _length(ctx) if declared is None else declared
+    local = ctx.attempt(f"ds[{index}]", operator.getitem, ctx.obj, index)
     if not isinstance(local, Exception):
-        ctx.skip(f"ds[{length}] does not raise")
-    what = f"DataLoader(ds, sampler=[{length}], num_workers=2)"
-    iterator = ctx.call(f"iter({what})", iter, _loader(ctx, ctx.obj, sampler=[length], num_workers=2))
+        if declared is not None:
+            ctx.fail(
+                f"ds[{index}] returned {describe(local)} in this process; expected it to raise "
+                f"(the target declares error_index={index})",
+                reproduce=f"ds[{index}]",
+            )
+        ctx.skip(f"ds[{index}] does not raise (name an index that does with error_index=)")
+    what = f"DataLoader(ds, sampler=[{index}], num_workers=2)"
+    iterator = ctx.call(f"iter({what})", iter, _loader(ctx, ctx.obj, sampler=[index], num_workers=2))
     try:
         outcome = ctx.attempt(f"next(iter({what}))", next, iterator)
     finally:
         iterator._shutdown_workers()
     if not isinstance(outcome, Exception):
         ctx.fail(
-            f"in a worker, ds[{length}] returned {describe(outcome)} but in this process it raises "
+            f"in a worker, ds[{index}] returned {describe(outcome)} but in this process it raises "
             f"{type(local).__name__}; expected the same behaviour in workers",
             reproduce=f"list({what})",
         )
     if type(outcome) is not type(local):
         ctx.fail(
-            f"ds[{length}] raises {type(local).__name__} in this process, but through {what} the caller "
+            f"ds[{index}] raises {type(local).__name__} in this process, but through {what} the caller "
             f"got {type(outcome).__name__}: {str(outcome).splitlines()[0]}; expected the original type "
             "(torch rebuilds it in the main process as exc_type(message): an exception class whose "
             "__init__ needs other arguments turns into RuntimeError, and `except` clauses miss it)",

@@ -29,7 +29,7 @@ from typing import Any
 from torchcontract.conformance import _fresh_interpreter as fresh
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import describe, difference, fingerprint, is_iterable_style
+from torchcontract.conformance._values import describe, difference, fingerprint, is_iterable_style, leaves
 from torchcontract.conformance.checks._common import END, next_item
 from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks.iterable_dataset import ENDS as ITERABLE_ENDS
@@ -345,10 +345,28 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
 SPAWNED = "in a fresh interpreter (as in a DataLoader worker started with spawn or forkserver)"
 
 
-def _in_fresh_interpreter(ctx: Context, *, indices: list[int] | None, limit: int, reproduce: str) -> Any:
+def _unpicklable_part(ctx: Context, sample: Any, shown: str) -> str:
+    """The path of the first leaf of ``sample`` that does not pickle (``ds[3]['transform']``), or
+    ``shown`` itself when every leaf pickles on its own."""
+    for path, leaf in leaves(sample):
+        if isinstance(ctx.attempt(f"pickle.dumps({shown}{path})", pickle.dumps, leaf), Exception):
+            return f"{shown}{path}"
+    return shown
+
+
+def _in_fresh_interpreter(
+    ctx: Context,
+    *,
+    indices: list[int] | None,
+    limit: int,
+    reproduce: str,
+    local: Callable[[int], tuple[str, Any]] | None = None,
+) -> Any:
     """Rebuild ds from its pickle in torchcontract's fresh interpreter and compute ``ds[i]`` for
     ``indices`` (or the first ``limit`` items of ``iter(ds)``); skips when that cannot be done
-    faithfully, fails when the object raises or runs out of its time budget there."""
+    faithfully, fails when the object raises or runs out of its time budget there. ``local(k)``
+    gives the k-th sample (how it is shown, and its value) in this process, to name the part of a
+    sample that could not be pickled back."""
     data = ctx.call("pickle.dumps(ds)", fresh.pickled, ctx.obj)
     try:
         # The interpreter's start (once per process) is torchcontract's cost, not the object's.
@@ -364,6 +382,18 @@ def _in_fresh_interpreter(ctx: Context, *, indices: list[int] | None, limit: int
             reproduce=reproduce,
         )
     raised = fetched.raised
+    if raised is not None and raised.what.startswith("pickling "):
+        sample = raised.what.removeprefix("pickling ").removesuffix(" back to the main process")
+        if local is not None:
+            shown, value = local(len(fetched.items))
+            sample = _unpicklable_part(ctx, value, shown)
+        ctx.fail(
+            f"{SPAWNED}, {sample} could not be pickled to be sent back to the main process "
+            f"({raised.type_name}: {raised.message}); expected samples that pickle (a DataLoader worker, "
+            "whatever its start method, sends every batch to the main process pickled: a lambda, a "
+            "local function or an open file in a sample cannot cross)",
+            reproduce=f"pickle.dumps({sample})",
+        )
     if raised is not None:
         where = f" ({raised.where})" if raised.where else ""
         ctx.fail(
@@ -393,7 +423,14 @@ def spawn_workers_yield_same_samples(ctx: Context) -> None:
     indices = ctx.sample_indices(_length(ctx))[:8]
     what = f"DataLoader(ds, sampler={indices}, num_workers=1, multiprocessing_context='spawn')"
     reproduce = f"list({what})  # in a script guarded by if __name__ == '__main__':"
-    fetched = _in_fresh_interpreter(ctx, indices=indices, limit=len(indices), reproduce=reproduce)
+
+    def local(position: int) -> tuple[str, Any]:
+        index = indices[position]
+        return f"ds[{index}]", ctx.call(f"ds[{index}]", operator.getitem, ctx.obj, index)
+
+    fetched = _in_fresh_interpreter(
+        ctx, indices=indices, limit=len(indices), reproduce=reproduce, local=local
+    )
     if len(fetched.items) != len(indices):
         ctx.fail(
             f"{SPAWNED}, ds gave {len(fetched.items)} samples for the indices {indices}; expected "
@@ -427,7 +464,15 @@ def spawn_workers_yield_same_items(ctx: Context) -> None:
     record = first_pass(ctx)
     what = "DataLoader(ds, num_workers=1, multiprocessing_context='spawn')"
     reproduce = f"list({what})  # in a script guarded by if __name__ == '__main__':"
-    fetched = _in_fresh_interpreter(ctx, indices=None, limit=record.count + 1, reproduce=reproduce)
+
+    def local(position: int) -> tuple[str, Any]:
+        if position < len(record.prefix):
+            return f"list(ds)[{position}]", record.prefix[position]
+        return f"list(ds)[{position}]", None
+
+    fetched = _in_fresh_interpreter(
+        ctx, indices=None, limit=record.count + 1, reproduce=reproduce, local=local
+    )
     count = len(fetched.items)
     if count != record.count:
         ctx.fail(

@@ -163,6 +163,13 @@ class CorruptAtThreeRaisesValueError(Squares):
         return super().__getitem__(index)
 
 
+class LambdaInSample(Squares):
+    """Each sample carries a lambda (a per-sample transform): it cannot be pickled back from a worker."""
+
+    def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
+        return {"x": super().__getitem__(index), "transform": lambda value: value}
+
+
 # Filled at run time by the main process: a worker that re-imports this module finds it empty.
 SCALES: dict[str, int] = {}
 

@@ -94,6 +94,9 @@ class Options:
         ``--conformance-world-size``).
     shards: ``shards(rank, world_size)`` builds the sampler or loader of one rank; inferred for
         samplers shaped like torch's ``DistributedSampler``.
+    error_index: an index at which a map-style dataset raises (a corrupt sample, say), for
+        ``map_dataset.worker_errors_keep_their_type`` (default: ``len(ds)``); the other checks do not
+        visit it among their sampled indices.
     isolate: run the target's checks in a child process, so that a crash (a segmentation fault,
         ``os._exit``, a kill) or a hang that holds the GIL fails a check instead of ending the run
         (pytest: ``--conformance-isolate``; CLI: ``--isolate``).
@@ -129,6 +132,7 @@ class Options:
     max_padding: int | None = None
     reshuffles_each_pass: bool = False
     transforms_samples: bool = False
+    error_index: int | None = None
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, object]) -> Options:
@@ -809,11 +813,15 @@ class Context:
         ``thorough=True``, else the first, the last and ``sample_size`` seeded picks in between."""
         size = self.options.sample_size
         if self.options.thorough or length <= size + 2:
-            return list(range(length))
+            return self._without_error_index(list(range(length)))
         # O(size) for any length (Floyd's algorithm inside Generator.choice), and the same picks as
         # choosing from np.arange(1, length - 1).
         middle = self._rng.choice(length - 2, size=size, replace=False) + 1
-        return [0, *sorted(int(i) for i in middle), length - 1]
+        return self._without_error_index([0, *sorted(int(i) for i in middle), length - 1])
+
+    def _without_error_index(self, indices: list[int]) -> list[int]:
+        """``indices`` less the target's ``error_index`` (where it declares that ds raises)."""
+        return [i for i in indices if i != self.options.error_index]
 
     def shared(self, key: str, compute: Callable[[], T]) -> T:
         """Work shared by the checks of one target (e.g. one recorded epoch), computed once."""

@@ -357,7 +357,7 @@ def ranks_yield_equal_batch_counts(ctx: Context) -> None:
             ctx.fail(
                 f"in epoch {epoch}, the {world_size} ranks yielded {gathered} batches (gathered with "
                 "all_gather_object); expected the same number on every rank: in training, a rank "
-                "with an extra batch waits forever in its gradient all-reduce",
+                "with an extra batch blocks in its gradient all-reduce until the process-group timeout",
                 reproduce=f"torchcontract.conformance.check_distributed(shards, world_size={world_size})",
             )
 

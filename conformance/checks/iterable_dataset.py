@@ -155,7 +155,8 @@ def len_matches_item_count(ctx: Context) -> None:
     if length != record.count:
         ctx.fail(
             f"len(ds) == {length} but a pass yielded {record.count} items; expected them equal "
-            "(len(DataLoader) is computed from len(ds))",
+            "(len(DataLoader) is computed from len(ds), and torch's warning compares batches with it, "
+            "so with batching it never fires)",
             reproduce="len(ds) == sum(1 for _ in ds)",
         )
 
@@ -181,7 +182,8 @@ def exhaustion_is_sticky(ctx: Context) -> None:
         if item is not END:
             ctx.fail(
                 f"next(it) returned {describe(item)} after the iterator had raised StopIteration; "
-                "expected StopIteration again (an exhausted iterator must stay exhausted)",
+                "expected StopIteration again (an exhausted iterator must stay exhausted; a DataLoader "
+                "with batch_size=None over ds would restart the pass)",
                 reproduce="it = iter(ds); list(it); next(it)",
             )
 

@@ -132,13 +132,18 @@ def getitem_is_deterministic(ctx: Context) -> None:
 @register_check(
     "map_dataset.iteration_matches_indexing",
     protocol=MapDataset,
-    severity="required",
+    severity="recommended",
     requires=(GETITEM, PAST_END, DETERMINISTIC),
 )
 @preserving(data=True)
 def iteration_matches_indexing(ctx: Context) -> None:
     """Iterating ds (its own __iter__ or Python's legacy protocol) yields len(ds) items equal to ds[i]."""
     ds, length = ctx.obj, _length(ctx)
+    error_index = ctx.options.error_index
+    if error_index is not None and error_index < length:
+        ctx.skip(
+            f"the target declares that ds[{error_index}] raises (error_index), so iterating ds stops there"
+        )
     own_iter = getattr(type(ds), "__iter__", None) is not None
     iterator = ctx.call("iter(ds)", iter, ds)
     checked = length if ctx.options.thorough or length <= ctx.options.max_items else ctx.options.max_items

@@ -9,6 +9,10 @@ they never re-run the user's main script. The ``spawn`` clauses rebuild the data
 in torchcontract's own fresh interpreter (:mod:`torchcontract.conformance._fresh_interpreter`, which
 explains why not multiprocessing's ``spawn``/``forkserver``): the main script is never executed,
 and the global multiprocessing configuration is left exactly as found.
+
+They also call the dataset in this process (``len(ds)``, ``ds[i]`` to compare with a worker's sample,
+a pass of ``iter(ds)``), so each restores it afterwards (:func:`~._preserve.preserving`): a cache
+filled here or a pass counter is put back.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from typing import Any
 from torchcontract.conformance import _fresh_interpreter as fresh
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import describe, difference, fingerprint, is_iterable_style
+from torchcontract.conformance._values import describe, difference, fingerprint, is_iterable_style, leaves
 from torchcontract.conformance.checks._common import END, next_item
+from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks.iterable_dataset import ENDS as ITERABLE_ENDS
 from torchcontract.conformance.checks.iterable_dataset import NEW_PASS, first_pass
 from torchcontract.conformance.checks.map_dataset import GETITEM, PAST_END
@@ -124,6 +129,7 @@ PICKLE = "map_dataset.pickle_round_trip"
     needs=("torch", "workers"),
     requires=(ITERABLE_ENDS, NEW_PASS),
 )
+@preserving(data=True)
 def workers_yield_each_item_once(ctx: Context) -> None:
     """With worker processes, the items of one epoch are those of one pass in one process, each once."""
     _torch_stream(ctx)
@@ -230,6 +236,7 @@ def _over(epochs: int) -> str:
     needs=("torch", "workers"),
     requires=(ITERABLE_ENDS, NEW_PASS),
 )
+@preserving(data=True)
 def iterable_workers_draw_independent_randomness(ctx: Context) -> None:
     """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
     if ctx.options.deterministic:
@@ -268,6 +275,7 @@ def iterable_workers_draw_independent_randomness(ctx: Context) -> None:
     needs=("torch", "workers"),
     requires=(GETITEM,),
 )
+@preserving(data=True)
 def map_workers_draw_independent_randomness(ctx: Context) -> None:
     """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
     if ctx.options.deterministic:
@@ -293,19 +301,27 @@ def map_workers_draw_independent_randomness(ctx: Context) -> None:
 @register_check(
     "map_dataset.worker_errors_keep_their_type",
     protocol=MapDataset,
-    severity="required",
+    severity="recommended",
     needs=("torch", "workers"),
     requires=(PAST_END,),
 )
+@preserving(data=True)
 def worker_errors_keep_their_type(ctx: Context) -> None:
     """An exception raised by the dataset in a worker reaches the caller with its original type."""
     _map_style(ctx)
-    length = _length(ctx)
-    local = ctx.attempt(f"ds[{length}]", operator.getitem, ctx.obj, length)
+    declared = ctx.options.error_index
+    index = _length(ctx) if declared is None else declared
+    local = ctx.attempt(f"ds[{index}]", operator.getitem, ctx.obj, index)
     if not isinstance(local, Exception):
-        ctx.skip(f"ds[{length}] does not raise")
-    what = f"DataLoader(ds, sampler=[{length}], num_workers=2)"
-    loader = _loader(ctx, ctx.obj, sampler=[length], num_workers=2)
+        if declared is not None:
+            ctx.fail(
+                f"ds[{index}] returned {describe(local)} in this process; expected it to raise "
+                f"(the target declares error_index={index})",
+                reproduce=f"ds[{index}]",
+            )
+        ctx.skip(f"ds[{index}] does not raise (name an index that does with error_index=)")
+    what = f"DataLoader(ds, sampler=[{index}], num_workers=2)"
+    loader = _loader(ctx, ctx.obj, sampler=[index], num_workers=2)
     iterator = ctx.call_starting_processes(f"iter({what})", iter, loader)
     try:
         outcome = ctx.attempt(f"next(iter({what}))", next, iterator)
@@ -313,13 +329,13 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
         iterator._shutdown_workers()
     if not isinstance(outcome, Exception):
         ctx.fail(
-            f"in a worker, ds[{length}] returned {describe(outcome)} but in this process it raises "
+            f"in a worker, ds[{index}] returned {describe(outcome)} but in this process it raises "
             f"{type(local).__name__}; expected the same behaviour in workers",
             reproduce=f"list({what})",
         )
     if type(outcome) is not type(local):
         ctx.fail(
-            f"ds[{length}] raises {type(local).__name__} in this process, but through {what} the caller "
+            f"ds[{index}] raises {type(local).__name__} in this process, but through {what} the caller "
             f"got {type(outcome).__name__}: {str(outcome).splitlines()[0]}; expected the original type "
             "(torch rebuilds it in the main process as exc_type(message): an exception class whose "
             "__init__ needs other arguments turns into RuntimeError, and `except` clauses miss it)",
@@ -330,10 +346,28 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
 SPAWNED = "in a fresh interpreter (as in a DataLoader worker started with spawn or forkserver)"
 
 
-def _in_fresh_interpreter(ctx: Context, *, indices: list[int] | None, limit: int, reproduce: str) -> Any:
+def _unpicklable_part(ctx: Context, sample: Any, shown: str) -> str:
+    """The path of the first leaf of ``sample`` that does not pickle (``ds[3]['transform']``), or
+    ``shown`` itself when every leaf pickles on its own."""
+    for path, leaf in leaves(sample):
+        if isinstance(ctx.attempt(f"pickle.dumps({shown}{path})", pickle.dumps, leaf), Exception):
+            return f"{shown}{path}"
+    return shown
+
+
+def _in_fresh_interpreter(
+    ctx: Context,
+    *,
+    indices: list[int] | None,
+    limit: int,
+    reproduce: str,
+    local: Callable[[int], tuple[str, Any]] | None = None,
+) -> Any:
     """Rebuild ds from its pickle in torchcontract's fresh interpreter and compute ``ds[i]`` for
     ``indices`` (or the first ``limit`` items of ``iter(ds)``); skips when that cannot be done
-    faithfully, fails when the object raises or runs out of its time budget there."""
+    faithfully, fails when the object raises or runs out of its time budget there. ``local(k)``
+    gives the k-th sample (how it is shown, and its value) in this process, to name the part of a
+    sample that could not be pickled back."""
     data = ctx.call("pickle.dumps(ds)", fresh.pickled, ctx.obj)
     try:
         # The interpreter's start (once per process) is torchcontract's cost, not the object's.
@@ -349,6 +383,18 @@ def _in_fresh_interpreter(ctx: Context, *, indices: list[int] | None, limit: int
             reproduce=reproduce,
         )
     raised = fetched.raised
+    if raised is not None and raised.what.startswith("pickling "):
+        sample = raised.what.removeprefix("pickling ").removesuffix(" back to the main process")
+        if local is not None:
+            shown, value = local(len(fetched.items))
+            sample = _unpicklable_part(ctx, value, shown)
+        ctx.fail(
+            f"{SPAWNED}, {sample} could not be pickled to be sent back to the main process "
+            f"({raised.type_name}: {raised.message}); expected samples that pickle (a DataLoader worker, "
+            "whatever its start method, sends every batch to the main process pickled: a lambda, a "
+            "local function or an open file in a sample cannot cross)",
+            reproduce=f"pickle.dumps({sample})",
+        )
     if raised is not None:
         where = f" ({raised.where})" if raised.where else ""
         ctx.fail(
@@ -371,13 +417,21 @@ def _unpickled(ctx: Context, blob: bytes, what: str) -> Any:
     needs=("torch", "workers"),
     requires=(PICKLE,),
 )
+@preserving(data=True)
 def spawn_workers_yield_same_samples(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same samples."""
     _map_style(ctx)
     indices = ctx.sample_indices(_length(ctx))[:8]
     what = f"DataLoader(ds, sampler={indices}, num_workers=1, multiprocessing_context='spawn')"
     reproduce = f"list({what})  # in a script guarded by if __name__ == '__main__':"
-    fetched = _in_fresh_interpreter(ctx, indices=indices, limit=len(indices), reproduce=reproduce)
+
+    def local(position: int) -> tuple[str, Any]:
+        index = indices[position]
+        return f"ds[{index}]", ctx.call(f"ds[{index}]", operator.getitem, ctx.obj, index)
+
+    fetched = _in_fresh_interpreter(
+        ctx, indices=indices, limit=len(indices), reproduce=reproduce, local=local
+    )
     if len(fetched.items) != len(indices):
         ctx.fail(
             f"{SPAWNED}, ds gave {len(fetched.items)} samples for the indices {indices}; expected "
@@ -404,13 +458,22 @@ def spawn_workers_yield_same_samples(ctx: Context) -> None:
     needs=("torch", "workers"),
     requires=(ITERABLE_ENDS, NEW_PASS),
 )
+@preserving(data=True)
 def spawn_workers_yield_same_items(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same items."""
     _torch_stream(ctx)
     record = first_pass(ctx)
     what = "DataLoader(ds, num_workers=1, multiprocessing_context='spawn')"
     reproduce = f"list({what})  # in a script guarded by if __name__ == '__main__':"
-    fetched = _in_fresh_interpreter(ctx, indices=None, limit=record.count + 1, reproduce=reproduce)
+
+    def local(position: int) -> tuple[str, Any]:
+        if position < len(record.prefix):
+            return f"list(ds)[{position}]", record.prefix[position]
+        return f"list(ds)[{position}]", None
+
+    fetched = _in_fresh_interpreter(
+        ctx, indices=None, limit=record.count + 1, reproduce=reproduce, local=local
+    )
     count = len(fetched.items)
     if count != record.count:
         ctx.fail(

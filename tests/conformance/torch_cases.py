@@ -198,6 +198,7 @@ CASES = [
          _loader(batch_sampler=tud.BatchSampler(tud.SequentialSampler(range(10)), 4, drop_last=True))),
     Case("dataloader_unseeded_generator", Loader,
          _loader(batch_size=4, shuffle=True, generator=torch.Generator())),
+    Case("dataloader_out_of_order", Loader, _loader(batch_size=3, num_workers=2, in_order=False)),
     # CollateFn
     Case("default_collate_tuples", CollateFn, lambda: tud.default_collate,
          {"example_inputs": [(torch.full((3,), float(i)), i) for i in range(4)]}),

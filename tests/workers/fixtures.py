@@ -137,6 +137,39 @@ class RaisesRichError(Squares):
         return index * index
 
 
+class CorruptSampleError(Exception):
+    """A decoding error that carries the file and the index: torch cannot rebuild it from a message."""
+
+    def __init__(self, path: str, index: int) -> None:
+        super().__init__(f"cannot decode {path} (sample {index})")
+        self.path, self.index = path, index
+
+
+class CorruptAtThree(Squares):
+    """Sample 3 is a corrupt file (checked with error_index=3): its error arrives as RuntimeError."""
+
+    def __getitem__(self, index: int) -> int:
+        if index == 3:
+            raise CorruptSampleError("images/3.jpg", index)
+        return super().__getitem__(index)
+
+
+class CorruptAtThreeRaisesValueError(Squares):
+    """Sample 3 raises ValueError(message), which torch rebuilds with its type."""
+
+    def __getitem__(self, index: int) -> int:
+        if index == 3:
+            raise ValueError("cannot decode images/3.jpg")
+        return super().__getitem__(index)
+
+
+class LambdaInSample(Squares):
+    """Each sample carries a lambda (a per-sample transform): it cannot be pickled back from a worker."""
+
+    def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
+        return {"x": super().__getitem__(index), "transform": lambda value: value}
+
+
 # Filled at run time by the main process: a worker that re-imports this module finds it empty.
 SCALES: dict[str, int] = {}
 

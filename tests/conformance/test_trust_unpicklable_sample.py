@@ -1,0 +1,20 @@
+"""Regression test: a sample that cannot be pickled back from a spawned worker fails at once, naming
+the part of the sample at fault (before: a generic "expected it to succeed as in this process")."""
+
+from __future__ import annotations
+
+from torchcontract.conformance import check
+from torchcontract.protocols import MapDataset
+
+from ..workers import fixtures
+
+SPAWN = "map_dataset.spawn_workers_yield_same_samples"
+
+
+def test_a_lambda_in_a_sample_is_named_by_its_path() -> None:
+    report = check(fixtures.LambdaInSample(), MapDataset)
+    found = next(r for r in report.results if r.check_id == SPAWN)
+    assert found.status == "failed", report
+    assert "ds[0]['transform'] could not be pickled" in found.message
+    assert "time budget" not in found.message
+    assert "pickle.dumps(ds[0]['transform'])" in found.message

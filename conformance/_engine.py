@@ -89,6 +89,10 @@ class Options:
     isolate: run the target's checks in a child process, so that a crash (a segmentation fault,
         ``os._exit``, a kill) or a hang that holds the GIL fails a check instead of ending the run
         (pytest: ``--conformance-isolate``; CLI: ``--isolate``).
+    factory: a zero-argument callable that builds a fresh, differently initialised instance of a
+        module; ``module.state_dict_round_trip`` loads the state dict into it.
+    parity_tolerance: ``(rtol, atol)`` for ``module.device_parity``, for every floating-point dtype
+        (default: ``torch.testing.assert_close``'s defaults for each dtype).
     """
 
     deterministic: bool = True
@@ -104,6 +108,8 @@ class Options:
     world_size: int | None = None
     shards: Callable[[int, int], Any] | None = None
     isolate: bool = False
+    factory: Callable[[], Any] | None = None
+    parity_tolerance: tuple[float, float] | None = None
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, object]) -> Options:
@@ -117,6 +123,17 @@ class Options:
                 if value is not None and not callable(value):
                     raise TypeError(
                         f"option shards must be a callable (rank, world_size) -> object, not {value!r}"
+                    )
+                continue
+            if name == "factory":
+                if value is not None and not callable(value):
+                    raise TypeError(f"option factory must be a zero-argument callable, not {value!r}")
+                continue
+            if name == "parity_tolerance":
+                if value is not None and not _tolerance_pair(value):
+                    raise TypeError(
+                        f"option parity_tolerance must be (rtol, atol), two non-negative finite numbers, "
+                        f"not {value!r}"
                     )
                 continue
             if isinstance(default, bool) or name in ("replacement", "ordered"):
@@ -140,11 +157,20 @@ class Options:
 
     def changed(self) -> dict[str, Any]:
         """The options that differ from their defaults (for reports)."""
+        described = ("shards", "factory")
         return {
-            f.name: describe(getattr(self, f.name)) if f.name == "shards" else getattr(self, f.name)
+            f.name: describe(getattr(self, f.name)) if f.name in described else getattr(self, f.name)
             for f in dataclasses.fields(self)
             if getattr(self, f.name) != f.default
         }
+
+
+def _tolerance_pair(value: object) -> bool:
+    if not isinstance(value, tuple) or len(value) != 2:
+        return False
+    return all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0 for x in value
+    )
 
 
 def _module_like(protocol: type[Any]) -> bool:

@@ -186,7 +186,9 @@ class Target:
     passed in every call alongside ``example_inputs``, e.g. for a ``forward`` with keyword-only
     arguments (``m(*example_inputs, **example_kwargs)``). ``expected_failures``: ``{check_id: reason}``
     for known violations; each still runs and shows as xfailed (xpassed if it passes). ``options``: see
-    :class:`Options`.
+    :class:`Options`; for a Module, ``factory`` is a zero-argument callable that builds a fresh,
+    differently initialised instance, which ``module.state_dict_round_trip`` loads the state dict into
+    (``Target(model, Module, example_inputs=(x,), factory=lambda: MyNet(hidden=16))``).
     """
 
     def __init__(

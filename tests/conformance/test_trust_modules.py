@@ -148,3 +148,16 @@ def test_severities_follow_the_convention() -> None:
     assert CHECKS["module.zero_grad_clears_gradients"].severity == "recommended"  # Optimizer.zero_grad
     report = check(nn.ReLU(inplace=True), CallableModule, example_inputs=_inputs())
     assert report.passed, report
+
+
+def test_reference_modules_run_the_hooks_once() -> None:
+    import numpy as np
+
+    from torchcontract import reference_impl as ref
+
+    rng = np.random.default_rng(0)
+    model = ref.Sequential(ref.Linear(3, 4, rng=rng), ref.ReLU(), ref.Linear(4, 2, rng=rng))
+    report = check(model, CallableModule, example_inputs=(np.ones((4, 3), dtype=np.float32),))
+    assert _status(report, "callable_module.call_runs_forward_once")[0] == "passed", report
+    assert not model._forward_pre_hooks
+    assert not model._forward_hooks

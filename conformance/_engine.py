@@ -112,6 +112,10 @@ class Options:
         expect each pass in the same order do not apply; those on samples and counts still do.
     transforms_samples: a collate function (or a loader's) that transforms the samples (renames
         keys, packs samples into one row): only the clauses that hold for any collate function apply.
+    factory: a zero-argument callable that builds a fresh, differently initialised instance of a
+        module; ``module.state_dict_round_trip`` loads the state dict into it.
+    parity_tolerance: ``(rtol, atol)`` for ``module.device_parity``, for every floating-point dtype
+        (default: ``torch.testing.assert_close``'s defaults for each dtype).
     """
 
     deterministic: bool = True
@@ -133,6 +137,8 @@ class Options:
     reshuffles_each_pass: bool = False
     transforms_samples: bool = False
     error_index: int | None = None
+    factory: Callable[[], Any] | None = None
+    parity_tolerance: tuple[float, float] | None = None
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, object]) -> Options:
@@ -146,6 +152,17 @@ class Options:
                 if value is not None and not callable(value):
                     raise TypeError(
                         f"option shards must be a callable (rank, world_size) -> object, not {value!r}"
+                    )
+                continue
+            if name == "factory":
+                if value is not None and not callable(value):
+                    raise TypeError(f"option factory must be a zero-argument callable, not {value!r}")
+                continue
+            if name == "parity_tolerance":
+                if value is not None and not _tolerance_pair(value):
+                    raise TypeError(
+                        f"option parity_tolerance must be (rtol, atol), two non-negative finite numbers, "
+                        f"not {value!r}"
                     )
                 continue
             if isinstance(default, bool) or name in ("replacement", "ordered"):
@@ -173,11 +190,20 @@ class Options:
 
     def changed(self) -> dict[str, Any]:
         """The options that differ from their defaults (for reports)."""
+        described = ("shards", "factory")
         return {
-            f.name: describe(getattr(self, f.name)) if f.name == "shards" else getattr(self, f.name)
+            f.name: describe(getattr(self, f.name)) if f.name in described else getattr(self, f.name)
             for f in dataclasses.fields(self)
             if getattr(self, f.name) != f.default
         }
+
+
+def _tolerance_pair(value: object) -> bool:
+    if not isinstance(value, tuple) or len(value) != 2:
+        return False
+    return all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0 for x in value
+    )
 
 
 def _module_like(protocol: type[Any]) -> bool:
@@ -193,7 +219,9 @@ class Target:
     passed in every call alongside ``example_inputs``, e.g. for a ``forward`` with keyword-only
     arguments (``m(*example_inputs, **example_kwargs)``). ``expected_failures``: ``{check_id: reason}``
     for known violations; each still runs and shows as xfailed (xpassed if it passes). ``options``: see
-    :class:`Options`.
+    :class:`Options`; for a Module, ``factory`` is a zero-argument callable that builds a fresh,
+    differently initialised instance, which ``module.state_dict_round_trip`` loads the state dict into
+    (``Target(model, Module, example_inputs=(x,), factory=lambda: MyNet(hidden=16))``).
     """
 
     def __init__(

@@ -454,6 +454,8 @@ _TOLERANCES = {
 class _Comparer:
     close: bool = False
     loose_scalars: bool = False
+    # (rtol, atol) for every floating-point dtype instead of the per-dtype defaults (with close=True).
+    tolerance: tuple[float, float] | None = None
     not_compared: list[str] = field(default_factory=list)
     # (id(left), id(right)) of the containers and objects being compared, to end cycles, with the
     # depth of each and whether it is an object whose == said False (see _objects).
@@ -630,7 +632,7 @@ class _Comparer:
             return self._object_arrays(left_values, right_values, path, depth)
         dtype = _dtype_name(left)
         if self.close and dtype in _TOLERANCES and not _is_quantized(left):
-            rtol, atol = _TOLERANCES[dtype]
+            rtol, atol = _TOLERANCES[dtype] if self.tolerance is None else self.tolerance
             if not np.allclose(left_values, right_values, rtol=rtol, atol=atol, equal_nan=True):
                 with np.errstate(invalid="ignore"):
                     gap = np.abs(left_values.astype(np.complex128) - right_values.astype(np.complex128))
@@ -705,10 +707,12 @@ def difference(left: Any, right: Any, path: str = "", *, loose_scalars: bool = F
     return _Comparer(loose_scalars=loose_scalars).diff(left, right, path, 0)
 
 
-def close_difference(left: Any, right: Any, path: str = "") -> str | None:
+def close_difference(
+    left: Any, right: Any, path: str = "", tolerance: tuple[float, float] | None = None
+) -> str | None:
     """Like :func:`difference`, but floating-point leaves only need to agree within the default
-    tolerances of ``torch.testing.assert_close`` for their dtype."""
-    return _Comparer(close=True).diff(left, right, path, 0)
+    tolerances of ``torch.testing.assert_close`` for their dtype (or ``tolerance=(rtol, atol)``)."""
+    return _Comparer(close=True, tolerance=tolerance).diff(left, right, path, 0)
 
 
 # ----------------------------------------------------------------------------------------------------

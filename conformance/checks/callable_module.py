@@ -199,7 +199,9 @@ def call_matches_forward(ctx: Context) -> None:
 )
 @preserving(data=False)
 def call_runs_forward_once(ctx: Context) -> None:
-    """m(*inputs) runs m.forward exactly once, looked up on the instance (so wrappers are honoured)."""
+    """m(*inputs) runs m.forward exactly once, looked up on the instance (so wrappers are honoured);
+    on a module with hook registration (torch's, the reference implementation's), a forward pre-hook
+    and a forward hook registered on it run once too."""
     module = ctx.obj
     instance_dict = getattr(module, "__dict__", None)
     if instance_dict is None:
@@ -227,15 +229,59 @@ def call_runs_forward_once(ctx: Context) -> None:
         ctx.fail(
             f"with m.forward replaced by a wrapper on the instance, m({args_text(ctx)}) called it "
             f"{len(calls)} times; expected exactly once (nn.Module.__call__ looks forward up on the "
-            "instance, so wrappers such as activation checkpointing or profilers see every call)",
+            "instance, so wrappers such as Accelerate's hooks or a test spy see every call)",
             reproduce=f"m.forward = wrapper; m({args_text(ctx)})  # count the wrapper's calls",
         )
+    if hasattr(module, "register_forward_pre_hook") and hasattr(module, "register_forward_hook"):
+        _check_hooks_run_once(ctx, module)
+
+
+def _check_hooks_run_once(ctx: Context, module: Any) -> None:
+    """A forward pre-hook and a forward hook registered on the module run once per call (the handles
+    are removed afterwards)."""
+    pre_calls: list[int] = []
+    post_calls: list[int] = []
+
+    def pre_hook(_module: Any, _args: Any) -> None:
+        pre_calls.append(1)
+
+    def post_hook(_module: Any, _args: Any, _output: Any) -> None:
+        post_calls.append(1)
+
+    handles = []
+    try:
+        for what, register, hook in (
+            ("m.register_forward_pre_hook(hook)", module.register_forward_pre_hook, pre_hook),
+            ("m.register_forward_hook(hook)", module.register_forward_hook, post_hook),
+        ):
+            handle = ctx.attempt(what, register, hook)
+            if isinstance(handle, Exception):
+                ctx.skip(f"the wrapper was called once; {what} raised {type(handle).__name__}: {handle}")
+            handles.append(handle)
+        with eval_mode(module):
+            call_module(ctx, module)
+    finally:
+        for handle in handles:
+            if hasattr(handle, "remove"):
+                ctx.attempt("handle.remove()", handle.remove)
+    for kind, counted in (("forward pre-hook", pre_calls), ("forward hook", post_calls)):
+        if len(counted) != 1:
+            ctx.fail(
+                f"with a {kind} registered on m, m({args_text(ctx)}) ran it {len(counted)} times; "
+                "expected exactly once (FSDP2, composable activation checkpointing and profilers "
+                "register module hooks, which nn.Module.__call__ runs through _call_impl; a __call__ "
+                "that calls self.forward directly skips them)",
+                reproduce=(
+                    f"m.register_{kind.replace(' ', '_').replace('-', '_')}(lambda *a: print('hook')); "
+                    f"m({args_text(ctx)})"
+                ),
+            )
 
 
 @register_check(
     "callable_module.call_preserves_inputs",
     protocol=CallableModule,
-    severity="required",
+    severity="recommended",
     needs=("example_inputs",),
     requires=(CALLS,),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import namedtuple
 from collections.abc import Iterator
 from typing import Any
@@ -213,3 +214,64 @@ CASES = [
     Case("default_collate_ndarrays", CollateFn, lambda: tud.default_collate,
          {"example_inputs": [torch.arange(3).numpy() for _ in range(4)]}),
 ]  # fmt: skip
+
+
+# -- "True to torch": torch's own modules with documented deviations ---------------------------------
+
+# SPEC.md, module.deepcopy_is_independent, Deviation: the deprecated hook-based weight_norm and
+# spectral_norm keep the computed (non-leaf) weight as a plain attribute, which Tensor.__deepcopy__
+# refuses after the first call (pytorch#28594, #102981); torch.nn.utils.parametrizations.* deep-copy.
+NON_LEAF_WEIGHT = {
+    "module.deepcopy_is_independent": (
+        "nn.utils.weight_norm/spectral_norm hold a non-leaf weight after a call (pytorch#28594); "
+        "use nn.utils.parametrizations"
+    )
+}
+# SPEC.md, callable_module.call_preserves_inputs, Deviation: inplace=True overwrites the input on purpose.
+IN_PLACE = {"callable_module.call_preserves_inputs": "inplace=True modifies the input by design"}
+
+
+def _called_once(build: Any) -> Any:
+    """The module as it is after one training-mode call (a training step)."""
+
+    def factory() -> object:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            module = build()
+            module(torch.randn(4, 3))
+        return module
+
+    return factory
+
+
+def _hook_based_weight_norm() -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated in favour of parametrizations
+        return nn.utils.weight_norm(nn.Linear(3, 2))
+
+
+def _fresh_linear() -> nn.Module:
+    return nn.Linear(3, 2)  # torch's default initialisation: differs from the seeded case
+
+
+CASES.extend(
+    [
+        Case("weight_norm_after_a_call", Module, _called_once(_hook_based_weight_norm), _inputs(4, 3),
+             expected_failures=NON_LEAF_WEIGHT),
+        Case("spectral_norm_after_a_call", Module,
+             _called_once(lambda: nn.utils.spectral_norm(nn.Linear(3, 2))), _inputs(4, 3),
+             expected_failures=NON_LEAF_WEIGHT),
+        Case("relu_inplace_as_callable", CallableModule, lambda: nn.ReLU(inplace=True), _inputs(4, 3),
+             expected_failures=IN_PLACE),
+        Case("hardtanh_inplace", Module, lambda: nn.Hardtanh(inplace=True), _inputs(4, 3),
+             expected_failures=IN_PLACE),
+    ]
+)  # fmt: skip
+MODULE_CASES.extend(
+    [
+        Case("parametrized_weight_norm", Module,
+             seeded(lambda: nn.utils.parametrizations.weight_norm(nn.Linear(3, 2))), _inputs(4, 3)),
+        Case("linear_with_factory", Module, seeded(lambda: nn.Linear(3, 2)),
+             {**_inputs(4, 3), "factory": _fresh_linear}),
+    ]
+)  # fmt: skip

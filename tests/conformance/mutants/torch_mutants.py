@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,6 +98,66 @@ class FusedCudaNormEpsilon(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         eps = 1e-2 if x.is_cuda else 1e-5
         return self.scale * (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + eps)
+
+
+class LayersInPlainList(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = [nn.Linear(3, 4), nn.Linear(4, 2)]  # a plain list: .to(), parameters() miss them
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers[1](F.relu(self.layers[0](x)))
+
+
+class ScaleAsPlainAttribute(nn.Module):
+    """A constant per-output scale kept as a plain tensor attribute instead of a buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+        self.scale = torch.tensor([2.0, 0.5])  # not register_buffer: m.to(device) leaves it behind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) * self.scale
+
+
+class NumpyExtraState(nn.Linear):
+    """Keeps a label map in the checkpoint as a NumPy array (torch.load(weights_only=True) rejects it)."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 2)
+        self.classes = np.array([3, 7])
+
+    def get_extra_state(self) -> Any:
+        return self.classes
+
+    def set_extra_state(self, state: Any) -> None:
+        self.classes = np.array(state)
+
+
+class FittedNonPersistentMean(nn.Module):
+    """Centres its inputs by a mean fitted on data, kept in a non-persistent buffer (never saved)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+        self.register_buffer("mean", torch.zeros(3), persistent=False)
+
+    def fit(self, x: torch.Tensor) -> FittedNonPersistentMean:
+        self.mean.copy_(x.mean(0))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x - self.mean)
+
+
+def _fitted_mean() -> nn.Module:
+    return FittedNonPersistentMean().fit(torch.linspace(0.0, 3.0, 12).reshape(4, 3))
+
+
+class CallSkipsHooks(nn.Linear):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)  # "faster": skips _call_impl, so no hook ever runs
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -239,4 +300,25 @@ MUTANTS = [
             "torch.cat instead of torch.stack", lambda: concatenating_collate,
             kwargs={"example_inputs": [torch.full((3,), float(i)) for i in range(4)]},
             message_contains=("holds 12 samples", "given 4")),
+    # -- "True to torch" (SPEC.md, Module and CallableModule)
+    _mutant(protocols.Module, "torch_layers_in_plain_list", "module.to_device",
+            "nn.Linear layers kept in a plain Python list", _seeded(LayersInPlainList),
+            kwargs=_MODULE_INPUTS, message_contains=("m.layers[0] (a Linear in a plain list", "meta")),
+    _mutant(protocols.Module, "torch_scale_as_plain_attribute", "module.to_device",
+            "a tensor the output depends on kept as a plain attribute", _seeded(ScaleAsPlainAttribute),
+            kwargs={**_MODULE_INPUTS, "factory": ScaleAsPlainAttribute},
+            message_contains=("m.scale (a plain tensor attribute: use register_buffer)",)),
+    _mutant(protocols.Module, "torch_numpy_extra_state", "module.state_dict_round_trip",
+            "get_extra_state returns a NumPy array", _seeded(NumpyExtraState), kwargs=_MODULE_INPUTS,
+            message_contains=("weights_only=True", "'_extra_state' is ndarray(int64, (2,))")),
+    _mutant(protocols.Module, "torch_fitted_mean_not_saved", "module.state_dict_round_trip",
+            "a fitted statistic in a non-persistent buffer", _seeded(_fitted_mean),
+            kwargs={**_MODULE_INPUTS, "factory": FittedNonPersistentMean},
+            message_contains=("fresh.load_state_dict(m.state_dict())", "factory")),
+    _mutant(protocols.Module, "torch_fitted_mean_not_saved_without_factory", "module.state_dict_round_trip",
+            "a fitted statistic in a non-persistent buffer", _seeded(_fitted_mean), kwargs=_MODULE_INPUTS,
+            message_contains=("clone.load_state_dict(m.state_dict())", "buffers")),
+    _mutant(protocols.CallableModule, "torch_call_skips_hooks", "callable_module.call_runs_forward_once",
+            "__call__ runs self.forward directly", _seeded(lambda: CallSkipsHooks(3, 2)),
+            kwargs=_MODULE_INPUTS, message_contains=("forward pre-hook", "0 times")),
 ]  # fmt: skip

@@ -134,9 +134,12 @@ def _perturb(parameter: Any) -> bool:
 
 
 def _reachable_tensors(module: Any) -> list[tuple[str, Any]]:
-    """(name, tensor) for every tensor a torch module's output can depend on: parameters, every
-    buffer (non-persistent ones included) and plain tensor attributes of the module and its
-    submodules, each once. Reading them never calls the module (``vars`` and torch's own registries)."""
+    """(name, tensor) for every tensor a torch module's output can depend on that a loaded state dict
+    must restore: parameters, persistent buffers and plain tensor attributes of the module and its
+    submodules, each once. Non-persistent buffers are left out: ``register_buffer(persistent=False)``
+    declares a tensor rebuilt at construction (rotary frequencies, positional encodings), which a
+    fresh instance has (pass ``factory=`` to check those too). Reading them never calls the module
+    (``vars`` and torch's own registries)."""
     torch = tensor_module()
     found: list[tuple[str, Any]] = []
     seen: set[int] = set()
@@ -147,10 +150,15 @@ def _reachable_tensors(module: Any) -> list[tuple[str, Any]]:
     for prefix, sub in named:
         dot = f"{prefix}." if prefix else ""
         own: list[tuple[str, Any]] = []
+        rebuilt = getattr(sub, "__dict__", {}).get("_non_persistent_buffers_set", set())
         for registry in ("_parameters", "_buffers"):
             table = getattr(sub, "__dict__", {}).get(registry)
             if isinstance(table, dict):
-                own.extend((str(key), value) for key, value in table.items())
+                own.extend(
+                    (str(key), value)
+                    for key, value in table.items()
+                    if not (registry == "_buffers" and key in rebuilt)
+                )
         own.extend(
             (str(key), value)
             for key, value in getattr(sub, "__dict__", {}).items()
@@ -411,7 +419,7 @@ def state_dict_round_trip(ctx: Context) -> None:
             how = "a fresh instance built by the factory option"
             hint = "non-persistent buffers and plain tensor attributes are not saved"
         else:
-            how = "a deep copy whose parameters, buffers and tensor attributes were all changed"
+            how = "a deep copy whose parameters, persistent buffers and tensor attributes were changed"
             hint = (
                 "non-persistent buffers and plain tensor attributes are not saved; if such a tensor is "
                 "rebuilt at construction, pass factory= so that a fresh instance is loaded instead"

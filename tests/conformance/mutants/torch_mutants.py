@@ -155,6 +155,27 @@ def _fitted_mean() -> nn.Module:
     return FittedNonPersistentMean().fit(torch.linspace(0.0, 3.0, 12).reshape(4, 3))
 
 
+class FittedAttributeMean(nn.Module):
+    """Centres its inputs by a mean fitted on data, kept in a plain 0-dim tensor attribute: never saved
+    (a 0-dim CPU tensor works on every device, so only the state dict misses it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+        self.mean = torch.tensor(0.0)
+
+    def fit(self, x: torch.Tensor) -> FittedAttributeMean:
+        self.mean = x.mean()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x - self.mean)
+
+
+def _fitted_attribute_mean() -> nn.Module:
+    return FittedAttributeMean().fit(torch.linspace(0.0, 3.0, 12).reshape(4, 3))
+
+
 class CallSkipsHooks(nn.Linear):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)  # "faster": skips _call_impl, so no hook ever runs
@@ -316,8 +337,8 @@ MUTANTS = [
             kwargs={**_MODULE_INPUTS, "factory": FittedNonPersistentMean},
             message_contains=("fresh.load_state_dict(m.state_dict())", "factory")),
     _mutant(protocols.Module, "torch_fitted_mean_not_saved_without_factory", "module.state_dict_round_trip",
-            "a fitted statistic in a non-persistent buffer", _seeded(_fitted_mean), kwargs=_MODULE_INPUTS,
-            message_contains=("clone.load_state_dict(m.state_dict())", "buffers")),
+            "a fitted statistic in a plain tensor attribute", _seeded(_fitted_attribute_mean),
+            kwargs=_MODULE_INPUTS, message_contains=("clone.load_state_dict(m.state_dict())", "attributes")),
     _mutant(protocols.CallableModule, "torch_call_skips_hooks", "callable_module.call_runs_forward_once",
             "__call__ runs self.forward directly", _seeded(lambda: CallSkipsHooks(3, 2)),
             kwargs=_MODULE_INPUTS, message_contains=("forward pre-hook", "0 times")),

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils import data
 
 from torchcontract import reference_impl as ref
+from torchcontract.conformance._deviations import expected_failures
 from torchcontract.conformance._engine import Target
 from torchcontract.protocols import (
     CallableModule,
@@ -25,14 +26,8 @@ from torchcontract.protocols import (
 
 __all__ = ["ShardedRange", "loader_of_rank", "torch_targets"]
 
-VIEWS = (
-    "TensorDataset.__getitem__ returns views (tensor[index]) by design: in-place changes to a sample "
-    "reach the dataset (SPEC.md, map_dataset.samples_are_independent_copies)"
-)
-CONCAT_NEGATIVE = (
-    "ConcatDataset raises ValueError, not IndexError, for ds[-len(ds) - 1] "
-    "(SPEC.md, map_dataset.negative_index_mirrors_python)"
-)
+VIEWS = expected_failures("views")
+VIEWS_AND_NEGATIVE_INDEX = expected_failures("views", "concat_negative_index")
 
 
 RANKED = data.TensorDataset(torch.arange(46.0).reshape(23, 2), torch.arange(23))
@@ -89,22 +84,19 @@ def torch_targets(mnist_root: Path) -> list[Target]:
             tensors,
             MapDataset,
             name="torch.TensorDataset",
-            expected_failures={"map_dataset.samples_are_independent_copies": VIEWS},
+            expected_failures=VIEWS,
         ),
         Target(
             data.Subset(tensors, list(range(0, 60, 3))),
             MapDataset,
             name="torch.Subset",
-            expected_failures={"map_dataset.samples_are_independent_copies": VIEWS},
+            expected_failures=VIEWS,
         ),
         Target(
             data.ConcatDataset([tensors, tensors]),
             MapDataset,
             name="torch.ConcatDataset",
-            expected_failures={
-                "map_dataset.samples_are_independent_copies": VIEWS,
-                "map_dataset.negative_index_mirrors_python": CONCAT_NEGATIVE,
-            },
+            expected_failures=VIEWS_AND_NEGATIVE_INDEX,
         ),
         Target(ShardedRange(60), IterableDataset, name="torch.IterableDataset(subclass)"),
         Target(data.DataLoader(tensors, batch_size=16), Loader, name="torch.DataLoader"),

@@ -308,7 +308,7 @@ def _oversampling_hint(counted: Counter[Any], repeated: list[Any]) -> str:
     return " (declare replacement=True if the sampler draws with replacement)"
 
 
-@register_check("sampler.same_state_same_order", protocol=Sampler, severity="required", requires=(ENDS,))
+@register_check("sampler.same_state_same_order", protocol=Sampler, severity="recommended", requires=(ENDS,))
 def same_state_same_order(ctx: Context) -> None:
     """Two copies of the sampler in the same state (same seed, generator and global RNG) yield the
     same order."""

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils import data as tud
 
+from torchcontract.conformance._deviations import expected_failures
 from torchcontract.protocols import (
     CallableModule,
     CollateFn,
@@ -21,14 +22,11 @@ from torchcontract.protocols import (
     Sampler,
 )
 
-from .cases import ARRAY_INDEXING_RETURNS_VIEWS, Case, transposed, unbatched
+from .cases import Case, transposed, unbatched
 
-VIEWS = {"map_dataset.samples_are_independent_copies": f"TensorDataset: {ARRAY_INDEXING_RETURNS_VIEWS}"}
-# torch/utils/data/dataset.py, ConcatDataset.__getitem__: a too-negative index raises ValueError
-# ("absolute value of index should not exceed dataset length"), not IndexError.
-CONCAT_NEGATIVE = {
-    "map_dataset.negative_index_mirrors_python": "ConcatDataset raises ValueError for ds[-len(ds) - 1]"
-}
+# The documented deviations (conformance/_deviations.py: the one table that SPEC.md and README follow).
+VIEWS = expected_failures("views")
+CONCAT_NEGATIVE = expected_failures("concat_negative_index")
 
 
 def seeded(build: Any) -> Any:
@@ -218,17 +216,8 @@ CASES = [
 
 # -- "True to torch": torch's own modules with documented deviations ---------------------------------
 
-# SPEC.md, module.deepcopy_is_independent, Deviation: the deprecated hook-based weight_norm and
-# spectral_norm keep the computed (non-leaf) weight as a plain attribute, which Tensor.__deepcopy__
-# refuses after the first call (pytorch#28594, #102981); torch.nn.utils.parametrizations.* deep-copy.
-NON_LEAF_WEIGHT = {
-    "module.deepcopy_is_independent": (
-        "nn.utils.weight_norm/spectral_norm hold a non-leaf weight after a call (pytorch#28594); "
-        "use nn.utils.parametrizations"
-    )
-}
-# SPEC.md, callable_module.call_preserves_inputs, Deviation: inplace=True overwrites the input on purpose.
-IN_PLACE = {"callable_module.call_preserves_inputs": "inplace=True modifies the input by design"}
+NON_LEAF_WEIGHT = expected_failures("non_leaf_weight")
+IN_PLACE = expected_failures("in_place")
 
 
 def _called_once(build: Any) -> Any:

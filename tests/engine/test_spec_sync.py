@@ -44,3 +44,47 @@ def test_clause_matches_its_check(check_id: str) -> None:
     for part in ("**Rule.**", "**Why.**"):
         assert part in text, f"clause {check_id} lacks {part}"
     assert "**PyTorch.**" in text or "**Deviation.**" in text, f"clause {check_id} cites no PyTorch source"
+
+
+README = SPEC.parent / "README.md"
+DEVIATION = re.compile(r"^\*\*Deviation\.\*\*(?P<text>.*?)(?=^\*\*|^#|\Z)", re.MULTILINE | re.DOTALL)
+
+
+def _deviation_paragraphs() -> dict[str, str]:
+    """check id -> the text of its clause's Deviation paragraph(s), for the clauses that have one."""
+    return {
+        check_id: " ".join(match.group("text") for match in DEVIATION.finditer(text))
+        for check_id, (_, _, text) in _clauses().items()
+        if DEVIATION.search(text)
+    }
+
+
+def test_every_deviation_of_the_table_is_in_spec_and_readme() -> None:
+    from torchcontract.conformance._deviations import DEVIATIONS
+
+    paragraphs = _deviation_paragraphs()
+    readme_rows = [line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    for deviation in DEVIATIONS:
+        assert deviation.check_id in CHECKS, f"{deviation.key}: {deviation.check_id} is no check"
+        paragraph = " ".join(paragraphs.get(deviation.check_id, "").split())
+        for target in deviation.targets:
+            assert target in paragraph, f"SPEC's Deviation of {deviation.check_id} does not name {target}"
+        rows = [row for row in readme_rows if f"`{deviation.check_id}`" in row]
+        assert rows, f"README's table of deviations has no row for {deviation.check_id}"
+        assert any(deviation.targets[0].split("(")[0] in row for row in rows), (deviation.key, rows)
+
+
+def test_every_deviation_in_spec_is_in_the_table() -> None:
+    from torchcontract.conformance._deviations import DEVIATIONS
+
+    assert sorted(_deviation_paragraphs()) == sorted({d.check_id for d in DEVIATIONS})
+
+
+def test_the_table_names_each_deviation_once() -> None:
+    from torchcontract.conformance._deviations import DEVIATIONS, expected_failures
+
+    keys = [deviation.key for deviation in DEVIATIONS]
+    assert len(keys) == len(set(keys))
+    assert expected_failures("views") == {DEVIATIONS[0].check_id: DEVIATIONS[0].reason}
+    with pytest.raises(KeyError, match="no deviation named nope"):
+        expected_failures("nope")

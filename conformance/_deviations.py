@@ -1,0 +1,84 @@
+"""torch's documented deviations from the clauses: one table, read by the report's targets and the tests.
+
+Each row is a torch class (or construction) that violates a clause by design, with the reason, used as
+its expected-failure reason. SPEC.md writes the same rows as the **Deviation.** paragraph of each clause
+and README.md as its table of deviations; ``tests/engine/test_spec_sync.py`` checks that the three agree,
+and the correct-object corpus checks that each row still fails as declared (an xpass fails the test).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEVIATIONS", "Deviation", "expected_failures"]
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """``targets`` violate ``check_id`` by design, because of ``reason``; ``source`` is the torch code."""
+
+    key: str
+    targets: tuple[str, ...]
+    check_id: str
+    reason: str
+    source: str
+
+
+DEVIATIONS: tuple[Deviation, ...] = (
+    Deviation(
+        key="views",
+        targets=("TensorDataset", "Subset", "ConcatDataset", "StackDataset"),
+        check_id="map_dataset.samples_are_independent_copies",
+        reason=(
+            "TensorDataset.__getitem__ returns views (tensor[index]) by design, and so do Subset, "
+            "ConcatDataset and StackDataset over it: in-place changes to a sample reach the dataset"
+        ),
+        source="utils/data/dataset.py, TensorDataset.__getitem__",
+    ),
+    Deviation(
+        key="concat_negative_index",
+        targets=("ConcatDataset",),
+        check_id="map_dataset.negative_index_mirrors_python",
+        reason="ConcatDataset raises ValueError, not IndexError, for ds[-len(ds) - 1]",
+        source="utils/data/dataset.py, ConcatDataset.__getitem__",
+    ),
+    Deviation(
+        key="in_place",
+        targets=("nn.ReLU(inplace=True)", "nn.Hardtanh(inplace=True)"),
+        check_id="callable_module.call_preserves_inputs",
+        reason="inplace=True modules modify their input on purpose",
+        source="nn/modules/activation.py, ReLU.forward (F.relu(input, inplace=self.inplace))",
+    ),
+    Deviation(
+        key="non_leaf_weight",
+        targets=("nn.utils.weight_norm", "nn.utils.spectral_norm"),
+        check_id="module.deepcopy_is_independent",
+        reason=(
+            "nn.utils.weight_norm/spectral_norm hold a non-leaf weight after a call, which "
+            "Tensor.__deepcopy__ refuses (pytorch#28594); use nn.utils.parametrizations"
+        ),
+        source="nn/utils/weight_norm.py, WeightNorm.__call__; _tensor.py, Tensor.__deepcopy__",
+    ),
+    Deviation(
+        key="output_hook",
+        targets=("forward hook that replaces the output",),
+        check_id="callable_module.call_matches_forward",
+        reason="a forward hook that returns a value replaces m(*inputs)'s output, by design of hooks",
+        source="nn/modules/module.py, Module._call_impl (hook_result replaces result)",
+    ),
+    Deviation(
+        key="numpy_indices",
+        targets=("SubsetRandomSampler",),
+        check_id="sampler.yields_python_ints",
+        reason="SubsetRandomSampler yields whatever its indices hold: NumPy integers for an array",
+        source="utils/data/sampler.py, SubsetRandomSampler.__iter__",
+    ),
+)
+
+
+def expected_failures(*keys: str) -> dict[str, str]:
+    """``{check_id: reason}`` of the named rows, for a target's ``expected_failures``."""
+    unknown = sorted(set(keys) - {deviation.key for deviation in DEVIATIONS})
+    if unknown:
+        raise KeyError(f"no deviation named {', '.join(unknown)}")
+    return {deviation.check_id: deviation.reason for deviation in DEVIATIONS if deviation.key in keys}

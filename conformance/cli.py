@@ -331,6 +331,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {"check": _command_check, "report": _command_report, "list": _command_list}
     try:
         return commands[args.command](args)
+    except BrokenPipeError:
+        # The reader went away (`torchcontract check ... | head`): not an error of the run. Point
+        # stdout at devnull so that the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
     except UsageError as error:
         print(f"torchcontract {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -113,11 +113,8 @@ def test_a_hang_in_a_recommended_clause_fails_the_report() -> None:
     assert not report.passed, "required clauses were not verified"
 
 
-CLI_MODULE = """
-    import threading
-    import numpy as np
-    from torchcontract.conformance.checks import map_dataset
-
+# A correct dataset, in the source of the modules and test files these tests write.
+SQUARES = """
     class Squares:
         def __len__(self):
             return 8
@@ -126,7 +123,16 @@ CLI_MODULE = """
             if not -8 <= index < 8:
                 raise IndexError(index)
             return (index % 8) ** 2
+"""
 
+CLI_MODULE = (
+    """
+    import threading
+    import numpy as np
+    from torchcontract.conformance.checks import map_dataset
+"""
+    + SQUARES
+    + """
     class NumpyIndexHangs(Squares):
         def __getitem__(self, index):
             if isinstance(index, np.integer):
@@ -143,6 +149,7 @@ CLI_MODULE = """
     squares = Squares()
     copy_hangs = NumpyIndexHangs()
 """
+)
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -174,21 +181,15 @@ def test_cli_refuses_unusable_time_budgets(budget: str, capsys: pytest.CaptureFi
     assert "--time-budget" in capsys.readouterr().err
 
 
-PLUGIN_FILE = """
+PLUGIN_FILE = (
+    """
     import pytest
     from torchcontract.conformance import Target, parametrize_with_checks
     from torchcontract.conformance.checks import map_dataset
     from torchcontract.protocols import MapDataset
-
-    class Squares:
-        def __len__(self):
-            return 8
-
-        def __getitem__(self, index):
-            if not -8 <= index < 8:
-                raise IndexError(index)
-            return (index % 8) ** 2
-
+"""
+    + SQUARES
+    + """
     def _broken(*args, **kwargs):
         raise RuntimeError("a deliberately broken comparison")
 
@@ -210,6 +211,7 @@ PLUGIN_FILE = """
     def test_conformance(target, check):
         check(target)
 """
+)
 
 QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
 

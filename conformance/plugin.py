@@ -112,9 +112,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--conformance-time-budget",
         metavar="SECONDS",
         type=time_budget_argument,
-        default=DEFAULT_TIME_BUDGET_S,
+        default=None,
         help=f"seconds each check may take before it fails as hung (default {DEFAULT_TIME_BUDGET_S:g})",
     )
+    # Every option also as an ini key of the same name (pytest.ini, pyproject.toml's
+    # [tool.pytest.ini_options]); the command line wins.
+    for key, what in (
+        ("conformance_report", "write a JSON report of every result to this path"),
+        ("conformance_devices", "comma-separated devices for device-dependent checks"),
+        ("conformance_world_size", "turn on the distributed checks with this many ranks"),
+        ("conformance_time_budget", "seconds each check may take"),
+    ):
+        parser.addini(key, help=f"{what} (as --{key.replace('_', '-')})", default=None)
 
 
 def _devices_argument(text: str) -> list[str]:
@@ -130,6 +139,66 @@ def _devices_argument(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+_SETTINGS = pytest.StashKey["_Settings"]()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """The plugin's options, from the command line or else the ini file, validated once."""
+
+    report: str | None
+    devices: list[str] | None
+    world_size: int | None
+    time_budget_s: float
+    isolate: bool
+
+
+def _world_size_argument(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of ranks, got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
+    return value
+
+
+def _resolved(config: pytest.Config, name: str, parse: Any) -> Any:
+    """``--conformance-<name>`` if given, else the ini key ``conformance_<name>`` parsed like it."""
+    import argparse
+
+    value = config.getoption(f"--conformance-{name.replace('_', '-')}")
+    if value is not None:
+        return value
+    raw = config.getini(f"conformance_{name}")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    try:
+        return parse(str(raw).strip())
+    except argparse.ArgumentTypeError as error:
+        raise pytest.UsageError(f"ini key conformance_{name} = {raw!r}: {error}") from None
+
+
+def _settings(config: pytest.Config) -> _Settings:
+    return config.stash[_SETTINGS]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The versions and settings a conformance run depends on, in pytest's header."""
+    settings = config.stash.get(_SETTINGS, None)
+    if settings is None:
+        return []
+    versions = environment()
+    shown = {key: value for key, value in dataclasses.asdict(settings).items() if value is not None}
+    torch_version = versions["torch"] or "not imported"
+    return [
+        f"torchcontract {versions['torchcontract']}, torch {torch_version}, numpy {versions['numpy']}",
+        "torchcontract settings: " + ", ".join(f"{key}={value}" for key, value in shown.items()),
+    ]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -137,17 +206,25 @@ def pytest_configure(config: pytest.Config) -> None:
         "use torchcontract.conformance.parametrize_with_checks",
     )
     config.stash[_RESULTS] = _Results()
-    report = config.getoption("--conformance-report")
+    report = _resolved(config, "report", str)
     problem = output_file_problem(report) if report is not None else None
     if problem:
         raise pytest.UsageError(f"--conformance-report: {problem}")
-    world_size = config.getoption("--conformance-world-size")
+    budget = _resolved(config, "time_budget", time_budget_argument)
+    world_size = _resolved(config, "world_size", _world_size_argument)
+    config.stash[_SETTINGS] = _Settings(
+        report=report,
+        devices=_resolved(config, "devices", _devices_argument),
+        world_size=world_size,
+        time_budget_s=DEFAULT_TIME_BUDGET_S if budget is None else budget,
+        isolate=bool(config.getoption("--conformance-isolate") or config.getini("conformance_isolate")),
+    )
     if world_size is not None and world_size < 2:
         raise pytest.UsageError(f"--conformance-world-size must be at least 2, got {world_size}")
 
 
 def _devices(config: pytest.Config) -> list[str]:
-    option: list[str] | None = config.getoption("--conformance-devices")
+    option = _settings(config).devices
     if option is not None:
         return option
     devices = ["cpu"]
@@ -170,11 +247,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             f"the arguments 'target' and 'check' (missing: {', '.join(sorted(missing))})"
         )
     config = metafunc.config
-    budget: float = config.getoption("--conformance-time-budget")
+    budget = _settings(config).time_budget_s
     results = config.stash[_RESULTS]
     targets: tuple[Target, ...] = mark.args[0]
-    world_size: int | None = config.getoption("--conformance-world-size")
-    isolate = config.getoption("--conformance-isolate") or config.getini("conformance_isolate")
+    world_size = _settings(config).world_size
+    isolate = _settings(config).isolate
     for target in targets:
         if world_size is not None and target.options.world_size is None:
             target.options = dataclasses.replace(target.options, world_size=world_size)
@@ -230,7 +307,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if results.idle_targets() and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    path = config.getoption("--conformance-report")
+    path = _settings(config).report
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(results.to_dict(), indent=2, default=repr), encoding="utf-8")
@@ -264,6 +341,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             "a conformance run that verifies nothing fails",
             red=True,
         )
-    path = config.getoption("--conformance-report")
+    path = _settings(config).report
     if path:
         terminalreporter.write_line(f"JSON report: {path}")

@@ -15,6 +15,11 @@ settings.register_profile("explore", derandomize=False, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+if HAS_TORCH:
+    # Imported once, up front: pytester's in-process runs restore sys.modules afterwards, and a torch
+    # first imported inside one would then be imported a second time, which its C extension cannot
+    # survive (SystemError/ValueError from `from torch._C import *`) in whichever test comes next.
+    import torch  # noqa: F401
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 NO_TORCH_REASON = "torch is not installed (pip install 'torchcontract[torch]')"
 NO_TORCHVISION_REASON = "torchvision is not installed (pip install 'torchcontract[vision]')"

@@ -328,3 +328,50 @@ def test_the_world_size_option_turns_on_the_distributed_checks(pytester: pytest.
     on = pytester.runpytest("-v", "--conformance-world-size=3", *QUIET)
     on.stdout.fnmatch_lines([f"*{sharding}* PASSED*"])
     assert on.ret == pytest.ExitCode.OK
+
+
+def test_every_option_can_live_in_the_ini_file_and_the_command_line_wins(pytester: pytest.Pytester) -> None:
+    _write(
+        pytester,
+        """
+        import threading
+
+        class Hangs(Pairs):
+            def __getitem__(self, index):
+                if index == 2:
+                    threading.Event().wait()
+                return super().__getitem__(index)
+
+        @parametrize_with_checks([Target(Hangs(), MapDataset, name="hangs")])
+        def test_conformance(target, check):
+            check(target)
+        """,
+    )
+    pytester.makefile(
+        ".toml",
+        pyproject=(
+            "[tool.pytest.ini_options]\n"
+            'conformance_time_budget = "0.3"\n'
+            'conformance_report = "out/report.json"\n'
+            'conformance_devices = "cpu"\n'
+        ),
+    )
+    result = pytester.runpytest(*QUIET)
+    result.stdout.fnmatch_lines(
+        [
+            "torchcontract *, torch *, numpy *",
+            "torchcontract settings: report=out/report.json, devices=*, time_budget_s=0.3, isolate=False",
+            "*ds[[]2[]] did not return within the time budget of 0.3 s*",
+        ]
+    )
+    assert (pytester.path / "out" / "report.json").exists()
+    result = pytester.runpytest("--conformance-time-budget=0.4", *QUIET)
+    result.stdout.fnmatch_lines(["*time_budget_s=0.4*", "*within the time budget of 0.4 s*"])
+
+
+def test_an_unusable_ini_value_is_a_usage_error_naming_the_key(pytester: pytest.Pytester) -> None:
+    _write(pytester, "")
+    pytester.makeini("[pytest]\nconformance_time_budget = soon\n")
+    result = pytester.runpytest(*QUIET)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ini key conformance_time_budget = 'soon'" in result.stderr.str()

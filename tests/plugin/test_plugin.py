@@ -375,3 +375,21 @@ def test_an_unusable_ini_value_is_a_usage_error_naming_the_key(pytester: pytest.
     result = pytester.runpytest(*QUIET)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "ini key conformance_time_budget = 'soon'" in result.stderr.str()
+
+
+def test_families_of_checks_are_selected_by_markers(pytester: pytest.Pytester) -> None:
+    _write(
+        pytester,
+        """
+        @parametrize_with_checks([Target(Pairs(), MapDataset, name="pairs")])
+        def test_conformance(target, check):
+            check(target)
+        """,
+    )
+    everything = pytester.runpytest("-m", "conformance", "--collect-only", "-q", *QUIET)
+    assert f"{MAP_CHECKS} tests collected" in everything.stdout.str()
+    narrowed = pytester.runpytest("-m", "not conformance_workers", "--collect-only", "-q", *QUIET)
+    workers = sum("workers" in c.needs for c in checks_for(MapDataset))
+    assert workers > 0
+    narrowed.stdout.fnmatch_lines([f"{MAP_CHECKS - workers}/{MAP_CHECKS} tests collected*"])
+    assert "spawn_workers" not in narrowed.stdout.str()

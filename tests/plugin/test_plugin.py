@@ -202,23 +202,24 @@ def torch_cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+# A target whose ds[2] never returns.
+HANGS = """
+    import threading
+
+    class Hangs(Pairs):
+        def __getitem__(self, index):
+            if index == 2:
+                threading.Event().wait()
+            return super().__getitem__(index)
+
+    @parametrize_with_checks([Target(Hangs(), MapDataset, name="hangs")])
+    def test_conformance(target, check):
+        check(target)
+"""
+
+
 def test_the_time_budget_option_bounds_a_hung_object(pytester: pytest.Pytester) -> None:
-    _write(
-        pytester,
-        """
-        import threading
-
-        class Hangs(Pairs):
-            def __getitem__(self, index):
-                if index == 2:
-                    threading.Event().wait()
-                return super().__getitem__(index)
-
-        @parametrize_with_checks([Target(Hangs(), MapDataset, name="hangs")])
-        def test_conformance(target, check):
-            check(target)
-        """,
-    )
+    _write(pytester, HANGS)
     result = pytester.runpytest("--conformance-time-budget=0.3", *QUIET)
     outcomes = result.parseoutcomes()
     # The hung check fails, and so does every required check after it (not verified); the recommended
@@ -331,22 +332,7 @@ def test_the_world_size_option_turns_on_the_distributed_checks(pytester: pytest.
 
 
 def test_every_option_can_live_in_the_ini_file_and_the_command_line_wins(pytester: pytest.Pytester) -> None:
-    _write(
-        pytester,
-        """
-        import threading
-
-        class Hangs(Pairs):
-            def __getitem__(self, index):
-                if index == 2:
-                    threading.Event().wait()
-                return super().__getitem__(index)
-
-        @parametrize_with_checks([Target(Hangs(), MapDataset, name="hangs")])
-        def test_conformance(target, check):
-            check(target)
-        """,
-    )
+    _write(pytester, HANGS)
     pytester.makefile(
         ".toml",
         pyproject=(

@@ -68,6 +68,15 @@ def iteration_ends(ctx: Context) -> None:
             ctx.note(f"infinite stream: checked its first {record.count} items")
 
 
+def _not_a_new_pass(ctx: Context, second: int, first: int) -> None:
+    ctx.fail(
+        f"a second iter(ds) yielded {second} items but the first yielded {first}; "
+        "expected each iter(ds) to start a new, whole pass (is __iter__ returning a shared "
+        "iterator, or a generator object rather than a new one?)",
+        reproduce="len(list(ds)) == len(list(ds))",
+    )
+
+
 @register_check(
     NEW_PASS,
     protocol=IterableDataset,
@@ -92,24 +101,16 @@ def new_iter_starts_new_pass(ctx: Context) -> None:
         budget_fraction=0.4,
     )
     if first.timed_out:
-        ctx.skip("a pass takes more than 40% of the time budget: two passes do not fit in one check")
-    if shared.ended and first.count != shared.count:
-        ctx.fail(
-            f"a second iter(ds) yielded {first.count} items but the first yielded {shared.count}; "
-            "expected each iter(ds) to start a new, whole pass (is __iter__ returning a shared "
-            "iterator, or a generator object rather than a new one?)",
-            reproduce="len(list(ds)) == len(list(ds))",
+        ctx.unverified(
+            "during the first pass: two passes do not fit in one check (a pass takes more than 40%)"
         )
+    if shared.ended and first.count != shared.count:
+        _not_a_new_pass(ctx, first.count, shared.count)
     iterator = ctx.call("iter(ds)", iter, ctx.obj)
     limit = first.count + 1 if first.ended else first.count
     second = record_pass(ctx, iterator, "it", limit=limit, keep=len(first.prefix))
     if first.ended and second.count != first.count:
-        ctx.fail(
-            f"a second iter(ds) yielded {second.count} items but the first yielded {first.count}; "
-            "expected each iter(ds) to start a new, whole pass (is __iter__ returning a shared "
-            "iterator, or a generator object rather than a new one?)",
-            reproduce="len(list(ds)) == len(list(ds))",
-        )
+        _not_a_new_pass(ctx, second.count, first.count)
     if not first.ended and second.count < first.count:
         ctx.fail(
             f"a second iter(ds) of the infinite stream ended after {second.count} items; expected "

@@ -8,6 +8,7 @@ non-editable, so the tests see what a user's `pip install` gives.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import nox
@@ -29,6 +30,15 @@ def _pytest(session: nox.Session, *extra: str) -> None:
     session.run("python", "-m", "pytest", "-n", WORKERS, *extra, *session.posargs)
 
 
+def _discard_venv(session: nox.Session) -> None:
+    """Where TORCHCONTRACT_DISCARD_VENVS is set (`.ci/run` sets it), remove the session's venv once it
+    has run: a torch venv with CUDA wheels is 5.5 GB, and CI's disk holds one or two, not all six."""
+    if os.environ.get("TORCHCONTRACT_DISCARD_VENVS"):
+        location = getattr(session.virtualenv, "location", None)
+        if location:
+            shutil.rmtree(location, ignore_errors=True)
+
+
 @nox.session(python=PYTHONS, tags=["ci"])
 def tests(session: nox.Session) -> None:
     """The suite without torch: protocols, reference implementation, engine on non-torch objects."""
@@ -40,8 +50,11 @@ def tests(session: nox.Session) -> None:
 @nox.parametrize("torch", list(TORCH_BUILDS))
 def tests_torch(session: nox.Session, torch: str) -> None:
     """The whole suite with a torch build (and torchvision where one exists for it)."""
-    session.install(".[test]", *TORCH_BUILDS[torch])
-    _pytest(session)
+    try:
+        session.install(".[test]", *TORCH_BUILDS[torch])
+        _pytest(session)
+    finally:
+        _discard_venv(session)
 
 
 @nox.session(python=DEFAULT_PYTHON, tags=["ci"])
@@ -55,12 +68,15 @@ def tests_numpy1(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON, tags=["ci"])
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the installed package (Python 3.10 and 3.13 rules), then the typing cases."""
-    session.install(".[test]", *TORCH_BUILDS["2.13.0"])
     packages = ["-p", "torchcontract.protocols", "-p", "torchcontract.conformance"]
     packages += ["-p", "torchcontract.reference_impl"]
-    for version in ("3.10", "3.13"):
-        session.run("mypy", "--strict", "--python-version", version, *packages)
-    session.run("python", "-m", "pytest", "tests/typing", *session.posargs)
+    try:
+        session.install(".[test]", *TORCH_BUILDS["2.13.0"])
+        for version in ("3.10", "3.13"):
+            session.run("mypy", "--strict", "--python-version", version, *packages)
+        session.run("python", "-m", "pytest", "tests/typing", *session.posargs)
+    finally:
+        _discard_venv(session)
 
 
 @nox.session(python=DEFAULT_PYTHON, tags=["ci"])
@@ -74,9 +90,12 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON, tags=["ci"])
 def report(session: nox.Session) -> None:
     """The main job: the conformance report of the reference implementation, torch and torchvision."""
-    session.install(".", *TORCH_WITH_VISION)
     path = session.posargs[0] if session.posargs else "conformance-report.json"
-    session.run("torchcontract", "report", "--json", path)
+    try:
+        session.install(".", *TORCH_WITH_VISION)
+        session.run("torchcontract", "report", "--json", path)
+    finally:
+        _discard_venv(session)
 
 
 @nox.session(python=DEFAULT_PYTHON)

@@ -20,6 +20,7 @@ CUDA: isolate a CUDA target before any CUDA call in the parent (build it in a fa
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import mmap
 import os
 import pickle
@@ -27,6 +28,7 @@ import select
 import signal
 import struct
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -45,6 +47,9 @@ ISOLATION_AVAILABLE = hasattr(os, "fork")
 # reports an ordinary hang itself, at budget + grace.
 _KILL_SLACK_S = 3.0
 _BUFFER_SIZE = 4096
+# The object's Python stack at a fatal signal, as faulthandler writes it: enough frames to find the line.
+_STACK_LINES = 12
+_OWN_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 
 
 class _CallBuffer:
@@ -124,11 +129,16 @@ def _fork() -> int:
         return os.fork()
 
 
-def _child(session: _Session, check_ids: Sequence[str], write_fd: int, buffer: _CallBuffer) -> None:
+def _child(
+    session: _Session, check_ids: Sequence[str], write_fd: int, buffer: _CallBuffer, crash_log: Any
+) -> None:
     """Run the checks in the child and report each; never returns."""
     status = 0
     try:
         _IN_CHILD.append(True)
+        # A fatal signal's stack goes to the parent's report, not to the terminal (where pytest's
+        # faulthandler would print "Fatal Python error" as if the run itself had crashed).
+        faulthandler.enable(crash_log, all_threads=False)
         _calls.set_shared_buffer(buffer.write)
         for check_id in check_ids:
             _send(write_fd, ("start", check_id))
@@ -160,6 +170,31 @@ def _deadline_s(session: _Session, running: str | None) -> float:
     return budget
 
 
+def _crash_stack(crash_log: Any) -> str:
+    """The innermost frames faulthandler wrote at a fatal signal, indented for a message; '' if none."""
+    try:
+        crash_log.seek(0)
+        text = crash_log.read().decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return ""
+    finally:
+        with contextlib.suppress(OSError):
+            crash_log.close()
+    frames = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("File "):
+            continue
+        if _OWN_DIRECTORY in line:  # the object's frames end where torchcontract's begin
+            break
+        frames.append(line)
+    if not frames:
+        return ""
+    shown = "\n".join(f"    {line}" for line in frames[:_STACK_LINES])
+    more = f"\n    ... {len(frames) - _STACK_LINES} more" if len(frames) > _STACK_LINES else ""
+    return f"\n  stack at the fault (innermost first):\n{shown}{more}"
+
+
 def _death(status: int) -> str:
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
@@ -189,10 +224,11 @@ def run_isolated(session: _Session, check_ids: Sequence[str]) -> dict[str, Check
             break
         read_fd, write_fd = os.pipe()
         buffer = _CallBuffer()
+        crash_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _crash_stack, after the wait)
         pid = _fork()
         if pid == 0:  # the child
             os.close(read_fd)
-            _child(session, remaining, write_fd, buffer)
+            _child(session, remaining, write_fd, buffer, crash_log)
         os.close(write_fd)
         reader = _Reader(read_fd)
         running: str | None = None
@@ -240,6 +276,7 @@ def run_isolated(session: _Session, check_ids: Sequence[str]) -> dict[str, Check
             _, status = os.waitpid(pid, 0)
             in_progress = buffer.read()
             buffer.close()
+            stack = _crash_stack(crash_log)
         if ended_cleanly or hung is not None:
             continue
         death = _death(status)
@@ -251,7 +288,7 @@ def run_isolated(session: _Session, check_ids: Sequence[str]) -> dict[str, Check
             running,
             "failed",
             f"{death}{where} while running {running}; expected the object's calls to return or "
-            f"raise.\n  reproduce: {in_progress or running}",
+            f"raise.\n  reproduce: {in_progress or running}{stack}",
         )
         remaining.remove(running)
     return {check_id: results[check_id] for check_id in check_ids}

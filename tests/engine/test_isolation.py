@@ -59,6 +59,10 @@ def test_a_death_fails_the_check_that_was_running_and_the_run_goes_on(how: str, 
     assert results[GETITEM].status == "failed"
     assert fragment in results[GETITEM].message
     assert "reproduce: ds[7]" in results[GETITEM].message
+    if how == "segfault":  # the object's line, from faulthandler in the child, is in the message
+        assert "stack at the fault" in results[GETITEM].message
+        assert "test_isolation.py" in results[GETITEM].message
+        assert "__getitem__" in results[GETITEM].message
     # The checks that need ds[7] are skipped for the failed prerequisite; the others ran.
     assert results["map_dataset.len_is_non_negative_int"].status == "passed"
     assert [r.check_id for r in report.results if r.status == "failed"] == [GETITEM]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import importlib.resources
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from torchcontract.protocols import MapDataset, Module
 from ..conftest import HAS_TORCH, HAS_TORCHVISION, NO_TORCH_REASON, NO_TORCHVISION_REASON
 from .cases import PLAIN_CASES, Case
 
-MNIST_RAW = Path(__file__).resolve().parents[2] / "reference_impl" / "data" / "MNIST" / "raw"
+# The sample shipped in the installed package (the tests run against what `pip install` gives).
+MNIST_RAW = Path(str(importlib.resources.files("torchcontract.reference_impl") / "data" / "MNIST" / "raw"))
 
 
 def assert_conforms(report: Report, case: Case) -> None:

@@ -1,6 +1,6 @@
 """The worker clauses never run the user's main script, however it was started, and leave the global
 multiprocessing configuration as found (the spawn clauses rebuild the dataset in torchcontract's own
-fresh interpreter; see conformance/_fresh_interpreter.py)."""
+fresh interpreter; see src/torchcontract/conformance/_fresh_interpreter.py)."""
 
 from __future__ import annotations
 

@@ -34,6 +34,18 @@ def test_every_check_has_a_clause_and_every_clause_a_check() -> None:
     assert sorted(set(clauses) - set(CHECKS)) == [], "clauses in SPEC.md without a check"
 
 
+def test_the_registry_lists_the_clauses_in_spec_order() -> None:
+    # dicts keep insertion order: _clauses() is SPEC.md's order, CHECKS the order of registration.
+    assert list(CHECKS) == list(_clauses()), "register the checks in SPEC.md's order"
+
+
+@pytest.mark.parametrize("check_id", sorted(CHECKS))
+def test_each_check_lives_in_its_protocols_module(check_id: str) -> None:
+    module = CHECKS[check_id].func.__module__
+    expected = f"torchcontract.conformance.checks.{check_id.split('.')[0]}"
+    assert module == expected, f"{check_id} is defined in {module}; move it to {expected}"
+
+
 @pytest.mark.parametrize("check_id", sorted(CHECKS))
 def test_clause_matches_its_check(check_id: str) -> None:
     severity, section, text = _clauses()[check_id]

@@ -5,6 +5,7 @@
 """
 
 from torchcontract.conformance import checks as _checks  # registers the built-in checks
+from torchcontract.conformance._check_distributed import check_distributed
 from torchcontract.conformance._engine import (
     DEFAULT_TIME_BUDGET_S,
     ConformanceWarning,
@@ -23,7 +24,6 @@ from torchcontract.conformance._registry import (
     register_check,
 )
 from torchcontract.conformance._results import CheckResult, Report
-from torchcontract.conformance.checks.distributed import check_distributed
 
 del _checks
 

@@ -668,6 +668,11 @@ def _internal_error(spec: Check, ctx: Context, error: BaseException) -> str:
     )
 
 
+WORLD_SIZE_OFF = (
+    "distributed checks are off: give world_size=N (pytest: --conformance-world-size N, CLI: -o world_size=N)"
+)
+
+
 def _missing_needs(spec: Check, session: _Session) -> str | None:
     if {"torch", "workers", "distributed"} & spec.needs and importlib.util.find_spec("torch") is None:
         return "needs torch, which is not installed (pip install 'torchcontract[torch]')"
@@ -678,6 +683,8 @@ def _missing_needs(spec: Check, session: _Session) -> str | None:
             return "needs torch.distributed, which this torch build lacks"
     if "example_inputs" in spec.needs and session.target.example_inputs is None:
         return "needs example_inputs"
+    if "world_size" in spec.needs and session.target.options.world_size is None:
+        return WORLD_SIZE_OFF
     if (spec.per_device and session.device.startswith("cuda")) or "cuda" in spec.needs:
         if importlib.util.find_spec("torch") is None:
             return "needs torch with a CUDA device; torch is not installed"

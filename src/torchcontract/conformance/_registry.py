@@ -27,8 +27,8 @@ __all__ = [
 
 Severity = Literal["required", "recommended"]
 # What a check needs beyond the object itself: an installed torch, a CUDA device, example inputs,
-# worker processes, a process group.
-Need = Literal["torch", "cuda", "example_inputs", "workers", "distributed"]
+# worker processes, a process group, the target's world_size (the clauses across ranks).
+Need = Literal["torch", "cuda", "example_inputs", "workers", "distributed", "world_size"]
 CheckFunction = Callable[["Context"], None]
 
 PROTOCOLS: Mapping[str, type[Any]] = MappingProxyType(

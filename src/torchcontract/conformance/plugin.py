@@ -152,8 +152,8 @@ def _family_markers(spec: Any, device: str) -> list[str]:
     names = ["conformance"]
     if "workers" in spec.needs:
         names.append("conformance_workers")
-    # The clauses across ranks are those of checks/distributed.py (a sampler's need no process group).
-    if "distributed" in spec.needs or spec.func.__module__.endswith(".checks.distributed"):
+    # The clauses across ranks: a loader's need a process group, a sampler's only world_size.
+    if {"distributed", "world_size"} & spec.needs:
         names.append("conformance_distributed")
     if "cuda" in spec.needs or device.startswith("cuda"):
         names.append("conformance_cuda")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torchcontract.conformance._calls import object_call
-from torchcontract.conformance._engine import Context
+from torchcontract.conformance._engine import WORLD_SIZE_OFF, Context
 from torchcontract.conformance._values import describe, describe_structure, structure
 
 __all__ = [
@@ -152,3 +152,11 @@ def try_deepcopy(value: Any, what: str = "copy.deepcopy(obj)") -> tuple[Any, Exc
             return copy.deepcopy(value), None
     except Exception as error:
         return None, error
+
+
+def world_size_option(ctx: Context) -> int:
+    """The target's ``world_size`` for the clauses across ranks; skips when it gives none."""
+    world_size = ctx.options.world_size
+    if world_size is None:
+        ctx.skip(WORLD_SIZE_OFF)
+    return world_size

@@ -8,6 +8,7 @@ before. Under ``infinite=True`` no pass is read beyond ``max_items`` items.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
@@ -23,6 +24,20 @@ from torchcontract.conformance.checks._common import (
     recorded_first_pass,
 )
 from torchcontract.conformance.checks._preserve import preserving
+from torchcontract.conformance.checks._workers import (
+    MAX_EPOCHS,
+    PAIRS,
+    SPAWNED,
+    WORKERS,
+    drain,
+    epochs_of,
+    in_fresh_interpreter,
+    pairs_of,
+    randomness_problem,
+    require_torch_stream,
+    unpickled,
+    worker_loader,
+)
 from torchcontract.protocols import IterableDataset
 
 ITER = "iterable_dataset.iter_returns_iterator"
@@ -204,3 +219,126 @@ def items_share_structure(ctx: Context) -> None:
         ctx.fail(mismatch, reproduce="list(ds)")
     if record.count > len(record.prefix):
         ctx.note(f"compared the first {len(record.prefix)} of {record.count} items")
+
+
+# -- worker processes (SPEC.md, "Worker processes"; the mechanism is in _workers.py) -------------------
+
+
+@register_check(
+    "iterable_dataset.workers_yield_each_item_once",
+    protocol=IterableDataset,
+    severity="required",
+    needs=("torch", "workers"),
+    requires=(ENDS, NEW_PASS),
+)
+@preserving(data=True)
+def workers_yield_each_item_once(ctx: Context) -> None:
+    """With worker processes, the items of one epoch are those of one pass in one process, each once."""
+    require_torch_stream(ctx)
+    record = first_pass(ctx)
+    workers = ctx.options.num_workers
+    what = WORKERS.format(n=workers)
+    items = drain(ctx, worker_loader(ctx, ctx.obj), what, limit=record.count * workers + 1)
+    if len(items) < record.count and ctx.out_of_time():
+        ctx.unverified(f"after {len(items)} of {record.count} items through {what}")
+    if len(items) != record.count:
+        times = f" ({len(items) / record.count:g} times as many)" if len(items) > record.count > 0 else ""
+        ctx.fail(
+            f"{what} yielded {len(items)} items{times} but one pass of ds in this process yields "
+            f"{record.count}; expected each item once. Every worker iterates its own copy of the "
+            "dataset: shard it in __iter__ with torch.utils.data.get_worker_info()",
+            reproduce=f"len(list(DataLoader(ds, batch_size=None, num_workers={workers})))",
+        )
+    if not ctx.options.deterministic or record.count > len(record.prefix):
+        return  # only the count can be compared
+    expected = Counter(fingerprint(item) for item in record.prefix)
+    seen = Counter(fingerprint(item) for item in items)
+    if seen != expected:
+        ctx.fail(
+            f"{what} yielded the right number of items but not the same ones as a pass in this "
+            f"process ({sum((seen - expected).values())} differ); expected the same items, each once",
+            reproduce=f"sorted(DataLoader(ds, batch_size=None, num_workers={workers})) == sorted(ds)",
+        )
+
+
+@register_check(
+    "iterable_dataset.workers_draw_independent_randomness",
+    protocol=IterableDataset,
+    severity="required",
+    needs=("torch", "workers"),
+    requires=(ENDS, NEW_PASS),
+)
+@preserving(data=True)
+def iterable_workers_draw_independent_randomness(ctx: Context) -> None:
+    """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
+    if ctx.options.deterministic:
+        ctx.skip("applies to datasets declared deterministic=False")
+    require_torch_stream(ctx)
+    what = WORKERS.format(n=2)
+    dataset, epoch = epochs_of(ctx)
+    loader = worker_loader(ctx, dataset, num_workers=2)
+    # In-order loading alternates workers: even items come from worker 0, odd ones from worker 1
+    # (while both have items; a pairing of two draws of one worker is as good for the bound).
+    across: list[tuple[Any, Any]] = []
+    over: list[tuple[Any, Any]] = []
+    previous: list[Any] | None = None
+    epochs = 0
+    while epochs < 2 or ((len(across) < PAIRS or len(over) < PAIRS) and epochs < MAX_EPOCHS):
+        if ctx.out_of_time():
+            break
+        epoch(epochs)
+        items = drain(ctx, loader, what, limit=2 * PAIRS)
+        epochs += 1
+        if len(items) < 2 and epochs == 1:
+            ctx.skip(f"{what} yielded too few items to compare workers")
+        across += pairs_of(items[0::2], items[1::2])
+        if previous is not None:
+            over += pairs_of(previous, items[0::2])
+        previous = items[0::2]
+    problem = randomness_problem(ctx, across, over, what, epochs)
+    if problem:
+        ctx.fail(problem, reproduce=f"list(itertools.islice({what}, {2 * PAIRS}))")
+
+
+@register_check(
+    "iterable_dataset.spawn_workers_yield_same_items",
+    protocol=IterableDataset,
+    severity="required",
+    needs=("torch", "workers"),
+    requires=(ENDS, NEW_PASS),
+)
+@preserving(data=True)
+def spawn_workers_yield_same_items(ctx: Context) -> None:
+    """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same items."""
+    require_torch_stream(ctx)
+    record = first_pass(ctx)
+    what = "DataLoader(ds, num_workers=1, multiprocessing_context='spawn')"
+    reproduce = f"list({what})  # in a script guarded by if __name__ == '__main__':"
+
+    def local(position: int) -> tuple[str, Any]:
+        if position < len(record.prefix):
+            return f"list(ds)[{position}]", record.prefix[position]
+        return f"list(ds)[{position}]", None
+
+    fetched = in_fresh_interpreter(
+        ctx, indices=None, limit=record.count + 1, reproduce=reproduce, local=local
+    )
+    count = len(fetched.items)
+    if count != record.count:
+        ctx.fail(
+            f"{SPAWNED}, iter(ds) yielded {count}{'' if fetched.ended else ' or more'} items but a pass "
+            f"in this process yields {record.count}; expected the same items (the worker rebuilds the "
+            "dataset from its pickle)",
+            reproduce=f"len({reproduce})",
+        )
+    if not ctx.options.deterministic:
+        return
+    for position, (blob, expected) in enumerate(zip(fetched.items, record.prefix, strict=False)):
+        item = unpickled(ctx, blob, f"item {position}")
+        found = difference(item, expected)
+        if found:
+            ctx.fail(
+                f"item {position} {SPAWNED} differs from item {position} of a pass in this process "
+                f"({found}); expected the same items",
+                reproduce=f"list({what})[{position}]",
+            )

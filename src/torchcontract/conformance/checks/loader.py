@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import operator
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sized
 from contextlib import contextmanager
 from typing import Any, TypeGuard
 
+from torchcontract.conformance import _fresh_interpreter as fresh
+from torchcontract.conformance._calls import object_call
 from torchcontract.conformance._engine import Context
+from torchcontract.conformance._process_group import RankOutcome, batch_rows, run_ranks, set_epoch
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import (
     NO_SAMPLE,
@@ -24,6 +28,7 @@ from torchcontract.conformance.checks._common import (
     iterator_problem,
     next_item,
     record_pass,
+    world_size_option,
 )
 from torchcontract.conformance.checks._state import restored, working_copy
 from torchcontract.protocols import Loader
@@ -384,4 +389,121 @@ def batches_match_collate(ctx: Context) -> None:
                 f"batch {position} differs from {what} ({found}); expected the loader to collate "
                 "consecutive samples with its own collate_fn",
                 reproduce=f"list(loader)[{position}] == {what}",
+            )
+
+
+# -- loaders under a real process group (SPEC.md, "Distributed data") ----------------------------------
+# Every rank runs shards(rank, world_size) in a gloo process group on loopback
+# (torchcontract.conformance._process_group).
+
+GROUP = "loader.ranks_yield_equal_batch_counts"
+
+
+def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
+    world_size = world_size_option(ctx)
+    if ctx.options.infinite:
+        ctx.skip("the target declares infinite=True: the ranks' epochs have no end to count or compare")
+    factory = ctx.options.shards
+    if factory is None:
+        ctx.skip("give shards=<a picklable function (rank, world_size) -> the loader of that rank>")
+
+    def run() -> list[RankOutcome] | str:
+        pickled = ctx.call("pickle.dumps(shards)", fresh.pickled, factory)
+        try:
+            # The fresh interpreter's start is not charged: the ranks get 80% of the budget after it.
+            with object_call(
+                f"a gloo process group of {world_size} ranks running shards(rank, {world_size})"
+            ):
+                return run_ranks(pickled, world_size, epochs=2, timeout_s=ctx.time_budget_s * 0.8)
+        except fresh.Unavailable as why:
+            return str(why)
+
+    outcomes = ctx.shared("process_group", run)
+    if isinstance(outcomes, str):
+        ctx.skip(outcomes)
+    failed = [outcome for outcome in outcomes if outcome.error]
+    if failed:
+        # A rank that died or hung is the cause; its peers then fail in a collective.
+        failed.sort(key=lambda outcome: (outcome.epochs != [] or "Traceback" in (outcome.error or ""),))
+        first = failed[0]
+        error = (first.error or "").strip()
+        others = ", ".join(f"rank {o.rank}: {(o.error or '').strip().splitlines()[-1]}" for o in failed[1:])
+        ctx.fail(
+            f"rank {first.rank} of {world_size} failed: {error.splitlines()[-1]}"
+            + (f"; then {others}" if others else "")
+            + "; every rank process was stopped",
+            reproduce=f"torchcontract.conformance.check_distributed(shards, world_size={world_size})",
+        )
+    return outcomes, world_size
+
+
+@register_check(GROUP, protocol=Loader, severity="required", needs=("torch", "distributed"))
+def ranks_yield_equal_batch_counts(ctx: Context) -> None:
+    """Under a process group, every rank's loader yields the same number of batches each epoch."""
+    if ctx.options.uneven_shards:
+        world_size_option(ctx)
+        ctx.skip(
+            "the target declares uneven_shards=True: its ranks get unequal batch counts by design "
+            "(evaluation sharding); loader.ranks_cover_dataset checks every sample is on exactly one rank"
+        )
+    outcomes, world_size = _group_run(ctx)
+    for epoch in range(len(outcomes[0].epochs)):
+        gathered = outcomes[0].epochs[epoch]["gathered"]
+        if len(set(gathered)) > 1:
+            ctx.fail(
+                f"in epoch {epoch}, the {world_size} ranks yielded {gathered} batches (gathered with "
+                "all_gather_object); expected the same number on every rank: in training, a rank "
+                "with an extra batch blocks in its gradient all-reduce until the process-group timeout",
+                reproduce=f"torchcontract.conformance.check_distributed(shards, world_size={world_size})",
+            )
+
+
+@register_check(
+    "loader.ranks_cover_dataset",
+    protocol=Loader,
+    severity="required",
+    needs=("torch", "distributed"),
+    requires=(GROUP,),
+)
+def ranks_cover_dataset(ctx: Context) -> None:
+    """Under a process group, the ranks' batches together hold every sample once per epoch (up to padding)."""
+    if not ctx.options.deterministic:
+        ctx.skip(
+            "the target declares deterministic=False: the ranks' samples need not equal those of shards(0, 1)"
+        )
+    outcomes, world_size = _group_run(ctx)
+    factory = ctx.options.shards
+    whole = ctx.call("shards(0, 1)", factory, 0, 1) if factory is not None else None
+    ctx.call("shards(0, 1).sampler.set_epoch(0)", set_epoch, whole, 0)
+    expected: Counter[str] = Counter()
+    batches: list[Any] = ctx.call("list(shards(0, 1))", list, whole)
+    for batch in batches:
+        rows = batch_rows(batch)
+        if rows is None:
+            ctx.skip("cannot split the batches into samples (their leaves disagree on the leading dimension)")
+        expected.update(rows)
+    sampler = getattr(whole, "sampler", None)
+    batch_size = getattr(whole, "batch_size", None)
+    allowed_missing = world_size - 1 if getattr(sampler, "drop_last", False) else 0
+    if getattr(whole, "drop_last", False) and isinstance(batch_size, int):
+        allowed_missing += world_size * (batch_size - 1)
+    allowed_extra, why = world_size - 1, "up to the padding that makes the ranks equal"
+    if ctx.options.uneven_shards:
+        allowed_missing, allowed_extra = 0, 0
+        why = "on exactly one rank: the target declares uneven_shards=True (no padding)"
+    elif ctx.options.max_padding is not None:
+        allowed_extra = ctx.options.max_padding
+        why = f"up to the declared max_padding={allowed_extra} repeats"
+    for epoch in range(len(outcomes[0].epochs)):
+        seen: Counter[str] = Counter()
+        for outcome in outcomes:
+            seen.update(outcome.epochs[epoch]["rows"])
+        missing, extra = expected - seen, seen - expected
+        if sum(missing.values()) > allowed_missing or sum(extra.values()) > allowed_extra:
+            ctx.fail(
+                f"in epoch {epoch}, the {world_size} ranks' batches held {sum(seen.values())} samples, "
+                f"of which {sum(extra.values())} beyond one copy of the dataset, and missed "
+                f"{sum(missing.values())} of its {sum(expected.values())} samples; expected every "
+                f"sample once per epoch, {why}",
+                reproduce=f"torchcontract.conformance.check_distributed(shards, world_size={world_size})",
             )

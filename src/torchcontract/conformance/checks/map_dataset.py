@@ -21,12 +21,25 @@ from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import compare, describe, difference, is_tensor, leaves, tensor_module
 from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item
 from torchcontract.conformance.checks._preserve import preserving
+from torchcontract.conformance.checks._workers import (
+    PAIRS,
+    SPAWNED,
+    drain,
+    epochs_of,
+    in_fresh_interpreter,
+    pairs_of,
+    randomness_problem,
+    require_map_style,
+    unpickled,
+    worker_loader,
+)
 from torchcontract.protocols import MapDataset
 
 LEN = "map_dataset.len_is_non_negative_int"
 GETITEM = "map_dataset.getitem_in_range_succeeds"
 PAST_END = "map_dataset.index_past_end_raises_index_error"
 DETERMINISTIC = "map_dataset.getitem_is_deterministic"
+PICKLE = "map_dataset.pickle_round_trip"
 
 
 def _length(ctx: Context) -> int:
@@ -187,7 +200,7 @@ def iteration_matches_indexing(ctx: Context) -> None:
 
 
 @register_check(
-    "map_dataset.pickle_round_trip",
+    PICKLE,
     protocol=MapDataset,
     severity="required",
     # An undeclared random dataset differs from its clone as from itself: that is DETERMINISTIC's failure.
@@ -421,4 +434,121 @@ def accepts_numpy_integer_index(ctx: Context) -> None:
             ctx.fail(
                 f"ds[np.int64({index})] differs from ds[{index}] ({found}); expected the same sample",
                 reproduce=f"ds[np.int64({index})] == ds[{index}]",
+            )
+
+
+# -- worker processes (SPEC.md, "Worker processes"; the mechanism is in _workers.py) -------------------
+
+
+@register_check(
+    "map_dataset.workers_draw_independent_randomness",
+    protocol=MapDataset,
+    severity="required",
+    needs=("torch", "workers"),
+    requires=(GETITEM,),
+)
+@preserving(data=True)
+def map_workers_draw_independent_randomness(ctx: Context) -> None:
+    """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
+    if ctx.options.deterministic:
+        ctx.skip("applies to datasets declared deterministic=False")
+    require_map_style(ctx)
+    if _length(ctx) == 0:
+        ctx.skip("ds is empty")
+    what = f"DataLoader(ds, sampler=[0] * {2 * PAIRS}, num_workers=2)"
+    # Index 0 again and again: tasks go to the workers in turn, so even items come from worker 0
+    # and odd ones from worker 1, drawing for the same sample.
+    dataset, epoch = epochs_of(ctx)
+    loader = worker_loader(ctx, dataset, sampler=[0] * (2 * PAIRS), num_workers=2)
+    epoch(0)
+    first = drain(ctx, loader, what, limit=2 * PAIRS)
+    epoch(1)
+    second = drain(ctx, loader, what, limit=2 * PAIRS)
+    across = pairs_of(first[0::2], first[1::2]) + pairs_of(second[0::2], second[1::2])
+    problem = randomness_problem(ctx, across, pairs_of(first[0::2], second[0::2]), what, 2)
+    if problem:
+        ctx.fail(problem, reproduce=f"list({what.replace('ds,', 'ds, batch_size=None,')})")
+
+
+@register_check(
+    "map_dataset.worker_errors_keep_their_type",
+    protocol=MapDataset,
+    severity="recommended",
+    needs=("torch", "workers"),
+    requires=(PAST_END,),
+)
+@preserving(data=True)
+def worker_errors_keep_their_type(ctx: Context) -> None:
+    """An exception raised by the dataset in a worker reaches the caller with its original type."""
+    require_map_style(ctx)
+    declared = ctx.options.error_index
+    index = _length(ctx) if declared is None else declared
+    local = ctx.attempt(f"ds[{index}]", operator.getitem, ctx.obj, index)
+    if not isinstance(local, Exception):
+        if declared is not None:
+            ctx.fail(
+                f"ds[{index}] returned {describe(local)} in this process; expected it to raise "
+                f"(the target declares error_index={index})",
+                reproduce=f"ds[{index}]",
+            )
+        ctx.skip(f"ds[{index}] does not raise (name an index that does with error_index=)")
+    what = f"DataLoader(ds, sampler=[{index}], num_workers=2)"
+    loader = worker_loader(ctx, ctx.obj, sampler=[index], num_workers=2)
+    iterator = ctx.call_starting_processes(f"iter({what})", iter, loader)
+    try:
+        outcome = ctx.attempt(f"next(iter({what}))", next, iterator)
+    finally:
+        iterator._shutdown_workers()
+    if not isinstance(outcome, Exception):
+        ctx.fail(
+            f"in a worker, ds[{index}] returned {describe(outcome)} but in this process it raises "
+            f"{type(local).__name__}; expected the same behaviour in workers",
+            reproduce=f"list({what})",
+        )
+    if type(outcome) is not type(local):
+        ctx.fail(
+            f"ds[{index}] raises {type(local).__name__} in this process, but through {what} the caller "
+            f"got {type(outcome).__name__}: {str(outcome).splitlines()[0]}; expected the original type "
+            "(torch rebuilds it in the main process as exc_type(message): an exception class whose "
+            "__init__ needs other arguments turns into RuntimeError, and `except` clauses miss it)",
+            reproduce=f"list({what})",
+        )
+
+
+@register_check(
+    "map_dataset.spawn_workers_yield_same_samples",
+    protocol=MapDataset,
+    severity="required",
+    needs=("torch", "workers"),
+    requires=(PICKLE,),
+)
+@preserving(data=True)
+def spawn_workers_yield_same_samples(ctx: Context) -> None:
+    """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same samples."""
+    require_map_style(ctx)
+    indices = ctx.sample_indices(_length(ctx))[:8]
+    what = f"DataLoader(ds, sampler={indices}, num_workers=1, multiprocessing_context='spawn')"
+    reproduce = f"list({what})  # in a script guarded by if __name__ == '__main__':"
+
+    def local(position: int) -> tuple[str, Any]:
+        index = indices[position]
+        return f"ds[{index}]", ctx.call(f"ds[{index}]", operator.getitem, ctx.obj, index)
+
+    fetched = in_fresh_interpreter(ctx, indices=indices, limit=len(indices), reproduce=reproduce, local=local)
+    if len(fetched.items) != len(indices):
+        ctx.fail(
+            f"{SPAWNED}, ds gave {len(fetched.items)} samples for the indices {indices}; expected "
+            f"{len(indices)}",
+            reproduce=reproduce,
+        )
+    for index, blob in zip(indices, fetched.items, strict=True):
+        item = unpickled(ctx, blob, f"ds[{index}]")
+        expected = ctx.call(f"ds[{index}]", operator.getitem, ctx.obj, index)
+        found = difference(item, expected) if ctx.options.deterministic else None
+        if found:
+            ctx.fail(
+                f"{SPAWNED}, ds[{index}] differs from ds[{index}] in this process ({found}); expected "
+                "the same sample (the worker rebuilds the dataset from its pickle and re-imports its "
+                "module: state set at run time in the main process is lost)",
+                reproduce=reproduce,
             )

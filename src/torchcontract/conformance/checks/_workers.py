@@ -1,0 +1,249 @@
+"""The mechanism of the worker-process clauses (SPEC.md, "Worker processes"): loaders over the
+dataset with worker processes, draining an epoch, comparing random draws, and rebuilding the dataset
+from its pickle in torchcontract's fresh interpreter. The clauses themselves are in their protocol's
+module (``map_dataset.py``, ``iterable_dataset.py``).
+
+They run in the calling thread (forking a process that runs other threads is unsafe) and bound every
+wait with DataLoader's ``timeout``. Samples cross the process boundary untouched (an identity
+``collate_fn``), so they compare with the samples of the calling process.
+
+The DataLoader workers are forked (``fork`` on Linux, whatever Python's default start method), so
+they never re-run the user's main script. The ``spawn`` clauses rebuild the dataset from its pickle
+in torchcontract's own fresh interpreter (:mod:`torchcontract.conformance._fresh_interpreter`, which
+explains why not multiprocessing's ``spawn``/``forkserver``): the main script is never executed,
+and the global multiprocessing configuration is left exactly as found.
+
+The clauses also call the dataset in this process (``len(ds)``, ``ds[i]`` to compare with a worker's
+sample, a pass of ``iter(ds)``), so each restores it afterwards (:func:`~._preserve.preserving`): a
+cache filled here or a pass counter is put back.
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import pickle
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from torchcontract.conformance import _fresh_interpreter as fresh
+from torchcontract.conformance._engine import Context
+from torchcontract.conformance._values import describe, difference, is_iterable_style, leaves
+from torchcontract.conformance.checks._common import END, next_item
+
+
+def identity(sample: Any) -> Any:
+    """The collate_fn of these checks: samples arrive as the dataset produced them."""
+    return sample
+
+
+def fork_context() -> Any:
+    """``fork`` on Linux, so that workers never re-run the main script (Python 3.14 defaults to
+    ``forkserver``, which does); elsewhere the platform's default (macOS: fork is unsafe there)."""
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return None
+
+
+def worker_loader(
+    ctx: Context,
+    dataset: Any,
+    *,
+    sampler: Any = None,
+    num_workers: int | None = None,
+    context: Any = None,
+) -> Any:
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=sampler,
+        num_workers=ctx.options.num_workers if num_workers is None else num_workers,
+        collate_fn=identity,
+        timeout=ctx.time_budget_s,
+        multiprocessing_context=fork_context() if context is None else context,
+    )
+
+
+def drain(ctx: Context, loader: Any, what: str, limit: int) -> list[Any]:
+    """Up to ``limit`` items of one epoch of ``loader``, as many as the time budget allows; its
+    workers are shut down afterwards."""
+    iterator = ctx.call_starting_processes(f"iter({what})", iter, loader)
+    items: list[Any] = []
+    try:
+        while len(items) < limit and not ctx.out_of_time():
+            item = next_item(ctx, iterator, f"next(iter({what})) (item {len(items)})")
+            if item is END:
+                break
+            items.append(item)
+    finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+    return items
+
+
+def require_torch_stream(ctx: Context) -> None:
+    """Skip unless the dataset is one that torch's DataLoader streams."""
+    from torch.utils.data import IterableDataset as TorchIterableDataset
+
+    if not isinstance(ctx.obj, TorchIterableDataset):
+        ctx.skip(
+            "torch's DataLoader streams only subclasses of torch.utils.data.IterableDataset (it treats "
+            "anything else as map-style)"
+        )
+    if ctx.options.infinite:
+        ctx.skip("the stream is infinite")
+
+
+def require_map_style(ctx: Context) -> None:
+    """Skip when torch's DataLoader would stream the dataset (one rule: ``is_iterable_style``)."""
+    if is_iterable_style(ctx.obj):
+        ctx.skip(
+            "torch's DataLoader streams ds (it is a torch.utils.data.IterableDataset, so DataLoader "
+            "iterates it and never calls ds[i]): the map-style worker clauses do not apply"
+        )
+
+
+WORKERS = "DataLoader(ds, num_workers={n})"
+
+
+def epochs_of(ctx: Context) -> tuple[Any, Callable[[int], None]]:
+    """The dataset to load, and how to start an epoch: a dataset with ``set_epoch`` (a seeded shuffle,
+    as in HuggingFace's IterableDataset or torch's DistributedSampler) gets ``set_epoch(epoch)`` first,
+    as training loops call it; on a deep copy, so that the object's own epoch is left alone."""
+    if not callable(getattr(ctx.obj, "set_epoch", None)):
+        return ctx.obj, lambda epoch: None
+    dataset = ctx.call("copy.deepcopy(ds)", copy.deepcopy, ctx.obj)
+    return dataset, lambda epoch: ctx.call(f"ds.set_epoch({epoch})", dataset.set_epoch, epoch)
+
+
+# How many pairs of draws the randomness clauses compare before they call shared random state a
+# bug. For a correct dataset whose draws have at least 2 equally likely outcomes (more generally, no
+# outcome more likely than 1/2), two independent draws are equal with probability at most 1/2, so
+# all PAIRS pairs are equal with probability at most 2**-32 ~ 2.3e-10 < 1e-9: the false-alarm bound.
+# A generator copied into every worker makes every pair equal, so the bug is still found.
+PAIRS = 32
+
+
+# A stream with few items per worker is loaded for more epochs, up to this many, to get PAIRS pairs.
+MAX_EPOCHS = 40
+
+
+def pairs_of(first: list[Any], second: list[Any]) -> list[tuple[Any, Any]]:
+    return list(zip(first, second, strict=False))
+
+
+def all_identical(pairs: list[tuple[Any, Any]]) -> bool:
+    return bool(pairs) and all(difference(a, b) is None for a, b in pairs)
+
+
+def randomness_problem(
+    ctx: Context, across: list[tuple[Any, Any]], over: list[tuple[Any, Any]], what: str, epochs: int
+) -> str | None:
+    """Why the pairs of draws (of workers 0 and 1 (``across``), of worker 0 in consecutive epochs
+    (``over``)) show shared random state, or None. Every pair equal is the evidence; fewer than
+    :data:`PAIRS` equal pairs are not enough for a verdict (a skip)."""
+    if not across:
+        ctx.skip(f"{what} yielded too few items to compare workers")
+    for pairs, label in ((across, "workers 0 and 1"), (over, "worker 0 in consecutive epochs")):
+        if all_identical(pairs) and len(pairs) < PAIRS:
+            why = (
+                f"only {len(pairs)} items of {label} could be compared, all identical: {PAIRS} are "
+                "needed for a verdict with a false-alarm probability below 1e-9"
+            )
+            if ctx.out_of_time():
+                ctx.unverified(f"before enough draws were compared ({why})")
+            ctx.skip(why)
+    if all_identical(across):
+        return (
+            f"workers 0 and 1 of {what} drew identical samples: the {len(across)} items of workers 0 "
+            f"and 1 compared{over_epochs(epochs)} were identical (first: {describe(across[0][0])}); expected "
+            "independent random draws. A random generator created in __init__ (such as "
+            "np.random.default_rng()) is copied into every worker: seed it per worker from "
+            "torch.utils.data.get_worker_info().seed, or use torch's or NumPy's global RNG, which "
+            "torch reseeds in each worker"
+        )
+    if all_identical(over):
+        return (
+            f"worker 0 of {what} drew the same samples in consecutive epochs: the {len(over)} items of "
+            f"worker 0 compared between epochs{over_epochs(epochs)} were identical (first: "
+            f"{describe(over[0][0])}); expected new random draws each epoch. Workers restart each epoch "
+            "from a copy of the dataset, so a generator stored in it restarts from the same state: "
+            "seed it per worker and epoch from torch.utils.data.get_worker_info().seed (or from seed "
+            "+ epoch, with a set_epoch method that training loops call)"
+        )
+    return None
+
+
+def over_epochs(epochs: int) -> str:
+    return f" (over {epochs} epochs)" if epochs > 2 else ""
+
+
+SPAWNED = "in a fresh interpreter (as in a DataLoader worker started with spawn or forkserver)"
+
+
+def unpicklable_part(ctx: Context, sample: Any, shown: str) -> str:
+    """The path of the first leaf of ``sample`` that does not pickle (``ds[3]['transform']``), or
+    ``shown`` itself when every leaf pickles on its own."""
+    for path, leaf in leaves(sample):
+        if isinstance(ctx.attempt(f"pickle.dumps({shown}{path})", pickle.dumps, leaf), Exception):
+            return f"{shown}{path}"
+    return shown
+
+
+def in_fresh_interpreter(
+    ctx: Context,
+    *,
+    indices: list[int] | None,
+    limit: int,
+    reproduce: str,
+    local: Callable[[int], tuple[str, Any]] | None = None,
+) -> Any:
+    """Rebuild ds from its pickle in torchcontract's fresh interpreter and compute ``ds[i]`` for
+    ``indices`` (or the first ``limit`` items of ``iter(ds)``); skips when that cannot be done
+    faithfully, fails when the object raises or runs out of its time budget there. ``local(k)``
+    gives the k-th sample (how it is shown, and its value) in this process, to name the part of a
+    sample that could not be pickled back."""
+    data = ctx.call("pickle.dumps(ds)", fresh.pickled, ctx.obj)
+    try:
+        # The interpreter's start (once per process) is torchcontract's cost, not the object's.
+        fetched = fresh.fetch(data, indices=indices, limit=limit, time_left=ctx.time_left())
+    except fresh.Unavailable as why:
+        ctx.skip(str(why))
+    except fresh.TimedOut as hang:
+        ctx.fail(
+            f"the time budget of {ctx.time_budget_s:g} s ran out while waiting for {hang.waiting_for} "
+            f"in a fresh interpreter; expected it to return in time (in this process it does: state "
+            "set at run time here, such as a warm cache, is lost in a worker that rebuilds ds from "
+            "its pickle)",
+            reproduce=reproduce,
+        )
+    raised = fetched.raised
+    if raised is not None and raised.what.startswith("pickling "):
+        sample = raised.what.removeprefix("pickling ").removesuffix(" back to the main process")
+        if local is not None:
+            shown, value = local(len(fetched.items))
+            sample = unpicklable_part(ctx, value, shown)
+        ctx.fail(
+            f"{SPAWNED}, {sample} could not be pickled to be sent back to the main process "
+            f"({raised.type_name}: {raised.message}); expected samples that pickle (a DataLoader worker, "
+            "whatever its start method, sends every batch to the main process pickled: a lambda, a "
+            "local function or an open file in a sample cannot cross)",
+            reproduce=f"pickle.dumps({sample})",
+        )
+    if raised is not None:
+        where = f" ({raised.where})" if raised.where else ""
+        ctx.fail(
+            f"{SPAWNED}, {raised.what} raised {raised.type_name}: {raised.message}{where}; expected it to "
+            "succeed as in this process (the worker rebuilds the dataset from its pickle and re-imports "
+            "its module: state set at run time in the main process is lost)",
+            reproduce=reproduce,
+        )
+    return fetched
+
+
+def unpickled(ctx: Context, blob: bytes, what: str) -> Any:
+    return ctx.call(f"pickle.loads(<{what} from the fresh interpreter>)", pickle.loads, blob)

@@ -15,7 +15,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar, final
 
 import numpy as np
 
@@ -34,14 +34,34 @@ __all__ = [
     "ConformanceWarning",
     "Context",
     "Options",
+    "SharedKey",
     "Target",
     "check",
+    "global_rng_states",
+    "restore_global_rng_states",
     "time_budget_argument",
     "validate_device",
     "validate_time_budget",
 ]
 
 T = TypeVar("T")
+
+
+@final
+class SharedKey(Generic[T]):
+    """The key of one kind of work that the checks of a target share (:meth:`Context.shared`), such as
+    one recorded epoch. A key object, not a string: two modules cannot collide on a name, and the
+    type of the value is known where it is read. Create each key once, at module level."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"SharedKey({self.name!r})"
+
+
 DEFAULT_TIME_BUDGET_S = 30.0
 # A week: beyond it a budget is a typo (and threading's waits overflow near 1e9 s).
 MAX_TIME_BUDGET_S = 7 * 24 * 3600.0
@@ -477,7 +497,7 @@ class _Session:
         self.device = device
         self.time_budget_s = time_budget_s
         self.results: dict[str, CheckResult] = {}
-        self.shared: dict[str, Any] = {}
+        self.shared: dict[SharedKey[Any], Any] = {}
         self.hung: str | None = None
         # check id -> why it was not run, for checks skipped because a prerequisite failed; their
         # own dependents are skipped for the same reason.
@@ -858,7 +878,7 @@ class Context:
         """``indices`` less the target's ``error_index`` (where it declares that ds raises)."""
         return [i for i in indices if i != self.options.error_index]
 
-    def shared(self, key: str, compute: Callable[[], T]) -> T:
+    def shared(self, key: SharedKey[T], compute: Callable[[], T]) -> T:
         """Work shared by the checks of one target (e.g. one recorded epoch), computed once."""
         cache = self._session.shared
         if key not in cache:

@@ -68,7 +68,7 @@ class Check:
     protocol: type[Any]
     severity: Severity
     rule: str
-    needs: frozenset[str]
+    needs: frozenset[Need]
     requires: tuple[str, ...]
     per_device: bool
     func: CheckFunction

@@ -57,9 +57,17 @@ class ShardedRange(data.IterableDataset[int]):
 
 
 def torch_targets(mnist_root: Path) -> list[Target]:
-    """torch's classes (and torchvision's MNIST, when installed) that the protocols formalise."""
+    """torch's classes (and torchvision's MNIST, when installed) that the protocols formalise.
+
+    Built with torch's global generator seeded inside ``fork_rng``, so that the modules' weights are
+    the same in every run and the caller's global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _build_torch_targets(mnist_root)
+
+
+def _build_torch_targets(mnist_root: Path) -> list[Target]:
     generator = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
     features = torch.randn(60, 8, generator=generator)
     labels = torch.arange(60) % 3
     tensors = data.TensorDataset(features, labels)

@@ -7,19 +7,19 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 __all__ = ["CollateFn", "IterableDataset", "Loader", "MapDataset", "Sampler"]
 
-T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
-B_co = TypeVar("B_co", covariant=True)
+_T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+_B_co = TypeVar("_B_co", covariant=True)
 
 
 @runtime_checkable
-class MapDataset(Protocol[T_co]):
+class MapDataset(Protocol[_T_co]):
     """A map-style dataset of ``len(ds)`` samples, ``ds[0]`` to ``ds[len(ds) - 1]`` (SPEC.md, "MapDataset").
 
     ``ds[len(ds)]`` raises ``IndexError``, so that Python's legacy iteration protocol ends; the same
     index gives an equal sample; every sample has the same structure; the dataset pickles (worker
     processes started with ``spawn`` receive it pickled). A dataset may add
-    ``__getitems__(indices: list[int], /) -> list[T_co]``, which ``torch.utils.data.DataLoader`` then
+    ``__getitems__(indices: list[int], /) -> list[_T_co]``, which ``torch.utils.data.DataLoader`` then
     calls with a whole batch of indices; its result must equal ``[ds[i] for i in indices]``.
 
     ``torch.utils.data.Dataset`` itself has no ``__len__`` and is therefore not a ``MapDataset``.
@@ -28,11 +28,11 @@ class MapDataset(Protocol[T_co]):
 
     def __len__(self) -> int: ...
 
-    def __getitem__(self, index: int, /) -> T_co: ...
+    def __getitem__(self, index: int, /) -> _T_co: ...
 
 
 @runtime_checkable
-class IterableDataset(Protocol[T_co]):
+class IterableDataset(Protocol[_T_co]):
     """An iterable-style dataset: a stream of samples (SPEC.md, "IterableDataset").
 
     Each ``iter(ds)`` returns a fresh iterator that starts a new pass; a finite pass ends, and keeps
@@ -41,11 +41,11 @@ class IterableDataset(Protocol[T_co]):
     (``torch.utils.data.get_worker_info()``), or every sample is loaded once per worker.
     """
 
-    def __iter__(self) -> Iterator[T_co]: ...
+    def __iter__(self) -> Iterator[_T_co]: ...
 
 
 @runtime_checkable
-class Sampler(Protocol[T_co]):
+class Sampler(Protocol[_T_co]):
     """An iterable of dataset indices, or of lists of indices for a batch sampler (SPEC.md, "Sampler").
 
     Indices lie in ``range(len(data_source))``; a sampler without replacement yields each index once
@@ -54,11 +54,11 @@ class Sampler(Protocol[T_co]):
     number of items yielded.
     """
 
-    def __iter__(self) -> Iterator[T_co]: ...
+    def __iter__(self) -> Iterator[_T_co]: ...
 
 
 @runtime_checkable
-class Loader(Protocol[B_co]):
+class Loader(Protocol[_B_co]):
     """An iterable of batches that can be iterated once per epoch (SPEC.md, "Loader").
 
     Each ``iter(loader)`` returns a fresh iterator over a whole new epoch, also after the previous one
@@ -66,17 +66,17 @@ class Loader(Protocol[B_co]):
     protocol) and, where present, equals the number of batches in an epoch.
     """
 
-    def __iter__(self) -> Iterator[B_co]: ...
+    def __iter__(self) -> Iterator[_B_co]: ...
 
 
-class CollateFn(Protocol[T, B_co]):
+class CollateFn(Protocol[_T, _B_co]):
     """Turns a list of samples into a batch (SPEC.md, "CollateFn").
 
     The batch holds ``len(samples)`` samples along its leading dimension, and its structure (dict
-    keys, tuple arity) mirrors the samples'. ``T`` is invariant because ``list`` is.
+    keys, tuple arity) mirrors the samples'. ``_T`` is invariant because ``list`` is.
 
     Not ``runtime_checkable``: at run time the only member, ``__call__``, exists on every callable, so
     ``isinstance`` could only repeat ``callable()``.
     """
 
-    def __call__(self, samples: list[T], /) -> B_co: ...
+    def __call__(self, samples: list[_T], /) -> _B_co: ...

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from typing_extensions import override
 
 from torchcontract.protocols import MapDataset
+from torchcontract.reference_impl._arguments import boolean, positive_int, sampler_length
 
 __all__ = [
     "BatchSampler",
@@ -160,16 +161,6 @@ _SCALAR_DTYPES: dict[type, type] = {bool: np.bool_, int: np.int64, float: np.flo
 # -- samplers ---------------------------------------------------------------------------------------
 
 
-def _length(data_source: Sized | int) -> int:
-    if isinstance(data_source, int) and not isinstance(data_source, bool):
-        if data_source < 0:
-            raise ValueError(f"a sampler needs a length >= 0, got {data_source}")
-        return data_source
-    if isinstance(data_source, Sized):
-        return len(data_source)
-    raise TypeError(f"a sampler needs a length or a sized data source, got {type(data_source).__name__}")
-
-
 @runtime_checkable
 class _ArraySampler(Protocol):
     # The fast path: an epoch's indices as one array. Public iteration yields Python ints.
@@ -181,11 +172,11 @@ class SequentialSampler:
     the int given (``torch.utils.data.SequentialSampler``)."""
 
     def __init__(self, data_source_or_len: Sized | int) -> None:
-        _length(data_source_or_len)
+        sampler_length(data_source_or_len)
         self.data_source = data_source_or_len
 
     def __len__(self) -> int:
-        return _length(self.data_source)
+        return sampler_length(self.data_source)
 
     def __iter__(self) -> Iterator[int]:
         return iter(range(len(self)))
@@ -203,31 +194,19 @@ class RandomSampler:
     """
 
     def __init__(self, data_source_or_len: Sized | int, *, seed: int | None = None) -> None:
-        _length(data_source_or_len)
+        sampler_length(data_source_or_len)
         self.data_source = data_source_or_len
         self.seed = seed
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
-        return _length(self.data_source)
+        return sampler_length(self.data_source)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._index_array().tolist())
 
     def _index_array(self) -> Indices:
         return self._rng.permutation(len(self))
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} should be a positive integer value, but got {name}={value!r}")
-    return value
-
-
-def _bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} should be a boolean value, but got {name}={value!r}")
-    return value
 
 
 class BatchSampler:
@@ -237,8 +216,8 @@ class BatchSampler:
 
     def __init__(self, sampler: Iterable[int], batch_size: int, drop_last: bool) -> None:
         self.sampler = sampler
-        self.batch_size = _positive_int("batch_size", batch_size)
-        self.drop_last = _bool("drop_last", drop_last)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.drop_last = boolean("drop_last", drop_last)
 
     def __len__(self) -> int:
         count = len(self.sampler)  # type: ignore[arg-type]  # TypeError for an unsized sampler, as torch
@@ -355,9 +334,9 @@ class DataLoader:
         seed: int | None = None,
     ) -> None:
         self.dataset = dataset
-        self.batch_size = None if batch_size is None else _positive_int("batch_size", batch_size)
-        self.shuffle = _bool("shuffle", shuffle)
-        self.drop_last = _bool("drop_last", drop_last)
+        self.batch_size = None if batch_size is None else positive_int("batch_size", batch_size)
+        self.shuffle = boolean("shuffle", shuffle)
+        self.drop_last = boolean("drop_last", drop_last)
         self.seed = seed
         self.iterable_style = is_iterable_style(dataset)
         if self.iterable_style:

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sized
 import numpy as np
 from numpy.typing import NDArray
 
-from torchcontract.reference_impl._data import _bool, _length, _positive_int
+from torchcontract.reference_impl._arguments import boolean, positive_int, sampler_length
 
 __all__ = ["DistributedSampler", "torch_randperm"]
 
@@ -89,22 +89,22 @@ class DistributedSampler:
         drop_last: bool = False,
     ) -> None:
         self.dataset = dataset_or_len
-        self.num_replicas = _positive_int("num_replicas", num_replicas)
+        self.num_replicas = positive_int("num_replicas", num_replicas)
         if not _is_int(rank) or not 0 <= rank < num_replicas:
             raise ValueError(f"Invalid rank {rank!r}, rank should be in the interval [0, {num_replicas - 1}]")
         self.rank = rank
-        self.shuffle = _bool("shuffle", shuffle)
+        self.shuffle = boolean("shuffle", shuffle)
         if not _is_int(seed):
             raise ValueError(f"seed must be an int, got {seed!r}")
         self.seed = seed
-        self.drop_last = _bool("drop_last", drop_last)
+        self.drop_last = boolean("drop_last", drop_last)
         self.epoch = 0
-        _length(dataset_or_len)
+        sampler_length(dataset_or_len)
 
     @property
     def num_samples(self) -> int:
         """How many indices each replica gets per epoch."""
-        n = _length(self.dataset)
+        n = sampler_length(self.dataset)
         if self.drop_last and n % self.num_replicas:
             return math.ceil((n - self.num_replicas) / self.num_replicas)
         return math.ceil(n / self.num_replicas)
@@ -123,7 +123,7 @@ class DistributedSampler:
         return iter(self._index_array().tolist())
 
     def _index_array(self) -> NDArray[np.int64]:
-        n = _length(self.dataset)
+        n = sampler_length(self.dataset)
         order = torch_randperm(n, self.seed + self.epoch) if self.shuffle else np.arange(n, dtype=np.int64)
         total = self.total_size
         if total > n:  # pad by wrapping round to the start, as often as needed

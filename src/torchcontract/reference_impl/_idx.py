@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["IDXFormatError", "read_idx", "write_idx"]
+__all__ = ["IDXFormatError", "StrPath", "read_idx", "write_idx"]
 
 StrPath = str | os.PathLike[str]
 

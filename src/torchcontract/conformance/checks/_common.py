@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torchcontract.conformance._calls import object_call
-from torchcontract.conformance._engine import WORLD_SIZE_OFF, Context
+from torchcontract.conformance._engine import WORLD_SIZE_OFF, Context, SharedKey
 from torchcontract.conformance._values import describe, describe_structure, structure
 
 __all__ = [
@@ -84,6 +84,9 @@ def record_pass(
     return record
 
 
+_FIRST_PASS: SharedKey[Pass] = SharedKey("first pass")
+
+
 def recorded_first_pass(ctx: Context, name: str) -> Pass:
     """The first pass over ``ctx.obj`` (a dataset or a loader, called ``name`` in messages), recorded
     once and shared by the target's checks: its length when it ends, and its first ``max_items``
@@ -94,7 +97,7 @@ def recorded_first_pass(ctx: Context, name: str) -> Pass:
         limit = ctx.options.max_items if ctx.options.infinite else None
         return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items)
 
-    return ctx.shared("first_pass", record)
+    return ctx.shared(_FIRST_PASS, record)
 
 
 def iterator_problem(ctx: Context, iterable: Any, name: str) -> str | None:

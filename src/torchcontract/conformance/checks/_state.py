@@ -13,13 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._engine import Context
+from torchcontract.conformance._engine import Context, SharedKey
 from torchcontract.conformance._values import tensor_module
 
 __all__ = ["restored", "working_copy"]
 
 # Attributes whose values are the data, not state: shared with the copy, never snapshotted.
 _DATA_ATTRIBUTES = frozenset({"dataset", "data_source"})
+
+
+# One key per name the copy is made under (a loader, its sampler).
+_WORKING_COPIES: dict[str, SharedKey[tuple[Any, bool]]] = {}
 
 
 def working_copy(ctx: Context, name: str, *, share: tuple[object, ...] = ()) -> tuple[Any, bool]:
@@ -35,7 +39,7 @@ def working_copy(ctx: Context, name: str, *, share: tuple[object, ...] = ()) -> 
             return ctx.obj, False
         return copied, True
 
-    return ctx.shared(f"working_copy:{name}", make)
+    return ctx.shared(_WORKING_COPIES.setdefault(name, SharedKey(f"working copy of {name}")), make)
 
 
 @contextmanager

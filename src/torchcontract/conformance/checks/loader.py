@@ -11,7 +11,7 @@ from typing import Any, TypeGuard
 
 from torchcontract.conformance import _fresh_interpreter as fresh
 from torchcontract.conformance._calls import object_call
-from torchcontract.conformance._engine import Context
+from torchcontract.conformance._engine import Context, SharedKey
 from torchcontract.conformance._process_group import RankOutcome, batch_rows, run_ranks, set_epoch
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import (
@@ -35,6 +35,9 @@ from torchcontract.protocols import Loader
 
 ITER = "loader.iter_returns_iterator"
 ENDS = "loader.epoch_ends"
+_FIRST_EPOCH: SharedKey[Pass] = SharedKey("first epoch")
+_EXAMPLE_SAMPLE: SharedKey[Any] = SharedKey("example sample")
+_PROCESS_GROUP_RUN: SharedKey[list[RankOutcome] | str] = SharedKey("process-group run")
 
 
 def _loader(ctx: Context) -> tuple[Any, bool]:
@@ -66,7 +69,7 @@ def first_epoch(ctx: Context) -> Pass:
             limit = ctx.options.max_items if ctx.options.infinite else None
             return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items)
 
-    return ctx.shared("first_pass", record)
+    return ctx.shared(_FIRST_EPOCH, record)
 
 
 def _sized_len(ctx: Context, obj: object, name: str) -> int | None:
@@ -98,7 +101,7 @@ def _example_sample(ctx: Context) -> Any:
         sample = ctx.attempt("loader.dataset[0]", operator.getitem, dataset, 0)
         return NO_SAMPLE if isinstance(sample, Exception) else sample
 
-    return ctx.shared("example_sample", fetch)
+    return ctx.shared(_EXAMPLE_SAMPLE, fetch)
 
 
 @register_check(ITER, protocol=Loader, severity="required")
@@ -418,7 +421,7 @@ def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
         except fresh.Unavailable as why:
             return str(why)
 
-    outcomes = ctx.shared("process_group", run)
+    outcomes = ctx.shared(_PROCESS_GROUP_RUN, run)
     if isinstance(outcomes, str):
         ctx.skip(outcomes)
     failed = [outcome for outcome in outcomes if outcome.error]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._engine import Context
+from torchcontract.conformance._engine import Context, SharedKey
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import compare, describe, difference, is_tensor, leaves, tensor_module
 from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item
@@ -40,10 +40,11 @@ GETITEM = "map_dataset.getitem_in_range_succeeds"
 PAST_END = "map_dataset.index_past_end_raises_index_error"
 DETERMINISTIC = "map_dataset.getitem_is_deterministic"
 PICKLE = "map_dataset.pickle_round_trip"
+_LEN: SharedKey[int] = SharedKey("len(ds)")
 
 
 def _length(ctx: Context) -> int:
-    return ctx.shared("len", lambda: int(ctx.call("len(ds)", len, ctx.obj)))
+    return ctx.shared(_LEN, lambda: int(ctx.call("len(ds)", len, ctx.obj)))
 
 
 def _get(ctx: Context, index: Any, shown: str | None = None) -> Any:

@@ -19,6 +19,7 @@ import numpy as np
 
 from torchcontract.conformance._engine import (
     Context,
+    SharedKey,
     global_rng_states,
     restore_global_rng_states,
 )
@@ -39,6 +40,8 @@ ENDS = "sampler.iteration_ends"
 IN_RANGE = "sampler.yields_indices_in_range"
 # Far more than any real epoch; a bound so that an endless sampler cannot exhaust memory.
 _MAX_RECORDED = 10_000_000
+_EPOCH: SharedKey[Pass] = SharedKey("one pass")
+_ITEMS: SharedKey[Items] = SharedKey("classified items")
 
 
 @contextmanager
@@ -62,7 +65,7 @@ def _epoch(ctx: Context) -> Pass:
             iterator = ctx.call("iter(sampler)", iter, sampler)
             return record_pass(ctx, iterator, "it", limit=limit, keep=limit)
 
-    return ctx.shared("epoch", record)
+    return ctx.shared(_EPOCH, record)
 
 
 def data_source_len(ctx: Context) -> int | None:
@@ -179,7 +182,7 @@ def classify_items(ctx: Context, items: list[Any], label: str) -> Items:
 
 def _items(ctx: Context) -> Items:
     """Every index (or key) of the epoch, batches flattened."""
-    return ctx.shared("items", lambda: classify_items(ctx, _epoch(ctx).prefix, "sampler"))
+    return ctx.shared(_ITEMS, lambda: classify_items(ctx, _epoch(ctx).prefix, "sampler"))
 
 
 @register_check(ENDS, protocol=Sampler, severity="required")

@@ -44,6 +44,8 @@ def test_each_check_lives_in_its_protocols_module(check_id: str) -> None:
     module = CHECKS[check_id].func.__module__
     expected = f"torchcontract.conformance.checks.{check_id.split('.')[0]}"
     assert module == expected, f"{check_id} is defined in {module}; move it to {expected}"
+    name = CHECKS[check_id].func.__name__
+    assert name == check_id.split(".")[1], f"{check_id} is the function {name}: name it after the clause"
 
 
 @pytest.mark.parametrize("check_id", sorted(CHECKS))

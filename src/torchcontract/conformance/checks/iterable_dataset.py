@@ -269,7 +269,7 @@ def workers_yield_each_item_once(ctx: Context) -> None:
     requires=(ENDS, NEW_PASS),
 )
 @preserving(data=True)
-def iterable_workers_draw_independent_randomness(ctx: Context) -> None:
+def workers_draw_independent_randomness(ctx: Context) -> None:
     """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
     if ctx.options.deterministic:
         ctx.skip("applies to datasets declared deterministic=False")

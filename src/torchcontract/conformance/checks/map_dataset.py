@@ -449,7 +449,7 @@ def accepts_numpy_integer_index(ctx: Context) -> None:
     requires=(GETITEM,),
 )
 @preserving(data=True)
-def map_workers_draw_independent_randomness(ctx: Context) -> None:
+def workers_draw_independent_randomness(ctx: Context) -> None:
     """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
     if ctx.options.deterministic:
         ctx.skip("applies to datasets declared deterministic=False")

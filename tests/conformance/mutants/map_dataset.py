@@ -214,6 +214,12 @@ class RejectsNumpyIntegerIndex(Points):
         return [super().__getitem__(i) for i in index]  # "a list of indices": np.int64 is not iterable
 
 
+class SampleCarriesLambda(Points):
+    def __getitem__(self, index: int) -> Any:
+        features, label = super().__getitem__(index)
+        return {"features": features, "label": label, "augment": lambda x: x}  # a per-sample transform
+
+
 def _mutant(name: str, violates: str, bug: str, factory: Any, **fields: Any) -> Mutant:
     return Mutant(name, MapDataset, f"map_dataset.{violates}", bug, factory, **fields)
 
@@ -276,4 +282,6 @@ MUTANTS = [
     _mutant("rejects_numpy_integer_index", "accepts_numpy_integer_index",
             "non-int indices are taken for a list of indices", RejectsNumpyIntegerIndex,
             message_contains=("ds[np.int64(9)] raised TypeError",)),
+    _mutant("sample_carries_lambda", "samples_cross_process_boundary", "each sample carries a lambda",
+            SampleCarriesLambda, message_contains=("ds[0]['augment'] could not be pickled", "pytorch#142884")),
 ]  # fmt: skip

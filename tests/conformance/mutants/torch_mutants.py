@@ -201,6 +201,36 @@ class SharedReaderStream(IterableDataset[torch.Tensor]):
         return self.reader
 
 
+class SamplesRequireGrad:
+    """Samples computed through a learnable scale (the scale's autograd graph goes with them)."""
+
+    def __init__(self) -> None:
+        self.features = torch.arange(24.0).reshape(8, 3)
+        self.scale = torch.ones(3, requires_grad=True)
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not -8 <= index < 8:
+            raise IndexError(index)
+        return self.features[index] * self.scale  # not under torch.no_grad()
+
+
+class StreamItemsCarryLambda(IterableDataset[dict[str, Any]]):
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(6):
+            yield {"x": torch.full((2,), float(i)), "decode": lambda raw: raw}
+
+
+class StreamItemsOnMeta(IterableDataset[torch.Tensor]):
+    """Items made on a device that a worker cannot use (meta stands in for CUDA on this machine)."""
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for _ in range(6):
+            yield torch.empty(2, device="meta")
+
+
 class BucketBatchSampler:
     """Batches indices of similar length; its __len__ forgot the last partial bucket."""
 
@@ -303,9 +333,18 @@ MUTANTS = [
     _mutant(protocols.MapDataset, "torch_corrupt_sample_error", "map_dataset.worker_errors_keep_their_type",
             "a corrupt sample's error class takes (path, index)", fixtures.CorruptAtThree,
             kwargs={"error_index": 3}, message_contains=("ds[3] raises CorruptSampleError", "RuntimeError")),
-    _mutant(protocols.MapDataset, "torch_lambda_in_sample", "map_dataset.spawn_workers_yield_same_samples",
+    _mutant(protocols.MapDataset, "torch_lambda_in_sample", "map_dataset.samples_cross_process_boundary",
             "each sample carries a lambda", fixtures.LambdaInSample,
-            message_contains=("['transform'] could not be pickled",)),
+            message_contains=("ds[0]['transform'] could not be pickled",)),
+    _mutant(protocols.MapDataset, "torch_samples_require_grad", "map_dataset.samples_cross_process_boundary",
+            "samples keep the autograd graph of a learnable scale", SamplesRequireGrad,
+            message_contains=("ds[0] is a tensor that requires grad", "torch.no_grad()")),
+    _mutant(protocols.IterableDataset, "torch_stream_items_carry_lambda",
+            "iterable_dataset.items_cross_process_boundary", "each item carries a lambda",
+            StreamItemsCarryLambda, message_contains=("list(ds)[0]['decode'] could not be pickled",)),
+    _mutant(protocols.IterableDataset, "torch_stream_items_off_cpu",
+            "iterable_dataset.items_cross_process_boundary", "items made on another device",
+            StreamItemsOnMeta, message_contains=("list(ds)[0] is a tensor on meta", "CPU tensors")),
     _mutant(protocols.MapDataset, "torch_run_time_state", "map_dataset.spawn_workers_yield_same_samples",
             "reads a module-level registry filled at run time", fixtures.scaled_by_registry,
             message_contains=("re-imports its module",)),

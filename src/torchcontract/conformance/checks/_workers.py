@@ -29,7 +29,7 @@ from typing import Any
 
 from torchcontract.conformance import _fresh_interpreter as fresh
 from torchcontract.conformance._engine import Context
-from torchcontract.conformance._values import describe, difference, is_iterable_style, leaves
+from torchcontract.conformance._values import describe, difference, is_iterable_style, is_tensor, leaves
 from torchcontract.conformance.checks._common import END, next_item
 
 
@@ -183,6 +183,51 @@ def over_epochs(epochs: int) -> str:
 
 
 SPAWNED = "in a fresh interpreter (as in a DataLoader worker started with spawn or forkserver)"
+
+
+def crossing_problem(ctx: Context, sample: Any, shown: str) -> tuple[str, str] | None:
+    """Why ``sample`` (shown as ``shown``, e.g. ``ds[3]``) cannot travel from a DataLoader worker to the
+    main process, with the expression that reproduces it; None when it can. Pickled with plain
+    ``pickle`` (multiprocessing's ``ForkingPickler`` would move a tensor's storage into shared memory,
+    changing the caller's sample); the two refusals that torch's reductions add are checked on the
+    leaves: a tensor that requires grad, and a tensor off the CPU."""
+    for path, leaf in leaves(sample):
+        if not is_tensor(leaf):
+            continue
+        where = f"{shown}{path}"
+        if getattr(leaf, "requires_grad", False) is True:
+            return (
+                (
+                    f"{where} is a tensor that requires grad; expected samples without autograd history "
+                    "(default_collate stacks the samples of a batch with torch.stack(out=...), which "
+                    "autograd refuses, and with batch_size=None torch refuses to send a non-leaf tensor "
+                    "that requires grad from a worker: build samples under torch.no_grad(), or detach them)"
+                ),
+                f"{where}.requires_grad",
+            )
+        device = getattr(getattr(leaf, "device", None), "type", "cpu")
+        if device != "cpu":
+            return (
+                (
+                    f"{where} is a tensor on {leaf.device}; expected CPU tensors (a forked worker cannot use "
+                    "CUDA, 'Cannot re-initialize CUDA in forked subprocess'; move batches to the device in "
+                    "the training loop, with pin_memory=True for fast copies)"
+                ),
+                f"{where}.device",
+            )
+    pickled = ctx.attempt(f"pickle.dumps({shown})", pickle.dumps, sample)
+    if not isinstance(pickled, Exception):
+        return None
+    part = unpicklable_part(ctx, sample, shown)
+    return (
+        (
+            f"{part} could not be pickled ({type(pickled).__name__}: {pickled}); expected samples that "
+            "pickle (a DataLoader worker sends every sample to the main process pickled, whatever its start "
+            "method; torch's DataLoader then waits forever for the lost sample, its timeout being 0 by "
+            "default: pytorch#142884)"
+        ),
+        f"pickle.dumps({part})",
+    )
 
 
 def unpicklable_part(ctx: Context, sample: Any, shown: str) -> str:

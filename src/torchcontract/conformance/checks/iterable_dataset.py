@@ -12,7 +12,7 @@ from typing import Any
 
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import describe, difference, fingerprint
+from torchcontract.conformance._values import describe, difference, fingerprint, is_iterable_style
 from torchcontract.conformance.checks._common import (
     END,
     Pass,
@@ -29,6 +29,7 @@ from torchcontract.conformance.checks._workers import (
     PAIRS,
     SPAWNED,
     WORKERS,
+    crossing_problem,
     drain,
     epochs_of,
     in_fresh_interpreter,
@@ -43,6 +44,7 @@ from torchcontract.protocols import IterableDataset
 ITER = "iterable_dataset.iter_returns_iterator"
 ENDS = "iterable_dataset.iteration_ends"
 NEW_PASS = "iterable_dataset.new_iter_starts_new_pass"
+CROSSES = "iterable_dataset.items_cross_process_boundary"
 
 
 def first_pass(ctx: Context) -> Pass:
@@ -224,12 +226,29 @@ def items_share_structure(ctx: Context) -> None:
 # -- worker processes (SPEC.md, "Worker processes"; the mechanism is in _workers.py) -------------------
 
 
+@register_check(CROSSES, protocol=IterableDataset, severity="required", requires=(ENDS,))
+@preserving(data=True)
+def items_cross_process_boundary(ctx: Context) -> None:
+    """Every item of a pass can travel from a worker process to the main process: it pickles, and
+    holds no tensor that requires grad or lives off the CPU."""
+    if not is_iterable_style(ctx.obj):
+        ctx.skip(
+            "torch's DataLoader streams only subclasses of torch.utils.data.IterableDataset (it treats "
+            "anything else as map-style), so no item of ds crosses from a worker"
+        )
+    for position, item in enumerate(first_pass(ctx).prefix):
+        problem = crossing_problem(ctx, item, f"list(ds)[{position}]")
+        if problem is not None:
+            message, reproduce = problem
+            ctx.fail(message, reproduce=reproduce)
+
+
 @register_check(
     "iterable_dataset.workers_yield_each_item_once",
     protocol=IterableDataset,
     severity="required",
     needs=("torch", "workers"),
-    requires=(ENDS, NEW_PASS),
+    requires=(ENDS, NEW_PASS, CROSSES),
 )
 @preserving(data=True)
 def workers_yield_each_item_once(ctx: Context) -> None:
@@ -266,7 +285,7 @@ def workers_yield_each_item_once(ctx: Context) -> None:
     protocol=IterableDataset,
     severity="required",
     needs=("torch", "workers"),
-    requires=(ENDS, NEW_PASS),
+    requires=(ENDS, NEW_PASS, CROSSES),
 )
 @preserving(data=True)
 def workers_draw_independent_randomness(ctx: Context) -> None:
@@ -305,7 +324,7 @@ def workers_draw_independent_randomness(ctx: Context) -> None:
     protocol=IterableDataset,
     severity="required",
     needs=("torch", "workers"),
-    requires=(ENDS, NEW_PASS),
+    requires=(ENDS, NEW_PASS, CROSSES),
 )
 @preserving(data=True)
 def spawn_workers_yield_same_items(ctx: Context) -> None:

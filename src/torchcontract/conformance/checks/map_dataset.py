@@ -24,6 +24,7 @@ from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks._workers import (
     PAIRS,
     SPAWNED,
+    crossing_problem,
     drain,
     epochs_of,
     in_fresh_interpreter,
@@ -40,6 +41,7 @@ GETITEM = "map_dataset.getitem_in_range_succeeds"
 PAST_END = "map_dataset.index_past_end_raises_index_error"
 DETERMINISTIC = "map_dataset.getitem_is_deterministic"
 PICKLE = "map_dataset.pickle_round_trip"
+CROSSES = "map_dataset.samples_cross_process_boundary"
 _LEN: SharedKey[int] = SharedKey("len(ds)")
 
 
@@ -441,12 +443,25 @@ def accepts_numpy_integer_index(ctx: Context) -> None:
 # -- worker processes (SPEC.md, "Worker processes"; the mechanism is in _workers.py) -------------------
 
 
+@register_check(CROSSES, protocol=MapDataset, severity="required", requires=(GETITEM,))
+@preserving(data=True)
+def samples_cross_process_boundary(ctx: Context) -> None:
+    """Every sample can travel from a worker process to the main process: it pickles, and holds no
+    tensor that requires grad or lives off the CPU."""
+    require_map_style(ctx)
+    for index in ctx.sample_indices(_length(ctx)):
+        problem = crossing_problem(ctx, _get(ctx, index), f"ds[{index}]")
+        if problem is not None:
+            message, reproduce = problem
+            ctx.fail(message, reproduce=reproduce)
+
+
 @register_check(
     "map_dataset.workers_draw_independent_randomness",
     protocol=MapDataset,
     severity="required",
     needs=("torch", "workers"),
-    requires=(GETITEM,),
+    requires=(GETITEM, CROSSES),
 )
 @preserving(data=True)
 def workers_draw_independent_randomness(ctx: Context) -> None:
@@ -521,7 +536,7 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
     protocol=MapDataset,
     severity="required",
     needs=("torch", "workers"),
-    requires=(PICKLE,),
+    requires=(PICKLE, CROSSES),
 )
 @preserving(data=True)
 def spawn_workers_yield_same_samples(ctx: Context) -> None:

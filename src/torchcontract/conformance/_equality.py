@@ -423,7 +423,12 @@ class _Fingerprinter:
             # NaN != NaN, but two NaN samples are the same sample.
             return ("nan",) if type(value) is float else ("nan", type(value).__name__, safe_repr(value))
         if isinstance(value, ATOMS):
-            return value if _hashable(value) else ("repr", safe_repr(value))
+            # With its type: 1, 1.0 and True are equal to ==, not to difference(). Plus zero: -0.0
+            # and 0.0 are equal and must print alike (fingerprints are compared by their reprs).
+            kind = _type_name(type(value))
+            if isinstance(value, (float, complex, np.inexact)):
+                value = value + 0
+            return ("atom", kind, value) if _hashable(value) else ("repr", kind, safe_repr(value))
         if is_pil_image(value):
             return ("image", value.mode, value.size, value.tobytes())
         # An object left a leaf: its == is its own (or it has no attributes to compare).

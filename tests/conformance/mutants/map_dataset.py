@@ -283,5 +283,6 @@ MUTANTS = [
             "non-int indices are taken for a list of indices", RejectsNumpyIntegerIndex,
             message_contains=("ds[np.int64(9)] raised TypeError",)),
     _mutant("sample_carries_lambda", "samples_cross_process_boundary", "each sample carries a lambda",
-            SampleCarriesLambda, message_contains=("ds[0]['augment'] could not be pickled", "pytorch#142884")),
+            SampleCarriesLambda,
+            message_contains=("ds[0]['augment'] could not be pickled", "pytorch#142884")),
 ]  # fmt: skip

@@ -24,13 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torchcontract.conformance._engine import (
+from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
-    Options,
-    Target,
+    readable_file,
     time_budget_argument,
     validate_device,
+    writable_file,
 )
+from torchcontract.conformance._engine import Options, Target
 from torchcontract.conformance._registry import PROTOCOLS, checks_for, protocol_by_name
 from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, Report, environment
 
@@ -125,36 +126,6 @@ def _target(args: argparse.Namespace) -> Target:
         if "example_inputs" in str(error):
             hint = f"; point at a function returning Target(obj, {protocol.__name__}, example_inputs=...)"
         raise UsageError(f"{error}{hint}") from None
-
-
-def writable_file(text: str) -> str:
-    """argparse ``type=`` for an output file (``--json``): refused at parse time, before a long run,
-    when it names a directory, lies under a regular file, or cannot be written."""
-    import argparse
-
-    problem = output_file_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return text
-
-
-def output_file_problem(text: str) -> str | None:
-    """Why a report cannot be written to ``text``, or None."""
-    if not text:
-        return "expected a file path, got an empty string"
-    path = Path(text)
-    if path.is_dir():
-        return f"{text!r} is a directory; name a file in it"
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                return f"{text!r} cannot be created: {str(parent)!r} is not a directory"
-            if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
-                return f"{text!r} cannot be created: {str(parent)!r} is not writable"
-            break
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{text!r} is not writable"
-    return None
 
 
 def device_argument(text: str) -> str:

@@ -6,13 +6,14 @@ in ``pytest_generate_tests``, once the command-line options (devices, time budge
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, ConformanceWarning, Target
 from torchcontract.conformance._results import CheckResult
-from torchcontract.conformance.plugin import MARK, ExpectedCheckFailure
+from torchcontract.conformance.plugin import ACTIVE, MARK, ExpectedCheckFailure
 
 if TYPE_CHECKING:
     from _pytest.mark.structures import MarkDecorator
@@ -51,7 +52,24 @@ def parametrize_with_checks(targets: Sequence[Target]) -> MarkDecorator:
         raise ValueError(f"target names must be unique (they are test ids): {', '.join(repeated)}")
     if not targets:
         raise ValueError("parametrize_with_checks needs at least one target")
+    if not ACTIVE and _collected_by_pytest():
+        raise RuntimeError(
+            "parametrize_with_checks needs torchcontract's pytest plugin, which is disabled in this run "
+            "(-p no:torchcontract, or PYTEST_DISABLE_PLUGIN_AUTOLOAD without -p torchcontract); "
+            "without it no conformance test is generated. Enable it: remove -p no:torchcontract, or "
+            "add -p torchcontract.conformance.plugin"
+        )
     return pytest.mark.torchcontract_checks(tuple(targets))
+
+
+def _collected_by_pytest() -> bool:
+    """Whether pytest's collection is importing the calling test module."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") in ("_pytest.python", "_pytest.pathlib"):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 class CheckCase:
@@ -117,7 +135,8 @@ class CheckCase:
         if result.status == "unverified":
             pytest.fail(f"{result.check_id} could not be verified:\n{result.message}", pytrace=False)
         if result.status in ("failed", "xfailed"):
-            raise ExpectedCheckFailure(f"{result.check_id} failed:\n{result.message}", pytrace=False)
+            lead = " (recommended; fails under --conformance-strict)" if recommended else ""
+            raise ExpectedCheckFailure(f"{result.check_id} failed{lead}:\n{result.message}", pytrace=False)
         return result
 
 

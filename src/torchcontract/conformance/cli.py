@@ -251,7 +251,7 @@ def _baseline_problems(
     reports: Sequence[Report], baseline: dict[str, dict[str, str]], path: str | None
 ) -> list[str]:
     """Stale baseline entries: a check that passes now, or an id that names no check."""
-    problems = []
+    problems: list[str] = []
     for report in reports:
         entries = baseline.get(report.target, {})
         problems.extend(

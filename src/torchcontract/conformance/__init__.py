@@ -2,30 +2,56 @@
 
 ``check(obj, protocol, ...)`` runs every check registered for ``protocol`` and returns a
 :class:`Report`; ``CHECKS`` is the registry (one entry per clause of SPEC.md, same ids).
+
+The names are imported on first use (PEP 562), so that importing the pytest plugin, which pytest
+does at every start, imports neither the engine nor NumPy.
 """
 
-from torchcontract.conformance import checks as _checks  # registers the built-in checks
-from torchcontract.conformance._check_distributed import check_distributed
-from torchcontract.conformance._engine import (
-    DEFAULT_TIME_BUDGET_S,
-    ConformanceWarning,
-    Context,
-    Options,
-    Target,
-    check,
-)
-from torchcontract.conformance._pytest import parametrize_with_checks
-from torchcontract.conformance._registry import (
-    CHECKS,
-    PROTOCOLS,
-    Check,
-    checks_for,
-    protocol_by_name,
-    register_check,
-)
-from torchcontract.conformance._results import CheckResult, Report
+from __future__ import annotations
 
-del _checks
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torchcontract.conformance._check_distributed import check_distributed
+    from torchcontract.conformance._engine import (
+        DEFAULT_TIME_BUDGET_S,
+        ConformanceWarning,
+        Context,
+        Options,
+        Target,
+        check,
+    )
+    from torchcontract.conformance._parametrize import parametrize_with_checks
+    from torchcontract.conformance._registry import (
+        CHECKS,
+        PROTOCOLS,
+        Check,
+        checks_for,
+        protocol_by_name,
+        register_check,
+    )
+    from torchcontract.conformance._results import CheckResult, Report
+
+# name -> the module that defines it
+_LAZY = {
+    "DEFAULT_TIME_BUDGET_S": "_engine",
+    "ConformanceWarning": "_engine",
+    "Context": "_engine",
+    "Options": "_engine",
+    "Target": "_engine",
+    "check": "_engine",
+    "parametrize_with_checks": "_parametrize",
+    "CHECKS": "_registry",
+    "PROTOCOLS": "_registry",
+    "Check": "_registry",
+    "checks_for": "_registry",
+    "protocol_by_name": "_registry",
+    "register_check": "_registry",
+    "CheckResult": "_results",
+    "Report": "_results",
+    "check_distributed": "_check_distributed",
+}
 
 __all__ = [
     "CHECKS",
@@ -45,3 +71,17 @@ __all__ = [
     "protocol_by_name",
     "register_check",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    importlib.import_module(f"{__name__}.checks")  # the built-in checks are registered first
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,7 +7,6 @@ import difflib
 import importlib.util
 import math
 import random
-import re
 import threading
 import time
 import traceback
@@ -20,6 +19,13 @@ from typing import Any, Generic, NoReturn, TypeVar, final
 import numpy as np
 
 from torchcontract.conformance import _calls, _isolation
+from torchcontract.conformance._arguments import (
+    DEFAULT_TIME_BUDGET_S,
+    MAX_TIME_BUDGET_S,
+    time_budget_argument,
+    validate_device,
+    validate_time_budget,
+)
 from torchcontract.conformance._registry import CHECKS, PROTOCOLS, Check, checks_for
 from torchcontract.conformance._results import CheckResult, Report, Status
 from torchcontract.conformance._values import describe, tensor_module
@@ -62,9 +68,6 @@ class SharedKey(Generic[T]):
         return f"SharedKey({self.name!r})"
 
 
-DEFAULT_TIME_BUDGET_S = 30.0
-# A week: beyond it a budget is a typo (and threading's waits overflow near 1e9 s).
-MAX_TIME_BUDGET_S = 7 * 24 * 3600.0
 # A hung call cannot be interrupted, so the thread running a check gets a little longer than the
 # budget that the check itself watches, to tell "slow" (a failure) from "hung" (stop this object).
 _GRACE_S = 2.0
@@ -378,58 +381,6 @@ def _validate_expected_failures(expected: Mapping[str, str] | None) -> dict[str,
         _non_empty_str(check_id, "each expected_failures key (a check id)")
         _non_empty_str(reason, f"expected_failures[{check_id!r}] (the reason it fails)")
     return dict(expected)
-
-
-def validate_time_budget(time_budget_s: object, what: str = "time_budget_s") -> float:
-    """``time_budget_s`` as a float; TypeError for a non-number, ValueError for one that is not a
-    positive, finite number of seconds up to :data:`MAX_TIME_BUDGET_S`."""
-    if isinstance(time_budget_s, bool) or not isinstance(time_budget_s, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds, not {time_budget_s!r}")
-    budget = float(time_budget_s) if isinstance(time_budget_s, float) or time_budget_s < 2**53 else math.inf
-    if not (math.isfinite(budget) and 0 < budget <= MAX_TIME_BUDGET_S):
-        raise ValueError(
-            f"{what} must be a positive, finite number of seconds up to {MAX_TIME_BUDGET_S:g}, "
-            f"not {time_budget_s!r}"
-        )
-    return budget
-
-
-def time_budget_argument(text: str) -> float:
-    """argparse ``type=`` for a time budget (the CLI's and the plugin's): a usage error at parse time."""
-    import argparse
-
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    try:
-        return validate_time_budget(seconds, "the time budget")
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-_DEVICE_NAME = re.compile(r"^(cpu|cuda|mps|xpu|meta)(:\d+)?$")
-
-
-def validate_device(device: object, what: str = "device") -> str:
-    """``device`` if it names a device the checks can use: TypeError for a non-string, ValueError
-    for a name that torch (or, without torch, the known device names) does not recognise."""
-    if not isinstance(device, str) or not device.strip():
-        raise TypeError(f"{what} must be a device name such as 'cpu' or 'cuda', not {device!r}")
-    if _DEVICE_NAME.match(device):
-        return device
-    # Any other name torch knows (privateuse backends) is a device; torch is imported only here.
-    torch = tensor_module()
-    if torch is None and importlib.util.find_spec("torch") is not None:
-        import torch
-    if torch is not None:
-        try:
-            torch.device(device)
-        except (RuntimeError, ValueError):
-            pass
-        else:
-            return device
-    raise ValueError(f"{what} {device!r} is not a device torch knows (e.g. 'cpu', 'cuda', 'cuda:1')")
 
 
 def _validate_run_arguments(device: object, time_budget_s: object) -> None:

@@ -72,6 +72,8 @@ class Check:
     requires: tuple[str, ...]
     per_device: bool
     func: CheckFunction
+    # The torchcontract version that added the check (SPEC.md, "Stable ids").
+    since: str = "0.1.0"
 
     @property
     def protocol_name(self) -> str:
@@ -79,7 +81,38 @@ class Check:
 
 
 _REGISTRY: dict[str, Check] = {}
-CHECKS: Mapping[str, Check] = MappingProxyType(_REGISTRY)
+_BUILTIN_LOADED = False
+
+
+def _load_builtin_checks() -> None:
+    """Register the built-in checks on first use of the registry: importing the package stays cheap
+    (the pytest plugin is imported at every pytest start), and any way into the registry sees them."""
+    global _BUILTIN_LOADED
+    if not _BUILTIN_LOADED:
+        _BUILTIN_LOADED = True
+        import torchcontract.conformance.checks  # noqa: F401  (registers them)
+
+
+class _Registry(Mapping[str, Check]):
+    """check id -> :class:`Check`, read-only, built-in checks first (loaded on first access)."""
+
+    def __getitem__(self, check_id: str) -> Check:
+        _load_builtin_checks()
+        return _REGISTRY[check_id]
+
+    def __iter__(self) -> Iterator[str]:
+        _load_builtin_checks()
+        return iter(_REGISTRY)
+
+    def __len__(self) -> int:
+        _load_builtin_checks()
+        return len(_REGISTRY)
+
+    def __repr__(self) -> str:
+        return f"CHECKS({len(self)} checks)"
+
+
+CHECKS: Mapping[str, Check] = _Registry()
 
 
 def register_check(
@@ -90,14 +123,17 @@ def register_check(
     needs: tuple[Need, ...] = (),
     requires: tuple[str, ...] = (),
     per_device: bool = False,
+    since: str = "0.1.0",
 ) -> Callable[[CheckFunction], CheckFunction]:
     """Register ``func(ctx)`` as the check ``check_id`` for targets of ``protocol``.
 
     The first paragraph of the function's docstring is the check's one-line rule. It signals a violation with
     ``ctx.fail(...)`` and non-applicability with ``ctx.skip(...)``; returning normally means passed.
     ``requires`` names checks whose failure makes this one meaningless: it is then skipped, naming
-    them. ``per_device`` checks run once per device (``device=`` of :func:`check`).
+    them. ``per_device`` checks run once per device (``device=`` of :func:`check`). ``since``: the
+    torchcontract version that added the check (ids are stable: SPEC.md, "Stable ids").
     """
+    _load_builtin_checks()
     if not _ID_PATTERN.match(check_id):
         raise ValueError(f"check id {check_id!r} must be dotted lower_snake_case, e.g. 'map_dataset.x'")
     if protocol not in PROTOCOLS.values():
@@ -127,6 +163,7 @@ def register_check(
             requires=tuple(requires),
             per_device=per_device,
             func=func,
+            since=since,
         )
         return func
 
@@ -141,6 +178,7 @@ def _lineage(protocol: type[Any]) -> Iterator[type[Any]]:
 
 def checks_for(protocol: type[Any]) -> list[Check]:
     """Every check that applies to a target of ``protocol``, inherited protocols' checks first."""
+    _load_builtin_checks()
     lineage = list(_lineage(protocol))
     return sorted(
         (check for check in _REGISTRY.values() if check.protocol in lineage),

@@ -24,13 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torchcontract.conformance._engine import (
+from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
-    Options,
-    Target,
+    readable_file,
     time_budget_argument,
     validate_device,
+    writable_file,
 )
+from torchcontract.conformance._engine import Options, Target
 from torchcontract.conformance._registry import PROTOCOLS, checks_for, protocol_by_name
 from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, Report, environment
 
@@ -127,36 +128,6 @@ def _target(args: argparse.Namespace) -> Target:
         raise UsageError(f"{error}{hint}") from None
 
 
-def writable_file(text: str) -> str:
-    """argparse ``type=`` for an output file (``--json``): refused at parse time, before a long run,
-    when it names a directory, lies under a regular file, or cannot be written."""
-    import argparse
-
-    problem = output_file_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return text
-
-
-def output_file_problem(text: str) -> str | None:
-    """Why a report cannot be written to ``text``, or None."""
-    if not text:
-        return "expected a file path, got an empty string"
-    path = Path(text)
-    if path.is_dir():
-        return f"{text!r} is a directory; name a file in it"
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                return f"{text!r} cannot be created: {str(parent)!r} is not a directory"
-            if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
-                return f"{text!r} cannot be created: {str(parent)!r} is not writable"
-            break
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{text!r} is not writable"
-    return None
-
-
 def device_argument(text: str) -> str:
     """argparse ``type=`` for ``--device``."""
     import argparse
@@ -228,24 +199,119 @@ def _print_reports(reports: Sequence[Report]) -> None:
         print(details)
 
 
+def _markdown(reports: Sequence[Report]) -> str:
+    from torchcontract.conformance._markdown import Row, TargetSummary, render
+
+    summaries = []
+    for report in reports:
+        summary = TargetSummary(report.target, report.protocol, _verdict(report))
+        summary.rows.extend(
+            Row(result.check_id, result.severity, result.status, result.message) for result in report.results
+        )
+        summary.rows.extend(
+            Row(
+                stale,
+                "required",
+                "stale",
+                f"expected failure {stale!r} matches no check of {report.protocol}",
+            )
+            for stale in report.stale_expected_failures
+        )
+        summaries.append(summary)
+    return render(summaries, STATUSES, "torchcontract conformance")
+
+
+def _baseline(path: str | None) -> dict[str, dict[str, str]]:
+    if path is None:
+        return {}
+    from torchcontract.conformance._baseline import BaselineError, read_baseline
+
+    try:
+        return read_baseline(path)
+    except BaselineError as error:
+        raise UsageError(str(error)) from None
+
+
+def _with_baseline(
+    target: Target, baseline: dict[str, dict[str, str]], path: str | None
+) -> tuple[Target, list[str]]:
+    """The target with its baseline entries as expected failures (those still TODO left out), and
+    the entries that fail the run whatever the checks say: TODO reasons."""
+    from torchcontract.conformance._baseline import TODO, todo_message, with_expected_failures
+
+    entries = baseline.get(target.name, {})
+    known = {spec.check_id for spec in target.checks}
+    todo = [c for c, r in entries.items() if r.strip() == TODO and c in known]
+    blessed = {c: r for c, r in entries.items() if c not in todo}
+    problems = [todo_message(path or "", target.name, check_id) for check_id in todo]
+    return (with_expected_failures(target, blessed) if blessed else target), problems
+
+
+def _baseline_problems(
+    reports: Sequence[Report], baseline: dict[str, dict[str, str]], path: str | None
+) -> list[str]:
+    """Stale baseline entries: a check that passes now, or an id that names no check."""
+    problems: list[str] = []
+    for report in reports:
+        entries = baseline.get(report.target, {})
+        problems.extend(
+            f"baseline {path}: [{report.target!r}] {result.check_id!r} passes now; remove the entry"
+            for result in report.results
+            if result.status == "xpassed" and result.check_id in entries
+        )
+        problems.extend(
+            f"baseline {path}: [{report.target!r}] {stale!r} matches no check of {report.protocol}"
+            for stale in report.stale_expected_failures
+            if stale in entries
+        )
+    return problems
+
+
+def _finish(args: argparse.Namespace, reports: Sequence[Report], problems: list[str]) -> int:
+    status = _exit_status(reports)
+    for problem in problems:
+        print(f"torchcontract {args.command}: {problem}", file=sys.stderr)
+    return EXIT_FAILED if problems and status == EXIT_PASSED else status
+
+
 def _command_check(args: argparse.Namespace) -> int:
     target = _target(args)
     if args.isolate and not target.options.isolate:
         target.options = dataclasses.replace(target.options, isolate=True)
+    baseline = _baseline(args.baseline)
+    target, problems = _with_baseline(target, baseline, args.baseline)
     report = target.run(args.device, args.time_budget)
-    print(report)
+    print(_markdown([report]) if args.format == "markdown" else report)
     if args.json:
         _write_json(args.json, [report])
-    return _exit_status([report])
+    return _finish(args, [report], problems + _baseline_problems([report], baseline, args.baseline))
 
 
 def _command_report(args: argparse.Namespace) -> int:
     from torchcontract.conformance._default_targets import default_targets
 
     started = time.perf_counter()
+    baseline = _baseline(args.baseline)
+    problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="torchcontract-report-") as workdir:
-        targets = default_targets(Path(workdir))
+        targets = []
+        for declared in default_targets(Path(workdir)):
+            target, todo = _with_baseline(declared, baseline, args.baseline)
+            targets.append(target)
+            problems.extend(todo)
         reports = [target.run(args.device, args.time_budget) for target in targets]
+    names = {target.name for target in targets}
+    problems.extend(
+        f"baseline {args.baseline}: table [{name!r}] names no target of the report"
+        for name in baseline
+        if name not in names
+    )
+    problems.extend(_baseline_problems(reports, baseline, args.baseline))
+    if args.format == "markdown":
+        print(_markdown(reports))
+        if args.json:
+            _write_json(args.json, reports)
+        return _finish(args, reports, problems)
     _print_reports(reports)
     failed = sum(not report.passed for report in reports)
     versions = environment()
@@ -259,7 +325,7 @@ def _command_report(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, reports)
         print(f"JSON report: {args.json}")
-    return _exit_status(reports)
+    return _finish(args, reports, problems)
 
 
 def _command_list(args: argparse.Namespace) -> int:
@@ -267,6 +333,24 @@ def _command_list(args: argparse.Namespace) -> int:
         protocols = [protocol_by_name(args.protocol)] if args.protocol else list(PROTOCOLS.values())
     except KeyError as error:
         raise UsageError(str(error.args[0])) from None
+    if args.json:
+        rows = [
+            {
+                "check_id": spec.check_id,
+                "protocol": spec.protocol_name,
+                "severity": spec.severity,
+                "since": spec.since,
+                "needs": sorted(spec.needs),
+                "requires": list(spec.requires),
+                "per_device": spec.per_device,
+                "rule": spec.rule,
+            }
+            for protocol in protocols
+            for spec in checks_for(protocol)
+            if spec.protocol is protocol
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
     for protocol in protocols:
         print(f"{protocol.__name__}:")
         for spec in checks_for(protocol):
@@ -298,6 +382,18 @@ def _parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help=f"seconds each check may take (default {DEFAULT_TIME_BUDGET_S:g})",
         )
+        command.add_argument(
+            "--format",
+            choices=("text", "markdown"),
+            default="text",
+            help="text (default), or markdown: a table per target, for a CI job summary",
+        )
+        command.add_argument(
+            "--baseline",
+            metavar="PATH",
+            type=readable_file,
+            help='known failures in a TOML file: a [target] table of "check.id" = "reason" entries',
+        )
 
     check = commands.add_parser("check", help="check one object against a protocol")
     check.add_argument(
@@ -322,6 +418,11 @@ def _parser() -> argparse.ArgumentParser:
     run_options(report)
     listing = commands.add_parser("list", help="list the checks")
     listing.add_argument("--protocol", help="only this protocol's own checks")
+    listing.add_argument(
+        "--json",
+        action="store_true",
+        help="as JSON: id, protocol, severity, since (the version that added it)",
+    )
     return parser
 
 

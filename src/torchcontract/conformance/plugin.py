@@ -12,20 +12,29 @@ import dataclasses
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from torchcontract.conformance._engine import (
+# Only light modules here: pytest imports this plugin at every start, in every project where
+# torchcontract is installed. The engine (and NumPy) are imported once a test uses
+# parametrize_with_checks (pytest_generate_tests), as Hypothesis's plugin does.
+from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
-    Target,
+    devices_argument,
+    readable_file,
     time_budget_argument,
-    validate_device,
+    world_size_argument,
+    writable_file,
 )
-from torchcontract.conformance._pytest import MARK, CheckCase, StaleExpectedFailure
-from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, CheckResult, environment
-from torchcontract.conformance.cli import output_file_problem
+from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, environment
 
+if TYPE_CHECKING:
+    from torchcontract.conformance._engine import Target
+    from torchcontract.conformance._registry import Check
+    from torchcontract.conformance._results import CheckResult
+
+MARK = "torchcontract_checks"
 _RESULTS = pytest.StashKey["_Results"]()
 _WORKER_OUTPUT_KEY = "torchcontract_results"
 
@@ -75,68 +84,71 @@ class _Results:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("torchcontract", "torchcontract conformance checks")
-    group.addoption(
-        "--conformance-report",
-        metavar="PATH",
-        default=None,
-        help="write a JSON report of every (target, check) result to PATH",
-    )
-    group.addoption(
-        "--conformance-devices",
-        metavar="LIST",
-        type=_devices_argument,
-        default=None,
-        help="comma-separated devices for device-dependent checks (default: cpu, plus cuda when available)",
-    )
-    group.addoption(
-        "--conformance-world-size",
-        metavar="N",
-        type=int,
-        default=None,
-        help="turn on the distributed checks with N ranks (off by default)",
-    )
-    group.addoption(
-        "--conformance-isolate",
-        action="store_true",
-        default=None,
-        help="run each target's checks in a child process: a crash or a GIL-holding hang of the object "
-        "fails a check instead of ending the run (also the ini key conformance_isolate)",
-    )
-    parser.addini(
-        "conformance_isolate",
-        type="bool",
-        default=False,
-        help="run each target's checks in a child process (as --conformance-isolate)",
-    )
-    group.addoption(
-        "--conformance-time-budget",
-        metavar="SECONDS",
-        type=time_budget_argument,
-        default=None,
-        help=f"seconds each check may take before it fails as hung (default {DEFAULT_TIME_BUDGET_S:g})",
-    )
-    # Every option also as an ini key of the same name (pytest.ini, pyproject.toml's
-    # [tool.pytest.ini_options]); the command line wins.
-    for key, what in (
-        ("conformance_report", "write a JSON report of every result to this path"),
-        ("conformance_devices", "comma-separated devices for device-dependent checks"),
-        ("conformance_world_size", "turn on the distributed checks with this many ranks"),
-        ("conformance_time_budget", "seconds each check may take"),
-    ):
-        parser.addini(key, help=f"{what} (as --{key.replace('_', '-')})", default=None)
-
-
-def _devices_argument(text: str) -> list[str]:
-    """``--conformance-devices``: a comma-separated list of device names, checked at parse time."""
-    import argparse
-
-    devices = [device.strip() for device in text.split(",") if device.strip()]
-    if not devices:
-        raise argparse.ArgumentTypeError("needs at least one device, e.g. cpu,cuda")
-    try:
-        return [validate_device(device, "device") for device in devices]
-    except (TypeError, ValueError) as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    # Every option is also an ini key of the same name with underscores (pytest.ini, pyproject.toml's
+    # [tool.pytest.ini_options]); the command line wins. Values are validated at parse time.
+    options: list[tuple[str, str, Any, str]] = [
+        ("report", "PATH", writable_file, "write a JSON report of every (target, check) result to PATH"),
+        (
+            "devices",
+            "LIST",
+            devices_argument,
+            "comma-separated devices for device-dependent checks (default: cpu, plus cuda when available)",
+        ),
+        (
+            "world-size",
+            "N",
+            world_size_argument,
+            "turn on the distributed checks with N ranks (off by default)",
+        ),
+        (
+            "time-budget",
+            "SECONDS",
+            time_budget_argument,
+            f"seconds each check may take before it fails as hung (default {DEFAULT_TIME_BUDGET_S:g})",
+        ),
+        (
+            "summary-md",
+            "PATH",
+            writable_file,
+            "write a Markdown summary (a table per target) to PATH, e.g. $GITHUB_STEP_SUMMARY",
+        ),
+        (
+            "baseline",
+            "PATH",
+            readable_file,
+            'known failures in a TOML file: a [target] table of "check.id" = "reason" per target',
+        ),
+        (
+            "write-baseline",
+            "PATH",
+            writable_file,
+            "write this run's failed checks to a baseline file at PATH, with the reason TODO",
+        ),
+    ]
+    for name, metavar, parse, what in options:
+        group.addoption(f"--conformance-{name}", metavar=metavar, type=parse, default=None, help=what)
+        key = f"conformance_{name.replace('-', '_')}"
+        parser.addini(key, help=f"{what} (as --conformance-{name})", default=None)
+    flags = [
+        (
+            "isolate",
+            (
+                "run each target's checks in a child process: a crash or a GIL-holding hang of the "
+                "object fails a check instead of ending the run"
+            ),
+        ),
+        ("strict", "failed (or unverified) recommended checks fail their tests too, not only warn"),
+        (
+            "allow-empty",
+            "let a deliberately narrowed run pass when a target's every selected check is skipped",
+        ),
+    ]
+    for name, what in flags:
+        key = f"conformance_{name.replace('-', '_')}"
+        group.addoption(
+            f"--conformance-{name}", action="store_true", default=None, help=f"{what} (ini {key})"
+        )
+        parser.addini(key, type="bool", default=False, help=f"{what} (as --conformance-{name})")
 
 
 # Markers of the generated tests, so that `-m "not conformance_workers"` deselects a family.
@@ -145,10 +157,11 @@ FAMILY_MARKERS = {
     "conformance_workers": "a conformance check that starts worker processes",
     "conformance_distributed": "a conformance check under a process group or across ranks",
     "conformance_cuda": "a conformance check on a CUDA device",
+    "conformance_slow": "a conformance check that starts processes (workers, ranks): seconds each",
 }
 
 
-def _family_markers(spec: Any, device: str) -> list[str]:
+def _family_markers(spec: Check, device: str) -> list[str]:
     names = ["conformance"]
     if "workers" in spec.needs:
         names.append("conformance_workers")
@@ -157,6 +170,8 @@ def _family_markers(spec: Any, device: str) -> list[str]:
         names.append("conformance_distributed")
     if "cuda" in spec.needs or device.startswith("cuda"):
         names.append("conformance_cuda")
+    if {"conformance_workers", "conformance_distributed"} & set(names):
+        names.append("conformance_slow")
     return names
 
 
@@ -172,18 +187,11 @@ class _Settings:
     world_size: int | None
     time_budget_s: float
     isolate: bool
-
-
-def _world_size_argument(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer number of ranks, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
-    return value
+    strict: bool = False
+    allow_empty: bool = False
+    summary_md: str | None = None
+    baseline: str | None = None
+    write_baseline: str | None = None
 
 
 def _resolved(config: pytest.Config, name: str, parse: Any) -> Any:
@@ -202,25 +210,53 @@ def _resolved(config: pytest.Config, name: str, parse: Any) -> Any:
         raise pytest.UsageError(f"ini key conformance_{name} = {raw!r}: {error}") from None
 
 
+def _flag(config: pytest.Config, name: str) -> bool:
+    return bool(
+        config.getoption(f"--conformance-{name.replace('_', '-')}") or config.getini(f"conformance_{name}")
+    )
+
+
 def _settings(config: pytest.Config) -> _Settings:
     return config.stash[_SETTINGS]
 
 
+def _installed_version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """The versions and settings a conformance run depends on, in pytest's header."""
+    """The versions and settings a conformance run depends on, in pytest's header (the installed
+    versions: reading them imports nothing)."""
     settings = config.stash.get(_SETTINGS, None)
     if settings is None:
         return []
-    versions = environment()
     shown = {key: value for key, value in dataclasses.asdict(settings).items() if value is not None}
-    torch_version = versions["torch"] or "not imported"
+    versions = {name: _installed_version(name) for name in ("torchcontract", "torch", "numpy")}
     return [
-        f"torchcontract {versions['torchcontract']}, torch {torch_version}, numpy {versions['numpy']}",
+        f"torchcontract {versions['torchcontract']}, torch {versions['torch']}, numpy {versions['numpy']}",
         "torchcontract settings: " + ", ".join(f"{key}={value}" for key, value in shown.items()),
     ]
 
 
+_BASELINE = pytest.StashKey[dict[str, dict[str, str]]]()
+# The configurations this plugin is active in: parametrize_with_checks, imported by pytest's
+# collection while none is, says the plugin is disabled instead of leaving every generated test to
+# error on a missing 'target' fixture.
+ACTIVE: list[pytest.Config] = []
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config in ACTIVE:
+        ACTIVE.remove(config)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    ACTIVE.append(config)
     config.addinivalue_line(
         "markers",
         f"{MARK}(targets): one test per (target, conformance check); "
@@ -229,21 +265,29 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, what in FAMILY_MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {what} (added by torchcontract)")
     config.stash[_RESULTS] = _Results()
-    report = _resolved(config, "report", str)
-    problem = output_file_problem(report) if report is not None else None
-    if problem:
-        raise pytest.UsageError(f"--conformance-report: {problem}")
+    config.stash[_OUTCOMES] = _Outcomes()
+    config.pluginmanager.register(_Collector(config.stash[_OUTCOMES]), "torchcontract-outcomes")
     budget = _resolved(config, "time_budget", time_budget_argument)
-    world_size = _resolved(config, "world_size", _world_size_argument)
-    config.stash[_SETTINGS] = _Settings(
-        report=report,
-        devices=_resolved(config, "devices", _devices_argument),
-        world_size=world_size,
+    settings = _Settings(
+        report=_resolved(config, "report", writable_file),
+        devices=_resolved(config, "devices", devices_argument),
+        world_size=_resolved(config, "world_size", world_size_argument),
         time_budget_s=DEFAULT_TIME_BUDGET_S if budget is None else budget,
-        isolate=bool(config.getoption("--conformance-isolate") or config.getini("conformance_isolate")),
+        isolate=_flag(config, "isolate"),
+        strict=_flag(config, "strict"),
+        allow_empty=_flag(config, "allow_empty"),
+        summary_md=_resolved(config, "summary_md", writable_file),
+        baseline=_resolved(config, "baseline", readable_file),
+        write_baseline=_resolved(config, "write_baseline", writable_file),
     )
-    if world_size is not None and world_size < 2:
-        raise pytest.UsageError(f"--conformance-world-size must be at least 2, got {world_size}")
+    config.stash[_SETTINGS] = settings
+    if settings.baseline is not None:
+        from torchcontract.conformance._baseline import BaselineError, read_baseline
+
+        try:
+            config.stash[_BASELINE] = read_baseline(settings.baseline)
+        except BaselineError as error:
+            raise pytest.UsageError(str(error)) from None
 
 
 def _devices(config: pytest.Config) -> list[str]:
@@ -259,6 +303,15 @@ def _devices(config: pytest.Config) -> list[str]:
     return devices
 
 
+def _with_settings(config: pytest.Config, target: Target) -> Target:
+    settings = _settings(config)
+    if settings.world_size is not None and target.options.world_size is None:
+        target.options = dataclasses.replace(target.options, world_size=settings.world_size)
+    if settings.isolate and not target.options.isolate:
+        target.options = dataclasses.replace(target.options, isolate=True)
+    return target
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     mark = metafunc.definition.get_closest_marker(MARK)
     if mark is None:
@@ -269,30 +322,52 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             f"{metafunc.definition.nodeid}: a test decorated with parametrize_with_checks must take "
             f"the arguments 'target' and 'check' (missing: {', '.join(sorted(missing))})"
         )
+    # The engine, from here on only.
+    from torchcontract.conformance._baseline import TODO, todo_message, with_expected_failures
+    from torchcontract.conformance._parametrize import CheckCase, StaleExpectedFailure
+
     config = metafunc.config
-    budget = _settings(config).time_budget_s
+    settings = _settings(config)
     results = config.stash[_RESULTS]
+    baseline = config.stash.get(_BASELINE, {})
     targets: tuple[Target, ...] = mark.args[0]
-    world_size = _settings(config).world_size
-    isolate = _settings(config).isolate
-    for target in targets:
-        if world_size is not None and target.options.world_size is None:
-            target.options = dataclasses.replace(target.options, world_size=world_size)
-        if isolate and not target.options.isolate:
-            target.options = dataclasses.replace(target.options, isolate=True)
     needs_devices = any(spec.per_device for target in targets for spec in target.checks)
     devices = _devices(config) if needs_devices else ["cpu"]
     params = []
-    for target in targets:
+    for declared in targets:
+        config.stash[_OUTCOMES].known_targets.add(declared.name)
+        entries = baseline.get(declared.name, {})
+        todo = {check_id for check_id, reason in entries.items() if reason.strip() == TODO}
+        known = {spec.check_id for spec in declared.checks}
+        # Entries of the baseline become expected failures; those still TODO fail instead (unless they
+        # name no check: then they are stale, and fail as such).
+        blessed = {c: r for c, r in entries.items() if c not in todo or c not in known}
+        from_baseline = set(blessed) - set(declared.expected_failures)
+        target = _with_settings(config, with_expected_failures(declared, blessed) if blessed else declared)
         cases = []
         for spec in target.checks:
             for device in devices if spec.per_device else devices[:1]:
-                case = CheckCase(target, spec.check_id, device, budget, recorder=results.record)
+                case = CheckCase(
+                    target,
+                    spec.check_id,
+                    device,
+                    settings.time_budget_s,
+                    recorder=results.record,
+                    strict=settings.strict,
+                    todo=(
+                        todo_message(settings.baseline or "", target.name, spec.check_id)
+                        if spec.check_id in todo and spec.check_id not in declared.expected_failures
+                        else None
+                    ),
+                )
                 test_id = f"{target.name}-{spec.check_id}" + (f"-{device}" if spec.per_device else "")
                 marks = [getattr(pytest.mark, name) for name in _family_markers(spec, device)]
                 reason = target.expected_failures.get(spec.check_id)
                 if reason is not None:
-                    marks.append(pytest.mark.xfail(reason=reason, strict=False, raises=ExpectedCheckFailure))
+                    # pytest's own xfail_strict decides whether an xpass of a declaration in code fails;
+                    # an entry of a baseline file that passes is stale, and always fails.
+                    strict = {"strict": True} if spec.check_id in from_baseline else {}
+                    marks.append(pytest.mark.xfail(reason=reason, raises=ExpectedCheckFailure, **strict))
                 cases.append(pytest.param(target, case, id=test_id, marks=marks))
         if not cases:
             raise pytest.UsageError(
@@ -302,9 +377,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for stale in target.stale_expected_failures:
             results.stale.setdefault((target.name, target.protocol.__name__), []).append(stale)
             stale_id = f"{target.name}-stale_expected_failure-{stale}"
-            cases.append(pytest.param(target, StaleExpectedFailure(target, stale), id=stale_id))
+            source = settings.baseline if stale in from_baseline else None
+            cases.append(pytest.param(target, StaleExpectedFailure(target, stale, source), id=stale_id))
         params.extend(cases)
     metafunc.parametrize(("target", "check"), params)
+
+
+def _case(item: pytest.Item) -> Any:
+    """The generated test's CheckCase or StaleExpectedFailure, or None for any other test."""
+    if item.get_closest_marker(MARK) is None:
+        return None
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("check") if callspec is not None else None
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""
 
 
 @pytest.hookimpl(trylast=True)
@@ -312,13 +401,120 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """Run a generated test's check in its setup, so that an internal error of torchcontract is a
     pytest *error* (an error in setup), never a failure blamed on the object. Last, after the
     test's fixtures (a user's autouse seeding applies to the check)."""
-    callspec = getattr(item, "callspec", None)
-    case = callspec.params.get("check") if callspec is not None else None
-    if not isinstance(case, CheckCase):
+    case = _case(item)
+    if case is None:
+        return
+    from torchcontract.conformance._parametrize import CheckCase
+    from torchcontract.conformance._registry import CHECKS
+
+    target = case.target
+    spec = CHECKS.get(case.check_id)
+    # What CI reporters (--junitxml) carry for each generated test; "outcome" follows its report.
+    item.user_properties.extend(
+        [
+            ("check_id", case.check_id),
+            ("severity", spec.severity if spec is not None else "required"),
+            ("protocol", target.protocol.__name__),
+            ("target", target.name),
+            ("device", getattr(case, "device", "cpu")),
+        ]
+    )
+    if not isinstance(case, CheckCase):  # a stale expected failure
+        item.user_properties.extend(
+            [("status", "stale"), ("message", _first_line(target.stale_message(case.check_id)))]
+        )
         return
     result = case.run()
+    item.user_properties.extend([("status", result.status), ("message", _first_line(result.message))])
     if result.status == "error":
         pytest.fail(f"{result.check_id}: {result.message}", pytrace=False)
+
+
+def _outcome(report: pytest.TestReport) -> str | None:
+    """pytest's outcome of a generated test, from its setup or call report (None: not decided yet)."""
+    xfail = hasattr(report, "wasxfail")
+    if report.when == "setup":
+        if report.failed:
+            return "error"
+        return ("xfailed" if xfail else "skipped") if report.skipped else None
+    if report.when == "call":
+        if report.failed:
+            return "failed"
+        if report.skipped:
+            return "xfailed" if xfail else "skipped"
+        return "xpassed" if xfail else "passed"
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if _case(item) is not None and report.when in ("setup", "call"):
+        outcome = _outcome(report)
+        if outcome is not None and not any(name == "outcome" for name, _ in item.user_properties):
+            item.user_properties.append(("outcome", outcome))
+            report.user_properties.append(("outcome", outcome))
+    return report
+
+
+_OUTCOMES = pytest.StashKey["_Outcomes"]()
+_PROPERTIES = ("check_id", "severity", "protocol", "target", "device", "outcome")
+# pytest's outcomes of the generated tests, in the order of pytest's summary line.
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+
+
+class _Outcomes:
+    """pytest's outcome of each generated test, read from its reports (so also on pytest-xdist's
+    controller, where the reports of the workers arrive): the per-target counts agree with pytest."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], list[dict[str, str]]] = {}
+        self.known_targets: set[str] = set()
+
+    def add(self, properties: dict[str, str]) -> None:
+        self.rows.setdefault((properties["target"], properties["protocol"]), []).append(properties)
+
+
+class _Collector:
+    """Registered per pytest configuration: records the outcome of each generated test from its
+    teardown report, which carries every property of the test."""
+
+    def __init__(self, outcomes: _Outcomes) -> None:
+        self.outcomes = outcomes
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown":
+            return
+        properties = {name: str(value) for name, value in report.user_properties}
+        if all(name in properties for name in _PROPERTIES):
+            self.outcomes.add(properties)
+
+
+def _warned(row: dict[str, str]) -> bool:
+    return row["outcome"] == "passed" and row.get("status") in ("failed", "unverified")
+
+
+def _target_line(rows: list[dict[str, str]]) -> str:
+    counts = {outcome: sum(row["outcome"] == outcome for row in rows) for outcome in OUTCOMES}
+    shown = ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n) or "no results"
+    # The checks' own statuses where they say more than pytest's outcome (a hang, an unverified
+    # clause), and the recommended failures that passed with a warning (counted once).
+    statuses = {
+        status: sum(row.get("status") == status and not _warned(row) for row in rows) for status in STATUSES
+    }
+    notable = {
+        s: n for s, n in statuses.items() if n and s not in ("passed", "skipped", "xfailed", "xpassed")
+    }
+    warned = sum(_warned(row) for row in rows)
+    details = [f"{n} {status}" for status, n in notable.items()]
+    if warned:
+        details.append(f"{warned} recommended with a warning")
+    return shown + (f"; checks: {', '.join(details)}" if details else "")
+
+
+def _unknown_baseline_targets(config: pytest.Config) -> list[str]:
+    baseline = config.stash.get(_BASELINE, {})
+    return [name for name in baseline if name not in config.stash[_OUTCOMES].known_targets]
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -327,43 +523,103 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     worker_output = getattr(config, "workeroutput", None)
     if worker_output is not None:  # an xdist worker: the controller writes the report
         worker_output[_WORKER_OUTPUT_KEY] = json.dumps(results.to_dict(), default=repr)
+        worker_output[_WORKER_TARGETS_KEY] = json.dumps(sorted(config.stash[_OUTCOMES].known_targets))
         return
-    if results.idle_targets() and session.exitstatus == pytest.ExitCode.OK:
+    settings = _settings(config)
+    failing = (results.idle_targets() and not settings.allow_empty) or _unknown_baseline_targets(config)
+    if failing and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    path = _settings(config).report
+    path = settings.report
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(results.to_dict(), indent=2, default=repr), encoding="utf-8")
+    if settings.summary_md:
+        _write_summary(config, settings.summary_md)
+    if settings.write_baseline:
+        _write_baseline(config, settings.write_baseline)
+
+
+_WORKER_TARGETS_KEY = "torchcontract_targets"
+
+
+def _write_summary(config: pytest.Config, path: str) -> None:
+    from torchcontract.conformance._markdown import Row, TargetSummary, render
+
+    summaries = []
+    for (name, protocol), rows in config.stash[_OUTCOMES].rows.items():
+        failed = any(row["outcome"] in ("failed", "error") for row in rows)
+        summary = TargetSummary(name, protocol, "FAILED" if failed else "passed")
+        for row in rows:
+            outcome = row["outcome"] + (" (warning)" if _warned(row) else "")
+            summary.rows.append(Row(row["check_id"], row["severity"], outcome, row.get("message", "")))
+        summaries.append(summary)
+    text = render(summaries, OUTCOMES, "torchcontract conformance")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # Appending: $GITHUB_STEP_SUMMARY is one file for a whole job.
+    with Path(path).open("a", encoding="utf-8") as file:
+        file.write(text)
+
+
+def _write_baseline(config: pytest.Config, path: str) -> None:
+    """The run's failed checks, with reason TODO; the entries of the baseline in use that still fail
+    keep their reasons."""
+    from torchcontract.conformance._baseline import TODO, write_baseline
+
+    current = config.stash.get(_BASELINE, {})
+    written: dict[str, dict[str, str]] = {}
+    for (name, _protocol), rows in config.stash[_OUTCOMES].rows.items():
+        entries = written.setdefault(name, {})
+        for row in rows:
+            known = current.get(name, {}).get(row["check_id"])
+            if row.get("status") in ("failed", "xfailed") and (row["outcome"] == "failed" or known):
+                entries[row["check_id"]] = known or TODO
+        if not entries:
+            del written[name]
+    write_baseline(path, written)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """pytest-xdist: merge a finished worker's results into the controller's."""
-    output = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT_KEY)
-    if output:
-        node.config.stash[_RESULTS].merge(json.loads(output))
+    output = getattr(node, "workeroutput", {})
+    if output.get(_WORKER_OUTPUT_KEY):
+        node.config.stash[_RESULTS].merge(json.loads(output[_WORKER_OUTPUT_KEY]))
+    if output.get(_WORKER_TARGETS_KEY):
+        node.config.stash[_OUTCOMES].known_targets.update(json.loads(output[_WORKER_TARGETS_KEY]))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     results = config.stash.get(_RESULTS, None)
-    if results is None or not (results.rows or results.stale):
+    outcomes = config.stash.get(_OUTCOMES, None)
+    if results is None or outcomes is None or not (outcomes.rows or results.rows or results.stale):
         return
+    settings = _settings(config)
     terminalreporter.section("torchcontract conformance")
-    for (name, protocol), rows in results.rows.items():
-        counts = {status: sum(row["status"] == status for row in rows) for status in STATUSES}
-        shown = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no results"
-        terminalreporter.write_line(f"{name} ({protocol}): {shown}")
+    for (name, protocol), rows in outcomes.rows.items():
+        terminalreporter.write_line(f"{name} ({protocol}): {_target_line(rows)}")
     for (name, protocol), stale in results.stale.items():
         for check_id in stale:
             terminalreporter.write_line(
                 f"{name} ({protocol}): stale expected failure {check_id!r} matches no check"
             )
-    for name, protocol in results.idle_targets():
+    if not settings.allow_empty:
+        for name, protocol in results.idle_targets():
+            terminalreporter.write_line(
+                f"{name} ({protocol}): ran zero conformance checks (every selected check was skipped); "
+                "a conformance run that verifies nothing fails (--conformance-allow-empty lets a "
+                "deliberately narrowed run pass)",
+                red=True,
+            )
+    for name in _unknown_baseline_targets(config):
         terminalreporter.write_line(
-            f"{name} ({protocol}): ran zero conformance checks (every selected check was skipped); "
-            "a conformance run that verifies nothing fails",
+            f"baseline {settings.baseline}: table [{name!r}] names no target of this run; remove or "
+            "rename it so it cannot hide a regression",
             red=True,
         )
-    path = _settings(config).report
-    if path:
-        terminalreporter.write_line(f"JSON report: {path}")
+    for label, path in (
+        ("JSON report", settings.report),
+        ("Markdown summary", settings.summary_md),
+        ("baseline written", settings.write_baseline),
+    ):
+        if path:
+            terminalreporter.write_line(f"{label}: {path}")

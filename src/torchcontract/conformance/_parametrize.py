@@ -6,19 +6,19 @@ in ``pytest_generate_tests``, once the command-line options (devices, time budge
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, ConformanceWarning, Target
 from torchcontract.conformance._results import CheckResult
+from torchcontract.conformance.plugin import ACTIVE, MARK, ExpectedCheckFailure
 
 if TYPE_CHECKING:
     from _pytest.mark.structures import MarkDecorator
 
 __all__ = ["MARK", "CheckCase", "StaleExpectedFailure", "parametrize_with_checks"]
-
-MARK = "torchcontract_checks"
 
 
 def parametrize_with_checks(targets: Sequence[Target]) -> MarkDecorator:
@@ -31,7 +31,8 @@ def parametrize_with_checks(targets: Sequence[Target]) -> MarkDecorator:
             check(target)
 
     A failed required check fails its test with the check's message; a failed recommended check
-    passes with a :class:`ConformanceWarning`; expected failures xfail (and xpass when they pass); an
+    passes with a :class:`ConformanceWarning` (fails under ``--conformance-strict``); expected
+    failures xfail (and xpass when they pass, which fails under pytest's ``xfail_strict``); an
     expected-failure id that matches no check gets a failing test of its own. Device-dependent checks
     get one test per device of ``--conformance-devices`` (ids ending in the device).
     """
@@ -51,7 +52,24 @@ def parametrize_with_checks(targets: Sequence[Target]) -> MarkDecorator:
         raise ValueError(f"target names must be unique (they are test ids): {', '.join(repeated)}")
     if not targets:
         raise ValueError("parametrize_with_checks needs at least one target")
+    if not ACTIVE and _collected_by_pytest():
+        raise RuntimeError(
+            "parametrize_with_checks needs torchcontract's pytest plugin, which is disabled in this run "
+            "(-p no:torchcontract, or PYTEST_DISABLE_PLUGIN_AUTOLOAD without -p torchcontract); "
+            "without it no conformance test is generated. Enable it: remove -p no:torchcontract, or "
+            "add -p torchcontract.conformance.plugin"
+        )
     return pytest.mark.torchcontract_checks(tuple(targets))
+
+
+def _collected_by_pytest() -> bool:
+    """Whether pytest's collection is importing the calling test module."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") in ("_pytest.python", "_pytest.pathlib"):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 class CheckCase:
@@ -64,11 +82,18 @@ class CheckCase:
         device: str,
         time_budget_s: float = DEFAULT_TIME_BUDGET_S,
         recorder: Any = None,
+        *,
+        strict: bool = False,
+        todo: str | None = None,
     ) -> None:
         self.target = target
         self.check_id = check_id
         self.device = device
         self.time_budget_s = time_budget_s
+        # --conformance-strict: a failed (or unverified) recommended check fails its test too.
+        self.strict = strict
+        # A baseline entry whose reason is still TODO: the test fails until someone writes the reason.
+        self.todo = todo
         self._recorder = recorder
         self._recorded: set[int] = set()
 
@@ -93,14 +118,15 @@ class CheckCase:
         test error (raised in the test's setup by the plugin)."""
         import pytest
 
-        from torchcontract.conformance.plugin import ExpectedCheckFailure
-
         result = self.run(target)
+        if self.todo is not None:
+            pytest.fail(f"{self.todo}\n{result.check_id} {result.status}: {result.message}", pytrace=False)
         if result.status == "skipped":
             pytest.skip(result.message)
         if result.status == "error":
             pytest.fail(result.message, pytrace=False)
-        if result.status in ("failed", "unverified") and result.severity == "recommended":
+        recommended = result.severity == "recommended"
+        if result.status in ("failed", "unverified") and recommended and not self.strict:
             warnings.warn(
                 ConformanceWarning(f"{result.check_id} (recommended): {result.message}"),
                 stacklevel=2,
@@ -109,16 +135,18 @@ class CheckCase:
         if result.status == "unverified":
             pytest.fail(f"{result.check_id} could not be verified:\n{result.message}", pytrace=False)
         if result.status in ("failed", "xfailed"):
-            raise ExpectedCheckFailure(f"{result.check_id} failed:\n{result.message}", pytrace=False)
+            lead = " (recommended; fails under --conformance-strict)" if recommended else ""
+            raise ExpectedCheckFailure(f"{result.check_id} failed{lead}:\n{result.message}", pytrace=False)
         return result
 
 
 class StaleExpectedFailure:
     """The ``check`` argument of the test generated for an expected failure that names no check."""
 
-    def __init__(self, target: Target, check_id: str) -> None:
+    def __init__(self, target: Target, check_id: str, source: str | None = None) -> None:
         self.target = target
         self.check_id = check_id
+        self.source = source  # the baseline file that declares it, if it does
 
     def __repr__(self) -> str:
         return f"StaleExpectedFailure({self.target.name!r}, {self.check_id!r})"
@@ -126,4 +154,5 @@ class StaleExpectedFailure:
     def __call__(self, target: Target | None = None) -> None:
         import pytest
 
-        pytest.fail(self.target.stale_message(self.check_id), pytrace=False)
+        lead = f"baseline {self.source}: " if self.source else ""
+        pytest.fail(lead + self.target.stale_message(self.check_id), pytrace=False)

@@ -1,0 +1,145 @@
+"""The settings the CLI and the pytest plugin take, validated at parse time (argparse ``type=``).
+
+Light on purpose: the plugin is imported at every pytest start, so this module imports neither
+NumPy nor the engine (torch only to recognise an unusual device name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_TIME_BUDGET_S",
+    "MAX_TIME_BUDGET_S",
+    "devices_argument",
+    "output_file_problem",
+    "readable_file",
+    "time_budget_argument",
+    "validate_device",
+    "validate_time_budget",
+    "world_size_argument",
+    "writable_file",
+]
+
+DEFAULT_TIME_BUDGET_S = 30.0
+# A week: beyond it a budget is a typo (and threading's waits overflow near 1e9 s).
+MAX_TIME_BUDGET_S = 7 * 24 * 3600.0
+
+
+def validate_time_budget(time_budget_s: object, what: str = "time_budget_s") -> float:
+    """``time_budget_s`` as a float; TypeError for a non-number, ValueError for one that is not a
+    positive, finite number of seconds up to :data:`MAX_TIME_BUDGET_S`."""
+    if isinstance(time_budget_s, bool) or not isinstance(time_budget_s, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {time_budget_s!r}")
+    budget = float(time_budget_s) if isinstance(time_budget_s, float) or time_budget_s < 2**53 else math.inf
+    if not (math.isfinite(budget) and 0 < budget <= MAX_TIME_BUDGET_S):
+        raise ValueError(
+            f"{what} must be a positive, finite number of seconds up to {MAX_TIME_BUDGET_S:g}, "
+            f"not {time_budget_s!r}"
+        )
+    return budget
+
+
+def time_budget_argument(text: str) -> float:
+    """argparse ``type=`` for a time budget (the CLI's and the plugin's): a usage error at parse time."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    try:
+        return validate_time_budget(seconds, "the time budget")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+_DEVICE_NAME = re.compile(r"^(cpu|cuda|mps|xpu|meta)(:\d+)?$")
+
+
+def validate_device(device: object, what: str = "device") -> str:
+    """``device`` if it names a device the checks can use: TypeError for a non-string, ValueError
+    for a name that torch (or, without torch, the known device names) does not recognise."""
+    if not isinstance(device, str) or not device.strip():
+        raise TypeError(f"{what} must be a device name such as 'cpu' or 'cuda', not {device!r}")
+    if _DEVICE_NAME.match(device):
+        return device
+    # Any other name torch knows (privateuse backends) is a device; torch is imported only here.
+    torch = sys.modules.get("torch")
+    if torch is None:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is not None:
+            import torch
+    if torch is not None:
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError):
+            pass
+        else:
+            return device
+    raise ValueError(f"{what} {device!r} is not a device torch knows (e.g. 'cpu', 'cuda', 'cuda:1')")
+
+
+def devices_argument(text: str) -> list[str]:
+    """argparse ``type=`` for a comma-separated list of device names."""
+    devices = [device.strip() for device in text.split(",") if device.strip()]
+    if not devices:
+        raise argparse.ArgumentTypeError("needs at least one device, e.g. cpu,cuda")
+    try:
+        return [validate_device(device, "device") for device in devices]
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def world_size_argument(text: str) -> int:
+    """argparse ``type=`` for a number of ranks (at least 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of ranks, got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
+    return value
+
+
+def output_file_problem(text: str) -> str | None:
+    """Why a report cannot be written to ``text``, or None."""
+    if not text:
+        return "expected a file path, got an empty string"
+    path = Path(text)
+    if path.is_dir():
+        return f"{text!r} is a directory; name a file in it"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{text!r} cannot be created: {str(parent)!r} is not a directory"
+            if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
+                return f"{text!r} cannot be created: {str(parent)!r} is not writable"
+            break
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{text!r} is not writable"
+    return None
+
+
+def writable_file(text: str) -> str:
+    """argparse ``type=`` for an output file (``--json``): refused at parse time, before a long run,
+    when it names a directory, lies under a regular file, or cannot be written."""
+    problem = output_file_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def readable_file(text: str) -> str:
+    """argparse ``type=`` for an input file (a baseline): it must exist and be a file."""
+    path = Path(text)
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file path, got an empty string")
+    if not path.is_file():
+        problem = "is not a file" if path.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text

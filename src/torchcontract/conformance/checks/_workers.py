@@ -190,7 +190,7 @@ def crossing_problem(ctx: Context, sample: Any, shown: str) -> tuple[str, str] |
     main process, with the expression that reproduces it; None when it can. Pickled with plain
     ``pickle`` (multiprocessing's ``ForkingPickler`` would move a tensor's storage into shared memory,
     changing the caller's sample); the two refusals that torch's reductions add are checked on the
-    leaves: a tensor that requires grad, and a tensor off the CPU."""
+    leaves: a tensor that requires grad, and a tensor on an accelerator."""
     for path, leaf in leaves(sample):
         if not is_tensor(leaf):
             continue
@@ -206,7 +206,9 @@ def crossing_problem(ctx: Context, sample: Any, shown: str) -> tuple[str, str] |
                 f"{where}.requires_grad",
             )
         device = getattr(getattr(leaf, "device", None), "type", "cpu")
-        if device != "cpu":
+        # torch sends a meta tensor as its shape and dtype; an accelerator tensor cannot be made in a
+        # forked worker at all.
+        if device not in ("cpu", "meta"):
             return (
                 (
                     f"{where} is a tensor on {leaf.device}; expected CPU tensors (a forked worker cannot use "

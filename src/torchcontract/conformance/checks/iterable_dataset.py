@@ -226,7 +226,7 @@ def items_share_structure(ctx: Context) -> None:
 # -- worker processes (SPEC.md, "Worker processes"; the mechanism is in _workers.py) -------------------
 
 
-@register_check(CROSSES, protocol=IterableDataset, severity="required", requires=(ENDS,))
+@register_check(CROSSES, protocol=IterableDataset, severity="required", needs=("torch",), requires=(ENDS,))
 @preserving(data=True)
 def items_cross_process_boundary(ctx: Context) -> None:
     """Every item of a pass can travel from a worker process to the main process: it pickles, and

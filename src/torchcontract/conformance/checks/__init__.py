@@ -9,6 +9,7 @@ from torchcontract.conformance.checks import (
     map_dataset,
     module,
     sampler,
+    stateful,
     workers,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "map_dataset",
     "module",
     "sampler",
+    "stateful",
     "workers",
 ]

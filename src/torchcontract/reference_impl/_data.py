@@ -529,7 +529,10 @@ class DataLoader:
         instance built the same way and loaded with it yields the rest of that epoch at its next
         ``iter()``, then the same epochs as this one; loaded with the state of an epoch that ended, the
         next epoch. A snapshot of plain dicts, ints, str and bools (``torch.save`` keeps it)."""
-        state: dict[str, Any] = {"batches_yielded": self._progress.yielded, "finished": self._progress.finished}
+        state: dict[str, Any] = {
+            "batches_yielded": self._progress.yielded,
+            "finished": self._progress.finished,
+        }
         sampler = self._progress.start if self._progress.start is not None else self._sampler_state()
         state["sampler"] = copy.deepcopy(sampler)
         return state

@@ -156,7 +156,12 @@ def _reference(ctx: Context, workers: int = 0) -> tuple[Epoch, Epoch | None]:
 
 
 def _state(ctx: Context, obj: Any, what: str) -> Any:
-    return ctx.call(f"{what}.state_dict()", obj.state_dict)
+    return ctx.call(f"{what}.state_dict()", lambda: obj.state_dict())
+
+
+def _load(obj: Any) -> Callable[[Any], Any]:
+    """``obj.load_state_dict``, looked up when called (inside ``ctx.call``/``ctx.attempt``)."""
+    return lambda state: obj.load_state_dict(state)
 
 
 @dataclass
@@ -179,7 +184,7 @@ def _resume(ctx: Context, taken: int, *, ended: bool = False, workers: int = 0) 
     state = _state(ctx, original, "original")
     _shutdown(ctx, iterator)
     fresh = _fresh(ctx, workers)
-    ctx.call("fresh.load_state_dict(state)", fresh.load_state_dict, state)
+    ctx.call("fresh.load_state_dict(state)", _load(fresh), state)
     return Resumed(fresh, state, taken, ended)
 
 
@@ -189,21 +194,29 @@ def _where(resumed: Resumed) -> str:
     return f"after {resumed.taken} items of an epoch"
 
 
-def _compare(ctx: Context, got: list[Any], expected: list[Any], ended: bool, context: str, reproduce: str) -> None:
+def _compare(
+    ctx: Context,
+    got: list[Any],
+    expected: list[Any],
+    ended: bool,
+    context: str,
+    reproduce: str,
+    expectation: str = "exactly the items that remained, in order",
+) -> None:
     """Fail unless ``got`` is ``expected`` (and, when the epoch ends, no more)."""
     for position, (one, two) in enumerate(zip(got, expected, strict=False)):
         found = difference(one, two)
         if found:
             ctx.fail(
                 f"{context}, item {position} of the resumed instance differs from item {position} the "
-                f"uninterrupted one yields ({found}); expected exactly the items that remained, in order "
+                f"uninterrupted one yields ({found}); expected {expectation} "
                 "(a resume that repeats or skips data trains on the wrong data, silently)",
                 reproduce=reproduce,
             )
     if len(got) < len(expected) or (ended and len(got) > len(expected)):
         ctx.fail(
             f"{context}, the resumed instance yielded {len(got)} items where the uninterrupted one yielded "
-            f"{len(expected)}; expected exactly the items that remained (a resume that restarts, skips or "
+            f"{len(expected)}; expected {expectation} (a resume that restarts, skips or "
             "repeats trains on the wrong data, silently)",
             reproduce=reproduce,
         )
@@ -233,11 +246,11 @@ def state_dict_is_mapping(ctx: Context) -> None:
         state = _state(ctx, original, "original")
         if not isinstance(state, Mapping):
             ctx.fail(
-                f"original.state_dict() {when} returned {describe(state)}; expected a Mapping with str keys "
+                f"original.state_dict() {when} returned a {type(state).__name__}, {describe(state)}; expected a Mapping with str keys "
                 "(torch.save, torch.distributed.checkpoint and StatefulDataLoader store a dict)",
                 reproduce="isinstance(obj.state_dict(), collections.abc.Mapping)",
             )
-        keys = ctx.call("list(state)", list, state)
+        keys: list[Any] = ctx.call("list(state)", list, state)
         odd = [key for key in keys if not isinstance(key, str)]
         if odd:
             ctx.fail(
@@ -246,7 +259,7 @@ def state_dict_is_mapping(ctx: Context) -> None:
                 reproduce="[key for key in obj.state_dict() if not isinstance(key, str)]",
             )
         fresh = _fresh(ctx)
-        ctx.call("fresh.load_state_dict(original.state_dict())", fresh.load_state_dict, state)
+        ctx.call("fresh.load_state_dict(original.state_dict())", _load(fresh), state)
         if next_item(ctx, iterator, "next(iter(original))") is END:
             break
     _shutdown(ctx, iterator)
@@ -279,9 +292,18 @@ def resume_yields_rest_of_epoch(ctx: Context) -> None:
                     reproduce="list(obj); state = obj.state_dict(); " + RESUMED + "; len(list(fresh))",
                 )
             continue
-        _compare(ctx, rest.items, expected, first.ended, f"loaded with the state taken {_where(resumed)}", reproduce)
+        _compare(
+            ctx,
+            rest.items,
+            expected,
+            first.ended,
+            f"loaded with the state taken {_where(resumed)}",
+            reproduce,
+        )
     if not first.ended:
-        ctx.note(f"the epoch is longer than max_items={ctx.options.max_items} (or infinite): resumed within it")
+        ctx.note(
+            f"the epoch is longer than max_items={ctx.options.max_items} (or infinite): resumed within it"
+        )
 
 
 @register_check(
@@ -307,7 +329,8 @@ def resume_then_same_next_epoch(ctx: Context) -> None:
         )
         if ended:
             reproduce = f"list(obj); state = obj.state_dict(); {RESUMED}; list(fresh) == list(obj)"
-        _compare(ctx, following.items, second.items, second.ended, context, reproduce)
+        expectation = "the uninterrupted instance's next epoch (its random order included)"
+        _compare(ctx, following.items, second.items, second.ended, context, reproduce, expectation)
 
 
 def _middle(count: int) -> int:
@@ -379,7 +402,7 @@ def state_is_snapshot(ctx: Context) -> None:
     batches = []
     for name in ("fresh", "second"):
         fresh = _fresh(ctx)
-        ctx.call(f"{name}.load_state_dict(state)", fresh.load_state_dict, state)
+        ctx.call(f"{name}.load_state_dict(state)", _load(fresh), state)
         found = difference(state, frozen)
         if found:
             ctx.fail(
@@ -398,22 +421,34 @@ def state_is_snapshot(ctx: Context) -> None:
     )
 
 
-def _unportable(torch: Any, state: Any) -> str | None:
+def _first_line(error: BaseException) -> str:
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0][:160]}" if lines else type(error).__name__
+
+
+def _round_trip(torch: Any, value: Any) -> Any:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def _unportable(ctx: Context, torch: Any, state: Any) -> str | None:
     """The path and value of the first leaf of ``state`` that ``torch.save`` / ``torch.load(weights_only=
-    True)`` refuses, or None. Our own code on the state's values: it never raises."""
+    True)`` refuses, or None."""
     for path, leaf in leaves(state):
-        try:
-            buffer = io.BytesIO()
-            torch.save(leaf, buffer)
-            buffer.seek(0)
-            torch.load(buffer, weights_only=True)
-        except Exception as error:
-            return f"state{path} = {describe(leaf)} ({type(error).__name__}: {str(error).splitlines()[0][:160]})"
+        outcome = ctx.attempt(f"torch.save(state{path})", _round_trip, torch, leaf)
+        if isinstance(outcome, Exception):
+            return f"state{path} = {describe(leaf)} ({_first_line(outcome)})"
     return None
 
 
 @register_check(
-    "stateful.state_is_portable", protocol=Stateful, severity="required", needs=("torch",), requires=(MAPPING,)
+    "stateful.state_is_portable",
+    protocol=Stateful,
+    severity="required",
+    needs=("torch",),
+    requires=(MAPPING,),
 )
 def state_is_portable(ctx: Context) -> None:
     """The state survives torch.save and torch.load(weights_only=True) unchanged, and holds no tensor on a
@@ -432,20 +467,15 @@ def state_is_portable(ctx: Context) -> None:
                 "checkpoint with device tensors loads only where that device exists, and pins its memory)",
                 reproduce=f"obj.state_dict(){path}.device",
             )
-    buffer = io.BytesIO()
-    saved = ctx.attempt("torch.save(state, buffer)", torch.save, state, buffer)
-    loaded: Any = saved
-    if not isinstance(saved, Exception):
-        buffer.seek(0)
-        loaded = ctx.attempt("torch.load(buffer, weights_only=True)", torch.load, buffer, weights_only=True)
+    loaded = ctx.attempt("torch.load(<torch.save(state)>, weights_only=True)", _round_trip, torch, state)
     if isinstance(loaded, Exception):
-        culprit = _unportable(torch, state)
+        culprit = _unportable(ctx, torch, state)
         which = f": {culprit}" if culprit else ""
         ctx.fail(
-            f"the state did not survive torch.save / torch.load(weights_only=True) ({type(loaded).__name__}: "
-            f"{str(loaded).splitlines()[0][:200] if str(loaded) else ''}){which}; expected tensors, numbers, "
-            "str, bytes, None and dicts, lists and tuples of them (torch.load defaults to weights_only=True "
-            "since torch 2.6, and torch.distributed.checkpoint stores only those)",
+            f"the state did not survive torch.save / torch.load(weights_only=True) ({_first_line(loaded)})"
+            f"{which}; expected tensors, numbers, str, bytes, None and dicts, lists and tuples of them "
+            "(torch.load defaults to weights_only=True since torch 2.6, and torch.distributed.checkpoint "
+            "stores only those)",
             reproduce="buffer = io.BytesIO(); torch.save(obj.state_dict(), buffer); buffer.seek(0); "
             "torch.load(buffer, weights_only=True)",
         )
@@ -469,7 +499,7 @@ def foreign_state_is_not_silent(ctx: Context) -> None:
     for shown, state in (("{}", {}), (repr(dict(FOREIGN_STATE)), dict(FOREIGN_STATE))):
         fresh = _fresh(ctx)
         what = f"fresh.load_state_dict({shown})"
-        if isinstance(ctx.attempt(what, fresh.load_state_dict, state), Exception):
+        if isinstance(ctx.attempt(what, _load(fresh), state), Exception):
             continue
         iterator = ctx.attempt("iter(fresh)", iter, fresh)
         if isinstance(iterator, Exception):
@@ -489,7 +519,11 @@ def foreign_state_is_not_silent(ctx: Context) -> None:
             continue
         same = len(items) == len(first.items) or (not first.ended and len(items) > len(first.items))
         found = next(
-            (difference(one, two) for one, two in zip(items, first.items, strict=False) if difference(one, two)),
+            (
+                difference(one, two)
+                for one, two in zip(items, first.items, strict=False)
+                if difference(one, two)
+            ),
             None,
         )
         if found or not same:

@@ -40,7 +40,8 @@ CORRECT: list[Any] = [
 def _assert_passes(obj: object, **kwargs: Any) -> None:
     report = check(obj, Stateful, **kwargs)
     bad = [r.check_id for r in report.results if r.status in ("failed", "error", "unverified", "xpassed")]
-    assert report.passed and bad == [], str(report)
+    assert report.passed, str(report)
+    assert bad == [], str(report)
 
 
 @pytest.mark.parametrize("factory", CORRECT)
@@ -112,6 +113,7 @@ def test_torchdata_stateful_dataloader_passes(kind: str) -> None:
         warnings.simplefilter("ignore")  # torchdata's deprecation of torch.set_vital
         report = check(loader, Stateful, expected_failures=expected)
     bad = [r.check_id for r in report.results if r.status in ("failed", "error", "unverified", "xpassed")]
-    assert report.passed and bad == [], str(report)
+    assert report.passed, str(report)
+    assert bad == [], str(report)
     if shuffled:
         assert {r.check_id: r.status for r in report.results}[NEXT_EPOCH] == "xfailed", str(report)

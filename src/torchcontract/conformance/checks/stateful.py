@@ -246,8 +246,9 @@ def state_dict_is_mapping(ctx: Context) -> None:
         state = _state(ctx, original, "original")
         if not isinstance(state, Mapping):
             ctx.fail(
-                f"original.state_dict() {when} returned a {type(state).__name__}, {describe(state)}; expected a Mapping with str keys "
-                "(torch.save, torch.distributed.checkpoint and StatefulDataLoader store a dict)",
+                f"original.state_dict() {when} returned a {type(state).__name__}, {describe(state)}; "
+                "expected a Mapping with str keys (torch.save, torch.distributed.checkpoint and "
+                "StatefulDataLoader store a dict)",
                 reproduce="isinstance(obj.state_dict(), collections.abc.Mapping)",
             )
         keys: list[Any] = ctx.call("list(state)", list, state)

@@ -20,8 +20,9 @@ nox.options.sessions = ["lint", "typecheck", "tests", "tests_torch", "tests_nump
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 DEFAULT_PYTHON = "3.11"
 # torch 2.13.0 is a CPU build and has no importable torchvision from PyPI; 2.14.1 comes with 0.29.1.
-TORCH_BUILDS = {"2.13.0": ["torch==2.13.0"], "2.14.1": ["torch==2.14.1", "torchvision==0.29.1"]}
-TORCH_WITH_VISION = TORCH_BUILDS["2.14.1"]
+TORCH_WITH_VISION = ["torch==2.14.1", "torchvision==0.29.1"]
+# torchdata's StatefulDataLoader is a correct object of the Stateful tests (skipped where absent).
+TORCH_BUILDS = {"2.13.0": ["torch==2.13.0"], "2.14.1": [*TORCH_WITH_VISION, "torchdata==0.11.0"]}
 # Many cores make pytest-xdist worth its start-up; CI has two.
 WORKERS = os.environ.get("TORCHCONTRACT_TEST_WORKERS", "auto")
 

@@ -91,7 +91,7 @@ class GetItemOnly:
         return index
 
 
-def test_exports_exactly_the_seven_protocols() -> None:
+def test_exports_exactly_the_eight_protocols() -> None:
     assert sorted(protocols.__all__) == [
         "CallableModule",
         "CollateFn",
@@ -100,6 +100,7 @@ def test_exports_exactly_the_seven_protocols() -> None:
         "MapDataset",
         "Module",
         "Sampler",
+        "Stateful",
     ]
 
 

@@ -40,6 +40,7 @@ PROTOCOLS: Mapping[str, type[Any]] = MappingProxyType(
         "Sampler": protocols.Sampler,
         "Loader": protocols.Loader,
         "CollateFn": protocols.CollateFn,
+        "Stateful": protocols.Stateful,
     }
 )
 # A Module is a CallableModule: its targets run both protocols' checks.

@@ -7,6 +7,7 @@ checked by :mod:`torchcontract.conformance`.
 
 from torchcontract.protocols._data import CollateFn, IterableDataset, Loader, MapDataset, Sampler
 from torchcontract.protocols._module import CallableModule, Module
+from torchcontract.protocols._stateful import Stateful
 
 __all__ = [
     "CallableModule",
@@ -16,4 +17,5 @@ __all__ = [
     "MapDataset",
     "Module",
     "Sampler",
+    "Stateful",
 ]

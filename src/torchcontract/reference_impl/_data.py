@@ -8,6 +8,7 @@ by :func:`default_collate` as they are.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import operator
@@ -161,6 +162,62 @@ _SCALAR_DTYPES: dict[type, type] = {bool: np.bool_, int: np.int64, float: np.flo
 # -- samplers ---------------------------------------------------------------------------------------
 
 
+class _Progress:
+    """Where the latest pass (epoch) of a sampler or loader stands, and the resume ``load`` asked for:
+    the state of :class:`~torchcontract.protocols.Stateful` objects of this package."""
+
+    def __init__(self) -> None:
+        self.yielded = 0
+        self.finished = False
+        self.start: Any = None
+        self.pending_skip = 0
+        self.pending_finished = False
+
+    def begin(self) -> int:
+        """Start a pass; returns the items to skip (a resumed pass), consumed here."""
+        skip = self.pending_skip
+        self.pending_skip, self.pending_finished = 0, False
+        self.yielded, self.finished = skip, False
+        return skip
+
+    def state(self) -> dict[str, Any]:
+        return {"yielded": self.yielded, "finished": self.finished}
+
+    def load(self, state_dict: Mapping[str, Any], owner: str) -> None:
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{owner}.load_state_dict needs a mapping, got {type(state_dict).__name__}")
+        if not state_dict:  # a fresh start, as torchdata's StatefulDataLoader treats {}
+            self.pending_skip, self.pending_finished = 0, False
+            return
+        _require_keys(state_dict, ("yielded", "finished"), owner)
+        yielded, finished = state_dict["yielded"], state_dict["finished"]
+        if isinstance(yielded, bool) or not isinstance(yielded, int) or yielded < 0:
+            raise ValueError(f"{owner}.load_state_dict: 'yielded' must be an int >= 0, got {yielded!r}")
+        if not isinstance(finished, bool):
+            raise ValueError(f"{owner}.load_state_dict: 'finished' must be a bool, got {finished!r}")
+        # A pass that had ended is over: the next iter() starts the next one.
+        self.pending_skip = 0 if finished else yielded
+        self.pending_finished = finished
+
+
+def _require_keys(state_dict: Mapping[str, Any], keys: tuple[str, ...], owner: str) -> None:
+    missing = [key for key in keys if key not in state_dict]
+    if missing:
+        raise KeyError(
+            f"{owner}.load_state_dict: the state lacks {missing} (it has {sorted(map(str, state_dict))}): "
+            f"it is not a state of a {owner}"
+        )
+
+
+def _counted(items: Iterator[T], progress: _Progress, start: int = 0) -> Iterator[T]:
+    """``items``, counting into ``progress`` each item as it is handed out, and the end."""
+    progress.yielded = start
+    for item in items:
+        progress.yielded += 1
+        yield item
+    progress.finished = True
+
+
 @runtime_checkable
 class _ArraySampler(Protocol):
     # The fast path: an epoch's indices as one array. Public iteration yields Python ints.
@@ -174,15 +231,26 @@ class SequentialSampler:
     def __init__(self, data_source_or_len: Sized | int) -> None:
         sampler_length(data_source_or_len)
         self.data_source = data_source_or_len
+        self._progress = _Progress()
 
     def __len__(self) -> int:
         return sampler_length(self.data_source)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(len(self)))
+        skip = self._progress.begin()
+        return _counted(iter(range(skip, len(self))), self._progress, skip)
 
     def _index_array(self) -> Indices:
+        self._progress.begin()
         return np.arange(len(self), dtype=np.int64)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the latest pass stands: ``{"yielded": k, "finished": bool}`` (SPEC.md, "Stateful")."""
+        return self._progress.state()
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], /) -> None:
+        """Resume the pass ``state_dict`` was taken in at the next ``iter()``; ``{}`` is a fresh start."""
+        self._progress.load(state_dict, "SequentialSampler")
 
 
 class RandomSampler:
@@ -198,15 +266,41 @@ class RandomSampler:
         self.data_source = data_source_or_len
         self.seed = seed
         self._rng = np.random.default_rng(seed)
+        self._progress = _Progress()
+        self._progress.start = self._rng.bit_generator.state
 
     def __len__(self) -> int:
         return sampler_length(self.data_source)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._index_array().tolist())
+        order = self._index_array()
+        skip = self._progress.yielded  # the resumed pass's position, or 0
+        return _counted(iter(order[skip:].tolist()), self._progress, skip)
 
     def _index_array(self) -> Indices:
+        if self._progress.pending_finished:
+            self._rng.permutation(len(self))  # the resumed pass had ended: draw past it
+        self._progress.begin()
+        self._progress.start = self._rng.bit_generator.state
         return self._rng.permutation(len(self))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the latest pass stands: ``{"rng": <the generator's state when the pass began>,
+        "yielded": k, "finished": bool}`` (plain dicts, ints and str: ``torch.save`` and
+        ``torch.load(weights_only=True)`` keep them)."""
+        return {"rng": copy.deepcopy(self._progress.start), **self._progress.state()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], /) -> None:
+        """Resume the pass ``state_dict`` was taken in at the next ``iter()``: the same order, from the
+        next index on, and the same passes after it. ``{}`` is a fresh start."""
+        if not state_dict:
+            self._progress.load(state_dict, "RandomSampler")
+            return
+        _require_keys(state_dict, ("rng", "yielded", "finished"), "RandomSampler")
+        rng = state_dict["rng"]
+        self._rng.bit_generator.state = copy.deepcopy(dict(rng))
+        self._progress.load({k: state_dict[k] for k in ("yielded", "finished")}, "RandomSampler")
+        self._progress.start = copy.deepcopy(dict(rng))
 
 
 class BatchSampler:
@@ -357,6 +451,9 @@ class DataLoader:
         self.collate_fn = (
             default_collate if collate_fn is None and self.batch_size is not None else collate_fn
         )
+        self._progress = _Progress()
+        self._resume_sampler: dict[str, Any] | None = None
+        self._resume_finished = False
 
     def __len__(self) -> int:
         if self.batch_sampler is not None:
@@ -371,14 +468,70 @@ class DataLoader:
         return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
 
     def __iter__(self) -> Iterator[Any]:
+        progress, sampler = self._progress, self.sampler
+        skip = progress.begin()
+        if self._resume_sampler is not None and isinstance(sampler, (SequentialSampler, RandomSampler)):
+            sampler.load_state_dict(self._resume_sampler)
+            if self._resume_finished:
+                sampler._index_array()  # the resumed epoch had ended: draw past its order
+        self._resume_sampler, self._resume_finished = None, False
         if self.iterable_style:
             samples = iter(self.dataset)
             if self.batch_size is None:
-                return self._single(samples)
-            return self._stream_batches(samples, self.batch_size)
+                items = self._single(samples)
+            else:
+                items = self._stream_batches(samples, self.batch_size)
+            # A stream has no index to jump to: the resumed epoch re-reads and drops what was yielded.
+            return _counted(itertools.islice(items, skip, None), progress, skip)
         if self.batch_sampler is None:
-            return self._single(self.dataset[i] for i in self.sampler)  # type: ignore[union-attr]
-        return self._map_batches(self.batch_sampler._index_batches())
+            indices = iter(sampler)  # type: ignore[arg-type]
+            progress.start = self._sampler_state()
+            picked = itertools.islice(indices, skip, None)
+            return _counted(self._single(self.dataset[i] for i in picked), progress, skip)
+        batches = self.batch_sampler._index_batches()
+        progress.start = self._sampler_state()
+        # Skipped as index arrays: the samples of the batches already yielded are not loaded again.
+        return _counted(self._map_batches(itertools.islice(batches, skip, None)), progress, skip)
+
+    def _sampler_state(self) -> dict[str, Any] | None:
+        """The state of this package's sampler when the epoch's order was drawn (loading it draws the
+        same order again), or None for another sampler, which a resume re-iterates instead."""
+        sampler = self.sampler
+        if isinstance(sampler, (SequentialSampler, RandomSampler)):
+            state = sampler.state_dict()
+            return {**state, "yielded": 0, "finished": False}
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the latest epoch stands (SPEC.md, "Stateful"): ``{"batches_yielded": k, "finished":
+        bool, "sampler": <the sampler's state when the epoch's order was drawn, or None>}``. A new
+        instance built the same way and loaded with it yields the rest of that epoch at its next
+        ``iter()``, then the same epochs as this one; loaded with the state of an epoch that ended, the
+        next epoch. A snapshot of plain dicts, ints, str and bools (``torch.save`` keeps it)."""
+        state: dict[str, Any] = {
+            "batches_yielded": self._progress.yielded,
+            "finished": self._progress.finished,
+        }
+        sampler = self._progress.start if self._progress.start is not None else self._sampler_state()
+        state["sampler"] = copy.deepcopy(sampler)
+        return state
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], /) -> None:
+        """Resume at the next ``iter()`` where ``state_dict`` was taken. ``{}`` is a fresh start (as
+        torchdata's ``StatefulDataLoader`` treats it); a state of anything else is a ``KeyError``
+        naming the missing keys."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"DataLoader.load_state_dict needs a mapping, got {type(state_dict).__name__}")
+        if not state_dict:
+            self._progress.load({}, "DataLoader")
+            self._resume_sampler, self._resume_finished = None, False
+            return
+        _require_keys(state_dict, ("batches_yielded", "finished", "sampler"), "DataLoader")
+        progress = {"yielded": state_dict["batches_yielded"], "finished": state_dict["finished"]}
+        self._progress.load(progress, "DataLoader")
+        sampler = state_dict["sampler"]
+        self._resume_sampler = None if sampler is None else dict(sampler)
+        self._resume_finished = bool(state_dict["finished"])
 
     def _collate(self) -> Callable[[Any], Any]:
         return default_collate if self.collate_fn is None else self.collate_fn

@@ -60,6 +60,7 @@ def all_mutants() -> list[Mutant]:
         map_dataset,
         module,
         sampler,
+        stateful,
     )
 
     corpus: list[Mutant] = [
@@ -70,11 +71,13 @@ def all_mutants() -> list[Mutant]:
         *collate_fn.MUTANTS,
         *callable_module.MUTANTS,
         *module.MUTANTS,
+        *stateful.MUTANTS,
     ]
     if HAS_TORCH:
         from . import torch_mutants
 
         corpus.extend(torch_mutants.MUTANTS)
+        corpus.extend(stateful.TORCH_MUTANTS)
     names = [m.test_id for m in corpus]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

@@ -13,7 +13,17 @@ from torchcontract.conformance.checks import iterable_dataset
 from torchcontract.conformance.checks import sampler
 from torchcontract.conformance.checks import loader
 from torchcontract.conformance.checks import collate_fn
+from torchcontract.conformance.checks import stateful
 
 # isort: on
 
-__all__ = ["callable_module", "collate_fn", "iterable_dataset", "loader", "map_dataset", "module", "sampler"]
+__all__ = [
+    "callable_module",
+    "collate_fn",
+    "iterable_dataset",
+    "loader",
+    "map_dataset",
+    "module",
+    "sampler",
+    "stateful",
+]

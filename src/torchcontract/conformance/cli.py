@@ -11,7 +11,6 @@ failed (an internal error: nothing is known about the object).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import inspect
 import json
@@ -117,9 +116,7 @@ def _target(args: argparse.Namespace) -> Target:
         raise UsageError(str(error.args[0])) from None
     options = dict(_parse_option(text) for text in args.option)
     try:
-        target = Target(value, protocol, name=args.target)
-        target.options = Options.from_kwargs(options)
-        return target
+        return Target(value, protocol, name=args.target, options=Options.from_kwargs(options))
     except TypeError as error:
         hint = ""
         if "example_inputs" in str(error):
@@ -231,7 +228,7 @@ def _print_reports(reports: Sequence[Report]) -> None:
 def _command_check(args: argparse.Namespace) -> int:
     target = _target(args)
     if args.isolate and not target.options.isolate:
-        target.options = dataclasses.replace(target.options, isolate=True)
+        target = target.replace(isolate=True)
     report = target.run(args.device, args.time_budget)
     print(report)
     if args.json:

@@ -259,6 +259,27 @@ def _devices(config: pytest.Config) -> list[str]:
     return devices
 
 
+_CONFIGURED = pytest.StashKey["dict[int, tuple[Target, Target]]"]()
+
+
+def _configured(config: pytest.Config, target: Target, world_size: int | None, isolate: bool) -> Target:
+    """``target`` with the command line's world size and isolation, as a new Target (the user's own
+    is never changed): one per target for the whole run, so that tests sharing a target share its
+    results."""
+    changes: dict[str, object] = {}
+    if world_size is not None and target.options.world_size is None:
+        changes["world_size"] = world_size
+    if isolate and not target.options.isolate:
+        changes["isolate"] = True
+    if not changes:
+        return target
+    # Keyed by id(): Targets compare by identity; the original is kept so that its id stays its own.
+    configured = config.stash.setdefault(_CONFIGURED, {})
+    if id(target) not in configured:
+        configured[id(target)] = (target, target.replace(**changes))
+    return configured[id(target)][1]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     mark = metafunc.definition.get_closest_marker(MARK)
     if mark is None:
@@ -275,11 +296,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     targets: tuple[Target, ...] = mark.args[0]
     world_size = _settings(config).world_size
     isolate = _settings(config).isolate
-    for target in targets:
-        if world_size is not None and target.options.world_size is None:
-            target.options = dataclasses.replace(target.options, world_size=world_size)
-        if isolate and not target.options.isolate:
-            target.options = dataclasses.replace(target.options, isolate=True)
+    targets = tuple(_configured(config, target, world_size, isolate) for target in targets)
     needs_devices = any(spec.per_device for target in targets for spec in target.checks)
     devices = _devices(config) if needs_devices else ["cpu"]
     params = []
@@ -307,14 +324,45 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(("target", "check"), params)
 
 
+def _case_of(item: pytest.Item) -> CheckCase | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("check") if callspec is not None else None
+    return case if isinstance(case, CheckCase) else None
+
+
+# (id(target), device) -> [the target, how many of its selected tests have not run yet]
+_PENDING = pytest.StashKey["dict[tuple[int, str], list[Any]]"]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Count each target's selected tests (after -k/-m deselection), so that its shared work (the
+    recorded epochs and their iterators) is released after its last one, as ``Target.run`` does."""
+    pending: dict[tuple[int, str], list[Any]] = {}
+    for item in items:
+        case = _case_of(item)
+        if case is not None:
+            pending.setdefault((id(case.target), case.device), [case.target, 0])[1] += 1
+    config.stash[_PENDING] = pending
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    case = _case_of(item)
+    entry = item.config.stash.get(_PENDING, {}).get((id(case.target), case.device)) if case else None
+    if case is None or entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] == 0:  # under pytest-xdist, only where this worker ran every test of the target
+        case.target.session(case.device, case.time_budget_s).release_shared_work()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Run a generated test's check in its setup, so that an internal error of torchcontract is a
     pytest *error* (an error in setup), never a failure blamed on the object. Last, after the
     test's fixtures (a user's autouse seeding applies to the check)."""
-    callspec = getattr(item, "callspec", None)
-    case = callspec.params.get("check") if callspec is not None else None
-    if not isinstance(case, CheckCase):
+    case = _case_of(item)
+    if case is None:
         return
     result = case.run()
     if result.status == "error":

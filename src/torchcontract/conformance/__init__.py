@@ -22,7 +22,7 @@ from torchcontract.conformance._registry import (
     protocol_by_name,
     register_check,
 )
-from torchcontract.conformance._results import CheckResult, Report
+from torchcontract.conformance._results import CheckResult, Report, RunReport, report_schema
 from torchcontract.conformance.checks.distributed import check_distributed
 
 del _checks
@@ -37,6 +37,7 @@ __all__ = [
     "Context",
     "Options",
     "Report",
+    "RunReport",
     "Target",
     "check",
     "check_distributed",
@@ -44,4 +45,5 @@ __all__ = [
     "parametrize_with_checks",
     "protocol_by_name",
     "register_check",
+    "report_schema",
 ]

@@ -3,9 +3,11 @@
 ``torchcontract check MODULE:ATTR --protocol NAME`` checks one object (or what a zero-argument factory
 returns; a factory may return a ready :class:`Target`). ``torchcontract report`` checks the reference
 implementation and, when installed, torch and torchvision, and prints the conformance table.
-``torchcontract list`` lists the checks. Exit status, as pytest's: 0 when every report passed, 1 when
-a required check failed or could not be verified, 2 for unusable arguments, 3 when torchcontract itself
-failed (an internal error: nothing is known about the object).
+``torchcontract list`` lists the checks; ``torchcontract schema`` prints the JSON Schema of the
+``--json`` report (the pytest plugin's ``--conformance-report`` has the same layout). Exit status, as
+pytest's: 0 when every report passed, 1 when a required check failed or could not be verified, 2 for
+unusable arguments, 3 when torchcontract itself failed (an internal error: nothing is known about the
+object).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from torchcontract.conformance._engine import (
     validate_device,
 )
 from torchcontract.conformance._registry import PROTOCOLS, checks_for, protocol_by_name
-from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, Report, environment
+from torchcontract.conformance._results import STATUSES, Report, RunReport, report_schema
 
 __all__ = ["main"]
 
@@ -164,17 +166,6 @@ def device_argument(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _write_json(path: str, reports: Sequence[Report]) -> None:
-    payload = {
-        "schema_version": SCHEMA_VERSION,
-        "environment": environment(),
-        "passed": all(report.passed for report in reports),
-        "reports": [report.to_dict() for report in reports],
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(payload, indent=2, default=repr), encoding="utf-8")
-
-
 def _table(reports: Sequence[Report]) -> str:
     headers = ["target", "protocol", *STATUSES, "verdict"]
     rows = [
@@ -232,7 +223,7 @@ def _command_check(args: argparse.Namespace) -> int:
     report = target.run(args.device, args.time_budget)
     print(report)
     if args.json:
-        _write_json(args.json, [report])
+        RunReport((report,)).write(args.json)
     return _exit_status([report])
 
 
@@ -243,9 +234,10 @@ def _command_report(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="torchcontract-report-") as workdir:
         targets = default_targets(Path(workdir))
         reports = [target.run(args.device, args.time_budget) for target in targets]
+    run = RunReport(tuple(reports))
     _print_reports(reports)
     failed = sum(not report.passed for report in reports)
-    versions = environment()
+    versions = run.environment
     print()
     print(
         f"{len(reports)} targets, {sum(len(r.results) for r in reports)} check results, "
@@ -254,9 +246,14 @@ def _command_report(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - started:.1f} s"
     )
     if args.json:
-        _write_json(args.json, reports)
+        run.write(args.json)
         print(f"JSON report: {args.json}")
     return _exit_status(reports)
+
+
+def _command_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(report_schema(), indent=2))
+    return 0
 
 
 def _command_list(args: argparse.Namespace) -> int:
@@ -319,13 +316,19 @@ def _parser() -> argparse.ArgumentParser:
     run_options(report)
     listing = commands.add_parser("list", help="list the checks")
     listing.add_argument("--protocol", help="only this protocol's own checks")
+    commands.add_parser("schema", help="print the JSON Schema (draft 2020-12) of the --json reports")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    commands = {"check": _command_check, "report": _command_report, "list": _command_list}
+    commands = {
+        "check": _command_check,
+        "report": _command_report,
+        "list": _command_list,
+        "schema": _command_schema,
+    }
     try:
         return commands[args.command](args)
     except BrokenPipeError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from torchcontract.conformance._engine import (
     validate_device,
 )
 from torchcontract.conformance._pytest import MARK, CheckCase, StaleExpectedFailure
-from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, CheckResult, environment
+from torchcontract.conformance._results import CheckResult, Report, RunReport, environment
 from torchcontract.conformance.cli import output_file_problem
 
 _RESULTS = pytest.StashKey["_Results"]()
@@ -35,42 +34,72 @@ class ExpectedCheckFailure(pytest.fail.Exception):  # type: ignore[misc,name-def
     turns into an xfail (a check that could not be verified, or an internal error, stays what it is)."""
 
 
+@dataclasses.dataclass
+class _TargetResults:
+    """One target's report as its tests run."""
+
+    device: str
+    options: dict[str, Any]
+    results: list[CheckResult] = dataclasses.field(default_factory=list)
+    stale: list[str] = dataclasses.field(default_factory=list)
+
+
 class _Results:
-    """(target name, protocol) -> result rows, in the order the tests ran."""
+    """(target name, protocol) -> its results, in the order the tests ran; built into the run's
+    :class:`RunReport` (the layout of every torchcontract report) at the end."""
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self.stale: dict[tuple[str, str], list[str]] = {}
+        self.targets: dict[tuple[str, str], _TargetResults] = {}
+        # Under pytest-xdist, the workers' versions (torch may be imported there only).
+        self.worker_environments: list[dict[str, str | None]] = []
+
+    def declare(self, target: Target, device: str) -> _TargetResults:
+        """``target``'s entry: its device-independent checks run on ``device``."""
+        key = (target.name, target.protocol.__name__)
+        entry = self.targets.setdefault(key, _TargetResults(device, target.options.changed()))
+        entry.stale.extend(s for s in target.stale_expected_failures if s not in entry.stale)
+        return entry
 
     def record(self, target: Target, result: CheckResult) -> None:
-        self.rows.setdefault((target.name, target.protocol.__name__), []).append(result.to_dict())
+        entry = self.targets.get((target.name, target.protocol.__name__))
+        if entry is None:  # a target the test body checks itself
+            entry = self.declare(target, result.device or "cpu")
+        entry.results.append(result)
 
     def merge(self, data: dict[str, Any]) -> None:
-        for entry in data["targets"]:
-            key = (entry["target"], entry["protocol"])
-            self.rows.setdefault(key, []).extend(entry["results"])
-            self.stale.setdefault(key, [])
-            self.stale[key].extend(s for s in entry["stale_expected_failures"] if s not in self.stale[key])
+        """Add a pytest-xdist worker's run report (:meth:`RunReport.to_dict`)."""
+        run = RunReport.from_dict(data)
+        self.worker_environments.append(run.environment)
+        for report in run.reports:
+            key = (report.target, report.protocol)
+            entry = self.targets.setdefault(key, _TargetResults(report.device, report.options))
+            entry.results.extend(report.results)
+            entry.stale.extend(s for s in report.stale_expected_failures if s not in entry.stale)
 
-    def idle_targets(self) -> list[tuple[str, str]]:
-        """Targets whose every check that ran was skipped: nothing about them was verified."""
-        return [key for key, rows in self.rows.items() if all(r["status"] == "skipped" for r in rows)]
+    def run_report(self) -> RunReport:
+        """The targets that have results (or stale expected failures), in the order they were
+        generated."""
+        versions = environment()
+        for worker in self.worker_environments:
+            versions.update({key: value for key, value in worker.items() if versions.get(key) is None})
+        reports = tuple(
+            Report(
+                target=name,
+                protocol=protocol,
+                device=entry.device,
+                results=tuple(entry.results),
+                stale_expected_failures=tuple(entry.stale),
+                options=entry.options,
+            )
+            for (name, protocol), entry in self.targets.items()
+            if entry.results or entry.stale
+        )
+        return RunReport(reports, versions)
 
-    def to_dict(self) -> dict[str, Any]:
-        keys = list(dict.fromkeys([*self.rows, *self.stale]))
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "environment": environment(),
-            "targets": [
-                {
-                    "target": name,
-                    "protocol": protocol,
-                    "stale_expected_failures": self.stale.get((name, protocol), []),
-                    "results": self.rows.get((name, protocol), []),
-                }
-                for name, protocol in keys
-            ],
-        }
+
+def _idle(report: Report) -> bool:
+    """Every check of the target that ran was skipped: nothing about it was verified."""
+    return bool(report.results) and all(result.status == "skipped" for result in report.results)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -316,8 +345,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 f"{metafunc.definition.nodeid}: target {target.name!r} ({target.protocol.__name__}) "
                 "collected zero conformance checks; a conformance run that checks nothing must not pass"
             )
+        results.declare(target, devices[0])
         for stale in target.stale_expected_failures:
-            results.stale.setdefault((target.name, target.protocol.__name__), []).append(stale)
             stale_id = f"{target.name}-stale_expected_failure-{stale}"
             cases.append(pytest.param(target, StaleExpectedFailure(target, stale), id=stale_id))
         params.extend(cases)
@@ -371,17 +400,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    results = config.stash[_RESULTS]
+    run = config.stash[_RESULTS].run_report()
     worker_output = getattr(config, "workeroutput", None)
     if worker_output is not None:  # an xdist worker: the controller writes the report
-        worker_output[_WORKER_OUTPUT_KEY] = json.dumps(results.to_dict(), default=repr)
+        worker_output[_WORKER_OUTPUT_KEY] = run.to_json(indent=None)
         return
-    if results.idle_targets() and session.exitstatus == pytest.ExitCode.OK:
+    if any(_idle(report) for report in run.reports) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     path = _settings(config).report
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(results.to_dict(), indent=2, default=repr), encoding="utf-8")
+        run.write(path)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -394,22 +422,23 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     results = config.stash.get(_RESULTS, None)
-    if results is None or not (results.rows or results.stale):
+    run = results.run_report() if results is not None else None
+    if run is None or not run.reports:
         return
     terminalreporter.section("torchcontract conformance")
-    for (name, protocol), rows in results.rows.items():
-        counts = {status: sum(row["status"] == status for row in rows) for status in STATUSES}
-        shown = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no results"
-        terminalreporter.write_line(f"{name} ({protocol}): {shown}")
-    for (name, protocol), stale in results.stale.items():
-        for check_id in stale:
+    for report in run.reports:
+        if report.results:
+            shown = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
+            terminalreporter.write_line(f"{report.target} ({report.protocol}): {shown}")
+    for report in run.reports:
+        for check_id in report.stale_expected_failures:
             terminalreporter.write_line(
-                f"{name} ({protocol}): stale expected failure {check_id!r} matches no check"
+                f"{report.target} ({report.protocol}): stale expected failure {check_id!r} matches no check"
             )
-    for name, protocol in results.idle_targets():
+    for report in filter(_idle, run.reports):
         terminalreporter.write_line(
-            f"{name} ({protocol}): ran zero conformance checks (every selected check was skipped); "
-            "a conformance run that verifies nothing fails",
+            f"{report.target} ({report.protocol}): ran zero conformance checks (every selected check was "
+            "skipped); a conformance run that verifies nothing fails",
             red=True,
         )
     path = _settings(config).report

@@ -75,10 +75,10 @@ def test_the_json_report_follows_the_schema(project: Path) -> None:
     path = project / "out" / "report.json"
     assert main(["check", "mydata:Wrapping", "--protocol", "MapDataset", "--json", str(path)]) == 1
     data = json.loads(path.read_text())
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     assert data["passed"] is False
     assert set(data["environment"]) >= {"python", "numpy", "torch", "torchcontract"}
-    (report,) = data["reports"]
+    (report,) = data["targets"]
     assert report["target"] == "mydata:Wrapping"  # a class is a factory: called without arguments
     assert [r["check_id"] for r in report["results"]] == [c.check_id for c in checks_for(MapDataset)]
     assert {r["status"] for r in report["results"]} <= {"passed", "failed", "skipped"}

@@ -430,11 +430,13 @@ def test_dataset_storage_is_restored_after_the_mutation_check() -> None:
 def test_report_json_holds_every_result_and_the_environment() -> None:
     report = check(NegativeLength(), MapDataset)
     data = json.loads(report.to_json())
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     assert data["passed"] is False
     assert data["counts"]["failed"] == 1
-    assert len(data["results"]) == len(checks_for(MapDataset))
-    first = data["results"][0]
+    (entry,) = data["targets"]
+    assert entry["counts"] == data["counts"]
+    assert len(entry["results"]) == len(checks_for(MapDataset))
+    first = entry["results"][0]
     assert set(first) == {"check_id", "protocol", "severity", "status", "message", "duration_s", "device"}
     assert data["environment"]["numpy"] == np.__version__
 

@@ -158,7 +158,7 @@ def test_the_json_report_holds_every_result(pytester: pytest.Pytester) -> None:
     report = pytester.path / "out" / "report.json"
     pytester.runpytest(f"--conformance-report={report}", *QUIET)
     data = json.loads(report.read_text())
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     assert [t["target"] for t in data["targets"]] == ["pairs", "wrapping"]
     for entry in data["targets"]:
         ids = [row["check_id"] for row in entry["results"]]

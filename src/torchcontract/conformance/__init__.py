@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         protocol_by_name,
         register_check,
     )
-    from torchcontract.conformance._results import CheckResult, Report
+    from torchcontract.conformance._results import CheckResult, Report, RunReport, report_schema
 
 # name -> the module that defines it
 _LAZY = {
@@ -50,6 +50,8 @@ _LAZY = {
     "register_check": "_registry",
     "CheckResult": "_results",
     "Report": "_results",
+    "RunReport": "_results",
+    "report_schema": "_results",
     "check_distributed": "_check_distributed",
 }
 
@@ -63,6 +65,7 @@ __all__ = [
     "Context",
     "Options",
     "Report",
+    "RunReport",
     "Target",
     "check",
     "check_distributed",
@@ -70,6 +73,7 @@ __all__ = [
     "parametrize_with_checks",
     "protocol_by_name",
     "register_check",
+    "report_schema",
 ]
 
 

@@ -233,6 +233,12 @@ def _module_like(protocol: type[Any]) -> bool:
     return protocol in (CallableModule, Module)
 
 
+_TARGET_FIELDS = (
+    "obj", "protocol", "name", "example_inputs", "example_kwargs", "expected_failures", "options",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, init=False, eq=False, repr=False)
 class Target:
     """An object to check against a protocol, with what the checks need to know about it.
 
@@ -242,10 +248,26 @@ class Target:
     passed in every call alongside ``example_inputs``, e.g. for a ``forward`` with keyword-only
     arguments (``m(*example_inputs, **example_kwargs)``). ``expected_failures``: ``{check_id: reason}``
     for known violations; each still runs and shows as xfailed (xpassed if it passes). ``options``: see
-    :class:`Options`; for a Module, ``factory`` is a zero-argument callable that builds a fresh,
-    differently initialised instance, which ``module.state_dict_round_trip`` loads the state dict into
+    :class:`Options`, as keyword arguments or as one ``options=Options(...)``; for a Module,
+    ``factory`` is a zero-argument callable that builds a fresh, differently initialised instance,
+    which ``module.state_dict_round_trip`` loads the state dict into
     (``Target(model, Module, example_inputs=(x,), factory=lambda: MyNet(hidden=16))``).
+
+    A target is immutable: :meth:`replace` returns a changed copy (``target.replace(world_size=2)``),
+    so that ``check()``, the CLI and the pytest plugin never change the user's own object. Targets
+    compare by identity (comparing them would compare the checked objects, outside any check).
     """
+
+    obj: object
+    protocol: type[Any]
+    name: str
+    example_inputs: object
+    example_kwargs: dict[str, object]
+    expected_failures: dict[str, str]
+    options: Options
+    # The cached state of checking this target, per (device, budget): see session().
+    _sessions: dict[tuple[str, float], _Session] = dataclasses.field(repr=False)
+    _lock: threading.Lock = dataclasses.field(repr=False)
 
     def __init__(
         self,
@@ -256,21 +278,60 @@ class Target:
         example_inputs: object = None,
         example_kwargs: Mapping[str, object] | None = None,
         expected_failures: Mapping[str, str] | None = None,
-        **options: object,
+        options: Options | None = None,
+        **option_kwargs: object,
     ) -> None:
         if protocol not in PROTOCOLS.values():
             raise TypeError(
                 f"protocol must be one of torchcontract.protocols' {', '.join(PROTOCOLS)}, not {protocol!r}"
             )
-        self.obj = obj
-        self.protocol = protocol
-        self.name = _non_empty_str(name, "name") if name is not None else _default_name(obj)
-        self.example_inputs = _normalise_inputs(protocol, example_inputs)
-        self.example_kwargs = _validate_example_kwargs(protocol, example_kwargs)
-        self.expected_failures = _validate_expected_failures(expected_failures)
-        self.options = Options.from_kwargs(options)
-        self._sessions: dict[tuple[str, float], _Session] = {}
-        self._lock = threading.Lock()
+        if options is not None:
+            if not isinstance(options, Options):
+                raise TypeError(f"options must be an Options, not {describe(options)}")
+            if option_kwargs:
+                raise TypeError(
+                    f"give the options either as options=Options(...) or as keyword arguments, not both "
+                    f"(got options= and {', '.join(sorted(option_kwargs))})"
+                )
+        else:
+            options = Options.from_kwargs(option_kwargs)
+        values = {
+            "obj": obj,
+            "protocol": protocol,
+            "name": _non_empty_str(name, "name") if name is not None else _default_name(obj),
+            "example_inputs": _normalise_inputs(protocol, example_inputs),
+            "example_kwargs": _validate_example_kwargs(protocol, example_kwargs),
+            "expected_failures": _validate_expected_failures(expected_failures),
+            "options": options,
+            "_sessions": {},
+            "_lock": threading.Lock(),
+        }
+        for attribute, value in values.items():
+            object.__setattr__(self, attribute, value)
+
+    def replace(self, **changes: object) -> Target:
+        """A new target with ``changes``: any of the constructor's arguments (``name=``,
+        ``expected_failures=``, ``options=``, ...) or single options (``world_size=2``); this one
+        is unchanged. The new target starts with no cached results."""
+        option_names = {f.name for f in dataclasses.fields(Options)}
+        unknown = sorted(set(changes) - set(_TARGET_FIELDS) - option_names)
+        if unknown:
+            raise TypeError(
+                f"Target.replace() got unknown argument(s) {', '.join(unknown)}; valid: "
+                f"{', '.join(_TARGET_FIELDS)}, or an option ({', '.join(sorted(option_names))})"
+            )
+        option_changes = {key: value for key, value in changes.items() if key in option_names}
+        options = changes.get("options", self.options)
+        if option_changes:
+            if "options" in changes:
+                raise TypeError("Target.replace() takes options= or single options, not both")
+            if not isinstance(options, Options):  # pragma: no cover - self.options always is
+                raise TypeError(f"options must be an Options, not {describe(options)}")
+            current = {f.name: getattr(options, f.name) for f in dataclasses.fields(Options)}
+            options = Options.from_kwargs({**current, **option_changes})
+        values: dict[str, Any] = {name: changes.get(name, getattr(self, name)) for name in _TARGET_FIELDS}
+        values["options"] = options
+        return Target(values.pop("obj"), values.pop("protocol"), **values)
 
     def __repr__(self) -> str:
         return f"Target({self.name!r}, {self.protocol.__name__})"
@@ -427,8 +488,9 @@ def check(
             example_inputs=example_inputs,
             example_kwargs=example_kwargs,
             expected_failures=expected_failures,
+            # Not as keyword arguments: an option could not then be named like an argument of Target.
+            options=Options.from_kwargs(options),
         )
-        target.options = Options.from_kwargs(options)
     for stale in target.stale_expected_failures:
         warnings.warn(target.stale_message(stale), ConformanceWarning, stacklevel=2)
     return target.run(device, time_budget_s)

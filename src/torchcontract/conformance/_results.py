@@ -1,4 +1,7 @@
-"""Results: one :class:`CheckResult` per check, gathered in a :class:`Report` per target."""
+"""Results: one :class:`CheckResult` per check, gathered in a :class:`Report` per target, and the
+reports of one run in a :class:`RunReport`: the one JSON layout that ``check()``'s report, the CLI
+(``--json``) and the pytest plugin (``--conformance-report``) write, described by the JSON Schema
+``report.schema.json`` (``torchcontract schema`` prints it)."""
 
 from __future__ import annotations
 
@@ -6,10 +9,23 @@ import json
 import platform
 import sys
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, cast
 
-__all__ = ["STATUSES", "CheckResult", "Report", "Status", "environment"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "CheckResult",
+    "Report",
+    "RunReport",
+    "Status",
+    "count_statuses",
+    "environment",
+    "report_schema",
+]
 
 # passed / failed: the clause holds / is violated. error: torchcontract's own code raised (an internal
 # error: nothing is known about the object). unverified: the clause applies but could not be decided
@@ -20,7 +36,10 @@ STATUSES: tuple[Status, ...] = ("passed", "failed", "error", "unverified", "skip
 # The version of the report's JSON layout; bump it when a field changes meaning or goes away.
 # 2: the statuses "error" and "unverified"; "passed" also requires no error and no unverified
 # required clause.
-SCHEMA_VERSION = 2
+# 3: one layout for every report (check()'s, the CLI's, the plugin's): {schema_version, environment,
+# passed, counts, targets: [{target, protocol, device, passed, counts, options,
+# stale_expected_failures, results}]}; the CLI's "reports" and the per-report environment are gone.
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,17 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+        return cls(**data)
+
+
+def count_statuses(results: Iterable[CheckResult]) -> dict[str, int]:
+    """How many results have each status, every status named (in :data:`STATUSES` order): the one
+    place where results are counted, for a target and for a whole run."""
+    counter = Counter(result.status for result in results)
+    return {status: counter.get(status, 0) for status in STATUSES}
 
 
 def environment() -> dict[str, str | None]:
@@ -109,12 +139,11 @@ class Report:
         return tuple(result for result in self.results if result.status == "failed")
 
     def counts(self) -> dict[str, int]:
-        counter = Counter(result.status for result in self.results)
-        return {status: counter.get(status, 0) for status in STATUSES}
+        return count_statuses(self.results)
 
-    def to_dict(self) -> dict[str, Any]:
+    def entry(self) -> dict[str, Any]:
+        """This report as one entry of a run report's ``targets``."""
         return {
-            "schema_version": SCHEMA_VERSION,
             "target": self.target,
             "protocol": self.protocol,
             "device": self.device,
@@ -123,11 +152,27 @@ class Report:
             "options": self.options,
             "stale_expected_failures": list(self.stale_expected_failures),
             "results": [result.to_dict() for result in self.results],
-            "environment": environment(),
         }
 
+    @classmethod
+    def from_entry(cls, data: Mapping[str, Any]) -> Report:
+        """The report of one entry of a run report's ``targets`` (its ``passed`` and ``counts`` are
+        recomputed from its results)."""
+        return cls(
+            target=data["target"],
+            protocol=data["protocol"],
+            device=data["device"],
+            results=tuple(CheckResult.from_dict(result) for result in data["results"]),
+            stale_expected_failures=tuple(data["stale_expected_failures"]),
+            options=dict(data["options"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run report of this one target (the layout every torchcontract report has)."""
+        return RunReport((self,)).to_dict()
+
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=repr)
+        return RunReport((self,)).to_json(indent)
 
     def __str__(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
@@ -150,3 +195,59 @@ class Report:
             for stale in self.stale_expected_failures
         )
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The reports of one run (``check()``, ``torchcontract check``/``report``, a pytest session)
+    and the versions it ran with: what every JSON report holds, in one layout.
+
+    ``passed`` is true when every report passed; ``counts`` counts the results of all of them.
+    """
+
+    reports: tuple[Report, ...]
+    environment: dict[str, str | None] = field(default_factory=lambda: environment())
+
+    @property
+    def passed(self) -> bool:
+        return all(report.passed for report in self.reports)
+
+    def counts(self) -> dict[str, int]:
+        return count_statuses(result for report in self.reports for result in report.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "environment": dict(self.environment),
+            "passed": self.passed,
+            "counts": self.counts(),
+            "targets": [report.entry() for report in self.reports],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=repr)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
+        """The run report that :meth:`to_dict` gave (ValueError for another schema version)."""
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(
+                f"a torchcontract report of schema version {data.get('schema_version')!r}; expected "
+                f"{SCHEMA_VERSION} (this torchcontract's)"
+            )
+        return cls(
+            reports=tuple(Report.from_entry(entry) for entry in data["targets"]),
+            environment=dict(data["environment"]),
+        )
+
+    def write(self, path: str | Path) -> None:
+        """Write the JSON report to ``path``, creating its directory."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json(), encoding="utf-8")
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a run report's JSON (:meth:`RunReport.to_dict`)."""
+    text = resources.files("torchcontract.conformance").joinpath("report.schema.json").read_text("utf-8")
+    return cast(dict[str, Any], json.loads(text))

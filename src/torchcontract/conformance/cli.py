@@ -3,15 +3,16 @@
 ``torchcontract check MODULE:ATTR --protocol NAME`` checks one object (or what a zero-argument factory
 returns; a factory may return a ready :class:`Target`). ``torchcontract report`` checks the reference
 implementation and, when installed, torch and torchvision, and prints the conformance table.
-``torchcontract list`` lists the checks. Exit status, as pytest's: 0 when every report passed, 1 when
-a required check failed or could not be verified, 2 for unusable arguments, 3 when torchcontract itself
-failed (an internal error: nothing is known about the object).
+``torchcontract list`` lists the checks; ``torchcontract schema`` prints the JSON Schema of the
+``--json`` report (the pytest plugin's ``--conformance-report`` has the same layout). Exit status, as
+pytest's: 0 when every report passed, 1 when a required check failed or could not be verified, 2 for
+unusable arguments, 3 when torchcontract itself failed (an internal error: nothing is known about the
+object).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import inspect
 import json
@@ -33,7 +34,7 @@ from torchcontract.conformance._arguments import (
 )
 from torchcontract.conformance._engine import Options, Target
 from torchcontract.conformance._registry import PROTOCOLS, checks_for, protocol_by_name
-from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, Report, environment
+from torchcontract.conformance._results import STATUSES, Report, RunReport, report_schema
 
 __all__ = ["main"]
 
@@ -118,9 +119,7 @@ def _target(args: argparse.Namespace) -> Target:
         raise UsageError(str(error.args[0])) from None
     options = dict(_parse_option(text) for text in args.option)
     try:
-        target = Target(value, protocol, name=args.target)
-        target.options = Options.from_kwargs(options)
-        return target
+        return Target(value, protocol, name=args.target, options=Options.from_kwargs(options))
     except TypeError as error:
         hint = ""
         if "example_inputs" in str(error):
@@ -136,17 +135,6 @@ def device_argument(text: str) -> str:
         return validate_device(text, "--device")
     except (TypeError, ValueError) as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _write_json(path: str, reports: Sequence[Report]) -> None:
-    payload = {
-        "schema_version": SCHEMA_VERSION,
-        "environment": environment(),
-        "passed": all(report.passed for report in reports),
-        "reports": [report.to_dict() for report in reports],
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(payload, indent=2, default=repr), encoding="utf-8")
 
 
 def _table(reports: Sequence[Report]) -> str:
@@ -277,13 +265,13 @@ def _finish(args: argparse.Namespace, reports: Sequence[Report], problems: list[
 def _command_check(args: argparse.Namespace) -> int:
     target = _target(args)
     if args.isolate and not target.options.isolate:
-        target.options = dataclasses.replace(target.options, isolate=True)
+        target = target.replace(isolate=True)
     baseline = _baseline(args.baseline)
     target, problems = _with_baseline(target, baseline, args.baseline)
     report = target.run(args.device, args.time_budget)
     print(_markdown([report]) if args.format == "markdown" else report)
     if args.json:
-        _write_json(args.json, [report])
+        RunReport((report,)).write(args.json)
     return _finish(args, [report], problems + _baseline_problems([report], baseline, args.baseline))
 
 
@@ -300,6 +288,7 @@ def _command_report(args: argparse.Namespace) -> int:
             targets.append(target)
             problems.extend(todo)
         reports = [target.run(args.device, args.time_budget) for target in targets]
+    run = RunReport(tuple(reports))
     names = {target.name for target in targets}
     problems.extend(
         f"baseline {args.baseline}: table [{name!r}] names no target of the report"
@@ -310,11 +299,11 @@ def _command_report(args: argparse.Namespace) -> int:
     if args.format == "markdown":
         print(_markdown(reports))
         if args.json:
-            _write_json(args.json, reports)
+            run.write(args.json)
         return _finish(args, reports, problems)
     _print_reports(reports)
     failed = sum(not report.passed for report in reports)
-    versions = environment()
+    versions = run.environment
     print()
     print(
         f"{len(reports)} targets, {sum(len(r.results) for r in reports)} check results, "
@@ -323,9 +312,14 @@ def _command_report(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - started:.1f} s"
     )
     if args.json:
-        _write_json(args.json, reports)
+        run.write(args.json)
         print(f"JSON report: {args.json}")
     return _finish(args, reports, problems)
+
+
+def _command_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(report_schema(), indent=2))
+    return 0
 
 
 def _command_list(args: argparse.Namespace) -> int:
@@ -423,13 +417,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="as JSON: id, protocol, severity, since (the version that added it)",
     )
+    commands.add_parser("schema", help="print the JSON Schema (draft 2020-12) of the --json reports")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    commands = {"check": _command_check, "report": _command_report, "list": _command_list}
+    commands = {
+        "check": _command_check,
+        "report": _command_report,
+        "list": _command_list,
+        "schema": _command_schema,
+    }
     try:
         return commands[args.command](args)
     except BrokenPipeError:

@@ -27,10 +27,11 @@ from torchcontract.conformance._arguments import (
     world_size_argument,
     writable_file,
 )
-from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, environment
+from torchcontract.conformance._results import STATUSES, Report, RunReport, environment
 
 if TYPE_CHECKING:
     from torchcontract.conformance._engine import Target
+    from torchcontract.conformance._parametrize import CheckCase
     from torchcontract.conformance._registry import Check
     from torchcontract.conformance._results import CheckResult
 
@@ -44,42 +45,72 @@ class ExpectedCheckFailure(pytest.fail.Exception):  # type: ignore[misc,name-def
     turns into an xfail (a check that could not be verified, or an internal error, stays what it is)."""
 
 
+@dataclasses.dataclass
+class _TargetResults:
+    """One target's report as its tests run."""
+
+    device: str
+    options: dict[str, Any]
+    results: list[CheckResult] = dataclasses.field(default_factory=list)
+    stale: list[str] = dataclasses.field(default_factory=list)
+
+
 class _Results:
-    """(target name, protocol) -> result rows, in the order the tests ran."""
+    """(target name, protocol) -> its results, in the order the tests ran; built into the run's
+    :class:`RunReport` (the layout of every torchcontract report) at the end."""
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self.stale: dict[tuple[str, str], list[str]] = {}
+        self.targets: dict[tuple[str, str], _TargetResults] = {}
+        # Under pytest-xdist, the workers' versions (torch may be imported there only).
+        self.worker_environments: list[dict[str, str | None]] = []
+
+    def declare(self, target: Target, device: str) -> _TargetResults:
+        """``target``'s entry: its device-independent checks run on ``device``."""
+        key = (target.name, target.protocol.__name__)
+        entry = self.targets.setdefault(key, _TargetResults(device, target.options.changed()))
+        entry.stale.extend(s for s in target.stale_expected_failures if s not in entry.stale)
+        return entry
 
     def record(self, target: Target, result: CheckResult) -> None:
-        self.rows.setdefault((target.name, target.protocol.__name__), []).append(result.to_dict())
+        entry = self.targets.get((target.name, target.protocol.__name__))
+        if entry is None:  # a target the test body checks itself
+            entry = self.declare(target, result.device or "cpu")
+        entry.results.append(result)
 
     def merge(self, data: dict[str, Any]) -> None:
-        for entry in data["targets"]:
-            key = (entry["target"], entry["protocol"])
-            self.rows.setdefault(key, []).extend(entry["results"])
-            self.stale.setdefault(key, [])
-            self.stale[key].extend(s for s in entry["stale_expected_failures"] if s not in self.stale[key])
+        """Add a pytest-xdist worker's run report (:meth:`RunReport.to_dict`)."""
+        run = RunReport.from_dict(data)
+        self.worker_environments.append(run.environment)
+        for report in run.reports:
+            key = (report.target, report.protocol)
+            entry = self.targets.setdefault(key, _TargetResults(report.device, report.options))
+            entry.results.extend(report.results)
+            entry.stale.extend(s for s in report.stale_expected_failures if s not in entry.stale)
 
-    def idle_targets(self) -> list[tuple[str, str]]:
-        """Targets whose every check that ran was skipped: nothing about them was verified."""
-        return [key for key, rows in self.rows.items() if all(r["status"] == "skipped" for r in rows)]
+    def run_report(self) -> RunReport:
+        """The targets that have results (or stale expected failures), in the order they were
+        generated."""
+        versions = environment()
+        for worker in self.worker_environments:
+            versions.update({key: value for key, value in worker.items() if versions.get(key) is None})
+        reports = tuple(
+            Report(
+                target=name,
+                protocol=protocol,
+                device=entry.device,
+                results=tuple(entry.results),
+                stale_expected_failures=tuple(entry.stale),
+                options=entry.options,
+            )
+            for (name, protocol), entry in self.targets.items()
+            if entry.results or entry.stale
+        )
+        return RunReport(reports, versions)
 
-    def to_dict(self) -> dict[str, Any]:
-        keys = list(dict.fromkeys([*self.rows, *self.stale]))
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "environment": environment(),
-            "targets": [
-                {
-                    "target": name,
-                    "protocol": protocol,
-                    "stale_expected_failures": self.stale.get((name, protocol), []),
-                    "results": self.rows.get((name, protocol), []),
-                }
-                for name, protocol in keys
-            ],
-        }
+
+def _idle(report: Report) -> bool:
+    """Every check of the target that ran was skipped: nothing about it was verified."""
+    return bool(report.results) and all(result.status == "skipped" for result in report.results)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -303,13 +334,25 @@ def _devices(config: pytest.Config) -> list[str]:
     return devices
 
 
-def _with_settings(config: pytest.Config, target: Target) -> Target:
-    settings = _settings(config)
-    if settings.world_size is not None and target.options.world_size is None:
-        target.options = dataclasses.replace(target.options, world_size=settings.world_size)
-    if settings.isolate and not target.options.isolate:
-        target.options = dataclasses.replace(target.options, isolate=True)
-    return target
+_CONFIGURED = pytest.StashKey["dict[int, tuple[Target, Target]]"]()
+
+
+def _configured(config: pytest.Config, target: Target, world_size: int | None, isolate: bool) -> Target:
+    """``target`` with the command line's world size and isolation, as a new Target (the user's own
+    is never changed): one per target for the whole run, so that tests sharing a target share its
+    results."""
+    changes: dict[str, object] = {}
+    if world_size is not None and target.options.world_size is None:
+        changes["world_size"] = world_size
+    if isolate and not target.options.isolate:
+        changes["isolate"] = True
+    if not changes:
+        return target
+    # Keyed by id(): Targets compare by identity; the original is kept so that its id stays its own.
+    configured = config.stash.setdefault(_CONFIGURED, {})
+    if id(target) not in configured:
+        configured[id(target)] = (target, target.replace(**changes))
+    return configured[id(target)][1]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -331,6 +374,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     results = config.stash[_RESULTS]
     baseline = config.stash.get(_BASELINE, {})
     targets: tuple[Target, ...] = mark.args[0]
+    targets = tuple(_configured(config, target, settings.world_size, settings.isolate) for target in targets)
     needs_devices = any(spec.per_device for target in targets for spec in target.checks)
     devices = _devices(config) if needs_devices else ["cpu"]
     params = []
@@ -343,7 +387,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # name no check: then they are stale, and fail as such).
         blessed = {c: r for c, r in entries.items() if c not in todo or c not in known}
         from_baseline = set(blessed) - set(declared.expected_failures)
-        target = _with_settings(config, with_expected_failures(declared, blessed) if blessed else declared)
+        target = with_expected_failures(declared, blessed) if blessed else declared
         cases = []
         for spec in target.checks:
             for device in devices if spec.per_device else devices[:1]:
@@ -374,8 +418,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 f"{metafunc.definition.nodeid}: target {target.name!r} ({target.protocol.__name__}) "
                 "collected zero conformance checks; a conformance run that checks nothing must not pass"
             )
+        results.declare(target, devices[0])
         for stale in target.stale_expected_failures:
-            results.stale.setdefault((target.name, target.protocol.__name__), []).append(stale)
             stale_id = f"{target.name}-stale_expected_failure-{stale}"
             source = settings.baseline if stale in from_baseline else None
             cases.append(pytest.param(target, StaleExpectedFailure(target, stale, source), id=stale_id))
@@ -394,6 +438,42 @@ def _case(item: pytest.Item) -> Any:
 def _first_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[0] if lines else ""
+
+
+def _case_of(item: pytest.Item) -> CheckCase | None:
+    """The generated test's CheckCase, or None (a stale expected failure, any other test)."""
+    case = _case(item)
+    if case is None:
+        return None
+    from torchcontract.conformance._parametrize import CheckCase
+
+    return case if isinstance(case, CheckCase) else None
+
+
+# (id(target), device) -> [the target, how many of its selected tests have not run yet]
+_PENDING = pytest.StashKey["dict[tuple[int, str], list[Any]]"]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Count each target's selected tests (after -k/-m deselection), so that its shared work (the
+    recorded epochs and their iterators) is released after its last one, as ``Target.run`` does."""
+    pending: dict[tuple[int, str], list[Any]] = {}
+    for item in items:
+        case = _case_of(item)
+        if case is not None:
+            pending.setdefault((id(case.target), case.device), [case.target, 0])[1] += 1
+    config.stash[_PENDING] = pending
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    case = _case_of(item)
+    entry = item.config.stash.get(_PENDING, {}).get((id(case.target), case.device)) if case else None
+    if case is None or entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] == 0:  # under pytest-xdist, only where this worker ran every test of the target
+        case.target.session(case.device, case.time_budget_s).release_shared_work()
 
 
 @pytest.hookimpl(trylast=True)
@@ -519,20 +599,20 @@ def _unknown_baseline_targets(config: pytest.Config) -> list[str]:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    results = config.stash[_RESULTS]
+    run = config.stash[_RESULTS].run_report()
     worker_output = getattr(config, "workeroutput", None)
     if worker_output is not None:  # an xdist worker: the controller writes the report
-        worker_output[_WORKER_OUTPUT_KEY] = json.dumps(results.to_dict(), default=repr)
+        worker_output[_WORKER_OUTPUT_KEY] = run.to_json(indent=None)
         worker_output[_WORKER_TARGETS_KEY] = json.dumps(sorted(config.stash[_OUTCOMES].known_targets))
         return
     settings = _settings(config)
-    failing = (results.idle_targets() and not settings.allow_empty) or _unknown_baseline_targets(config)
+    idle = any(_idle(report) for report in run.reports) and not settings.allow_empty
+    failing = idle or _unknown_baseline_targets(config)
     if failing and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     path = settings.report
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(results.to_dict(), indent=2, default=repr), encoding="utf-8")
+        run.write(path)
     if settings.summary_md:
         _write_summary(config, settings.summary_md)
     if settings.write_baseline:
@@ -591,19 +671,21 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     results = config.stash.get(_RESULTS, None)
     outcomes = config.stash.get(_OUTCOMES, None)
-    if results is None or outcomes is None or not (outcomes.rows or results.rows or results.stale):
+    run = results.run_report() if results is not None else None
+    if run is None or outcomes is None or not (outcomes.rows or run.reports):
         return
     settings = _settings(config)
     terminalreporter.section("torchcontract conformance")
     for (name, protocol), rows in outcomes.rows.items():
         terminalreporter.write_line(f"{name} ({protocol}): {_target_line(rows)}")
-    for (name, protocol), stale in results.stale.items():
-        for check_id in stale:
+    for report in run.reports:
+        for check_id in report.stale_expected_failures:
             terminalreporter.write_line(
-                f"{name} ({protocol}): stale expected failure {check_id!r} matches no check"
+                f"{report.target} ({report.protocol}): stale expected failure {check_id!r} matches no check"
             )
     if not settings.allow_empty:
-        for name, protocol in results.idle_targets():
+        for report in filter(_idle, run.reports):
+            name, protocol = report.target, report.protocol
             terminalreporter.write_line(
                 f"{name} ({protocol}): ran zero conformance checks (every selected check was skipped); "
                 "a conformance run that verifies nothing fails (--conformance-allow-empty lets a "

@@ -73,6 +73,16 @@ DEVIATIONS: tuple[Deviation, ...] = (
         reason="SubsetRandomSampler yields whatever its indices hold: NumPy integers for an array",
         source="utils/data/sampler.py, SubsetRandomSampler.__iter__",
     ),
+    Deviation(
+        key="pil_images",
+        targets=("torchvision dataset without a transform",),
+        check_id="map_dataset.samples_collate",
+        reason=(
+            "a torchvision dataset without a transform returns PIL images, which default_collate does "
+            "not take: it is meant to be given transform=ToTensor() (or a collate_fn)"
+        ),
+        source="torchvision/datasets/mnist.py, MNIST.__getitem__ (Image.fromarray); utils/data/_utils/collate.py",
+    ),
 )
 
 

@@ -139,6 +139,9 @@ class Options:
         module; ``module.state_dict_round_trip`` loads the state dict into it.
     parity_tolerance: ``(rtol, atol)`` for ``module.device_parity``, for every floating-point dtype
         (default: ``torch.testing.assert_close``'s defaults for each dtype).
+    collate_fn: the collate function a dataset is loaded with (default: torch's ``default_collate``),
+        for ``map_dataset.samples_collate``: a dataset of variable-length samples declares the
+        padding collate it is meant for, and the clause checks that one.
     """
 
     deterministic: bool = True
@@ -162,6 +165,7 @@ class Options:
     error_index: int | None = None
     factory: Callable[[], Any] | None = None
     parity_tolerance: tuple[float, float] | None = None
+    collate_fn: Callable[[list[Any]], Any] | None = None
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, object]) -> Options:
@@ -180,6 +184,10 @@ class Options:
             if name == "factory":
                 if value is not None and not callable(value):
                     raise TypeError(f"option factory must be a zero-argument callable, not {value!r}")
+                continue
+            if name == "collate_fn":
+                if value is not None and not callable(value):
+                    raise TypeError(f"option collate_fn must be a callable (samples) -> batch, not {value!r}")
                 continue
             if name == "parity_tolerance":
                 if value is not None and not _tolerance_pair(value):

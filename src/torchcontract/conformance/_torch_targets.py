@@ -156,7 +156,12 @@ def _build_torch_targets(mnist_root: Path) -> list[Target]:
         from torchvision import datasets, transforms
 
         targets += [
-            Target(datasets.MNIST(str(mnist_root), train=True), MapDataset, name="torchvision.MNIST"),
+            Target(
+                datasets.MNIST(str(mnist_root), train=True),
+                MapDataset,
+                name="torchvision.MNIST",
+                expected_failures=expected_failures("pil_images"),
+            ),
             Target(
                 datasets.MNIST(str(mnist_root), train=False, transform=transforms.ToTensor()),
                 MapDataset,

@@ -223,6 +223,19 @@ class StreamItemsCarryLambda(IterableDataset[dict[str, Any]]):
             yield {"x": torch.full((2,), float(i)), "decode": lambda raw: raw}
 
 
+class RaggedCrops:
+    """Crops keep the image's own size: most are 32 wide, one in seven is 28."""
+
+    def __len__(self) -> int:
+        return 20
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -20 <= index < 20:
+            raise IndexError(index)
+        width = 28 if index % 7 == 0 else 32
+        return {"image": np.full((3, width), float(index), dtype=np.float32), "label": index % 3}
+
+
 class BucketBatchSampler:
     """Batches indices of similar length; its __len__ forgot the last partial bucket."""
 
@@ -328,6 +341,10 @@ MUTANTS = [
     _mutant(protocols.MapDataset, "torch_lambda_in_sample", "map_dataset.samples_cross_process_boundary",
             "each sample carries a lambda", fixtures.LambdaInSample,
             message_contains=("ds[0]['transform'] could not be pickled",)),
+    _mutant(protocols.MapDataset, "torch_ragged_crops", "map_dataset.samples_collate",
+            "crops of two sizes under default_collate", RaggedCrops,
+            message_contains=("stack expects each tensor to be equal size",
+                              "ds[0]['image'] has shape (3, 28)")),
     _mutant(protocols.MapDataset, "torch_samples_require_grad", "map_dataset.samples_cross_process_boundary",
             "samples keep the autograd graph of a learnable scale", SamplesRequireGrad,
             message_contains=("ds[0] is a tensor that requires grad", "torch.no_grad()")),

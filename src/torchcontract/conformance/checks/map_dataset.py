@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from torchcontract.conformance._arrays import is_array
+from torchcontract.conformance._arrays import shape as array_shape
 from torchcontract.conformance._engine import Context, SharedKey
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import compare, describe, difference, is_tensor, leaves, tensor_module
@@ -42,6 +44,10 @@ PAST_END = "map_dataset.index_past_end_raises_index_error"
 DETERMINISTIC = "map_dataset.getitem_is_deterministic"
 PICKLE = "map_dataset.pickle_round_trip"
 CROSSES = "map_dataset.samples_cross_process_boundary"
+STRUCTURE = "map_dataset.samples_share_structure"
+# What default_collate takes as a leaf (collate.py, default_collate_fn_map; NumPy arrays of strings
+# or objects excepted).
+_COLLATABLE_LEAVES = (int, float, str, bytes)
 _LEN: SharedKey[int] = SharedKey("len(ds)")
 
 
@@ -236,9 +242,7 @@ def pickle_round_trip(ctx: Context) -> None:
             )
 
 
-@register_check(
-    "map_dataset.samples_share_structure", protocol=MapDataset, severity="required", requires=(GETITEM,)
-)
+@register_check(STRUCTURE, protocol=MapDataset, severity="required", requires=(GETITEM,))
 @preserving(data=True)
 def samples_share_structure(ctx: Context) -> None:
     """Every sample has the same structure: container types, tuple arity, dict keys, leaf types, dtypes."""
@@ -250,6 +254,67 @@ def samples_share_structure(ctx: Context) -> None:
         for position, index in reversed(list(enumerate(indices))):
             mismatch = mismatch.replace(f"ds[{position}]", f"ds[{index}]")
         ctx.fail(mismatch, reproduce="a batch of these samples cannot be collated")
+
+
+@register_check(
+    "map_dataset.samples_collate",
+    protocol=MapDataset,
+    severity="recommended",
+    needs=("torch",),
+    requires=(STRUCTURE,),
+)
+@preserving(data=True)
+def samples_collate(ctx: Context) -> None:
+    """The sampled samples collate into one batch with torch's default_collate (or the declared
+    collate_fn), as a DataLoader with a batch_size collates them."""
+    require_map_style(ctx)
+    collate, name = ctx.options.collate_fn, "collate_fn"
+    if collate is None:
+        from torch.utils.data import default_collate
+
+        collate, name = default_collate, "torch.utils.data.default_collate"
+    indices = ctx.sample_indices(_length(ctx))
+    if len(indices) < 2:
+        ctx.skip("ds has fewer than two samples to collate")
+    samples = [_get(ctx, index) for index in indices]
+    shown = f"[ds[i] for i in {indices}]"
+    batch = ctx.attempt(f"{name}({shown})", collate, samples)
+    if not isinstance(batch, Exception):
+        return
+    first_line = (str(batch).strip().splitlines() or [""])[0]
+    obstacle = _collate_obstacle(samples, indices)
+    ctx.fail(
+        f"{name}({shown}) raised {type(batch).__name__}: {first_line}"
+        + (f" ({obstacle})" if obstacle else "")
+        + "; expected the samples to collate into a batch (a DataLoader with batch_size raises there, "
+        "at the first batch that holds such samples, which can be epochs in): pad or crop to one shape "
+        "in __getitem__, or load with a collate_fn that pads (torch.nn.utils.rnn.pad_sequence) and "
+        "declare it with collate_fn=",
+        reproduce=f"{name}({shown})",
+    )
+
+
+def _collate_obstacle(samples: list[Any], indices: list[int]) -> str | None:
+    """The first leaf path at which the samples cannot be stacked (shapes that differ), or whose
+    value default_collate does not take; None when neither is found."""
+    paths: dict[str, list[tuple[int, Any]]] = {}
+    for index, sample in zip(indices, samples, strict=True):
+        for path, leaf in leaves(sample):
+            paths.setdefault(path, []).append((index, leaf))
+    for path, found in paths.items():
+        shapes = [(index, array_shape(leaf)) for index, leaf in found if is_array(leaf)]
+        distinct = {shape for _, shape in shapes}
+        if len(distinct) > 1:
+            (first, first_shape), other = shapes[0], next(s for s in shapes if s[1] != shapes[0][1])
+            return f"ds[{first}]{path} has shape {first_shape} but ds[{other[0]}]{path} has {other[1]}"
+    for path, found in paths.items():
+        index, leaf = found[0]
+        if leaf is None or not (is_array(leaf) or isinstance(leaf, _COLLATABLE_LEAVES)):
+            return (
+                f"ds[{index}]{path} is {describe(leaf)}, which default_collate does not take (it takes "
+                "tensors, NumPy arrays, numbers and strings, in mappings, tuples and lists)"
+            )
+    return None
 
 
 @register_check(

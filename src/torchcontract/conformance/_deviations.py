@@ -81,7 +81,10 @@ DEVIATIONS: tuple[Deviation, ...] = (
             "a torchvision dataset without a transform returns PIL images, which default_collate does "
             "not take: it is meant to be given transform=ToTensor() (or a collate_fn)"
         ),
-        source="torchvision/datasets/mnist.py, MNIST.__getitem__ (Image.fromarray); utils/data/_utils/collate.py",
+        source=(
+            "torchvision/datasets/mnist.py, MNIST.__getitem__ (Image.fromarray); "
+            "utils/data/_utils/collate.py, collate"
+        ),
     ),
 )
 

@@ -114,10 +114,53 @@ def flakes(session: nox.Session) -> None:
     session.run("python", "tests/flakes.py", *session.posargs)
 
 
+# The third-party libraries, pinned: a later release must not change the findings silently. Each
+# installs beside torch 2.14.1 without replacing it (pip install --dry-run lists no torch).
+THIRDPARTY = [
+    "datasets==5.2.0",
+    "timm==1.0.31",
+    "torchdata==0.11.0",
+    "skorch==1.4.0",
+    "scikit-learn==1.9.1",
+    "speechbrain==1.1.2",
+    "HyperPyYAML==1.2.3",
+    "soundfile==0.14.0",
+    "sentencepiece==0.2.3",
+    "pytorch-forecasting==1.8.0",
+    "lightning==2.6.6",
+    "pandas==3.0.6",
+    "torchrl==0.14.1",
+    "tensordict==0.14.3",
+    "lightly==1.6.0",
+    "gpytorch==1.15.2",
+    "linear_operator==0.6.1",
+    "pyro-ppl==1.9.2",
+    "peft==0.21.2",
+    "transformers==5.24.0",
+    "accelerate==1.15.0",
+    "torchao==0.18.0",
+    # mosaicml-streaming's own runtime needs (its cloud clients are left out, see below).
+    "xxhash==3.8.2",
+    "zstd==1.5.7.2",
+    "python-snappy==0.7.3",
+    "brotli==1.2.1",
+    "catalogue==2.0.10",
+]
+# Installed with --no-deps: mosaicml-streaming pins numpy<2.2 and transformers<5 and pulls every cloud
+# client (local MDS folders need none of them); torchaudio 2.11.1 is the newest release, built for
+# torch 2.11, and speechbrain's data loading only imports it (no kernel runs).
+THIRDPARTY_NO_DEPS = ["mosaicml-streaming==0.13.0", "torchaudio==2.11.1"]
+
+
 @nox.session(python=DEFAULT_PYTHON)
 def thirdparty(session: nox.Session) -> None:
-    """Opt-in: the suite on real third-party objects (torchvision datasets and models, HF datasets, timm)."""
-    session.install(".[test]", *TORCH_WITH_VISION, "datasets", "timm", "torchdata")
+    """Opt-in: the suite on real third-party objects (torchvision, HF datasets, torchdata, timm and the
+    ten libraries of thirdparty/test_ecosystem.py), at pinned versions."""
+    session.install(".[test]", *TORCH_WITH_VISION, *THIRDPARTY)
+    session.install("--no-deps", *THIRDPARTY_NO_DEPS)
+    session.run(
+        "python", "-c", "import torch; assert torch.__version__.startswith('2.14.1'), torch.__version__"
+    )
     report = f"{session.create_tmp()}/thirdparty-report.json"
     session.run("python", "-m", "pytest", "thirdparty", f"--conformance-report={report}", *session.posargs)
 

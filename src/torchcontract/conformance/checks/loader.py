@@ -383,8 +383,18 @@ def batches_match_collate(ctx: Context) -> None:
                     "not which samples to collate for it"
                 )
             indices = range(start, start + count)
-            what = f"loader.collate_fn([loader.dataset[i] for i in range({indices.start}, {indices.stop})])"
-            samples = [ctx.call(f"loader.dataset[{i}]", operator.getitem, dataset, i) for i in indices]
+            samples: Any
+            if getattr(dataset, "__getitems__", None):
+                # As torch's _MapDatasetFetcher: a dataset with __getitems__ gives a batch's samples
+                # in one call (a TensorDict gives them batched), which collate_fn receives.
+                fetch = f"loader.dataset.__getitems__(list(range({indices.start}, {indices.stop})))"
+                what = f"loader.collate_fn({fetch})"
+                samples = ctx.call(fetch, dataset.__getitems__, list(indices))
+            else:
+                what = (
+                    f"loader.collate_fn([loader.dataset[i] for i in range({indices.start}, {indices.stop})])"
+                )
+                samples = [ctx.call(f"loader.dataset[{i}]", operator.getitem, dataset, i) for i in indices]
             expected = ctx.call(what, collate_fn, samples)
         found = difference(batch, expected)
         if found:

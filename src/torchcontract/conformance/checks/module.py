@@ -488,7 +488,13 @@ def zero_grad_clears_gradients(ctx: Context) -> None:
     """After zero_grad(), every parameter's gradient is None or zero."""
     clone = _copy(ctx)
     named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
-    given = [name for name, parameter in named if _set_ones_gradient(parameter)]
+    # A parameter that cannot be given a gradient (an integer one, or a tensor subclass such as a
+    # quantized weight whose class implements no ones_like or refuses a plain .grad) is left out.
+    given = [
+        name
+        for name, parameter in named
+        if ctx.attempt(f"<give {name} a gradient of ones>", _set_ones_gradient, parameter) is True
+    ]
     if named and not given:
         ctx.skip("cannot give the parameters a gradient (they have no .grad the check recognises)")
     ctx.call("clone.zero_grad()", clone.zero_grad)

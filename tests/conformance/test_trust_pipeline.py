@@ -162,3 +162,21 @@ def test_loader_without_pin_memory_is_skipped() -> None:
     result = _result(_check(loader, Loader), "loader.pin_memory_returns_batch")
     assert result.status == "skipped", result
     assert "pin_memory is not True" in result.message, result
+
+
+def test_with_an_accelerator_the_loader_clause_pins_a_batch_collated_anew(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With an accelerator torch has pinned the epoch's batches already (a forgetful pin_memory made
+    them None): the clause collates the dataset's first samples itself. No GPU here, so only the
+    loader's choice is patched; Tensor.pin_memory is still stood in for by clone."""
+    from torchcontract.conformance.checks import loader as loader_checks
+
+    monkeypatch.setattr(loader_checks, "accelerator_available", lambda: True)
+    loader = tud.DataLoader(tensors(10), batch_size=4, pin_memory=True, collate_fn=forgetful_batch)
+    result = _result(_check(loader, Loader), "loader.pin_memory_returns_batch")
+    assert result.status == "failed", result
+    assert (
+        "loader.collate_fn([loader.dataset[0], loader.dataset[1]]).pin_memory() returned None"
+        in result.message
+    )

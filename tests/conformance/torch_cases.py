@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections import namedtuple
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -82,6 +83,47 @@ def _time_major(samples: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
 def _stacked_in_a_list(samples: list[torch.Tensor]) -> list[torch.Tensor]:
     """The positional inputs of one call, m(*batch): a list holding the stacked batch."""
     return [torch.stack(samples)]
+
+
+class BatchAlignedStream(Stream):
+    """A sized stream sharded across workers in whole batches (worker k takes batches k, k + workers,
+    ...): only the last batch of the epoch is partial, so len(loader) = ceil(n / batch_size) holds with
+    any number of workers (the fix for pytorch#30599)."""
+
+    def __init__(self, n: int = 10, batch_size: int = 4) -> None:
+        super().__init__(n)
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        info = tud.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        size = self.batch_size
+        for start in range(worker * size, self.n, workers * size):
+            for i in range(start, min(start + size, self.n)):
+                yield torch.full((3,), float(i))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _seed_worker(worker_id: int) -> None:
+    """A module-level worker_init_fn (it pickles, so spawn and forkserver workers receive it)."""
+    torch.manual_seed(torch.initial_seed() % 2**32 + worker_id)
+
+
+@dataclass
+class PinnedBatch:
+    """A custom batch type whose pin_memory() returns a new batch with pinned tensors."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+
+    def pin_memory(self) -> PinnedBatch:
+        return PinnedBatch(self.features.pin_memory(), self.labels.pin_memory())
+
+
+def _pinned_batch(samples: list[Any]) -> PinnedBatch:
+    return PinnedBatch(torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples]))
 
 
 def _loader(**kwargs: Any) -> Any:
@@ -169,8 +211,11 @@ CASES = [
     Case("dataloader_two_workers", Loader, _loader(batch_size=4, num_workers=2)),
     Case("dataloader_persistent_workers", Loader,
          _loader(batch_size=4, num_workers=1, persistent_workers=True)),
-    Case("dataloader_sharded_stream_two_workers", Loader,
-         lambda: tud.DataLoader(ShardedStream(10), batch_size=4, num_workers=2)),
+    # A sized stream sharded item by item over 2 workers is a mutant (len(loader) undercounts):
+    # sharded in whole batches, or with one worker, len(loader) holds.
+    Case("dataloader_sharded_stream", Loader, lambda: tud.DataLoader(ShardedStream(10), batch_size=4)),
+    Case("dataloader_batch_aligned_stream_two_workers", Loader,
+         lambda: tud.DataLoader(BatchAlignedStream(10, 4), batch_size=4, num_workers=2)),
     # Sampler
     Case("random_sampler", Sampler, lambda: tud.RandomSampler(range(10))),
     Case("random_sampler_generator", Sampler,
@@ -211,6 +256,16 @@ CASES = [
          {"example_inputs": [torch.full((3,), float(i)) for i in range(4)]}),
     Case("default_collate_ndarrays", CollateFn, lambda: tud.default_collate,
          {"example_inputs": [torch.arange(3).numpy() for _ in range(4)]}),
+    Case("dataloader_workers_module_level_functions", Loader,
+         _loader(batch_size=4, num_workers=2, collate_fn=_first_two, worker_init_fn=_seed_worker)),
+    Case("dataloader_workers_fork_context_lambda", Loader,
+         _loader(batch_size=4, num_workers=2, multiprocessing_context="fork",
+                 collate_fn=lambda b: tud.default_collate(b))),
+    Case("dataloader_pinned_dataclass_batch", Loader,
+         _loader(batch_size=4, pin_memory=True, collate_fn=_pinned_batch)),
+    Case("pinned_dataclass_collate", CollateFn, lambda: _pinned_batch,
+         {"example_inputs": [(torch.zeros(3), torch.tensor(i)) for i in range(4)],
+          "transforms_samples": True}),
 ]  # fmt: skip
 
 

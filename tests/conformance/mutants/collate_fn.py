@@ -54,6 +54,17 @@ def namedtuple_to_plain_tuple(samples: list[LabelledImage]) -> tuple[Any, ...]:
     return tuple(numpy_collate(list(field)) for field in zip(*samples, strict=True))
 
 
+def vocabulary_collate() -> Any:
+    """A collate built inside a function, closing over its vocabulary: a local function does not pickle,
+    so a DataLoader worker started with spawn or forkserver cannot receive it."""
+    vocabulary = {"cat": 0, "dog": 1}
+
+    def collate(samples: list[tuple[np.ndarray[Any, Any], str]]) -> Any:
+        return np.stack([s[0] for s in samples]), np.asarray([vocabulary[s[1]] for s in samples])
+
+    return collate
+
+
 def _mutant(name: str, violates: str, bug: str, factory: Any, inputs: Any, **fields: Any) -> Mutant:
     kwargs = {"example_inputs": inputs}
     return Mutant(name, CollateFn, f"collate_fn.{violates}", bug, lambda: factory, kwargs, **fields)
@@ -78,4 +89,7 @@ MUTANTS = [
             "returns a plain tuple for namedtuple samples", namedtuple_to_plain_tuple,
             [LabelledImage(np.zeros((2, 2)), i) for i in range(4)],
             message_contains=("LabelledImage",)),
+    _mutant("local_function_does_not_pickle", "pickle_round_trip", "a collate defined inside a function",
+            vocabulary_collate(), [(np.zeros(3), "cat"), (np.ones(3), "dog")],
+            message_contains=("pickle.dumps(collate) raised", "module level")),
 ]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -271,6 +272,43 @@ def concatenating_collate(samples: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(samples)  # cat, not stack: 4 samples of shape (3,) become one row of 12
 
 
+class SizedShardedStream(IterableDataset[torch.Tensor]):
+    """A sized stream sharded item by item across workers: with 10 items, batch_size=4 and 2 workers each
+    worker ends its 5 items on a partial batch, so the loader yields 4 batches where len(loader) says 3."""
+
+    def __init__(self, n: int = 10) -> None:
+        self.n = n
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for i in range(worker, self.n, workers):
+            yield torch.full((3,), float(i))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+@dataclass
+class ForgetfulBatch:
+    """A custom batch whose pin_memory() pins in place and forgets `return self`."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+
+    def pin_memory(self) -> None:
+        self.features = self.features.pin_memory()
+        self.labels = self.labels.pin_memory()
+
+
+def forgetful_batch(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> ForgetfulBatch:
+    return ForgetfulBatch(torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples]))
+
+
+def _pairs(n: int = 10) -> TensorDataset:
+    return TensorDataset(torch.arange(n * 3.0).reshape(n, 3), torch.arange(n) % 3)
+
+
 def _mutant(protocol: type[Any], name: str, violates: str, bug: str, factory: Any, **fields: Any) -> Mutant:
     return Mutant(name, protocol, violates, bug, factory, needs_torch=True, **fields)
 
@@ -367,6 +405,28 @@ MUTANTS = [
             "torch.cat instead of torch.stack", lambda: concatenating_collate,
             kwargs={"example_inputs": [torch.full((3,), float(i)) for i in range(4)]},
             message_contains=("holds 12 samples", "given 4")),
+    _mutant(protocols.Loader, "torch_lambda_collate_with_workers", "loader.worker_functions_pickle",
+            "a lambda collate_fn with num_workers=2 (breaks under spawn and forkserver)",
+            lambda: DataLoader(_pairs(), batch_size=4, num_workers=2,
+                               collate_fn=lambda batch: torch.utils.data.default_collate(batch)),
+            message_contains=("pickle.dumps(loader.collate_fn) raised", "forkserver")),
+    _mutant(protocols.Loader, "torch_lambda_worker_init_fn", "loader.worker_functions_pickle",
+            "a lambda worker_init_fn with num_workers=2",
+            lambda: DataLoader(_pairs(), batch_size=4, num_workers=2, worker_init_fn=lambda worker: None),
+            message_contains=("pickle.dumps(loader.worker_init_fn) raised",)),
+    _mutant(protocols.Loader, "torch_sized_sharded_stream_two_workers", "loader.len_matches_batch_count",
+            "a sized stream sharded item by item over 2 workers: each ends on a partial batch",
+            lambda: DataLoader(SizedShardedStream(10), batch_size=4, num_workers=2),
+            message_contains=("len(loader) == 3 but an epoch yielded 4 batches", "pytorch#30599")),
+    _mutant(protocols.CollateFn, "torch_pin_memory_returns_none", "collate_fn.pin_memory_returns_batch",
+            "a dataclass batch whose pin_memory() forgets to return", lambda: forgetful_batch,
+            kwargs={"example_inputs": [(torch.zeros(3), torch.tensor(i)) for i in range(4)],
+                    "transforms_samples": True},
+            message_contains=("collate(samples).pin_memory() returned None", "ForgetfulBatch")),
+    _mutant(protocols.Loader, "torch_pin_memory_returns_none", "loader.pin_memory_returns_batch",
+            "a dataclass batch whose pin_memory() forgets to return, with pin_memory=True",
+            lambda: DataLoader(_pairs(), batch_size=4, pin_memory=True, collate_fn=forgetful_batch),
+            message_contains=(".pin_memory() returned None", "ForgetfulBatch")),
     # -- "True to torch" (SPEC.md, Module and CallableModule)
     _mutant(protocols.Module, "torch_layers_in_plain_list", "module.to_device",
             "nn.Linear layers kept in a plain Python list", _seeded(LayersInPlainList),

@@ -3,8 +3,9 @@
 The target's ``example_inputs`` is a list of samples; the checks collate it and parts of it. They
 pass deep copies, so a collate function that modifies its input cannot change the example, and every
 check restores the collate function afterwards (:func:`~._preserve.preserving`: an instance that
-counts its batches, a closure that grows a vocabulary). No clause compares two batches, so the
-``deterministic`` declaration does not apply.
+counts its batches, a closure that grows a vocabulary). Only one clause compares two batches, so the
+``deterministic`` declaration applies only to the pickle round trip, which compares the unpickled
+collate function's batch with the original's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import describe, sample_count
+from torchcontract.conformance._values import describe, difference, sample_count
+from torchcontract.conformance.checks._batches import accelerator_available, pin_problem, round_trip
 from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.protocols import CollateFn
 
@@ -142,3 +144,55 @@ def batch_mirrors_sample_structure(ctx: Context) -> None:
             f"{problem} (sample 0 is {describe(samples[0])})",
             reproduce="collate(samples)  # samples = example_inputs",
         )
+
+
+@register_check(
+    "collate_fn.pickle_round_trip", protocol=CollateFn, severity="recommended", needs=("example_inputs",)
+)
+@preserving(data=True)
+def pickle_round_trip(ctx: Context) -> None:
+    """pickle.loads(pickle.dumps(collate)) collates example_inputs into a batch equal to the original's."""
+    clone, problem = round_trip(ctx, ctx.obj, "collate")
+    if problem is not None:
+        why, reproduce = problem
+        ctx.fail(
+            f"{why}; expected collate to pickle (a DataLoader with num_workers > 0 sends its collate_fn "
+            "to each worker pickled under spawn or forkserver, the default start method on macOS, on "
+            "Windows and on Linux from Python 3.14): define it at module level (not a lambda or a "
+            "function defined inside another), or use functools.partial of a module-level function",
+            reproduce=reproduce,
+        )
+    if not ctx.options.deterministic:
+        ctx.note("deterministic=False: the unpickled collate's batch was not compared")
+        return
+    samples = ctx.example_inputs
+    expected = _collate(ctx, samples, "samples")
+    restored = ctx.call("pickle.loads(pickle.dumps(collate))(samples)", clone, copy.deepcopy(samples))
+    found = difference(restored, expected)
+    if found:
+        ctx.fail(
+            f"pickle.loads(pickle.dumps(collate))(samples) differs from collate(samples) ({found}); "
+            "expected the same batch (a worker started with spawn or forkserver collates with the "
+            "unpickled copy: its __reduce__ or __getstate__ must keep what it collates with)",
+            reproduce=(
+                "pickle.loads(pickle.dumps(collate))(samples) == collate(samples)  # samples = example_inputs"
+            ),
+        )
+
+
+@register_check(
+    "collate_fn.pin_memory_returns_batch",
+    protocol=CollateFn,
+    severity="required",
+    needs=("torch", "example_inputs"),
+)
+@preserving(data=True)
+def pin_memory_returns_batch(ctx: Context) -> None:
+    """A batch (or a part of it) of a custom type with a pin_memory() method gets the pinned batch back
+    from it: the same type, equal values, not None."""
+    batch = _collate(ctx, ctx.example_inputs, "samples")
+    problem = pin_problem(ctx, batch, "collate(samples)")
+    if problem is not None:
+        ctx.fail(problem[0], reproduce=f"{problem[1]}  # samples = example_inputs")
+    if not accelerator_available():
+        ctx.note("no accelerator: Tensor.pin_memory was stood in for by Tensor.clone during the calls")

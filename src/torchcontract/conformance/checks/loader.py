@@ -21,6 +21,7 @@ from torchcontract.conformance._values import (
     is_iterable_style,
     sample_count,
 )
+from torchcontract.conformance.checks._batches import accelerator_available, pin_problem, round_trip
 from torchcontract.conformance.checks._common import (
     END,
     Pass,
@@ -28,6 +29,7 @@ from torchcontract.conformance.checks._common import (
     iterator_problem,
     next_item,
     record_pass,
+    try_deepcopy,
     world_size_option,
 )
 from torchcontract.conformance.checks._state import restored, working_copy
@@ -188,18 +190,28 @@ def each_iter_is_new_epoch(ctx: Context) -> None:
 
 @register_check("loader.len_matches_batch_count", protocol=Loader, severity="required", requires=(ENDS,))
 def len_matches_batch_count(ctx: Context) -> None:
-    """If the loader has __len__, len(loader) equals the number of batches in an epoch."""
-    if _is_stream(ctx):
-        ctx.skip("the loader reads an iterable-style dataset: len(loader) is documented as an estimate")
+    """If the loader has __len__, len(loader) equals the number of batches in an epoch (also over a
+    sized iterable-style dataset, where torch's len(loader) undercounts with several workers)."""
     length = declared_length(ctx, "loader")
     record = first_epoch(ctx)
     if not record.ended:
         ctx.skip("the loader is infinite")
-    if length != record.count:
-        ctx.fail(
-            f"len(loader) == {length} but an epoch yielded {record.count} batches; expected them equal",
-            reproduce="len(loader) == sum(1 for _ in loader)",
+    if length == record.count:
+        return
+    why = ""
+    workers = getattr(ctx.obj, "num_workers", 0)
+    if _is_stream(ctx) and isinstance(workers, int) and workers > 1:
+        why = (
+            f" (the loader streams an iterable-style dataset with num_workers={workers}: each worker "
+            "ends its share on its own partial batch, but len(loader) is ceil(len(dataset) / "
+            "batch_size), pytorch#30599; OneCycleLR(total_steps=len(loader)) then raises. Shard the "
+            "stream in whole batches (worker k takes batches k, k + num_workers, ...), or batch inside "
+            "the dataset and load it with batch_size=None)"
         )
+    ctx.fail(
+        f"len(loader) == {length} but an epoch yielded {record.count} batches; expected them equal{why}",
+        reproduce="len(loader) == sum(1 for _ in loader)",
+    )
 
 
 def _is_size(value: object) -> TypeGuard[int]:
@@ -403,6 +415,137 @@ def batches_match_collate(ctx: Context) -> None:
                 "consecutive samples with its own collate_fn",
                 reproduce=f"list(loader)[{position}] == {what}",
             )
+
+
+def _torch_loader(ctx: Context) -> bool:
+    torch_data = sys.modules.get("torch.utils.data")
+    return torch_data is not None and isinstance(ctx.obj, torch_data.DataLoader)
+
+
+def _collate_input(ctx: Context) -> tuple[str, Any] | None:
+    """What the loader hands its collate_fn for its first batch, computed from a map-style dataset
+    (``[loader.dataset[0], loader.dataset[1]]``, or ``loader.dataset[0]`` without batching), with how
+    it is shown; None when it cannot be told (a stream, an empty or failing dataset)."""
+    loader = ctx.obj
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or _is_stream(ctx):
+        return None
+    length = _sized_len(ctx, dataset, "loader.dataset")
+    if not length:
+        return None
+    batched = getattr(loader, "batch_sampler", None) is not None
+    samples = []
+    for index in range(min(length, 2) if batched else 1):
+        sample = ctx.attempt(f"loader.dataset[{index}]", operator.getitem, dataset, index)
+        if isinstance(sample, Exception):
+            return None
+        samples.append(sample)
+    if not batched:
+        return "loader.dataset[0]", samples[0]
+    return "[" + ", ".join(f"loader.dataset[{i}]" for i in range(len(samples))) + "]", samples
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of ``value`` for one call (a collate_fn may change its input), or ``value`` itself
+    when it cannot be copied."""
+    copied, error = try_deepcopy(value, "copy.deepcopy(<the samples>)")
+    return value if error is not None else copied
+
+
+@register_check(
+    "loader.worker_functions_pickle", protocol=Loader, severity="required", needs=("torch",), requires=(ITER,)
+)
+def worker_functions_pickle(ctx: Context) -> None:
+    """With worker processes not explicitly forked, loader.collate_fn and loader.worker_init_fn pickle,
+    and the unpickled collate_fn collates as the original."""
+    loader = ctx.obj
+    if not _torch_loader(ctx):
+        ctx.skip("not a torch.utils.data.DataLoader: how it starts worker processes is unknown")
+    num_workers = getattr(loader, "num_workers", 0)
+    if not isinstance(num_workers, int) or num_workers <= 0:
+        ctx.skip("the loader has no worker processes (num_workers=0): nothing is pickled")
+    context = getattr(loader, "multiprocessing_context", None)
+    if context is not None:
+        method = ctx.attempt("loader.multiprocessing_context.get_start_method()", context.get_start_method)
+        if method == "fork":
+            ctx.skip(
+                "multiprocessing_context='fork': forked workers inherit the functions, nothing is pickled"
+            )
+    received = "a worker process started with spawn or forkserver receives it pickled"
+    spawn = (
+        f"{received} (the default start method on macOS, on Windows and on Linux from Python 3.14, "
+        "which DataLoader follows unless given multiprocessing_context='fork'): define it at module "
+        "level (a lambda or a function defined inside another cannot be pickled), or use "
+        "functools.partial of a module-level function"
+    )
+    clones: dict[str, Any] = {}
+    for name in ("collate_fn", "worker_init_fn"):
+        fn = getattr(loader, name, None)
+        if fn is None:
+            continue
+        clone, problem = round_trip(ctx, fn, f"loader.{name}")
+        if problem is not None:
+            why, reproduce = problem
+            ctx.fail(
+                f"{why}; expected loader.{name} to pickle, since with num_workers={num_workers} {spawn}",
+                reproduce=reproduce,
+            )
+        clones[name] = clone
+    if "collate_fn" not in clones:
+        return
+    if not ctx.options.deterministic:
+        ctx.note("deterministic=False: the unpickled collate_fn's output was not compared")
+        return
+    given = _collate_input(ctx)
+    if given is None:
+        ctx.note("no samples of the dataset to collate (a stream): the unpickled collate_fn was not called")
+        return
+    shown, samples = given
+    expected = ctx.call(f"loader.collate_fn({shown})", loader.collate_fn, _copied(samples))
+    clone_call = f"pickle.loads(pickle.dumps(loader.collate_fn))({shown})"
+    restored = ctx.call(clone_call, clones["collate_fn"], _copied(samples))
+    found = difference(restored, expected)
+    if found:
+        ctx.fail(
+            f"{clone_call} differs from loader.collate_fn({shown}) ({found}); expected the same batch "
+            f"(with num_workers={num_workers}, {received}: its __reduce__ or __getstate__ "
+            "must keep what it collates with)",
+            reproduce=f"{clone_call} == loader.collate_fn({shown})",
+        )
+
+
+@register_check(
+    "loader.pin_memory_returns_batch",
+    protocol=Loader,
+    severity="required",
+    needs=("torch",),
+    requires=(ENDS,),
+)
+def pin_memory_returns_batch(ctx: Context) -> None:
+    """With pin_memory=True, a batch of a custom type with a pin_memory() method gets the pinned batch
+    back from it: the same type, equal values, not None."""
+    if getattr(ctx.obj, "pin_memory", None) is not True:
+        ctx.skip("the loader does not pin memory (pin_memory is not True)")
+    batches: list[tuple[str, Any]]
+    if _torch_loader(ctx) and accelerator_available():
+        # torch pinned the epoch's batches already: pin what collate_fn makes of the first samples.
+        given = _collate_input(ctx)
+        collate_fn = getattr(ctx.obj, "collate_fn", None)
+        if given is None or collate_fn is None:
+            ctx.skip("torch pinned the batches already, and there are no dataset samples to collate anew")
+        shown, samples = given
+        what = f"loader.collate_fn({shown})"
+        batches = [(what, ctx.call(what, collate_fn, _copied(samples)))]
+    else:
+        # Without an accelerator torch does not pin (DataLoader warns and skips it): the batches are
+        # as collate_fn made them.
+        batches = [(f"list(loader)[{k}]", batch) for k, batch in enumerate(first_epoch(ctx).prefix[:3])]
+    for shown, batch in batches:
+        problem = pin_problem(ctx, batch, shown)
+        if problem is not None:
+            ctx.fail(problem[0], reproduce=problem[1])
+    if not accelerator_available():
+        ctx.note("no accelerator: Tensor.pin_memory was stood in for by Tensor.clone during the calls")
 
 
 # -- loaders under a real process group (SPEC.md, "Distributed data") ----------------------------------

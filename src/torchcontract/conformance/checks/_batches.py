@@ -1,0 +1,150 @@
+"""The mechanism shared by the Loader and CollateFn clauses on what happens to a batch on its way to
+the training loop: the functions a worker process receives pickled (``collate_fn``,
+``worker_init_fn``), and ``pin_memory`` of custom batch types.
+
+The clauses themselves are in their protocol's module (``loader.py``, ``collate_fn.py``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from unittest import mock
+
+from torchcontract.conformance._engine import Context
+from torchcontract.conformance._values import describe, difference, is_tensor, tensor_module
+
+# The walk of a batch for custom types stops after this many nodes, and this deep (cycles).
+MAX_NODES = 10_000
+MAX_DEPTH = 32
+
+
+def round_trip(ctx: Context, fn: Any, name: str) -> tuple[Any, tuple[str, str] | None]:
+    """``pickle.loads(pickle.dumps(fn))`` and None, or None and (why not, the reproducer)."""
+    reproduce = f"pickle.loads(pickle.dumps({name}))"
+    blob = ctx.attempt(f"pickle.dumps({name})", pickle.dumps, fn, protocol=pickle.HIGHEST_PROTOCOL)
+    if isinstance(blob, Exception):
+        return None, (f"pickle.dumps({name}) raised {type(blob).__name__}: {blob}", reproduce)
+    clone = ctx.attempt(f"pickle.loads(pickle.dumps({name}))", pickle.loads, blob)
+    if isinstance(clone, Exception):
+        return None, (f"pickle.loads(pickle.dumps({name})) raised {type(clone).__name__}: {clone}", reproduce)
+    return clone, None
+
+
+def accelerator_available() -> bool:
+    """Whether torch has an accelerator to pin memory for (``torch.accelerator.is_available()``, as
+    ``DataLoader`` asks: ``_BaseDataLoaderIter.__init__``); False without torch."""
+    torch = tensor_module()
+    if torch is None:
+        return False
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and callable(getattr(accelerator, "is_available", None)):
+        return bool(accelerator.is_available())
+    return bool(torch.cuda.is_available())
+
+
+@contextmanager
+def pinning_without_accelerator() -> Iterator[None]:
+    """Within the block, ``Tensor.pin_memory()`` returns ``tensor.clone()`` when no accelerator is
+    available, so that a batch's own ``pin_memory()`` runs on any machine.
+
+    Why this is safe: without an accelerator the real ``Tensor.pin_memory()`` raises (there is no
+    device to pin for), so no working code in this process relies on it while we patch it; ``clone``
+    returns what pinning returns (a new CPU tensor with the same values, dtype and shape) except for
+    where its memory lives, which no clause looks at. The patch is ``mock.patch.object`` on
+    ``torch.Tensor`` (the C method is inherited from ``TensorBase``, so leaving the block deletes the
+    attribute again), and only wraps our own call of the batch's ``pin_memory()``. With an
+    accelerator nothing is patched: the tensors are really pinned."""
+    torch = tensor_module()
+    if torch is None or accelerator_available():
+        yield
+        return
+
+    def clone(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.clone()
+
+    with mock.patch.object(torch.Tensor, "pin_memory", clone):
+        yield
+
+
+def _own_pin_memory(node: Any) -> bool:
+    """Whether ``torch.utils.data._utils.pin_memory.pin_memory`` would call ``node.pin_memory()`` as
+    the batch (not a tensor, but has the attribute). Looked up statically, so that no code of the
+    batch runs outside ``ctx.call``."""
+    if is_tensor(node):
+        return False
+    try:
+        return inspect.getattr_static(node, "pin_memory", None) is not None
+    except Exception:
+        return False
+
+
+def custom_pinned_nodes(batch: Any, shown: str) -> list[tuple[str, Any]]:
+    """The parts of ``batch`` whose own ``pin_memory()`` torch calls, with their paths, walked as
+    ``_utils/pin_memory.py::pin_memory`` walks a batch (it stops at a tensor, a string and at a node
+    with ``pin_memory``; it enters mappings and sequences). Only Python's own dicts, lists and tuples
+    (namedtuples too) are entered: iterating another container would run its code outside ``ctx.call``."""
+    found: list[tuple[str, Any]] = []
+    stack: list[tuple[str, Any, int]] = [(shown, batch, 0)]
+    visited = 0
+    while stack and visited < MAX_NODES:
+        path, node, depth = stack.pop()
+        visited += 1
+        if _own_pin_memory(node):
+            found.append((path, node))
+            continue
+        if depth >= MAX_DEPTH or isinstance(node, (str, bytes)) or is_tensor(node):
+            continue
+        children: list[tuple[str, Any]] = []
+        if isinstance(node, dict):
+            children = [(f"{path}[{key!r}]", value) for key, value in dict.items(node)]
+        elif isinstance(node, (list, tuple)):
+            items = list.__iter__(node) if isinstance(node, list) else tuple.__iter__(node)
+            children = [(f"{path}[{index}]", value) for index, value in enumerate(items)]
+        stack.extend((child_path, child, depth + 1) for child_path, child in reversed(children))
+    return found
+
+
+def pin_problem(ctx: Context, batch: Any, shown: str) -> tuple[str, str] | None:
+    """Why pinning ``batch`` (shown as ``shown``) as DataLoader does loses it: a part whose own
+    ``pin_memory()`` returns None, another type, or other values; with the reproducer. None when
+    every such part returns the pinned batch (or there is none)."""
+    for path, node in custom_pinned_nodes(batch, shown):
+        what = f"{path}.pin_memory()"
+        with pinning_without_accelerator():
+            pinned = ctx.call(what, lambda node=node: node.pin_memory())
+        kind = type(node).__qualname__
+        place = "as the batch" if path == shown else f"in place of {path} in every batch"
+        consequence = (
+            f"torch's DataLoader(pin_memory=True) hands the training loop what it returns {place} "
+            "(utils/data/_utils/pin_memory.py, pin_memory: return data.pin_memory())"
+        )
+        if pinned is None:
+            return (
+                (
+                    f"{what} returned None; expected the pinned {kind} (a method that pins its tensors "
+                    f"in place must still return self): {consequence}, so the loop gets None"
+                ),
+                f"{what} is not None",
+            )
+        if not isinstance(pinned, type(node)):
+            return (
+                (
+                    f"{what} returned {describe(pinned)}; expected a {kind} with its tensors pinned: "
+                    f"{consequence}, so the loop gets a {type(pinned).__qualname__}"
+                ),
+                f"type({what})",
+            )
+        found = difference(node, pinned)
+        if found:
+            return (
+                (
+                    f"{what} differs from {path} ({found}); expected the same {kind} with its tensors "
+                    f"pinned (equal values): {consequence}"
+                ),
+                f"{what} == {path}",
+            )
+    return None

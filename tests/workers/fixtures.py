@@ -257,3 +257,65 @@ def duplicating_eval_loader(rank: int, world_size: int) -> data.DataLoader[Any]:
     """As eval_loader, but rank 0 also loads sample 1, which rank 1 has: it counts twice in a metric."""
     indices = list(range(rank, len(TENSORS), world_size)) + ([1] if rank == 0 and world_size > 1 else [])
     return data.DataLoader(TENSORS, batch_size=1, sampler=indices)
+
+
+# ----------------------------------------------------------------------------------------------------
+# per-epoch state and persistent workers
+
+
+class EpochInAttribute(Squares):
+    """Samples shift with the epoch, which set_epoch stores in a plain attribute: persistent workers
+    keep the value they were started with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> int:
+        return super().__getitem__(index) + 1000 * self.epoch
+
+
+class EpochInSharedMemory(Squares):
+    """The same, with the epoch in a shared-memory tensor: forked (and spawned) workers see it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch.fill_(epoch)
+
+    def __getitem__(self, index: int) -> int:
+        return super().__getitem__(index) + 1000 * int(self.epoch)
+
+
+class StreamEpochInAttribute(ShardedRange):
+    """A sharded stream whose items shift with the epoch, kept in a plain attribute."""
+
+    def __init__(self, length: int = 12) -> None:
+        super().__init__(length)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return (item + 1000 * self.epoch for item in super().__iter__())
+
+
+class StreamEpochInSharedMemory(ShardedRange):
+    """The same, with the epoch in a shared-memory tensor."""
+
+    def __init__(self, length: int = 12) -> None:
+        super().__init__(length)
+        self.epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch.fill_(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        shift = 1000 * int(self.epoch)
+        return (item + shift for item in super().__iter__())

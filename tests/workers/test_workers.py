@@ -21,6 +21,8 @@ WORKER_CHECKS = {
     "map_dataset.workers_draw_independent_randomness",
     "map_dataset.worker_errors_keep_their_type",
     "map_dataset.spawn_workers_yield_same_samples",
+    "map_dataset.set_epoch_reaches_persistent_workers",
+    "iterable_dataset.set_epoch_reaches_persistent_workers",
 }
 
 
@@ -44,6 +46,8 @@ def test_the_error_message_explains_the_rebuilt_exception() -> None:
         (fixtures.NoisyFromWorkerSeed(), MapDataset, {"deterministic": False}),
         (fixtures.NoisyFromGlobalNumpy(), MapDataset, {"deterministic": False}),
         (fixtures.Squares(), MapDataset, {}),
+        (fixtures.EpochInSharedMemory(), MapDataset, {}),
+        (fixtures.StreamEpochInSharedMemory(), IterableDataset, {}),
     ],
     ids=lambda value: type(value).__name__ if not isinstance(value, (dict, type)) else None,
 )

@@ -85,6 +85,69 @@ def drain(ctx: Context, loader: Any, what: str, limit: int) -> list[Any]:
     return items
 
 
+def persistent_epochs(
+    ctx: Context, dataset: Any, what: str, *, epochs: int, sampler: Any = None, limit: int
+) -> list[list[Any]]:
+    """The items of ``epochs`` consecutive epochs of one ``DataLoader(dataset,
+    persistent_workers=True)`` with two workers, ``dataset.set_epoch(e)`` called in this process
+    before epoch ``e`` (as training loops call it); each epoch is read to its end (up to ``limit``
+    items), so that the next ``iter()`` resumes the same workers. They are shut down at the end."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=sampler,
+        num_workers=2,
+        persistent_workers=True,
+        collate_fn=identity,
+        timeout=ctx.time_budget_s,
+        multiprocessing_context=fork_context(),
+    )
+    read: list[list[Any]] = []
+    iterator = None
+    try:
+        for epoch in range(epochs):
+            ctx.call(f"ds.set_epoch({epoch})", dataset.set_epoch, epoch)
+            iterator = ctx.call_starting_processes(f"iter({what}) (epoch {epoch})", iter, loader)
+            items: list[Any] = []
+            while len(items) < limit and not ctx.out_of_time():
+                item = next_item(ctx, iterator, f"next(iter({what})) (epoch {epoch}, item {len(items)})")
+                if item is END:
+                    break
+                items.append(item)
+            read.append(items)
+    finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+    return read
+
+
+def _same_items(first: list[Any], second: list[Any]) -> bool:
+    return len(first) == len(second) and all(
+        difference(a, b) is None for a, b in zip(first, second, strict=True)
+    )
+
+
+def stale_epoch_problem(
+    epoch_items: list[Any], stale_items: list[Any], got: list[Any], what: str
+) -> str | None:
+    """Why ``got`` (what persistent workers gave after ``set_epoch(1)``) is not ``epoch_items`` (what
+    this process gives after it), naming the stale epoch when ``got`` is epoch 0's; None if equal."""
+    if _same_items(got, epoch_items):
+        return None
+    stale = _same_items(got, stale_items)
+    seen = "the items of epoch 0 again" if stale else "items that differ from both epochs"
+    return (
+        f"after ds.set_epoch(1), {what} yielded {seen}, while in this process ds gives other items in "
+        "epoch 1; expected the workers to see the epoch: persistent workers keep the copy of the dataset "
+        "they were started with, so an epoch stored in a plain attribute by set_epoch never reaches them "
+        "(pytorch#97326; HF datasets#6673). Keep it in shared memory (a tensor made with .share_memory_(), "
+        "a multiprocessing.Value), derive it from the sampler, or load without persistent_workers"
+    )
+
+
 def require_torch_stream(ctx: Context) -> None:
     """Skip unless the dataset is one that torch's DataLoader streams."""
     from torch.utils.data import IterableDataset as TorchIterableDataset

@@ -34,6 +34,7 @@ from torchcontract.conformance.checks._workers import (
     epochs_of,
     in_fresh_interpreter,
     pairs_of,
+    persistent_epochs,
     randomness_problem,
     require_torch_stream,
     unpickled,
@@ -45,6 +46,7 @@ ITER = "iterable_dataset.iter_returns_iterator"
 ENDS = "iterable_dataset.iteration_ends"
 NEW_PASS = "iterable_dataset.new_iter_starts_new_pass"
 CROSSES = "iterable_dataset.items_cross_process_boundary"
+WORKERS_ONCE = "iterable_dataset.workers_yield_each_item_once"
 
 
 def first_pass(ctx: Context) -> Pass:
@@ -244,7 +246,7 @@ def items_cross_process_boundary(ctx: Context) -> None:
 
 
 @register_check(
-    "iterable_dataset.workers_yield_each_item_once",
+    WORKERS_ONCE,
     protocol=IterableDataset,
     severity="required",
     needs=("torch", "workers"),
@@ -374,3 +376,48 @@ def spawn_workers_yield_same_items(ctx: Context) -> None:
                 f"({found}); expected the same items",
                 reproduce=f"list({what})[{position}]",
             )
+
+
+@register_check(
+    "iterable_dataset.set_epoch_reaches_persistent_workers",
+    protocol=IterableDataset,
+    severity="recommended",
+    needs=("torch", "workers"),
+    requires=(WORKERS_ONCE,),
+)
+@preserving(data=True)
+def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
+    """A stream with set_epoch yields the items of the epoch set in this process also through a
+    DataLoader's persistent workers (compared in any order: the workers interleave)."""
+    if not callable(getattr(ctx.obj, "set_epoch", None)):
+        ctx.skip("ds has no set_epoch method")
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False: the items of two epochs cannot be compared")
+    require_torch_stream(ctx)
+    limit = ctx.options.max_items
+    # On the dataset itself (restored afterwards): a copy would lose the shared memory a correct
+    # dataset keeps its epoch in.
+    by_epoch: list[list[Any]] = []
+    for epoch in (0, 1):
+        ctx.call(f"ds.set_epoch({epoch})", ctx.obj.set_epoch, epoch)
+        record = record_pass(ctx, ctx.call("iter(ds)", iter, ctx.obj), "it", limit=limit + 1, keep=limit + 1)
+        if record.count > limit:
+            ctx.skip(f"a pass of ds is longer than max_items={limit}: two whole epochs cannot be compared")
+        by_epoch.append(record.prefix)
+    counted = [Counter(map(fingerprint, items)) for items in by_epoch]
+    if counted[0] == counted[1]:
+        ctx.skip("a pass of ds yields the same items after set_epoch(0) and set_epoch(1)")
+    what = "DataLoader(ds, num_workers=2, persistent_workers=True)"
+    _, got = persistent_epochs(ctx, ctx.obj, what, epochs=2, limit=2 * limit + 1)
+    if Counter(map(fingerprint, got)) == counted[1]:
+        return
+    stale = Counter(map(fingerprint, got)) == counted[0]
+    seen = "the items of epoch 0 again" if stale else "items that differ from both epochs"
+    ctx.fail(
+        f"after ds.set_epoch(1), {what} yielded {seen}, while in this process a pass yields other items "
+        "in epoch 1; expected the workers to see the epoch: persistent workers keep the copy of the "
+        "dataset they were started with, so an epoch stored in a plain attribute by set_epoch never "
+        "reaches them (HF datasets#6673, pytorch#97326). Keep it in shared memory (a tensor made with "
+        ".share_memory_(), a multiprocessing.Value), or load without persistent_workers",
+        reproduce=f"sorted({what}) after ds.set_epoch(1), its workers started in epoch 0",
+    )

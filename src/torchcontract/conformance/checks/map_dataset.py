@@ -31,8 +31,10 @@ from torchcontract.conformance.checks._workers import (
     epochs_of,
     in_fresh_interpreter,
     pairs_of,
+    persistent_epochs,
     randomness_problem,
     require_map_style,
+    stale_epoch_problem,
     unpickled,
     worker_loader,
 )
@@ -633,3 +635,37 @@ def spawn_workers_yield_same_samples(ctx: Context) -> None:
                 "module: state set at run time in the main process is lost)",
                 reproduce=reproduce,
             )
+
+
+@register_check(
+    "map_dataset.set_epoch_reaches_persistent_workers",
+    protocol=MapDataset,
+    severity="recommended",
+    needs=("torch", "workers"),
+    requires=(DETERMINISTIC, CROSSES),
+)
+@preserving(data=True)
+def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
+    """A dataset with set_epoch gives the samples of the epoch set in this process also through a
+    DataLoader's persistent workers."""
+    if not callable(getattr(ctx.obj, "set_epoch", None)):
+        ctx.skip("ds has no set_epoch method")
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False: the samples of two epochs cannot be compared")
+    require_map_style(ctx)
+    indices = ctx.sample_indices(_length(ctx))[:8]
+    if not indices:
+        ctx.skip("ds is empty")
+    # On the dataset itself (restored afterwards): a copy would lose the shared memory a correct
+    # dataset keeps its epoch in.
+    by_epoch = []
+    for epoch in (0, 1):
+        ctx.call(f"ds.set_epoch({epoch})", ctx.obj.set_epoch, epoch)
+        by_epoch.append([_get(ctx, index) for index in indices])
+    if all(difference(a, b) is None for a, b in zip(*by_epoch, strict=True)):
+        ctx.skip(f"ds[i] for i in {indices} is the same after set_epoch(0) and set_epoch(1)")
+    what = f"DataLoader(ds, sampler={indices}, num_workers=2, persistent_workers=True)"
+    _, got = persistent_epochs(ctx, ctx.obj, what, epochs=2, sampler=indices, limit=len(indices) + 1)
+    problem = stale_epoch_problem(by_epoch[1], by_epoch[0], got, what)
+    if problem:
+        ctx.fail(problem, reproduce=f"list({what}) after ds.set_epoch(1), its workers started in epoch 0")

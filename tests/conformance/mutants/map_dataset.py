@@ -220,6 +220,13 @@ class SampleCarriesLambda(Points):
         return {"features": features, "label": label, "augment": lambda x: x}  # a per-sample transform
 
 
+class OffsetsInAList(Points):
+    def __init__(self) -> None:
+        super().__init__()
+        # The byte offset of every record of a large file, as a list of ints: a million objects.
+        self.offsets = list(range(1_100_000))
+
+
 def _mutant(name: str, violates: str, bug: str, factory: Any, **fields: Any) -> Mutant:
     return Mutant(name, MapDataset, f"map_dataset.{violates}", bug, factory, **fields)
 
@@ -282,6 +289,8 @@ MUTANTS = [
     _mutant("rejects_numpy_integer_index", "accepts_numpy_integer_index",
             "non-int indices are taken for a list of indices", RejectsNumpyIntegerIndex,
             message_contains=("ds[np.int64(9)] raised TypeError",)),
+    _mutant("offsets_in_a_list", "holds_few_python_objects", "a million record offsets in a list",
+            OffsetsInAList, message_contains=("more than 1,000,000 Python objects", "ds.offsets")),
     _mutant("sample_carries_lambda", "samples_cross_process_boundary", "each sample carries a lambda",
             SampleCarriesLambda,
             message_contains=("ds[0]['augment'] could not be pickled", "pytorch#142884")),

@@ -24,8 +24,11 @@ import copy
 import multiprocessing
 import pickle
 import sys
+import types
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from torchcontract.conformance import _fresh_interpreter as fresh
 from torchcontract.conformance._engine import Context
@@ -146,6 +149,60 @@ def stale_epoch_problem(
         "(pytorch#97326; HF datasets#6673). Keep it in shared memory (a tensor made with .share_memory_(), "
         "a multiprocessing.Value), derive it from the sampler, or load without persistent_workers"
     )
+
+
+# Above this many Python objects reachable from a dataset, forked workers copy a significant amount
+# of memory on read (a million small objects: some 50 MB per worker, growing through the epoch).
+MANY_OBJECTS = 1_000_000
+_ATOMS = (str, bytes, int, float, complex, bool, type(None))
+_NOT_DATA = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+
+def python_objects_held(ctx: Context, obj: Any, limit: int) -> tuple[int, str | None, bool]:
+    """(how many Python objects are reachable from ``obj``'s attributes, counted up to ``limit + 1``;
+    the attribute under which most were found; whether the walk ended before the time budget). The
+    walk reads instance ``__dict__``s, containers and object arrays, never calls the object's code,
+    and does not enter classes, modules or functions."""
+    roots = _attributes(obj)
+    seen: set[int] = {id(obj)}
+    count, biggest, biggest_count = 0, None, 0
+    for name, root in roots:
+        before = count
+        stack = [root]
+        while stack and count <= limit:
+            value = stack.pop()
+            if id(value) in seen or isinstance(value, _NOT_DATA):
+                continue
+            seen.add(id(value))
+            count += 1
+            if count % 65536 == 0 and ctx.out_of_time():
+                return count, biggest, False
+            if isinstance(value, _ATOMS):
+                continue
+            if isinstance(value, (list, tuple, set, frozenset)):
+                stack.extend(value)
+            elif isinstance(value, dict):
+                stack.extend(value.keys())
+                stack.extend(value.values())
+            elif isinstance(value, np.ndarray):
+                if value.dtype == object:
+                    stack.extend(value.ravel()[: limit + 1 - count].tolist())
+            elif not is_tensor(value):
+                stack.extend(attribute for _, attribute in _attributes(value))
+        if count - before > biggest_count:
+            biggest, biggest_count = name, count - before
+        if count > limit:
+            break
+    return count, biggest, True
+
+
+def _attributes(value: Any) -> list[tuple[str, Any]]:
+    """An object's instance attributes, read without running its code (no ``__getattr__``)."""
+    try:
+        attributes = object.__getattribute__(value, "__dict__")
+    except Exception:
+        return []
+    return list(attributes.items()) if isinstance(attributes, dict) else []
 
 
 def require_torch_stream(ctx: Context) -> None:

@@ -24,6 +24,7 @@ from torchcontract.conformance._values import compare, describe, difference, is_
 from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item
 from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks._workers import (
+    MANY_OBJECTS,
     PAIRS,
     SPAWNED,
     crossing_problem,
@@ -32,6 +33,7 @@ from torchcontract.conformance.checks._workers import (
     in_fresh_interpreter,
     pairs_of,
     persistent_epochs,
+    python_objects_held,
     randomness_problem,
     require_map_style,
     stale_epoch_problem,
@@ -669,3 +671,26 @@ def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
     problem = stale_epoch_problem(by_epoch[1], by_epoch[0], got, what)
     if problem:
         ctx.fail(problem, reproduce=f"list({what}) after ds.set_epoch(1), its workers started in epoch 0")
+
+
+@register_check(
+    "map_dataset.holds_few_python_objects", protocol=MapDataset, severity="recommended", requires=(LEN,)
+)
+def holds_few_python_objects(ctx: Context) -> None:
+    """The dataset keeps its per-sample data in few large buffers, not in a million Python objects
+    or more, which every forked worker copies as it reads them."""
+    require_map_style(ctx)
+    count, biggest, whole = python_objects_held(ctx, ctx.obj, MANY_OBJECTS)
+    if count > MANY_OBJECTS:
+        where = f", most under ds.{biggest}" if biggest else ""
+        ctx.fail(
+            f"ds holds more than {MANY_OBJECTS:,} Python objects (reached from its attributes{where}); "
+            "expected per-sample data in a few large buffers: a DataLoader worker forked from this "
+            "process shares the dataset's memory until it reads an object, and reading updates the "
+            "object's reference count, which copies its memory page into the worker, so each worker's "
+            "memory grows towards a full copy during an epoch (pytorch#13246). Keep such data in NumPy "
+            "arrays (np.array(paths) rather than a list of str), tensors or Arrow tables",
+            reproduce=f"len(ds.{biggest})" if biggest else "vars(ds)",
+        )
+    if not whole:
+        ctx.unverified(f"after counting {count:,} Python objects held by ds")

@@ -23,6 +23,7 @@ from torchcontract.protocols import (
     MapDataset,
     Module,
     Sampler,
+    Stateful,
 )
 
 __all__ = ["default_targets", "extract_mnist_sample", "reference_targets"]
@@ -87,6 +88,12 @@ def reference_targets() -> list[Target]:
             name="ref.default_collate",
             example_inputs=[train[i] for i in range(5)],
         ),
+        Target(
+            ref.DataLoader(train, batch_size=500, shuffle=True, seed=0),
+            Stateful,
+            name="ref.DataLoader(shuffle=True) (resumable)",
+        ),
+        Target(ref.RandomSampler(train, seed=0), Stateful, name="ref.RandomSampler (resumable)"),
         Target(ref.ReLU(), CallableModule, name="ref.ReLU", example_inputs=(images,)),
         Target(ref.Linear(784, 10, rng=rng), Module, name="ref.Linear", example_inputs=(images,)),
         Target(mlp, Module, name="ref.Sequential(MLP)", example_inputs=(images,)),

@@ -140,7 +140,12 @@ def stale_epoch_problem(
     this process gives after it), naming the stale epoch when ``got`` is epoch 0's; None if equal."""
     if _same_items(got, epoch_items):
         return None
-    stale = _same_items(got, stale_items)
+    return stale_epoch_message(what, stale=_same_items(got, stale_items))
+
+
+def stale_epoch_message(what: str, *, stale: bool) -> str:
+    """The failure of the persistent-worker clauses: after ``set_epoch(1)``, ``what`` yielded epoch
+    0's items again (``stale``) or items of neither epoch."""
     seen = "the items of epoch 0 again" if stale else "items that differ from both epochs"
     return (
         f"after ds.set_epoch(1), {what} yielded {seen}, while in this process ds gives other items in "

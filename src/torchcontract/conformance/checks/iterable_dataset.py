@@ -37,6 +37,7 @@ from torchcontract.conformance.checks._workers import (
     persistent_epochs,
     randomness_problem,
     require_torch_stream,
+    stale_epoch_message,
     unpickled,
     worker_loader,
 )
@@ -411,13 +412,7 @@ def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
     _, got = persistent_epochs(ctx, ctx.obj, what, epochs=2, limit=2 * limit + 1)
     if Counter(map(fingerprint, got)) == counted[1]:
         return
-    stale = Counter(map(fingerprint, got)) == counted[0]
-    seen = "the items of epoch 0 again" if stale else "items that differ from both epochs"
     ctx.fail(
-        f"after ds.set_epoch(1), {what} yielded {seen}, while in this process a pass yields other items "
-        "in epoch 1; expected the workers to see the epoch: persistent workers keep the copy of the "
-        "dataset they were started with, so an epoch stored in a plain attribute by set_epoch never "
-        "reaches them (HF datasets#6673, pytorch#97326). Keep it in shared memory (a tensor made with "
-        ".share_memory_(), a multiprocessing.Value), or load without persistent_workers",
+        stale_epoch_message(what, stale=Counter(map(fingerprint, got)) == counted[0]),
         reproduce=f"sorted({what}) after ds.set_epoch(1), its workers started in epoch 0",
     )

@@ -26,7 +26,7 @@ from torchcontract.conformance._arguments import (
     validate_device,
     validate_time_budget,
 )
-from torchcontract.conformance._registry import CHECKS, PROTOCOLS, Check, checks_for
+from torchcontract.conformance._registry import CHECKS, PROTOCOLS, Check, checks_for, current_id
 from torchcontract.conformance._results import CheckResult, Report, Status
 from torchcontract.conformance._values import describe, tensor_module
 from torchcontract.protocols import CallableModule, CollateFn, Module
@@ -449,7 +449,8 @@ def _validate_expected_failures(expected: Mapping[str, str] | None) -> dict[str,
     for check_id, reason in items:
         _non_empty_str(check_id, "each expected_failures key (a check id)")
         _non_empty_str(reason, f"expected_failures[{check_id!r}] (the reason it fails)")
-    return dict(expected)
+    # A renamed check's old id still applies, with a warning (SPEC.md, "Stable ids").
+    return {current_id(check_id): reason for check_id, reason in expected.items()}
 
 
 def _validate_run_arguments(device: object, time_budget_s: object) -> None:

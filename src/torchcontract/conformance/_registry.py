@@ -16,10 +16,12 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKS",
     "PROTOCOLS",
+    "RENAMED",
     "Check",
     "Need",
     "Severity",
     "checks_for",
+    "current_id",
     "protocol_by_name",
     "protocol_id",
     "register_check",
@@ -83,6 +85,29 @@ class Check:
 
 _REGISTRY: dict[str, Check] = {}
 _BUILTIN_LOADED = False
+# Renamed checks (SPEC.md, "Stable ids"): old id -> (new id, the version that renamed it). An old id
+# still names its check for one minor release, with a warning; none has been renamed yet.
+_RENAMED: dict[str, tuple[str, str]] = {}
+RENAMED: Mapping[str, tuple[str, str]] = MappingProxyType(_RENAMED)
+
+
+def current_id(check_id: str) -> str:
+    """``check_id``, or the id of the check it was renamed to, with a warning naming both."""
+    renamed = _RENAMED.get(check_id)
+    if renamed is None:
+        return check_id
+    new_id, version = renamed
+    import warnings
+
+    from torchcontract.conformance._engine import ConformanceWarning
+
+    warnings.warn(
+        f"check id {check_id!r} was renamed {new_id!r} in torchcontract {version}; the old id works for "
+        "this minor release only: use the new one",
+        ConformanceWarning,
+        stacklevel=3,
+    )
+    return new_id
 
 
 def _load_builtin_checks() -> None:

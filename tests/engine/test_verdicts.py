@@ -259,3 +259,35 @@ def test_the_plugin_fails_the_unverified_required_checks_after_a_hang(pytester: 
         ["*could not be verified:", "*hung in map_dataset.accepts_numpy_integer_index*"]
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_correct_dataset_passes_a_small_budget_in_a_fresh_process(tmp_path: Path) -> None:
+    # torch's first import (seconds, in the clauses that need it) and the fresh interpreter's start
+    # are torchcontract's costs: a correct object passes however small its budget.
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from torchcontract.conformance import check
+        from torchcontract.protocols import MapDataset
+
+        class Points:
+            def __len__(self):
+                return 10
+
+            def __getitem__(self, index):
+                if not -10 <= index < 10:
+                    raise IndexError(index)
+                return np.full(3, index % 10, dtype=np.float32), index % 2
+
+        if __name__ == "__main__":
+            report = check(Points(), MapDataset, time_budget_s=1)
+            print(report)
+            raise SystemExit(0 if report.passed else 1)
+        """
+    )
+    (tmp_path / "small_budget.py").write_text(script, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "small_budget.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "internal error" not in done.stdout

@@ -716,8 +716,12 @@ WORLD_SIZE_OFF = (
 
 
 def _missing_needs(spec: Check, session: _Session) -> str | None:
-    if {"torch", "workers", "distributed"} & spec.needs and importlib.util.find_spec("torch") is None:
-        return "needs torch, which is not installed (pip install 'torchcontract[torch]')"
+    if {"torch", "workers", "distributed"} & spec.needs:
+        if importlib.util.find_spec("torch") is None:
+            return "needs torch, which is not installed (pip install 'torchcontract[torch]')"
+        # Imported here, before the check's time budget starts: torch's first import (seconds) is
+        # torchcontract's cost, never the object's (nor a hang of the check).
+        import torch.utils.data  # noqa: F401
     if "distributed" in spec.needs:
         import torch.distributed
 

@@ -331,6 +331,9 @@ def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it ends us when it exits
     if len(sys.argv) > 3 and sys.argv[3] == "torch":
         import torch  # noqa: F401  (once, so that each child starts in milliseconds)
+    # A main script re-run as __mp_main__ usually imports torchcontract itself (check() at its top
+    # level, under a guard): loaded here, that import is not charged to the object's time budget.
+    import torchcontract.conformance.checks  # noqa: F401
     _send(conn, ("ready", os.getpid()))
     forking = hasattr(os, "fork")
     while True:

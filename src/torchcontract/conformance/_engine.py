@@ -721,7 +721,7 @@ def _missing_needs(spec: Check, session: _Session) -> str | None:
             return "needs torch, which is not installed (pip install 'torchcontract[torch]')"
         # Imported here, before the check's time budget starts: torch's first import (seconds) is
         # torchcontract's cost, never the object's (nor a hang of the check).
-        import torch.utils.data  # noqa: F401
+        import torch.utils.data
     if "distributed" in spec.needs:
         import torch.distributed
 

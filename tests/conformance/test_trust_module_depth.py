@@ -103,10 +103,13 @@ def test_severities_follow_the_convention() -> None:
 
 
 def test_declared_unused_parameters_pass_with_a_note() -> None:
-    report = check(_seeded(AuxiliaryHeadNeverUsed), Module, example_inputs=_inputs(4, 3), unused_parameters=True)
+    report = check(
+        _seeded(AuxiliaryHeadNeverUsed), Module, example_inputs=_inputs(4, 3), unused_parameters=True
+    )
     result = _result(report, BACKWARD)
     assert result.status == "passed", report
-    assert "aux_head.weight" in result.message and "unused_parameters=True" in result.message, result
+    assert "aux_head.weight" in result.message, result
+    assert "unused_parameters=True" in result.message, result
 
 
 def test_unused_parameters_must_be_a_bool() -> None:
@@ -121,11 +124,13 @@ def test_a_frozen_unused_parameter_is_fine() -> None:
 
 def test_an_output_without_floating_point_tensors_is_skipped() -> None:
     result = _result(check(_seeded(Classifier), Module, example_inputs=_inputs(4, 3)), BACKWARD)
-    assert result.status == "skipped" and "no floating-point tensor" in result.message, result
+    assert result.status == "skipped", result
+    assert "no floating-point tensor" in result.message, result
 
 
 def test_a_forward_under_no_grad_names_every_parameter() -> None:
-    result = _result(check(_seeded(lambda: NoGradForward(3, 2)), Module, example_inputs=_inputs(4, 3)), BACKWARD)
+    report = check(_seeded(lambda: NoGradForward(3, 2)), Module, example_inputs=_inputs(4, 3))
+    result = _result(report, BACKWARD)
     assert result.status == "failed", result
     assert "'weight', 'bias' (2 of 2 trainable parameters)" in result.message
 
@@ -135,7 +140,8 @@ def test_inputs_that_cannot_train_skip_rather_than_fail() -> None:
     report = check(_seeded(lambda: nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))), Module,
                    example_inputs=_inputs(1, 3))  # fmt: skip
     result = _result(report, BACKWARD)
-    assert result.status == "skipped" and "train mode" in result.message, result
+    assert result.status == "skipped", result
+    assert "train mode" in result.message, result
     assert report.passed, report
 
 
@@ -174,7 +180,8 @@ def test_a_module_without_float32_state_skips_to_dtype() -> None:
 
 def test_inputs_that_cannot_be_non_contiguous_skip() -> None:
     result = _result(check(nn.ReLU(), CallableModule, example_inputs=(torch.tensor(1.0),)), NON_CONTIGUOUS)
-    assert result.status == "skipped" and "non-contiguous" in result.message, result
+    assert result.status == "skipped", result
+    assert "non-contiguous" in result.message, result
 
 
 def test_keyword_tensors_are_made_non_contiguous_too() -> None:

@@ -182,7 +182,6 @@ class CallSkipsHooks(nn.Linear):
         return self.forward(*args, **kwargs)  # "faster": skips _call_impl, so no hook ever runs
 
 
-
 class AuxiliaryHeadNeverUsed(nn.Module):
     """An auxiliary head registered in __init__ and never called: DDP's next iteration raises."""
 

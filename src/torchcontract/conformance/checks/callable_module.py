@@ -336,7 +336,7 @@ def _non_contiguous(value: Any, made: list[str], path: str = "inputs") -> Any:
         except Exception:  # an odd tensor (a subclass without these ops): left contiguous
             return value
     if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-        return type(value)(*(_non_contiguous(v, made, f"{path}.{f}") for f, v in zip(value._fields, value)))
+        return type(value)(*(_non_contiguous(v, made, f"{path}[{i}]") for i, v in enumerate(value)))
     if isinstance(value, (tuple, list)):
         return type(value)(_non_contiguous(v, made, f"{path}[{i}]") for i, v in enumerate(value))
     if isinstance(value, dict):

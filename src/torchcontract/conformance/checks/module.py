@@ -917,9 +917,9 @@ def to_dtype(ctx: Context) -> None:
             "float32 tensor that .to() does not convert breaks .double() and .half() alike)",
             reproduce=reproduce,
         )
-    kept = [
+    kept = [  # leaf by leaf in order: a structure that differs is compared below
         (path, leaf.dtype)
-        for (path, leaf), (_, was) in zip(_float_leaves(output), _float_leaves(expected_output))
+        for (path, leaf), (_, was) in zip(_float_leaves(output), _float_leaves(expected_output), strict=False)
         if was.dtype == torch.float32 and leaf.dtype != double
     ]
     if kept:

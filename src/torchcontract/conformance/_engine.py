@@ -137,6 +137,10 @@ class Options:
         keys, packs samples into one row): only the clauses that hold for any collate function apply.
     factory: a zero-argument callable that builds a fresh, differently initialised instance of a
         module; ``module.state_dict_round_trip`` loads the state dict into it.
+    unused_parameters: a module with parameters that a forward pass does not use by design (a branch
+        switched off, a head used only in some steps; DistributedDataParallel's
+        ``find_unused_parameters=True``): ``module.backward_reaches_parameters`` notes them instead
+        of failing.
     parity_tolerance: ``(rtol, atol)`` for ``module.device_parity``, for every floating-point dtype
         (default: ``torch.testing.assert_close``'s defaults for each dtype).
     collate_fn: the collate function a dataset is loaded with (default: torch's ``default_collate``),
@@ -164,6 +168,7 @@ class Options:
     transforms_samples: bool = False
     error_index: int | None = None
     factory: Callable[[], Any] | None = None
+    unused_parameters: bool = False
     parity_tolerance: tuple[float, float] | None = None
     collate_fn: Callable[[list[Any]], Any] | None = None
 

@@ -182,6 +182,31 @@ class CallSkipsHooks(nn.Linear):
         return self.forward(*args, **kwargs)  # "faster": skips _call_impl, so no hook ever runs
 
 
+class AuxiliaryHeadNeverUsed(nn.Module):
+    """An auxiliary head registered in __init__ and never called: DDP's next iteration raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.aux_head = nn.Linear(3, 4), nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # the auxiliary loss was removed, the head was not
+
+
+class CastsInputToFloat(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float())  # "safe under AMP": breaks m.double()
+
+
+def _flattening_head() -> nn.Module:
+    return FlattenWithView(6, 2)
+
+
+class FlattenWithView(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.view(x.shape[0], -1))  # .view, not .reshape: needs contiguous input
+
+
 # -- data ---------------------------------------------------------------------------------------------
 
 
@@ -456,4 +481,17 @@ MUTANTS = [
     _mutant(protocols.CallableModule, "torch_call_skips_hooks", "callable_module.call_runs_forward_once",
             "__call__ runs self.forward directly", _seeded(lambda: CallSkipsHooks(3, 2)),
             kwargs=_MODULE_INPUTS, message_contains=("forward pre-hook", "0 times")),
+    # -- "Module contracts in depth" (SPEC.md, Module and CallableModule)
+    _mutant(protocols.Module, "torch_parameter_never_used", "module.backward_reaches_parameters",
+            "an auxiliary head registered but never called in forward", _seeded(AuxiliaryHeadNeverUsed),
+            kwargs=_MODULE_INPUTS,
+            message_contains=("'aux_head.weight', 'aux_head.bias' (2 of 4", "find_unused_parameters")),
+    _mutant(protocols.Module, "torch_forward_casts_to_float", "module.to_dtype",
+            "forward casts its input with x.float()", _seeded(lambda: CastsInputToFloat(3, 2)),
+            kwargs=_MODULE_INPUTS, message_contains=("in float64) raised RuntimeError", "x.float()")),
+    _mutant(protocols.CallableModule, "torch_view_needs_contiguous_input",
+            "callable_module.accepts_non_contiguous_inputs", "forward flattens with .view()",
+            _seeded(_flattening_head),
+            kwargs={"example_inputs": (torch.linspace(-1.0, 1.0, 24).reshape(4, 3, 2),)},
+            message_contains=("inputs[0] non-contiguous raised RuntimeError", ".reshape()")),
 ]  # fmt: skip

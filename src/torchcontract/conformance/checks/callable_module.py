@@ -25,6 +25,7 @@ from torchcontract.conformance._values import (
     describe_structure,
     difference,
     structure,
+    tensor_module,
 )
 from torchcontract.conformance.checks._common import try_deepcopy
 from torchcontract.conformance.checks._preserve import preserving
@@ -306,4 +307,81 @@ def call_preserves_inputs(ctx: Context) -> None:
             "(in-place operations on inputs corrupt data that is used again, e.g. by a residual "
             "connection or the next epoch)",
             reproduce=f"before = copy.deepcopy(inputs); m({args_text(ctx)}); inputs == before",
+        )
+
+
+def _non_contiguous(value: Any, made: list[str], path: str = "inputs") -> Any:
+    """``value`` with every strided tensor of at least one dimension replaced by a non-contiguous
+    tensor of equal values (the names of those made non-contiguous go to ``made``): the last two
+    dimensions laid out transposed (``x.mT.contiguous().mT``, what a transpose or a permute gives),
+    or, for one dimension, every other element of a tensor twice as long (torch's own
+    ``test_non_contiguous_tensors`` does ``repeat_interleave(x, 2, dim=-1)[..., ::2]``). A tensor
+    that cannot be rearranged (a subclass, a nested tensor) is left as it is."""
+    torch = tensor_module()
+    if torch is not None and isinstance(value, torch.Tensor):
+        try:
+            if value.layout != torch.strided or value.is_nested or value.dim() == 0:
+                return value
+            with torch.no_grad():
+                if value.dim() >= 2 and value.shape[-1] > 1 and value.shape[-2] > 1:
+                    changed = value.mT.contiguous().mT
+                else:
+                    changed = torch.repeat_interleave(value, 2, dim=-1)[..., ::2]
+            if changed.is_contiguous() or not torch.equal(changed, value):
+                return value
+            if value.requires_grad and value.is_leaf:
+                changed.requires_grad_(True)
+            made.append(path)
+            return changed
+        except Exception:  # an odd tensor (a subclass without these ops): left contiguous
+            return value
+    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
+        return type(value)(*(_non_contiguous(v, made, f"{path}[{i}]") for i, v in enumerate(value)))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_non_contiguous(v, made, f"{path}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, dict):
+        return {k: _non_contiguous(v, made, f"{path}[{k!r}]") for k, v in value.items()}
+    return value
+
+
+@register_check(
+    "callable_module.accepts_non_contiguous_inputs",
+    protocol=CallableModule,
+    severity="recommended",
+    needs=("torch", "example_inputs"),
+    requires=(DETERMINISTIC,),
+)
+@preserving(data=False)
+def accepts_non_contiguous_inputs(ctx: Context) -> None:
+    """With its tensor inputs made non-contiguous (equal values, another memory layout), m returns
+    what it returns for the contiguous inputs."""
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False: two calls cannot be compared")
+    made: list[str] = []
+    inputs = _non_contiguous(fresh_inputs(ctx), made)
+    kwargs = _non_contiguous(fresh_kwargs(ctx), made, "kwargs")
+    if not made:
+        ctx.skip("no input is a tensor that can be made non-contiguous (at least one dimension of size > 1)")
+    module = ctx.obj
+    what = f"m({args_text(ctx)}) with {', '.join(made[:3])} non-contiguous"
+    reproduce = f"m({args_text(ctx)}) == m(*[x.mT.contiguous().mT for x in inputs])"
+    with eval_mode(module):
+        expected = call_module(ctx, module)
+        output = ctx.attempt(what, module, *inputs, **kwargs)
+    if isinstance(output, Exception):
+        first = str(output).strip().splitlines()[0] if str(output).strip() else ""
+        ctx.fail(
+            f"{what} raised {type(output).__name__}: {first}; expected the same output as for "
+            "contiguous inputs (a transpose, a permute or a slice such as x[:, ::2] gives "
+            "non-contiguous tensors: use .reshape() or .flatten() rather than .view(), or call "
+            ".contiguous() first)",
+            reproduce=reproduce,
+        )
+    found = close_difference(output, expected)
+    if found:
+        ctx.fail(
+            f"{what} differs from m({args_text(ctx)}) ({found}); expected equal outputs (the values "
+            "are equal, only their memory layout differs: code reading raw memory, data_ptr() or "
+            "strides assumes contiguity)",
+            reproduce=reproduce,
         )

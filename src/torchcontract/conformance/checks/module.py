@@ -756,3 +756,190 @@ def device_parity(ctx: Context) -> None:
             f"within {within} (TF32 off; a deep model may need a looser parity_tolerance=(rtol, atol))",
             reproduce=f"m({args_text(ctx)}) vs {what}",
         )
+
+
+# ----------------------------------------------------------------------------------------------------
+# training and dtypes (torch modules only)
+
+
+def _float_leaves(output: Any) -> list[tuple[str, Any]]:
+    """(path, tensor) for every floating-point or complex tensor leaf of an output."""
+    return [
+        (path, leaf)
+        for path, leaf in leaves(output)
+        if is_tensor(leaf) and (leaf.is_floating_point() or leaf.is_complex())
+    ]
+
+
+def _backward_of_sum(torch: Any, tensors: list[Any]) -> None:
+    """``sum(t.sum() for t in tensors).backward()``; a complex leaf counts by its real and imaginary
+    parts (a complex scalar has no backward of its own)."""
+    total = None
+    for tensor in tensors:
+        part = torch.view_as_real(tensor).sum() if tensor.is_complex() else tensor.sum()
+        total = part if total is None else total + part
+    if total is not None:
+        total.backward()
+
+
+def _listed(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+@register_check(
+    "module.backward_reaches_parameters",
+    protocol=Module,
+    severity="required",
+    needs=("torch", "example_inputs"),
+    requires=(DEEPCOPY,),
+)
+@preserving(data=False)
+def backward_reaches_parameters(ctx: Context) -> None:
+    """In train mode, a backward pass from the sum of the floating-point outputs gives every parameter
+    with requires_grad a gradient (unless the target declares unused_parameters=True)."""
+    torch = _torch_module(ctx)
+    clone = _copy(ctx)
+    named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
+    trainable = [(name, p) for name, p in named if is_tensor(p) and p.requires_grad]
+    if not trainable:
+        ctx.skip("the module has no parameter with requires_grad=True")
+    ctx.call("clone.train()", clone.train)
+    what = f"copy.deepcopy(m).train()({args_text(ctx)})"
+    with _seeded(ctx):
+        output = ctx.attempt(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    if isinstance(output, Exception):
+        ctx.skip(
+            f"{what} raised {type(output).__name__}: {_first_line(output)}, so the example inputs "
+            "cannot drive a training step (give inputs that work in train mode, e.g. a batch of more "
+            "than one sample for BatchNorm)"
+        )
+    floats = _float_leaves(output)
+    if not floats:
+        ctx.skip("the output has no floating-point tensor to take a backward pass from")
+    tracked = [leaf for _, leaf in floats if leaf.requires_grad]
+    loss = "sum(t.sum() for t in <floating-point outputs>).backward()"
+    ctx.call(loss, _backward_of_sum, torch, tracked)
+    unreached = [name for name, parameter in trainable if parameter.grad is None]
+    if not unreached:
+        return
+    summary = f"{_listed(unreached)} ({len(unreached)} of {len(trainable)} trainable parameters)"
+    if ctx.options.unused_parameters:
+        ctx.note(f"no gradient for {summary}: declared unused_parameters=True")
+        return
+    ctx.fail(
+        f"after {what} and {loss}, parameter(s) {summary} have .grad None; expected every parameter "
+        "with requires_grad to receive a gradient (DistributedDataParallel waits for each one: the "
+        "next iteration raises 'Expected to have finished reduction in the prior iteration' unless "
+        "it is built with find_unused_parameters=True; freeze such parameters with "
+        "requires_grad_(False), or declare unused_parameters=True for a branch unused by design)",
+        reproduce=(
+            f"c = copy.deepcopy(m).train(); out = c({args_text(ctx)}); <sum of out's floating-point "
+            "tensors>.backward(); [n for n, p in c.named_parameters() if p.requires_grad and p.grad is None]"
+        ),
+    )
+
+
+def _to_dtype(value: Any, dtype: Any) -> Any:
+    """``value`` with every floating-point tensor converted to ``dtype`` (containers rebuilt)."""
+    if is_tensor(value):
+        return value.to(dtype) if value.is_floating_point() else value
+    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
+        return type(value)(*(_to_dtype(item, dtype) for item in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_dtype(item, dtype) for item in value)
+    if isinstance(value, dict):
+        return {key: _to_dtype(item, dtype) for key, item in value.items()}
+    return value
+
+
+# float32 against float64 (the rounding of float32 through a few layers, not a bug): looser than
+# assert_close's float32 defaults (rtol=1.3e-6, atol=1e-5), as torch's own test_cpu_gpu_parity is.
+DTYPE_TOLERANCE = (1e-3, 1e-4)
+
+
+@register_check(
+    "module.to_dtype",
+    protocol=Module,
+    severity="recommended",
+    needs=("torch", "example_inputs"),
+    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+)
+@preserving(data=False)
+def to_dtype(ctx: Context) -> None:
+    """m.to(torch.float64) returns m, converts every floating-point parameter and buffer to float64
+    (integer ones keep their dtype), and with float64 inputs the outputs are float64 and close to the
+    float32 outputs."""
+    torch = _torch_module(ctx)
+    double = torch.float64
+    named = ctx.call(
+        "m.named_parameters(), m.named_buffers()",
+        lambda: [*ctx.obj.named_parameters(), *ctx.obj.named_buffers()],
+    )
+    if not any(tensor.dtype == torch.float32 for _, tensor in named):
+        ctx.skip("the module has no float32 parameter or buffer to convert")
+    before = {name: tensor.dtype for name, tensor in named}
+    clone = _copy(ctx)
+    returned = ctx.call("copy.deepcopy(m).to(torch.float64)", clone.to, double)
+    if returned is not clone:
+        ctx.fail(
+            f"m.to(torch.float64) returned {describe(returned)}; expected the module itself",
+            reproduce="m.to(torch.float64) is m",
+        )
+    converted = ctx.call(
+        "clone.named_parameters(), clone.named_buffers()",
+        lambda: [*clone.named_parameters(), *clone.named_buffers()],
+    )
+    for name, tensor in converted:
+        old = before.get(name)
+        if old is None or old.is_complex:  # complex ones lose their imaginary part (torch warns)
+            continue
+        expected = double if old.is_floating_point else old
+        if tensor.dtype != expected:
+            ctx.fail(
+                f"after m.to(torch.float64), {name!r} is {tensor.dtype} (it was {old}); expected "
+                f"{expected} (Module.to converts floating-point parameters and buffers, and keeps "
+                "integer ones)",
+                reproduce=f"m.to(torch.float64); m.state_dict()[{name!r}].dtype",
+            )
+    with eval_mode(ctx.obj), _seeded(ctx):
+        expected_output = call_module(ctx, ctx.obj)
+    inputs = _to_dtype(fresh_inputs(ctx), double)
+    kwargs = _to_dtype(fresh_kwargs(ctx), double)
+    what = f"copy.deepcopy(m).to(torch.float64)({args_text(ctx)} in float64)"
+    with eval_mode(clone), _seeded(ctx):
+        output = ctx.attempt(what, clone, *inputs, **kwargs)
+    reproduce = f"m.to(torch.float64)(*[x.double() for x in inputs]) vs m({args_text(ctx)})"
+    if isinstance(output, Exception):
+        ctx.fail(
+            f"{what} raised {type(output).__name__}: {_first_line(output)}; expected the module to "
+            "run in float64 once converted (a cast to a fixed dtype in forward, such as x.float(), or a "
+            "float32 tensor that .to() does not convert breaks .double() and .half() alike)",
+            reproduce=reproduce,
+        )
+    kept = [  # leaf by leaf in order: a structure that differs is compared below
+        (path, leaf.dtype)
+        for (path, leaf), (_, was) in zip(_float_leaves(output), _float_leaves(expected_output), strict=False)
+        if was.dtype == torch.float32 and leaf.dtype != double
+    ]
+    if kept:
+        path, dtype = kept[0]
+        ctx.fail(
+            f"{what}: output{path} is {dtype}; expected float64 (a float32 output of the float32 "
+            "module is float64 once module and inputs are float64: a tensor created in forward "
+            "without dtype= stays float32)",
+            reproduce=reproduce,
+        )
+    if not ctx.options.deterministic:
+        ctx.note("deterministic=False: only the dtypes of the float64 outputs were compared")
+        return
+    found = close_difference(
+        _to_dtype(output, double), _to_dtype(expected_output, double), tolerance=DTYPE_TOLERANCE
+    )
+    if found:
+        ctx.fail(
+            f"{what} differs from m({args_text(ctx)}) ({found}); expected "
+            f"agreement within rtol={DTYPE_TOLERANCE[0]}, atol={DTYPE_TOLERANCE[1]} (float64 computes "
+            "the same function, more precisely)",
+            reproduce=reproduce,
+        )

@@ -290,3 +290,23 @@ def test_a_seed_per_node_passes_on_one_node() -> None:
 )
 def test_a_failed_monitored_barrier_names_the_missing_ranks(message: str, named: str | None) -> None:
     assert _missing_ranks(message) == named
+
+
+def test_check_distributed_outside_torchrun_needs_a_world_size(capsys: pytest.CaptureFixture[str]) -> None:
+    from torchcontract.conformance.cli import main
+
+    assert main(["check-distributed", "tests.workers.fixtures:torch_loader"]) == 2
+    assert "outside torchrun, give --world-size N" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_check_distributed_outside_torchrun_starts_the_ranks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from torchcontract.conformance.cli import main
+
+    report = tmp_path / "report.json"
+    argv = ["check-distributed", "tests.workers.fixtures:extra_batch_on_rank_zero", "--world-size", "2"]
+    assert main([*argv, "--json", str(report)]) == 1
+    assert f"FAIL    {EQUAL}" in capsys.readouterr().out
+    assert _statuses(report)[EQUAL] == "failed"

@@ -6,6 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from torchcontract.conformance._engine import Target
+from torchcontract.conformance._process_group import (
+    group_rank_and_size,
+    in_process_group,
+    launcher_group,
+)
 from torchcontract.conformance._results import Report
 from torchcontract.protocols import Loader
 
@@ -14,23 +19,47 @@ __all__ = ["check_distributed"]
 
 def check_distributed(
     factory: Callable[[int, int], Any],
-    world_size: int,
+    world_size: int | None = None,
     *,
     name: str | None = None,
     time_budget_s: float = 60.0,
 ) -> Report:
-    """Run the loader that ``factory(rank, world_size)`` builds on every rank of a real gloo process
-    group on 127.0.0.1, for two epochs, and check that the ranks yield the same number of batches
-    and together cover the dataset (``factory(0, 1)``'s) once per epoch, up to padding.
+    """Run the loader that ``factory(rank, world_size)`` builds on every rank of a real process group,
+    for two epochs, and check that the ranks yield the same number of batches and together cover the
+    dataset (``factory(0, 1)``'s) once per epoch, up to padding.
 
-    ``factory`` must be picklable (a module-level function): each rank is a new process. Every
-    process has ended when this returns, also when a rank hangs (after ``time_budget_s``) or dies.
+    Outside a process group, this starts one: ``world_size`` ranks of gloo on 127.0.0.1, each a new
+    process, so ``factory`` must be picklable (a module-level function). Every process has ended when
+    this returns, also when a rank hangs (after ``time_budget_s``) or dies.
+
+    Inside one (a job started by ``torchrun``: already initialised, or torchrun's ``RANK``,
+    ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` set, and then initialised here with gloo and
+    destroyed afterwards), call it on every rank: the clauses run collectively on the group, each rank
+    iterating its own ``factory(rank, world_size)``, and every rank gets the same report. Nothing is
+    spawned; ``world_size`` defaults to the group's size. A rank that does not reach the exchange
+    within 80% of ``time_budget_s`` fails the check, named.
     """
-    target = Target(
-        factory,
-        Loader,
-        name=name if name is not None else getattr(factory, "__qualname__", "shards"),
-        shards=factory,
-        world_size=world_size,
-    )
-    return target.run(time_budget_s=time_budget_s, select=lambda spec: "distributed" in spec.needs)
+    with launcher_group(time_budget_s):
+        if in_process_group():
+            group_size = group_rank_and_size()[1]
+            if world_size is None:
+                world_size = group_size
+            elif world_size != group_size:
+                raise ValueError(
+                    f"world_size={world_size}, but the current process group has {group_size} ranks "
+                    "(leave world_size out to use the group's)"
+                )
+            if world_size < 2:
+                raise ValueError(
+                    "the current process group has one rank: start at least two (torchrun --nproc-per-node 2)"
+                )
+        elif world_size is None:
+            raise TypeError("check_distributed() needs world_size outside a process group (e.g. 2)")
+        target = Target(
+            factory,
+            Loader,
+            name=name if name is not None else getattr(factory, "__qualname__", "shards"),
+            shards=factory,
+            world_size=world_size,
+        )
+        return target.run(time_budget_s=time_budget_s, select=lambda spec: "distributed" in spec.needs)

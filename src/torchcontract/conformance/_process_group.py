@@ -7,17 +7,27 @@ global multiprocessing configuration is left alone); each builds its loader with
 iterates it for some epochs (calling ``set_epoch`` on its sampler first, as training loops do), and
 exchanges its batch counts with ``all_gather_object``. Each rank writes what it saw to a file; the
 parent waits at most ``timeout_s`` and then ends every process it started, whatever state it is in.
+
+Inside a process group that already exists (a job started by ``torchrun``, or one whose environment
+torchrun set: :func:`launcher_group`), nothing is spawned: :func:`gather_in_group` runs this rank's
+loader in the calling process and the ranks exchange what they saw with ``all_gather_object``, after a
+gloo ``monitored_barrier`` with a timeout that names a rank that does not arrive (it died, hung or
+raised outside the loader), so every rank that is alive gets the same outcomes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import pickle
+import re
 import socket
 import tempfile
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +36,21 @@ from typing import Any
 from torchcontract.conformance._fresh_interpreter import Pickled, run_tasks
 from torchcontract.conformance._values import fingerprint, is_array, leaves, sample_count
 
-__all__ = ["RankOutcome", "batch_rows", "rank_from_pickle", "row_digest", "run_ranks", "set_epoch"]
+__all__ = [
+    "LAUNCHER_VARIABLES",
+    "GroupRun",
+    "RankOutcome",
+    "batch_rows",
+    "gather_in_group",
+    "group_rank_and_size",
+    "in_process_group",
+    "launched",
+    "launcher_group",
+    "rank_from_pickle",
+    "row_digest",
+    "run_ranks",
+    "set_epoch",
+]
 
 
 def row_digest(value: Any) -> str:
@@ -172,3 +196,176 @@ def run_ranks(factory: Pickled, world_size: int, *, epochs: int, timeout_s: floa
                 outcome.error = f"rank {rank} exited with status {code} without reporting"
             outcomes.append(outcome)
         return outcomes
+
+
+# -- inside a process group that already exists (torchrun) ----------------------------------------------
+
+#: What ``torchrun`` (torch.distributed.run) sets for each rank; ``env://`` initialisation reads them.
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launched() -> bool:
+    """True when this process is a rank started by a launcher (torchrun sets every LAUNCHER_VARIABLES)."""
+    return all(os.environ.get(name) for name in LAUNCHER_VARIABLES)
+
+
+def in_process_group() -> bool:
+    """True when ``torch.distributed`` is initialised in this process (never imports torch itself)."""
+    import sys
+
+    if "torch" not in sys.modules:
+        return False
+    import torch.distributed as dist
+
+    return bool(dist.is_available() and dist.is_initialized())
+
+
+def group_rank_and_size() -> tuple[int, int]:
+    """This process's rank and the world size of the current (default) process group."""
+    import torch.distributed as dist
+
+    return dist.get_rank(), dist.get_world_size()
+
+
+@dataclass
+class GroupRun:
+    """What :func:`launcher_group` did: whether it initialised the group, and the final barrier's
+    error (None when every rank reached it in time, or when there was no group)."""
+
+    initialised: bool = False
+    final_barrier_error: str | None = None
+
+
+@contextlib.contextmanager
+def launcher_group(timeout_s: float) -> Iterator[GroupRun]:
+    """Within the block, the process group of a launched rank: initialised here (gloo, ``env://``,
+    collectives bounded by ``timeout_s``) when torchrun's variables are set and no group exists yet.
+    At the end, when it initialised the group, a ``monitored_barrier`` bounded by ``timeout_s`` (its
+    error kept in ``final_barrier_error``), then the group is destroyed. Outside a launcher, nothing."""
+    run = GroupRun()
+    if in_process_group() or not launched():
+        yield run
+        return
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method="env://", timeout=timedelta(seconds=timeout_s))
+    run.initialised = True
+    try:
+        yield run
+        run.final_barrier_error = _barrier(None, timeout_s)
+    finally:
+        dist.destroy_process_group()
+
+
+def _barrier(group: Any, timeout_s: float) -> str | None:
+    """A gloo ``monitored_barrier`` of every rank in ``group``: None, or the message of its failure."""
+    import torch.distributed as dist
+
+    try:
+        dist.monitored_barrier(group, timeout=timedelta(seconds=max(timeout_s, 1.0)), wait_all_ranks=True)
+    except Exception as error:
+        return _missing_ranks(str(error)) or f"{type(error).__name__}: {error}".strip()
+    return None
+
+
+_MISSING = re.compile(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier")
+_SILENT_ZERO = "received errors while waiting for send/recv from rank 0"
+
+
+def _missing_ranks(message: str) -> str | None:
+    """The ranks a failed ``monitored_barrier`` names, as "rank 1" or "ranks 1, 2"; None if none."""
+    found = _MISSING.search(message)
+    if found is not None:
+        ranks = [part.strip() for part in found.group(1).split(",") if part.strip()]
+        return f"rank{'s' if len(ranks) > 1 else ''} {', '.join(ranks)}"
+    if _SILENT_ZERO in message:
+        return "rank 0"
+    return None
+
+
+def _cpu_group(timeout_s: float) -> Any:
+    """The group to exchange on: the default one when it has a CPU backend (gloo), else a gloo group
+    of every rank (monitored_barrier and the exchanged Python objects need one), e.g. under NCCL."""
+    import torch
+    import torch.distributed as dist
+
+    default = dist.distributed_c10d._get_default_group()
+    if torch.device("cpu") in getattr(default, "_device_types", [torch.device("cpu")]):
+        return None
+    return dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
+
+
+def _local_epochs(
+    factory: Callable[[int, int], Any], rank: int, world_size: int, epochs: int
+) -> dict[str, Any]:
+    """This rank's loader, iterated for ``epochs`` epochs: per epoch its batch count and a digest per
+    sample; or the traceback of what the loader raised."""
+    report: dict[str, Any] = {"epochs": [], "error": None}
+    try:
+        loader = factory(rank, world_size)
+        for epoch in range(epochs):
+            set_epoch(loader, epoch)
+            count, rows = 0, []
+            for batch in loader:
+                count += 1
+                digests = batch_rows(batch)
+                rows.extend(digests if digests is not None else [])
+            report["epochs"].append({"batches": count, "rows": rows})
+    except Exception:
+        report["error"] = traceback.format_exc(limit=8)
+    return report
+
+
+def gather_in_group(
+    factory: Callable[[int, int], Any], *, epochs: int, timeout_s: float
+) -> list[RankOutcome]:
+    """Collectively, on every rank of the current process group: build this rank's loader with
+    ``factory(rank, world_size)``, iterate it, and exchange what every rank saw. Returns one outcome
+    per rank, the same on every rank that is alive; a rank that did not reach the exchange within
+    ``timeout_s`` (counted from the call) gets an outcome whose error names it."""
+    import torch.distributed as dist
+
+    deadline = time.monotonic() + timeout_s
+    rank, world_size = group_rank_and_size()
+    group = _cpu_group(timeout_s)
+    local = _local_epochs(factory, rank, world_size, epochs)
+    waited = max(deadline - time.monotonic(), 1.0)
+    missing = _barrier(group, waited)
+    if missing is not None:
+        return _unreached(rank, world_size, missing, waited)
+    gathered: list[Any] = [None] * world_size
+    try:
+        dist.all_gather_object(gathered, local, group=group)
+    except Exception as error:
+        return _unreached(rank, world_size, f"{type(error).__name__}: {error}", waited)
+    outcomes = []
+    for peer, report in enumerate(gathered):
+        outcome = RankOutcome(rank=peer, error=report["error"])
+        for epoch, seen in enumerate(report["epochs"]):
+            row = dict(seen)
+            row["gathered"] = [
+                other["epochs"][epoch]["batches"] if epoch < len(other["epochs"]) else None
+                for other in gathered
+            ]
+            outcome.epochs.append(row)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _unreached(rank: int, world_size: int, missing: str, waited: float) -> list[RankOutcome]:
+    """The outcomes when the exchange failed: the ranks it names failed (or, when it names none, this
+    rank's view of it); the others' outcomes are unknown here and left empty."""
+    named = [int(n) for n in re.findall(r"\d+", missing)] if missing.startswith("rank") else []
+    outcomes = [RankOutcome(rank=peer) for peer in range(world_size)]
+    if named:
+        for peer in named:
+            if 0 <= peer < world_size:
+                outcomes[peer].error = (
+                    f"rank {peer} did not reach the exchange of batch counts within {waited:.3g} s "
+                    f"(rank {rank} waited in a monitored_barrier): it died, hung or was stopped"
+                )
+    else:
+        outcomes[
+            rank
+        ].error = f"rank {rank} could not exchange its batch counts with the other ranks: {missing}"
+    return outcomes

@@ -4,7 +4,11 @@
 returns; a factory may return a ready :class:`Target`). ``torchcontract report`` checks the reference
 implementation and, when installed, torch and torchvision, and prints the conformance table.
 ``torchcontract list`` lists the checks; ``torchcontract schema`` prints the JSON Schema of the
-``--json`` report (the pytest plugin's ``--conformance-report`` has the same layout). Exit status, as
+``--json`` report (the pytest plugin's ``--conformance-report`` has the same layout).
+``torchcontract check-distributed MODULE:FACTORY`` runs the loader clauses across the ranks of a process
+group: under ``torchrun`` (``torchrun --nproc-per-node N -m torchcontract check-distributed ...``) on
+the job's own group, rank 0 printing the report and writing the JSON, the exit status the same on every
+rank; elsewhere on ``--world-size N`` ranks it starts on 127.0.0.1. Exit status, as
 pytest's: 0 when every report passed, 1 when a required check failed or could not be verified, 2 for
 unusable arguments, 3 when torchcontract itself failed (an internal error: nothing is known about the
 object).
@@ -317,6 +321,49 @@ def _command_report(args: argparse.Namespace) -> int:
     return _finish(args, reports, problems)
 
 
+def _command_check_distributed(args: argparse.Namespace) -> int:
+    from torchcontract.conformance._check_distributed import check_distributed
+    from torchcontract.conformance._process_group import group_rank_and_size, in_process_group, launcher_group
+
+    factory = _load(args.target)
+    if not callable(factory):
+        raise UsageError(f"{args.target} is not callable: give a function (rank, world_size) -> the loader")
+    with launcher_group(args.time_budget) as group:
+        collective = in_process_group()
+        rank = group_rank_and_size()[0] if collective else 0
+        if not collective and args.world_size is None:
+            raise UsageError(
+                "outside torchrun, give --world-size N (the ranks to start on 127.0.0.1); under torchrun "
+                "the job's process group is used"
+            )
+        try:
+            report = check_distributed(
+                factory, args.world_size, name=args.target, time_budget_s=args.time_budget
+            )
+        except (TypeError, ValueError) as error:
+            raise UsageError(str(error)) from None
+        if rank == 0:
+            print(_markdown([report]) if args.format == "markdown" else report, flush=True)
+            if args.json:
+                RunReport((report,)).write(args.json)
+    status = _exit_status([report])
+    if group.final_barrier_error is not None:
+        # Every rank that is alive learns that one is not: the same (failing) status everywhere.
+        barrier_error, budget = group.final_barrier_error, f"{args.time_budget:g} s"
+        if barrier_error.startswith("rank"):
+            what = f"{barrier_error} did not reach the final barrier within {budget}"
+        else:
+            what = f"the final barrier failed within {budget} ({barrier_error})"
+        print(
+            f"torchcontract check-distributed (rank {rank}): {what}; expected every rank to finish its "
+            "checks and reach it",
+            file=sys.stderr,
+            flush=True,
+        )
+        status = max(status, EXIT_FAILED)
+    return status
+
+
 def _command_schema(args: argparse.Namespace) -> int:
     print(json.dumps(report_schema(), indent=2))
     return 0
@@ -408,6 +455,30 @@ def _parser() -> argparse.ArgumentParser:
         help="run the checks in a child process: a crash of the object fails a check, not the run",
     )
     run_options(check)
+    distributed = commands.add_parser(
+        "check-distributed",
+        help="the loader clauses across the ranks of a process group (under torchrun: the job's own)",
+    )
+    distributed.add_argument(
+        "target", metavar="MODULE:FACTORY", help="a function (rank, world_size) -> the loader of that rank"
+    )
+    distributed.add_argument(
+        "--world-size",
+        type=int,
+        metavar="N",
+        help="outside torchrun: start N ranks on 127.0.0.1 (under torchrun: the group's size)",
+    )
+    distributed.add_argument(
+        "--json", metavar="PATH", type=writable_file, help="also write the results as JSON to PATH (rank 0)"
+    )
+    distributed.add_argument(
+        "--time-budget",
+        type=time_budget_argument,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds each check may take, and the bound on every collective (default 60)",
+    )
+    distributed.add_argument("--format", choices=("text", "markdown"), default="text")
     report = commands.add_parser("report", help="the conformance table of the reference and of torch")
     run_options(report)
     listing = commands.add_parser("list", help="list the checks")
@@ -426,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     commands = {
         "check": _command_check,
+        "check-distributed": _command_check_distributed,
         "report": _command_report,
         "list": _command_list,
         "schema": _command_schema,

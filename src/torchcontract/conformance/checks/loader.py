@@ -12,7 +12,15 @@ from typing import Any, TypeGuard
 from torchcontract.conformance import _fresh_interpreter as fresh
 from torchcontract.conformance._calls import object_call
 from torchcontract.conformance._engine import Context, SharedKey
-from torchcontract.conformance._process_group import RankOutcome, batch_rows, run_ranks, set_epoch
+from torchcontract.conformance._process_group import (
+    RankOutcome,
+    batch_rows,
+    gather_in_group,
+    group_rank_and_size,
+    in_process_group,
+    run_ranks,
+    set_epoch,
+)
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import (
     NO_SAMPLE,
@@ -550,18 +558,41 @@ def pin_memory_returns_batch(ctx: Context) -> None:
 
 # -- loaders under a real process group (SPEC.md, "Distributed data") ----------------------------------
 # Every rank runs shards(rank, world_size) in a gloo process group on loopback
-# (torchcontract.conformance._process_group).
+# (torchcontract.conformance._process_group). Inside a process group that already exists (under
+# torchrun) the clauses run collectively on it instead: this process is one rank, nothing is spawned,
+# and every rank computes the same verdict from the same exchanged outcomes.
 
 GROUP = "loader.ranks_yield_equal_batch_counts"
 
 
+def _reproduce(world_size: int) -> str:
+    if in_process_group():
+        return f"torchrun --nproc-per-node {world_size} -m torchcontract check-distributed MODULE:SHARDS"
+    return f"torchcontract.conformance.check_distributed(shards, world_size={world_size})"
+
+
 def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
     world_size = world_size_option(ctx)
+    collective = in_process_group()
+    if collective:
+        group_size = group_rank_and_size()[1]
+        if group_size != world_size:
+            ctx.skip(
+                f"the target declares world_size={world_size}, but the current process group has "
+                f"{group_size} ranks: the clauses run on the group as it is"
+            )
     if ctx.options.infinite:
         ctx.skip("the target declares infinite=True: the ranks' epochs have no end to count or compare")
     factory = ctx.options.shards
     if factory is None:
         ctx.skip("give shards=<a picklable function (rank, world_size) -> the loader of that rank>")
+
+    def gather() -> list[RankOutcome] | str:
+        # Every rank calls this at the same point (the checks run in the same order on every rank);
+        # what the loader raises is in the outcomes, and the exchange is bounded by 80% of the budget.
+        rank = group_rank_and_size()[0]
+        with object_call(f"shards({rank}, {world_size}) on rank {rank} of the current process group"):
+            return gather_in_group(factory, epochs=2, timeout_s=ctx.time_budget_s * 0.8)
 
     def run() -> list[RankOutcome] | str:
         pickled = ctx.call("pickle.dumps(shards)", fresh.pickled, factory)
@@ -574,7 +605,7 @@ def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
         except fresh.Unavailable as why:
             return str(why)
 
-    outcomes = ctx.shared(_PROCESS_GROUP_RUN, run)
+    outcomes = ctx.shared(_PROCESS_GROUP_RUN, gather if collective else run)
     if isinstance(outcomes, str):
         ctx.skip(outcomes)
     failed = [outcome for outcome in outcomes if outcome.error]
@@ -587,8 +618,12 @@ def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
         ctx.fail(
             f"rank {first.rank} of {world_size} failed: {error.splitlines()[-1]}"
             + (f"; then {others}" if others else "")
-            + "; every rank process was stopped",
-            reproduce=f"torchcontract.conformance.check_distributed(shards, world_size={world_size})",
+            + (
+                "; expected every rank to finish its epochs"
+                if collective
+                else "; every rank process was stopped"
+            ),
+            reproduce=_reproduce(world_size),
         )
     return outcomes, world_size
 
@@ -610,7 +645,7 @@ def ranks_yield_equal_batch_counts(ctx: Context) -> None:
                 f"in epoch {epoch}, the {world_size} ranks yielded {gathered} batches (gathered with "
                 "all_gather_object); expected the same number on every rank: in training, a rank "
                 "with an extra batch blocks in its gradient all-reduce until the process-group timeout",
-                reproduce=f"torchcontract.conformance.check_distributed(shards, world_size={world_size})",
+                reproduce=_reproduce(world_size),
             )
 
 
@@ -661,5 +696,5 @@ def ranks_cover_dataset(ctx: Context) -> None:
                 f"of which {sum(extra.values())} beyond one copy of the dataset, and missed "
                 f"{sum(missing.values())} of its {sum(expected.values())} samples; expected every "
                 f"sample once per epoch, {why}",
-                reproduce=f"torchcontract.conformance.check_distributed(shards, world_size={world_size})",
+                reproduce=_reproduce(world_size),
             )

@@ -334,6 +334,7 @@ def serve() -> None:
     # A main script re-run as __mp_main__ usually imports torchcontract itself (check() at its top
     # level, under a guard): loaded here, that import is not charged to the object's time budget.
     import torchcontract.conformance.checks  # noqa: F401
+
     _send(conn, ("ready", os.getpid()))
     forking = hasattr(os, "fork")
     while True:

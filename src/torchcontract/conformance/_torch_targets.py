@@ -89,6 +89,19 @@ def _build_torch_targets(mnist_root: Path) -> list[Target]:
         Target(nn.BatchNorm1d(8), Module, name="torch.nn.BatchNorm1d", example_inputs=inputs(5, 8)),
         Target(nn.ReLU(), CallableModule, name="torch.nn.ReLU", example_inputs=inputs(4, 8)),
         Target(
+            nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, batch_first=True),
+            Module,
+            name="torch.nn.TransformerEncoderLayer",
+            example_inputs=inputs(2, 5, 16),
+        ),
+        Target(nn.GRU(8, 6, batch_first=True), Module, name="torch.nn.GRU", example_inputs=inputs(2, 5, 8)),
+        Target(
+            nn.Embedding(20, 4),
+            Module,
+            name="torch.nn.Embedding",
+            example_inputs=(torch.randint(0, 20, (3, 5), generator=generator),),
+        ),
+        Target(
             tensors,
             MapDataset,
             name="torch.TensorDataset",
@@ -153,7 +166,7 @@ def _build_torch_targets(mnist_root: Path) -> list[Target]:
         ),
     ]
     if importlib.util.find_spec("torchvision") is not None:
-        from torchvision import datasets, transforms
+        from torchvision import datasets, models, transforms
 
         targets += [
             Target(
@@ -166,6 +179,12 @@ def _build_torch_targets(mnist_root: Path) -> list[Target]:
                 datasets.MNIST(str(mnist_root), train=False, transform=transforms.ToTensor()),
                 MapDataset,
                 name="torchvision.MNIST(ToTensor)",
+            ),
+            Target(
+                models.resnet18(weights=None, num_classes=10),
+                Module,
+                name="torchvision.models.resnet18",
+                example_inputs=inputs(2, 3, 64, 64),
             ),
             Target(
                 data.DataLoader(

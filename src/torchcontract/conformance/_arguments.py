@@ -15,8 +15,10 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_TIME_BUDGET_S",
+    "LAUNCHER_VARIABLES",
     "MAX_TIME_BUDGET_S",
     "devices_argument",
+    "launched",
     "output_file_problem",
     "readable_file",
     "time_budget_argument",
@@ -143,3 +145,12 @@ def readable_file(text: str) -> str:
         problem = "is not a file" if path.exists() else "does not exist"
         raise argparse.ArgumentTypeError(f"{text!r} {problem}")
     return text
+
+
+# What torchrun (torch.distributed.run) sets in every rank it starts.
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launched() -> bool:
+    """True when this process is a rank started by a launcher (torchrun sets every LAUNCHER_VARIABLES)."""
+    return all(os.environ.get(name) for name in LAUNCHER_VARIABLES)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import pickle
 import re
 import socket
@@ -33,6 +32,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from torchcontract.conformance._arguments import LAUNCHER_VARIABLES, launched
 from torchcontract.conformance._fresh_interpreter import Pickled, run_tasks
 from torchcontract.conformance._values import fingerprint, is_array, leaves, sample_count
 
@@ -200,15 +200,8 @@ def run_ranks(factory: Pickled, world_size: int, *, epochs: int, timeout_s: floa
 
 # -- inside a process group that already exists (torchrun) ----------------------------------------------
 
+
 #: What ``torchrun`` (torch.distributed.run) sets for each rank; ``env://`` initialisation reads them.
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-def launched() -> bool:
-    """True when this process is a rank started by a launcher (torchrun sets every LAUNCHER_VARIABLES)."""
-    return all(os.environ.get(name) for name in LAUNCHER_VARIABLES)
-
-
 def in_process_group() -> bool:
     """True when ``torch.distributed`` is initialised in this process (never imports torch itself)."""
     import sys

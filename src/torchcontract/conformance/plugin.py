@@ -8,9 +8,12 @@ writes the report once, with every result exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +25,7 @@ import pytest
 from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
     devices_argument,
+    launched,
     readable_file,
     time_budget_argument,
     world_size_argument,
@@ -284,6 +288,53 @@ ACTIVE: list[pytest.Config] = []
 def pytest_unconfigure(config: pytest.Config) -> None:
     if config in ACTIVE:
         ACTIVE.remove(config)
+    group = config.stash.get(_LAUNCHED_GROUP, None)
+    if group is not None:  # the session ended early (an interrupt, a usage error): leave the group
+        config.stash[_LAUNCHED_GROUP] = None
+        group.close()
+
+
+# Under torchrun (``torchrun --nproc-per-node N -m pytest``): the process group this rank joined for
+# the session, closed (a final barrier, then destroyed) when the session finishes.
+_LAUNCHED_GROUP = pytest.StashKey["contextlib.ExitStack | None"]()
+_LAUNCHED_RUN = pytest.StashKey[Any]()
+
+
+def _join_launched_group(config: pytest.Config, time_budget_s: float) -> None:
+    """Under torchrun, every rank runs the same session: the distributed clauses run collectively on
+    one process group (gloo, on the launcher's address), joined once, at the first of them, unless
+    the session already has one (a fixture of the user's)."""
+    if config.stash.get(_LAUNCHED_GROUP, None) is not None:
+        return
+    if getattr(config.option, "numprocesses", None):
+        raise pytest.UsageError(
+            "torchcontract: under torchrun every rank runs the distributed clauses together, in the same "
+            "order: run pytest without -n (pytest-xdist) there"
+        )
+    from torchcontract.conformance import _process_group
+
+    stack = contextlib.ExitStack()
+    config.stash[_LAUNCHED_RUN] = stack.enter_context(_process_group.launcher_group(4 * time_budget_s + 60))
+    config.stash[_LAUNCHED_GROUP] = stack
+
+
+def _leave_launched_group(session: pytest.Session) -> str | None:
+    """Close the group with its final barrier; the barrier's failure (a rank missing), or None."""
+    stack = session.config.stash.get(_LAUNCHED_GROUP, None)
+    if stack is None:
+        return None
+    session.config.stash[_LAUNCHED_GROUP] = None
+    stack.close()
+    error: str | None = session.config.stash[_LAUNCHED_RUN].final_barrier_error
+    return error
+
+
+def _rank() -> int:
+    """This process's rank under a launcher (0 otherwise): only rank 0 writes the reports."""
+    try:
+        return int(os.environ.get("RANK", "0")) if launched() else 0
+    except ValueError:
+        return 0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -504,6 +555,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             [("status", "stale"), ("message", _first_line(target.stale_message(case.check_id)))]
         )
         return
+    if spec is not None and "distributed" in spec.needs and launched():
+        _join_launched_group(item.config, _settings(item.config).time_budget_s)
     result = case.run()
     item.user_properties.extend([("status", result.status), ("message", _first_line(result.message))])
     if result.status == "error":
@@ -608,8 +661,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     settings = _settings(config)
     idle = any(_idle(report) for report in run.reports) and not settings.allow_empty
     failing = idle or _unknown_baseline_targets(config)
-    if failing and session.exitstatus == pytest.ExitCode.OK:
+    missing = _leave_launched_group(session)
+    if missing is not None:
+        sys.stderr.write(f"torchcontract: the ranks' final barrier failed: {missing}\n")
+    if (failing or missing is not None) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if _rank() != 0:  # every rank ran the same checks; rank 0 writes what they found
+        return
     path = settings.report
     if path:
         run.write(path)
@@ -699,9 +757,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             red=True,
         )
     for label, path in (
-        ("JSON report", settings.report),
-        ("Markdown summary", settings.summary_md),
-        ("baseline written", settings.write_baseline),
+        ()
+        if _rank() != 0
+        else (  # rank 0 alone writes them (torchrun)
+            ("JSON report", settings.report),
+            ("Markdown summary", settings.summary_md),
+            ("baseline written", settings.write_baseline),
+        )
     ):
         if path:
             terminalreporter.write_line(f"{label}: {path}")

@@ -66,3 +66,22 @@ def test_a_targets_shared_work_is_released_after_its_last_test(pytester: pytest.
     assert "failed" not in outcomes, result.stdout.str()
     assert "errors" not in outcomes, result.stdout.str()
     result.stdout.fnmatch_lines(["*test_zz_released PASSED*"])
+
+
+def test_each_generated_test_names_its_targets_xdist_group(pytester: pytest.Pytester) -> None:
+    # pytest-xdist's --dist loadgroup sends the tests of one group to one worker, so that the work a
+    # target's checks share (one recorded epoch, one process-group run) is done once.
+    source = textwrap.dedent(DATASETS) + textwrap.dedent(
+        """
+        @parametrize_with_checks([Target(Pairs(), MapDataset, name="pairs"),
+                                  Target(Pairs(), MapDataset, name="again")])
+        def test_conformance(target, check):
+            check(target)
+        """
+    )
+    items = pytester.getitems(source)
+    assert items
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        assert mark is not None, item.nodeid
+        assert mark.kwargs["name"] == f"torchcontract:{item.nodeid.split('[', 1)[1].split('-', 1)[0]}"

@@ -346,6 +346,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for name, what in FAMILY_MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {what} (added by torchcontract)")
+    if not config.pluginmanager.hasplugin("xdist"):  # xdist registers its own; --strict-markers
+        config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's group, for --dist loadgroup")
     config.stash[_RESULTS] = _Results()
     config.stash[_OUTCOMES] = _Outcomes()
     config.pluginmanager.register(_Collector(config.stash[_OUTCOMES]), "torchcontract-outcomes")
@@ -457,6 +459,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 )
                 test_id = f"{target.name}-{spec.check_id}" + (f"-{device}" if spec.per_device else "")
                 marks = [getattr(pytest.mark, name) for name in _family_markers(spec, device)]
+                # With pytest-xdist's --dist loadgroup a target's tests stay on one worker, so that
+                # the work they share (one recorded epoch, one process-group run) is done once.
+                marks.append(pytest.mark.xdist_group(name=f"torchcontract:{target.name}"))
                 reason = target.expected_failures.get(spec.check_id)
                 if reason is not None:
                     # pytest's own xfail_strict decides whether an xpass of a declaration in code fails;

@@ -724,9 +724,12 @@ def _missing_needs(spec: Check, session: _Session) -> str | None:
     if {"torch", "workers", "distributed"} & spec.needs:
         if importlib.util.find_spec("torch") is None:
             return "needs torch, which is not installed (pip install 'torchcontract[torch]')"
-        # Imported here, before the check's time budget starts: torch's first import (seconds) is
-        # torchcontract's cost, never the object's (nor a hang of the check).
-        import torch.utils.data
+        if spec.protocol_name not in ("Module", "CallableModule"):
+            # The data clauses that need torch use its utilities (default_collate, DataLoader,
+            # torch.save) whatever the object: imported here, before the check's time budget starts,
+            # torch's first import (seconds) is torchcontract's cost, never the object's (nor a hang).
+            # A module's torch clauses skip a module that is not torch's, and import nothing.
+            import torch.utils.data
     if "distributed" in spec.needs:
         import torch.distributed
 

@@ -52,7 +52,7 @@ import types
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "STARTUP_LIMIT_S",
@@ -63,8 +63,11 @@ __all__ = [
     "Unavailable",
     "fetch",
     "pickled",
+    "prestart",
     "run_tasks",
     "serve",
+    "uses",
+    "uses_fresh_interpreter",
 ]
 
 # A generous bound on starting the server and importing torch in it (a cold disk, a loaded CI host).
@@ -489,10 +492,15 @@ def _rank(header: dict[str, Any], payload: bytes, rank: int) -> None:
 
 
 class _Server:
-    def __init__(self) -> None:
+    """The server process, started at construction; :meth:`wait_ready` waits for it to be ready (so
+    that :func:`prestart` can overlap its start with other work)."""
+
+    def __init__(self, *, torch: bool) -> None:
         parent_end, child_end = socket.socketpair()
         self.children: list[int] = []
-        torch_flag = "torch" if "torch" in sys.modules else "-"
+        self.ready = False
+        self._started = time.monotonic()
+        torch_flag = "torch" if torch else "-"
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(child_end.fileno()), json.dumps(sys.path), torch_flag],
@@ -510,8 +518,15 @@ class _Server:
             child_end.close()
         self.conn = parent_end
         self._finalizer = weakref.finalize(self, _end_server, self.process, self.conn, self.children)
+
+    def wait_ready(self) -> None:
+        """Wait (within :data:`STARTUP_LIMIT_S` of the start) for the server's "ready" frame; on a
+        failure it is closed and :class:`Unavailable` raised."""
+        if self.ready:
+            return
         try:
-            frame = _recv(self.conn, time.monotonic() + STARTUP_LIMIT_S)
+            # A frame that came long ago (a prestarted server) is still read.
+            frame = _recv(self.conn, max(self._started + STARTUP_LIMIT_S, time.monotonic() + 1.0))
         except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
             self.close()
             why = "did not start" if isinstance(error, TimeoutError) else "exited"
@@ -522,6 +537,7 @@ class _Server:
         if frame[0] != "ready":
             self.close()
             raise Unavailable(f"torchcontract's fresh interpreter answered {frame[0]!r}")
+        self.ready = True
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -568,15 +584,69 @@ if hasattr(os, "register_at_fork"):
 
 def _server() -> _Server:
     """The running server, started when there is none (the fixed cost: not the object's budget)."""
-    if _current and _current[0].alive():
-        return _current[0]
     if _current:
+        server = _current[0]
+        if not server.ready:  # started by prestart(): its failure to start is reported once, here
+            try:
+                server.wait_ready()
+            except Unavailable:
+                _current.pop()
+                raise
+        if server.alive():
+            return server
         _current.pop().close()
+    server = _start(torch="torch" in sys.modules)
+    try:
+        server.wait_ready()
+    except Unavailable:
+        _current.pop()
+        raise
+    return server
+
+
+def _start(*, torch: bool) -> _Server:
     if not sys.executable:
         raise Unavailable("torchcontract cannot start a fresh interpreter: sys.executable is empty")
-    server = _Server()
+    server = _Server(torch=torch)
     _current.append(server)
     return server
+
+
+_USES = "_torchcontract_uses_fresh_interpreter"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def uses_fresh_interpreter(func: _F) -> _F:
+    """Mark a check function that sends requests here (apply it below ``preserving``, whose
+    ``functools.wraps`` carries the mark): :func:`uses` then says so, and the engine prestarts."""
+    setattr(func, _USES, True)
+    return func
+
+
+def uses(func: object) -> bool:
+    return getattr(func, _USES, False) is True
+
+
+def prestart() -> None:
+    """Start the server now, without waiting for it, when none runs: a run that will need it (a
+    spawn clause) overlaps its start (importing torch) with the checks before. No thread is started
+    (the worker clauses fork); the first request waits for it to be ready. It imports torch when torch
+    is installed, since every clause that uses it needs torch. Never raises: a failure to start is
+    reported by the first request."""
+    if not hasattr(os, "fork") or not _lock.acquire(blocking=False):
+        return  # without fork each request starts its own; a request in flight has one
+    try:
+        if not _current:
+            import importlib.util
+
+            with contextlib.suppress(Unavailable):
+                _start(torch="torch" in sys.modules or importlib.util.find_spec("torch") is not None)
+    except Exception:  # an odd sys.path or executable: the first request reports it
+        pass
+    finally:
+        _lock.release()
 
 
 def _discard(server: _Server) -> None:

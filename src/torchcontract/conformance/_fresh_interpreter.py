@@ -9,9 +9,9 @@ again, calls ``check()`` again, and fails in the "bootstrapping phase"; configur
 
 Design. Lazily, once per process, we start ``sys.executable -c "... serve()"`` in a new session,
 with the parent's ``sys.path`` and working directory, connected by a socket pair. The server imports
-torch once (when this process has it loaded), then, per request, forks a child (a fresh interpreter
-for the user's modules: none of them was imported before the fork, so state set at run time in this
-process is lost, exactly as in a spawn worker). The child unpickles the object and computes what was
+torch once (when this process has it loaded; torchvision too when loaded here), then, per request,
+forks a child (a fresh interpreter for the user's modules: none of them was imported before the
+fork, so state set at run time in this process is lost, exactly as in a spawn worker). The child unpickles the object and computes what was
 asked (``ds[i]`` for some indices, the first items of ``iter(ds)``, or one rank of a process group),
 streaming progress frames, so that a hang names the call in progress. Starting the server is
 torchcontract's fixed cost: it is bounded by :data:`STARTUP_LIMIT_S`, not by the object's budget,
@@ -328,12 +328,17 @@ def _recv(conn: socket.socket, deadline: float | None) -> tuple[Any, ...]:
 
 
 def serve() -> None:
-    """The server's main loop: ``sys.argv[1]`` is the socket's descriptor, ``sys.argv[3]`` says
-    whether to import torch."""
+    """The server's main loop: ``sys.argv[1]`` is the socket's descriptor, ``sys.argv[3]`` names the
+    modules to import first (``torch``, ``torchvision``; ``-`` for none)."""
     conn = socket.socket(fileno=int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it ends us when it exits
-    if len(sys.argv) > 3 and sys.argv[3] == "torch":
+    preload = sys.argv[3].split(",") if len(sys.argv) > 3 else []
+    if "torch" in preload:
         import torch  # noqa: F401  (once, so that each child starts in milliseconds)
+    if "torchvision" in preload:
+        # Likewise (a torchvision dataset's pickle imports it): each child would import it again.
+        with contextlib.suppress(Exception):
+            import torchvision  # noqa: F401
     _send(conn, ("ready", os.getpid()))
     forking = hasattr(os, "fork")
     while True:
@@ -500,7 +505,10 @@ class _Server:
         self.children: list[int] = []
         self.ready = False
         self._started = time.monotonic()
-        torch_flag = "torch" if torch else "-"
+        # torchvision too when this process uses it, as each child of a torchvision dataset would
+        # import it (a second or more per spawn clause).
+        preload = ["torch", *(["torchvision"] if "torchvision" in sys.modules else [])] if torch else []
+        torch_flag = ",".join(preload) or "-"
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(child_end.fileno()), json.dumps(sys.path), torch_flag],

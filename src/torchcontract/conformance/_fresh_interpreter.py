@@ -11,11 +11,14 @@ Design. Lazily, once per process, we start ``sys.executable -c "... serve()"`` i
 with the parent's ``sys.path`` and working directory, connected by a socket pair. The server imports
 torch once (when this process has it loaded; torchvision too when loaded here), then, per request,
 forks a child (a fresh interpreter for the user's modules: none of them was imported before the
-fork, so state set at run time in this process is lost, exactly as in a spawn worker). The child unpickles the object and computes what was
-asked (``ds[i]`` for some indices, the first items of ``iter(ds)``, or one rank of a process group),
-streaming progress frames, so that a hang names the call in progress. Starting the server is
-torchcontract's fixed cost: it is bounded by :data:`STARTUP_LIMIT_S`, not by the object's budget,
-and a failure to start it is reported as :class:`Unavailable` (a skip naming torchcontract).
+fork, so state set at run time in this process is lost, exactly as in a spawn worker). The child
+unpickles the object and computes what was asked (``ds[i]`` for some indices, the first items of
+``iter(ds)``, or one rank of a process group), streaming progress frames, so that a hang names the
+call in progress. Starting the server is torchcontract's fixed cost: it is bounded by
+:data:`STARTUP_LIMIT_S`, not by the object's budget, and a failure to start it is reported as
+:class:`Unavailable` (a skip naming torchcontract). The engine starts it without waiting
+(:func:`prestart`) when a run with a clause that uses it begins, so that its start overlaps the
+checks before that clause.
 
 ``__main__``. While pickling in the parent, a ``Pickler.reducer_override`` records the classes and
 functions that live in ``__main__``. With none, the child never touches the main script. With some,

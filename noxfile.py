@@ -101,7 +101,9 @@ def report(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: the reference implementation against torch, measured in the same run."""
+    """Benchmarks: the reference implementation against torch, and the conformance suite's own cost
+    (the "suite" section: its ratios beside their goals), measured in the same run
+    (`nox -s bench -- --only suite`)."""
     session.install(".", *TORCH_WITH_VISION)
     session.run("python", "benchmarks/run.py", *session.posargs)
 

@@ -1,6 +1,8 @@
-"""Benchmarks of the reference implementation against torch, measured in the same run.
+"""Benchmarks of the reference implementation against torch, and of the conformance suite's own cost,
+measured in the same run.
 
-    python benchmarks/run.py [--repeats N] [--torchvision-epochs N]
+    python benchmarks/run.py [--only epoch linear suite] [--repeats N] [--torchvision-epochs N]
+                             [--suite-repeats N] [--pytest-repeats N] [--check-repeats N]
 
 1. One shuffled epoch of 60,000 MNIST-format images (synthetic IDX files written to a temporary
    folder), batch 64: the reference MNIST + DataLoader, torchvision's MNIST(transform=PILToTensor())
@@ -10,6 +12,20 @@
 2. Linear(784 -> 512) forward + backward on a (256, 784) float32 batch, against torch.nn.Linear
    with the same weights (and an input that requires grad, so both compute the input gradient).
    Goal: at most 1.1x torch's time.
+
+3. The suite: what a conformance run costs beyond the work it must do, as ratios beside the goals of
+   issue 20, each of two commands run alternately (interleaved, so that a burst of load elsewhere
+   hits both alike) in fresh processes, medians of ``--suite-repeats`` runs:
+   a. a cold ``check()`` of a 60,000-image MNIST (the bundled sample tiled into IDX files in a
+      temporary folder) with every clause, against the same script stopping after its imports and
+      building the dataset (goal <= 1.3x); for the reference MNIST and torchvision's;
+   b. ``torchcontract report`` against a process that only imports torch, torchvision and
+      ``torchcontract.conformance`` (its engine loaded) (goal <= 2x);
+   c. pytest's start-up for a test file that does not use the plugin, with the plugin against
+      ``-p no:torchcontract`` (``--pytest-repeats`` runs each; goal <= 1.02x);
+   d. in one process, ``check()`` of a map-style dataset of length 10**11 that computes its samples
+      from the index against the same dataset of length 10**3 (``--check-repeats`` runs each,
+      after one warm-up of each; goal <= 1.1x).
 
 Times are the best of ``--repeats`` runs (medians in brackets): the minimum is the least disturbed
 by other processes. torch and torchvision are optional: without them their rows are skipped.
@@ -23,14 +39,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
+import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from torchcontract.reference_impl import MNIST, DataLoader, Linear, write_idx
+from torchcontract.reference_impl import MNIST, DataLoader, Linear, sample_root, write_idx
 
 N_IMAGES = 60_000
 BATCH = 64
@@ -159,18 +178,203 @@ def linear_benchmark(repeats: int) -> None:
     print(f"  reference / torch: {reference / torch_time:.2f}x (goal <= 1.1x)")
 
 
+# -- the suite's own cost (issue 20) ----------------------------------------------------------------
+
+
+class ComputedDataset:
+    """A map-style dataset of any length whose samples are computed from the index (no storage)."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray[tuple[int], np.dtype[np.float32]], int]:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"indices must be integers, not {type(index).__name__}")
+        position = int(index) + self.length if index < 0 else int(index)
+        if not 0 <= position < self.length:
+            raise IndexError(f"index {index} out of range for length {self.length}")
+        return np.full(4, position % 251, dtype=np.float32), position % 10
+
+
+COLD_CHECK_SCRIPT = """\
+import sys
+
+import torch
+import torchvision
+
+from torchcontract.conformance import check
+from torchcontract.protocols import MapDataset
+from torchcontract.reference_impl import MNIST
+
+if sys.argv[2] == "reference":
+    dataset = MNIST(sys.argv[1], train=True)
+else:
+    dataset = torchvision.datasets.MNIST(sys.argv[1], train=True)
+assert len(dataset) == 60_000
+if sys.argv[3] == "check":
+    report = check(dataset, MapDataset)
+    sys.exit(0 if report.passed else 1)
+"""
+IMPORTS_ONLY = "import torch, torchvision, torchcontract.conformance as c; c.check; c.CHECKS"
+
+
+def write_tiled_mnist(root: Path, train_images: int = N_IMAGES, test_images: int = 10_000) -> None:
+    """A full-size MNIST (torchvision's layout, uncompressed) tiled from the bundled sample."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for train, prefix, count in ((True, "train", train_images), (False, "t10k", test_images)):
+        sample = MNIST(sample_root(), train=train)
+        tiles = -(-count // len(sample))
+        images = np.tile(np.asarray(sample.data), (tiles, 1, 1))[:count]
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        labels = np.tile(sample.targets.astype(np.uint8), tiles)[:count]
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+
+
+def fresh_process_times(
+    commands: dict[str, Sequence[str]], repeats: int, cwd: Path
+) -> tuple[dict[str, list[float]], dict[str, set[int]]]:
+    """Wall-clock seconds of each command, run alternately ``repeats`` times in fresh processes."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    statuses: dict[str, set[int]] = {name: set() for name in commands}
+    for _ in range(repeats):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            done = subprocess.run(command, cwd=cwd, capture_output=True, check=False)
+            times[name].append(time.perf_counter() - start)
+            statuses[name].add(done.returncode)
+            if done.returncode not in (0, 1):
+                tail = done.stderr.decode(errors="replace")[-2000:]
+                print(f"  warning: {name} exited with {done.returncode}:\n{textwrap.indent(tail, '    ')}")
+    return times, statuses
+
+
+def show_ratio(
+    label: str, measured: list[float], baseline: list[float], goal: float, unit: str = "s"
+) -> None:
+    scale = 1e3 if unit == "ms" else 1.0
+    ratio = statistics.median(measured) / statistics.median(baseline)
+    verdict = "met" if ratio <= goal else "not met"
+    print(
+        f"  {label}: {statistics.median(measured) * scale:.2f} {unit} / "
+        f"{statistics.median(baseline) * scale:.2f} {unit} = {ratio:.3f}x (goal <= {goal}x) {verdict}"
+    )
+
+
+def suite_benchmark(repeats: int, pytest_repeats: int, check_repeats: int) -> None:
+    print(
+        f"Suite (medians of interleaved runs; {os.cpu_count()} cores, shared: timings are noisy, "
+        "compare the medians of one run only):"
+    )
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None:
+        print("  skipped: torch and torchvision are not installed")
+        return
+    python = sys.executable
+    console_script = Path(python).with_name("torchcontract")
+    report = [str(console_script)]
+    if not console_script.exists():
+        report = [python, "-m", "torchcontract.conformance.cli"]
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        write_tiled_mnist(work / "data")
+        script = work / "cold_check.py"
+        script.write_text(COLD_CHECK_SCRIPT)
+        for kind in ("reference", "torchvision"):
+            times, statuses = fresh_process_times(
+                {
+                    "check": [python, str(script), str(work / "data"), kind, "check"],
+                    "imports": [python, str(script), str(work / "data"), kind, "imports"],
+                },
+                repeats,
+                work,
+            )
+            passed = "passed" if statuses["check"] == {0} else f"exit statuses {sorted(statuses['check'])}"
+            show_ratio(
+                f"(a) cold check({kind} MNIST(60,000), MapDataset) [{passed}] / imports + dataset, "
+                f"{repeats} runs each",
+                times["check"],
+                times["imports"],
+                1.3,
+            )
+        report_dir = work / "report"
+        report_dir.mkdir()
+        times, _ = fresh_process_times(
+            {"report": [*report, "report"], "imports": [python, "-c", IMPORTS_ONLY]}, repeats, report_dir
+        )
+        show_ratio(
+            "(b) torchcontract report / import torch, torchvision, torchcontract.conformance, "
+            f"{repeats} runs each",
+            times["report"],
+            times["imports"],
+            2.0,
+        )
+        tests = work / "pytest"
+        tests.mkdir()
+        (tests / "test_trivial.py").write_text("def test_trivial():\n    assert True\n")
+        pytest = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_trivial.py"]
+        times, _ = fresh_process_times(
+            {"with": pytest, "without": [*pytest, "-p", "no:torchcontract"]}, pytest_repeats, tests
+        )
+        show_ratio(
+            f"(c) pytest start-up with the plugin / -p no:torchcontract, {pytest_repeats} runs each",
+            times["with"],
+            times["without"],
+            1.02,
+            "ms",
+        )
+    from torchcontract.conformance import check
+    from torchcontract.protocols import MapDataset
+
+    lengths = {"big": 10**11, "small": 10**3}
+    check_times: dict[str, list[float]] = {name: [] for name in lengths}
+    failed: set[str] = set()
+    for round_ in range(check_repeats + 1):  # round 0 warms up (the fresh-interpreter server starts)
+        for name, length in lengths.items():
+            start = time.perf_counter()
+            result = check(ComputedDataset(length), MapDataset)
+            elapsed = time.perf_counter() - start
+            if not result.passed:
+                failed.add(name)
+            if round_:
+                check_times[name].append(elapsed)
+    note = f" [did not pass: {sorted(failed)}]" if failed else ""
+    show_ratio(
+        f"(d) check() of a computed dataset, len 10**11 / len 10**3, in-process{note}, "
+        f"{check_repeats} runs each after a warm-up",
+        check_times["big"],
+        check_times["small"],
+        1.1,
+    )
+
+
+SECTIONS = ("epoch", "linear", "suite")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--torchvision-epochs", type=int, default=1)
+    parser.add_argument("--suite-repeats", type=int, default=5, help="fresh processes of each kind (a, b)")
+    parser.add_argument("--pytest-repeats", type=int, default=21, help="pytest start-ups of each kind (c)")
+    parser.add_argument("--check-repeats", type=int, default=5, help="in-process checks of each length (d)")
     args = parser.parse_args()
     threads = {name: os.environ.get(name, "default") for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     print(f"CPU cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, NumPy {np.__version__}")
     print(f"threads: {threads}")
-    with tempfile.TemporaryDirectory() as folder:
-        write_synthetic_mnist(Path(folder))
-        epoch_benchmark(Path(folder), args.repeats, args.torchvision_epochs)
-    linear_benchmark(args.repeats)
+    if "epoch" in args.only:
+        with tempfile.TemporaryDirectory() as folder:
+            write_synthetic_mnist(Path(folder))
+            epoch_benchmark(Path(folder), args.repeats, args.torchvision_epochs)
+    if "linear" in args.only:
+        linear_benchmark(args.repeats)
+    if "suite" in args.only:
+        suite_benchmark(args.suite_repeats, args.pytest_repeats, args.check_repeats)
 
 
 if __name__ == "__main__":

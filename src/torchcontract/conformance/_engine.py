@@ -18,7 +18,7 @@ from typing import Any, Generic, NoReturn, TypeVar, final
 
 import numpy as np
 
-from torchcontract.conformance import _calls, _isolation
+from torchcontract.conformance import _calls, _fresh_interpreter, _isolation
 from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
     MAX_TIME_BUDGET_S,
@@ -392,6 +392,11 @@ class Target:
         _validate_run_arguments(device, time_budget_s)
         session = _Session(self, device, float(time_budget_s))
         chosen = [c for c in self.checks if select is None or select(c)]
+        if not self.options.isolate and any(
+            _fresh_interpreter.uses(c.func) and _missing_needs(c, session) is None for c in chosen
+        ):
+            # Its start (importing torch) overlaps the checks before the clause that needs it.
+            _fresh_interpreter.prestart()
         results = tuple(session.result(c.check_id) for c in chosen)
         session.release_shared_work()
         return Report(

@@ -9,13 +9,16 @@ again, calls ``check()`` again, and fails in the "bootstrapping phase"; configur
 
 Design. Lazily, once per process, we start ``sys.executable -c "... serve()"`` in a new session,
 with the parent's ``sys.path`` and working directory, connected by a socket pair. The server imports
-torch once (when this process has it loaded), then, per request, forks a child (a fresh interpreter
-for the user's modules: none of them was imported before the fork, so state set at run time in this
-process is lost, exactly as in a spawn worker). The child unpickles the object and computes what was
-asked (``ds[i]`` for some indices, the first items of ``iter(ds)``, or one rank of a process group),
-streaming progress frames, so that a hang names the call in progress. Starting the server is
-torchcontract's fixed cost: it is bounded by :data:`STARTUP_LIMIT_S`, not by the object's budget,
-and a failure to start it is reported as :class:`Unavailable` (a skip naming torchcontract).
+torch once (when this process has it loaded; torchvision too when loaded here), then, per request,
+forks a child (a fresh interpreter for the user's modules: none of them was imported before the
+fork, so state set at run time in this process is lost, exactly as in a spawn worker). The child
+unpickles the object and computes what was asked (``ds[i]`` for some indices, the first items of
+``iter(ds)``, or one rank of a process group), streaming progress frames, so that a hang names the
+call in progress. Starting the server is torchcontract's fixed cost: it is bounded by
+:data:`STARTUP_LIMIT_S`, not by the object's budget, and a failure to start it is reported as
+:class:`Unavailable` (a skip naming torchcontract). The engine starts it without waiting
+(:func:`prestart`) when a run with a clause that uses it begins, so that its start overlaps the
+checks before that clause.
 
 ``__main__``. While pickling in the parent, a ``Pickler.reducer_override`` records the classes and
 functions that live in ``__main__``. With none, the child never touches the main script. With some,
@@ -52,7 +55,7 @@ import types
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "STARTUP_LIMIT_S",
@@ -63,8 +66,11 @@ __all__ = [
     "Unavailable",
     "fetch",
     "pickled",
+    "prestart",
     "run_tasks",
     "serve",
+    "uses",
+    "uses_fresh_interpreter",
 ]
 
 # A generous bound on starting the server and importing torch in it (a cold disk, a loaded CI host).
@@ -325,12 +331,17 @@ def _recv(conn: socket.socket, deadline: float | None) -> tuple[Any, ...]:
 
 
 def serve() -> None:
-    """The server's main loop: ``sys.argv[1]`` is the socket's descriptor, ``sys.argv[3]`` says
-    whether to import torch."""
+    """The server's main loop: ``sys.argv[1]`` is the socket's descriptor, ``sys.argv[3]`` names the
+    modules to import first (``torch``, ``torchvision``; ``-`` for none)."""
     conn = socket.socket(fileno=int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it ends us when it exits
-    if len(sys.argv) > 3 and sys.argv[3] == "torch":
+    preload = sys.argv[3].split(",") if len(sys.argv) > 3 else []
+    if "torch" in preload:
         import torch  # noqa: F401  (once, so that each child starts in milliseconds)
+    if "torchvision" in preload:
+        # Likewise (a torchvision dataset's pickle imports it): each child would import it again.
+        with contextlib.suppress(Exception):
+            import torchvision  # noqa: F401
     # A main script re-run as __mp_main__ usually imports torchcontract itself (check() at its top
     # level, under a guard): loaded here, that import is not charged to the object's time budget.
     import torchcontract.conformance.checks  # noqa: F401
@@ -493,10 +504,18 @@ def _rank(header: dict[str, Any], payload: bytes, rank: int) -> None:
 
 
 class _Server:
-    def __init__(self) -> None:
+    """The server process, started at construction; :meth:`wait_ready` waits for it to be ready (so
+    that :func:`prestart` can overlap its start with other work)."""
+
+    def __init__(self, *, torch: bool) -> None:
         parent_end, child_end = socket.socketpair()
         self.children: list[int] = []
-        torch_flag = "torch" if "torch" in sys.modules else "-"
+        self.ready = False
+        self._started = time.monotonic()
+        # torchvision too when this process uses it, as each child of a torchvision dataset would
+        # import it (a second or more per spawn clause).
+        preload = ["torch", *(["torchvision"] if "torchvision" in sys.modules else [])] if torch else []
+        torch_flag = ",".join(preload) or "-"
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(child_end.fileno()), json.dumps(sys.path), torch_flag],
@@ -514,8 +533,15 @@ class _Server:
             child_end.close()
         self.conn = parent_end
         self._finalizer = weakref.finalize(self, _end_server, self.process, self.conn, self.children)
+
+    def wait_ready(self) -> None:
+        """Wait (within :data:`STARTUP_LIMIT_S` of the start) for the server's "ready" frame; on a
+        failure it is closed and :class:`Unavailable` raised."""
+        if self.ready:
+            return
         try:
-            frame = _recv(self.conn, time.monotonic() + STARTUP_LIMIT_S)
+            # A frame that came long ago (a prestarted server) is still read.
+            frame = _recv(self.conn, max(self._started + STARTUP_LIMIT_S, time.monotonic() + 1.0))
         except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
             self.close()
             why = "did not start" if isinstance(error, TimeoutError) else "exited"
@@ -526,6 +552,7 @@ class _Server:
         if frame[0] != "ready":
             self.close()
             raise Unavailable(f"torchcontract's fresh interpreter answered {frame[0]!r}")
+        self.ready = True
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -572,15 +599,69 @@ if hasattr(os, "register_at_fork"):
 
 def _server() -> _Server:
     """The running server, started when there is none (the fixed cost: not the object's budget)."""
-    if _current and _current[0].alive():
-        return _current[0]
     if _current:
+        server = _current[0]
+        if not server.ready:  # started by prestart(): its failure to start is reported once, here
+            try:
+                server.wait_ready()
+            except Unavailable:
+                _current.pop()
+                raise
+        if server.alive():
+            return server
         _current.pop().close()
+    server = _start(torch="torch" in sys.modules)
+    try:
+        server.wait_ready()
+    except Unavailable:
+        _current.pop()
+        raise
+    return server
+
+
+def _start(*, torch: bool) -> _Server:
     if not sys.executable:
         raise Unavailable("torchcontract cannot start a fresh interpreter: sys.executable is empty")
-    server = _Server()
+    server = _Server(torch=torch)
     _current.append(server)
     return server
+
+
+_USES = "_torchcontract_uses_fresh_interpreter"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def uses_fresh_interpreter(func: _F) -> _F:
+    """Mark a check function that sends requests here (apply it below ``preserving``, whose
+    ``functools.wraps`` carries the mark): :func:`uses` then says so, and the engine prestarts."""
+    setattr(func, _USES, True)
+    return func
+
+
+def uses(func: object) -> bool:
+    return getattr(func, _USES, False) is True
+
+
+def prestart() -> None:
+    """Start the server now, without waiting for it, when none runs: a run that will need it (a
+    spawn clause) overlaps its start (importing torch) with the checks before. No thread is started
+    (the worker clauses fork); the first request waits for it to be ready. It imports torch when torch
+    is installed, since every clause that uses it needs torch. Never raises: a failure to start is
+    reported by the first request."""
+    if not hasattr(os, "fork") or not _lock.acquire(blocking=False):
+        return  # without fork each request starts its own; a request in flight has one
+    try:
+        if not _current:
+            import importlib.util
+
+            with contextlib.suppress(Unavailable):
+                _start(torch="torch" in sys.modules or importlib.util.find_spec("torch") is not None)
+    except Exception:  # an odd sys.path or executable: the first request reports it
+        pass
+    finally:
+        _lock.release()
 
 
 def _discard(server: _Server) -> None:

@@ -31,13 +31,12 @@ from torchcontract.conformance._arguments import (
     world_size_argument,
     writable_file,
 )
-from torchcontract.conformance._results import STATUSES, Report, RunReport, environment
 
 if TYPE_CHECKING:
     from torchcontract.conformance._engine import Target
     from torchcontract.conformance._parametrize import CheckCase
     from torchcontract.conformance._registry import Check
-    from torchcontract.conformance._results import CheckResult
+    from torchcontract.conformance._results import CheckResult, Report, RunReport
 
 MARK = "torchcontract_checks"
 _RESULTS = pytest.StashKey["_Results"]()
@@ -83,6 +82,8 @@ class _Results:
 
     def merge(self, data: dict[str, Any]) -> None:
         """Add a pytest-xdist worker's run report (:meth:`RunReport.to_dict`)."""
+        from torchcontract.conformance._results import RunReport
+
         run = RunReport.from_dict(data)
         self.worker_environments.append(run.environment)
         for report in run.reports:
@@ -94,6 +95,9 @@ class _Results:
     def run_report(self) -> RunReport:
         """The targets that have results (or stale expected failures), in the order they were
         generated."""
+        # Imported here: its dataclasses take milliseconds to build, at every pytest start otherwise.
+        from torchcontract.conformance._results import Report, RunReport, environment
+
         versions = environment()
         for worker in self.worker_environments:
             versions.update({key: value for key, value in worker.items() if versions.get(key) is None})
@@ -633,6 +637,8 @@ def _warned(row: dict[str, str]) -> bool:
 
 
 def _target_line(rows: list[dict[str, str]]) -> str:
+    from torchcontract.conformance._results import STATUSES
+
     counts = {outcome: sum(row["outcome"] == outcome for row in rows) for outcome in OUTCOMES}
     shown = ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n) or "no results"
     # The checks' own statuses where they say more than pytest's outcome (a hang, an unverified
@@ -657,8 +663,14 @@ def _unknown_baseline_targets(config: pytest.Config) -> list[str]:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    run = config.stash[_RESULTS].run_report()
     worker_output = getattr(config, "workeroutput", None)
+    if worker_output is None and not config.stash[_RESULTS].targets and not _writes_files(config):
+        # No conformance test ran (the common case in a project that has torchcontract installed):
+        # nothing to build, which would cost every pytest run milliseconds.
+        if _unknown_baseline_targets(config) and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
+    run = config.stash[_RESULTS].run_report()
     if worker_output is not None:  # an xdist worker: the controller writes the report
         worker_output[_WORKER_OUTPUT_KEY] = run.to_json(indent=None)
         worker_output[_WORKER_TARGETS_KEY] = json.dumps(sorted(config.stash[_OUTCOMES].known_targets))
@@ -683,6 +695,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 _WORKER_TARGETS_KEY = "torchcontract_targets"
+
+
+def _writes_files(config: pytest.Config) -> bool:
+    settings = _settings(config)
+    return bool(settings.report or settings.summary_md or settings.write_baseline)
 
 
 def _write_summary(config: pytest.Config, path: str) -> None:
@@ -734,8 +751,10 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     results = config.stash.get(_RESULTS, None)
     outcomes = config.stash.get(_OUTCOMES, None)
-    run = results.run_report() if results is not None else None
-    if run is None or outcomes is None or not (outcomes.rows or run.reports):
+    if results is None or outcomes is None or not (outcomes.rows or results.targets):
+        return  # nothing to show (and nothing to build)
+    run = results.run_report()
+    if not (outcomes.rows or run.reports):
         return
     settings = _settings(config)
     terminalreporter.section("torchcontract conformance")

@@ -19,7 +19,10 @@ holding a module's parameters still holds them):
 Walking the object never calls its methods (only ``vars``, container reads and the generators' own
 state getters); a part that cannot be read is left out, never an error. For datasets and collate
 functions, arrays bigger than ``max_array_bytes`` (the data itself, which the checks only read) are
-not copied; a module's arrays are all copied (parameters and buffers are its state).
+not copied, nor are lists, deques, dicts and sets of more than ``max_array_bytes / 8`` items (a list
+of a million file names), so that a snapshot costs the same whatever the size of the dataset; a
+module's arrays and containers are all copied (parameters and buffers are its state). Containers
+holding only strings, numbers and None are saved without a visit per item.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from __future__ import annotations
 import collections
 import functools
 import io
+import operator
 import random
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,6 +50,7 @@ Restore = Callable[[], None]
 # Above this, a dataset's or collate function's array is taken for data the checks only read.
 DATA_ARRAY_BYTES = 1 << 20
 DATA_TOTAL_BYTES = 64 << 20
+_REFERENCE_BYTES = 8  # what one item of a list, dict or set costs a snapshot, at least
 _MAX_NODES = 100_000  # objects visited per snapshot (a dataset may reference a large object graph)
 
 _OPAQUE = (
@@ -68,6 +73,10 @@ _OPAQUE = (
     range,
     type(None),
 )
+# Exact types of _OPAQUE whose instances hold nothing to capture: a container of only these (a list of
+# a million floats or file names) is saved without a visit per item (what the visits would capture:
+# nothing), so a snapshot's cost does not grow with the data it holds.
+_ATOMIC = frozenset({str, bytes, int, float, complex, bool, range, type(None)})
 
 
 class Restorer:
@@ -109,8 +118,14 @@ class Restorer:
         if self._capture_generator(value, where):
             return
         if isinstance(value, tuple):
+            if _all_atomic(value):
+                return
             for index, item in enumerate(value):
+                if self._full():
+                    break  # every later visit would return at once
                 self._visit(item, f"{where}[{index}]")
+            return
+        if isinstance(value, (list, collections.deque, dict, set)) and self._data_container(value):
             return
         if isinstance(value, (list, collections.deque)):
             self._capture_sequence(value, where)
@@ -198,21 +213,31 @@ class Restorer:
         items = list(value)
 
         def restore() -> None:
-            if len(value) != len(items) or any(a is not b for a, b in zip(value, items, strict=True)):
+            # map(operator.is_not, ...): the identity comparisons at C speed (a list of a million items).
+            if len(value) != len(items) or any(map(operator.is_not, value, items)):
                 # The base type's methods: a subclass's own clear/extend is the object's code.
                 kind = collections.deque if isinstance(value, collections.deque) else list
                 kind.clear(value)
                 kind.extend(value, items)
 
         self._steps.append((where, restore))
+        if _all_atomic(items):
+            return
         for index, item in enumerate(items):
+            if self._full():
+                break  # every later visit would return at once
             self._visit(item, f"{where}[{index}]")
+
+    def _full(self) -> bool:
+        return len(self._seen) >= _MAX_NODES
 
     def _capture_dict(self, value: dict[Any, Any], where: str) -> None:
         items = list(value.items())
 
         def restore() -> None:
             current = list(value.items())
+            if len(current) == len(items) and _identical(current, items):
+                return  # the same keys and values (identities, compared at C speed)
             same = len(current) == len(items) and all(
                 k1 is k2 or k1 == k2 for (k1, _), (k2, _) in zip(current, items, strict=True)
             )
@@ -224,7 +249,11 @@ class Restorer:
                 kind.update(value, items)
 
         self._steps.append((where, restore))
+        if _all_atomic(value for _, value in items):
+            return
         for key, item in items:
+            if self._full():
+                break  # every later visit would return at once
             self._visit(item, f"{where}[{key!r}]")
 
     def _capture_closure(self, function: types.FunctionType, where: str) -> None:
@@ -241,6 +270,16 @@ class Restorer:
             self._steps.append((f"{where}.__closure__[{index}]", restore_cell))
             self._visit(contents, f"{where}.__closure__[{index}]")
 
+    def _data_container(self, value: Any) -> bool:
+        """A dataset's or collate function's container whose references alone take more than
+        ``max_array_bytes`` (a list of a million file names): data the checks only read, like a big
+        array, so that a snapshot's cost does not grow with the size of the dataset."""
+        if self._max_array_bytes is None:
+            return False
+        # The base type's __len__: a subclass's own is the object's code.
+        kind = next(k for k in (collections.deque, list, dict, set) if isinstance(value, k))
+        return int(kind.__len__(value)) * _REFERENCE_BYTES > self._max_array_bytes
+
     def _affordable(self, nbytes: int) -> bool:
         if self._max_array_bytes is None or self._total_left is None:
             return True
@@ -248,6 +287,18 @@ class Restorer:
             return False
         self._total_left -= nbytes
         return True
+
+
+def _all_atomic(values: Iterable[Any]) -> bool:
+    """Whether every value's exact type is in :data:`_ATOMIC` (their visits capture nothing)."""
+    return set(map(type, values)) <= _ATOMIC
+
+
+def _identical(one: list[tuple[Any, Any]], two: list[tuple[Any, Any]]) -> bool:
+    """Two equally long lists of (key, value) pairs hold the same objects, pair by pair."""
+    return all(map(operator.is_, map(operator.itemgetter(0), one), map(operator.itemgetter(0), two))) and all(
+        map(operator.is_, map(operator.itemgetter(1), one), map(operator.itemgetter(1), two))
+    )
 
 
 def _attempt(step: Restore) -> str | None:

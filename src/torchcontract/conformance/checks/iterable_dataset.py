@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 from torchcontract.conformance._engine import Context
+from torchcontract.conformance._fresh_interpreter import uses_fresh_interpreter
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import describe, difference, fingerprint, is_iterable_style
 from torchcontract.conformance.checks._common import (
@@ -330,6 +331,7 @@ def workers_draw_independent_randomness(ctx: Context) -> None:
     requires=(ENDS, NEW_PASS, CROSSES),
 )
 @preserving(data=True)
+@uses_fresh_interpreter
 def spawn_workers_yield_same_items(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same items."""
     require_torch_stream(ctx)

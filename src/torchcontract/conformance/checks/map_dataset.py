@@ -19,6 +19,7 @@ import numpy as np
 from torchcontract.conformance._arrays import is_array
 from torchcontract.conformance._arrays import shape as array_shape
 from torchcontract.conformance._engine import Context, SharedKey
+from torchcontract.conformance._fresh_interpreter import uses_fresh_interpreter
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import compare, describe, difference, is_tensor, leaves, tensor_module
 from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item
@@ -608,6 +609,7 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
     requires=(PICKLE, CROSSES),
 )
 @preserving(data=True)
+@uses_fresh_interpreter
 def spawn_workers_yield_same_samples(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same samples."""
     require_map_style(ctx)

@@ -235,7 +235,8 @@ def test_an_unusable_baseline_is_a_usage_error_naming_the_file_and_line(pytester
     (pytester.path / "bad.toml").write_text('["pairs"]\n"map_dataset.x" = \n')
     result = pytester.runpytest("--conformance-baseline=bad.toml", *QUIET)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "baseline bad.toml: not valid TOML" in result.stderr.str()
+    # tomllib (3.11+) and the subset parser of Python 3.10 word it differently; both name file and line.
+    assert "baseline bad.toml" in result.stderr.str()
     assert "line 2" in result.stderr.str()
 
 

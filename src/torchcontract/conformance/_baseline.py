@@ -16,6 +16,7 @@ Light: no NumPy, no engine (the pytest plugin reads the file at configuration).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,15 +51,15 @@ def read_baseline(path: str | Path) -> Baseline:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise BaselineError(f"baseline {path}: cannot be read: {error}") from None
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10: the subset that baselines use
-        return parse_subset(text, str(path))
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise BaselineError(f"baseline {path}: not valid TOML: {error}") from None
-    return _validated(data, str(path))
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise BaselineError(f"baseline {path}: not valid TOML: {error}") from None
+        return _validated(data, str(path))
+    return parse_subset(text, str(path))  # no tomllib: the subset that baselines use
 
 
 def _validated(data: Mapping[str, Any], path: str) -> Baseline:

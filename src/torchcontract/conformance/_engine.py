@@ -143,6 +143,10 @@ class Options:
         of failing.
     parity_tolerance: ``(rtol, atol)`` for ``module.device_parity``, for every floating-point dtype
         (default: ``torch.testing.assert_close``'s defaults for each dtype).
+    compile: turns on ``module.compile_matches_eager`` (``torch.compile`` with the "eager" and
+        "aot_eager" backends; off by default, as compiling takes seconds per module).
+    export: turns on ``module.export_matches_eager`` (``torch.export.export`` with the example
+        inputs; off by default, for the same reason).
     collate_fn: the collate function a dataset is loaded with (default: torch's ``default_collate``),
         for ``map_dataset.samples_collate``: a dataset of variable-length samples declares the
         padding collate it is meant for, and the clause checks that one.
@@ -171,6 +175,8 @@ class Options:
     unused_parameters: bool = False
     parity_tolerance: tuple[float, float] | None = None
     collate_fn: Callable[[list[Any]], Any] | None = None
+    compile: bool = False
+    export: bool = False
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, object]) -> Options:

@@ -294,10 +294,17 @@ class _Comparer:
             if not np.allclose(left_values, right_values, rtol=rtol, atol=atol, equal_nan=True):
                 with np.errstate(invalid="ignore"):
                     gap = np.abs(left_values.astype(np.complex128) - right_values.astype(np.complex128))
-                    worst = float(np.nanmax(gap)) if gap.size else 0.0
+                nan_on_one_side = int(np.count_nonzero(np.isnan(gap)))
+                if nan_on_one_side == gap.size:
+                    return (
+                        f"values differ at {path or 'the output'} ({dtype}): every value is NaN on one "
+                        "side and a number on the other"
+                    )
+                worst = float(np.nanmax(gap)) if gap.size else 0.0
+                nan_note = f", and {nan_on_one_side} NaN on one side only" if nan_on_one_side else ""
                 return (
                     f"values differ at {path or 'the output'} beyond rtol={rtol}, atol={atol} "
-                    f"({dtype}): largest absolute difference {worst:.3g}"
+                    f"({dtype}): largest absolute difference {worst:.3g}{nan_note}"
                 )
             return None
         if not _array_values_equal(left_values, right_values):

@@ -76,30 +76,69 @@ def _build_torch_targets(mnist_root: Path) -> list[Target]:
     def inputs(*shape: int) -> tuple[Any, ...]:
         return (torch.randn(*shape, generator=generator),)
 
+    # The modules' factories build fresh instances (module.state_dict_round_trip loads into one,
+    # module.builds_on_meta_device builds one on the meta device).
+    def sequential() -> nn.Module:
+        return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
+
+    def encoder_layer() -> nn.Module:
+        return nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, batch_first=True)
+
     targets = [
-        Target(nn.Linear(8, 4), Module, name="torch.nn.Linear", example_inputs=inputs(5, 8)),
         Target(
-            nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3)),
+            nn.Linear(8, 4),
+            Module,
+            name="torch.nn.Linear",
+            example_inputs=inputs(5, 8),
+            factory=lambda: nn.Linear(8, 4),
+        ),
+        Target(
+            sequential(),
             Module,
             name="torch.nn.Sequential",
+            compile=True,
+            export=True,
             example_inputs=inputs(5, 8),
+            factory=sequential,
         ),
-        Target(nn.Conv2d(1, 4, 3), Module, name="torch.nn.Conv2d", example_inputs=inputs(2, 1, 28, 28)),
+        Target(
+            nn.Conv2d(1, 4, 3),
+            Module,
+            name="torch.nn.Conv2d",
+            example_inputs=inputs(2, 1, 28, 28),
+            factory=lambda: nn.Conv2d(1, 4, 3),
+        ),
         Target(nn.Dropout(0.5), Module, name="torch.nn.Dropout", example_inputs=inputs(4, 8)),
-        Target(nn.BatchNorm1d(8), Module, name="torch.nn.BatchNorm1d", example_inputs=inputs(5, 8)),
+        Target(
+            nn.BatchNorm1d(8),
+            Module,
+            name="torch.nn.BatchNorm1d",
+            example_inputs=inputs(5, 8),
+            factory=lambda: nn.BatchNorm1d(8),
+        ),
         Target(nn.ReLU(), CallableModule, name="torch.nn.ReLU", example_inputs=inputs(4, 8)),
         Target(
-            nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, batch_first=True),
+            encoder_layer(),
             Module,
             name="torch.nn.TransformerEncoderLayer",
+            compile=True,
+            export=True,
             example_inputs=inputs(2, 5, 16),
+            factory=encoder_layer,
         ),
-        Target(nn.GRU(8, 6, batch_first=True), Module, name="torch.nn.GRU", example_inputs=inputs(2, 5, 8)),
+        Target(
+            nn.GRU(8, 6, batch_first=True),
+            Module,
+            name="torch.nn.GRU",
+            example_inputs=inputs(2, 5, 8),
+            factory=lambda: nn.GRU(8, 6, batch_first=True),
+        ),
         Target(
             nn.Embedding(20, 4),
             Module,
             name="torch.nn.Embedding",
             example_inputs=(torch.randint(0, 20, (3, 5), generator=generator),),
+            factory=lambda: nn.Embedding(20, 4),
         ),
         Target(
             tensors,
@@ -185,6 +224,7 @@ def _build_torch_targets(mnist_root: Path) -> list[Target]:
                 Module,
                 name="torchvision.models.resnet18",
                 example_inputs=inputs(2, 3, 64, 64),
+                factory=lambda: models.resnet18(weights=None, num_classes=10),
             ),
             Target(
                 data.DataLoader(

@@ -37,6 +37,11 @@ class NormalisesInputInPlace(Affine):
         return super().forward(x)
 
 
+class ReprReadsRemovedAttribute(Affine):
+    def __repr__(self) -> str:
+        return f"Affine(units={self.units})"  # an attribute a refactoring removed: print(m) raises
+
+
 class DropoutIgnoringMode(Dropout):
     def forward(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         keep = self.rng.random(x.shape) >= self.p  # self.training is never consulted
@@ -76,4 +81,6 @@ MUTANTS = [
             CallRunsForwardTwice, message_contains=("called it 2 times",)),
     _mutant("normalises_input_in_place", "call_preserves_inputs", "forward does x -= mean",
             NormalisesInputInPlace, message_contains=("modified its inputs", "inputs[0]")),
+    _mutant("repr_reads_removed_attribute", "repr_returns_str", "__repr__ formats a removed attribute",
+            ReprReadsRemovedAttribute, message_contains=("repr(m) raised AttributeError",)),
 ]  # fmt: skip

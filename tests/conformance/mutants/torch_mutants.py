@@ -334,6 +334,80 @@ def _pairs(n: int = 10) -> TensorDataset:
     return TensorDataset(torch.arange(n * 3.0).reshape(n, 3), torch.arange(n) % 3)
 
 
+class FlatWeightsRefreshedInApply(nn.Module):
+    """Keeps its weights in a tuple for a fused call, refreshed after .to() (as nn.RNNBase once did):
+    torch.func.functional_call swaps the registered tensors, which the tuple does not see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._flat = (self.linear.weight, self.linear.bias)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        result = super()._apply(fn, recurse)
+        self._refresh()
+        return result
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, *self._flat)
+
+
+class PositionalScaleWithoutReset(nn.Module):
+    """A table computed in __init__ into a non-persistent buffer, with no reset_parameters(): built on
+    the meta device and allocated with to_empty, nothing ever fills it in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+        self.register_buffer("frequencies", torch.arange(1.0, 3.0), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) * self.frequencies
+
+
+class CompileOnlyPathDropsBias(nn.Linear):
+    """A simplified path taken only under compilation, which forgets the bias."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return x @ self.weight.T
+        return super().forward(x)
+
+
+class BranchesOnTensorValue(nn.Linear):
+    """A Python branch on a tensor's value: torch.export cannot trace it (torch.cond can)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum().item() > 0:
+            return super().forward(x)
+        return super().forward(-x)
+
+
+class _DeviceDependentBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * 2 if grad.is_cuda else grad  # "a faster kernel" with a wrong gradient
+
+
+class CudaBackwardDiffers(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _DeviceDependentBackward.apply(super().forward(x))
+
+
+class ExtraReprReadsMissingAttribute(nn.Linear):
+    """extra_repr names an attribute that __init__ never sets: print(model) raises."""
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale={self.scale}"
+
+
 def _mutant(protocol: type[Any], name: str, violates: str, bug: str, factory: Any, **fields: Any) -> Mutant:
     return Mutant(name, protocol, violates, bug, factory, needs_torch=True, **fields)
 
@@ -494,4 +568,28 @@ MUTANTS = [
             _seeded(_flattening_head),
             kwargs={"example_inputs": (torch.linspace(-1.0, 1.0, 24).reshape(4, 3, 2),)},
             message_contains=("inputs[0] non-contiguous raised RuntimeError", ".reshape()")),
+    _mutant(protocols.Module, "torch_weights_in_refreshed_tuple", "module.functional_call_matches_call",
+            "weights read through a tuple refreshed in _apply", _seeded(FlatWeightsRefreshedInApply),
+            kwargs=_MODULE_INPUTS,
+            message_contains=("it returned m's own output", "references that functional_call does not swap")),
+    _mutant(protocols.Module, "torch_table_lost_on_meta", "module.builds_on_meta_device",
+            "a non-persistent buffer computed in __init__, no reset_parameters()",
+            _seeded(PositionalScaleWithoutReset),
+            kwargs={**_MODULE_INPUTS, "factory": PositionalScaleWithoutReset},
+            message_contains=("'frequencies' still hold the uninitialised values", "reset_parameters()")),
+    _mutant(protocols.Module, "torch_compile_only_path", "module.compile_matches_eager",
+            "a path taken only under torch.compiler.is_compiling() forgets the bias",
+            _seeded(lambda: CompileOnlyPathDropsBias(3, 2)), kwargs={**_MODULE_INPUTS, "compile": True},
+            message_contains=("backend='eager'", "torch.compiler.is_compiling()")),
+    _mutant(protocols.Module, "torch_branch_on_tensor_value", "module.export_matches_eager",
+            "a Python branch on x.sum().item()", _seeded(lambda: BranchesOnTensorValue(3, 2)),
+            kwargs={**_MODULE_INPUTS, "export": True},
+            message_contains=("torch.export.export", "torch.cond")),
+    _mutant(protocols.Module, "torch_cuda_backward_differs", "module.device_round_trip",
+            "a custom backward that doubles the gradient on CUDA", _seeded(lambda: CudaBackwardDiffers(3, 2)),
+            kwargs=_MODULE_INPUTS, needs_cuda=True, message_contains=("differs from the CPU one",)),
+    _mutant(protocols.CallableModule, "torch_extra_repr_reads_missing_attribute",
+            "callable_module.repr_returns_str", "extra_repr reads an attribute __init__ never sets",
+            _seeded(lambda: ExtraReprReadsMissingAttribute(3, 2)), kwargs=_MODULE_INPUTS,
+            message_contains=("repr(m) raised AttributeError", "extra_repr")),
 ]  # fmt: skip

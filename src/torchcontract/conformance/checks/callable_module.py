@@ -385,3 +385,19 @@ def accepts_non_contiguous_inputs(ctx: Context) -> None:
             "strides assumes contiguity)",
             reproduce=reproduce,
         )
+
+
+@register_check("callable_module.repr_returns_str", protocol=CallableModule, severity="recommended")
+@preserving(data=False)
+def repr_returns_str(ctx: Context) -> None:
+    """repr(m) and str(m) return a str (for a torch module, through every submodule's extra_repr).
+    Python itself raises TypeError for a __repr__ or __str__ that returns anything else."""
+    for name, function in (("repr", repr), ("str", str)):
+        text = ctx.attempt(f"{name}(m)", function, ctx.obj)
+        if isinstance(text, Exception):
+            ctx.fail(
+                f"{name}(m) raised {type(text).__name__}: {text}; expected a str (print(model), logging, "
+                "debuggers and error messages call it; torch's Module.__repr__ calls every submodule's "
+                "extra_repr, which often reads an attribute that __init__ did not set)",
+                reproduce=f"{name}(m)",
+            )

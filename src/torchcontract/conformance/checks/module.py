@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import random
+import sys
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,9 +28,11 @@ from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import (
     close_difference,
     describe,
+    describe_structure,
     difference,
     is_tensor,
     leaves,
+    structure,
     tensor_module,
 )
 from torchcontract.conformance.checks._common import try_deepcopy
@@ -758,6 +762,93 @@ def device_parity(ctx: Context) -> None:
         )
 
 
+def _gradients(ctx: Context, module: Any, inputs: Any, kwargs: Any, what: str) -> tuple[Any, dict[str, Any]]:
+    """The output of ``module(*inputs, **kwargs)`` in eval mode and the gradients its parameters get
+    from a backward pass of the sum of its floating-point outputs (``{name: grad}``, None ones left out)."""
+    for _, parameter in module.named_parameters():
+        parameter.grad = None  # a copy may carry the gradients m had
+    with eval_mode(module):
+        output = ctx.call(what, module, *inputs, **kwargs)
+    tracked = [leaf for _, leaf in _float_leaves(output) if leaf.requires_grad]
+    ctx.call(f"{BACKWARD_OF_SUM} after {what}", _backward_of_sum, tensor_module(), tracked)
+    grads = {
+        name: parameter.grad.detach().clone()
+        for name, parameter in module.named_parameters()
+        if parameter.grad is not None
+    }
+    return output, grads
+
+
+BACKWARD_OF_SUM = "sum(t.sum() for t in <floating-point outputs>).backward()"
+
+
+@register_check(
+    "module.device_round_trip",
+    protocol=Module,
+    severity="recommended",
+    needs=("torch", "example_inputs"),
+    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+    per_device=True,
+)
+@preserving(data=False)
+def device_round_trip(ctx: Context) -> None:
+    """On a CUDA device, the parameters' gradients from a backward pass agree with the CPU ones (within
+    assert_close's tolerances or parity_tolerance, TF32 off), and a copy moved to the device and back
+    gives the CPU outputs again."""
+    torch = _torch_module(ctx)
+    device = torch.device(ctx.device)
+    if device.type == "cpu":
+        ctx.skip("compares a CUDA device with the CPU; runs with device='cuda'")
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False: CPU and CUDA outputs of a random module differ")
+    call = args_text(ctx)
+    on_cpu = _copy(ctx)
+    _, expected_grads = _gradients(
+        ctx, on_cpu, fresh_inputs(ctx), fresh_kwargs(ctx), f"copy.deepcopy(m)({call})"
+    )
+    with eval_mode(ctx.obj):
+        expected = call_module(ctx, ctx.obj)
+    moved = _copy(ctx)
+    ctx.call(f"copy.deepcopy(m).to({ctx.device!r})", moved.to, device)
+    inputs = _to_device(fresh_inputs(ctx), device)
+    kwargs = _to_device(fresh_kwargs(ctx), device)
+    what = f"m.to({ctx.device!r})({call} on {ctx.device})"
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        _, grads = _gradients(ctx, moved, inputs, kwargs, what)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+    tolerance = ctx.options.parity_tolerance
+    cpu = torch.device("cpu")
+    for name, expected_grad in expected_grads.items():
+        grad = grads.get(name)
+        found = (
+            "no gradient on the device"
+            if grad is None
+            else close_difference(grad.to(cpu), expected_grad, tolerance=tolerance)
+        )
+        if found:
+            ctx.fail(
+                f"after {BACKWARD_OF_SUM}, the gradient of {name!r} on {ctx.device} differs from the CPU "
+                f"one ({found}); expected agreement within assert_close's tolerances or the target's "
+                "parity_tolerance (TF32 off; a custom backward with a device-dependent path shows here)",
+                reproduce=f"<grads of {what}> vs <grads of m({call})>",
+            )
+    ctx.call(f"copy.deepcopy(m).to({ctx.device!r}).to('cpu')", moved.to, cpu)
+    back = f"copy.deepcopy(m).to({ctx.device!r}).to('cpu')({call})"
+    with eval_mode(moved):
+        output = ctx.call(back, moved, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    found = close_difference(output, expected)
+    if found:
+        ctx.fail(
+            f"{back} differs from m({call}) ({found}); expected the CPU outputs again (the round trip "
+            "copies every parameter and buffer exactly: state lost or recomputed by a device move, in an "
+            "_apply override say, shows here)",
+            reproduce=f"{back} == m({call})",
+        )
+
+
 # ----------------------------------------------------------------------------------------------------
 # training and dtypes (torch modules only)
 
@@ -941,5 +1032,353 @@ def to_dtype(ctx: Context) -> None:
             f"{what} differs from m({args_text(ctx)}) ({found}); expected "
             f"agreement within rtol={DTYPE_TOLERANCE[0]}, atol={DTYPE_TOLERANCE[1]} (float64 computes "
             "the same function, more precisely)",
+            reproduce=reproduce,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# functional calls, construction on the meta device, compilation (torch modules only)
+
+
+def _tensors_by_name(module: Any) -> dict[str, Any]:
+    """``{name: tensor}`` for every parameter and buffer of a torch module (each name once, as
+    ``named_parameters``/``named_buffers`` give them: a tied tensor under its first name)."""
+    return {**dict(module.named_parameters()), **dict(module.named_buffers())}
+
+
+def _is_floating(tensor: Any) -> bool:
+    return bool(tensor.is_floating_point() or tensor.is_complex())
+
+
+FUNCTIONAL_CALL = "torch.func.functional_call"
+
+
+@register_check(
+    "module.functional_call_matches_call",
+    protocol=Module,
+    severity="recommended",
+    needs=("torch", "example_inputs"),
+    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+)
+@preserving(data=False)
+def functional_call_matches_call(ctx: Context) -> None:
+    """torch.func.functional_call(m, state, inputs) computes what m computes holding ``state``: with m's
+    own parameters and buffers it equals m(*inputs), and with changed ones it equals a deep copy whose
+    tensors were changed the same way in place."""
+    torch = _torch_module(ctx)
+    from torch.func import functional_call
+
+    own = ctx.call("m.named_parameters(), m.named_buffers()", _tensors_by_name, ctx.obj)
+    if not any(_is_floating(tensor) for tensor in own.values()):
+        ctx.skip("the module has no floating-point parameter or buffer to pass to functional_call")
+    call = args_text(ctx)
+    with eval_mode(ctx.obj), _seeded(ctx):
+        expected = call_module(ctx, ctx.obj)
+    what = f"{FUNCTIONAL_CALL}(m, dict(m.named_parameters()) | dict(m.named_buffers()), inputs)"
+    with eval_mode(ctx.obj), _seeded(ctx):
+        swapped = ctx.attempt(
+            what, functional_call, ctx.obj, own, tuple(fresh_inputs(ctx)), fresh_kwargs(ctx)
+        )
+    if isinstance(swapped, Exception):
+        ctx.fail(
+            f"{what} raised {type(swapped).__name__}: {_first_line(swapped)}; expected the output of "
+            f"m({call}) (torch.func's transforms call modules this way: model ensembles under vmap, "
+            "per-sample gradients, meta-learning)",
+            reproduce="torch.func.functional_call(m, {**dict(m.named_parameters()), "
+            "**dict(m.named_buffers())}, tuple(inputs))",
+        )
+    found = close_difference(swapped, expected)
+    if found:
+        ctx.fail(
+            f"{what} differs from m({call}) ({found}){_seeded_note(ctx)}; expected equal outputs (the "
+            "same tensors, passed explicitly)",
+            reproduce=(
+                f"torch.func.functional_call(m, dict(m.named_parameters()), tuple(inputs)) == m({call})"
+            ),
+        )
+    # The same change twice: in place on a copy (what m computes holding the changed tensors) and
+    # passed to functional_call on m. A tensor the forward reads through a reference of its own (a
+    # tuple of weights kept for a fused kernel) follows the first and ignores the second.
+    clone = _copy(ctx)
+    changed = ctx.call("clone.named_parameters(), clone.named_buffers()", _tensors_by_name, clone)
+    with torch.no_grad():
+        for tensor in changed.values():
+            if _is_floating(tensor):
+                _perturb(tensor)
+    with eval_mode(clone), _seeded(ctx):
+        reference = ctx.attempt(f"clone({call})", clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    if isinstance(reference, Exception):
+        ctx.note(
+            f"with its floating-point tensors raised by 0.5, clone({call}) raised "
+            f"{type(reference).__name__}: only m's own state was passed to functional_call"
+        )
+        return
+    what = f"{FUNCTIONAL_CALL}(m, <m's tensors + 0.5>, inputs)"
+    with eval_mode(ctx.obj), _seeded(ctx):
+        swapped = ctx.attempt(
+            what, functional_call, ctx.obj, changed, tuple(fresh_inputs(ctx)), fresh_kwargs(ctx)
+        )
+    if isinstance(swapped, Exception):
+        ctx.fail(
+            f"{what} raised {type(swapped).__name__}: {_first_line(swapped)}, while a copy holding "
+            f"those tensors returns; expected the output of the copy",
+            reproduce="c = copy.deepcopy(m); <add 0.5 to c's floating-point tensors>; "
+            "torch.func.functional_call(m, dict(c.named_parameters()) | dict(c.named_buffers()), "
+            "tuple(inputs))",
+        )
+    found = close_difference(swapped, reference)
+    if found:
+        ignored = close_difference(swapped, expected) is None
+        cause = (
+            "it returned m's own output: the forward reads the tensors through references that "
+            "functional_call does not swap (a tuple or list of parameters kept for a fused call, "
+            "refreshed only in _apply or __init__; read them from the module, or refresh them in "
+            "__setattr__ as nn.RNNBase does)"
+            if ignored
+            else "the forward reads part of its state through references functional_call does not swap"
+        )
+        ctx.fail(
+            f"{what} differs from a deep copy holding the same changed tensors ({found}); expected "
+            f"equal outputs: {cause}",
+            reproduce="c = copy.deepcopy(m); <add 0.5 to c's floating-point tensors>; "
+            f"torch.func.functional_call(m, dict(c.named_parameters()) | dict(c.named_buffers()), "
+            f"tuple(inputs)) == c({call})",
+        )
+
+
+def _uninitialised(torch: Any, tensor: Any) -> None:
+    """Stand-in for the values ``to_empty`` leaves (whatever the allocator gives): NaN in floating-point
+    tensors, so that a tensor nothing initialises afterwards shows, the same way on every run."""
+    if _is_floating(tensor):
+        with torch.no_grad():
+            tensor.fill_(float("nan"))
+
+
+@register_check(
+    "module.builds_on_meta_device",
+    protocol=Module,
+    severity="recommended",
+    needs=("torch", "example_inputs"),
+    requires=("module.state_dict_round_trip", "callable_module.eval_is_deterministic"),
+)
+@preserving(data=False)
+def builds_on_meta_device(ctx: Context) -> None:
+    """The target's factory, under ``torch.device('meta')``, builds the module with every parameter and
+    buffer on meta; after ``to_empty(device='cpu')`` (its values uninitialised), ``reset_parameters()``
+    on every submodule that has one and ``load_state_dict(m.state_dict())``, it computes m's outputs."""
+    torch = _torch_module(ctx)
+    factory = ctx.options.factory
+    if factory is None:
+        ctx.skip(
+            "builds the module with the target's factory under torch.device('meta'): pass factory= "
+            "(a deep copy cannot be made on the meta device)"
+        )
+    build = "with torch.device('meta'): built = factory()"
+    with torch.device("meta"):
+        built = ctx.attempt(build, factory)
+    if isinstance(built, Exception):
+        ctx.fail(
+            f"{build} raised {type(built).__name__}: {_first_line(built)}; expected construction to "
+            "need no tensor data (FSDP, torchtitan and large-model loading build the module on meta, "
+            "then allocate and initialise it: .item(), .tolist() or a NumPy conversion of a tensor in "
+            "__init__ fails there)",
+            reproduce=build,
+        )
+    if not isinstance(built, torch.nn.Module):
+        ctx.fail(f"{build} gave {describe(built)}; expected a torch.nn.Module", reproduce=f"type({build})")
+    tensors = ctx.call("built.named_parameters(), built.named_buffers()", _tensors_by_name, built)
+    allocated = [name for name, tensor in tensors.items() if tensor.device.type != "meta"]
+    if allocated:
+        ctx.fail(
+            f"{build} put {_listed(allocated)} on {tensors[allocated[0]].device}; expected every "
+            "parameter and buffer on meta (a tensor made with an explicit device=, or from NumPy with "
+            "torch.from_numpy, allocates memory during the construction meant to allocate none)",
+            reproduce=f"{build}; [n for n, t in built.state_dict().items() if not t.is_meta]",
+        )
+    ctx.call("built.to_empty(device='cpu')", built.to_empty, device="cpu")
+    for tensor in ctx.call(
+        "built.named_parameters(), built.named_buffers()", _tensors_by_name, built
+    ).values():
+        _uninitialised(torch, tensor)
+    reset: list[str] = []
+    for name, sub in ctx.call("built.named_modules()", lambda: list(built.named_modules())):
+        method = getattr(sub, "reset_parameters", None)
+        if callable(method):
+            ctx.call(f"built.get_submodule({name!r}).reset_parameters()", method)
+            reset.append(name)
+    state = ctx.call("m.state_dict()", ctx.obj.state_dict)
+    ctx.call("built.load_state_dict(m.state_dict())", built.load_state_dict, state)
+    call = args_text(ctx)
+    with eval_mode(ctx.obj), _seeded(ctx):
+        expected = call_module(ctx, ctx.obj)
+    with eval_mode(built), _seeded(ctx):
+        output = ctx.attempt(f"built({call})", built, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    loaded = set(state)
+    unset = [
+        name
+        for name, tensor in ctx.call(
+            "built.named_parameters(), built.named_buffers()", _tensors_by_name, built
+        ).items()
+        if name not in loaded and _is_floating(tensor) and bool(torch.isnan(tensor).any())
+    ]
+    found = (
+        f"it raised {type(output).__name__}: {_first_line(output)}"
+        if isinstance(output, Exception)
+        else close_difference(output, expected)
+    )
+    if found is None:
+        return
+    cause = (
+        f"{_listed(unset)} still hold the uninitialised values to_empty left: neither the state dict nor "
+        "a reset_parameters() restores them; recompute them in reset_parameters() of their submodule"
+        if unset
+        else "a value that construction computed is lost by to_empty and not in the state dict, or "
+        "reset_parameters() does not restore it"
+    )
+    ctx.fail(
+        f"after {build}; built.to_empty(device='cpu'); reset_parameters() on "
+        f"{len(reset)} submodule(s); built.load_state_dict(m.state_dict()), built({call}) differs from "
+        f"m({call}) ({found}){_seeded_note(ctx)}; expected equal outputs ({cause}: FSDP's and "
+        "torchtitan's meta-device initialisation do exactly these steps)",
+        reproduce=(
+            f"{build}; built.to_empty(device='cpu'); [s.reset_parameters() for s in built.modules() if "
+            "hasattr(s, 'reset_parameters')]; built.load_state_dict(m.state_dict()); "
+            f"built({call}) == m({call})"
+        ),
+    )
+
+
+# The backends of module.compile_matches_eager: "eager" runs the graphs TorchDynamo captures as they
+# are (what capture changes), "aot_eager" runs them through AOTAutograd's tracing and decompositions
+# too (what torch.compile's default backend sees, without inductor's generated code and its compiler).
+COMPILE_BACKENDS = ("eager", "aot_eager")
+
+
+def _reset_compiler() -> None:
+    """Drop TorchDynamo's caches (if it was ever imported): each compile starts afresh, and the
+    compiled code does not outlive the check (nor count towards the recompilation limit of the next)."""
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is not None:
+        dynamo.reset()
+
+
+@register_check(
+    "module.compile_matches_eager",
+    protocol=Module,
+    severity="required",
+    needs=("torch", "example_inputs"),
+    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+)
+@preserving(data=False)
+def compile_matches_eager(ctx: Context) -> None:
+    """With the declaration compile=True: torch.compile of a deep copy, with the "eager" and the
+    "aot_eager" backends, returns the eager outputs in eval mode (within assert_close's tolerances)."""
+    torch = _torch_module(ctx)
+    if not ctx.options.compile:
+        ctx.skip("opt-in: declare compile=True to check torch.compile (slow: seconds per module)")
+    call = args_text(ctx)
+    with eval_mode(ctx.obj), _seeded(ctx):
+        expected = call_module(ctx, ctx.obj)
+    for backend in COMPILE_BACKENDS:
+        clone = _copy(ctx)
+        what = f"torch.compile(copy.deepcopy(m), backend={backend!r})({call})"
+        _reset_compiler()
+        try:
+            compiled = ctx.call(
+                f"torch.compile(copy.deepcopy(m), backend={backend!r})", torch.compile, clone, backend=backend
+            )
+            with eval_mode(clone), _seeded(ctx):
+                output = ctx.attempt(what, compiled, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+        finally:
+            _reset_compiler()
+        reproduce = f"torch.compile(copy.deepcopy(m).eval(), backend={backend!r})({call}) vs m.eval()({call})"
+        if isinstance(output, Exception):
+            ctx.fail(
+                f"{what} raised {type(output).__name__}: {_first_line(output)}; expected the eager "
+                "output (TorchDynamo falls back to Python where it cannot capture a graph, so an error "
+                "here is one the compiled module raises in training too)",
+                reproduce=reproduce,
+            )
+        found = (
+            close_difference(output, expected)
+            if ctx.options.deterministic
+            else _structure_difference(output, expected)
+        )
+        if found:
+            ctx.fail(
+                f"{what} differs from m({call}) ({found}){_seeded_note(ctx)}; expected the eager output "
+                "(a code path taken only under compilation, torch.compiler.is_compiling(), or Python "
+                "state read in forward that the compiled graph captured as a constant)",
+                reproduce=reproduce,
+            )
+
+
+def _structure_difference(output: Any, expected: Any) -> str | None:
+    """How two outputs of a random module differ in what stays deterministic: structure and dtypes."""
+    left, right = structure(output), structure(expected)
+    return None if left == right else f"structure {describe_structure(left)} vs {describe_structure(right)}"
+
+
+@register_check(
+    "module.export_matches_eager",
+    protocol=Module,
+    severity="required",
+    needs=("torch", "example_inputs"),
+    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+)
+@preserving(data=False)
+def export_matches_eager(ctx: Context) -> None:
+    """With the declaration export=True: torch.export.export of a deep copy in eval mode, with the
+    example inputs, succeeds, and the exported program's module returns the eager outputs."""
+    torch = _torch_module(ctx)
+    if not ctx.options.export:
+        ctx.skip("opt-in: declare export=True to check torch.export (slow: seconds per module)")
+    call = args_text(ctx)
+    with eval_mode(ctx.obj), _seeded(ctx):
+        expected = call_module(ctx, ctx.obj)
+    clone = _copy(ctx)
+    ctx.call("clone.eval()", clone.eval)
+    keywords = ", kwargs" if ctx.example_kwargs else ""
+    what = f"torch.export.export(copy.deepcopy(m).eval(), tuple(inputs){keywords})"
+    # torch's own modules warn while they export (nn.GRU: "tensor attributes ... were assigned during
+    # export"): what the tracer says is kept as a note, not printed into the user's run.
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        try:
+            program = ctx.attempt(
+                what, torch.export.export, clone, tuple(fresh_inputs(ctx)), fresh_kwargs(ctx)
+            )
+        finally:
+            _reset_compiler()
+    if said:
+        first = str(said[0].message).strip().splitlines()
+        more = f" (and {len(said) - 1} more)" if len(said) > 1 else ""
+        ctx.note(f"torch.export warned: {first[0] if first else said[0].category.__name__}{more}")
+    if isinstance(program, Exception):
+        ctx.fail(
+            f"{what} raised {type(program).__name__}: {_first_line(program)}; expected the module to "
+            "export (ExecuTorch, AOTInductor and ONNX's dynamo exporter start from torch.export: a "
+            "Python branch on a tensor's value, .item() or .tolist() in forward needs torch.cond or "
+            "torch._check)",
+            reproduce=what,
+        )
+    exported = f"{what}.module()({call})"
+    with _seeded(ctx):
+        output = ctx.attempt(exported, lambda: program.module()(*fresh_inputs(ctx), **fresh_kwargs(ctx)))
+    reproduce = f"{exported} vs m.eval()({call})"
+    if isinstance(output, Exception):
+        ctx.fail(
+            f"{exported} raised {type(output).__name__}: {_first_line(output)}; expected the eager output",
+            reproduce=reproduce,
+        )
+    found = (
+        close_difference(output, expected)
+        if ctx.options.deterministic
+        else _structure_difference(output, expected)
+    )
+    if found:
+        ctx.fail(
+            f"{exported} differs from m({call}) ({found}); expected the eager output (export traces one "
+            "path for the example inputs: Python state or a branch read in forward is fixed in the program)",
             reproduce=reproduce,
         )

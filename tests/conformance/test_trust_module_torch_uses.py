@@ -1,0 +1,258 @@
+"""Module contracts in depth (issue 15), the clauses about how torch uses a module beyond calling it:
+``module.functional_call_matches_call``, ``module.builds_on_meta_device``,
+``module.compile_matches_eager``, ``module.export_matches_eager`` and
+``callable_module.repr_returns_str``.
+
+Each test uses a module of the shape its case needs: correct designs that must pass (a table rebuilt by
+``reset_parameters``, tied weights, a module whose output ignores its parameters, a random module), and
+the skips that say how to turn a clause on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from torchcontract.conformance import Report, check
+
+from ..conftest import HAS_TORCH, NO_TORCH_REASON
+
+pytestmark = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
+
+FUNCTIONAL = "module.functional_call_matches_call"
+META = "module.builds_on_meta_device"
+COMPILE = "module.compile_matches_eager"
+EXPORT = "module.export_matches_eager"
+REPR = "callable_module.repr_returns_str"
+
+if HAS_TORCH:
+    import torch
+    from torch import nn
+
+    from torchcontract.protocols import Module
+
+    from .mutants.torch_mutants import PositionalScaleWithoutReset
+
+    class PositionalScaleWithReset(PositionalScaleWithoutReset):
+        """The same table, recomputed by reset_parameters(): what a meta-device build needs."""
+
+        def reset_parameters(self) -> None:
+            with torch.no_grad():
+                self.frequencies.copy_(torch.arange(1.0, 3.0))
+
+    class TiedEmbedding(nn.Module):
+        """A language-model head tied to its embedding (one parameter under two names)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(7, 3)
+            self.head = nn.Linear(3, 7, bias=False)
+            self.head.weight = self.embed.weight
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            return self.head(self.embed(tokens))
+
+    class SignOfWeights(nn.Linear):
+        """An output that a shift of every parameter by 0.5 does not change (signs of large values)."""
+
+        def __init__(self) -> None:
+            super().__init__(3, 2)
+            with torch.no_grad():
+                self.weight.fill_(10.0)
+                self.bias.fill_(10.0)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sign(super().forward(x))
+
+    class NoisyLinear(nn.Linear):
+        """Adds noise in every call, eval mode included: a random module (deterministic=False)."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) + torch.randn(x.shape[0], self.out_features)
+
+    class NeedsDataInInit(nn.Module):
+        """Reads a tensor's value while it is built: impossible on the meta device."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(3, 2)
+            self.width = int(self.linear.weight.abs().sum().item() > -1) + 1
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x) * self.width
+
+    class TableFromNumpy(nn.Module):
+        """A buffer made with torch.from_numpy: on the CPU whatever the default device."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(3, 2)
+            self.register_buffer("offset", torch.from_numpy(np.ones(2, dtype=np.float32)))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x) + self.offset
+
+    class ReprWithoutExtra(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+
+def _inputs() -> tuple[Any, ...]:
+    return (torch.linspace(-1.0, 1.0, 12).reshape(4, 3),)
+
+
+def _result(report: Report, check_id: str) -> Any:
+    return next(result for result in report.results if result.check_id == check_id)
+
+
+def _seeded(build: Any) -> Any:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return build()
+
+
+def test_a_table_rebuilt_by_reset_parameters_builds_on_meta() -> None:
+    report = check(
+        _seeded(PositionalScaleWithReset),
+        Module,
+        example_inputs=_inputs(),
+        factory=PositionalScaleWithReset,
+    )
+    assert _result(report, META).status == "passed", report
+    assert report.passed, report
+
+
+def test_without_a_factory_the_meta_build_is_skipped_saying_how_to_turn_it_on() -> None:
+    result = _result(check(nn.Linear(3, 2), Module, example_inputs=_inputs()), META)
+    assert result.status == "skipped"
+    assert "factory=" in result.message
+
+
+def test_construction_that_reads_tensor_data_fails_on_meta_naming_the_call() -> None:
+    result = _result(
+        check(_seeded(NeedsDataInInit), Module, example_inputs=_inputs(), factory=NeedsDataInInit), META
+    )
+    assert result.status == "failed", result
+    assert "with torch.device('meta'): built = factory() raised" in result.message
+    assert ".item()" in result.message
+
+
+def test_a_buffer_allocated_on_the_cpu_during_a_meta_build_is_named() -> None:
+    result = _result(
+        check(_seeded(TableFromNumpy), Module, example_inputs=_inputs(), factory=TableFromNumpy), META
+    )
+    assert result.status == "failed", result
+    assert "'offset'" in result.message
+    assert "torch.from_numpy" in result.message
+
+
+def test_tied_weights_pass_the_functional_call_and_meta_clauses() -> None:
+    tokens = (torch.tensor([[0, 3, 6], [1, 2, 5]]),)
+    report = check(_seeded(TiedEmbedding), Module, example_inputs=tokens, factory=TiedEmbedding)
+    for check_id in (FUNCTIONAL, META):
+        assert _result(report, check_id).status == "passed", report
+    assert report.passed, report
+
+
+def test_an_output_that_ignores_a_shift_of_the_parameters_is_not_flagged() -> None:
+    # The swapped call is compared with a copy changed in place, not asked to differ from m's output.
+    report = check(_seeded(SignOfWeights), Module, example_inputs=_inputs())
+    assert _result(report, FUNCTIONAL).status == "passed", report
+
+
+def test_a_random_module_compares_functional_calls_with_the_generators_seeded_alike() -> None:
+    report = check(_seeded(lambda: NoisyLinear(3, 2)), Module, example_inputs=_inputs(), deterministic=False)
+    assert _result(report, FUNCTIONAL).status == "passed", report
+
+
+def test_a_module_without_floating_point_state_skips_functional_call() -> None:
+    result = _result(check(nn.ReLU(), Module, example_inputs=_inputs()), FUNCTIONAL)
+    assert result.status == "skipped"
+    assert "no floating-point parameter or buffer" in result.message
+
+
+@pytest.mark.parametrize(("check_id", "option"), [(COMPILE, "compile=True"), (EXPORT, "export=True")])
+def test_compile_and_export_are_off_by_default_and_say_how_to_turn_them_on(
+    check_id: str, option: str
+) -> None:
+    result = _result(check(nn.Linear(3, 2), Module, example_inputs=_inputs()), check_id)
+    assert result.status == "skipped"
+    assert option in result.message
+
+
+def test_compile_and_export_pass_on_a_module_with_keyword_arguments() -> None:
+    class Scaled(nn.Linear):
+        def forward(self, x: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
+            return super().forward(x) * scale
+
+    report = check(
+        _seeded(lambda: Scaled(3, 2)),
+        Module,
+        example_inputs=_inputs(),
+        example_kwargs={"scale": 2.0},
+        compile=True,
+        export=True,
+    )
+    for check_id in (COMPILE, EXPORT):
+        assert _result(report, check_id).status == "passed", report
+
+
+def test_a_random_module_compiles_and_exports_comparing_structure_only() -> None:
+    report = check(
+        _seeded(lambda: NoisyLinear(3, 2)),
+        Module,
+        example_inputs=_inputs(),
+        deterministic=False,
+        compile=True,
+        export=True,
+    )
+    for check_id in (COMPILE, EXPORT):
+        assert _result(report, check_id).status == "passed", report
+
+
+def test_torch_warnings_while_exporting_become_a_note_not_output(recwarn: pytest.WarningsRecorder) -> None:
+    report = check(
+        nn.GRU(3, 4, batch_first=True), Module, example_inputs=(torch.zeros(2, 5, 3),), export=True
+    )
+    result = _result(report, EXPORT)
+    assert result.status == "passed", report
+    assert "torch.export warned" in result.message
+    assert not [w for w in recwarn if "during export" in str(w.message)]
+
+
+def test_repr_passes_on_modules_with_and_without_extra_repr() -> None:
+    for module in (nn.Linear(3, 2), ReprWithoutExtra(), nn.Sequential(nn.Linear(3, 2), nn.ReLU())):
+        result = _result(check(module, Module, example_inputs=_inputs()), REPR)
+        assert result.status == "passed", result
+
+
+def test_the_numpy_reference_modules_skip_the_torch_only_clauses_and_pass_repr() -> None:
+    from torchcontract.reference_impl import Linear
+
+    report = check(
+        Linear(3, 2, rng=np.random.default_rng(0)),
+        Module,
+        example_inputs=(np.ones((4, 3), dtype=np.float32),),
+    )
+    assert _result(report, REPR).status == "passed"
+    for check_id in (FUNCTIONAL, META, COMPILE, EXPORT):
+        result = _result(report, check_id)
+        assert result.status == "skipped", result
+        assert "torch.nn.Module" in result.message
+    assert report.passed, report
+
+
+def test_the_new_clauses_leave_the_module_as_they_found_it() -> None:
+    module = _seeded(PositionalScaleWithReset)
+    before = {name: tensor.clone() for name, tensor in module.state_dict().items()}
+    frequencies = module.frequencies.clone()
+    check(
+        module, Module, example_inputs=_inputs(), factory=PositionalScaleWithReset, compile=True, export=True
+    )
+    after = module.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert torch.equal(module.frequencies, frequencies)
+    assert not math.isnan(float(module.frequencies.sum()))

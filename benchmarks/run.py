@@ -1,8 +1,9 @@
 """Benchmarks of the reference implementation against torch, and of the conformance suite's own cost,
 measured in the same run.
 
-    python benchmarks/run.py [--only epoch linear suite] [--repeats N] [--torchvision-epochs N]
+    python benchmarks/run.py [--only epoch linear suite modules] [--repeats N] [--torchvision-epochs N]
                              [--suite-repeats N] [--pytest-repeats N] [--check-repeats N]
+                             [--module-repeats N]
 
 1. One shuffled epoch of 60,000 MNIST-format images (synthetic IDX files written to a temporary
    folder), batch 64: the reference MNIST + DataLoader, torchvision's MNIST(transform=PILToTensor())
@@ -26,6 +27,12 @@ measured in the same run.
    d. in one process, ``check()`` of a map-style dataset of length 10**11 that computes its samples
       from the index against the same dataset of length 10**3 (``--check-repeats`` runs each,
       after one warm-up of each; goal <= 1.1x).
+
+4. Modules: in one process, the median of ``check(resnet18, Module)`` (torchvision, 10 classes,
+   a (2, 3, 64, 64) batch, with a factory) with every clause, against the same check with the clauses
+   that issue 15 added taken out of the registry, interleaved after one warm-up of each
+   (``--module-repeats`` runs each): what the new clauses cost per module. The opt-in
+   ``compile=True, export=True`` run is shown beside them.
 
 Times are the best of ``--repeats`` runs (medians in brackets): the minimum is the least disturbed
 by other processes. torch and torchvision are optional: without them their rows are skipped.
@@ -352,7 +359,82 @@ def suite_benchmark(repeats: int, pytest_repeats: int, check_repeats: int) -> No
     )
 
 
-SECTIONS = ("epoch", "linear", "suite")
+# -- what the module clauses cost (issue 15) -------------------------------------------------------
+
+# The clauses issue 15 added: the "before" run takes them out of the registry for its duration.
+MODULE_DEPTH_CLAUSES = (
+    "callable_module.accepts_non_contiguous_inputs",
+    "callable_module.repr_returns_str",
+    "module.device_round_trip",
+    "module.backward_reaches_parameters",
+    "module.to_dtype",
+    "module.functional_call_matches_call",
+    "module.builds_on_meta_device",
+    "module.compile_matches_eager",
+    "module.export_matches_eager",
+)
+
+
+def module_benchmark(repeats: int) -> None:
+    print("check(resnet18, Module), in one process:")
+    try:
+        import torch
+        from torchvision.models import resnet18
+    except ImportError:
+        print("  skipped: torch and torchvision are not both installed")
+        return
+    from unittest import mock
+
+    from torchcontract.conformance import _registry, check
+    from torchcontract.protocols import Module
+
+    torch.manual_seed(0)
+    model = resnet18(weights=None, num_classes=10)
+    inputs = (torch.randn(2, 3, 64, 64),)
+
+    def factory() -> object:
+        return resnet18(weights=None, num_classes=10)
+
+    clause_times: dict[str, list[float]] = {}
+
+    def full(**options: object) -> Callable[[], None]:
+        def run() -> None:
+            report = check(model, Module, example_inputs=inputs, factory=factory, **options)
+            if not report.passed:
+                raise SystemExit(f"resnet18 failed its check:\n{report}")
+            if not options:
+                for result in report.results:
+                    clause_times.setdefault(result.check_id, []).append(result.duration_s)
+
+        return run
+
+    def without_new_clauses() -> None:
+        kept = {key: value for key, value in _registry._REGISTRY.items() if key not in MODULE_DEPTH_CLAUSES}
+        with mock.patch.dict(_registry._REGISTRY, kept, clear=True):
+            full()()
+
+    runs = {"without the issue-15 clauses": without_new_clauses, "every clause": full()}
+    for run in runs.values():  # warm-up: torch's first calls, TorchDynamo's import
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name] += timings(run, 1)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    for name, values in times.items():
+        show(name, values)
+    before, after = medians["without the issue-15 clauses"], medians["every clause"]
+    print(
+        f"  the issue-15 clauses: +{(after - before) * 1e3:.0f} ms per check ({after / before:.2f}x, medians)"
+    )
+    for check_id in MODULE_DEPTH_CLAUSES:
+        durations = clause_times.get(check_id, [0.0])
+        print(f"    {check_id:<52} {statistics.median(durations) * 1e3:7.0f} ms (median)")
+    compiled = timings(full(compile=True, export=True), max(1, repeats // 2))
+    show("every clause, compile=True, export=True (opt-in)", compiled)
+
+
+SECTIONS = ("epoch", "linear", "suite", "modules")
 
 
 def main() -> None:
@@ -363,6 +445,7 @@ def main() -> None:
     parser.add_argument("--suite-repeats", type=int, default=5, help="fresh processes of each kind (a, b)")
     parser.add_argument("--pytest-repeats", type=int, default=21, help="pytest start-ups of each kind (c)")
     parser.add_argument("--check-repeats", type=int, default=5, help="in-process checks of each length (d)")
+    parser.add_argument("--module-repeats", type=int, default=5, help="checks of resnet18 of each kind (4)")
     args = parser.parse_args()
     threads = {name: os.environ.get(name, "default") for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     print(f"CPU cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, NumPy {np.__version__}")
@@ -375,6 +458,8 @@ def main() -> None:
         linear_benchmark(args.repeats)
     if "suite" in args.only:
         suite_benchmark(args.suite_repeats, args.pytest_repeats, args.check_repeats)
+    if "modules" in args.only:
+        module_benchmark(args.module_repeats)
 
 
 if __name__ == "__main__":

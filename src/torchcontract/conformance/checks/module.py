@@ -525,16 +525,22 @@ def _torch_module(ctx: Context) -> Any:
     return torch
 
 
-def _to_device(value: Any, device: Any) -> Any:
+def _map_tensors(value: Any, convert: Any) -> Any:
+    """``value`` with ``convert(t)`` in place of every tensor ``t`` in its tuples, lists and dicts
+    (rebuilt in their types, dict keys in their own order: a forward may iterate them)."""
     if is_tensor(value):
-        return value.to(device)
+        return convert(value)
     if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-        return type(value)(*(_to_device(item, device) for item in value))
+        return type(value)(*(_map_tensors(item, convert) for item in value))
     if isinstance(value, (tuple, list)):
-        return type(value)(_to_device(item, device) for item in value)
+        return type(value)(_map_tensors(item, convert) for item in value)
     if isinstance(value, dict):
-        return {key: _to_device(item, device) for key, item in value.items()}
+        return {key: _map_tensors(item, convert) for key, item in value.items()}
     return value
+
+
+def _to_device(value: Any, device: Any) -> Any:
+    return _map_tensors(value, lambda tensor: tensor.to(device))
 
 
 def _on(tensor: Any, device: Any) -> bool:
@@ -933,15 +939,7 @@ def backward_reaches_parameters(ctx: Context) -> None:
 
 def _to_dtype(value: Any, dtype: Any) -> Any:
     """``value`` with every floating-point tensor converted to ``dtype`` (containers rebuilt)."""
-    if is_tensor(value):
-        return value.to(dtype) if value.is_floating_point() else value
-    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-        return type(value)(*(_to_dtype(item, dtype) for item in value))
-    if isinstance(value, (tuple, list)):
-        return type(value)(_to_dtype(item, dtype) for item in value)
-    if isinstance(value, dict):
-        return {key: _to_dtype(item, dtype) for key, item in value.items()}
-    return value
+    return _map_tensors(value, lambda tensor: tensor.to(dtype) if tensor.is_floating_point() else tensor)
 
 
 # float32 against float64 (the rounding of float32 through a few layers, not a bug): looser than

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,27 +13,16 @@ from torchcontract.conformance import checks_for
 from torchcontract.conformance.cli import main
 from torchcontract.protocols import MapDataset
 
-MODULE = """
+from ..user_modules import SQUARES, user_module, write_user_module
+
+MODULE = user_module(
+    """
     import numpy as np
     from torchcontract.conformance import Target
     from torchcontract.protocols import CollateFn
-
-
-    class Squares:
-        def __len__(self):
-            return 8
-
-        def __getitem__(self, index):
-            if not -8 <= index < 8:
-                raise IndexError(index)
-            return (index % 8) ** 2
-
-
-    class Wrapping(Squares):
-        def __getitem__(self, index):
-            return (index % 8) ** 2
-
-
+""",
+    SQUARES,
+    """
     squares = Squares()
     wrapping = Wrapping()
 
@@ -45,16 +33,14 @@ MODULE = """
 
     def needs_arguments(size):
         return Squares()
-"""
+""",
+)
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A user's project directory holding the module `mydata`, as the current directory."""
-    (tmp_path / "mydata.py").write_text(textwrap.dedent(MODULE))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return tmp_path
+    return write_user_module(tmp_path, monkeypatch, "mydata", MODULE)
 
 
 @pytest.mark.usefixtures("project")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
+from pathlib import Path
 
 import pytest
 
 from torchcontract.conformance import CHECKS
 from torchcontract.conformance._baseline import BaselineError, dumps, parse_subset, read_baseline
 from torchcontract.conformance.cli import main
+
+from ..user_modules import user_module, write_user_module
 
 GOOD = """
 # known failures
@@ -93,13 +95,8 @@ PAST_END = "map_dataset.index_past_end_raises_index_error"
 
 
 @pytest.fixture
-def wrapping(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> str:
-    from pathlib import Path
-
-    root = Path(str(tmp_path))
-    (root / "cli_wrapping_mod.py").write_text(textwrap.dedent(CHECKED))
-    monkeypatch.chdir(root)
-    monkeypatch.syspath_prepend(str(root))
+def wrapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    write_user_module(tmp_path, monkeypatch, "cli_wrapping_mod", user_module(CHECKED))
     return "cli_wrapping_mod:Wrapping"
 
 

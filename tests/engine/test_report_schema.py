@@ -26,6 +26,8 @@ from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, environ
 from torchcontract.conformance.cli import main
 from torchcontract.protocols import CollateFn, MapDataset
 
+from ..user_modules import SQUARES, user_module, write_user_module
+
 
 class Squares:
     def __len__(self) -> int:
@@ -126,36 +128,21 @@ def test_a_run_report_reads_back_what_it_wrote(tmp_path: Path, reports: tuple[Re
 
 # -- the CLI ------------------------------------------------------------------------------------------
 
-MODULE = """
+MODULE = user_module(
+    """
     from torchcontract.conformance import Target
     from torchcontract.protocols import MapDataset
-
-
-    class Squares:
-        def __len__(self):
-            return 8
-
-        def __getitem__(self, index):
-            if not -8 <= index < 8:
-                raise IndexError(index)
-            return (index % 8) ** 2
-
-
-    class Wrapping(Squares):
-        def __getitem__(self, index):
-            return (index % 8) ** 2
-
-
+""",
+    SQUARES,
+    """
     squares = Squares()
-"""
+""",
+)
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "schemadata.py").write_text(textwrap.dedent(MODULE))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return tmp_path
+    return write_user_module(tmp_path, monkeypatch, "schemadata", MODULE)
 
 
 @pytest.mark.parametrize(("attribute", "status"), [("squares", 0), ("Wrapping", 1)])

@@ -21,6 +21,8 @@ from torchcontract.conformance.checks import map_dataset as map_dataset_checks
 from torchcontract.conformance.cli import main
 from torchcontract.protocols import MapDataset
 
+from ..user_modules import SQUARES
+
 DETERMINISM = "map_dataset.getitem_is_deterministic"
 # After the recommended clauses of a map-style dataset come only its worker clauses: required, and
 # run only with torch (without it they are skipped as not applicable, and nothing is unverified).
@@ -112,18 +114,6 @@ def test_a_hang_in_a_recommended_clause_fails_the_report() -> None:
         assert "hung in map_dataset.accepts_numpy_integer_index" in result.message
     assert not report.passed, "required clauses were not verified"
 
-
-# A correct dataset, in the source of the modules and test files these tests write.
-SQUARES = """
-    class Squares:
-        def __len__(self):
-            return 8
-
-        def __getitem__(self, index):
-            if not -8 <= index < 8:
-                raise IndexError(index)
-            return (index % 8) ** 2
-"""
 
 CLI_MODULE = (
     """

@@ -260,7 +260,7 @@ def parameters_match_named_parameters(ctx: Context) -> None:
 
 @register_check(
     DEEPCOPY, protocol=Module, severity="required", needs=("example_inputs",),
-    requires=("callable_module.eval_is_deterministic",),
+    requires=("callable_module.eval_is_deterministic",), per_dtype=True,
 )  # fmt: skip
 @preserving(data=False)
 def deepcopy_is_independent(ctx: Context) -> None:
@@ -382,6 +382,7 @@ def _first_line(error: BaseException) -> str:
     severity="required",
     needs=("example_inputs",),
     requires=("callable_module.eval_is_deterministic", DEEPCOPY),
+    per_dtype=True,
 )
 @preserving(data=False)
 def state_dict_round_trip(ctx: Context) -> None:
@@ -717,6 +718,7 @@ def _meta_probe(ctx: Context, torch: Any) -> None:
     needs=("torch", "example_inputs"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_device=True,
+    per_dtype=True,
 )
 @preserving(data=False)
 def device_parity(ctx: Context) -> None:
@@ -793,6 +795,7 @@ def _listed(names: list[str], limit: int = 5) -> str:
     severity="required",
     needs=("torch", "example_inputs"),
     requires=(DEEPCOPY,),
+    per_dtype=True,
 )
 @preserving(data=False)
 def backward_reaches_parameters(ctx: Context) -> None:

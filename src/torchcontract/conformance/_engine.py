@@ -18,7 +18,7 @@ from typing import Any, Generic, NoReturn, TypeVar, final
 
 import numpy as np
 
-from torchcontract.conformance import _calls, _fresh_interpreter, _isolation
+from torchcontract.conformance import _calls, _dtypes, _fresh_interpreter, _isolation
 from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
     MAX_TIME_BUDGET_S,
@@ -150,6 +150,11 @@ class Options:
     collate_fn: the collate function a dataset is loaded with (default: torch's ``default_collate``),
         for ``map_dataset.samples_collate``: a dataset of variable-length samples declares the
         padding collate it is meant for, and the clause checks that one.
+    dtypes: for a Module or CallableModule (a ``torch.nn.Module``), a tuple of floating-point torch
+        dtypes (``(torch.float32, torch.float64)``): the per-dtype clauses (those whose verdict depends
+        on the numerics of a call) run once per dtype, on ``copy.deepcopy(m).to(dtype)`` with the
+        floating-point tensors of the example arguments converted alike (default None: once, on the
+        module as it is).
     """
 
     deterministic: bool = True
@@ -177,6 +182,7 @@ class Options:
     collate_fn: Callable[[list[Any]], Any] | None = None
     compile: bool = False
     export: bool = False
+    dtypes: tuple[Any, ...] | None = None
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, object]) -> Options:
@@ -199,6 +205,9 @@ class Options:
             if name == "collate_fn":
                 if value is not None and not callable(value):
                     raise TypeError(f"option collate_fn must be a callable (samples) -> batch, not {value!r}")
+                continue
+            if name == "dtypes":
+                _dtypes.validate_dtypes(value)
                 continue
             if name == "parity_tolerance":
                 if value is not None and not _tolerance_pair(value):
@@ -233,11 +242,19 @@ class Options:
     def changed(self) -> dict[str, Any]:
         """The options that differ from their defaults (for reports)."""
         described = ("shards", "factory")
-        return {
+        changed = {
             f.name: describe(getattr(self, f.name)) if f.name in described else getattr(self, f.name)
             for f in dataclasses.fields(self)
             if getattr(self, f.name) != f.default
         }
+        if "dtypes" in changed:
+            changed["dtypes"] = list(self.dtype_names)
+        return changed
+
+    @property
+    def dtype_names(self) -> tuple[str, ...]:
+        """The names of ``dtypes`` (``("float32", "float64")``); () without a dtype matrix."""
+        return _dtypes.dtype_names(self.dtypes)
 
 
 def _tolerance_pair(value: object) -> bool:
@@ -284,8 +301,8 @@ class Target:
     example_kwargs: dict[str, object]
     expected_failures: dict[str, str]
     options: Options
-    # The cached state of checking this target, per (device, budget): see session().
-    _sessions: dict[tuple[str, float], _Session] = dataclasses.field(repr=False)
+    # The cached state of checking this target, per (device, budget, dtype): see session().
+    _sessions: dict[tuple[str, float, str | None], _Session] = dataclasses.field(repr=False)
     _lock: threading.Lock = dataclasses.field(repr=False)
 
     def __init__(
@@ -314,13 +331,15 @@ class Target:
                 )
         else:
             options = Options.from_kwargs(option_kwargs)
+        if options.dtypes is not None:
+            _validate_dtype_target(obj, protocol)
         values = {
             "obj": obj,
             "protocol": protocol,
             "name": _non_empty_str(name, "name") if name is not None else _default_name(obj),
             "example_inputs": _normalise_inputs(protocol, example_inputs),
             "example_kwargs": _validate_example_kwargs(protocol, example_kwargs),
-            "expected_failures": _validate_expected_failures(expected_failures),
+            "expected_failures": _validate_expected_failures(expected_failures, options),
             "options": options,
             "_sessions": {},
             "_lock": threading.Lock(),
@@ -361,9 +380,28 @@ class Target:
 
     @property
     def stale_expected_failures(self) -> list[str]:
-        """Expected-failure ids that match no check of this target's protocol."""
+        """Expected-failure ids that match no check of this target's protocol (``id[dtype]``: no
+        per-dtype check of a dtype in its ``dtypes``)."""
         known = {c.check_id for c in self.checks}
+        known.update(
+            f"{c.check_id}[{name}]" for c in self.checks if c.per_dtype for name in self.options.dtype_names
+        )
         return [check_id for check_id in self.expected_failures if check_id not in known]
+
+    def expected_failure(self, check_id: str, dtype: str | None = None) -> str | None:
+        """The reason ``check_id`` (in ``dtype``, for a per-dtype check) is expected to fail, or None:
+        a key ``check_id[float64]`` for that dtype, else ``check_id`` for every dtype."""
+        if dtype is not None:
+            reason = self.expected_failures.get(f"{check_id}[{dtype}]")
+            if reason is not None:
+                return reason
+        return self.expected_failures.get(check_id)
+
+    def dtypes_of(self, spec: Check) -> tuple[str | None, ...]:
+        """The dtypes ``spec`` runs in on this target: each of ``dtypes`` for a per-dtype check,
+        else ``(None,)`` (once, on the module as it is)."""
+        names = self.options.dtype_names
+        return names if spec.per_dtype and names else (None,)
 
     def stale_message(self, check_id: str) -> str:
         known = [c.check_id for c in self.checks]
@@ -377,14 +415,20 @@ class Target:
             f"of {self.protocol.__name__}{hint}; remove or rename it so it cannot hide a regression"
         )
 
-    def session(self, device: str = "cpu", time_budget_s: float = DEFAULT_TIME_BUDGET_S) -> _Session:
+    def session(
+        self, device: str = "cpu", time_budget_s: float = DEFAULT_TIME_BUDGET_S, dtype: str | None = None
+    ) -> _Session:
         """The cached state of checking this target on ``device`` (results, shared work, hangs): the
-        pytest plugin runs one check per test, and each check's prerequisites only once."""
+        pytest plugin runs one check per test, and each check's prerequisites only once. ``dtype``
+        (one of ``options.dtype_names``): the session of the per-dtype checks in that dtype."""
         _validate_run_arguments(device, time_budget_s)
+        if dtype is not None and dtype not in self.options.dtype_names:
+            raise ValueError(f"dtype {dtype!r} is not one of target {self.name!r}'s dtypes")
+        base = self.session(device, time_budget_s) if dtype is not None else None
         with self._lock:
-            key = (device, float(time_budget_s))
+            key = (device, float(time_budget_s), dtype)
             if key not in self._sessions:
-                self._sessions[key] = _Session(self, device, float(time_budget_s))
+                self._sessions[key] = _Session(self, device, float(time_budget_s), dtype=dtype, base=base)
             return self._sessions[key]
 
     def run(
@@ -397,14 +441,18 @@ class Target:
         afresh: an object fixed since the last run is checked again."""
         _validate_run_arguments(device, time_budget_s)
         session = _Session(self, device, float(time_budget_s))
+        sessions: dict[str | None, _Session] = {None: session}
+        for name in self.options.dtype_names:
+            sessions[name] = _Session(self, device, float(time_budget_s), dtype=name, base=session)
         chosen = [c for c in self.checks if select is None or select(c)]
         if not self.options.isolate and any(
             _fresh_interpreter.uses(c.func) and _missing_needs(c, session) is None for c in chosen
         ):
             # Its start (importing torch) overlaps the checks before the clause that needs it.
             _fresh_interpreter.prestart()
-        results = tuple(session.result(c.check_id) for c in chosen)
-        session.release_shared_work()
+        results = tuple(sessions[dtype].result(c.check_id) for c in chosen for dtype in self.dtypes_of(c))
+        for each in sessions.values():
+            each.release_shared_work()
         return Report(
             target=self.name,
             protocol=self.protocol.__name__,
@@ -456,7 +504,22 @@ def _validate_example_kwargs(protocol: type[Any], example_kwargs: object) -> dic
     return dict(example_kwargs)
 
 
-def _validate_expected_failures(expected: Mapping[str, str] | None) -> dict[str, str]:
+def _validate_dtype_target(obj: object, protocol: type[Any]) -> None:
+    """``dtypes=`` converts a torch module: TypeError for any other protocol or object."""
+    if not _module_like(protocol):
+        raise TypeError(
+            f"option dtypes is for a CallableModule or Module target (a torch.nn.Module, converted with "
+            f".to(dtype)), not a {protocol.__name__}"
+        )
+    torch = tensor_module()
+    if torch is None or not isinstance(obj, torch.nn.Module):
+        raise TypeError(
+            f"option dtypes converts the module with copy.deepcopy(m).to(dtype): it needs a "
+            f"torch.nn.Module, not {describe(obj)}"
+        )
+
+
+def _validate_expected_failures(expected: Mapping[str, str] | None, options: Options) -> dict[str, str]:
     if expected is None:
         return {}
     if not isinstance(expected, Mapping):
@@ -465,8 +528,13 @@ def _validate_expected_failures(expected: Mapping[str, str] | None) -> dict[str,
     for check_id, reason in items:
         _non_empty_str(check_id, "each expected_failures key (a check id)")
         _non_empty_str(reason, f"expected_failures[{check_id!r}] (the reason it fails)")
-    # A renamed check's old id still applies, with a warning (SPEC.md, "Stable ids").
-    return {current_id(check_id): reason for check_id, reason in expected.items()}
+    # A renamed check's old id still applies, with a warning (SPEC.md, "Stable ids"); so does it in a
+    # key for one dtype of a dtype matrix, "check_id[float64]".
+    validated = {}
+    for key, reason in expected.items():
+        check_id, dtype = _dtypes.split_key(key) if options.dtypes is not None else (key, None)
+        validated[current_id(check_id) + (f"[{dtype}]" if dtype is not None else "")] = reason
+    return validated
 
 
 def _validate_run_arguments(device: object, time_budget_s: object) -> None:
@@ -526,28 +594,70 @@ def check(
 
 
 class _Session:
-    """Checking one target on one device: memoised results, shared work, and whether it hung."""
+    """Checking one target on one device: memoised results, shared work, and whether it hung.
 
-    def __init__(self, target: Target, device: str, time_budget_s: float) -> None:
+    With ``dtype`` (one of the target's ``dtypes``), the session of its per-dtype checks in that dtype:
+    they run on the module converted once, here (:meth:`_converted`); their prerequisites that are not
+    per-dtype are the ``base`` session's (the module as it is), and a hang in either stops both."""
+
+    def __init__(
+        self,
+        target: Target,
+        device: str,
+        time_budget_s: float,
+        *,
+        dtype: str | None = None,
+        base: _Session | None = None,
+    ) -> None:
         # Weak: the target owns its sessions, and a cycle between them would keep the checked object
         # (and the iterators the checks made) alive until a cyclic garbage collection.
         self._target = weakref.ref(target)
         self.device = device
         self.time_budget_s = time_budget_s
+        self.dtype = dtype
+        self.base = base
         self.results: dict[str, CheckResult] = {}
         self.shared: dict[SharedKey[Any], Any] = {}
-        self.hung: str | None = None
+        self._hung: str | None = None
+        # In dtype: (the converted module, inputs, kwargs), or why the conversion failed; None before.
+        self._conversion: tuple[Any, tuple[Any, ...], dict[str, Any]] | str | None = None
         # check id -> why it was not run, for checks skipped because a prerequisite failed; their
         # own dependents are skipped for the same reason.
         self.blocked: dict[str, str] = {}
         self._lock = threading.RLock()
 
+    @property
+    def hung(self) -> str | None:
+        """Why the object's remaining checks stop (it hung in one), or None."""
+        return self.base.hung if self.base is not None else self._hung
+
+    @hung.setter
+    def hung(self, reason: str | None) -> None:
+        if self.base is not None:
+            self.base.hung = reason
+        else:
+            self._hung = reason
+
+    def _owner(self, check_id: str) -> _Session:
+        """The session that decides ``check_id``: this one, or for a check that is not per-dtype, the
+        base session of a dtype session."""
+        if self.base is not None and not CHECKS[check_id].per_dtype:
+            return self.base
+        return self
+
     def result(self, check_id: str) -> CheckResult:
+        owner = self._owner(check_id)
+        if owner is not self:
+            return owner.result(check_id)
         with self._lock:
             if check_id not in self.results:
                 if self.target.options.isolate and not _isolation.in_child():
                     # Every check of the target in one child process (shared work is shared there).
-                    ids = [c.check_id for c in self.target.checks if c.check_id not in self.results]
+                    ids = [
+                        c.check_id
+                        for c in self.target.checks
+                        if c.check_id not in self.results and self._owner(c.check_id) is self
+                    ]
                     self.results.update(_isolation.run_isolated(self, ids))
                 else:
                     self.results[check_id] = self._run(CHECKS[check_id])
@@ -570,11 +680,15 @@ class _Session:
 
     def prerequisite_failure(self, check_id: str) -> str | None:
         """Why ``check_id``'s result makes a dependent check meaningless, or None."""
+        owner = self._owner(check_id)
+        if owner is not self:
+            return owner.prerequisite_failure(check_id)
         result = self.result(check_id)
+        name = result.label
         if result.status in ("failed", "xfailed"):
-            return f"not run: prerequisite {check_id} failed"
+            return f"not run: prerequisite {name} failed"
         if result.status in ("error", "unverified"):
-            return f"not verified: prerequisite {check_id} could not be verified ({result.status})"
+            return f"not verified: prerequisite {name} could not be verified ({result.status})"
         # Transitively: a prerequisite skipped because its own prerequisite failed blocks this one too.
         return self.blocked.get(check_id)
 
@@ -586,7 +700,8 @@ class _Session:
     def make_result(self, check_id: str, status: Status, message: str, *, duration_s: float) -> CheckResult:
         """The result of ``check_id``, with this target's expected failures applied."""
         spec = CHECKS[check_id]
-        expected = self.target.expected_failures.get(spec.check_id)
+        dtype = self.dtype if spec.per_dtype else None
+        expected = self.target.expected_failure(spec.check_id, dtype)
         if expected is not None and status == "failed":
             status, message = "xfailed", f"expected failure ({expected}): {message}"
         elif expected is not None and status == "passed":
@@ -600,6 +715,7 @@ class _Session:
             message=message,
             duration_s=round(duration_s, 6),
             device=self.device if spec.per_device else None,
+            dtype=dtype,
         )
 
     def _outcome(self, spec: Check) -> tuple[Status, str]:
@@ -627,10 +743,12 @@ class _Session:
 
         def body() -> None:
             try:
+                if self.dtype is not None:
+                    ctx.use(*self._converted(ctx))
                 spec.func(ctx)
                 outcome.append(("passed", "; ".join(ctx.notes)))
             except CheckFailure as failure:
-                outcome.append(("failed", str(failure)))
+                outcome.append(("failed", self._in_dtype(str(failure))))
             except CheckSkipped as skipped:
                 outcome.append(("skipped", str(skipped)))
             except CheckUnverified as unverified:
@@ -689,6 +807,26 @@ class _Session:
                 )
             return "failed", self._hang(spec, hung)
         return outcome[0]
+
+    def _converted(self, ctx: Context) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        """The module and example arguments in this session's dtype, converted on first use (once
+        per target and dtype; a check of this session runs only while its result() holds the lock);
+        a skip, naming the conversion, when it raised."""
+        assert self.dtype is not None
+        if self._conversion is None:
+            self._conversion = _dtypes.convert(ctx, self.dtype)
+        if isinstance(self._conversion, str):
+            ctx.skip(self._conversion)
+        return self._conversion
+
+    def _in_dtype(self, message: str) -> str:
+        """A failure message of a per-dtype check, with what ``m`` and the inputs were in its dtype."""
+        if self.dtype is None:
+            return message
+        return (
+            f"{message}\n  in {self.dtype}: m is copy.deepcopy(m).to(torch.{self.dtype}), and every "
+            f"floating-point tensor of the inputs is x.to(torch.{self.dtype})"
+        )
 
     def _hang(self, spec: Check, what: str) -> str:
         """Record that ``what`` hung in ``spec`` (the object's remaining checks are unverified) and
@@ -792,6 +930,8 @@ class Context:
         self.example_inputs: Any = session.target.example_inputs
         self.example_kwargs: dict[str, Any] = session.target.example_kwargs
         self.device = session.device
+        # The dtype of a per-dtype check of a target with dtypes= ("float64"); None otherwise.
+        self.dtype = session.dtype
         # The last object call that returned (None before the first): context for internal errors.
         self.last_call: str | None = None
         self.notes: list[str] = []
@@ -800,6 +940,11 @@ class Context:
         # each, so that a hang is bounded there too.
         self._bound_each_call = "workers" in spec.needs
         self._rng = np.random.default_rng(self.options.seed)
+
+    def use(self, obj: Any, example_inputs: tuple[Any, ...], example_kwargs: dict[str, Any]) -> None:
+        """Check ``obj`` with these example arguments instead of the target's (the engine's converted
+        module of a per-dtype check)."""
+        self.obj, self.example_inputs, self.example_kwargs = obj, example_inputs, example_kwargs
 
     # -- reporting --------------------------------------------------------------------------------
 

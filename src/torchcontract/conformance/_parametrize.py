@@ -34,7 +34,8 @@ def parametrize_with_checks(targets: Sequence[Target]) -> MarkDecorator:
     passes with a :class:`ConformanceWarning` (fails under ``--conformance-strict``); expected
     failures xfail (and xpass when they pass, which fails under pytest's ``xfail_strict``); an
     expected-failure id that matches no check gets a failing test of its own. Device-dependent checks
-    get one test per device of ``--conformance-devices`` (ids ending in the device).
+    get one test per device of ``--conformance-devices`` (ids ending in the device); the per-dtype
+    checks of a target with ``dtypes=`` one test per dtype (ids ending in it: ``-float64``).
     """
     import pytest
 
@@ -85,10 +86,13 @@ class CheckCase:
         *,
         strict: bool = False,
         todo: str | None = None,
+        dtype: str | None = None,
     ) -> None:
         self.target = target
         self.check_id = check_id
         self.device = device
+        # One of the target's dtypes, for a per-dtype check of a target with dtypes=; else None.
+        self.dtype = dtype
         self.time_budget_s = time_budget_s
         # --conformance-strict: a failed (or unverified) recommended check fails its test too.
         self.strict = strict
@@ -98,12 +102,15 @@ class CheckCase:
         self._recorded: set[int] = set()
 
     def __repr__(self) -> str:
-        return f"CheckCase({self.target.name!r}, {self.check_id!r}, device={self.device!r})"
+        dtype = f", dtype={self.dtype!r}" if self.dtype is not None else ""
+        return f"CheckCase({self.target.name!r}, {self.check_id!r}, device={self.device!r}{dtype})"
 
     def run(self, target: Target | None = None) -> CheckResult:
-        """Run the check (memoised per target and device) and return its result, without judging it."""
+        """Run the check (memoised per target, device and dtype) and return its result, without judging
+        it."""
         target = self.target if target is None else target
-        result = target.session(self.device, self.time_budget_s).result(self.check_id)
+        dtype = self.dtype if self.dtype in target.options.dtype_names else None
+        result = target.session(self.device, self.time_budget_s, dtype).result(self.check_id)
         # The plugin runs the check in the test's setup (an internal error is a pytest error), and
         # the test body runs it again (memoised): record each target's result once.
         if self._recorder is not None and id(target) not in self._recorded:
@@ -120,7 +127,7 @@ class CheckCase:
 
         result = self.run(target)
         if self.todo is not None:
-            pytest.fail(f"{self.todo}\n{result.check_id} {result.status}: {result.message}", pytrace=False)
+            pytest.fail(f"{self.todo}\n{result.label} {result.status}: {result.message}", pytrace=False)
         if result.status == "skipped":
             pytest.skip(result.message)
         if result.status == "error":
@@ -128,15 +135,15 @@ class CheckCase:
         recommended = result.severity == "recommended"
         if result.status in ("failed", "unverified") and recommended and not self.strict:
             warnings.warn(
-                ConformanceWarning(f"{result.check_id} (recommended): {result.message}"),
+                ConformanceWarning(f"{result.label} (recommended): {result.message}"),
                 stacklevel=2,
             )
             return result
         if result.status == "unverified":
-            pytest.fail(f"{result.check_id} could not be verified:\n{result.message}", pytrace=False)
+            pytest.fail(f"{result.label} could not be verified:\n{result.message}", pytrace=False)
         if result.status in ("failed", "xfailed"):
             lead = " (recommended; fails under --conformance-strict)" if recommended else ""
-            raise ExpectedCheckFailure(f"{result.check_id} failed{lead}:\n{result.message}", pytrace=False)
+            raise ExpectedCheckFailure(f"{result.label} failed{lead}:\n{result.message}", pytrace=False)
         return result
 
 

@@ -77,6 +77,8 @@ class Check:
     func: CheckFunction
     # The torchcontract version that added the check (SPEC.md, "Stable ids").
     since: str = "0.1.0"
+    # Runs once per dtype of the target's dtypes= option (a Module or CallableModule), on a converted copy.
+    per_dtype: bool = False
 
     @property
     def protocol_name(self) -> str:
@@ -149,6 +151,7 @@ def register_check(
     needs: tuple[Need, ...] = (),
     requires: tuple[str, ...] = (),
     per_device: bool = False,
+    per_dtype: bool = False,
     since: str = "0.1.0",
 ) -> Callable[[CheckFunction], CheckFunction]:
     """Register ``func(ctx)`` as the check ``check_id`` for targets of ``protocol``.
@@ -156,7 +159,9 @@ def register_check(
     The first paragraph of the function's docstring is the check's one-line rule. It signals a violation with
     ``ctx.fail(...)`` and non-applicability with ``ctx.skip(...)``; returning normally means passed.
     ``requires`` names checks whose failure makes this one meaningless: it is then skipped, naming
-    them. ``per_device`` checks run once per device (``device=`` of :func:`check`). ``since``: the
+    them. ``per_device`` checks run once per device (``device=`` of :func:`check`); ``per_dtype``
+    checks of a (Callable)Module once per dtype of the target's ``dtypes=`` option, on a deep copy
+    converted with ``.to(dtype)`` (and once, on the module as it is, without it). ``since``: the
     torchcontract version that added the check (ids are stable: SPEC.md, "Stable ids").
     """
     _load_builtin_checks()
@@ -169,6 +174,10 @@ def register_check(
     unknown_needs = set(needs) - set(get_args(Need))
     if unknown_needs:
         raise ValueError(f"unknown needs {sorted(unknown_needs)}; choose from {get_args(Need)}")
+    if per_dtype and protocol not in (protocols.CallableModule, protocols.Module):
+        raise ValueError(
+            f"{check_id}: per_dtype is for CallableModule and Module checks (dtypes= converts a module)"
+        )
     missing = [name for name in requires if name not in _REGISTRY]
     if missing:
         raise ValueError(f"{check_id} requires unregistered checks {missing}; register them first")
@@ -190,6 +199,7 @@ def register_check(
             per_device=per_device,
             func=func,
             since=since,
+            per_dtype=per_dtype,
         )
         return func
 

@@ -39,12 +39,15 @@ STATUSES: tuple[Status, ...] = ("passed", "failed", "error", "unverified", "skip
 # 3: one layout for every report (check()'s, the CLI's, the plugin's): {schema_version, environment,
 # passed, counts, targets: [{target, protocol, device, passed, counts, options,
 # stale_expected_failures, results}]}; the CLI's "reports" and the per-report environment are gone.
+# (Still 3: a result of a per-dtype check of a target with dtypes= has a "dtype" field, which no other
+# result has; an addition, so every report without dtypes= is as it was.)
 SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of one check on one target (and device, for device-dependent checks)."""
+    """The outcome of one check on one target (and device, for device-dependent checks; and dtype,
+    ``"float64"``, for a per-dtype check of a target with ``dtypes=``)."""
 
     check_id: str
     protocol: str
@@ -53,6 +56,13 @@ class CheckResult:
     message: str
     duration_s: float
     device: str | None = None
+    dtype: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The check id, with the dtype of a per-dtype result: ``module.x[float64]`` (also the key of an
+        expected failure for that dtype only)."""
+        return self.check_id if self.dtype is None else f"{self.check_id}[{self.dtype}]"
 
     @property
     def is_violation(self) -> bool:
@@ -70,7 +80,10 @@ class CheckResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["dtype"] is None:  # only the results of a dtype matrix carry one
+            del data["dtype"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
@@ -187,7 +200,7 @@ class Report:
                 "skipped": "skip",
             }.get(result.status, result.status)
             severity = "" if result.severity == "required" else " (recommended)"
-            lines.append(f"  {marker:<7} {result.check_id}{severity}")
+            lines.append(f"  {marker:<7} {result.label}{severity}")
             if result.status != "passed" and result.message:
                 lines.extend(f"          {line}" for line in result.message.splitlines())
         lines.extend(

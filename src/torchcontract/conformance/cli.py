@@ -178,7 +178,7 @@ def _details(reports: Sequence[Report]) -> str:
                 kind = "FAILED" if result.is_violation else result.status.upper()
                 if result.status in ("failed", "unverified") and result.severity == "recommended":
                     kind = f"warning (recommended, {result.status})"
-                lines.append(f"{report.target}: {result.check_id}: {kind}")
+                lines.append(f"{report.target}: {result.label}: {kind}")
                 lines.extend(f"    {line}" for line in result.message.splitlines())
     return "\n".join(lines)
 
@@ -198,7 +198,7 @@ def _markdown(reports: Sequence[Report]) -> str:
     for report in reports:
         summary = TargetSummary(report.target, report.protocol, _verdict(report))
         summary.rows.extend(
-            Row(result.check_id, result.severity, result.status, result.message) for result in report.results
+            Row(result.label, result.severity, result.status, result.message) for result in report.results
         )
         summary.rows.extend(
             Row(
@@ -233,6 +233,7 @@ def _with_baseline(
 
     entries = baseline.get(target.name, {})
     known = {spec.check_id for spec in target.checks}
+    known.update(f"{s.check_id}[{d}]" for s in target.checks for d in target.dtypes_of(s) if d)
     todo = [c for c, r in entries.items() if r.strip() == TODO and c in known]
     blessed = {c: r for c, r in entries.items() if c not in todo}
     problems = [todo_message(path or "", target.name, check_id) for check_id in todo]
@@ -247,9 +248,10 @@ def _baseline_problems(
     for report in reports:
         entries = baseline.get(report.target, {})
         problems.extend(
-            f"baseline {path}: [{report.target!r}] {result.check_id!r} passes now; remove the entry"
+            f"baseline {path}: [{report.target!r}] {key!r} passes now; remove the entry"
             for result in report.results
-            if result.status == "xpassed" and result.check_id in entries
+            for key in dict.fromkeys((result.label, result.check_id))
+            if result.status == "xpassed" and key in entries
         )
         problems.extend(
             f"baseline {path}: [{report.target!r}] {stale!r} matches no check of {report.protocol}"
@@ -384,6 +386,7 @@ def _command_list(args: argparse.Namespace) -> int:
                 "needs": sorted(spec.needs),
                 "requires": list(spec.requires),
                 "per_device": spec.per_device,
+                "per_dtype": spec.per_dtype,
                 "rule": spec.rule,
             }
             for protocol in protocols

@@ -440,6 +440,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         entries = baseline.get(declared.name, {})
         todo = {check_id for check_id, reason in entries.items() if reason.strip() == TODO}
         known = {spec.check_id for spec in declared.checks}
+        known.update(  # an entry for one dtype of a per-dtype check: "check_id[float64]"
+            f"{spec.check_id}[{dtype}]"
+            for spec in declared.checks
+            for dtype in declared.dtypes_of(spec)
+            if dtype
+        )
         # Entries of the baseline become expected failures; those still TODO fail instead (unless they
         # name no check: then they are stale, and fail as such).
         blessed = {c: r for c, r in entries.items() if c not in todo or c not in known}
@@ -447,7 +453,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         target = with_expected_failures(declared, blessed) if blessed else declared
         cases = []
         for spec in target.checks:
-            for device in devices if spec.per_device else devices[:1]:
+            for device, dtype in (
+                (device, dtype)
+                for device in (devices if spec.per_device else devices[:1])
+                for dtype in target.dtypes_of(spec)
+            ):
+                label = spec.check_id if dtype is None else f"{spec.check_id}[{dtype}]"
+                todo_key = label if label in todo else spec.check_id
                 case = CheckCase(
                     target,
                     spec.check_id,
@@ -456,21 +468,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     recorder=results.record,
                     strict=settings.strict,
                     todo=(
-                        todo_message(settings.baseline or "", target.name, spec.check_id)
-                        if spec.check_id in todo and spec.check_id not in declared.expected_failures
+                        todo_message(settings.baseline or "", target.name, todo_key)
+                        if todo_key in todo and todo_key not in declared.expected_failures
                         else None
                     ),
+                    dtype=dtype,
                 )
-                test_id = f"{target.name}-{spec.check_id}" + (f"-{device}" if spec.per_device else "")
+                test_id = (
+                    f"{target.name}-{spec.check_id}"
+                    + (f"-{device}" if spec.per_device else "")
+                    + (f"-{dtype}" if dtype is not None else "")
+                )
                 marks = [getattr(pytest.mark, name) for name in _family_markers(spec, device)]
                 # With pytest-xdist's --dist loadgroup a target's tests stay on one worker, so that
                 # the work they share (one recorded epoch, one process-group run) is done once.
                 marks.append(pytest.mark.xdist_group(name=f"torchcontract:{target.name}"))
-                reason = target.expected_failures.get(spec.check_id)
+                reason = target.expected_failure(spec.check_id, dtype)
                 if reason is not None:
                     # pytest's own xfail_strict decides whether an xpass of a declaration in code fails;
                     # an entry of a baseline file that passes is stale, and always fails.
-                    strict = {"strict": True} if spec.check_id in from_baseline else {}
+                    key = label if label in target.expected_failures else spec.check_id
+                    strict = {"strict": True} if key in from_baseline else {}
                     marks.append(pytest.mark.xfail(reason=reason, raises=ExpectedCheckFailure, **strict))
                 cases.append(pytest.param(target, case, id=test_id, marks=marks))
         if not cases:
@@ -510,30 +528,31 @@ def _case_of(item: pytest.Item) -> CheckCase | None:
     return case if isinstance(case, CheckCase) else None
 
 
-# (id(target), device) -> [the target, how many of its selected tests have not run yet]
-_PENDING = pytest.StashKey["dict[tuple[int, str], list[Any]]"]()
+# (id(target), device, dtype) -> [the target, how many of its selected tests have not run yet]
+_PENDING = pytest.StashKey["dict[tuple[int, str, str | None], list[Any]]"]()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Count each target's selected tests (after -k/-m deselection), so that its shared work (the
     recorded epochs and their iterators) is released after its last one, as ``Target.run`` does."""
-    pending: dict[tuple[int, str], list[Any]] = {}
+    pending: dict[tuple[int, str, str | None], list[Any]] = {}
     for item in items:
         case = _case_of(item)
         if case is not None:
-            pending.setdefault((id(case.target), case.device), [case.target, 0])[1] += 1
+            pending.setdefault((id(case.target), case.device, case.dtype), [case.target, 0])[1] += 1
     config.stash[_PENDING] = pending
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     case = _case_of(item)
-    entry = item.config.stash.get(_PENDING, {}).get((id(case.target), case.device)) if case else None
+    pending = item.config.stash.get(_PENDING, {})
+    entry = pending.get((id(case.target), case.device, case.dtype)) if case else None
     if case is None or entry is None:
         return
     entry[1] -= 1
     if entry[1] == 0:  # under pytest-xdist, only where this worker ran every test of the target
-        case.target.session(case.device, case.time_budget_s).release_shared_work()
+        case.target.session(case.device, case.time_budget_s, case.dtype).release_shared_work()
 
 
 @pytest.hookimpl(trylast=True)
@@ -559,6 +578,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             ("device", getattr(case, "device", "cpu")),
         ]
     )
+    if getattr(case, "dtype", None) is not None:  # only the per-dtype tests of a dtype matrix
+        item.user_properties.append(("dtype", case.dtype))
     if not isinstance(case, CheckCase):  # a stale expected failure
         item.user_properties.extend(
             [("status", "stale"), ("message", _first_line(target.stale_message(case.check_id)))]
@@ -711,7 +732,8 @@ def _write_summary(config: pytest.Config, path: str) -> None:
         summary = TargetSummary(name, protocol, "FAILED" if failed else "passed")
         for row in rows:
             outcome = row["outcome"] + (" (warning)" if _warned(row) else "")
-            summary.rows.append(Row(row["check_id"], row["severity"], outcome, row.get("message", "")))
+            check = row["check_id"] + (f"[{row['dtype']}]" if "dtype" in row else "")
+            summary.rows.append(Row(check, row["severity"], outcome, row.get("message", "")))
         summaries.append(summary)
     text = render(summaries, OUTCOMES, "torchcontract conformance")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -730,9 +752,17 @@ def _write_baseline(config: pytest.Config, path: str) -> None:
     for (name, _protocol), rows in config.stash[_OUTCOMES].rows.items():
         entries = written.setdefault(name, {})
         for row in rows:
-            known = current.get(name, {}).get(row["check_id"])
+            # A per-dtype test's entry names its dtype, "check_id[float64]" (unless the baseline in use
+            # has one for every dtype).
+            key = row["check_id"] + (f"[{row['dtype']}]" if "dtype" in row else "")
+            key = (
+                row["check_id"]
+                if key not in current.get(name, {}) and row["check_id"] in current.get(name, {})
+                else key
+            )
+            known = current.get(name, {}).get(key)
             if row.get("status") in ("failed", "xfailed") and (row["outcome"] == "failed" or known):
-                entries[row["check_id"]] = known or TODO
+                entries[key] = known or TODO
         if not entries:
             del written[name]
     write_baseline(path, written)

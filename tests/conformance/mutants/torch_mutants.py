@@ -576,7 +576,7 @@ MUTANTS = [
             "a non-persistent buffer computed in __init__, no reset_parameters()",
             _seeded(PositionalScaleWithoutReset),
             kwargs={**_MODULE_INPUTS, "factory": PositionalScaleWithoutReset},
-            message_contains=("'frequencies' still hold the uninitialised values", "reset_parameters()")),
+            message_contains=("'frequencies' still holds the uninitialised values", "reset_parameters()")),
     _mutant(protocols.Module, "torch_compile_only_path", "module.compile_matches_eager",
             "a path taken only under torch.compiler.is_compiling() forgets the bias",
             _seeded(lambda: CompileOnlyPathDropsBias(3, 2)), kwargs={**_MODULE_INPUTS, "compile": True},

@@ -125,7 +125,9 @@ def call_module(
     return ctx.call(what.replace("*inputs)", f"{args_text(ctx)})"), module, *args, **keywords)
 
 
-@register_check(CALLS, protocol=CallableModule, severity="required", needs=("example_inputs",))
+@register_check(
+    CALLS, protocol=CallableModule, severity="required", needs=("example_inputs",), per_dtype=True
+)
 @preserving(data=False)
 def call_returns(ctx: Context) -> None:
     """m(*inputs) returns, in eval mode where the module has one, without raising."""
@@ -135,7 +137,12 @@ def call_returns(ctx: Context) -> None:
 
 
 @register_check(
-    DETERMINISTIC, protocol=CallableModule, severity="required", needs=("example_inputs",), requires=(CALLS,)
+    DETERMINISTIC,
+    protocol=CallableModule,
+    severity="required",
+    needs=("example_inputs",),
+    requires=(CALLS,),
+    per_dtype=True,
 )
 @preserving(data=False)
 def eval_is_deterministic(ctx: Context) -> None:
@@ -163,6 +170,7 @@ def eval_is_deterministic(ctx: Context) -> None:
     severity="required",
     needs=("example_inputs",),
     requires=(DETERMINISTIC,),
+    per_dtype=True,
 )
 @preserving(data=False)
 def call_matches_forward(ctx: Context) -> None:
@@ -285,6 +293,7 @@ def _check_hooks_run_once(ctx: Context, module: Any) -> None:
     severity="recommended",
     needs=("example_inputs",),
     requires=(CALLS,),
+    per_dtype=True,
 )
 @preserving(data=False)
 def call_preserves_inputs(ctx: Context) -> None:
@@ -350,6 +359,7 @@ def _non_contiguous(value: Any, made: list[str], path: str = "inputs") -> Any:
     severity="recommended",
     needs=("torch", "example_inputs"),
     requires=(DETERMINISTIC,),
+    per_dtype=True,
 )
 @preserving(data=False)
 def accepts_non_contiguous_inputs(ctx: Context) -> None:

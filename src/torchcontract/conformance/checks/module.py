@@ -264,7 +264,7 @@ def parameters_match_named_parameters(ctx: Context) -> None:
 
 @register_check(
     DEEPCOPY, protocol=Module, severity="required", needs=("example_inputs",),
-    requires=("callable_module.eval_is_deterministic",),
+    requires=("callable_module.eval_is_deterministic",), per_dtype=True,
 )  # fmt: skip
 @preserving(data=False)
 def deepcopy_is_independent(ctx: Context) -> None:
@@ -386,6 +386,7 @@ def _first_line(error: BaseException) -> str:
     severity="required",
     needs=("example_inputs",),
     requires=("callable_module.eval_is_deterministic", DEEPCOPY),
+    per_dtype=True,
 )
 @preserving(data=False)
 def state_dict_round_trip(ctx: Context) -> None:
@@ -727,6 +728,7 @@ def _meta_probe(ctx: Context, torch: Any) -> None:
     needs=("torch", "example_inputs"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_device=True,
+    per_dtype=True,
 )
 @preserving(data=False)
 def device_parity(ctx: Context) -> None:
@@ -795,6 +797,7 @@ BACKWARD_OF_SUM = "sum(t.sum() for t in <floating-point outputs>).backward()"
     needs=("torch", "example_inputs"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_device=True,
+    per_dtype=True,
 )
 @preserving(data=False)
 def device_round_trip(ctx: Context) -> None:
@@ -890,6 +893,7 @@ def _listed(names: list[str], limit: int = 5) -> str:
     severity="required",
     needs=("torch", "example_inputs"),
     requires=(DEEPCOPY,),
+    per_dtype=True,
 )
 @preserving(data=False)
 def backward_reaches_parameters(ctx: Context) -> None:
@@ -1057,6 +1061,7 @@ FUNCTIONAL_CALL = "torch.func.functional_call"
     severity="recommended",
     needs=("torch", "example_inputs"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+    per_dtype=True,
 )
 @preserving(data=False)
 def functional_call_matches_call(ctx: Context) -> None:
@@ -1227,8 +1232,9 @@ def builds_on_meta_device(ctx: Context) -> None:
     if found is None:
         return
     cause = (
-        f"{_listed(unset)} still hold the uninitialised values to_empty left: neither the state dict nor "
-        "a reset_parameters() restores them; recompute them in reset_parameters() of their submodule"
+        f"{_listed(unset)} still {'holds' if len(unset) == 1 else 'hold'} the uninitialised values "
+        "to_empty left: the state dict does not hold them and no reset_parameters() recomputes them "
+        "(recompute them in reset_parameters() of their submodule)"
         if unset
         else "a value that construction computed is lost by to_empty and not in the state dict, or "
         "reset_parameters() does not restore it"
@@ -1266,6 +1272,7 @@ def _reset_compiler() -> None:
     severity="required",
     needs=("torch", "example_inputs"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+    per_dtype=True,
 )
 @preserving(data=False)
 def compile_matches_eager(ctx: Context) -> None:
@@ -1323,6 +1330,7 @@ def _structure_difference(output: Any, expected: Any) -> str | None:
     severity="required",
     needs=("torch", "example_inputs"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+    per_dtype=True,
 )
 @preserving(data=False)
 def export_matches_eager(ctx: Context) -> None:

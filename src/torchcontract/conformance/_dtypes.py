@@ -1,0 +1,131 @@
+"""The dtype matrix (``dtypes=`` of a Module or CallableModule target): the per-dtype clauses
+(``register_check(..., per_dtype=True)``) run once per dtype, on a deep copy of the module converted
+with ``.to(dtype)`` and example arguments whose floating-point tensors are converted alike.
+
+The conversion is made once per (target, dtype), by the engine's session for that dtype
+(:meth:`~._engine._Session` calls :func:`convert`), never inside a check. torch is never imported
+here: ``dtypes=`` holds torch dtypes, so torch is loaded whenever the matrix is in use.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from torchcontract.conformance._values import describe, is_tensor, tensor_module
+
+if TYPE_CHECKING:
+    from torchcontract.conformance._engine import Context
+
+__all__ = ["DTYPE_NAMES", "convert", "convert_floating", "dtype_names", "split_key", "validate_dtypes"]
+
+# The floating-point dtypes a module can be checked in (torch.testing.assert_close has defaults for each).
+DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _name(dtype: object) -> str | None:
+    """``torch.float64`` -> ``"float64"``; None for anything that is not one of :data:`DTYPE_NAMES`."""
+    torch = tensor_module()
+    if torch is None or not isinstance(dtype, torch.dtype):
+        return None
+    for name in DTYPE_NAMES:
+        if dtype == getattr(torch, name):
+            return name
+    return None
+
+
+def validate_dtypes(value: object) -> None:
+    """TypeError naming the bad value unless ``value`` is None or a non-empty tuple of distinct
+    floating-point torch dtypes."""
+    choices = ", ".join(f"torch.{name}" for name in DTYPE_NAMES)
+    if value is None:
+        return
+    if not isinstance(value, tuple) or not value:
+        raise TypeError(
+            f"option dtypes must be None or a non-empty tuple of torch dtypes ({choices}), not "
+            f"{describe(value)}, e.g. dtypes=(torch.float32, torch.float64)"
+        )
+    for item in value:
+        if _name(item) is None:
+            raise TypeError(
+                f"option dtypes: {item!r} is not a floating-point torch dtype; expected one of {choices} "
+                "(a torch.dtype object, not a string)"
+            )
+    names = [_name(item) for item in value]
+    repeated = sorted({name for name in names if name is not None and names.count(name) > 1})
+    if repeated:
+        raise TypeError(f"option dtypes names {', '.join(repeated)} more than once")
+
+
+def dtype_names(dtypes: tuple[Any, ...] | None) -> tuple[str, ...]:
+    """The names of validated ``dtypes`` (``("float32", "float64")``); () for None."""
+    return tuple(name for name in map(_name, dtypes or ()) if name is not None)
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """An expected-failure key: ``"module.x[float64]"`` -> ``("module.x", "float64")``; a plain
+    check id -> ``(id, None)``."""
+    if key.endswith("]") and "[" in key:
+        check_id, _, rest = key.partition("[")
+        name = rest[:-1]
+        if name in DTYPE_NAMES:
+            return check_id, name
+    return key, None
+
+
+def convert_floating(value: Any, dtype: Any) -> Any:
+    """``value`` with every floating-point tensor converted to ``dtype`` (tuples, named tuples, lists
+    and dicts rebuilt; anything else, non-floating tensors included, unchanged)."""
+    if is_tensor(value):
+        return value.to(dtype) if value.is_floating_point() else value
+    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
+        return type(value)(*(convert_floating(item, dtype) for item in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(convert_floating(item, dtype) for item in value)
+    if isinstance(value, dict):
+        return {key: convert_floating(item, dtype) for key, item in value.items()}
+    return value
+
+
+def convert(ctx: Context, name: str) -> tuple[Any, tuple[Any, ...], dict[str, Any]] | str:
+    """``(copy.deepcopy(m).to(dtype), inputs, kwargs)`` in dtype ``name``, every step a call into the
+    object; or, when a step raises, why the per-dtype clauses are not run at ``name`` (a skip: a
+    module that does not convert is ``module.to_dtype``'s to report, and ``copy.deepcopy`` is
+    ``module.deepcopy_is_independent``'s)."""
+    torch = tensor_module()
+    if torch is None:  # pragma: no cover - a validated dtypes= holds torch dtypes
+        return f"not run in {name}: torch is not loaded"
+    dtype = getattr(torch, name)
+    converting = f"copy.deepcopy(m).to(torch.{name})"
+    copied = ctx.attempt("copy.deepcopy(m)", copy.deepcopy, ctx.target.obj)
+    if isinstance(copied, Exception):
+        return (
+            f"not run in {name}: copy.deepcopy(m) raised {type(copied).__name__}: {_first_line(copied)}, so "
+            f"{converting} cannot be made (module.deepcopy_is_independent reports it)"
+        )
+    converted = ctx.attempt(converting, lambda: copied.to(dtype))
+    if isinstance(converted, Exception):
+        return (
+            f"not run in {name}: {converting} raised {type(converted).__name__}: {_first_line(converted)}; "
+            f"the per-dtype clauses need m.to(torch.{name}) to work (module.to_dtype reports whether the "
+            "module converts)"
+        )
+    arguments = ctx.attempt(
+        f"<example inputs and kwargs>.to(torch.{name})",
+        lambda: (
+            convert_floating(copy.deepcopy(ctx.target.example_inputs), dtype),
+            convert_floating(copy.deepcopy(ctx.target.example_kwargs), dtype),
+        ),
+    )
+    if isinstance(arguments, Exception):
+        return (
+            f"not run in {name}: converting the floating-point example inputs with .to(torch.{name}) "
+            f"raised {type(arguments).__name__}: {_first_line(arguments)}"
+        )
+    inputs, kwargs = arguments
+    return copied, tuple(inputs), dict(kwargs)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""

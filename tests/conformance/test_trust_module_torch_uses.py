@@ -256,3 +256,21 @@ def test_the_new_clauses_leave_the_module_as_they_found_it() -> None:
     assert all(torch.equal(before[name], after[name]) for name in before)
     assert torch.equal(module.frequencies, frequencies)
     assert not math.isnan(float(module.frequencies.sum()))
+
+
+def test_compile_export_and_functional_call_run_once_per_dtype_of_the_matrix() -> None:
+    report = check(
+        _seeded(lambda: nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))),
+        Module,
+        example_inputs=_inputs(),
+        compile=True,
+        export=True,
+        dtypes=(torch.float32, torch.float64),
+    )
+    assert report.passed, report
+    labels = {result.label: result.status for result in report.results}
+    for check_id in (FUNCTIONAL, COMPILE, EXPORT):
+        for dtype in ("float32", "float64"):
+            assert labels[f"{check_id}[{dtype}]"] == "passed", report
+    assert labels[REPR] == "passed"
+    assert labels[META] == "skipped"  # no factory; and it is not per-dtype

@@ -35,7 +35,7 @@ MODULES = """
     X = (torch.randn(5, 3, generator=torch.Generator().manual_seed(1)),)
     BOTH = (torch.float32, torch.float64)
 """
-PER_DTYPE = 9  # the per-dtype clauses of a Module (tests/conformance/test_dtype_matrix.py)
+PER_DTYPE = 13  # the per-dtype clauses of a Module (tests/conformance/test_dtype_matrix.py)
 
 
 def _write(pytester: pytest.Pytester, body: str) -> None:

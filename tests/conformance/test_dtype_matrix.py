@@ -157,6 +157,8 @@ def test_a_module_that_cannot_convert_skips_the_per_dtype_checks_naming_the_conv
         for name in ("float32", "float64"):
             result = results[f"{check_id}[{name}]"]
             assert result.status == "skipped", result
+            if check_id in SKIPPED_HERE:
+                continue  # skipped first for what the target lacks (a CUDA device, an opt-in)
             assert f"copy.deepcopy(m).to(torch.{name}) raised TypeError: this module stays" in result.message
             assert "module.to_dtype" in result.message
     # module.to_dtype is the clause that reports it (recommended); nothing is an internal error.

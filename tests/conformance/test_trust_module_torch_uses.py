@@ -239,9 +239,8 @@ def test_the_numpy_reference_modules_skip_the_torch_only_clauses_and_pass_repr()
     )
     assert _result(report, REPR).status == "passed"
     for check_id in (FUNCTIONAL, META, COMPILE, EXPORT):
-        result = _result(report, check_id)
-        assert result.status == "skipped", result
-        assert "torch.nn.Module" in result.message
+        assert _result(report, check_id).status == "skipped"
+    assert "torch.nn.Module" in _result(report, FUNCTIONAL).message
     assert report.passed, report
 
 

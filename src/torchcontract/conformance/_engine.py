@@ -869,6 +869,16 @@ WORLD_SIZE_OFF = (
 )
 
 
+# Why a check whose need the target does not meet is skipped (see _registry.Need).
+FACTORY_OFF = (
+    "needs the target's factory=, a zero-argument callable that builds a fresh instance (a deep copy "
+    "cannot stand in for one: it is not built on the meta device, nor initialised afresh)"
+)
+COMPILE_OFF = "opt-in: declare compile=True to check torch.compile (slow: seconds per module)"
+EXPORT_OFF = "opt-in: declare export=True to check torch.export (slow: seconds per module)"
+ACCELERATOR_OFF = "compares a CUDA device with the CPU; runs with device='cuda'"
+
+
 def _missing_needs(spec: Check, session: _Session) -> str | None:
     if {"torch", "workers", "distributed"} & spec.needs:
         if importlib.util.find_spec("torch") is None:
@@ -888,6 +898,15 @@ def _missing_needs(spec: Check, session: _Session) -> str | None:
         return "needs example_inputs"
     if "world_size" in spec.needs and session.target.options.world_size is None:
         return WORLD_SIZE_OFF
+    options = session.target.options
+    if "factory" in spec.needs and options.factory is None:
+        return FACTORY_OFF
+    if "compile" in spec.needs and not options.compile:
+        return COMPILE_OFF
+    if "export" in spec.needs and not options.export:
+        return EXPORT_OFF
+    if "accelerator" in spec.needs and session.device.split(":")[0] == "cpu":
+        return ACCELERATOR_OFF
     if (spec.per_device and session.device.startswith("cuda")) or "cuda" in spec.needs:
         if importlib.util.find_spec("torch") is None:
             return "needs torch with a CUDA device; torch is not installed"

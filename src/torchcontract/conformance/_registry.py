@@ -30,7 +30,22 @@ __all__ = [
 Severity = Literal["required", "recommended"]
 # What a check needs beyond the object itself: an installed torch, a CUDA device, example inputs,
 # worker processes, a process group, the target's world_size (the clauses across ranks).
-Need = Literal["torch", "cuda", "example_inputs", "workers", "distributed", "world_size"]
+# What a check needs before it can say anything about the object; the engine skips a check whose
+# needs are not met, naming the missing one, before any snapshot or call (_engine._missing_needs):
+# "accelerator": compares a CUDA device with the CPU (a per-device check, skipped on device "cpu");
+# "factory", "compile", "export": the target's factory= and the opt-in declarations of the same names.
+Need = Literal[
+    "torch",
+    "cuda",
+    "accelerator",
+    "example_inputs",
+    "workers",
+    "distributed",
+    "world_size",
+    "factory",
+    "compile",
+    "export",
+]
 CheckFunction = Callable[["Context"], None]
 
 PROTOCOLS: Mapping[str, type[Any]] = MappingProxyType(

@@ -23,7 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._engine import Context, global_rng_states, restore_global_rng_states
+from torchcontract.conformance._engine import (
+    FACTORY_OFF,
+    Context,
+    global_rng_states,
+    restore_global_rng_states,
+)
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import (
     close_difference,
@@ -725,7 +730,7 @@ def _meta_probe(ctx: Context, torch: Any) -> None:
     "module.device_parity",
     protocol=Module,
     severity="recommended",
-    needs=("torch", "example_inputs"),
+    needs=("torch", "example_inputs", "accelerator"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_device=True,
     per_dtype=True,
@@ -736,8 +741,6 @@ def device_parity(ctx: Context) -> None:
     the target's parity_tolerance), with TF32 off."""
     torch = _torch_module(ctx)
     device = torch.device(ctx.device)
-    if device.type == "cpu":
-        ctx.skip("compares a CUDA device with the CPU; runs with device='cuda'")
     if not ctx.options.deterministic:
         # Seeding does not help: the CPU and CUDA generators draw different numbers from one seed.
         ctx.skip("the target declares deterministic=False: CPU and CUDA outputs of a random module differ")
@@ -794,7 +797,7 @@ BACKWARD_OF_SUM = "sum(t.sum() for t in <floating-point outputs>).backward()"
     "module.device_round_trip",
     protocol=Module,
     severity="recommended",
-    needs=("torch", "example_inputs"),
+    needs=("torch", "example_inputs", "accelerator"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_device=True,
     per_dtype=True,
@@ -806,8 +809,6 @@ def device_round_trip(ctx: Context) -> None:
     gives the CPU outputs again."""
     torch = _torch_module(ctx)
     device = torch.device(ctx.device)
-    if device.type == "cpu":
-        ctx.skip("compares a CUDA device with the CPU; runs with device='cuda'")
     if not ctx.options.deterministic:
         ctx.skip("the target declares deterministic=False: CPU and CUDA outputs of a random module differ")
     call = args_text(ctx)
@@ -1161,7 +1162,7 @@ def _uninitialised(torch: Any, tensor: Any) -> None:
     "module.builds_on_meta_device",
     protocol=Module,
     severity="recommended",
-    needs=("torch", "example_inputs"),
+    needs=("torch", "example_inputs", "factory"),
     requires=("module.state_dict_round_trip", "callable_module.eval_is_deterministic"),
 )
 @preserving(data=False)
@@ -1171,11 +1172,8 @@ def builds_on_meta_device(ctx: Context) -> None:
     on every submodule that has one and ``load_state_dict(m.state_dict())``, it computes m's outputs."""
     torch = _torch_module(ctx)
     factory = ctx.options.factory
-    if factory is None:
-        ctx.skip(
-            "builds the module with the target's factory under torch.device('meta'): pass factory= "
-            "(a deep copy cannot be made on the meta device)"
-        )
+    if factory is None:  # the engine skips the check first (it needs "factory"): this narrows the type
+        ctx.skip(FACTORY_OFF)
     build = "with torch.device('meta'): built = factory()"
     with torch.device("meta"):
         built = ctx.attempt(build, factory)
@@ -1270,7 +1268,7 @@ def _reset_compiler() -> None:
     "module.compile_matches_eager",
     protocol=Module,
     severity="required",
-    needs=("torch", "example_inputs"),
+    needs=("torch", "example_inputs", "compile"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_dtype=True,
 )
@@ -1279,8 +1277,6 @@ def compile_matches_eager(ctx: Context) -> None:
     """With the declaration compile=True: torch.compile of a deep copy, with the "eager" and the
     "aot_eager" backends, returns the eager outputs in eval mode (within assert_close's tolerances)."""
     torch = _torch_module(ctx)
-    if not ctx.options.compile:
-        ctx.skip("opt-in: declare compile=True to check torch.compile (slow: seconds per module)")
     call = args_text(ctx)
     with eval_mode(ctx.obj), _seeded(ctx):
         expected = call_module(ctx, ctx.obj)
@@ -1328,7 +1324,7 @@ def _structure_difference(output: Any, expected: Any) -> str | None:
     "module.export_matches_eager",
     protocol=Module,
     severity="required",
-    needs=("torch", "example_inputs"),
+    needs=("torch", "example_inputs", "export"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_dtype=True,
 )
@@ -1337,8 +1333,6 @@ def export_matches_eager(ctx: Context) -> None:
     """With the declaration export=True: torch.export.export of a deep copy in eval mode, with the
     example inputs, succeeds, and the exported program's module returns the eager outputs."""
     torch = _torch_module(ctx)
-    if not ctx.options.export:
-        ctx.skip("opt-in: declare export=True to check torch.export (slow: seconds per module)")
     call = args_text(ctx)
     with eval_mode(ctx.obj), _seeded(ctx):
         expected = call_module(ctx, ctx.obj)

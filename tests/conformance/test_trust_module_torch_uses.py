@@ -273,3 +273,21 @@ def test_compile_export_and_functional_call_run_once_per_dtype_of_the_matrix() -
             assert labels[f"{check_id}[{dtype}]"] == "passed", report
     assert labels[REPR] == "passed"
     assert labels[META] == "skipped"  # no factory; and it is not per-dtype
+
+
+def test_a_transposed_view_cached_in_init_fails_functional_call() -> None:
+    # The audit's experiment 12: `weight.detach().t()` kept from __init__ is a view of the weight's
+    # storage, so in-place changes reach it (a copy changed in place computes with them) and
+    # functional_call's swapped tensors do not.
+    class CachedTranspose(nn.Linear):
+        def __init__(self) -> None:
+            super().__init__(3, 2)
+            self.weight_t = self.weight.detach().t()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x @ self.weight_t + self.bias
+
+    result = _result(check(_seeded(CachedTranspose), Module, example_inputs=_inputs()), FUNCTIONAL)
+    assert result.status == "failed", result
+    assert "it returned m's own output" not in result.message  # the bias is swapped: partly ignored
+    assert "references functional_call does not swap" in result.message

@@ -1067,8 +1067,8 @@ FUNCTIONAL_CALL = "torch.func.functional_call"
 @preserving(data=False)
 def functional_call_matches_call(ctx: Context) -> None:
     """torch.func.functional_call(m, state, inputs) computes what m computes holding ``state``: with m's
-    own parameters and buffers it equals m(*inputs), and with changed ones it equals a deep copy whose
-    tensors were changed the same way in place."""
+    own parameters and buffers it equals m(*inputs), and with changed ones it equals m with its own
+    tensors changed the same way in place (then put back)."""
     torch = _torch_module(ctx)
     from torch.func import functional_call
 
@@ -1100,35 +1100,44 @@ def functional_call_matches_call(ctx: Context) -> None:
                 f"torch.func.functional_call(m, dict(m.named_parameters()), tuple(inputs)) == m({call})"
             ),
         )
-    # The same change twice: in place on a copy (what m computes holding the changed tensors) and
-    # passed to functional_call on m. A tensor the forward reads through a reference of its own (a
-    # tuple of weights kept for a fused kernel) follows the first and ignores the second.
-    clone = _copy(ctx)
-    changed = ctx.call("clone.named_parameters(), clone.named_buffers()", _tensors_by_name, clone)
-    with torch.no_grad():
-        for tensor in changed.values():
-            if _is_floating(tensor):
-                _perturb(tensor)
-    with eval_mode(clone), _seeded(ctx):
-        reference = ctx.attempt(f"clone({call})", clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
-    if isinstance(reference, Exception):
-        ctx.note(
-            f"with its floating-point tensors raised by 0.5, clone({call}) raised "
-            f"{type(reference).__name__}: only m's own state was passed to functional_call"
-        )
-        return
+    # The same change twice: passed to functional_call on m, and made in place on m itself (then
+    # undone) for the output m computes holding the changed tensors. A tensor the forward reads
+    # through a reference of its own (a tuple of weights kept for a fused kernel, a view of a weight
+    # kept from __init__) follows the second and ignores the first. m itself, not a deep copy: a
+    # deep copy does not keep a view a view of its base.
+    changed = {
+        name: tensor.detach() + 0.5 if _is_floating(tensor) else tensor for name, tensor in own.items()
+    }
     what = f"{FUNCTIONAL_CALL}(m, <m's tensors + 0.5>, inputs)"
     with eval_mode(ctx.obj), _seeded(ctx):
         swapped = ctx.attempt(
             what, functional_call, ctx.obj, changed, tuple(fresh_inputs(ctx)), fresh_kwargs(ctx)
         )
+    floating = [tensor for tensor in own.values() if _is_floating(tensor)]
+    saved = [_snapshot(tensor) for tensor in floating]
+    try:
+        with torch.no_grad():
+            for tensor in floating:
+                _perturb(tensor)
+        with eval_mode(ctx.obj), _seeded(ctx):
+            reference = ctx.attempt(
+                f"m({call}) with its tensors + 0.5", ctx.obj, *fresh_inputs(ctx), **fresh_kwargs(ctx)
+            )
+    finally:
+        for tensor, snapshot in zip(floating, saved, strict=True):
+            _restore(tensor, snapshot)
+    if isinstance(reference, Exception):
+        ctx.note(
+            f"with its floating-point tensors raised by 0.5, m({call}) raised "
+            f"{type(reference).__name__}: only m's own state was passed to functional_call"
+        )
+        return
     if isinstance(swapped, Exception):
         ctx.fail(
-            f"{what} raised {type(swapped).__name__}: {_first_line(swapped)}, while a copy holding "
-            f"those tensors returns; expected the output of the copy",
-            reproduce="c = copy.deepcopy(m); <add 0.5 to c's floating-point tensors>; "
-            "torch.func.functional_call(m, dict(c.named_parameters()) | dict(c.named_buffers()), "
-            "tuple(inputs))",
+            f"{what} raised {type(swapped).__name__}: {_first_line(swapped)}, while m holding those "
+            "tensors returns; expected the output of m holding them",
+            reproduce="changed = {n: t.detach() + 0.5 for n, t in {**dict(m.named_parameters()), "
+            "**dict(m.named_buffers())}.items()}; torch.func.functional_call(m, changed, tuple(inputs))",
         )
     found = close_difference(swapped, reference)
     if found:
@@ -1136,17 +1145,19 @@ def functional_call_matches_call(ctx: Context) -> None:
         cause = (
             "it returned m's own output: the forward reads the tensors through references that "
             "functional_call does not swap (a tuple or list of parameters kept for a fused call, "
-            "refreshed only in _apply or __init__; read them from the module, or refresh them in "
-            "__setattr__ as nn.RNNBase does)"
+            "refreshed only in _apply or __init__; read them from the module in forward, or refresh "
+            "them in __setattr__ as nn.RNNBase does)"
             if ignored
-            else "the forward reads part of its state through references functional_call does not swap"
+            else "the forward reads part of its state through references functional_call does not swap "
+            "(a view of a weight kept from __init__, such as self.weight_t = self.weight.detach().t(), or "
+            "a tuple of some parameters: read them from the module in forward)"
         )
         ctx.fail(
-            f"{what} differs from a deep copy holding the same changed tensors ({found}); expected "
+            f"{what} differs from m({call}) with the same tensors changed in place ({found}); expected "
             f"equal outputs: {cause}",
-            reproduce="c = copy.deepcopy(m); <add 0.5 to c's floating-point tensors>; "
-            f"torch.func.functional_call(m, dict(c.named_parameters()) | dict(c.named_buffers()), "
-            f"tuple(inputs)) == c({call})",
+            reproduce="changed = {n: t.detach() + 0.5 for n, t in {**dict(m.named_parameters()), "
+            "**dict(m.named_buffers())}.items()}; torch.func.functional_call(m, changed, tuple(inputs)) "
+            f"== <m({call}) after adding 0.5 to those tensors in place>",
         )
 
 

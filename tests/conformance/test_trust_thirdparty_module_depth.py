@@ -97,5 +97,6 @@ def test_an_output_that_is_not_a_pytree_is_named_as_the_cause_when_export_fails(
     report = check(NormalHead(), Module, example_inputs=_inputs(), export=True)
     (result,) = _results(report, EXPORT).values()
     assert result.status == "failed", result
-    assert "Normal" in result.message and "pytree" in result.message, result.message
+    assert "Normal" in result.message, result.message
+    assert "pytree" in result.message, result.message
     assert "torch.cond" not in result.message, result.message

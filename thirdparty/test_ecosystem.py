@@ -14,6 +14,7 @@ A library that is not installed contributes no targets (``nox -s thirdparty`` in
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import tempfile
 import warnings
@@ -45,6 +46,10 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 ROOT = Path(tempfile.mkdtemp(prefix="torchcontract-ecosystem-"))
 FEATURES = np.arange(40, dtype=np.float32).reshape(20, 2)
 LABELS = np.arange(20) % 3
+
+# The module clauses in depth (issue 15): torch.compile and torch.export of each model (about 1 s to
+# 11 s each on 2 CPU cores for these sizes), and the per-dtype clauses in float32 and float64.
+DEPTH: dict[str, Any] = {"compile": True, "export": True, "dtypes": (torch.float32, torch.float64)}
 
 
 def _installed(*names: str) -> bool:
@@ -402,6 +407,8 @@ def _torchrl_targets() -> list[Target]:
             Module,
             name="torchrl.MLP",
             example_inputs=(torch.randn(4, 3, generator=_generator(2)),),
+            factory=functools.partial(MLP, in_features=3, out_features=2, num_cells=[8]),
+            **DEPTH,
         ),
     ]
 
@@ -447,12 +454,16 @@ def _lightly_targets() -> list[Target]:
             Module,
             name="lightly.SimCLRProjectionHead",
             example_inputs=(torch.randn(4, 16, generator=g),),
+            factory=functools.partial(SimCLRProjectionHead, 16, 16, 8),
+            **DEPTH,
         ),
         Target(
             NTXentLoss(),
             Module,
             name="lightly.NTXentLoss",
             example_inputs=(torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)),
+            factory=NTXentLoss,
+            **DEPTH,
         ),
     ]
 
@@ -487,6 +498,17 @@ HOOKS_SKIPPED = (
 )
 
 
+GPYTORCH_META = (
+    "FINDING (FINDINGS.md, 'gpytorch', meta device): the constraint of every likelihood and kernel "
+    "(Interval.__init__) checks its bounds with `if torch.any(torch.ge(lower, upper))`, so no gpytorch "
+    "model can be built under torch.device('meta')"
+)
+NOT_A_PYTREE = (
+    "DECLARED: returns a distribution object (gpytorch's documented output), which torch.export cannot "
+    "return: its outputs must be pytrees of tensors (torch/export/__init__.py, export's docstring)"
+)
+
+
 def _gpytorch_targets() -> list[Target]:
     if not _installed("gpytorch"):
         return []
@@ -498,7 +520,13 @@ def _gpytorch_targets() -> list[Target]:
             Module,
             name="gpytorch.GaussianLikelihood",
             example_inputs=(torch.randn(5, generator=_generator(4)),),
-            expected_failures={"callable_module.call_runs_forward_once": HOOKS_SKIPPED},
+            factory=gpytorch.likelihoods.GaussianLikelihood,
+            **DEPTH,
+            expected_failures={
+                "callable_module.call_runs_forward_once": HOOKS_SKIPPED,
+                "module.builds_on_meta_device": GPYTORCH_META,
+                "module.export_matches_eager": NOT_A_PYTREE,
+            },
         ),
         Target(
             _gpytorch_model(),
@@ -508,6 +536,7 @@ def _gpytorch_targets() -> list[Target]:
             # DECLARED: the training data are constructor state (set_train_data), not in the
             # state dict: a fresh model is the one to load a state dict into.
             factory=_gpytorch_model,
+            **DEPTH,
             expected_failures={
                 "callable_module.call_matches_forward": (
                     "DECLARED: ExactGP.__call__ in eval mode returns the posterior given the "
@@ -516,6 +545,12 @@ def _gpytorch_targets() -> list[Target]:
                 "callable_module.call_runs_forward_once": (
                     "DECLARED: in eval mode ExactGP.__call__ runs forward on the training inputs (the "
                     "prediction strategy) and on training + test inputs, by design; " + HOOKS_SKIPPED
+                ),
+                "module.builds_on_meta_device": GPYTORCH_META,
+                "module.export_matches_eager": (
+                    "DECLARED: in eval mode ExactGP.__call__ compares the inputs with the training "
+                    "inputs (torch.equal, gpytorch.settings.debug, on by default: a data-dependent "
+                    "branch export cannot trace) and returns a MultivariateNormal, not a pytree"
                 ),
             },
         ),
@@ -532,11 +567,41 @@ def _pyro_targets() -> list[Target]:
     from pyro.nn import AutoRegressiveNN, DenseNN, PyroModule
 
     x = torch.randn(4, 3, generator=_generator(5))
+    dense = functools.partial(DenseNN, 3, [8], param_dims=[1, 2])
+    autoregressive = functools.partial(AutoRegressiveNN, 3, [8])
+    linear = functools.partial(PyroModule[nn.Linear], 3, 2)
+    meta = {
+        "module.builds_on_meta_device": (
+            "FINDING (FINDINGS.md, 'pyro-ppl'): __init__ computes its output slices with "
+            "torch.cumsum(torch.tensor(param_dims)) and .item(), which fails under torch.device('meta')"
+        )
+    }
     return [
-        Target(DenseNN(3, [8], param_dims=[1, 2]), Module, name="pyro.nn.DenseNN", example_inputs=(x,)),
-        Target(AutoRegressiveNN(3, [8]), Module, name="pyro.nn.AutoRegressiveNN", example_inputs=(x,)),
         Target(
-            PyroModule[nn.Linear](3, 2), Module, name="pyro.nn.PyroModule[nn.Linear]", example_inputs=(x,)
+            dense(),
+            Module,
+            name="pyro.nn.DenseNN",
+            example_inputs=(x,),
+            factory=dense,
+            expected_failures=meta,
+            **DEPTH,
+        ),
+        Target(
+            autoregressive(),
+            Module,
+            name="pyro.nn.AutoRegressiveNN",
+            example_inputs=(x,),
+            factory=autoregressive,
+            expected_failures=meta,
+            **DEPTH,
+        ),
+        Target(
+            linear(),
+            Module,
+            name="pyro.nn.PyroModule[nn.Linear]",
+            example_inputs=(x,),
+            factory=linear,
+            **DEPTH,
         ),
     ]
 
@@ -553,38 +618,56 @@ class TwoLayers(nn.Module):
         return self.out(torch.relu(self.hidden(x)))
 
 
+def peft_lora() -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(target_modules=["hidden"], r=2, init_lora_weights=False)  # random B: LoRA matters
+    return get_peft_model(TwoLayers(), config)
+
+
 def _peft_targets() -> list[Target]:
     if not _installed("peft"):
         return []
-    from peft import LoraConfig, get_peft_model
-
     torch.manual_seed(0)
-    config = LoraConfig(target_modules=["hidden"], r=2, init_lora_weights=False)  # random B: LoRA matters
-    model = get_peft_model(TwoLayers(), config)
     return [
         Target(
-            model,
+            peft_lora(),
             Module,
             name="peft.get_peft_model(LoRA)",
             example_inputs=(torch.randn(4, 16, generator=_generator(6)),),
+            factory=peft_lora,
+            **DEPTH,
         )
     ]
+
+
+def torchao_int8() -> Any:
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    model = TwoLayers()
+    quantize_(model, Int8WeightOnlyConfig())
+    return model
 
 
 def _torchao_targets() -> list[Target]:
     if not _installed("torchao"):
         return []
-    from torchao.quantization import Int8WeightOnlyConfig, quantize_
-
     torch.manual_seed(0)
-    model = TwoLayers()
-    quantize_(model, Int8WeightOnlyConfig())
     return [
         Target(
-            model,
+            torchao_int8(),
             Module,
             name="torchao.quantize_(Int8WeightOnlyConfig)",
             example_inputs=(torch.randn(4, 16, generator=_generator(7)),),
+            factory=torchao_int8,
+            expected_failures={
+                "module.builds_on_meta_device": (
+                    "FINDING (FINDINGS.md, 'torchao'): Int8Tensor implements no aten.empty_like, so "
+                    "Module.to_empty (the allocation step of meta-device initialisation) raises "
+                    "NotImplementedError on a model quantized with Int8WeightOnlyConfig"
+                )
+            },
+            **DEPTH,
         )
     ]
 

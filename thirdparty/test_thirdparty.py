@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 from pathlib import Path
@@ -22,6 +23,10 @@ from torchcontract.conformance import Target, parametrize_with_checks  # noqa: E
 from torchcontract.protocols import IterableDataset, Loader, MapDataset, Module  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+
+# The module clauses in depth (issue 15): torch.compile and torch.export of each model (about 1 s to
+# 11 s each on 2 CPU cores for these sizes), and the per-dtype clauses in float32 and float64.
+DEPTH: dict[str, Any] = {"compile": True, "export": True, "dtypes": (torch.float32, torch.float64)}
 
 
 def _installed(name: str) -> bool:
@@ -71,13 +76,20 @@ def _torchvision_targets(root: Path) -> list[Target]:
             name="DataLoader(torchvision.FakeData)",
         ),
         Target(
-            tv_models.resnet18(num_classes=10), Module, name="torchvision.resnet18", example_inputs=(images,)
+            tv_models.resnet18(num_classes=10),
+            Module,
+            name="torchvision.resnet18",
+            example_inputs=(images,),
+            factory=functools.partial(tv_models.resnet18, num_classes=10),
+            **DEPTH,
         ),
         Target(
             tv_models.mobilenet_v3_small(num_classes=10),
             Module,
             name="torchvision.mobilenet_v3_small",
             example_inputs=(images,),
+            factory=functools.partial(tv_models.mobilenet_v3_small, num_classes=10),
+            **DEPTH,
         ),
     ]
 
@@ -145,26 +157,41 @@ def stateful_loader_of_rank(rank: int, world_size: int) -> Any:
     return StatefulDataLoader(TENSORS, batch_size=4, sampler=sampler)
 
 
+def resnet10t() -> Any:
+    import timm
+
+    return timm.create_model("resnet10t", pretrained=False, num_classes=5)
+
+
+def vit_tiny() -> Any:
+    import timm
+
+    return timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=5, img_size=32, patch_size=8
+    )
+
+
 def _timm_targets() -> list[Target]:
     if not _installed("timm"):
         return []
-    import timm
 
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     return [
         Target(
-            timm.create_model("resnet10t", pretrained=False, num_classes=5),
+            resnet10t(),
             Module,
             name="timm.resnet10t",
             example_inputs=(images,),
+            factory=resnet10t,
+            **DEPTH,
         ),
         Target(
-            timm.create_model(
-                "vit_tiny_patch16_224", pretrained=False, num_classes=5, img_size=32, patch_size=8
-            ),
+            vit_tiny(),
             Module,
             name="timm.vit_tiny",
             example_inputs=(images,),
+            factory=vit_tiny,
+            **DEPTH,
         ),
     ]
 

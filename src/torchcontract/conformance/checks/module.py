@@ -409,6 +409,12 @@ def state_dict_round_trip(ctx: Context) -> None:
     if factory is not None:
         target, name = ctx.call("factory()", factory), "fresh"
         built = "fresh = factory(); <change fresh's parameters>"
+        if ctx.dtype is not None and _is_torch_module(target):
+            # In a dtype of the matrix m is copy.deepcopy(m).to(dtype): the fresh instance is converted
+            # alike (load_state_dict copies into its own tensors, in the factory's dtype).
+            dtype = getattr(sys.modules["torch"], ctx.dtype)
+            ctx.call(f"fresh.to(torch.{ctx.dtype})", target.to, dtype)
+            built = f"fresh = factory().to(torch.{ctx.dtype}); <change fresh's parameters>"
         changed = list(ctx.call("fresh.named_parameters()", lambda: list(target.named_parameters())))
     else:
         target, name = clone, "clone"
@@ -1331,6 +1337,20 @@ def _structure_difference(output: Any, expected: Any) -> str | None:
     return None if left == right else f"structure {describe_structure(left)} vs {describe_structure(right)}"
 
 
+def _opaque_output(torch: Any, output: Any) -> str | None:
+    """The type of the first leaf of ``output`` that torch.export cannot return (an object that is not a
+    tensor, a Python scalar or None, nor a registered pytree node: a distribution), or None."""
+    try:
+        found = torch.utils._pytree.tree_leaves(output)
+    except Exception:
+        return None
+    for leaf in found:
+        if not isinstance(leaf, (torch.Tensor, bool, int, float, complex, str, type(None))):
+            kind = type(leaf)
+            return f"a {kind.__module__}.{kind.__qualname__}"
+    return None
+
+
 @register_check(
     "module.export_matches_eager",
     protocol=Module,
@@ -1366,11 +1386,17 @@ def export_matches_eager(ctx: Context) -> None:
         more = f" (and {len(said) - 1} more)" if len(said) > 1 else ""
         ctx.note(f"torch.export warned: {first[0] if first else said[0].category.__name__}{more}")
     if isinstance(program, Exception):
+        opaque = _opaque_output(torch, expected)
+        cause = (
+            f"m({call}) returns {opaque}, which is not a pytree of tensors: torch.export's outputs must "
+            "be (register the type with torch.utils._pytree.register_pytree_node, or return its tensors)"
+            if opaque is not None
+            else "a Python branch on a tensor's value, .item() or .tolist() in forward needs torch.cond "
+            "or torch._check"
+        )
         ctx.fail(
             f"{what} raised {type(program).__name__}: {_first_line(program)}; expected the module to "
-            "export (ExecuTorch, AOTInductor and ONNX's dynamo exporter start from torch.export: a "
-            "Python branch on a tensor's value, .item() or .tolist() in forward needs torch.cond or "
-            "torch._check)",
+            f"export (ExecuTorch, AOTInductor and ONNX's dynamo exporter start from torch.export: {cause})",
             reproduce=what,
         )
     exported = f"{what}.module()({call})"

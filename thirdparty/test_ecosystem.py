@@ -536,7 +536,9 @@ def _gpytorch_targets() -> list[Target]:
             # DECLARED: the training data are constructor state (set_train_data), not in the
             # state dict: a fresh model is the one to load a state dict into.
             factory=_gpytorch_model,
-            **DEPTH,
+            # Compiling an ExactGP takes about 26 s on 2 cores, next to the default 30 s budget: left
+            # out, so that no verdict here depends on the machine's load.
+            **{**DEPTH, "compile": False},
             expected_failures={
                 "callable_module.call_matches_forward": (
                     "DECLARED: ExactGP.__call__ in eval mode returns the posterior given the "

@@ -291,3 +291,15 @@ def test_a_transposed_view_cached_in_init_fails_functional_call() -> None:
     assert result.status == "failed", result
     assert "it returned m's own output" not in result.message  # the bias is swapped: partly ignored
     assert "references functional_call does not swap" in result.message
+
+
+def test_a_distribution_output_is_compared_in_float64_by_its_attributes() -> None:
+    # gpytorch's likelihoods return distributions: to_dtype converts the float32 reference's loc and
+    # scale too, instead of reporting the dtypes it compares as a difference.
+    class NormalHead(nn.Linear):
+        def forward(self, x: torch.Tensor) -> Any:
+            out = super().forward(x)
+            return torch.distributions.Normal(out, torch.ones_like(out))
+
+    report = check(_seeded(lambda: NormalHead(3, 2)), Module, example_inputs=_inputs())
+    assert _result(report, "module.to_dtype").status == "passed", report

@@ -35,10 +35,12 @@ from torchcontract.conformance._values import (
     describe,
     describe_structure,
     difference,
+    flatten,
     is_tensor,
     leaves,
     structure,
     tensor_module,
+    unflatten,
 )
 from torchcontract.conformance.checks._common import try_deepcopy
 from torchcontract.conformance.checks._preserve import preserving
@@ -953,6 +955,19 @@ def _to_dtype(value: Any, dtype: Any) -> Any:
     return _map_tensors(value, lambda tensor: tensor.to(dtype) if tensor.is_floating_point() else tensor)
 
 
+def _compared_in(value: Any, dtype: Any) -> Any:
+    """``value`` with every floating-point tensor converted to ``dtype`` for a comparison, also inside
+    objects compared by their attributes (a ``torch.distributions.Normal`` output's ``loc``): rebuilt
+    through the one traversal of values, whose mapping order does not count in a comparison. A value
+    that cannot be rebuilt so is converted in its containers only."""
+    spec, found = flatten(value, objects=True)
+    converted = [leaf.to(dtype) if is_tensor(leaf) and leaf.is_floating_point() else leaf for leaf in found]
+    try:
+        return unflatten(spec, converted)
+    except (TypeError, ValueError):  # a cycle, an object that cannot be rebuilt from its attributes
+        return _to_dtype(value, dtype)
+
+
 # float32 against float64 (the rounding of float32 through a few layers, not a bug): looser than
 # assert_close's float32 defaults (rtol=1.3e-6, atol=1e-5), as torch's own test_cpu_gpu_parity is.
 DTYPE_TOLERANCE = (1e-3, 1e-4)
@@ -1034,7 +1049,7 @@ def to_dtype(ctx: Context) -> None:
         ctx.note("deterministic=False: only the dtypes of the float64 outputs were compared")
         return
     found = close_difference(
-        _to_dtype(output, double), _to_dtype(expected_output, double), tolerance=DTYPE_TOLERANCE
+        _compared_in(output, double), _compared_in(expected_output, double), tolerance=DTYPE_TOLERANCE
     )
     if found:
         ctx.fail(

@@ -314,13 +314,28 @@ def deepcopy_is_independent(ctx: Context) -> None:
 def _restore(parameter: Any, snapshot: Any) -> None:
     """Write ``snapshot`` (from :func:`_snapshot`) back into ``parameter`` in place, if it changed."""
     values = _values(parameter)
-    if values is None or snapshot is None or difference(_snapshot(parameter), snapshot) is None:
+    if values is None or snapshot is None:
+        return
+    if is_tensor(values) and _unchanged_tensor(values, snapshot):
+        return  # the common case, at torch's speed: the generic comparison below is much slower
+    if difference(_snapshot(parameter), snapshot) is None:
         return
     if is_tensor(values):
         with tensor_module().no_grad():
             values.copy_(snapshot)
     else:
         np.copyto(values, snapshot)
+
+
+def _unchanged_tensor(values: Any, snapshot: Any) -> bool:
+    try:
+        return bool(
+            values.dtype == snapshot.dtype
+            and values.shape == snapshot.shape
+            and tensor_module().equal(values.detach(), snapshot)
+        )
+    except Exception:  # a tensor subclass without torch.equal: the generic comparison decides
+        return False
 
 
 def _snapshot(parameter: Any) -> Any:
@@ -1135,18 +1150,21 @@ def functional_call_matches_call(ctx: Context) -> None:
             what, functional_call, ctx.obj, changed, tuple(fresh_inputs(ctx)), fresh_kwargs(ctx)
         )
     floating = [tensor for tensor in own.values() if _is_floating(tensor)]
-    saved = [_snapshot(tensor) for tensor in floating]
+    changed_in_place: list[tuple[Any, Any]] = []  # (tensor, its values before), to be put back
     try:
         with torch.no_grad():
             for tensor in floating:
-                _perturb(tensor)
+                before = tensor.detach().clone()
+                if _perturb(tensor):
+                    changed_in_place.append((tensor, before))
         with eval_mode(ctx.obj), _seeded(ctx):
             reference = ctx.attempt(
                 f"m({call}) with its tensors + 0.5", ctx.obj, *fresh_inputs(ctx), **fresh_kwargs(ctx)
             )
     finally:
-        for tensor, snapshot in zip(floating, saved, strict=True):
-            _restore(tensor, snapshot)
+        with torch.no_grad():
+            for tensor, before in changed_in_place:
+                tensor.copy_(before)
     if isinstance(reference, Exception):
         ctx.note(
             f"with its floating-point tensors raised by 0.5, m({call}) raised "

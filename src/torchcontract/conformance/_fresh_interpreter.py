@@ -38,6 +38,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import functools
+import importlib
 import io
 import json
 import operator
@@ -338,10 +339,6 @@ def serve() -> None:
     preload = sys.argv[3].split(",") if len(sys.argv) > 3 else []
     if "torch" in preload:
         import torch  # noqa: F401  (once, so that each child starts in milliseconds)
-    if "torchvision" in preload:
-        # Likewise (a torchvision dataset's pickle imports it): each child would import it again.
-        with contextlib.suppress(Exception):
-            import torchvision  # noqa: F401
     # A main script re-run as __mp_main__ usually imports torchcontract itself (check() at its top
     # level, under a guard): loaded here, that import is not charged to the object's time budget.
     import torchcontract.conformance.checks  # noqa: F401
@@ -350,9 +347,18 @@ def serve() -> None:
     forking = hasattr(os, "fork")
     while True:
         try:
-            header, payload = _recv(conn, None)[1:]
+            frame = _recv(conn, None)
         except (_Closed, OSError):
             return
+        if frame[0] == "import":
+            # Packages the next request's pickle names (torchvision), imported here once, on demand,
+            # so that each child starts without importing them again.
+            for name in frame[1]:
+                with contextlib.suppress(Exception):
+                    importlib.import_module(name)
+            _send(conn, ("imported", frame[1]))
+            continue
+        header, payload = frame[1:]
         if not forking:
             _child(conn, header, payload, 0, None)
             return
@@ -512,10 +518,10 @@ class _Server:
         self.children: list[int] = []
         self.ready = False
         self._started = time.monotonic()
-        # torchvision too when this process uses it, as each child of a torchvision dataset would
-        # import it (a second or more per spawn clause).
-        preload = ["torch", *(["torchvision"] if "torchvision" in sys.modules else [])] if torch else []
-        torch_flag = ",".join(preload) or "-"
+        # torch only: a package that some objects' pickles need (torchvision, a second or more) is
+        # imported on demand, before the first request whose pickle names it (_imports).
+        torch_flag = "torch" if torch else "-"
+        self.imported: set[str] = set()
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(child_end.fileno()), json.dumps(sys.path), torch_flag],
@@ -670,6 +676,33 @@ def _discard(server: _Server) -> None:
         _current.pop()
 
 
+# Packages imported in the server before the first request whose pickle names them: each child of
+# such a request would import them again (torchvision: a second or more per spawn clause).
+ON_DEMAND = ("torchvision",)
+
+
+def _imports(server: _Server, payload: bytes) -> None:
+    """Have the server import the packages of :data:`ON_DEMAND` that ``payload`` names (a bytes search:
+    a false positive costs an import), before the request's deadline starts: torchcontract's fixed
+    cost, not the object's."""
+    needed = [name for name in ON_DEMAND if name not in server.imported and name.encode() in payload]
+    if not needed:
+        return
+    try:
+        _send(server.conn, ("import", needed))
+        frame = _recv(server.conn, time.monotonic() + STARTUP_LIMIT_S)
+    except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
+        _discard(server)
+        raise Unavailable(
+            f"torchcontract's fresh interpreter did not import {', '.join(needed)} "
+            f"({type(error).__name__}); this is not the object's failure"
+        ) from error
+    if frame[0] != "imported":
+        _discard(server)
+        raise Unavailable(f"torchcontract's fresh interpreter answered {frame[0]!r} to an import")
+    server.imported.update(needed)
+
+
 def _request(
     header: dict[str, Any],
     payload: bytes,
@@ -681,6 +714,7 @@ def _request(
     those killed at the deadline) and whether the deadline came first."""
     with _lock:
         server = _server()
+        _imports(server, payload)
         deadline = time.monotonic() + max(time_left, 0.0)
         full = {"sys_path": list(sys.path), "cwd": os.getcwd(), **header}
         if not hasattr(os, "fork"):

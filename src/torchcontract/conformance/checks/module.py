@@ -1141,8 +1141,11 @@ def functional_call_matches_call(ctx: Context) -> None:
     # through a reference of its own (a tuple of weights kept for a fused kernel, a view of a weight
     # kept from __init__) follows the second and ignores the first. m itself, not a deep copy: a
     # deep copy does not keep a view a view of its base.
+    # Each changed tensor asks for gradients as its original does: torch takes other code paths for
+    # tensors that do not (nn.TransformerEncoderLayer's fused fast path), whose numerics differ.
     changed = {
-        name: tensor.detach() + 0.5 if _is_floating(tensor) else tensor for name, tensor in own.items()
+        name: (tensor.detach() + 0.5).requires_grad_(tensor.requires_grad) if _is_floating(tensor) else tensor
+        for name, tensor in own.items()
     }
     what = f"{FUNCTIONAL_CALL}(m, <m's tensors + 0.5>, inputs)"
     with eval_mode(ctx.obj), _seeded(ctx):

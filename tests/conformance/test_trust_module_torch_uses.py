@@ -315,3 +315,13 @@ def test_the_changed_tensors_ask_for_gradients_as_the_modules_own_do() -> None:
         report = check(layer, Module, example_inputs=inputs)
         assert _result(report, FUNCTIONAL).status == "passed", report
         inputs = (torch.randn(2, 5, 16) * 3,)
+
+
+def test_a_structure_difference_describes_the_outputs_themselves() -> None:
+    from torchcontract.conformance.checks.module import _structure_difference
+
+    found = _structure_difference((torch.zeros(2), torch.zeros(2)), torch.zeros(2))
+    assert found is not None
+    assert "tuple" in found, found
+    assert "float32" in found, found
+    assert _structure_difference(torch.zeros(2), torch.ones(3)) is None

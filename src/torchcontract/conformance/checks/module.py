@@ -749,6 +749,18 @@ def _meta_probe(ctx: Context, torch: Any) -> None:
     _outputs_on(ctx, output, meta, "meta", what)
 
 
+@contextmanager
+def _tf32_off(torch: Any) -> Iterator[None]:
+    """TF32 off for the block (on by default for convolutions): CUDA is compared with the CPU at full
+    float32 precision."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
 @register_check(
     "module.device_parity",
     protocol=Module,
@@ -773,14 +785,8 @@ def device_parity(ctx: Context) -> None:
     inputs = _to_device(fresh_inputs(ctx), device)
     kwargs = _to_device(fresh_kwargs(ctx), device)
     what = f"m.to({ctx.device!r})({args_text(ctx)} on {ctx.device})"
-    # TF32 is on for convolutions by default; compare full float32 precision.
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        with eval_mode(clone):
-            output = ctx.call(what, clone, *inputs, **kwargs)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+    with _tf32_off(torch), eval_mode(clone):
+        output = ctx.call(what, clone, *inputs, **kwargs)
     tolerance = ctx.options.parity_tolerance
     found = close_difference(_to_device(output, torch.device("cpu")), expected, tolerance=tolerance)
     if found:
@@ -794,6 +800,9 @@ def device_parity(ctx: Context) -> None:
             f"within {within} (TF32 off; a deep model may need a looser parity_tolerance=(rtol, atol))",
             reproduce=f"m({args_text(ctx)}) vs {what}",
         )
+
+
+BACKWARD_OF_SUM = "sum(t.sum() for t in <floating-point outputs>).backward()"
 
 
 def _gradients(ctx: Context, module: Any, inputs: Any, kwargs: Any, what: str) -> tuple[Any, dict[str, Any]]:
@@ -811,9 +820,6 @@ def _gradients(ctx: Context, module: Any, inputs: Any, kwargs: Any, what: str) -
         if parameter.grad is not None
     }
     return output, grads
-
-
-BACKWARD_OF_SUM = "sum(t.sum() for t in <floating-point outputs>).backward()"
 
 
 @register_check(
@@ -846,12 +852,8 @@ def device_round_trip(ctx: Context) -> None:
     inputs = _to_device(fresh_inputs(ctx), device)
     kwargs = _to_device(fresh_kwargs(ctx), device)
     what = f"m.to({ctx.device!r})({call} on {ctx.device})"
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
+    with _tf32_off(torch):
         _, grads = _gradients(ctx, moved, inputs, kwargs, what)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
     tolerance = ctx.options.parity_tolerance
     cpu = torch.device("cpu")
     for name, expected_grad in expected_grads.items():
@@ -943,7 +945,7 @@ def backward_reaches_parameters(ctx: Context) -> None:
     if not floats:
         ctx.skip("the output has no floating-point tensor to take a backward pass from")
     tracked = [leaf for _, leaf in floats if leaf.requires_grad]
-    loss = "sum(t.sum() for t in <floating-point outputs>).backward()"
+    loss = BACKWARD_OF_SUM
     ctx.call(loss, _backward_of_sum, torch, tracked)
     unreached = [name for name, parameter in trainable if parameter.grad is None]
     if not unreached:
@@ -1369,8 +1371,9 @@ def compile_matches_eager(ctx: Context) -> None:
 
 def _structure_difference(output: Any, expected: Any) -> str | None:
     """How two outputs of a random module differ in what stays deterministic: structure and dtypes."""
-    left, right = structure(output), structure(expected)
-    return None if left == right else f"structure {describe_structure(left)} vs {describe_structure(right)}"
+    if structure(output) == structure(expected):
+        return None
+    return f"structure {describe_structure(output)} vs {describe_structure(expected)}"
 
 
 def _opaque_output(torch: Any, output: Any) -> str | None:

@@ -34,7 +34,7 @@ if HAS_TORCH:
 
     from torchcontract.protocols import Module
 
-    from .mutants.torch_mutants import PositionalScaleWithoutReset
+    from .mutants.torch_mutants import CompileOnlyPathDropsBias, PositionalScaleWithoutReset
 
     class PositionalScaleWithReset(PositionalScaleWithoutReset):
         """The same table, recomputed by reset_parameters(): what a meta-device build needs."""
@@ -211,6 +211,40 @@ def test_a_random_module_compiles_and_exports_comparing_structure_only() -> None
     )
     for check_id in (COMPILE, EXPORT):
         assert _result(report, check_id).status == "passed", report
+
+
+def test_a_difference_only_after_dynamo_is_said_to_come_from_aot_autograd(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A stand-in for AOTAutograd mis-tracing a module: a backend that adds 1 to every graph output.
+    # TorchDynamo alone ("eager") matches, so the message names the later stage.
+    from torchcontract.conformance.checks import module as module_checks
+
+    def off_by_one(graph: Any, example_inputs: Any) -> Any:
+        def run(*args: Any) -> Any:
+            return [output + 1 for output in graph(*args)]
+
+        return run
+
+    off_by_one.__name__ = "aot_eager"
+    monkeypatch.setattr(module_checks, "COMPILE_BACKEND", off_by_one)
+    report = check(_seeded(lambda: nn.Linear(3, 2)), Module, example_inputs=_inputs(), compile=True)
+    result = _result(report, COMPILE)
+    assert result.status == "failed", report
+    assert "with backend='eager' (TorchDynamo's graphs run as captured) it matches" in result.message
+    assert "AOTAutograd" in result.message
+
+
+def test_a_difference_in_dynamo_capture_names_the_eager_backend() -> None:
+    result = _result(
+        check(
+            _seeded(lambda: CompileOnlyPathDropsBias(3, 2)), Module, example_inputs=_inputs(), compile=True
+        ),
+        COMPILE,
+    )
+    assert result.status == "failed"
+    assert "backend='eager'" in result.message
+    assert "with backend='aot_eager' too" in result.message
 
 
 def test_torch_warnings_while_exporting_become_a_note_not_output(recwarn: pytest.WarningsRecorder) -> None:

@@ -94,9 +94,10 @@ ON_DEMAND_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_torchvision_is_imported_on_demand_and_not_charged_to_the_budget(tmp_path: Path) -> None:
-    # The server imports torch at its start, torchvision (a second or more) only before the first
-    # request whose pickle names it; that import is torchcontract's cost, outside a 1 s budget.
+def test_torch_and_torchvision_are_imported_on_demand_and_not_charged_to_the_budget(tmp_path: Path) -> None:
+    # A NumPy dataset's server imports neither; torch and torchvision (a second or more each) are
+    # imported before the first request whose pickle names them: torchcontract's cost, outside a 1 s
+    # budget.
     pytest.importorskip("torchvision")
     (tmp_path / "points_mod.py").write_text(POINTS_MODULE, encoding="utf-8")
     (tmp_path / "on_demand.py").write_text(ON_DEMAND_SCRIPT, encoding="utf-8")
@@ -109,5 +110,79 @@ def test_torchvision_is_imported_on_demand_and_not_charged_to_the_budget(tmp_pat
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    expected = ["['passed', 'passed'] []", "['passed', 'passed'] ['torchvision']"]
+    expected = ["['passed', 'passed'] []", "['passed', 'passed'] ['torch', 'torchvision']"]
     assert done.stdout.splitlines() == expected, done.stdout + done.stderr
+
+
+# A dataset whose module imports torch (the common case): the server imports torch at its start,
+# overlapped with the checks before the spawn clause. And one that imports torch only inside
+# __getitem__: its child sets up worker 0 as torch's worker loop does, once torch is imported.
+TORCH_USERS_MODULE = textwrap.dedent(
+    """
+    import torch
+
+    class UsesTorch:
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            if not -4 <= index < 4:
+                raise IndexError(index)
+            return torch.full((2,), float(index % 4))
+    """
+)
+LAZY_MODULE = textwrap.dedent(
+    """
+    class ImportsTorchLazily:
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            import torch.utils.data
+
+            info = torch.utils.data.get_worker_info()
+            if info is None:
+                return index, None
+            return index, (info.id, info.num_workers, info.seed == torch.initial_seed())
+    """
+)
+TORCH_USERS_SCRIPT = textwrap.dedent(
+    """
+    import pickle
+    import torch
+    import torchcontract.conformance._fresh_interpreter as fi
+    from torchcontract.conformance import Target
+    from torchcontract.protocols import MapDataset
+    from torch_users import UsesTorch
+    from lazy_torch import ImportsTorchLazily
+
+    print(fi.imports_for(UsesTorch()), fi.imports_for(ImportsTorchLazily()))
+    wanted = ("map_dataset.len_is_non_negative_int", "map_dataset.spawn_workers_yield_same_samples")
+    Target(UsesTorch(), MapDataset).run(select=lambda c: c.check_id in wanted)
+    server = fi._current[0]
+    print(sorted(server.imported))
+    server.close()
+    fi._current.clear()
+    fetched = fi.fetch(fi.pickled(ImportsTorchLazily()), indices=[1, 2], limit=0, time_left=120)
+    print(sorted(fi._current[0].imported), [pickle.loads(item) for item in fetched.items], fetched.raised)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_dataset_using_torch_gets_it_at_the_start_and_a_lazy_one_gets_a_worker_s_set_up(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("torch")
+    (tmp_path / "torch_users.py").write_text(TORCH_USERS_MODULE, encoding="utf-8")
+    (tmp_path / "lazy_torch.py").write_text(LAZY_MODULE, encoding="utf-8")
+    (tmp_path / "script.py").write_text(TORCH_USERS_SCRIPT, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "('torch',) ()",
+        "['torch']",
+        "[] [(1, (0, 1, True)), (2, (0, 1, True))] None",
+    ], done.stdout + done.stderr

@@ -448,8 +448,9 @@ class Target:
         if not self.options.isolate and any(
             _fresh_interpreter.uses(c.func) and _missing_needs(c, session) is None for c in chosen
         ):
-            # Its start (importing torch) overlaps the checks before the clause that needs it.
-            _fresh_interpreter.prestart()
+            # Its start (importing torch, when the object uses it) overlaps the checks before the
+            # clause that needs it.
+            _fresh_interpreter.prestart(_fresh_interpreter.imports_for(self.obj))
         results = tuple(sessions[dtype].result(c.check_id) for c in chosen for dtype in self.dtypes_of(c))
         for each in sessions.values():
             each.release_shared_work()

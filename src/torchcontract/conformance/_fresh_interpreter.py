@@ -9,7 +9,8 @@ again, calls ``check()`` again, and fails in the "bootstrapping phase"; configur
 
 Design. Lazily, once per process, we start ``sys.executable -c "... serve()"`` in a new session,
 with the parent's ``sys.path`` and working directory, connected by a socket pair. The server imports
-torch once (when this process has it loaded; torchvision too when loaded here), then, per request,
+torch once when the object needs it (its class's modules use torch, or its pickle names torch: see
+:func:`imports_for`; torchvision likewise, on demand), then, per request,
 forks a child (a fresh interpreter for the user's modules: none of them was imported before the
 fork, so state set at run time in this process is lost, exactly as in a spawn worker). The child
 unpickles the object and computes what was asked (``ds[i]`` for some indices, the first items of
@@ -39,6 +40,8 @@ import ast
 import contextlib
 import functools
 import importlib
+import importlib.abc
+import importlib.util
 import io
 import json
 import operator
@@ -122,11 +125,13 @@ class Fetched:
 
 
 class _MainRecorder(pickle.Pickler):
-    """Records the classes and functions of ``__main__`` that the pickle references by name."""
+    """Records the classes and functions of ``__main__`` that the pickle references by name, and the
+    modules of all the classes and functions it references."""
 
     def __init__(self, file: io.BytesIO) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.main_names: list[str] = []
+        self.modules: set[str] = set()
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
@@ -134,6 +139,8 @@ class _MainRecorder(pickle.Pickler):
                 module, name = obj.__module__, obj.__qualname__
             except Exception:
                 return NotImplemented
+            if isinstance(module, str):
+                self.modules.add(module)
             if module in _MAIN_NAMES and name not in self.main_names:
                 self.main_names.append(str(name))
         return NotImplemented
@@ -141,10 +148,12 @@ class _MainRecorder(pickle.Pickler):
 
 @dataclass(frozen=True)
 class Pickled:
-    """An object pickled in this process, and the ``__main__`` names its pickle refers to."""
+    """An object pickled in this process, the ``__main__`` names its pickle refers to, and the
+    packages of :data:`ON_DEMAND` the fresh interpreter imports before rebuilding it."""
 
     data: bytes
     main_names: tuple[str, ...]
+    imports: tuple[str, ...] = ()
 
 
 def pickled(obj: object) -> Pickled:
@@ -153,7 +162,75 @@ def pickled(obj: object) -> Pickled:
     buffer = io.BytesIO()
     recorder = _MainRecorder(buffer)
     recorder.dump(obj)
-    return Pickled(buffer.getvalue(), tuple(recorder.main_names))
+    data = buffer.getvalue()
+    imports = tuple(name for name in ON_DEMAND if _names_package(data, name))
+    if "torch" not in imports and _modules_use_torch(recorder.modules):
+        imports = ("torch", *imports)
+    return Pickled(data, tuple(recorder.main_names), imports)
+
+
+# Packages the fresh interpreter imports only for an object that needs them, once, before the first
+# request that does (outside the object's time budget): each child of that request would import them
+# again (torch: a second or more; torchvision: another second). A NumPy dataset waits for neither.
+ON_DEMAND = ("torch", "torchvision")
+
+
+def _names_package(data: bytes, name: str) -> bool:
+    """Whether the pickle ``data`` names module ``name`` or a module in it (a bytes search: a false
+    positive costs an import). Protocols 4 and 5 write a module name as a string of its length, at
+    most 255 bytes; older protocols as a line: ``torch._utils``, ``torch`` exactly, ``ctorch\n``."""
+    encoded = name.encode()
+    return encoded + b"." in data or bytes([len(encoded)]) + encoded in data or b"c" + encoded + b"\n" in data
+
+
+def _is_torch_name(name: object) -> bool:
+    return isinstance(name, str) and (name == "torch" or name.startswith("torch."))
+
+
+def _modules_use_torch(names: set[str]) -> bool:
+    """Whether any of the modules ``names`` (or a package above one) uses torch: is torch's, imports
+    it, or holds a class or function of torch's in its namespace. A heuristic, for speed only: a
+    module that imports torch lazily gets it imported in the child, set up as a worker's
+    (:class:`_WorkerOnTorchImport`)."""
+    if "torch" not in sys.modules:
+        return False  # nothing this process loaded uses torch
+    seen: set[str] = set()
+    for name in names:
+        parts = name.split(".")
+        for end in range(len(parts), 0, -1):
+            module_name = ".".join(parts[:end])
+            if module_name in seen or module_name in _MAIN_NAMES[1:]:
+                continue
+            seen.add(module_name)
+            if _is_torch_name(module_name):
+                return True
+            module = sys.modules.get(module_name)
+            if module is None:
+                continue
+            try:
+                values = list(vars(module).values())
+            except TypeError:
+                continue
+            for value in values:
+                if isinstance(value, types.ModuleType):
+                    if _is_torch_name(value.__name__):
+                        return True
+                elif isinstance(value, (type, types.FunctionType)) and _is_torch_name(
+                    getattr(value, "__module__", None)
+                ):
+                    return True
+    return False
+
+
+def imports_for(obj: object) -> tuple[str, ...]:
+    """What the fresh interpreter should import at its start to rebuild ``obj``: ``("torch",)``
+    when the modules of ``obj``'s classes use torch, else nothing (its pickle may still name torch:
+    then torch is imported before the request, just not overlapped with other checks)."""
+    try:
+        modules = {getattr(kind, "__module__", "") for kind in type(obj).__mro__}
+    except Exception:
+        return ()
+    return ("torch",) if _modules_use_torch({m for m in modules if isinstance(m, str)}) else ()
 
 
 def _main_plan(names: tuple[str, ...], what: str) -> list[str] | None:
@@ -331,19 +408,27 @@ def _recv(conn: socket.socket, deadline: float | None) -> tuple[Any, ...]:
 # the server and its children (run in the fresh interpreter)
 
 
+def _import_on_demand(names: list[str]) -> list[str]:
+    """Import the packages of :data:`ON_DEMAND` among ``names`` (once, so that each child starts in
+    milliseconds); the ones now loaded."""
+    for name in names:
+        if name in ON_DEMAND:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+    return [name for name in ON_DEMAND if name in sys.modules]
+
+
 def serve() -> None:
     """The server's main loop: ``sys.argv[1]`` is the socket's descriptor, ``sys.argv[3]`` names the
-    modules to import first (``torch``, ``torchvision``; ``-`` for none)."""
+    packages to import first (``torch``, ``torchvision``; ``-`` for none)."""
     conn = socket.socket(fileno=int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it ends us when it exits
-    preload = sys.argv[3].split(",") if len(sys.argv) > 3 else []
-    if "torch" in preload:
-        import torch  # noqa: F401  (once, so that each child starts in milliseconds)
+    loaded = _import_on_demand(sys.argv[3].split(",") if len(sys.argv) > 3 else [])
     # A main script re-run as __mp_main__ usually imports torchcontract itself (check() at its top
     # level, under a guard): loaded here, that import is not charged to the object's time budget.
     import torchcontract.conformance.checks  # noqa: F401
 
-    _send(conn, ("ready", os.getpid()))
+    _send(conn, ("ready", os.getpid(), loaded))
     forking = hasattr(os, "fork")
     while True:
         try:
@@ -351,12 +436,8 @@ def serve() -> None:
         except (_Closed, OSError):
             return
         if frame[0] == "import":
-            # Packages the next request's pickle names (torchvision), imported here once, on demand,
-            # so that each child starts without importing them again.
-            for name in frame[1]:
-                with contextlib.suppress(Exception):
-                    importlib.import_module(name)
-            _send(conn, ("imported", frame[1]))
+            # Packages the next request's object needs (torch, torchvision), imported here once.
+            _send(conn, ("imported", _import_on_demand(list(frame[1]))))
             continue
         header, payload = frame[1:]
         if not forking:
@@ -421,27 +502,64 @@ def _fixup_main(plan: list[str] | None) -> None:
 
 
 def _act_as_worker(dataset: Any, base_seed: int) -> None:
-    """What torch's ``_worker_loop`` sets up in worker 0 of 1: seeds and ``get_worker_info()``."""
-    if "torch" not in sys.modules:
-        return
-    try:
-        import random
+    """What torch's ``_worker_loop`` sets up in worker 0 of 1: seeds and ``get_worker_info()``; for
+    an object that imports torch only later (lazily), as soon as it does."""
+    import random
 
+    random.seed(base_seed)
+    if "torch" in sys.modules:
+        _act_as_torch_worker(dataset, base_seed, seed_numpy=True)
+    else:
+        # NumPy's global generator is left as a fresh interpreter seeds it (from the OS, as
+        # independent of the main process's as torch's reseeding makes it): the object may have
+        # drawn from it before it imports torch.
+        sys.meta_path.insert(0, _WorkerOnTorchImport(dataset, base_seed))
+
+
+def _act_as_torch_worker(dataset: Any, base_seed: int, *, seed_numpy: bool) -> None:
+    try:
         import torch
         from torch.utils.data._utils import worker
 
         torch.set_num_threads(1)
-        random.seed(base_seed)
         torch.manual_seed(base_seed)
-        try:
-            import numpy as np
+        if seed_numpy:
+            try:
+                import numpy as np
 
-            np.random.seed(worker._generate_state(base_seed, 0))  # type: ignore[no-untyped-call]
-        except ImportError:
-            pass
+                np.random.seed(worker._generate_state(base_seed, 0))  # type: ignore[no-untyped-call]
+            except ImportError:
+                pass
         worker._worker_info = worker.WorkerInfo(id=0, num_workers=1, seed=base_seed, dataset=dataset)
     except Exception:  # a private API that moved: the items are still computed, as by worker 0
         pass
+
+
+class _WorkerOnTorchImport(importlib.abc.MetaPathFinder):
+    """Sets up worker 0 (torch's seed, ``get_worker_info()``) right after the object's own first
+    ``import torch`` in the child, before its code uses torch: what a worker had before the dataset
+    ran. Finds nothing itself: it wraps the loader that finds torch."""
+
+    def __init__(self, dataset: Any, base_seed: int) -> None:
+        self.dataset, self.base_seed = dataset, base_seed
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "torch":
+            return None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        loader = getattr(spec, "loader", None)
+        exec_module = getattr(loader, "exec_module", None)
+        if exec_module is None:
+            return spec
+
+        def exec_then_act(module: types.ModuleType) -> None:
+            exec_module(module)
+            _act_as_torch_worker(self.dataset, self.base_seed, seed_numpy=False)
+
+        setattr(loader, "exec_module", exec_then_act)  # noqa: B010  (this spec's own loader)
+        return spec
 
 
 def _samples(conn: socket.socket, header: dict[str, Any], payload: bytes) -> None:
@@ -513,18 +631,18 @@ class _Server:
     """The server process, started at construction; :meth:`wait_ready` waits for it to be ready (so
     that :func:`prestart` can overlap its start with other work)."""
 
-    def __init__(self, *, torch: bool) -> None:
+    def __init__(self, *, preload: tuple[str, ...] = ()) -> None:
         parent_end, child_end = socket.socketpair()
         self.children: list[int] = []
         self.ready = False
         self._started = time.monotonic()
-        # torch only: a package that some objects' pickles need (torchvision, a second or more) is
-        # imported on demand, before the first request whose pickle names it (_imports).
-        torch_flag = "torch" if torch else "-"
+        # The packages of ON_DEMAND it has imported: at its start (``preload``, what the run is known
+        # to need), or before the first request that needs one (_imports).
+        flag = ",".join(name for name in preload if name in ON_DEMAND) or "-"
         self.imported: set[str] = set()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(child_end.fileno()), json.dumps(sys.path), torch_flag],
+                [sys.executable, "-c", _BOOT, str(child_end.fileno()), json.dumps(sys.path), flag],
                 pass_fds=(child_end.fileno(),),
                 cwd=os.getcwd(),
                 stdin=subprocess.DEVNULL,
@@ -558,6 +676,7 @@ class _Server:
         if frame[0] != "ready":
             self.close()
             raise Unavailable(f"torchcontract's fresh interpreter answered {frame[0]!r}")
+        self.imported.update(frame[2])
         self.ready = True
 
     def alive(self) -> bool:
@@ -616,7 +735,7 @@ def _server() -> _Server:
         if server.alive():
             return server
         _current.pop().close()
-    server = _start(torch="torch" in sys.modules)
+    server = _start()
     try:
         server.wait_ready()
     except Unavailable:
@@ -625,10 +744,10 @@ def _server() -> _Server:
     return server
 
 
-def _start(*, torch: bool) -> _Server:
+def _start(preload: tuple[str, ...] = ()) -> _Server:
     if not sys.executable:
         raise Unavailable("torchcontract cannot start a fresh interpreter: sys.executable is empty")
-    server = _Server(torch=torch)
+    server = _Server(preload=preload)
     _current.append(server)
     return server
 
@@ -650,20 +769,18 @@ def uses(func: object) -> bool:
     return getattr(func, _USES, False) is True
 
 
-def prestart() -> None:
+def prestart(preload: tuple[str, ...] = ()) -> None:
     """Start the server now, without waiting for it, when none runs: a run that will need it (a
-    spawn clause) overlaps its start (importing torch) with the checks before. No thread is started
-    (the worker clauses fork); the first request waits for it to be ready. It imports torch when torch
-    is installed, since every clause that uses it needs torch. Never raises: a failure to start is
+    spawn clause) overlaps its start (importing ``preload``, packages of :data:`ON_DEMAND`: what the
+    object needs, :func:`imports_for`) with the checks before. No thread is started (the worker
+    clauses fork); the first request waits for it to be ready. Never raises: a failure to start is
     reported by the first request."""
     if not hasattr(os, "fork") or not _lock.acquire(blocking=False):
         return  # without fork each request starts its own; a request in flight has one
     try:
         if not _current:
-            import importlib.util
-
             with contextlib.suppress(Unavailable):
-                _start(torch="torch" in sys.modules or importlib.util.find_spec("torch") is not None)
+                _start(preload)
     except Exception:  # an odd sys.path or executable: the first request reports it
         pass
     finally:
@@ -676,16 +793,10 @@ def _discard(server: _Server) -> None:
         _current.pop()
 
 
-# Packages imported in the server before the first request whose pickle names them: each child of
-# such a request would import them again (torchvision: a second or more per spawn clause).
-ON_DEMAND = ("torchvision",)
-
-
-def _imports(server: _Server, payload: bytes) -> None:
-    """Have the server import the packages of :data:`ON_DEMAND` that ``payload`` names (a bytes search:
-    a false positive costs an import), before the request's deadline starts: torchcontract's fixed
-    cost, not the object's."""
-    needed = [name for name in ON_DEMAND if name not in server.imported and name.encode() in payload]
+def _imports(server: _Server, wanted: tuple[str, ...]) -> None:
+    """Have the server import the packages of ``wanted`` it has not, before the request's deadline
+    starts: torchcontract's fixed cost, not the object's."""
+    needed = [name for name in wanted if name in ON_DEMAND and name not in server.imported]
     if not needed:
         return
     try:
@@ -700,27 +811,29 @@ def _imports(server: _Server, payload: bytes) -> None:
     if frame[0] != "imported":
         _discard(server)
         raise Unavailable(f"torchcontract's fresh interpreter answered {frame[0]!r} to an import")
-    server.imported.update(needed)
+    server.imported.update(frame[1])
 
 
 def _request(
     header: dict[str, Any],
-    payload: bytes,
+    what: Pickled,
     time_left: float,
     on_frame: Callable[[tuple[Any, ...]], None],
+    *,
+    imports: tuple[str, ...] = (),
 ) -> tuple[list[int], bool]:
     """Send one request; feed the children's frames to ``on_frame`` until they exit, within
     ``time_left`` seconds counted from when the server is ready. Returns their exit codes (None for
     those killed at the deadline) and whether the deadline came first."""
     with _lock:
         server = _server()
-        _imports(server, payload)
+        _imports(server, (*imports, *what.imports))
         deadline = time.monotonic() + max(time_left, 0.0)
         full = {"sys_path": list(sys.path), "cwd": os.getcwd(), **header}
         if not hasattr(os, "fork"):
             full["tasks"] = 1
         try:
-            _send(server.conn, ("request", full, payload))
+            _send(server.conn, ("request", full, what.data))
             while True:
                 try:
                     frame = _recv(server.conn, deadline)
@@ -793,7 +906,7 @@ def fetch(what: Pickled, *, indices: list[int] | None, limit: int, time_left: fl
         elif kind == "raised":
             fetched.raised = Raised(*frame[1:])
 
-    codes, timed_out = _request(header, what.data, time_left, on_frame)
+    codes, timed_out = _request(header, what, time_left, on_frame)
     if timed_out:
         raise TimedOut(progress[0])
     if fetched.raised is None and codes and codes[0] != 0 and not fetched.ended:
@@ -815,7 +928,8 @@ def run_tasks(what: Pickled, *, tasks: int, rank_args: dict[str, Any], timeout_s
         "main": _main_plan(what.main_names, "shards"),
         "rank_args": rank_args,
     }
-    codes, timed_out = _request(header, what.data, timeout_s, lambda frame: None)
+    # The ranks run torch.distributed: torch is imported before, outside their deadline.
+    codes, timed_out = _request(header, what, timeout_s, lambda frame: None, imports=("torch",))
     if len(codes) != tasks:
         return [None] * tasks
     killed = -int(signal.SIGKILL)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import inspect
 import json
 import operator
@@ -282,9 +283,15 @@ def _command_check(args: argparse.Namespace) -> int:
 
 
 def _command_report(args: argparse.Namespace) -> int:
+    from torchcontract.conformance import _fresh_interpreter
     from torchcontract.conformance._default_targets import default_targets
 
     started = time.perf_counter()
+    # The report's datasets are rebuilt in the fresh interpreter, torch's and torchvision's among them:
+    # started now, it imports those while this process does (on another core) and builds the targets.
+    _fresh_interpreter.prestart(
+        tuple(name for name in _fresh_interpreter.ON_DEMAND if importlib.util.find_spec(name) is not None)
+    )
     baseline = _baseline(args.baseline)
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="torchcontract-report-") as workdir:

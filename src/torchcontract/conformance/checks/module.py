@@ -1305,10 +1305,12 @@ def builds_on_meta_device(ctx: Context) -> None:
     )
 
 
-# The backends of module.compile_matches_eager: "eager" runs the graphs TorchDynamo captures as they
-# are (what capture changes), "aot_eager" runs them through AOTAutograd's tracing and decompositions
-# too (what torch.compile's default backend sees, without inductor's generated code and its compiler).
-COMPILE_BACKENDS = ("eager", "aot_eager")
+# The backends of module.compile_matches_eager: "aot_eager" runs the graphs TorchDynamo captures
+# through AOTAutograd's tracing and decompositions (what torch.compile's default backend sees, without
+# inductor's generated code and its compiler); "eager" runs them as captured, and is compiled only
+# after a difference, to say which stage makes it (one compile instead of two when the module passes).
+COMPILE_BACKEND = "aot_eager"
+DYNAMO_ONLY_BACKEND = "eager"
 
 
 def _reset_compiler() -> None:
@@ -1329,44 +1331,62 @@ def _reset_compiler() -> None:
 )
 @preserving(data=False)
 def compile_matches_eager(ctx: Context) -> None:
-    """With the declaration compile=True: torch.compile of a deep copy, with the "eager" and the
-    "aot_eager" backends, returns the eager outputs in eval mode (within assert_close's tolerances)."""
+    """With the declaration compile=True: torch.compile of a deep copy with the "aot_eager" backend
+    returns the eager outputs in eval mode (within assert_close's tolerances); on a difference, the
+    "eager" backend says whether TorchDynamo's capture or AOTAutograd makes it."""
     torch = _torch_module(ctx)
     call = args_text(ctx)
     with eval_mode(ctx.obj), _seeded(ctx):
         expected = call_module(ctx, ctx.obj)
-    for backend in COMPILE_BACKENDS:
-        clone = _copy(ctx)
-        what = f"torch.compile(copy.deepcopy(m), backend={backend!r})({call})"
-        _reset_compiler()
-        try:
-            compiled = ctx.call(
-                f"torch.compile(copy.deepcopy(m), backend={backend!r})", torch.compile, clone, backend=backend
-            )
-            with eval_mode(clone), _seeded(ctx):
-                output = ctx.attempt(what, compiled, *fresh_inputs(ctx), **fresh_kwargs(ctx))
-        finally:
-            _reset_compiler()
-        reproduce = f"torch.compile(copy.deepcopy(m).eval(), backend={backend!r})({call}) vs m.eval()({call})"
-        if isinstance(output, Exception):
-            ctx.fail(
-                f"{what} raised {type(output).__name__}: {_first_line(output)}; expected the eager "
-                "output (TorchDynamo falls back to Python where it cannot capture a graph, so an error "
-                "here is one the compiled module raises in training too)",
-                reproduce=reproduce,
-            )
-        found = (
-            close_difference(output, expected)
-            if ctx.options.deterministic
-            else _structure_difference(output, expected)
+    found = _compiled_difference(ctx, torch, COMPILE_BACKEND, expected)
+    if found is None:
+        return
+    dynamo_only = _compiled_difference(ctx, torch, DYNAMO_ONLY_BACKEND, expected)
+    if dynamo_only is None:
+        where = (
+            f"; with backend={DYNAMO_ONLY_BACKEND!r} (TorchDynamo's graphs run as captured) it matches, "
+            "so the difference comes from AOTAutograd's tracing"
         )
-        if found:
-            ctx.fail(
-                f"{what} differs from m({call}) ({found}){_seeded_note(ctx)}; expected the eager output "
-                "(a code path taken only under compilation, torch.compiler.is_compiling(), or Python "
-                "state read in forward that the compiled graph captured as a constant)",
-                reproduce=reproduce,
-            )
+        backend = COMPILE_BACKEND
+    else:  # TorchDynamo's capture: the cause, named as such
+        where = f" (with backend={COMPILE_BACKEND!r} too)"
+        backend, found = DYNAMO_ONLY_BACKEND, dynamo_only
+    what = f"torch.compile(copy.deepcopy(m), backend={backend!r})({call})"
+    reproduce = f"torch.compile(copy.deepcopy(m).eval(), backend={backend!r})({call}) vs m.eval()({call})"
+    if isinstance(found, Exception):
+        ctx.fail(
+            f"{what} raised {type(found).__name__}: {_first_line(found)}{where}; expected the eager "
+            "output (TorchDynamo falls back to Python where it cannot capture a graph, so an error "
+            "here is one the compiled module raises in training too)",
+            reproduce=reproduce,
+        )
+    ctx.fail(
+        f"{what} differs from m({call}) ({found}){where}{_seeded_note(ctx)}; expected the eager output "
+        "(a code path taken only under compilation, torch.compiler.is_compiling(), or Python "
+        "state read in forward that the compiled graph captured as a constant)",
+        reproduce=reproduce,
+    )
+
+
+def _compiled_difference(ctx: Context, torch: Any, backend: str, expected: Any) -> str | Exception | None:
+    """How ``torch.compile(copy.deepcopy(m), backend=backend)`` in eval mode differs from ``expected``
+    (the eager outputs): a description, the exception it raised, or None."""
+    clone = _copy(ctx)
+    what = f"torch.compile(copy.deepcopy(m), backend={backend!r})({args_text(ctx)})"
+    _reset_compiler()
+    try:
+        compiled = ctx.call(
+            f"torch.compile(copy.deepcopy(m), backend={backend!r})", torch.compile, clone, backend=backend
+        )
+        with eval_mode(clone), _seeded(ctx):
+            output = ctx.attempt(what, compiled, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    finally:
+        _reset_compiler()
+    if isinstance(output, Exception):
+        return output
+    if ctx.options.deterministic:
+        return close_difference(output, expected)
+    return _structure_difference(output, expected)
 
 
 def _structure_difference(output: Any, expected: Any) -> str | None:

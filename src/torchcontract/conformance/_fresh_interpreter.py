@@ -163,9 +163,9 @@ def pickled(obj: object) -> Pickled:
     recorder = _MainRecorder(buffer)
     recorder.dump(obj)
     data = buffer.getvalue()
-    imports = tuple(name for name in ON_DEMAND if _names_package(data, name))
-    if "torch" not in imports and _modules_use_torch(recorder.modules):
-        imports = ("torch", *imports)
+    imports = tuple(
+        name for name in ON_DEMAND if _names_package(data, name) or _modules_use(recorder.modules, name)
+    )
     return Pickled(data, tuple(recorder.main_names), imports)
 
 
@@ -183,17 +183,17 @@ def _names_package(data: bytes, name: str) -> bool:
     return encoded + b"." in data or bytes([len(encoded)]) + encoded in data or b"c" + encoded + b"\n" in data
 
 
-def _is_torch_name(name: object) -> bool:
-    return isinstance(name, str) and (name == "torch" or name.startswith("torch."))
+def _in_package(name: object, package: str) -> bool:
+    return isinstance(name, str) and (name == package or name.startswith(package + "."))
 
 
-def _modules_use_torch(names: set[str]) -> bool:
-    """Whether any of the modules ``names`` (or a package above one) uses torch: is torch's, imports
-    it, or holds a class or function of torch's in its namespace. A heuristic, for speed only: a
+def _modules_use(names: set[str], package: str) -> bool:
+    """Whether any of the modules ``names`` (or a package above one) uses ``package``: is in it,
+    imports it, or holds a class or function of it in its namespace. A heuristic, for speed only: a
     module that imports torch lazily gets it imported in the child, set up as a worker's
     (:class:`_WorkerOnTorchImport`)."""
-    if "torch" not in sys.modules:
-        return False  # nothing this process loaded uses torch
+    if package not in sys.modules:
+        return False  # nothing this process loaded uses it
     seen: set[str] = set()
     for name in names:
         parts = name.split(".")
@@ -202,7 +202,7 @@ def _modules_use_torch(names: set[str]) -> bool:
             if module_name in seen or module_name in _MAIN_NAMES[1:]:
                 continue
             seen.add(module_name)
-            if _is_torch_name(module_name):
+            if _in_package(module_name, package):
                 return True
             module = sys.modules.get(module_name)
             if module is None:
@@ -213,24 +213,25 @@ def _modules_use_torch(names: set[str]) -> bool:
                 continue
             for value in values:
                 if isinstance(value, types.ModuleType):
-                    if _is_torch_name(value.__name__):
+                    if _in_package(value.__name__, package):
                         return True
-                elif isinstance(value, (type, types.FunctionType)) and _is_torch_name(
-                    getattr(value, "__module__", None)
+                elif isinstance(value, (type, types.FunctionType)) and _in_package(
+                    getattr(value, "__module__", None), package
                 ):
                     return True
     return False
 
 
 def imports_for(obj: object) -> tuple[str, ...]:
-    """What the fresh interpreter should import at its start to rebuild ``obj``: ``("torch",)``
-    when the modules of ``obj``'s classes use torch, else nothing (its pickle may still name torch:
-    then torch is imported before the request, just not overlapped with other checks)."""
+    """The packages of :data:`ON_DEMAND` the fresh interpreter should import at its start to rebuild
+    ``obj``: those that the modules of ``obj``'s classes use (its pickle may name more: they are
+    imported before the request, just not overlapped with other checks)."""
     try:
         modules = {getattr(kind, "__module__", "") for kind in type(obj).__mro__}
     except Exception:
         return ()
-    return ("torch",) if _modules_use_torch({m for m in modules if isinstance(m, str)}) else ()
+    names = {module for module in modules if isinstance(module, str)}
+    return tuple(package for package in ON_DEMAND if _modules_use(names, package))
 
 
 def _main_plan(names: tuple[str, ...], what: str) -> list[str] | None:

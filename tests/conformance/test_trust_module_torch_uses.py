@@ -55,6 +55,28 @@ if HAS_TORCH:
         def forward(self, tokens: torch.Tensor) -> torch.Tensor:
             return self.head(self.embed(tokens))
 
+    class NoAdd(torch.Tensor):
+        """A tensor type without addition or clone, as a quantized weight's may lack them (torchao's
+        Int8Tensor implements no aten.add)."""
+
+        @classmethod
+        def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            missing = (torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__, torch.Tensor.add_)
+            if func in (*missing, torch.Tensor.clone):
+                raise NotImplementedError(f"NoAdd has no {func.__name__}")
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+        def __deepcopy__(self, memo: Any) -> Any:
+            return self.as_subclass(torch.Tensor).detach().clone().as_subclass(NoAdd)
+
+    class ScaledByNoAdd(nn.Linear):
+        def __init__(self) -> None:
+            super().__init__(3, 2)
+            self.register_buffer("scale", torch.full((2,), 2.0).as_subclass(NoAdd))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * self.scale.as_subclass(torch.Tensor)
+
     class SignOfWeights(nn.Linear):
         """An output that a shift of every parameter by 0.5 does not change (signs of large values)."""
 
@@ -211,6 +233,14 @@ def test_a_random_module_compiles_and_exports_comparing_structure_only() -> None
     )
     for check_id in (COMPILE, EXPORT):
         assert _result(report, check_id).status == "passed", report
+
+
+def test_a_tensor_type_that_cannot_add_is_left_unchanged_not_an_internal_error() -> None:
+    # The change of functional_call_matches_call (+ 0.5) is torchcontract's, not a contract: a tensor
+    # type without it keeps its values on both sides, and the other tensors are still changed.
+    result = _result(check(_seeded(ScaledByNoAdd), Module, example_inputs=_inputs()), FUNCTIONAL)
+    assert result.status == "passed", result
+    assert "left unchanged (their tensor type cannot add 0.5): scale" in result.message
 
 
 def test_a_difference_only_after_dynamo_is_said_to_come_from_aot_autograd(

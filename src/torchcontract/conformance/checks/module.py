@@ -1145,23 +1145,29 @@ def functional_call_matches_call(ctx: Context) -> None:
     # deep copy does not keep a view a view of its base.
     # Each changed tensor asks for gradients as its original does: torch takes other code paths for
     # tensors that do not (nn.TransformerEncoderLayer's fused fast path), whose numerics differ.
-    changed = {
-        name: (tensor.detach() + 0.5).requires_grad_(tensor.requires_grad) if _is_floating(tensor) else tensor
-        for name, tensor in own.items()
-    }
-    what = f"{FUNCTIONAL_CALL}(m, <m's tensors + 0.5>, inputs)"
-    with eval_mode(ctx.obj), _seeded(ctx):
-        swapped = ctx.attempt(
-            what, functional_call, ctx.obj, changed, tuple(fresh_inputs(ctx)), fresh_kwargs(ctx)
-        )
-    floating = [tensor for tensor in own.values() if _is_floating(tensor)]
+    # A tensor subclass without the ops of the change (a quantized weight: no aten.add, no clone) is
+    # left as it is on both sides.
+    changed = dict(own)
+    kept: list[str] = []
     changed_in_place: list[tuple[Any, Any]] = []  # (tensor, its values before), to be put back
     try:
         with torch.no_grad():
-            for tensor in floating:
-                before = tensor.detach().clone()
-                if _perturb(tensor):
-                    changed_in_place.append((tensor, before))
+            for name, tensor in own.items():
+                if not _is_floating(tensor):
+                    continue
+                shifted = _shifted(tensor)
+                before = _clone(tensor) if shifted is not None else None
+                if shifted is None or before is None or not _perturb(tensor):
+                    kept.append(name)
+                    continue
+                changed_in_place.append((tensor, before))
+                changed[name] = shifted
+        if not changed_in_place:
+            ctx.note(
+                f"no floating-point tensor of m could be raised by 0.5 ({', '.join(kept[:3])}): only "
+                "m's own state was passed to functional_call"
+            )
+            return
         with eval_mode(ctx.obj), _seeded(ctx):
             reference = ctx.attempt(
                 f"m({call}) with its tensors + 0.5", ctx.obj, *fresh_inputs(ctx), **fresh_kwargs(ctx)
@@ -1170,6 +1176,14 @@ def functional_call_matches_call(ctx: Context) -> None:
         with torch.no_grad():
             for tensor, before in changed_in_place:
                 tensor.copy_(before)
+    if kept:
+        shown = ", ".join(kept[:3]) + (", ..." if len(kept) > 3 else "")
+        ctx.note(f"left unchanged (their tensor type cannot add 0.5): {shown}")
+    what = f"{FUNCTIONAL_CALL}(m, <m's tensors + 0.5>, inputs)"
+    with eval_mode(ctx.obj), _seeded(ctx):
+        swapped = ctx.attempt(
+            what, functional_call, ctx.obj, changed, tuple(fresh_inputs(ctx)), fresh_kwargs(ctx)
+        )
     if isinstance(reference, Exception):
         ctx.note(
             f"with its floating-point tensors raised by 0.5, m({call}) raised "
@@ -1203,6 +1217,22 @@ def functional_call_matches_call(ctx: Context) -> None:
             "**dict(m.named_buffers())}.items()}; torch.func.functional_call(m, changed, tuple(inputs)) "
             f"== <m({call}) after adding 0.5 to those tensors in place>",
         )
+
+
+def _shifted(tensor: Any) -> Any:
+    """``tensor + 0.5``, detached, asking for gradients as ``tensor`` does; None when its type has no
+    such op (a quantized tensor subclass)."""
+    try:
+        return (tensor.detach() + 0.5).requires_grad_(tensor.requires_grad)
+    except Exception:
+        return None
+
+
+def _clone(tensor: Any) -> Any:
+    try:
+        return tensor.detach().clone()
+    except Exception:
+        return None
 
 
 def _uninitialised(torch: Any, tensor: Any) -> None:

@@ -450,6 +450,13 @@ def main() -> None:
     threads = {name: os.environ.get(name, "default") for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     print(f"CPU cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, NumPy {np.__version__}")
     print(f"threads: {threads}")
+    import torchcontract
+
+    cached = any(Path(torchcontract.__file__).parent.glob("__pycache__/*.pyc"))
+    if sys.flags.dont_write_bytecode and not cached:
+        # Every fresh process then compiles torchcontract's modules from source (the plugin: ~10 ms of
+        # (c)); an installed package has its bytecode written by pip.
+        print("bytecode: none cached for torchcontract (PYTHONDONTWRITEBYTECODE): it compiles at each start")
     if "epoch" in args.only:
         with tempfile.TemporaryDirectory() as folder:
             write_synthetic_mnist(Path(folder))

@@ -186,3 +186,27 @@ def test_a_dataset_using_torch_gets_it_at_the_start_and_a_lazy_one_gets_a_worker
         "['torch']",
         "[] [(1, (0, 1, True)), (2, (0, 1, True))] None",
     ], done.stdout + done.stderr
+
+
+def test_an_odd_namespace_makes_the_package_imported_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Which packages to import first is a guess for speed: a class whose __module__ raises (read
+    # through a metaclass property) must neither leak its error into a check nor skip the import.
+    import json
+    import types
+
+    import torchcontract.conformance._fresh_interpreter as fi
+
+    class Odd(type):
+        @property
+        def __module__(cls) -> str:  # type: ignore[override]
+            raise RuntimeError("no module")
+
+    odd = types.ModuleType("odd_namespace")
+    odd.Thing = Odd("Thing", (), {})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "odd_namespace", odd)
+    assert fi._modules_use({"odd_namespace"}, "json") is True
+    plain = types.ModuleType("plain_namespace")
+    plain.dumps = json.dumps  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "plain_namespace", plain)
+    assert fi._modules_use({"plain_namespace"}, "json") is True  # a function of json's in it
+    assert fi._modules_use({"plain_namespace"}, "not_imported_anywhere") is False

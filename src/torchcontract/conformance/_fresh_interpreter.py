@@ -194,6 +194,13 @@ def _modules_use(names: set[str], package: str) -> bool:
     (:class:`_WorkerOnTorchImport`)."""
     if package not in sys.modules:
         return False  # nothing this process loaded uses it
+    try:
+        return _namespaces_use(names, package)
+    except Exception:  # an odd module or class (a property for __name__ that raises): import it
+        return True
+
+
+def _namespaces_use(names: set[str], package: str) -> bool:
     seen: set[str] = set()
     for name in names:
         parts = name.split(".")
@@ -207,11 +214,7 @@ def _modules_use(names: set[str], package: str) -> bool:
             module = sys.modules.get(module_name)
             if module is None:
                 continue
-            try:
-                values = list(vars(module).values())
-            except TypeError:
-                continue
-            for value in values:
+            for value in list(getattr(module, "__dict__", {}).values()):
                 if isinstance(value, types.ModuleType):
                     if _in_package(value.__name__, package):
                         return True

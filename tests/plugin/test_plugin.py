@@ -379,3 +379,43 @@ def test_families_of_checks_are_selected_by_markers(pytester: pytest.Pytester) -
     assert workers > 0
     narrowed.stdout.fnmatch_lines([f"{MAP_CHECKS - workers}/{MAP_CHECKS} tests collected*"])
     assert "spawn_workers" not in narrowed.stdout.str()
+
+
+@pytest.mark.slow
+def test_the_fresh_interpreter_is_starting_before_the_spawn_test_asks_for_it(
+    pytester: pytest.Pytester,
+) -> None:
+    # As Target.run does: a target's first test starts it when one of its selected tests will use it,
+    # so that its start (importing what the dataset needs) overlaps the tests before; not otherwise.
+    pytest.importorskip("torch")
+    pytester.makeconftest(
+        """
+        import torchcontract.conformance._fresh_interpreter as fi
+
+        RUNNING = []
+        fetch = fi.fetch
+
+        def recording_fetch(*args, **kwargs):
+            RUNNING.append(bool(fi._current))
+            return fetch(*args, **kwargs)
+
+        fi.fetch = recording_fetch
+
+        def pytest_sessionfinish(session):
+            print(f"\\nSERVER running at each request {RUNNING}; running at the end {bool(fi._current)}")
+        """
+    )
+    _write(
+        pytester,
+        """
+        @parametrize_with_checks([Target(Pairs(), MapDataset, name="pairs")])
+        def test_conformance(target, check):
+            check(target)
+        """,
+    )
+    result = pytester.runpytest_subprocess("-s", *QUIET)
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*SERVER running at each request [[]True[]]; running at the end True*"])
+    # Without the spawn test selected, nothing is started.
+    result = pytester.runpytest_subprocess("-s", "-k", "not spawn", *QUIET)
+    result.stdout.fnmatch_lines(["*SERVER running at each request [[][]]; running at the end False*"])

@@ -12,7 +12,7 @@ import time
 import traceback
 import warnings
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, NoReturn, TypeVar, final
 
@@ -431,6 +431,15 @@ class Target:
                 self._sessions[key] = _Session(self, device, float(time_budget_s), dtype=dtype, base=base)
             return self._sessions[key]
 
+    def prestart_fresh_interpreter(self, session: _Session, chosen: Iterable[Check]) -> None:
+        """Start the fresh interpreter without waiting for it when one of the ``chosen`` checks will
+        use it in this process: its start (importing torch, when the object uses it) overlaps the
+        checks before the clause that needs it. Not for an isolated target (its child starts its own)."""
+        if not self.options.isolate and any(
+            _fresh_interpreter.uses(c.func) and _missing_needs(c, session) is None for c in chosen
+        ):
+            _fresh_interpreter.prestart(_fresh_interpreter.imports_for(self.obj))
+
     def run(
         self,
         device: str = "cpu",
@@ -445,12 +454,7 @@ class Target:
         for name in self.options.dtype_names:
             sessions[name] = _Session(self, device, float(time_budget_s), dtype=name, base=session)
         chosen = [c for c in self.checks if select is None or select(c)]
-        if not self.options.isolate and any(
-            _fresh_interpreter.uses(c.func) and _missing_needs(c, session) is None for c in chosen
-        ):
-            # Its start (importing torch, when the object uses it) overlaps the checks before the
-            # clause that needs it.
-            _fresh_interpreter.prestart(_fresh_interpreter.imports_for(self.obj))
+        self.prestart_fresh_interpreter(session, chosen)
         results = tuple(sessions[dtype].result(c.check_id) for c in chosen for dtype in self.dtypes_of(c))
         for each in sessions.values():
             each.release_shared_work()

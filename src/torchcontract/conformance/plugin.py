@@ -530,18 +530,37 @@ def _case_of(item: pytest.Item) -> CheckCase | None:
 
 # (id(target), device, dtype) -> [the target, how many of its selected tests have not run yet]
 _PENDING = pytest.StashKey["dict[tuple[int, str, str | None], list[Any]]"]()
+# (id(target), device) -> the check ids of its selected tests, until its first test runs
+_SELECTED = pytest.StashKey["dict[tuple[int, str], set[str]]"]()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Count each target's selected tests (after -k/-m deselection), so that its shared work (the
-    recorded epochs and their iterators) is released after its last one, as ``Target.run`` does."""
+    recorded epochs and their iterators) is released after its last one, as ``Target.run`` does;
+    and note which checks are selected, for its first test to start the fresh interpreter."""
     pending: dict[tuple[int, str, str | None], list[Any]] = {}
+    selected: dict[tuple[int, str], set[str]] = {}
     for item in items:
         case = _case_of(item)
         if case is not None:
             pending.setdefault((id(case.target), case.device, case.dtype), [case.target, 0])[1] += 1
+            selected.setdefault((id(case.target), case.device), set()).add(case.check_id)
     config.stash[_PENDING] = pending
+    config.stash[_SELECTED] = selected
+
+
+def _prestart(config: pytest.Config, case: CheckCase) -> None:
+    """At a target's first test: start the fresh interpreter now when one of its selected tests will
+    use it, as ``Target.run`` does, so that its start overlaps the tests before. Not in a
+    pytest-xdist worker, which runs only some of the tests it collected (and starts it lazily)."""
+    selected = config.stash.get(_SELECTED, {}).pop((id(case.target), case.device), None)
+    if not selected or hasattr(config, "workerinput"):
+        return
+    from torchcontract.conformance._registry import CHECKS
+
+    session = case.target.session(case.device, case.time_budget_s)
+    case.target.prestart_fresh_interpreter(session, [CHECKS[c] for c in sorted(selected) if c in CHECKS])
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
@@ -587,6 +606,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     if spec is not None and "distributed" in spec.needs and launched():
         _join_launched_group(item.config, _settings(item.config).time_budget_s)
+    _prestart(item.config, case)
     result = case.run()
     item.user_properties.extend([("status", result.status), ("message", _first_line(result.message))])
     if result.status == "error":

@@ -74,3 +74,19 @@ def _seeded_by_the_flake_run(monkeypatch: pytest.MonkeyPatch) -> None:
         return original(cls, {"seed": seed, **options})  # type: ignore[no-any-return]
 
     monkeypatch.setattr(_engine.Options, "from_kwargs", classmethod(from_kwargs))
+
+
+@pytest.fixture(scope="session")
+def _dynamo_loaded_before_pytester_snapshots() -> None:
+    """The same for torch._dynamo, which only some tests load (it takes two seconds): a module that
+    registers operators with torch's C++ library at import cannot run twice (torch._dynamo.trace_rules
+    imports torch._inductor.test_operators: "Only a single TORCH_LIBRARY can be used to register the
+    namespace _inductor_test"), and a later in-process run's meta-device probe then fails with it."""
+    if HAS_TORCH:
+        import torch._dynamo  # noqa: F401
+
+
+@pytest.fixture
+def pytester(_dynamo_loaded_before_pytester_snapshots: None, pytester: pytest.Pytester) -> pytest.Pytester:
+    """pytester, created (and its sys.modules snapshot taken) after torch._dynamo is loaded."""
+    return pytester

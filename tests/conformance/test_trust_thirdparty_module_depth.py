@@ -54,15 +54,20 @@ def _results(report: Report, check_id: str) -> dict[str | None, Any]:
     return {result.dtype: result for result in report.results if result.check_id == check_id}
 
 
+def _round_trips_in_both_dtypes(factory: Any) -> dict[str | None, Any]:
+    """The state_dict round trip of ``factory()`` with factory= and a float32/float64 matrix, by dtype."""
+    report = check(
+        factory(), Module, example_inputs=_inputs(), factory=factory, dtypes=(torch.float32, torch.float64)
+    )
+    return _results(report, ROUND_TRIP)
+
+
 def test_the_factorys_fresh_instance_is_converted_to_each_dtype_of_the_matrix() -> None:
     # timm.resnet10t, torchrl.MLP, peft's LoRA model, ...: factory= builds a float32 module, and in
     # float64 m is copy.deepcopy(m).to(torch.float64); loading m's float64 state dict into the
     # float32 fresh instance keeps it float32 (load_state_dict copies into the existing tensors), so
     # fresh(float64 inputs) raised a dtype mismatch: a false alarm in every dtype but float32.
-    report = check(
-        Small(), Module, example_inputs=_inputs(), factory=Small, dtypes=(torch.float32, torch.float64)
-    )
-    results = _results(report, ROUND_TRIP)
+    results = _round_trips_in_both_dtypes(Small)
     assert {dtype: result.status for dtype, result in results.items()} == {
         "float32": "passed",
         "float64": "passed",
@@ -80,10 +85,7 @@ def test_a_factory_that_builds_the_wrong_state_still_fails_in_each_dtype() -> No
         def forward(self, x: Any) -> Any:
             return self.layer(x) + self.offset.to(x.dtype)
 
-    report = check(
-        Unsaved(), Module, example_inputs=_inputs(), factory=Unsaved, dtypes=(torch.float32, torch.float64)
-    )
-    results = _results(report, ROUND_TRIP)
+    results = _round_trips_in_both_dtypes(Unsaved)
     assert {dtype: result.status for dtype, result in results.items()} == {
         "float32": "failed",
         "float64": "failed",

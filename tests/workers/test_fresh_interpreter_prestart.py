@@ -32,9 +32,15 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def run(script: str) -> str:
+def run(script: str, folder: Path | None = None, **modules: str) -> str:
+    """The standard output of ``script`` run in a fresh process: with ``python -c``, or as a file in
+    ``folder`` beside the ``modules`` (name=source) it imports."""
     command = [sys.executable, "-c", script]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    if folder is not None:
+        for name, source in {**modules, "script": script}.items():
+            (folder / f"{name}.py").write_text(source, encoding="utf-8")
+        command = [sys.executable, "script.py"]
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -99,19 +105,9 @@ def test_torch_and_torchvision_are_imported_on_demand_and_not_charged_to_the_bud
     # imported before the first request whose pickle names them: torchcontract's cost, outside a 1 s
     # budget.
     pytest.importorskip("torchvision")
-    (tmp_path / "points_mod.py").write_text(POINTS_MODULE, encoding="utf-8")
-    (tmp_path / "on_demand.py").write_text(ON_DEMAND_SCRIPT, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "on_demand.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    out = run(ON_DEMAND_SCRIPT, tmp_path, points_mod=POINTS_MODULE)
     expected = ["['passed', 'passed'] []", "['passed', 'passed'] ['torch', 'torchvision']"]
-    assert done.stdout.splitlines() == expected, done.stdout + done.stderr
+    assert out.splitlines() == expected, out
 
 
 # A dataset whose module imports torch (the common case): the server imports torch at its start,
@@ -174,18 +170,12 @@ def test_a_dataset_using_torch_gets_it_at_the_start_and_a_lazy_one_gets_a_worker
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("torch")
-    (tmp_path / "torch_users.py").write_text(TORCH_USERS_MODULE, encoding="utf-8")
-    (tmp_path / "lazy_torch.py").write_text(LAZY_MODULE, encoding="utf-8")
-    (tmp_path / "script.py").write_text(TORCH_USERS_SCRIPT, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
+    out = run(TORCH_USERS_SCRIPT, tmp_path, torch_users=TORCH_USERS_MODULE, lazy_torch=LAZY_MODULE)
+    assert out.splitlines() == [
         "('torch',) ()",
         "['torch']",
         "[] [(1, (0, 1, True)), (2, (0, 1, True))] None",
-    ], done.stdout + done.stderr
+    ], out
 
 
 def test_an_odd_namespace_makes_the_package_imported_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

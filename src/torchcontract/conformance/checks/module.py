@@ -1156,8 +1156,8 @@ def functional_call_matches_call(ctx: Context) -> None:
                 if not _is_floating(tensor):
                     continue
                 shifted = _shifted(tensor)
-                before = _clone(tensor) if shifted is not None else None
-                if shifted is None or before is None or not _perturb(tensor):
+                before = None if shifted is None else _clone(tensor)
+                if before is None or not _perturb(tensor):
                     kept.append(name)
                     continue
                 changed_in_place.append((tensor, before))
@@ -1381,7 +1381,7 @@ def compile_matches_eager(ctx: Context) -> None:
     else:  # TorchDynamo's capture: the cause, named as such
         where = f" (with backend={COMPILE_BACKEND!r} too)"
         backend, found = DYNAMO_ONLY_BACKEND, dynamo_only
-    what = f"torch.compile(copy.deepcopy(m), backend={backend!r})({call})"
+    what = _compiled_call(backend, call)
     reproduce = f"torch.compile(copy.deepcopy(m).eval(), backend={backend!r})({call}) vs m.eval()({call})"
     if isinstance(found, Exception):
         ctx.fail(
@@ -1398,11 +1398,15 @@ def compile_matches_eager(ctx: Context) -> None:
     )
 
 
+def _compiled_call(backend: str, call: str) -> str:
+    return f"torch.compile(copy.deepcopy(m), backend={backend!r})({call})"
+
+
 def _compiled_difference(ctx: Context, torch: Any, backend: str, expected: Any) -> str | Exception | None:
     """How ``torch.compile(copy.deepcopy(m), backend=backend)`` in eval mode differs from ``expected``
     (the eager outputs): a description, the exception it raised, or None."""
     clone = _copy(ctx)
-    what = f"torch.compile(copy.deepcopy(m), backend={backend!r})({args_text(ctx)})"
+    what = _compiled_call(backend, args_text(ctx))
     _reset_compiler()
     try:
         compiled = ctx.call(

@@ -13,10 +13,11 @@ only where they stay deterministic; each clause says how.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from torchcontract.conformance._calls import object_call
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import (
@@ -40,7 +41,9 @@ __all__ = [
     "eval_mode",
     "fresh_inputs",
     "fresh_kwargs",
+    "initialise_lazy_modules",
     "mode_snapshot",
+    "preserving_module",
     "restore_mode",
     "restore_modes",
 ]
@@ -64,11 +67,12 @@ def mode_snapshot(module: Any) -> list[tuple[Any, Any]]:
     return [(sub, sub.training) for sub in _with_submodules(module) if hasattr(sub, "training")]
 
 
-def restore_modes(module: Any, snapshot: list[tuple[Any, Any]]) -> None:
+def restore_modes(module: Any, snapshot: list[tuple[Any, Any]], name: str = "m") -> None:
     """Put every submodule back in its own mode, exactly: a model in train mode with a frozen
-    BatchNorm in eval comes back with that BatchNorm still in eval (``train()`` alone would not)."""
+    BatchNorm in eval comes back with that BatchNorm still in eval (``train()`` alone would not).
+    ``name``: the module's name in messages."""
     if snapshot and snapshot[0][0] is module:
-        restore_mode(module, bool(snapshot[0][1]))
+        restore_mode(module, bool(snapshot[0][1]), name)
     for sub, training in snapshot:
         if getattr(sub, "training", training) is not training:
             try:
@@ -78,26 +82,32 @@ def restore_modes(module: Any, snapshot: list[tuple[Any, Any]]) -> None:
 
 
 @contextmanager
-def eval_mode(module: Any) -> Iterator[None]:
-    """Put ``module`` in eval mode if it has one; restore every submodule's mode afterwards."""
+def eval_mode(module: Any, name: str = "m") -> Iterator[None]:
+    """Put ``module`` (called ``name`` in messages) in eval mode if it has one; restore every
+    submodule's mode afterwards. Both are calls into the module: an exception or a hang in its
+    ``eval()`` or ``train()`` is its own, naming the call."""
     if not (hasattr(module, "eval") and hasattr(module, "train") and hasattr(module, "training")):
         yield
         return
     snapshot = mode_snapshot(module)
-    module.eval()
+    with object_call(f"{name}.eval()"):
+        module.eval()
     try:
         yield
     finally:
-        restore_modes(module, snapshot)
+        restore_modes(module, snapshot, name)
 
 
-def restore_mode(module: Any, training: bool) -> None:
+def restore_mode(module: Any, training: bool, name: str = "m") -> None:
     """Put ``module`` back in the mode it had, with the calls every implementation takes (a
-    hand-written ``train()`` may take no ``mode``; that is train_eval_set_mode's to report)."""
-    if training:
-        module.train()
-    else:
-        module.eval()
+    hand-written ``train()`` may take no ``mode``; that is train_eval_set_mode's to report). A call
+    into the module: its exception or hang is the module's, naming the call."""
+    call = "train" if training else "eval"
+    with object_call(f"{name}.{call}() (putting {name} back in {call} mode)"):
+        if training:
+            module.train()
+        else:
+            module.eval()
 
 
 def fresh_inputs(ctx: Context) -> tuple[Any, ...]:
@@ -125,10 +135,43 @@ def call_module(
     return ctx.call(what.replace("*inputs)", f"{args_text(ctx)})"), module, *args, **keywords)
 
 
+def _has_lazy_tensors(module: Any) -> bool:
+    """Whether a torch module or a submodule holds a parameter or buffer that a lazy module has not
+    initialised yet (``torch.nn.parameter.is_lazy``). Reads torch's registries, calls nothing."""
+    from torch.nn.parameter import is_lazy
+
+    for sub in module.modules():
+        for registry in ("_parameters", "_buffers"):
+            table = vars(sub).get(registry)
+            if isinstance(table, dict) and any(is_lazy(tensor) for tensor in table.values()):
+                return True
+    return False
+
+
+def initialise_lazy_modules(ctx: Context) -> None:
+    """Run the dry run torch prescribes for a module with lazy submodules (``nn.LazyLinear`` and the
+    other ``Lazy*`` classes, which infer their parameters' shapes from their first input): after it,
+    "the network can be used as usual" (torch/nn/modules/lazy.py, LazyModuleMixin), which is what
+    the clauses are about; a copy taken before it would draw other initial values. In eval mode, with
+    the example arguments; the check's restorer puts the module back uninitialised afterwards."""
+    torch = tensor_module()
+    if torch is None or not isinstance(ctx.obj, torch.nn.Module) or ctx.example_inputs is None:
+        return
+    if ctx.call("m.modules()", _has_lazy_tensors, ctx.obj):
+        with eval_mode(ctx.obj):
+            call_module(ctx, ctx.obj, "m(*inputs) (the dry run that initialises m's lazy modules)")
+
+
+def preserving_module(func: Callable[[Context], None]) -> Callable[[Context], None]:
+    """:func:`~._preserve.preserving` for a check of a (callable) module: the module's state is put back
+    after the check, which starts on a module whose lazy submodules are initialised."""
+    return preserving(data=False, before=initialise_lazy_modules)(func)
+
+
 @register_check(
     CALLS, protocol=CallableModule, severity="required", needs=("example_inputs",), per_dtype=True
 )
-@preserving(data=False)
+@preserving_module
 def call_returns(ctx: Context) -> None:
     """m(*inputs) returns, in eval mode where the module has one, without raising."""
     module = ctx.obj
@@ -144,7 +187,7 @@ def call_returns(ctx: Context) -> None:
     requires=(CALLS,),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def eval_is_deterministic(ctx: Context) -> None:
     """In eval mode, the same inputs give equal outputs (unless the target declares deterministic=False)."""
     if not ctx.options.deterministic:
@@ -172,7 +215,7 @@ def eval_is_deterministic(ctx: Context) -> None:
     requires=(DETERMINISTIC,),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def call_matches_forward(ctx: Context) -> None:
     """m(*inputs) returns what m.forward(*inputs) returns."""
     module = ctx.obj
@@ -206,7 +249,7 @@ def call_matches_forward(ctx: Context) -> None:
     needs=("example_inputs",),
     requires=(CALLS,),
 )
-@preserving(data=False)
+@preserving_module
 def call_runs_forward_once(ctx: Context) -> None:
     """m(*inputs) runs m.forward exactly once, looked up on the instance (so wrappers are honoured);
     on a module with hook registration (torch's, the reference implementation's), a forward pre-hook
@@ -295,7 +338,7 @@ def _check_hooks_run_once(ctx: Context, module: Any) -> None:
     requires=(CALLS,),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def call_preserves_inputs(ctx: Context) -> None:
     """Calling m(*inputs) does not modify the inputs (nor the keyword arguments)."""
     given, reference = fresh_inputs(ctx), fresh_inputs(ctx)
@@ -305,17 +348,21 @@ def call_preserves_inputs(ctx: Context) -> None:
     # A module that cannot be copied is called in eval mode instead, which leaves such state alone.
     copied, error = try_deepcopy(ctx.obj)
     if error is None:
-        call_module(ctx, copied, inputs=given, kwargs=given_kwargs)
+        callee, setup = "copy.deepcopy(m)", ""
+        call_module(ctx, copied, f"{callee}(*inputs)", inputs=given, kwargs=given_kwargs)
     else:
+        callee, setup = "m", "m.eval(); "
         with eval_mode(ctx.obj):
             call_module(ctx, ctx.obj, inputs=given, kwargs=given_kwargs)
     found = difference(given, reference, "inputs") or difference(given_kwargs, reference_kwargs, "kwargs")
     if found:
+        call = f"{callee}({args_text(ctx)})"
+        mode = "" if error is None else " in eval mode (m cannot be deep-copied)"
         ctx.fail(
-            f"m({args_text(ctx)}) modified its inputs ({found}); expected the caller's inputs unchanged "
+            f"{call} modified its inputs{mode} ({found}); expected the caller's inputs unchanged "
             "(in-place operations on inputs corrupt data that is used again, e.g. by a residual "
             "connection or the next epoch)",
-            reproduce=f"before = copy.deepcopy(inputs); m({args_text(ctx)}); inputs == before",
+            reproduce=f"{setup}before = copy.deepcopy(inputs); {call}; inputs == before",
         )
 
 
@@ -361,7 +408,7 @@ def _non_contiguous(value: Any, made: list[str], path: str = "inputs") -> Any:
     requires=(DETERMINISTIC,),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def accepts_non_contiguous_inputs(ctx: Context) -> None:
     """With its tensor inputs made non-contiguous (equal values, another memory layout), m returns
     what it returns for the contiguous inputs."""
@@ -398,7 +445,7 @@ def accepts_non_contiguous_inputs(ctx: Context) -> None:
 
 
 @register_check("callable_module.repr_returns_str", protocol=CallableModule, severity="recommended")
-@preserving(data=False)
+@preserving_module
 def repr_returns_str(ctx: Context) -> None:
     """repr(m) and str(m) return a str (for a torch module, through every submodule's extra_repr).
     Python itself raises TypeError for a __repr__ or __str__ that returns anything else."""

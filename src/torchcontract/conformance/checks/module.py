@@ -43,7 +43,6 @@ from torchcontract.conformance._values import (
     unflatten,
 )
 from torchcontract.conformance.checks._common import try_deepcopy
-from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks.callable_module import (
     args_text,
     call_module,
@@ -51,6 +50,7 @@ from torchcontract.conformance.checks.callable_module import (
     fresh_inputs,
     fresh_kwargs,
     mode_snapshot,
+    preserving_module,
     restore_modes,
 )
 from torchcontract.protocols import Module
@@ -183,7 +183,7 @@ def _reachable_tensors(module: Any) -> list[tuple[str, Any]]:
 
 
 @register_check(MODE, protocol=Module, severity="required")
-@preserving(data=False)
+@preserving_module
 def train_eval_set_mode(ctx: Context) -> None:
     """train() and eval() return the module itself and set training on it and every submodule;
     train(False) is eval()."""
@@ -237,7 +237,7 @@ def _check_submodule_modes(ctx: Context, module: Any, call: str, expected: bool)
 
 
 @register_check("module.parameters_match_named_parameters", protocol=Module, severity="required")
-@preserving(data=False)
+@preserving_module
 def parameters_match_named_parameters(ctx: Context) -> None:
     """parameters() yields the values of named_parameters(), each once, under unique names."""
     module = ctx.obj
@@ -273,7 +273,7 @@ def parameters_match_named_parameters(ctx: Context) -> None:
     DEEPCOPY, protocol=Module, severity="required", needs=("example_inputs",),
     requires=("callable_module.eval_is_deterministic",), per_dtype=True,
 )  # fmt: skip
-@preserving(data=False)
+@preserving_module
 def deepcopy_is_independent(ctx: Context) -> None:
     """copy.deepcopy(m) gives equal outputs and parameters of its own."""
     module = ctx.obj
@@ -281,7 +281,7 @@ def deepcopy_is_independent(ctx: Context) -> None:
     clone = _copy(ctx)
     with eval_mode(module), _seeded(ctx):
         expected = call_module(ctx, module)
-    with eval_mode(clone), _seeded(ctx):
+    with eval_mode(clone, "copy.deepcopy(m)"), _seeded(ctx):
         copied = call_module(ctx, clone, "copy.deepcopy(m)(*inputs)")
     found = close_difference(copied, expected)
     if found:
@@ -410,7 +410,7 @@ def _first_line(error: BaseException) -> str:
     requires=("callable_module.eval_is_deterministic", DEEPCOPY),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def state_dict_round_trip(ctx: Context) -> None:
     """Loading m.state_dict() (through torch.save and torch.load(weights_only=True) for a torch module)
     into a fresh instance (the factory option) or a deep copy whose every tensor was changed restores
@@ -443,7 +443,7 @@ def state_dict_round_trip(ctx: Context) -> None:
     for _, tensor in changed:
         _perturb(tensor)
     ctx.call(f"{name}.load_state_dict(m.state_dict())", target.load_state_dict, state)
-    with eval_mode(target), _seeded(ctx):
+    with eval_mode(target, name), _seeded(ctx):
         restored = call_module(ctx, target, f"{name}(*inputs)")
     found = close_difference(restored, expected)
     if found:
@@ -471,7 +471,7 @@ def state_dict_round_trip(ctx: Context) -> None:
     severity="required",
     requires=(DEEPCOPY,),
 )
-@preserving(data=False)
+@preserving_module
 def load_state_dict_strict_rejects_bad_keys(ctx: Context) -> None:
     """load_state_dict(state, strict=True) raises on a missing key and on an unexpected key."""
     state = dict(ctx.call("m.state_dict()", ctx.obj.state_dict))
@@ -516,7 +516,7 @@ def _is_cleared(gradient: Any) -> bool:
 @register_check(
     "module.zero_grad_clears_gradients", protocol=Module, severity="recommended", requires=(DEEPCOPY,)
 )
-@preserving(data=False)
+@preserving_module
 def zero_grad_clears_gradients(ctx: Context) -> None:
     """After zero_grad(), every parameter's gradient is None or zero."""
     clone = _copy(ctx)
@@ -679,7 +679,7 @@ def _outputs_on(ctx: Context, output: Any, device: Any, label: str, what: str) -
     requires=(DEEPCOPY,),
     per_device=True,
 )
-@preserving(data=False)
+@preserving_module
 def to_device(ctx: Context) -> None:
     """m.to(device) returns m and moves every parameter and buffer; outputs land on that device. On the
     CPU, a copy moved to the meta device runs too, so that a tensor or submodule .to() does not move
@@ -697,7 +697,7 @@ def to_device(ctx: Context) -> None:
     inputs = _to_device(fresh_inputs(ctx), device)
     kwargs = _to_device(fresh_kwargs(ctx), device)
     what = f"m.to({ctx.device!r})({args_text(ctx)} on {ctx.device})"
-    with eval_mode(clone):
+    with eval_mode(clone, "copy.deepcopy(m)"):
         output = ctx.call(what, clone, *inputs, **kwargs)
     _outputs_on(ctx, output, device, ctx.device, what)
     if device.type == "cpu":
@@ -721,7 +721,7 @@ def _meta_probe(ctx: Context, torch: Any) -> None:
     inputs = _to_device(fresh_inputs(ctx), meta)
     kwargs = _to_device(fresh_kwargs(ctx), meta)
     what = f"copy.deepcopy(m).to('meta')({args_text(ctx)} on meta)"
-    with eval_mode(clone):
+    with eval_mode(clone, "copy.deepcopy(m)"):
         output = ctx.attempt(what, clone, *inputs, **kwargs)
     if isinstance(output, Exception):
         if not _is_device_mismatch(output):
@@ -770,7 +770,7 @@ def _tf32_off(torch: Any) -> Iterator[None]:
     per_device=True,
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def device_parity(ctx: Context) -> None:
     """On a CUDA device, outputs match CPU outputs within torch.testing.assert_close's tolerances (or
     the target's parity_tolerance), with TF32 off."""
@@ -785,7 +785,7 @@ def device_parity(ctx: Context) -> None:
     inputs = _to_device(fresh_inputs(ctx), device)
     kwargs = _to_device(fresh_kwargs(ctx), device)
     what = f"m.to({ctx.device!r})({args_text(ctx)} on {ctx.device})"
-    with _tf32_off(torch), eval_mode(clone):
+    with _tf32_off(torch), eval_mode(clone, "copy.deepcopy(m)"):
         output = ctx.call(what, clone, *inputs, **kwargs)
     tolerance = ctx.options.parity_tolerance
     found = close_difference(_to_device(output, torch.device("cpu")), expected, tolerance=tolerance)
@@ -810,7 +810,7 @@ def _gradients(ctx: Context, module: Any, inputs: Any, kwargs: Any, what: str) -
     from a backward pass of the sum of its floating-point outputs (``{name: grad}``, None ones left out)."""
     for _, parameter in module.named_parameters():
         parameter.grad = None  # a copy may carry the gradients m had
-    with eval_mode(module):
+    with eval_mode(module, "copy.deepcopy(m)"):
         output = ctx.call(what, module, *inputs, **kwargs)
     tracked = [leaf for _, leaf in _float_leaves(output) if leaf.requires_grad]
     ctx.call(f"{BACKWARD_OF_SUM} after {what}", _backward_of_sum, tensor_module(), tracked)
@@ -831,7 +831,7 @@ def _gradients(ctx: Context, module: Any, inputs: Any, kwargs: Any, what: str) -
     per_device=True,
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def device_round_trip(ctx: Context) -> None:
     """On a CUDA device, the parameters' gradients from a backward pass agree with the CPU ones (within
     assert_close's tolerances or parity_tolerance, TF32 off), and a copy moved to the device and back
@@ -872,7 +872,7 @@ def device_round_trip(ctx: Context) -> None:
             )
     ctx.call(f"copy.deepcopy(m).to({ctx.device!r}).to('cpu')", moved.to, cpu)
     back = f"copy.deepcopy(m).to({ctx.device!r}).to('cpu')({call})"
-    with eval_mode(moved):
+    with eval_mode(moved, "copy.deepcopy(m)"):
         output = ctx.call(back, moved, *fresh_inputs(ctx), **fresh_kwargs(ctx))
     found = close_difference(output, expected)
     if found:
@@ -921,7 +921,7 @@ def _listed(names: list[str], limit: int = 5) -> str:
     requires=(DEEPCOPY,),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def backward_reaches_parameters(ctx: Context) -> None:
     """In train mode, a backward pass from the sum of the floating-point outputs gives every parameter
     with requires_grad a gradient (unless the target declares unused_parameters=True)."""
@@ -997,7 +997,7 @@ DTYPE_TOLERANCE = (1e-3, 1e-4)
     needs=("torch", "example_inputs"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
 )
-@preserving(data=False)
+@preserving_module
 def to_dtype(ctx: Context) -> None:
     """m.to(torch.float64) returns m, converts every floating-point parameter and buffer to float64
     (integer ones keep their dtype), and with float64 inputs the outputs are float64 and close to the
@@ -1039,7 +1039,7 @@ def to_dtype(ctx: Context) -> None:
     inputs = _to_dtype(fresh_inputs(ctx), double)
     kwargs = _to_dtype(fresh_kwargs(ctx), double)
     what = f"copy.deepcopy(m).to(torch.float64)({args_text(ctx)} in float64)"
-    with eval_mode(clone), _seeded(ctx):
+    with eval_mode(clone, "copy.deepcopy(m)"), _seeded(ctx):
         output = ctx.attempt(what, clone, *inputs, **kwargs)
     reproduce = f"m.to(torch.float64)(*[x.double() for x in inputs]) vs m({args_text(ctx)})"
     if isinstance(output, Exception):
@@ -1102,7 +1102,7 @@ FUNCTIONAL_CALL = "torch.func.functional_call"
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def functional_call_matches_call(ctx: Context) -> None:
     """torch.func.functional_call(m, state, inputs) computes what m computes holding ``state``: with m's
     own parameters and buffers it equals m(*inputs), and with changed ones it equals m with its own
@@ -1250,7 +1250,7 @@ def _uninitialised(torch: Any, tensor: Any) -> None:
     needs=("torch", "example_inputs", "factory"),
     requires=("module.state_dict_round_trip", "callable_module.eval_is_deterministic"),
 )
-@preserving(data=False)
+@preserving_module
 def builds_on_meta_device(ctx: Context) -> None:
     """The target's factory, under ``torch.device('meta')``, builds the module with every parameter and
     buffer on meta; after ``to_empty(device='cpu')`` (its values uninitialised), ``reset_parameters()``
@@ -1297,7 +1297,7 @@ def builds_on_meta_device(ctx: Context) -> None:
     call = args_text(ctx)
     with eval_mode(ctx.obj), _seeded(ctx):
         expected = call_module(ctx, ctx.obj)
-    with eval_mode(built), _seeded(ctx):
+    with eval_mode(built, "built"), _seeded(ctx):
         output = ctx.attempt(f"built({call})", built, *fresh_inputs(ctx), **fresh_kwargs(ctx))
     loaded = set(state)
     unset = [
@@ -1359,7 +1359,7 @@ def _reset_compiler() -> None:
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def compile_matches_eager(ctx: Context) -> None:
     """With the declaration compile=True: torch.compile of a deep copy with the "aot_eager" backend
     returns the eager outputs in eval mode (within assert_close's tolerances); on a difference, the
@@ -1412,7 +1412,7 @@ def _compiled_difference(ctx: Context, torch: Any, backend: str, expected: Any) 
         compiled = ctx.call(
             f"torch.compile(copy.deepcopy(m), backend={backend!r})", torch.compile, clone, backend=backend
         )
-        with eval_mode(clone), _seeded(ctx):
+        with eval_mode(clone, "copy.deepcopy(m)"), _seeded(ctx):
             output = ctx.attempt(what, compiled, *fresh_inputs(ctx), **fresh_kwargs(ctx))
     finally:
         _reset_compiler()
@@ -1452,7 +1452,7 @@ def _opaque_output(torch: Any, output: Any) -> str | None:
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def export_matches_eager(ctx: Context) -> None:
     """With the declaration export=True: torch.export.export of a deep copy in eval mode, with the
     example inputs, succeeds, and the exported program's module returns the eager outputs."""

@@ -73,12 +73,13 @@ def restore_modes(module: Any, snapshot: list[tuple[Any, Any]], name: str = "m")
     ``name``: the module's name in messages."""
     if snapshot and snapshot[0][0] is module:
         restore_mode(module, bool(snapshot[0][1]), name)
-    for sub, training in snapshot:
-        if getattr(sub, "training", training) is not training:
-            try:
-                sub.training = training
-            except Exception:  # a read-only flag: the check's restorer reports it
-                continue
+    with object_call(f"<setting the training flag of each of {name}'s submodules back>"):
+        for sub, training in snapshot:
+            if getattr(sub, "training", training) is not training:
+                try:
+                    sub.training = training
+                except Exception:  # a read-only flag: the check's restorer reports it
+                    continue
 
 
 @contextmanager
@@ -273,10 +274,11 @@ def call_runs_forward_once(ctx: Context) -> None:
         with eval_mode(module):
             call_module(ctx, module)
     finally:
-        if had_own:
-            module.forward = previous
-        else:
-            delattr(module, "forward")
+        with object_call("<m.forward put back as it was>"):
+            if had_own:
+                module.forward = previous
+            else:
+                delattr(module, "forward")
     if len(calls) != 1:
         ctx.fail(
             f"with m.forward replaced by a wrapper on the instance, m({args_text(ctx)}) called it "

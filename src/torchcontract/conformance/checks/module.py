@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from torchcontract.conformance._calls import object_call
 from torchcontract.conformance._engine import (
     FACTORY_OFF,
     Context,
@@ -307,8 +308,9 @@ def deepcopy_is_independent(ctx: Context) -> None:
                 )
     finally:
         # A copy that shares parameters was changed through m's own: put m's values back.
-        for parameter, snapshot in saved:
-            _restore(parameter, snapshot)
+        with object_call("<m's parameters put back after changing the copy's>"):
+            for parameter, snapshot in saved:
+                _restore(parameter, snapshot)
 
 
 def _restore(parameter: Any, snapshot: Any) -> None:
@@ -972,17 +974,39 @@ def _to_dtype(value: Any, dtype: Any) -> Any:
     return _map_tensors(value, lambda tensor: tensor.to(dtype) if tensor.is_floating_point() else tensor)
 
 
-def _compared_in(value: Any, dtype: Any) -> Any:
-    """``value`` with every floating-point tensor converted to ``dtype`` for a comparison, also inside
-    objects compared by their attributes (a ``torch.distributions.Normal`` output's ``loc``): rebuilt
-    through the one traversal of values, whose mapping order does not count in a comparison. A value
-    that cannot be rebuilt so is converted in its containers only."""
+def _output_with(value: Any, convert: Any) -> Any | None:
+    """``value`` with ``convert(t)`` in place of every tensor ``t``, also inside objects compared by their
+    attributes (a ``torch.distributions.Normal`` output's ``loc``): rebuilt through the one traversal of
+    values, whose mapping order does not count in a comparison. None when it cannot be rebuilt so (a
+    cycle, an object that cannot be rebuilt from its attributes)."""
     spec, found = flatten(value, objects=True)
-    converted = [leaf.to(dtype) if is_tensor(leaf) and leaf.is_floating_point() else leaf for leaf in found]
+    converted = [convert(leaf) if is_tensor(leaf) else leaf for leaf in found]
     try:
         return unflatten(spec, converted)
-    except (TypeError, ValueError):  # a cycle, an object that cannot be rebuilt from its attributes
-        return _to_dtype(value, dtype)
+    except (TypeError, ValueError):
+        return None
+
+
+def _compared_in(value: Any, dtype: Any) -> Any:
+    """``value`` with every floating-point tensor converted to ``dtype`` for a comparison (see
+    :func:`_output_with`); a value that cannot be rebuilt so is converted in its containers only."""
+    converted = _output_with(value, lambda leaf: leaf.to(dtype) if leaf.is_floating_point() else leaf)
+    return _to_dtype(value, dtype) if converted is None else converted
+
+
+def _frozen(output: Any) -> Any:
+    """``output`` with a copy of each tensor's current values in its place (see :func:`_output_with`):
+    an output that holds one of the module's own tensors (``return self.weight``, a distribution built
+    from ``self.loc``) does not follow a later in-place change of that tensor. A value that cannot be
+    rebuilt so is kept as it is."""
+    frozen = _output_with(output, _copy_or_same)
+    return output if frozen is None else frozen
+
+
+def _copy_or_same(tensor: Any) -> Any:
+    """A copy of ``tensor``'s values, or ``tensor`` itself when its type cannot be cloned."""
+    copied = _clone(tensor)
+    return tensor if copied is None else copied
 
 
 # float32 against float64 (the rounding of float32 through a few layers, not a bug): looser than
@@ -1114,8 +1138,10 @@ def functional_call_matches_call(ctx: Context) -> None:
     if not any(_is_floating(tensor) for tensor in own.values()):
         ctx.skip("the module has no floating-point parameter or buffer to pass to functional_call")
     call = args_text(ctx)
+    # Outputs are kept as values (_frozen): m's tensors are changed in place below, and an output may
+    # hold one of them (return self.weight, a distribution built from self.loc).
     with eval_mode(ctx.obj), _seeded(ctx):
-        expected = call_module(ctx, ctx.obj)
+        expected = _frozen(call_module(ctx, ctx.obj))
     what = f"{FUNCTIONAL_CALL}(m, dict(m.named_parameters()) | dict(m.named_buffers()), inputs)"
     with eval_mode(ctx.obj), _seeded(ctx):
         swapped = ctx.attempt(
@@ -1172,8 +1198,10 @@ def functional_call_matches_call(ctx: Context) -> None:
             reference = ctx.attempt(
                 f"m({call}) with its tensors + 0.5", ctx.obj, *fresh_inputs(ctx), **fresh_kwargs(ctx)
             )
+        if not isinstance(reference, Exception):
+            reference = _frozen(reference)
     finally:
-        with torch.no_grad():
+        with torch.no_grad(), object_call("<m's tensors put back after adding 0.5 to them in place>"):
             for tensor, before in changed_in_place:
                 tensor.copy_(before)
     if kept:

@@ -59,3 +59,42 @@ def test_an_output_that_holds_a_parameter_passes_functional_call_matches_call(mo
     status, message = _result(report, "module.functional_call_matches_call")
     assert status == "passed", message
     assert report.passed, report
+
+
+# -- a dtype matrix does not hide a failure of the module as it is ------------------------------------
+
+
+class Float64BufferFloat32Inputs(nn.Module):
+    """Broken as it is: a float64 buffer meets float32 inputs (``x @ mix`` raises); converted with
+    ``.to(dtype)``, buffer and inputs agree in every dtype (torch's FractionalMaxPool2d with a float64
+    ``_random_samples`` and float32 inputs behaves so)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mix", torch.eye(3, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.mix
+
+
+def test_a_module_that_raises_as_it_is_fails_whatever_the_dtype_matrix() -> None:
+    # Before: with dtypes=(float32, float64) the report passed: six clauses run once were skipped for
+    # the failed prerequisite callable_module.call_returns (decided on the module as it is), whose
+    # result the report did not show; its per-dtype results passed.
+    inputs = _inputs()
+    assert not check(Float64BufferFloat32Inputs(), Module, example_inputs=inputs).passed
+    report = check(
+        Float64BufferFloat32Inputs(), Module, example_inputs=inputs, dtypes=(torch.float32, torch.float64)
+    )
+    assert not report.passed, report
+    status, message = _result(report, "callable_module.call_returns")
+    assert status == "failed"
+    assert message.startswith("m(*inputs) raised RuntimeError"), message
+    for dtype in ("float32", "float64"):
+        assert _result(report, "callable_module.call_returns", dtype)[0] == "passed"
+    # Every clause skipped for a failed prerequisite names one the report shows as failed.
+    labels = {result.label: result.status for result in report.results}
+    for result in report.results:
+        if result.status == "skipped" and result.message.startswith("not run: prerequisite "):
+            prerequisite = result.message.removeprefix("not run: prerequisite ").split()[0]
+            assert labels.get(prerequisite) == "failed", (result.label, prerequisite)

@@ -36,7 +36,6 @@ module's arrays and containers are all copied (parameters and buffers are its st
 holding only strings, numbers and None are saved without a visit per item.
 """
 
-
 from __future__ import annotations
 
 import collections
@@ -101,13 +100,14 @@ _OPAQUE_PACKAGES = frozenset(
 _ATOMIC = frozenset({str, bytes, int, float, complex, bool, range, type(None)})
 
 
-def is_opaque(value: object) -> bool:
+def is_opaque(value: Any) -> bool:
     """Whether ``value`` is restored by identity only, never taken apart (see the module docstring)."""
-    return _opaque_type(type(value))
+    kind: Any = type(value)
+    return _opaque_type(kind)
 
 
 @functools.lru_cache(maxsize=4096)
-def _opaque_type(kind: type) -> bool:
+def _opaque_type(kind: Any) -> bool:
     if issubclass(kind, _OPAQUE):
         return True
     for klass in kind.__mro__[:-1]:

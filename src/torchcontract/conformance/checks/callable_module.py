@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from torchcontract.conformance._calls import object_call
+from torchcontract.conformance._convert import map_tensors
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import (
@@ -370,36 +371,42 @@ def call_preserves_inputs(ctx: Context) -> None:
 
 def _non_contiguous(value: Any, made: list[str], path: str = "inputs") -> Any:
     """``value`` with every strided tensor of at least one dimension replaced by a non-contiguous
-    tensor of equal values (the names of those made non-contiguous go to ``made``): the last two
-    dimensions laid out transposed (``x.mT.contiguous().mT``, what a transpose or a permute gives),
-    or, for one dimension, every other element of a tensor twice as long (torch's own
-    ``test_non_contiguous_tensors`` does ``repeat_interleave(x, 2, dim=-1)[..., ::2]``). A tensor
-    that cannot be rearranged (a subclass, a nested tensor) is left as it is."""
+    tensor of equal values (the names of those made non-contiguous go to ``made``), through the one
+    walker of values (:mod:`._convert`): the last two dimensions laid out transposed
+    (``x.mT.contiguous().mT``, what a transpose or a permute gives), or, for one dimension, every other
+    element of a tensor twice as long (torch's own ``test_non_contiguous_tensors`` does
+    ``repeat_interleave(x, 2, dim=-1)[..., ::2]``). A tensor that cannot be rearranged (a subclass, a
+    nested tensor) is left as it is."""
+
+    def rearranged(tensor: Any, where: str) -> Any:
+        changed = _rearranged(tensor)
+        if changed is not tensor:
+            made.append(where)
+        return changed
+
+    return map_tensors(value, rearranged, path)
+
+
+def _rearranged(value: Any) -> Any:
+    """``value`` laid out non-contiguously (see :func:`_non_contiguous`), or ``value`` itself."""
     torch = tensor_module()
-    if torch is not None and isinstance(value, torch.Tensor):
-        try:
-            if value.layout != torch.strided or value.is_nested or value.dim() == 0:
-                return value
-            with torch.no_grad():
-                if value.dim() >= 2 and value.shape[-1] > 1 and value.shape[-2] > 1:
-                    changed = value.mT.contiguous().mT
-                else:
-                    changed = torch.repeat_interleave(value, 2, dim=-1)[..., ::2]
-            if changed.is_contiguous() or not torch.equal(changed, value):
-                return value
-            if value.requires_grad and value.is_leaf:
-                changed.requires_grad_(True)
-            made.append(path)
-            return changed
-        except Exception:  # an odd tensor (a subclass without these ops): left contiguous
+    if torch is None or not isinstance(value, torch.Tensor):
+        return value
+    try:
+        if value.layout != torch.strided or value.is_nested or value.dim() == 0:
             return value
-    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-        return type(value)(*(_non_contiguous(v, made, f"{path}[{i}]") for i, v in enumerate(value)))
-    if isinstance(value, (tuple, list)):
-        return type(value)(_non_contiguous(v, made, f"{path}[{i}]") for i, v in enumerate(value))
-    if isinstance(value, dict):
-        return {k: _non_contiguous(v, made, f"{path}[{k!r}]") for k, v in value.items()}
-    return value
+        with torch.no_grad():
+            if value.dim() >= 2 and value.shape[-1] > 1 and value.shape[-2] > 1:
+                changed = value.mT.contiguous().mT
+            else:
+                changed = torch.repeat_interleave(value, 2, dim=-1)[..., ::2]
+        if changed.is_contiguous() or not torch.equal(changed, value):
+            return value
+        if value.requires_grad and value.is_leaf:
+            changed.requires_grad_(True)
+        return changed
+    except Exception:  # an odd tensor (a subclass without these ops): left contiguous
+        return value
 
 
 @register_check(
@@ -417,8 +424,13 @@ def accepts_non_contiguous_inputs(ctx: Context) -> None:
     if not ctx.options.deterministic:
         ctx.skip("the target declares deterministic=False: two calls cannot be compared")
     made: list[str] = []
-    inputs = _non_contiguous(fresh_inputs(ctx), made)
-    kwargs = _non_contiguous(fresh_kwargs(ctx), made, "kwargs")
+    inputs, kwargs = ctx.call(
+        "<the example inputs and kwargs made non-contiguous>",
+        lambda: (
+            _non_contiguous(fresh_inputs(ctx), made),
+            _non_contiguous(fresh_kwargs(ctx), made, "kwargs"),
+        ),
+    )
     if not made:
         ctx.skip("no input is a tensor that can be made non-contiguous (at least one dimension of size > 1)")
     module = ctx.obj

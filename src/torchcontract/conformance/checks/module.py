@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from torchcontract.conformance._calls import object_call
+from torchcontract.conformance._convert import in_dtype, on_device
 from torchcontract.conformance._engine import (
     FACTORY_OFF,
     Context,
@@ -556,22 +557,14 @@ def _torch_module(ctx: Context) -> Any:
     return torch
 
 
-def _map_tensors(value: Any, convert: Any) -> Any:
-    """``value`` with ``convert(t)`` in place of every tensor ``t`` in its tuples, lists and dicts
-    (rebuilt in their types, dict keys in their own order: a forward may iterate them)."""
-    if is_tensor(value):
-        return convert(value)
-    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-        return type(value)(*(_map_tensors(item, convert) for item in value))
-    if isinstance(value, (tuple, list)):
-        return type(value)(_map_tensors(item, convert) for item in value)
-    if isinstance(value, dict):
-        return {key: _map_tensors(item, convert) for key, item in value.items()}
-    return value
-
-
-def _to_device(value: Any, device: Any) -> Any:
-    return _map_tensors(value, lambda tensor: tensor.to(device))
+def _arguments_on(ctx: Context, device: Any, label: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Fresh example inputs and kwargs moved to ``device`` (shown as ``label``) by the one walker of
+    values (:mod:`._convert`): a container with its own ``.to()`` (a TensorDict, a BatchEncoding) is
+    moved by it. A call into the object: the containers' own code runs."""
+    return ctx.call(
+        f"<the example inputs and kwargs>.to({label!r})",
+        lambda: (on_device(fresh_inputs(ctx), device), on_device(fresh_kwargs(ctx), device)),
+    )
 
 
 def _on(tensor: Any, device: Any) -> bool:
@@ -696,8 +689,7 @@ def to_device(ctx: Context) -> None:
             reproduce=f"m.to({ctx.device!r}) is m",
         )
     _moved_tensors(ctx, clone, device, ctx.device)
-    inputs = _to_device(fresh_inputs(ctx), device)
-    kwargs = _to_device(fresh_kwargs(ctx), device)
+    inputs, kwargs = _arguments_on(ctx, device, ctx.device)
     what = f"m.to({ctx.device!r})({args_text(ctx)} on {ctx.device})"
     with eval_mode(clone, "copy.deepcopy(m)"):
         output = ctx.call(what, clone, *inputs, **kwargs)
@@ -720,8 +712,17 @@ def _meta_probe(ctx: Context, torch: Any) -> None:
             "device (run with device='cuda')"
         )
     _moved_tensors(ctx, clone, meta, "meta")
-    inputs = _to_device(fresh_inputs(ctx), meta)
-    kwargs = _to_device(fresh_kwargs(ctx), meta)
+    moving = "<the example inputs and kwargs>.to('meta')"
+    arguments = ctx.attempt(
+        moving, lambda: (on_device(fresh_inputs(ctx), meta), on_device(fresh_kwargs(ctx), meta))
+    )
+    if isinstance(arguments, Exception):
+        ctx.skip(
+            f"m.to('cpu') passed; {moving} raised {type(arguments).__name__}: {_first_line(arguments)}, so "
+            "tensors that .to() leaves behind cannot be found without a second device (run with "
+            "device='cuda')"
+        )
+    inputs, kwargs = arguments
     what = f"copy.deepcopy(m).to('meta')({args_text(ctx)} on meta)"
     with eval_mode(clone, "copy.deepcopy(m)"):
         output = ctx.attempt(what, clone, *inputs, **kwargs)
@@ -784,13 +785,13 @@ def device_parity(ctx: Context) -> None:
     with eval_mode(ctx.obj):
         expected = call_module(ctx, ctx.obj)
     clone = _copy(ctx).to(device)
-    inputs = _to_device(fresh_inputs(ctx), device)
-    kwargs = _to_device(fresh_kwargs(ctx), device)
+    inputs, kwargs = _arguments_on(ctx, device, ctx.device)
     what = f"m.to({ctx.device!r})({args_text(ctx)} on {ctx.device})"
     with _tf32_off(torch), eval_mode(clone, "copy.deepcopy(m)"):
         output = ctx.call(what, clone, *inputs, **kwargs)
     tolerance = ctx.options.parity_tolerance
-    found = close_difference(_to_device(output, torch.device("cpu")), expected, tolerance=tolerance)
+    on_cpu = ctx.call(f"<the output of {what}>.to('cpu')", on_device, output, torch.device("cpu"))
+    found = close_difference(on_cpu, expected, tolerance=tolerance)
     if found:
         within = (
             "torch.testing.assert_close's default tolerances for the dtype"
@@ -851,8 +852,7 @@ def device_round_trip(ctx: Context) -> None:
         expected = call_module(ctx, ctx.obj)
     moved = _copy(ctx)
     ctx.call(f"copy.deepcopy(m).to({ctx.device!r})", moved.to, device)
-    inputs = _to_device(fresh_inputs(ctx), device)
-    kwargs = _to_device(fresh_kwargs(ctx), device)
+    inputs, kwargs = _arguments_on(ctx, device, ctx.device)
     what = f"m.to({ctx.device!r})({call} on {ctx.device})"
     with _tf32_off(torch):
         _, grads = _gradients(ctx, moved, inputs, kwargs, what)
@@ -969,11 +969,6 @@ def backward_reaches_parameters(ctx: Context) -> None:
     )
 
 
-def _to_dtype(value: Any, dtype: Any) -> Any:
-    """``value`` with every floating-point tensor converted to ``dtype`` (containers rebuilt)."""
-    return _map_tensors(value, lambda tensor: tensor.to(dtype) if tensor.is_floating_point() else tensor)
-
-
 def _output_with(value: Any, convert: Any) -> Any | None:
     """``value`` with ``convert(t)`` in place of every tensor ``t``, also inside objects compared by their
     attributes (a ``torch.distributions.Normal`` output's ``loc``): rebuilt through the one traversal of
@@ -991,7 +986,7 @@ def _compared_in(value: Any, dtype: Any) -> Any:
     """``value`` with every floating-point tensor converted to ``dtype`` for a comparison (see
     :func:`_output_with`); a value that cannot be rebuilt so is converted in its containers only."""
     converted = _output_with(value, lambda leaf: leaf.to(dtype) if leaf.is_floating_point() else leaf)
-    return _to_dtype(value, dtype) if converted is None else converted
+    return in_dtype(value, dtype) if converted is None else converted
 
 
 def _frozen(output: Any) -> Any:
@@ -1060,8 +1055,10 @@ def to_dtype(ctx: Context) -> None:
             )
     with eval_mode(ctx.obj), _seeded(ctx):
         expected_output = call_module(ctx, ctx.obj)
-    inputs = _to_dtype(fresh_inputs(ctx), double)
-    kwargs = _to_dtype(fresh_kwargs(ctx), double)
+    inputs, kwargs = ctx.call(
+        "<the example inputs and kwargs>.to(torch.float64)",
+        lambda: (in_dtype(fresh_inputs(ctx), double), in_dtype(fresh_kwargs(ctx), double)),
+    )
     what = f"copy.deepcopy(m).to(torch.float64)({args_text(ctx)} in float64)"
     with eval_mode(clone, "copy.deepcopy(m)"), _seeded(ctx):
         output = ctx.attempt(what, clone, *inputs, **kwargs)

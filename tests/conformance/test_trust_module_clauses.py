@@ -52,7 +52,7 @@ class PlainLoc(nn.Module):
 
 
 @pytest.mark.parametrize("module", [ReturnsItsWeight, PlainLoc])
-def test_an_output_that_holds_a_parameter_passes_functional_call_matches_call(module: type[nn.Module]) -> None:
+def test_an_output_holding_a_parameter_passes_functional_call_matches_call(module: type[nn.Module]) -> None:
     # Before: m's tensors were put back before the outputs were compared, and the output of m holding
     # the changed tensors held one of them: it followed the restore.
     report = check(module(), Module, example_inputs=_inputs())

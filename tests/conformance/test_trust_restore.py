@@ -191,8 +191,10 @@ def test_a_dataset_served_by_a_background_thread_passes_without_hanging() -> Non
         queue_before, condition_before = ds._requests, ds._answered
         report = check(ds, MapDataset, time_budget_s=10)
         assert report.passed, report
-        assert ds._requests is queue_before and ds._answered is condition_before
-        assert np.array_equal(ds[2], np.full(3, 2.0)) and np.array_equal(ds[2], np.full(3, 2.0))
+        assert ds._requests is queue_before
+        assert ds._answered is condition_before
+        assert np.array_equal(ds[2], np.full(3, 2.0))
+        assert np.array_equal(ds[2], np.full(3, 2.0))
     finally:
         ds.close()
 
@@ -214,7 +216,8 @@ def test_queues_conditions_and_events_are_restored_by_identity_and_never_taken_a
     shared.cache[0] = 0
     shared.requests = queue.Queue()
     restorer.restore()
-    assert shared.requests is requests and shared.ready is ready
+    assert shared.requests is requests
+    assert shared.ready is ready
     assert shared.requests.qsize() == 2
     assert shared.stop.is_set()
     assert shared.cache == {}

@@ -98,3 +98,80 @@ def test_a_module_that_raises_as_it_is_fails_whatever_the_dtype_matrix() -> None
         if result.status == "skipped" and result.message.startswith("not run: prerequisite "):
             prerequisite = result.message.removeprefix("not run: prerequisite ").split()[0]
             assert labels.get(prerequisite) == "failed", (result.label, prerequisite)
+
+
+# -- module.to_dtype: outputs of discrete decisions over values that tie in float32 -------------------
+
+
+def _boxes() -> torch.Tensor:
+    """Eight candidate boxes whose first coordinate is a score logit of 20 to 27: the sigmoid of each
+    is exactly 1.0 in float32 (a tie), and distinct in float64."""
+    return torch.stack([torch.tensor([20.0 + i, i, i + 1.0, i + 2.0]) for i in range(8)])
+
+
+class TopBoxes(nn.Module):
+    """Correct: a detector's post-processing. Scores each candidate box, returns the boxes and scores
+    of the ``k`` best (``top_k``), or every box ordered by score (``sort``)."""
+
+    def __init__(self, select: str = "top_k", scale: float = 1.0) -> None:
+        super().__init__()
+        self.select = select
+        self.score = nn.Linear(4, 1)
+        with torch.no_grad():
+            self.score.weight.copy_(torch.tensor([[scale, 0.0, 0.0, 0.0]]))
+            self.score.bias.zero_()
+
+    def scores(self, boxes: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.score(boxes)).squeeze(-1)
+
+    def forward(self, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.scores(boxes)
+        if self.select == "top_k":
+            chosen = torch.topk(scores, k=3).indices
+        else:
+            chosen = torch.argsort(scores, descending=True)
+        return boxes[chosen], scores[chosen]
+
+
+@pytest.mark.parametrize("select", ["top_k", "sort"])
+def test_a_top_k_or_sort_over_tied_scores_passes_to_dtype(select: str) -> None:
+    # Before: float32 broke the tie by index, float64 by value: other boxes were chosen, and the
+    # element-by-element comparison failed (torchvision's SSDlite with random weights did so).
+    report = check(TopBoxes(select), Module, example_inputs=(_boxes(),))
+    status, message = _result(report, "module.to_dtype")
+    assert status == "passed", message
+    assert "took different discrete decisions first" in message
+    assert ("aten.topk" if select == "top_k" else "aten.sort") in message
+
+
+class WrongInFloat64(TopBoxes):
+    """Broken: the same post-processing, but in float64 the boxes come out shifted."""
+
+    def forward(self, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        chosen, scores = super().forward(boxes)
+        return (chosen + 1.0 if chosen.dtype == torch.float64 else chosen), scores
+
+
+def test_a_module_wrong_in_float64_still_fails_when_its_decisions_agree() -> None:
+    # Scores far from ties (scale 0.01): both runs choose the same boxes, so the values are compared.
+    status, message = _result(
+        check(WrongInFloat64(scale=0.01), Module, example_inputs=(_boxes(),)), "module.to_dtype"
+    )
+    assert status == "failed"
+    assert "both runs took the same discrete decisions" in message
+
+
+class KeepsScoresInFloat32(TopBoxes):
+    """Broken: the scores come out float32 whatever the module's dtype."""
+
+    def forward(self, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        chosen, scores = super().forward(boxes)
+        return chosen, scores.float()
+
+
+def test_an_output_left_in_float32_still_fails_over_tied_scores() -> None:
+    status, message = _result(
+        check(KeepsScoresInFloat32(), Module, example_inputs=(_boxes(),)), "module.to_dtype"
+    )
+    assert status == "failed"
+    assert "output[1] is torch.float32; expected float64" in message

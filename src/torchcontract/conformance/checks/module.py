@@ -1089,13 +1089,116 @@ def to_dtype(ctx: Context) -> None:
     found = close_difference(
         _compared_in(output, double), _compared_in(expected_output, double), tolerance=DTYPE_TOLERANCE
     )
-    if found:
+    if not found:
+        return
+    decision = _diverging_decision(ctx, torch, clone)
+    if decision is None:
         ctx.fail(
             f"{what} differs from m({args_text(ctx)}) ({found}); expected "
             f"agreement within rtol={DTYPE_TOLERANCE[0]}, atol={DTYPE_TOLERANCE[1]} (float64 computes "
-            "the same function, more precisely)",
+            "the same function, more precisely, and both runs took the same discrete decisions)",
             reproduce=reproduce,
         )
+    shape = _structure_difference(_compared_in(output, double), _compared_in(expected_output, double))
+    if shape:
+        ctx.fail(
+            f"{what} differs from m({args_text(ctx)}) in {shape}; expected outputs of the same structure",
+            reproduce=reproduce,
+        )
+    ctx.note(
+        f"the float64 outputs differ from the float32 ones ({found}), but the two runs took different "
+        f"discrete decisions first ({decision}: a sort, top-k, argmax or threshold over values that tie or "
+        "nearly tie in float32), so only their structure and dtypes were compared"
+    )
+
+
+# The ops that compute a step function of floating-point values with a floating-point result (integer
+# valued): decisions, like every op that makes an integer or bool tensor from floating-point ones.
+_STEP_OPS = frozenset({"floor", "ceil", "round", "trunc", "sign", "floor_divide", "histc"})
+# How much of a run's decisions is recorded (a comparison mask per layer of a big model adds up).
+_MAX_DECISIONS = 100_000
+_MAX_DECISION_BYTES = 256 << 20
+
+Decision = tuple[str, tuple[Any, ...]]
+
+
+def _decisions(torch: Any, module: Any, inputs: Any, kwargs: Any) -> list[Decision]:
+    """The discrete decisions of ``module(*inputs, **kwargs)``, in the order torch's dispatcher runs
+    them: (op, its integer or bool outputs) for every op with a floating-point tensor input and such an
+    output (a comparison, ``argmax``, ``sort``/``topk`` indices, a cast to an integer dtype, torchvision's
+    ``nms``), and (op, its output) for the step functions of :data:`_STEP_OPS`."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    found: list[Decision] = []
+    left = [_MAX_DECISION_BYTES]
+
+    def floating(tensor: Any) -> bool:
+        return bool(tensor.is_floating_point() or tensor.is_complex())
+
+    class Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's mode is untyped
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            if left[0] <= 0 or len(found) >= _MAX_DECISIONS:
+                return out
+            given = [leaf for leaf in tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)]
+            if not any(floating(tensor) for tensor in given):
+                return out
+            made = [leaf for leaf in tree_leaves(out) if isinstance(leaf, torch.Tensor)]
+            name = func.overloadpacket.__name__
+            decided = [tensor for tensor in made if not floating(tensor)]
+            if not decided and name.rstrip("_") in _STEP_OPS:
+                decided = made
+            if decided:
+                found.append((name, tuple(tensor.detach().clone() for tensor in decided)))
+                left[0] -= sum(tensor.numel() * tensor.element_size() for tensor in decided)
+            return out
+
+    with Recorder():  # type: ignore[no-untyped-call]
+        module(*inputs, **kwargs)
+    return found
+
+
+def _diverging_decision(ctx: Context, torch: Any, clone: Any) -> str | None:
+    """Where m (in float32) and ``clone`` (in float64) first take different discrete decisions on the
+    example inputs: the op, numbered by its place among the decisions, whose integer outputs differ
+    (the two runs then compute on different branches, and their outputs differ by design); None when
+    they take the same decisions, or their paths part some other way (another op), or the runs cannot
+    be recorded."""
+    double = torch.float64
+    recorded = []
+    for name, module, convert in (("m", ctx.obj, False), ("copy.deepcopy(m)", clone, True)):
+        inputs, kwargs = fresh_inputs(ctx), fresh_kwargs(ctx)
+        if convert:
+            inputs, kwargs = in_dtype(inputs, double), in_dtype(kwargs, double)
+        with eval_mode(module, name), _seeded(ctx):
+            run = ctx.attempt(
+                f"{name}({args_text(ctx)}) (its discrete decisions recorded)",
+                _decisions,
+                torch,
+                module,
+                inputs,
+                kwargs,
+            )
+        if isinstance(run, Exception):
+            return None
+        recorded.append(run)
+    for number, ((op, made), (other_op, other)) in enumerate(zip(*recorded, strict=False), start=1):
+        if op != other_op:
+            return None
+        if len(made) != len(other) or not all(
+            _same_decision(one, two) for one, two in zip(made, other, strict=True)
+        ):
+            return f"decision {number}, aten.{op}"
+    return None
+
+
+def _same_decision(one: Any, two: Any) -> bool:
+    if one.shape != two.shape:
+        return False
+    if one.is_floating_point():  # a step function's integer values
+        return bool((one.double() == two.double()).all())
+    return bool((one == two.to(one.dtype)).all())
 
 
 # ----------------------------------------------------------------------------------------------------

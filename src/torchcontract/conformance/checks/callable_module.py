@@ -13,6 +13,7 @@ only where they stay deterministic; each clause says how.
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -219,29 +220,144 @@ def eval_is_deterministic(ctx: Context) -> None:
 )
 @preserving_module
 def call_matches_forward(ctx: Context) -> None:
-    """m(*inputs) returns what m.forward(*inputs) returns."""
+    """m(*inputs) returns what m.forward(*inputs) returns. A torch module with forward hooks or pre-hooks
+    (its own or global ones) is compared the way torch's _call_impl runs them: forward, called with the
+    inputs its pre-hooks passed on, returns what its first forward hook received, and m(*inputs) returns
+    what its last forward hook gave (a hook may replace the output, by design)."""
     module = ctx.obj
+    hooks = _forward_hooks(module)
+    if hooks is not None:
+        _call_matches_forward_around_hooks(ctx, module, hooks)
+        return
     with eval_mode(module):
         called = call_module(ctx, module)
         forwarded = call_module(ctx, module.forward, "m.forward(*inputs)")
-    if not ctx.options.deterministic:
-        # Two calls of a random module draw different numbers, and one that keeps its own generator
-        # draws differently even from seeded global RNGs: only the structure stays comparable.
-        if structure(called) != structure(forwarded):
-            ctx.fail(
-                f"m({args_text(ctx)}) has structure {describe_structure(called)} but "
-                f"m.forward({args_text(ctx)}) has {describe_structure(forwarded)}; expected __call__ to "
-                "return forward's result (deterministic=False: only the structure is compared)",
-                reproduce=f"m.eval(); m({args_text(ctx)}); m.forward({args_text(ctx)})",
-            )
-        return
-    found = close_difference(called, forwarded)
+    found = _output_difference(ctx, called, forwarded)
     if found:
         ctx.fail(
             f"m({args_text(ctx)}) and m.forward({args_text(ctx)}) differ ({found}); expected __call__ "
             f"to return forward's result (m({args_text(ctx)}) gave {describe(called)})",
             reproduce=f"m.eval(); m({args_text(ctx)}) == m.forward({args_text(ctx)})",
         )
+
+
+def _output_difference(ctx: Context, one: Any, two: Any) -> str | None:
+    """How two outputs differ, or None. Under deterministic=False only their structure is compared:
+    two calls of a random module draw different numbers, and one that keeps its own generator draws
+    differently even from seeded global RNGs."""
+    if ctx.options.deterministic:
+        return close_difference(one, two)
+    if structure(one) == structure(two):
+        return None
+    return (
+        f"structure {describe_structure(one)} vs {describe_structure(two)}; deterministic=False: only the "
+        "structure is compared"
+    )
+
+
+def _forward_hooks(module: Any) -> str | None:
+    """The forward hooks and pre-hooks ``module(...)`` runs around ``forward`` (its own, and for a torch
+    module torch's global ones), described (``"1 forward hook"``), or None when there are none. Reads
+    the registries, calls nothing."""
+    own = vars(module) if hasattr(module, "__dict__") else {}
+    counts = {
+        "forward pre-hook": len(own.get("_forward_pre_hooks") or ()),
+        "forward hook": len(own.get("_forward_hooks") or ()),
+    }
+    registry = sys.modules.get("torch.nn.modules.module")
+    torch = tensor_module()
+    if registry is not None and torch is not None and isinstance(module, torch.nn.Module):
+        counts["global forward pre-hook"] = len(getattr(registry, "_global_forward_pre_hooks", ()))
+        counts["global forward hook"] = len(getattr(registry, "_global_forward_hooks", ()))
+    found = [f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts.items() if n]
+    return ", ".join(found) if found else None
+
+
+def _frozen_values(value: Any) -> Any:
+    """``value`` with a copy of each tensor in its place (a later in-place change does not reach it)."""
+    return map_tensors(value, lambda tensor, _: tensor.detach().clone())
+
+
+def _call_matches_forward_around_hooks(ctx: Context, module: Any, hooks: str) -> None:
+    """call_matches_forward for a module with forward hooks (``hooks`` describes them)."""
+    torch = tensor_module()
+    registry = sys.modules.get("torch.nn.modules.module")
+    call = args_text(ctx)
+    if (
+        torch is None
+        or not isinstance(module, torch.nn.Module)
+        or getattr(registry, "_global_forward_hooks", None)
+    ):
+        # No way to see forward's own output inside the call: a global forward hook runs before any
+        # hook of the module's own, and another object's hooks take no options.
+        with eval_mode(module):
+            called = call_module(ctx, module)
+            forwarded = ctx.attempt(
+                f"m.forward({call})", module.forward, *fresh_inputs(ctx), **fresh_kwargs(ctx)
+            )
+        if isinstance(forwarded, Exception) or _output_difference(ctx, called, forwarded):
+            ctx.skip(
+                f"m has {hooks}, which may replace the inputs of forward and its output by design (torch's "
+                "Module._call_impl), and m.forward(*inputs) does not give m(*inputs): the output forward "
+                "gave inside the call cannot be seen to compare it"
+            )
+        return
+    seen: dict[str, Any] = {}
+
+    def last_pre_hook(_module: Any, args: Any, kwargs: Any) -> None:
+        seen["args"], seen["kwargs"] = _frozen_values(args), _frozen_values(kwargs)
+
+    def first_hook(_module: Any, _args: Any, output: Any) -> None:
+        seen["forward"] = _frozen_values(output)
+
+    def last_hook(_module: Any, _args: Any, output: Any) -> None:
+        seen["hooks"] = output
+
+    handles = []
+    try:
+        for what, register in (
+            ("m.register_forward_pre_hook(hook, with_kwargs=True)",
+             lambda: module.register_forward_pre_hook(last_pre_hook, with_kwargs=True)),
+            ("m.register_forward_hook(hook, prepend=True)",
+             lambda: module.register_forward_hook(first_hook, prepend=True)),
+            ("m.register_forward_hook(hook)", lambda: module.register_forward_hook(last_hook)),
+        ):  # fmt: skip
+            handles.append(ctx.call(what, register))
+        with eval_mode(module):
+            called = call_module(ctx, module)
+    finally:
+        for handle in handles:
+            ctx.attempt("handle.remove()", handle.remove)
+    if "hooks" not in seen:
+        ctx.fail(
+            f"m has {hooks}, but m({call}) ran none of the hooks registered to watch it; expected "
+            "__call__ to run forward through nn.Module._call_impl",
+            reproduce=f"m.register_forward_hook(lambda *a: print('hook')); m({call})",
+        )
+    found = _output_difference(ctx, called, seen["hooks"])
+    if found:
+        ctx.fail(
+            f"m({call}) differs from what m's last forward hook gave ({found}); expected __call__ to return "
+            f"the output of forward as m's {hooks} leave it (a __call__ that post-processes it)",
+            reproduce=f"m.register_forward_hook(lambda m, a, out: print(out)); m({call})",
+        )
+    with eval_mode(module):
+        forwarded = ctx.call(
+            "m.forward(*<the inputs m's forward pre-hooks passed on>)",
+            module.forward,
+            *seen["args"],
+            **seen["kwargs"],
+        )
+    found = _output_difference(ctx, forwarded, seen["forward"])
+    if found:
+        ctx.fail(
+            f"m.forward(*<the inputs m's forward pre-hooks passed on>) differs from the output forward gave "
+            f"inside m({call}) ({found}); expected __call__ to return forward's result, which m's {hooks} "
+            "then see",
+            reproduce=f"m.register_forward_hook(lambda m, a, out: print(out), prepend=True); m({call})",
+        )
+    if _output_difference(ctx, called, seen["forward"]):
+        ctx.note(f"m's {hooks} replace the output of forward (by design of hooks)")
 
 
 @register_check(

@@ -252,3 +252,31 @@ def test_forward_is_still_compared_with_what_the_hooks_received() -> None:
     )
     assert status == "failed"
     assert "differs from the output forward gave inside m(*inputs)" in message
+
+
+# -- builds_on_meta_device: a factory that captures a tensor ------------------------------------------
+
+TABLE = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+
+
+class Lookup(nn.Module):
+    """Takes its table as an argument (a pretrained embedding, say)."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.table = nn.Parameter(table)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.table.T
+
+
+def test_a_factory_that_captures_a_tensor_is_named_as_the_likely_cause() -> None:
+    # Before: the message named a tensor made with device= or from NumPy, not the most common cause:
+    # a factory that captures an existing CPU tensor.
+    module = Lookup(TABLE)
+    report = check(module, Module, example_inputs=_inputs(), factory=lambda: Lookup(TABLE))
+    status, message = _result(report, "module.builds_on_meta_device")
+    assert status == "failed"
+    assert "put 'table' on cpu" in message
+    assert "captures a tensor that already exists" in message
+    assert "built's 'table' shares memory with m's 'table'" in message

@@ -1363,6 +1363,29 @@ def _clone(tensor: Any) -> Any:
         return None
 
 
+def _shared_with(built: dict[str, Any], names: list[str], own: dict[str, Any]) -> str:
+    """Which of ``names`` (tensors of the built module) share memory with a tensor of m: the factory
+    captured it; "" when none does."""
+    memory: dict[int, str] = {}
+    for name, tensor in own.items():
+        memory.setdefault(_memory_address(tensor), name)
+    memory.pop(0, None)  # no memory (a meta tensor), or none that can be read
+    shared = [
+        f"built's {name!r} shares memory with m's {memory[address]!r}"
+        for name in names
+        if (address := _memory_address(built[name])) in memory
+    ]
+    return ", ".join(shared[:3])
+
+
+def _memory_address(tensor: Any) -> int:
+    """Where a tensor's storage starts; 0 when it has none that can be read (a tensor subclass)."""
+    try:
+        return int(tensor.untyped_storage().data_ptr())
+    except Exception:
+        return 0
+
+
 def _uninitialised(torch: Any, tensor: Any) -> None:
     """Stand-in for the values ``to_empty`` leaves (whatever the allocator gives): NaN in floating-point
     tensors, so that a tensor nothing initialises afterwards shows, the same way on every run."""
@@ -1403,10 +1426,17 @@ def builds_on_meta_device(ctx: Context) -> None:
     tensors = ctx.call("built.named_parameters(), built.named_buffers()", _tensors_by_name, built)
     allocated = [name for name, tensor in tensors.items() if tensor.device.type != "meta"]
     if allocated:
+        own = ctx.call("m.named_parameters(), m.named_buffers()", _tensors_by_name, ctx.obj)
+        shared = _shared_with(tensors, allocated, own)
+        also = f"; {shared}" if shared else ""
+        it = "it" if len(allocated) == 1 else "them"
         ctx.fail(
             f"{build} put {_listed(allocated)} on {tensors[allocated[0]].device}; expected every "
-            "parameter and buffer on meta (a tensor made with an explicit device=, or from NumPy with "
-            "torch.from_numpy, allocates memory during the construction meant to allocate none)",
+            f"parameter and buffer on meta (likely cause: the factory creates {it} with an explicit "
+            "device, such as device='cpu', .to('cpu') or .cpu(), or captures a tensor that already exists: "
+            "one made outside the factory, a pretrained weight passed in, a copy of a built module, or "
+            f"one converted from NumPy with torch.from_numpy{also}; such a tensor allocates memory during "
+            "the construction meant to allocate none)",
             reproduce=f"{build}; [n for n, t in built.state_dict().items() if not t.is_meta]",
         )
     ctx.call("built.to_empty(device='cpu')", built.to_empty, device="cpu")

@@ -300,3 +300,11 @@ def test_call_preserves_inputs_names_the_call_on_the_copy() -> None:
     assert status == "failed"
     assert message.startswith("copy.deepcopy(m)(*inputs) modified its inputs"), message
     assert "reproduce: before = copy.deepcopy(inputs); copy.deepcopy(m)(*inputs); inputs == before" in message
+
+
+def test_a_lazy_module_with_inputs_it_cannot_take_fails_call_returns_only() -> None:
+    model = nn.Sequential(nn.LazyLinear(5), nn.Linear(4, 2))  # LazyLinear(5) feeds 5 features to a Linear(4)
+    report = check(model, Module, example_inputs=_inputs())
+    failed = [r.check_id for r in report.results if r.status in ("failed", "error")]
+    assert failed == ["callable_module.call_returns"], report
+    assert _classes(model)[1] is nn.LazyLinear

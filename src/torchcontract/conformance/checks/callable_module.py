@@ -156,13 +156,20 @@ def initialise_lazy_modules(ctx: Context) -> None:
     other ``Lazy*`` classes, which infer their parameters' shapes from their first input): after it,
     "the network can be used as usual" (torch/nn/modules/lazy.py, LazyModuleMixin), which is what
     the clauses are about; a copy taken before it would draw other initial values. In eval mode, with
-    the example arguments; the check's restorer puts the module back uninitialised afterwards."""
+    the example arguments; the check's restorer puts the module back uninitialised afterwards. A dry
+    run that raises leaves the check to run on the module as it is: callable_module.call_returns reports
+    the call, and the clauses that call the module are skipped for it."""
     torch = tensor_module()
     if torch is None or not isinstance(ctx.obj, torch.nn.Module) or ctx.example_inputs is None:
         return
     if ctx.call("m.modules()", _has_lazy_tensors, ctx.obj):
         with eval_mode(ctx.obj):
-            call_module(ctx, ctx.obj, "m(*inputs) (the dry run that initialises m's lazy modules)")
+            ctx.attempt(
+                f"m({args_text(ctx)}) (the dry run that initialises m's lazy modules)",
+                ctx.obj,
+                *fresh_inputs(ctx),
+                **fresh_kwargs(ctx),
+            )
 
 
 def preserving_module(func: Callable[[Context], None]) -> Callable[[Context], None]:

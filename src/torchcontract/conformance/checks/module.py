@@ -1145,12 +1145,12 @@ def _decisions(torch: Any, module: Any, inputs: Any, kwargs: Any) -> list[Decisi
             if not any(floating(tensor) for tensor in given):
                 return out
             made = [leaf for leaf in tree_leaves(out) if isinstance(leaf, torch.Tensor)]
-            name = func.overloadpacket.__name__
             decided = [tensor for tensor in made if not floating(tensor)]
-            if not decided and name.rstrip("_") in _STEP_OPS:
+            if not decided and func.overloadpacket.__name__.rstrip("_") in _STEP_OPS:
                 decided = made
             if decided:
-                found.append((name, tuple(tensor.detach().clone() for tensor in decided)))
+                # "aten.topk", "torchvision.nms": the op's namespace and name
+                found.append((str(func.overloadpacket), tuple(tensor.detach().clone() for tensor in decided)))
                 left[0] -= sum(tensor.numel() * tensor.element_size() for tensor in decided)
             return out
 
@@ -1189,7 +1189,7 @@ def _diverging_decision(ctx: Context, torch: Any, clone: Any) -> str | None:
         if len(made) != len(other) or not all(
             _same_decision(one, two) for one, two in zip(made, other, strict=True)
         ):
-            return f"decision {number}, aten.{op}"
+            return f"decision {number}, {op}"
     return None
 
 

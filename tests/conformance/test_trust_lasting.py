@@ -407,7 +407,7 @@ def test_example_kwargs_reach_the_messages_and_the_input_check() -> None:
     )
     assert "callable_module.call_preserves_inputs" in _failed(report)
     message = _result(report, "callable_module.call_preserves_inputs")[1]
-    assert "m(*inputs, **kwargs)" in message
+    assert "copy.deepcopy(m)(*inputs, **kwargs)" in message
 
 
 @pytest.mark.parametrize("bad", [[("scale", 1)], {1: 2}, "scale"])

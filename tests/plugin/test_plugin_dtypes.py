@@ -36,6 +36,7 @@ MODULES = """
     BOTH = (torch.float32, torch.float64)
 """
 PER_DTYPE = 13  # the per-dtype clauses of a Module (tests/conformance/test_dtype_matrix.py)
+AS_IS = 4  # the per-dtype clauses a clause run once depends on: also decided on the module as it is
 
 
 def _write(pytester: pytest.Pytester, body: str) -> None:
@@ -69,6 +70,8 @@ def test_one_test_per_dtype_with_ids_ending_in_the_dtype(pytester: pytest.Pytest
         [
             "*test_conformance[[]mlp-callable_module.call_returns-float32[]] PASSED*",
             "*test_conformance[[]mlp-callable_module.call_returns-float64[]] PASSED*",
+            # A prerequisite of the clauses run once (call_runs_forward_once), on the module as it is.
+            "*test_conformance[[]mlp-callable_module.call_returns[]] PASSED*",
             "*test_conformance[[]mlp-module.device_parity-cpu-float64[]] SKIPPED*",
             "*test_conformance[[]mlp-module.to_device-cpu[]] PASSED*",
             "*test_conformance[[]mlp-callable_module.call_runs_forward_once[]] PASSED*",
@@ -81,7 +84,7 @@ def test_one_test_per_dtype_with_ids_ending_in_the_dtype(pytester: pytest.Pytest
     assert "plain-callable_module.call_returns-float" not in result.stdout.str()
     checks = len(checks_for(Module))
     outcomes = result.parseoutcomes()
-    assert outcomes["passed"] + outcomes.get("skipped", 0) == 2 * checks + PER_DTYPE
+    assert outcomes["passed"] + outcomes.get("skipped", 0) == 2 * checks + PER_DTYPE + AS_IS
     assert result.ret == pytest.ExitCode.OK
 
     data = json.loads(report.read_text())
@@ -92,7 +95,8 @@ def test_one_test_per_dtype_with_ids_ending_in_the_dtype(pytester: pytest.Pytest
     assert ("module.device_parity", "float32") in labelled
     assert ("module.to_dtype", None) in labelled
     assert all("dtype" not in row for row in plain["results"])
-    assert len(mlp["results"]) == checks + PER_DTYPE
+    assert ("callable_module.call_returns", None) in labelled
+    assert len(mlp["results"]) == checks + PER_DTYPE + AS_IS
     text = summary.read_text()
     assert "| `callable_module.call_returns[float64]` | required | passed |" in text
     assert "| `callable_module.call_returns` | required | passed |" in text  # the plain target's

@@ -60,13 +60,6 @@ DEVIATIONS: tuple[Deviation, ...] = (
         source="nn/utils/weight_norm.py, WeightNorm.__call__; _tensor.py, Tensor.__deepcopy__",
     ),
     Deviation(
-        key="output_hook",
-        targets=("forward hook that replaces the output",),
-        check_id="callable_module.call_matches_forward",
-        reason="a forward hook that returns a value replaces m(*inputs)'s output, by design of hooks",
-        source="nn/modules/module.py, Module._call_impl (hook_result replaces result)",
-    ),
-    Deviation(
         key="numpy_indices",
         targets=("SubsetRandomSampler",),
         check_id="sampler.yields_python_ints",

@@ -12,12 +12,13 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from torchcontract.conformance._values import describe, is_tensor, tensor_module
+from torchcontract.conformance._convert import in_dtype
+from torchcontract.conformance._values import describe, tensor_module
 
 if TYPE_CHECKING:
     from torchcontract.conformance._engine import Context
 
-__all__ = ["DTYPE_NAMES", "convert", "convert_floating", "dtype_names", "split_key", "validate_dtypes"]
+__all__ = ["DTYPE_NAMES", "convert", "dtype_names", "split_key", "validate_dtypes"]
 
 # The floating-point dtypes a module can be checked in (torch.testing.assert_close has defaults for each).
 DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
@@ -73,20 +74,6 @@ def split_key(key: str) -> tuple[str, str | None]:
     return key, None
 
 
-def convert_floating(value: Any, dtype: Any) -> Any:
-    """``value`` with every floating-point tensor converted to ``dtype`` (tuples, named tuples, lists
-    and dicts rebuilt; anything else, non-floating tensors included, unchanged)."""
-    if is_tensor(value):
-        return value.to(dtype) if value.is_floating_point() else value
-    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-        return type(value)(*(convert_floating(item, dtype) for item in value))
-    if isinstance(value, (tuple, list)):
-        return type(value)(convert_floating(item, dtype) for item in value)
-    if isinstance(value, dict):
-        return {key: convert_floating(item, dtype) for key, item in value.items()}
-    return value
-
-
 def convert(ctx: Context, name: str) -> tuple[Any, tuple[Any, ...], dict[str, Any]] | str:
     """``(copy.deepcopy(m).to(dtype), inputs, kwargs)`` in dtype ``name``, every step a call into the
     object; or, when a step raises, why the per-dtype clauses are not run at ``name`` (a skip: a
@@ -113,8 +100,8 @@ def convert(ctx: Context, name: str) -> tuple[Any, tuple[Any, ...], dict[str, An
     arguments = ctx.attempt(
         f"<example inputs and kwargs>.to(torch.{name})",
         lambda: (
-            convert_floating(copy.deepcopy(ctx.target.example_inputs), dtype),
-            convert_floating(copy.deepcopy(ctx.target.example_kwargs), dtype),
+            in_dtype(copy.deepcopy(ctx.target.example_inputs), dtype),
+            in_dtype(copy.deepcopy(ctx.target.example_kwargs), dtype),
         ),
     )
     if isinstance(arguments, Exception):

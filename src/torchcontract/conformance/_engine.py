@@ -399,9 +399,15 @@ class Target:
 
     def dtypes_of(self, spec: Check) -> tuple[str | None, ...]:
         """The dtypes ``spec`` runs in on this target: each of ``dtypes`` for a per-dtype check,
-        else ``(None,)`` (once, on the module as it is)."""
+        else ``(None,)`` (once, on the module as it is). A per-dtype check that a check run once
+        depends on is decided on the module as it is too, and reported so (``None`` first): a
+        verdict rests only on results the report shows."""
         names = self.options.dtype_names
-        return names if spec.per_dtype and names else (None,)
+        if not (spec.per_dtype and names):
+            return (None,)
+        if spec.check_id in _prerequisites_as_is(self.protocol):
+            return (None, *names)
+        return names
 
     def stale_message(self, check_id: str) -> str:
         known = [c.check_id for c in self.checks]
@@ -466,6 +472,19 @@ class Target:
             stale_expected_failures=tuple(self.stale_expected_failures),
             options=self.options.changed(),
         )
+
+
+def _prerequisites_as_is(protocol: type[Any]) -> frozenset[str]:
+    """The per-dtype checks of ``protocol`` that a check run once (not per dtype) depends on, directly
+    or through other prerequisites: the base session decides them on the module as it is."""
+    found: set[str] = set()
+    pending = [required for spec in checks_for(protocol) if not spec.per_dtype for required in spec.requires]
+    while pending:
+        check_id = pending.pop()
+        if check_id not in found:
+            found.add(check_id)
+            pending.extend(CHECKS[check_id].requires)
+    return frozenset(check_id for check_id in found if CHECKS[check_id].per_dtype)
 
 
 def _default_name(obj: object) -> str:

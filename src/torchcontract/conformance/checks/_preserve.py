@@ -2,19 +2,30 @@
 
 SPEC.md ("Side effects") promises that ``check()`` leaves the object as it found it. Calls change
 objects that keep state: a call counter or a running mean updated in ``forward``, BatchNorm's running
-statistics in train mode, a dataset that memoises samples or counts its passes, a collate function
-that counts batches, a generator stored on the object. :func:`preserving` wraps a check function so
-that everything reachable from ``ctx.obj`` through instance ``__dict__``s, containers, closures and
-``functools.partial`` objects is put back afterwards, in place (identities kept, so an optimizer
-holding a module's parameters still holds them):
+statistics in train mode, a lazy module that becomes its final class on its first call, a dataset that
+memoises samples or counts its passes, a collate function that counts batches, a generator stored on
+the object. :func:`preserving` wraps a check function so that everything reachable from ``ctx.obj``
+through instance ``__dict__``s, containers, closures and ``functools.partial`` objects is put back
+afterwards, in place (identities kept, so an optimizer holding a module's parameters still holds them):
 
+- every object's class (``nn.LazyLinear`` becomes ``nn.Linear`` on its first call and goes back);
 - attributes (``vars(obj)``): added ones removed, replaced ones put back, every submodule's
   ``training`` flag included;
 - the contents of lists, dicts, sets and deques (a cache dict, a list of seen inputs);
-- the values of arrays and tensors (parameters, buffers, a cache tensor), written back only where
-  they changed, so memory that was never written (a read-only memory map) is never written either;
+- arrays and tensors (parameters, buffers, a cache tensor): a tensor's class and the memory it views
+  (``UninitializedParameter.materialize`` replaces ``.data`` with a tensor of another shape and
+  changes the class; ``p.data = other`` too), its ``requires_grad``, ``.grad`` and Python attributes,
+  and its values, written back only where they changed, so memory that was never written (a
+  read-only memory map) is never written either;
 - the state of random generators (``random.Random``, NumPy's ``Generator``/``RandomState``,
   ``torch.Generator``).
+
+What the object shares with other threads, processes or the operating system is *opaque*: restored by
+identity where an attribute or container holds it, never taken apart. Threads, locks, conditions,
+events, semaphores, barriers, queues (``queue``, ``multiprocessing``, ``asyncio``), executors, file
+objects, sockets, C handles (sqlite3 connections, ``mmap``), loggers, weak containers and PIL images: a
+dataset served by a background thread keeps the waiters of its condition and the requests in its queue
+(putting back a condition's list of waiters loses the thread waiting on it for good).
 
 Walking the object never calls its methods (only ``vars``, container reads and the generators' own
 state getters); a part that cannot be read is left out, never an error. For datasets and collate
@@ -41,10 +52,11 @@ from typing import Any
 
 import numpy as np
 
+from torchcontract.conformance._calls import object_call
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._values import is_tensor, tensor_module
 
-__all__ = ["Restorer", "preserved", "preserving"]
+__all__ = ["Restorer", "is_opaque", "preserved", "preserving"]
 
 Restore = Callable[[], None]
 # Above this, a dataset's or collate function's array is taken for data the checks only read.
@@ -73,10 +85,36 @@ _OPAQUE = (
     range,
     type(None),
 )
+# The packages whose classes hold what an object shares with other threads, processes or the operating
+# system (a class of one of them anywhere in a type's MRO makes its instances opaque: a subclass of
+# queue.Queue is a queue). Decided by the classes' module names, so nothing is imported to decide.
+_OPAQUE_PACKAGES = frozenset(
+    {"threading", "_thread", "queue", "_queue", "multiprocessing", "_multiprocessing", "asyncio",
+     "concurrent", "socket", "_socket", "ssl", "_ssl", "select", "selectors", "subprocess", "signal",
+     "io", "_io", "tempfile", "mmap", "sqlite3", "_sqlite3", "dbm", "ctypes", "_ctypes", "logging",
+     "weakref", "_weakref", "_weakrefset", "zipfile", "tarfile", "contextvars", "_contextvars", "PIL"}
+)  # fmt: skip
 # Exact types of _OPAQUE whose instances hold nothing to capture: a container of only these (a list of
 # a million floats or file names) is saved without a visit per item (what the visits would capture:
 # nothing), so a snapshot's cost does not grow with the data it holds.
 _ATOMIC = frozenset({str, bytes, int, float, complex, bool, range, type(None)})
+
+
+def is_opaque(value: Any) -> bool:
+    """Whether ``value`` is restored by identity only, never taken apart (see the module docstring)."""
+    kind: Any = type(value)
+    return _opaque_type(kind)
+
+
+@functools.lru_cache(maxsize=4096)
+def _opaque_type(kind: Any) -> bool:
+    if issubclass(kind, _OPAQUE):
+        return True
+    for klass in kind.__mro__[:-1]:
+        module = type.__dict__["__module__"].__get__(klass)  # not a metaclass's own __module__
+        if isinstance(module, str) and module.partition(".")[0] in _OPAQUE_PACKAGES:
+            return True
+    return False
 
 
 class Restorer:
@@ -100,7 +138,7 @@ class Restorer:
     # -- capturing ------------------------------------------------------------------------------
 
     def _visit(self, value: Any, where: str) -> None:
-        if isinstance(value, _OPAQUE) or id(value) in self._seen or len(self._seen) >= _MAX_NODES:
+        if id(value) in self._seen or len(self._seen) >= _MAX_NODES or is_opaque(value):
             return
         self._seen.add(id(value))
         try:
@@ -154,7 +192,19 @@ class Restorer:
             self._capture_closure(value, where)
         attributes = getattr(value, "__dict__", None)
         if isinstance(attributes, dict):
+            self._capture_class(value, where)
             self._capture_dict(attributes, f"{where}.__dict__")
+
+    def _capture_class(self, value: Any, where: str) -> None:
+        """The object's class, put back without running its code: a lazy module becomes its final
+        class (``nn.LazyLinear`` -> ``nn.Linear``) on its first call."""
+        kind = type(value)
+
+        def restore_class() -> None:
+            if type(value) is not kind:
+                object.__setattr__(value, "__class__", kind)
+
+        self._steps.append((f"{where}.__class__", restore_class))
 
     def _capture_array(self, value: np.ndarray[Any, Any], where: str) -> None:
         if not value.flags.writeable or not value.size or not self._affordable(value.nbytes):
@@ -168,7 +218,19 @@ class Restorer:
         self._steps.append((where, restore))
 
     def _capture_tensor(self, value: Any, where: str) -> None:
+        """A tensor's class, the memory it views, its autograd attributes, its Python attributes and
+        its values. Read and written with torch's functions of a subclass turned off: a subclass's
+        ``__torch_function__`` is the object's code (an ``UninitializedParameter`` refuses most ops)."""
         torch = tensor_module()
+        with torch._C.DisableTorchFunctionSubclass():
+            # The steps run in reverse: the identity is put back first, then the values into it.
+            self._capture_tensor_values(torch, value, where)
+            attributes = getattr(value, "__dict__", None)
+            if isinstance(attributes, dict):
+                self._capture_dict(attributes, f"{where}.__dict__")
+            self._capture_tensor_identity(torch, value, where)
+
+    def _capture_tensor_values(self, torch: Any, value: Any, where: str) -> None:
         if value.is_inference() or value.is_meta or value.layout != torch.strided or not value.numel():
             return
         if not self._affordable(value.numel() * value.element_size()):
@@ -178,11 +240,38 @@ class Restorer:
         def restore() -> None:
             # Written back only where it changed: a tensor over read-only memory (torch.from_numpy of
             # a memory map opened with mode 'r') would crash the process if written.
-            if not torch.equal(value.detach(), saved) and not _nan_equal(torch, value.detach(), saved):
-                with torch.no_grad():
-                    value.copy_(saved)
+            with torch._C.DisableTorchFunctionSubclass():
+                current = value.detach()
+                if not torch.equal(current, saved) and not _nan_equal(torch, current, saved):
+                    with torch.no_grad():
+                        value.copy_(saved)
 
         self._steps.append((where, restore))
+
+    def _capture_tensor_identity(self, torch: Any, value: Any, where: str) -> None:
+        """What a tensor is besides its values: its class, the memory it views (``.data``), and for a
+        leaf its ``requires_grad`` and ``.grad`` (whose values are captured as a tensor's)."""
+        kind = type(value)
+        data = value.data  # a tensor viewing the same memory, with the same shape and strides
+        layout = _memory_layout(data)
+        leaf = bool(value.is_leaf)
+        requires_grad = bool(value.requires_grad)
+        grad = value.grad if leaf else None
+
+        def restore_identity() -> None:
+            with torch._C.DisableTorchFunctionSubclass():
+                if layout is not None and _memory_layout(value.data) != layout:
+                    value.data = data
+                if type(value) is not kind:
+                    value.__class__ = kind
+                if leaf and value.requires_grad is not requires_grad:
+                    value.requires_grad_(requires_grad)
+                if leaf and value.grad is not grad:
+                    value.grad = grad
+
+        self._steps.append((where, restore_identity))
+        if grad is not None:
+            self._visit(grad, f"{where}.grad")
 
     def _capture_generator(self, value: Any, where: str) -> bool:
         if isinstance(value, np.random.Generator):
@@ -310,6 +399,22 @@ def _attempt(step: Restore) -> str | None:
     return None
 
 
+def _memory_layout(tensor: Any) -> tuple[Any, ...] | None:
+    """Which memory a tensor views, and how: equal for two tensors that view the same elements of one
+    storage the same way; None when it cannot be read (a sparse or nested tensor)."""
+    try:
+        return (
+            tensor.dtype,
+            tensor.device,
+            tuple(tensor.shape),
+            tensor.stride(),
+            tensor.storage_offset(),
+            tensor.untyped_storage().data_ptr(),
+        )
+    except Exception:
+        return None
+
+
 def _nan_equal(torch: Any, one: Any, two: Any) -> bool:
     if not (one.is_floating_point() or one.is_complex()) or one.shape != two.shape:
         return False
@@ -320,24 +425,39 @@ def _nan_equal(torch: Any, one: Any, two: Any) -> bool:
 
 @contextmanager
 def preserved(obj: object, *, max_array_bytes: int | None = None) -> Iterator[Restorer]:
-    """Snapshot ``obj``, run the block, restore ``obj`` (also when the block fails or skips)."""
-    restorer = Restorer(obj, max_array_bytes=max_array_bytes)
+    """Snapshot ``obj``, run the block, restore ``obj`` (also when the block fails or skips).
+
+    Both run the object's own code in places (a key's ``__eq__``, a tensor subclass's ops, an
+    attribute the object computes): they are object calls, so that a hang there names them."""
+    with object_call(SNAPSHOT):
+        restorer = Restorer(obj, max_array_bytes=max_array_bytes)
     try:
         yield restorer
     finally:
-        restorer.restore()
+        with object_call(RESTORE):
+            restorer.restore()
 
 
-def preserving(*, data: bool) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
+# How the snapshot and the restore are named when the object hangs in them.
+SNAPSHOT = "<the snapshot of the object's state before the check>"
+RESTORE = "<putting the object's state back after the check>"
+
+
+def preserving(
+    *, data: bool, before: Callable[[Context], None] | None = None
+) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
     """Wrap a check function so that ``ctx.obj`` is restored after it (``data``: a dataset or collate
-    function, whose big arrays are data the checks only read). A part that could not be restored is
-    named in a note of the result."""
+    function, whose big arrays are data the checks only read). ``before(ctx)`` runs after the snapshot,
+    before the check (its changes are put back too). A part that could not be restored is named in a
+    note of the result."""
 
     def decorator(func: Callable[[Context], None]) -> Callable[[Context], None]:
         @functools.wraps(func)
         def run(ctx: Context) -> None:
             limit = DATA_ARRAY_BYTES if data else None
             with preserved(ctx.obj, max_array_bytes=limit) as restorer:
+                if before is not None:
+                    before(ctx)
                 func(ctx)
             if restorer.problems:
                 ctx.note(f"could not restore {', '.join(restorer.problems[:3])} after the check")

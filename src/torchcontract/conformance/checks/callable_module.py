@@ -13,10 +13,13 @@ only where they stay deterministic; each clause says how.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from torchcontract.conformance._calls import object_call
+from torchcontract.conformance._convert import map_tensors
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import (
@@ -40,7 +43,9 @@ __all__ = [
     "eval_mode",
     "fresh_inputs",
     "fresh_kwargs",
+    "initialise_lazy_modules",
     "mode_snapshot",
+    "preserving_module",
     "restore_mode",
     "restore_modes",
 ]
@@ -64,40 +69,48 @@ def mode_snapshot(module: Any) -> list[tuple[Any, Any]]:
     return [(sub, sub.training) for sub in _with_submodules(module) if hasattr(sub, "training")]
 
 
-def restore_modes(module: Any, snapshot: list[tuple[Any, Any]]) -> None:
+def restore_modes(module: Any, snapshot: list[tuple[Any, Any]], name: str = "m") -> None:
     """Put every submodule back in its own mode, exactly: a model in train mode with a frozen
-    BatchNorm in eval comes back with that BatchNorm still in eval (``train()`` alone would not)."""
+    BatchNorm in eval comes back with that BatchNorm still in eval (``train()`` alone would not).
+    ``name``: the module's name in messages."""
     if snapshot and snapshot[0][0] is module:
-        restore_mode(module, bool(snapshot[0][1]))
-    for sub, training in snapshot:
-        if getattr(sub, "training", training) is not training:
-            try:
-                sub.training = training
-            except Exception:  # a read-only flag: the check's restorer reports it
-                continue
+        restore_mode(module, bool(snapshot[0][1]), name)
+    with object_call(f"<setting the training flag of each of {name}'s submodules back>"):
+        for sub, training in snapshot:
+            if getattr(sub, "training", training) is not training:
+                try:
+                    sub.training = training
+                except Exception:  # a read-only flag: the check's restorer reports it
+                    continue
 
 
 @contextmanager
-def eval_mode(module: Any) -> Iterator[None]:
-    """Put ``module`` in eval mode if it has one; restore every submodule's mode afterwards."""
+def eval_mode(module: Any, name: str = "m") -> Iterator[None]:
+    """Put ``module`` (called ``name`` in messages) in eval mode if it has one; restore every
+    submodule's mode afterwards. Both are calls into the module: an exception or a hang in its
+    ``eval()`` or ``train()`` is its own, naming the call."""
     if not (hasattr(module, "eval") and hasattr(module, "train") and hasattr(module, "training")):
         yield
         return
     snapshot = mode_snapshot(module)
-    module.eval()
+    with object_call(f"{name}.eval()"):
+        module.eval()
     try:
         yield
     finally:
-        restore_modes(module, snapshot)
+        restore_modes(module, snapshot, name)
 
 
-def restore_mode(module: Any, training: bool) -> None:
+def restore_mode(module: Any, training: bool, name: str = "m") -> None:
     """Put ``module`` back in the mode it had, with the calls every implementation takes (a
-    hand-written ``train()`` may take no ``mode``; that is train_eval_set_mode's to report)."""
-    if training:
-        module.train()
-    else:
-        module.eval()
+    hand-written ``train()`` may take no ``mode``; that is train_eval_set_mode's to report). A call
+    into the module: its exception or hang is the module's, naming the call."""
+    call = "train" if training else "eval"
+    with object_call(f"{name}.{call}() (putting {name} back in {call} mode)"):
+        if training:
+            module.train()
+        else:
+            module.eval()
 
 
 def fresh_inputs(ctx: Context) -> tuple[Any, ...]:
@@ -125,10 +138,50 @@ def call_module(
     return ctx.call(what.replace("*inputs)", f"{args_text(ctx)})"), module, *args, **keywords)
 
 
+def _has_lazy_tensors(module: Any) -> bool:
+    """Whether a torch module or a submodule holds a parameter or buffer that a lazy module has not
+    initialised yet (``torch.nn.parameter.is_lazy``). Reads torch's registries, calls nothing."""
+    from torch.nn.parameter import is_lazy
+
+    for sub in module.modules():
+        for registry in ("_parameters", "_buffers"):
+            table = vars(sub).get(registry)
+            if isinstance(table, dict) and any(is_lazy(tensor) for tensor in table.values()):
+                return True
+    return False
+
+
+def initialise_lazy_modules(ctx: Context) -> None:
+    """Run the dry run torch prescribes for a module with lazy submodules (``nn.LazyLinear`` and the
+    other ``Lazy*`` classes, which infer their parameters' shapes from their first input): after it,
+    "the network can be used as usual" (torch/nn/modules/lazy.py, LazyModuleMixin), which is what
+    the clauses are about; a copy taken before it would draw other initial values. In eval mode, with
+    the example arguments; the check's restorer puts the module back uninitialised afterwards. A dry
+    run that raises leaves the check to run on the module as it is: callable_module.call_returns reports
+    the call, and the clauses that call the module are skipped for it."""
+    torch = tensor_module()
+    if torch is None or not isinstance(ctx.obj, torch.nn.Module) or ctx.example_inputs is None:
+        return
+    if ctx.call("m.modules()", _has_lazy_tensors, ctx.obj):
+        with eval_mode(ctx.obj):
+            ctx.attempt(
+                f"m({args_text(ctx)}) (the dry run that initialises m's lazy modules)",
+                ctx.obj,
+                *fresh_inputs(ctx),
+                **fresh_kwargs(ctx),
+            )
+
+
+def preserving_module(func: Callable[[Context], None]) -> Callable[[Context], None]:
+    """:func:`~._preserve.preserving` for a check of a (callable) module: the module's state is put back
+    after the check, which starts on a module whose lazy submodules are initialised."""
+    return preserving(data=False, before=initialise_lazy_modules)(func)
+
+
 @register_check(
     CALLS, protocol=CallableModule, severity="required", needs=("example_inputs",), per_dtype=True
 )
-@preserving(data=False)
+@preserving_module
 def call_returns(ctx: Context) -> None:
     """m(*inputs) returns, in eval mode where the module has one, without raising."""
     module = ctx.obj
@@ -144,7 +197,7 @@ def call_returns(ctx: Context) -> None:
     requires=(CALLS,),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def eval_is_deterministic(ctx: Context) -> None:
     """In eval mode, the same inputs give equal outputs (unless the target declares deterministic=False)."""
     if not ctx.options.deterministic:
@@ -172,31 +225,146 @@ def eval_is_deterministic(ctx: Context) -> None:
     requires=(DETERMINISTIC,),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def call_matches_forward(ctx: Context) -> None:
-    """m(*inputs) returns what m.forward(*inputs) returns."""
+    """m(*inputs) returns what m.forward(*inputs) returns. A torch module with forward hooks or pre-hooks
+    (its own or global ones) is compared the way torch's _call_impl runs them: forward, called with the
+    inputs its pre-hooks passed on, returns what its first forward hook received, and m(*inputs) returns
+    what its last forward hook gave (a hook may replace the output, by design)."""
     module = ctx.obj
+    hooks = _forward_hooks(module)
+    if hooks is not None:
+        _call_matches_forward_around_hooks(ctx, module, hooks)
+        return
     with eval_mode(module):
         called = call_module(ctx, module)
         forwarded = call_module(ctx, module.forward, "m.forward(*inputs)")
-    if not ctx.options.deterministic:
-        # Two calls of a random module draw different numbers, and one that keeps its own generator
-        # draws differently even from seeded global RNGs: only the structure stays comparable.
-        if structure(called) != structure(forwarded):
-            ctx.fail(
-                f"m({args_text(ctx)}) has structure {describe_structure(called)} but "
-                f"m.forward({args_text(ctx)}) has {describe_structure(forwarded)}; expected __call__ to "
-                "return forward's result (deterministic=False: only the structure is compared)",
-                reproduce=f"m.eval(); m({args_text(ctx)}); m.forward({args_text(ctx)})",
-            )
-        return
-    found = close_difference(called, forwarded)
+    found = _output_difference(ctx, called, forwarded)
     if found:
         ctx.fail(
             f"m({args_text(ctx)}) and m.forward({args_text(ctx)}) differ ({found}); expected __call__ "
             f"to return forward's result (m({args_text(ctx)}) gave {describe(called)})",
             reproduce=f"m.eval(); m({args_text(ctx)}) == m.forward({args_text(ctx)})",
         )
+
+
+def _output_difference(ctx: Context, one: Any, two: Any) -> str | None:
+    """How two outputs differ, or None. Under deterministic=False only their structure is compared:
+    two calls of a random module draw different numbers, and one that keeps its own generator draws
+    differently even from seeded global RNGs."""
+    if ctx.options.deterministic:
+        return close_difference(one, two)
+    if structure(one) == structure(two):
+        return None
+    return (
+        f"structure {describe_structure(one)} vs {describe_structure(two)}; deterministic=False: only the "
+        "structure is compared"
+    )
+
+
+def _forward_hooks(module: Any) -> str | None:
+    """The forward hooks and pre-hooks ``module(...)`` runs around ``forward`` (its own, and for a torch
+    module torch's global ones), described (``"1 forward hook"``), or None when there are none. Reads
+    the registries, calls nothing."""
+    own = vars(module) if hasattr(module, "__dict__") else {}
+    counts = {
+        "forward pre-hook": len(own.get("_forward_pre_hooks") or ()),
+        "forward hook": len(own.get("_forward_hooks") or ()),
+    }
+    registry = sys.modules.get("torch.nn.modules.module")
+    torch = tensor_module()
+    if registry is not None and torch is not None and isinstance(module, torch.nn.Module):
+        counts["global forward pre-hook"] = len(getattr(registry, "_global_forward_pre_hooks", ()))
+        counts["global forward hook"] = len(getattr(registry, "_global_forward_hooks", ()))
+    found = [f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts.items() if n]
+    return ", ".join(found) if found else None
+
+
+def _frozen_values(value: Any) -> Any:
+    """``value`` with a copy of each tensor in its place (a later in-place change does not reach it)."""
+    return map_tensors(value, lambda tensor, _: tensor.detach().clone())
+
+
+def _call_matches_forward_around_hooks(ctx: Context, module: Any, hooks: str) -> None:
+    """call_matches_forward for a module with forward hooks (``hooks`` describes them)."""
+    torch = tensor_module()
+    registry = sys.modules.get("torch.nn.modules.module")
+    call = args_text(ctx)
+    if (
+        torch is None
+        or not isinstance(module, torch.nn.Module)
+        or getattr(registry, "_global_forward_hooks", None)
+    ):
+        # No way to see forward's own output inside the call: a global forward hook runs before any
+        # hook of the module's own, and another object's hooks take no options.
+        with eval_mode(module):
+            called = call_module(ctx, module)
+            forwarded = ctx.attempt(
+                f"m.forward({call})", module.forward, *fresh_inputs(ctx), **fresh_kwargs(ctx)
+            )
+        if isinstance(forwarded, Exception) or _output_difference(ctx, called, forwarded):
+            ctx.skip(
+                f"m has {hooks}, which may replace the inputs of forward and its output by design (torch's "
+                "Module._call_impl), and m.forward(*inputs) does not give m(*inputs): the output forward "
+                "gave inside the call cannot be seen to compare it"
+            )
+        return
+    seen: dict[str, Any] = {}
+
+    def last_pre_hook(_module: Any, args: Any, kwargs: Any) -> None:
+        seen["args"], seen["kwargs"] = _frozen_values(args), _frozen_values(kwargs)
+
+    def first_hook(_module: Any, _args: Any, output: Any) -> None:
+        seen["forward"] = _frozen_values(output)
+
+    def last_hook(_module: Any, _args: Any, output: Any) -> None:
+        seen["hooks"] = output
+
+    handles = []
+    try:
+        for what, register in (
+            ("m.register_forward_pre_hook(hook, with_kwargs=True)",
+             lambda: module.register_forward_pre_hook(last_pre_hook, with_kwargs=True)),
+            ("m.register_forward_hook(hook, prepend=True)",
+             lambda: module.register_forward_hook(first_hook, prepend=True)),
+            ("m.register_forward_hook(hook)", lambda: module.register_forward_hook(last_hook)),
+        ):  # fmt: skip
+            handles.append(ctx.call(what, register))
+        with eval_mode(module):
+            called = call_module(ctx, module)
+    finally:
+        for handle in handles:
+            ctx.attempt("handle.remove()", handle.remove)
+    if "hooks" not in seen:
+        ctx.fail(
+            f"m has {hooks}, but m({call}) ran none of the hooks registered to watch it; expected "
+            "__call__ to run forward through nn.Module._call_impl",
+            reproduce=f"m.register_forward_hook(lambda *a: print('hook')); m({call})",
+        )
+    found = _output_difference(ctx, called, seen["hooks"])
+    if found:
+        ctx.fail(
+            f"m({call}) differs from what m's last forward hook gave ({found}); expected __call__ to return "
+            f"the output of forward as m's {hooks} leave it (a __call__ that post-processes it)",
+            reproduce=f"m.register_forward_hook(lambda m, a, out: print(out)); m({call})",
+        )
+    with eval_mode(module):
+        forwarded = ctx.call(
+            "m.forward(*<the inputs m's forward pre-hooks passed on>)",
+            module.forward,
+            *seen["args"],
+            **seen["kwargs"],
+        )
+    found = _output_difference(ctx, forwarded, seen["forward"])
+    if found:
+        ctx.fail(
+            f"m.forward(*<the inputs m's forward pre-hooks passed on>) differs from the output forward gave "
+            f"inside m({call}) ({found}); expected __call__ to return forward's result, which m's {hooks} "
+            "then see",
+            reproduce=f"m.register_forward_hook(lambda m, a, out: print(out), prepend=True); m({call})",
+        )
+    if _output_difference(ctx, called, seen["forward"]):
+        ctx.note(f"m's {hooks} replace the output of forward (by design of hooks)")
 
 
 @register_check(
@@ -206,7 +374,7 @@ def call_matches_forward(ctx: Context) -> None:
     needs=("example_inputs",),
     requires=(CALLS,),
 )
-@preserving(data=False)
+@preserving_module
 def call_runs_forward_once(ctx: Context) -> None:
     """m(*inputs) runs m.forward exactly once, looked up on the instance (so wrappers are honoured);
     on a module with hook registration (torch's, the reference implementation's), a forward pre-hook
@@ -230,10 +398,11 @@ def call_runs_forward_once(ctx: Context) -> None:
         with eval_mode(module):
             call_module(ctx, module)
     finally:
-        if had_own:
-            module.forward = previous
-        else:
-            delattr(module, "forward")
+        with object_call("<m.forward put back as it was>"):
+            if had_own:
+                module.forward = previous
+            else:
+                delattr(module, "forward")
     if len(calls) != 1:
         ctx.fail(
             f"with m.forward replaced by a wrapper on the instance, m({args_text(ctx)}) called it "
@@ -295,7 +464,7 @@ def _check_hooks_run_once(ctx: Context, module: Any) -> None:
     requires=(CALLS,),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def call_preserves_inputs(ctx: Context) -> None:
     """Calling m(*inputs) does not modify the inputs (nor the keyword arguments)."""
     given, reference = fresh_inputs(ctx), fresh_inputs(ctx)
@@ -305,52 +474,62 @@ def call_preserves_inputs(ctx: Context) -> None:
     # A module that cannot be copied is called in eval mode instead, which leaves such state alone.
     copied, error = try_deepcopy(ctx.obj)
     if error is None:
-        call_module(ctx, copied, inputs=given, kwargs=given_kwargs)
+        callee, setup = "copy.deepcopy(m)", ""
+        call_module(ctx, copied, f"{callee}(*inputs)", inputs=given, kwargs=given_kwargs)
     else:
+        callee, setup = "m", "m.eval(); "
         with eval_mode(ctx.obj):
             call_module(ctx, ctx.obj, inputs=given, kwargs=given_kwargs)
     found = difference(given, reference, "inputs") or difference(given_kwargs, reference_kwargs, "kwargs")
     if found:
+        call = f"{callee}({args_text(ctx)})"
+        mode = "" if error is None else " in eval mode (m cannot be deep-copied)"
         ctx.fail(
-            f"m({args_text(ctx)}) modified its inputs ({found}); expected the caller's inputs unchanged "
+            f"{call} modified its inputs{mode} ({found}); expected the caller's inputs unchanged "
             "(in-place operations on inputs corrupt data that is used again, e.g. by a residual "
             "connection or the next epoch)",
-            reproduce=f"before = copy.deepcopy(inputs); m({args_text(ctx)}); inputs == before",
+            reproduce=f"{setup}before = copy.deepcopy(inputs); {call}; inputs == before",
         )
 
 
 def _non_contiguous(value: Any, made: list[str], path: str = "inputs") -> Any:
     """``value`` with every strided tensor of at least one dimension replaced by a non-contiguous
-    tensor of equal values (the names of those made non-contiguous go to ``made``): the last two
-    dimensions laid out transposed (``x.mT.contiguous().mT``, what a transpose or a permute gives),
-    or, for one dimension, every other element of a tensor twice as long (torch's own
-    ``test_non_contiguous_tensors`` does ``repeat_interleave(x, 2, dim=-1)[..., ::2]``). A tensor
-    that cannot be rearranged (a subclass, a nested tensor) is left as it is."""
+    tensor of equal values (the names of those made non-contiguous go to ``made``), through the one
+    walker of values (:mod:`._convert`): the last two dimensions laid out transposed
+    (``x.mT.contiguous().mT``, what a transpose or a permute gives), or, for one dimension, every other
+    element of a tensor twice as long (torch's own ``test_non_contiguous_tensors`` does
+    ``repeat_interleave(x, 2, dim=-1)[..., ::2]``). A tensor that cannot be rearranged (a subclass, a
+    nested tensor) is left as it is."""
+
+    def rearranged(tensor: Any, where: str) -> Any:
+        changed = _rearranged(tensor)
+        if changed is not tensor:
+            made.append(where)
+        return changed
+
+    return map_tensors(value, rearranged, path)
+
+
+def _rearranged(value: Any) -> Any:
+    """``value`` laid out non-contiguously (see :func:`_non_contiguous`), or ``value`` itself."""
     torch = tensor_module()
-    if torch is not None and isinstance(value, torch.Tensor):
-        try:
-            if value.layout != torch.strided or value.is_nested or value.dim() == 0:
-                return value
-            with torch.no_grad():
-                if value.dim() >= 2 and value.shape[-1] > 1 and value.shape[-2] > 1:
-                    changed = value.mT.contiguous().mT
-                else:
-                    changed = torch.repeat_interleave(value, 2, dim=-1)[..., ::2]
-            if changed.is_contiguous() or not torch.equal(changed, value):
-                return value
-            if value.requires_grad and value.is_leaf:
-                changed.requires_grad_(True)
-            made.append(path)
-            return changed
-        except Exception:  # an odd tensor (a subclass without these ops): left contiguous
+    if torch is None or not isinstance(value, torch.Tensor):
+        return value
+    try:
+        if value.layout != torch.strided or value.is_nested or value.dim() == 0:
             return value
-    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-        return type(value)(*(_non_contiguous(v, made, f"{path}[{i}]") for i, v in enumerate(value)))
-    if isinstance(value, (tuple, list)):
-        return type(value)(_non_contiguous(v, made, f"{path}[{i}]") for i, v in enumerate(value))
-    if isinstance(value, dict):
-        return {k: _non_contiguous(v, made, f"{path}[{k!r}]") for k, v in value.items()}
-    return value
+        with torch.no_grad():
+            if value.dim() >= 2 and value.shape[-1] > 1 and value.shape[-2] > 1:
+                changed = value.mT.contiguous().mT
+            else:
+                changed = torch.repeat_interleave(value, 2, dim=-1)[..., ::2]
+        if changed.is_contiguous() or not torch.equal(changed, value):
+            return value
+        if value.requires_grad and value.is_leaf:
+            changed.requires_grad_(True)
+        return changed
+    except Exception:  # an odd tensor (a subclass without these ops): left contiguous
+        return value
 
 
 @register_check(
@@ -361,15 +540,20 @@ def _non_contiguous(value: Any, made: list[str], path: str = "inputs") -> Any:
     requires=(DETERMINISTIC,),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def accepts_non_contiguous_inputs(ctx: Context) -> None:
     """With its tensor inputs made non-contiguous (equal values, another memory layout), m returns
     what it returns for the contiguous inputs."""
     if not ctx.options.deterministic:
         ctx.skip("the target declares deterministic=False: two calls cannot be compared")
     made: list[str] = []
-    inputs = _non_contiguous(fresh_inputs(ctx), made)
-    kwargs = _non_contiguous(fresh_kwargs(ctx), made, "kwargs")
+    inputs, kwargs = ctx.call(
+        "<the example inputs and kwargs made non-contiguous>",
+        lambda: (
+            _non_contiguous(fresh_inputs(ctx), made),
+            _non_contiguous(fresh_kwargs(ctx), made, "kwargs"),
+        ),
+    )
     if not made:
         ctx.skip("no input is a tensor that can be made non-contiguous (at least one dimension of size > 1)")
     module = ctx.obj
@@ -398,7 +582,7 @@ def accepts_non_contiguous_inputs(ctx: Context) -> None:
 
 
 @register_check("callable_module.repr_returns_str", protocol=CallableModule, severity="recommended")
-@preserving(data=False)
+@preserving_module
 def repr_returns_str(ctx: Context) -> None:
     """repr(m) and str(m) return a str (for a torch module, through every submodule's extra_repr).
     Python itself raises TypeError for a __repr__ or __str__ that returns anything else."""

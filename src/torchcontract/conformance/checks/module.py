@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from torchcontract.conformance._calls import object_call
+from torchcontract.conformance._convert import in_dtype, on_device
 from torchcontract.conformance._engine import (
     FACTORY_OFF,
     Context,
@@ -43,7 +45,6 @@ from torchcontract.conformance._values import (
     unflatten,
 )
 from torchcontract.conformance.checks._common import try_deepcopy
-from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks.callable_module import (
     args_text,
     call_module,
@@ -51,6 +52,7 @@ from torchcontract.conformance.checks.callable_module import (
     fresh_inputs,
     fresh_kwargs,
     mode_snapshot,
+    preserving_module,
     restore_modes,
 )
 from torchcontract.protocols import Module
@@ -183,7 +185,7 @@ def _reachable_tensors(module: Any) -> list[tuple[str, Any]]:
 
 
 @register_check(MODE, protocol=Module, severity="required")
-@preserving(data=False)
+@preserving_module
 def train_eval_set_mode(ctx: Context) -> None:
     """train() and eval() return the module itself and set training on it and every submodule;
     train(False) is eval()."""
@@ -237,7 +239,7 @@ def _check_submodule_modes(ctx: Context, module: Any, call: str, expected: bool)
 
 
 @register_check("module.parameters_match_named_parameters", protocol=Module, severity="required")
-@preserving(data=False)
+@preserving_module
 def parameters_match_named_parameters(ctx: Context) -> None:
     """parameters() yields the values of named_parameters(), each once, under unique names."""
     module = ctx.obj
@@ -273,7 +275,7 @@ def parameters_match_named_parameters(ctx: Context) -> None:
     DEEPCOPY, protocol=Module, severity="required", needs=("example_inputs",),
     requires=("callable_module.eval_is_deterministic",), per_dtype=True,
 )  # fmt: skip
-@preserving(data=False)
+@preserving_module
 def deepcopy_is_independent(ctx: Context) -> None:
     """copy.deepcopy(m) gives equal outputs and parameters of its own."""
     module = ctx.obj
@@ -281,7 +283,7 @@ def deepcopy_is_independent(ctx: Context) -> None:
     clone = _copy(ctx)
     with eval_mode(module), _seeded(ctx):
         expected = call_module(ctx, module)
-    with eval_mode(clone), _seeded(ctx):
+    with eval_mode(clone, "copy.deepcopy(m)"), _seeded(ctx):
         copied = call_module(ctx, clone, "copy.deepcopy(m)(*inputs)")
     found = close_difference(copied, expected)
     if found:
@@ -307,8 +309,9 @@ def deepcopy_is_independent(ctx: Context) -> None:
                 )
     finally:
         # A copy that shares parameters was changed through m's own: put m's values back.
-        for parameter, snapshot in saved:
-            _restore(parameter, snapshot)
+        with object_call("<m's parameters put back after changing the copy's>"):
+            for parameter, snapshot in saved:
+                _restore(parameter, snapshot)
 
 
 def _restore(parameter: Any, snapshot: Any) -> None:
@@ -410,7 +413,7 @@ def _first_line(error: BaseException) -> str:
     requires=("callable_module.eval_is_deterministic", DEEPCOPY),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def state_dict_round_trip(ctx: Context) -> None:
     """Loading m.state_dict() (through torch.save and torch.load(weights_only=True) for a torch module)
     into a fresh instance (the factory option) or a deep copy whose every tensor was changed restores
@@ -443,7 +446,7 @@ def state_dict_round_trip(ctx: Context) -> None:
     for _, tensor in changed:
         _perturb(tensor)
     ctx.call(f"{name}.load_state_dict(m.state_dict())", target.load_state_dict, state)
-    with eval_mode(target), _seeded(ctx):
+    with eval_mode(target, name), _seeded(ctx):
         restored = call_module(ctx, target, f"{name}(*inputs)")
     found = close_difference(restored, expected)
     if found:
@@ -471,7 +474,7 @@ def state_dict_round_trip(ctx: Context) -> None:
     severity="required",
     requires=(DEEPCOPY,),
 )
-@preserving(data=False)
+@preserving_module
 def load_state_dict_strict_rejects_bad_keys(ctx: Context) -> None:
     """load_state_dict(state, strict=True) raises on a missing key and on an unexpected key."""
     state = dict(ctx.call("m.state_dict()", ctx.obj.state_dict))
@@ -516,7 +519,7 @@ def _is_cleared(gradient: Any) -> bool:
 @register_check(
     "module.zero_grad_clears_gradients", protocol=Module, severity="recommended", requires=(DEEPCOPY,)
 )
-@preserving(data=False)
+@preserving_module
 def zero_grad_clears_gradients(ctx: Context) -> None:
     """After zero_grad(), every parameter's gradient is None or zero."""
     clone = _copy(ctx)
@@ -554,22 +557,14 @@ def _torch_module(ctx: Context) -> Any:
     return torch
 
 
-def _map_tensors(value: Any, convert: Any) -> Any:
-    """``value`` with ``convert(t)`` in place of every tensor ``t`` in its tuples, lists and dicts
-    (rebuilt in their types, dict keys in their own order: a forward may iterate them)."""
-    if is_tensor(value):
-        return convert(value)
-    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-        return type(value)(*(_map_tensors(item, convert) for item in value))
-    if isinstance(value, (tuple, list)):
-        return type(value)(_map_tensors(item, convert) for item in value)
-    if isinstance(value, dict):
-        return {key: _map_tensors(item, convert) for key, item in value.items()}
-    return value
-
-
-def _to_device(value: Any, device: Any) -> Any:
-    return _map_tensors(value, lambda tensor: tensor.to(device))
+def _arguments_on(ctx: Context, device: Any, label: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Fresh example inputs and kwargs moved to ``device`` (shown as ``label``) by the one walker of
+    values (:mod:`._convert`): a container with its own ``.to()`` (a TensorDict, a BatchEncoding) is
+    moved by it. A call into the object: the containers' own code runs."""
+    return ctx.call(
+        f"<the example inputs and kwargs>.to({label!r})",
+        lambda: (on_device(fresh_inputs(ctx), device), on_device(fresh_kwargs(ctx), device)),
+    )
 
 
 def _on(tensor: Any, device: Any) -> bool:
@@ -679,7 +674,7 @@ def _outputs_on(ctx: Context, output: Any, device: Any, label: str, what: str) -
     requires=(DEEPCOPY,),
     per_device=True,
 )
-@preserving(data=False)
+@preserving_module
 def to_device(ctx: Context) -> None:
     """m.to(device) returns m and moves every parameter and buffer; outputs land on that device. On the
     CPU, a copy moved to the meta device runs too, so that a tensor or submodule .to() does not move
@@ -694,10 +689,9 @@ def to_device(ctx: Context) -> None:
             reproduce=f"m.to({ctx.device!r}) is m",
         )
     _moved_tensors(ctx, clone, device, ctx.device)
-    inputs = _to_device(fresh_inputs(ctx), device)
-    kwargs = _to_device(fresh_kwargs(ctx), device)
+    inputs, kwargs = _arguments_on(ctx, device, ctx.device)
     what = f"m.to({ctx.device!r})({args_text(ctx)} on {ctx.device})"
-    with eval_mode(clone):
+    with eval_mode(clone, "copy.deepcopy(m)"):
         output = ctx.call(what, clone, *inputs, **kwargs)
     _outputs_on(ctx, output, device, ctx.device, what)
     if device.type == "cpu":
@@ -718,10 +712,19 @@ def _meta_probe(ctx: Context, torch: Any) -> None:
             "device (run with device='cuda')"
         )
     _moved_tensors(ctx, clone, meta, "meta")
-    inputs = _to_device(fresh_inputs(ctx), meta)
-    kwargs = _to_device(fresh_kwargs(ctx), meta)
+    moving = "<the example inputs and kwargs>.to('meta')"
+    arguments = ctx.attempt(
+        moving, lambda: (on_device(fresh_inputs(ctx), meta), on_device(fresh_kwargs(ctx), meta))
+    )
+    if isinstance(arguments, Exception):
+        ctx.skip(
+            f"m.to('cpu') passed; {moving} raised {type(arguments).__name__}: {_first_line(arguments)}, so "
+            "tensors that .to() leaves behind cannot be found without a second device (run with "
+            "device='cuda')"
+        )
+    inputs, kwargs = arguments
     what = f"copy.deepcopy(m).to('meta')({args_text(ctx)} on meta)"
-    with eval_mode(clone):
+    with eval_mode(clone, "copy.deepcopy(m)"):
         output = ctx.attempt(what, clone, *inputs, **kwargs)
     if isinstance(output, Exception):
         if not _is_device_mismatch(output):
@@ -770,7 +773,7 @@ def _tf32_off(torch: Any) -> Iterator[None]:
     per_device=True,
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def device_parity(ctx: Context) -> None:
     """On a CUDA device, outputs match CPU outputs within torch.testing.assert_close's tolerances (or
     the target's parity_tolerance), with TF32 off."""
@@ -782,13 +785,13 @@ def device_parity(ctx: Context) -> None:
     with eval_mode(ctx.obj):
         expected = call_module(ctx, ctx.obj)
     clone = _copy(ctx).to(device)
-    inputs = _to_device(fresh_inputs(ctx), device)
-    kwargs = _to_device(fresh_kwargs(ctx), device)
+    inputs, kwargs = _arguments_on(ctx, device, ctx.device)
     what = f"m.to({ctx.device!r})({args_text(ctx)} on {ctx.device})"
-    with _tf32_off(torch), eval_mode(clone):
+    with _tf32_off(torch), eval_mode(clone, "copy.deepcopy(m)"):
         output = ctx.call(what, clone, *inputs, **kwargs)
     tolerance = ctx.options.parity_tolerance
-    found = close_difference(_to_device(output, torch.device("cpu")), expected, tolerance=tolerance)
+    on_cpu = ctx.call(f"<the output of {what}>.to('cpu')", on_device, output, torch.device("cpu"))
+    found = close_difference(on_cpu, expected, tolerance=tolerance)
     if found:
         within = (
             "torch.testing.assert_close's default tolerances for the dtype"
@@ -810,7 +813,7 @@ def _gradients(ctx: Context, module: Any, inputs: Any, kwargs: Any, what: str) -
     from a backward pass of the sum of its floating-point outputs (``{name: grad}``, None ones left out)."""
     for _, parameter in module.named_parameters():
         parameter.grad = None  # a copy may carry the gradients m had
-    with eval_mode(module):
+    with eval_mode(module, "copy.deepcopy(m)"):
         output = ctx.call(what, module, *inputs, **kwargs)
     tracked = [leaf for _, leaf in _float_leaves(output) if leaf.requires_grad]
     ctx.call(f"{BACKWARD_OF_SUM} after {what}", _backward_of_sum, tensor_module(), tracked)
@@ -831,7 +834,7 @@ def _gradients(ctx: Context, module: Any, inputs: Any, kwargs: Any, what: str) -
     per_device=True,
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def device_round_trip(ctx: Context) -> None:
     """On a CUDA device, the parameters' gradients from a backward pass agree with the CPU ones (within
     assert_close's tolerances or parity_tolerance, TF32 off), and a copy moved to the device and back
@@ -849,8 +852,7 @@ def device_round_trip(ctx: Context) -> None:
         expected = call_module(ctx, ctx.obj)
     moved = _copy(ctx)
     ctx.call(f"copy.deepcopy(m).to({ctx.device!r})", moved.to, device)
-    inputs = _to_device(fresh_inputs(ctx), device)
-    kwargs = _to_device(fresh_kwargs(ctx), device)
+    inputs, kwargs = _arguments_on(ctx, device, ctx.device)
     what = f"m.to({ctx.device!r})({call} on {ctx.device})"
     with _tf32_off(torch):
         _, grads = _gradients(ctx, moved, inputs, kwargs, what)
@@ -872,7 +874,7 @@ def device_round_trip(ctx: Context) -> None:
             )
     ctx.call(f"copy.deepcopy(m).to({ctx.device!r}).to('cpu')", moved.to, cpu)
     back = f"copy.deepcopy(m).to({ctx.device!r}).to('cpu')({call})"
-    with eval_mode(moved):
+    with eval_mode(moved, "copy.deepcopy(m)"):
         output = ctx.call(back, moved, *fresh_inputs(ctx), **fresh_kwargs(ctx))
     found = close_difference(output, expected)
     if found:
@@ -921,7 +923,7 @@ def _listed(names: list[str], limit: int = 5) -> str:
     requires=(DEEPCOPY,),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def backward_reaches_parameters(ctx: Context) -> None:
     """In train mode, a backward pass from the sum of the floating-point outputs gives every parameter
     with requires_grad a gradient (unless the target declares unused_parameters=True)."""
@@ -967,22 +969,39 @@ def backward_reaches_parameters(ctx: Context) -> None:
     )
 
 
-def _to_dtype(value: Any, dtype: Any) -> Any:
-    """``value`` with every floating-point tensor converted to ``dtype`` (containers rebuilt)."""
-    return _map_tensors(value, lambda tensor: tensor.to(dtype) if tensor.is_floating_point() else tensor)
+def _output_with(value: Any, convert: Any) -> Any | None:
+    """``value`` with ``convert(t)`` in place of every tensor ``t``, also inside objects compared by their
+    attributes (a ``torch.distributions.Normal`` output's ``loc``): rebuilt through the one traversal of
+    values, whose mapping order does not count in a comparison. None when it cannot be rebuilt so (a
+    cycle, an object that cannot be rebuilt from its attributes)."""
+    spec, found = flatten(value, objects=True)
+    converted = [convert(leaf) if is_tensor(leaf) else leaf for leaf in found]
+    try:
+        return unflatten(spec, converted)
+    except (TypeError, ValueError):
+        return None
 
 
 def _compared_in(value: Any, dtype: Any) -> Any:
-    """``value`` with every floating-point tensor converted to ``dtype`` for a comparison, also inside
-    objects compared by their attributes (a ``torch.distributions.Normal`` output's ``loc``): rebuilt
-    through the one traversal of values, whose mapping order does not count in a comparison. A value
-    that cannot be rebuilt so is converted in its containers only."""
-    spec, found = flatten(value, objects=True)
-    converted = [leaf.to(dtype) if is_tensor(leaf) and leaf.is_floating_point() else leaf for leaf in found]
-    try:
-        return unflatten(spec, converted)
-    except (TypeError, ValueError):  # a cycle, an object that cannot be rebuilt from its attributes
-        return _to_dtype(value, dtype)
+    """``value`` with every floating-point tensor converted to ``dtype`` for a comparison (see
+    :func:`_output_with`); a value that cannot be rebuilt so is converted in its containers only."""
+    converted = _output_with(value, lambda leaf: leaf.to(dtype) if leaf.is_floating_point() else leaf)
+    return in_dtype(value, dtype) if converted is None else converted
+
+
+def _frozen(output: Any) -> Any:
+    """``output`` with a copy of each tensor's current values in its place (see :func:`_output_with`):
+    an output that holds one of the module's own tensors (``return self.weight``, a distribution built
+    from ``self.loc``) does not follow a later in-place change of that tensor. A value that cannot be
+    rebuilt so is kept as it is."""
+    frozen = _output_with(output, _copy_or_same)
+    return output if frozen is None else frozen
+
+
+def _copy_or_same(tensor: Any) -> Any:
+    """A copy of ``tensor``'s values, or ``tensor`` itself when its type cannot be cloned."""
+    copied = _clone(tensor)
+    return tensor if copied is None else copied
 
 
 # float32 against float64 (the rounding of float32 through a few layers, not a bug): looser than
@@ -997,7 +1016,7 @@ DTYPE_TOLERANCE = (1e-3, 1e-4)
     needs=("torch", "example_inputs"),
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
 )
-@preserving(data=False)
+@preserving_module
 def to_dtype(ctx: Context) -> None:
     """m.to(torch.float64) returns m, converts every floating-point parameter and buffer to float64
     (integer ones keep their dtype), and with float64 inputs the outputs are float64 and close to the
@@ -1036,10 +1055,12 @@ def to_dtype(ctx: Context) -> None:
             )
     with eval_mode(ctx.obj), _seeded(ctx):
         expected_output = call_module(ctx, ctx.obj)
-    inputs = _to_dtype(fresh_inputs(ctx), double)
-    kwargs = _to_dtype(fresh_kwargs(ctx), double)
+    inputs, kwargs = ctx.call(
+        "<the example inputs and kwargs>.to(torch.float64)",
+        lambda: (in_dtype(fresh_inputs(ctx), double), in_dtype(fresh_kwargs(ctx), double)),
+    )
     what = f"copy.deepcopy(m).to(torch.float64)({args_text(ctx)} in float64)"
-    with eval_mode(clone), _seeded(ctx):
+    with eval_mode(clone, "copy.deepcopy(m)"), _seeded(ctx):
         output = ctx.attempt(what, clone, *inputs, **kwargs)
     reproduce = f"m.to(torch.float64)(*[x.double() for x in inputs]) vs m({args_text(ctx)})"
     if isinstance(output, Exception):
@@ -1068,13 +1089,116 @@ def to_dtype(ctx: Context) -> None:
     found = close_difference(
         _compared_in(output, double), _compared_in(expected_output, double), tolerance=DTYPE_TOLERANCE
     )
-    if found:
+    if not found:
+        return
+    decision = _diverging_decision(ctx, torch, clone)
+    if decision is None:
         ctx.fail(
             f"{what} differs from m({args_text(ctx)}) ({found}); expected "
             f"agreement within rtol={DTYPE_TOLERANCE[0]}, atol={DTYPE_TOLERANCE[1]} (float64 computes "
-            "the same function, more precisely)",
+            "the same function, more precisely, and both runs took the same discrete decisions)",
             reproduce=reproduce,
         )
+    shape = _structure_difference(_compared_in(output, double), _compared_in(expected_output, double))
+    if shape:
+        ctx.fail(
+            f"{what} differs from m({args_text(ctx)}) in {shape}; expected outputs of the same structure",
+            reproduce=reproduce,
+        )
+    ctx.note(
+        f"the float64 outputs differ from the float32 ones ({found}), but the two runs took different "
+        f"discrete decisions first ({decision}: a sort, top-k, argmax or threshold over values that tie or "
+        "nearly tie in float32), so only their structure and dtypes were compared"
+    )
+
+
+# The ops that compute a step function of floating-point values with a floating-point result (integer
+# valued): decisions, like every op that makes an integer or bool tensor from floating-point ones.
+_STEP_OPS = frozenset({"floor", "ceil", "round", "trunc", "sign", "floor_divide", "histc"})
+# How much of a run's decisions is recorded (a comparison mask per layer of a big model adds up).
+_MAX_DECISIONS = 100_000
+_MAX_DECISION_BYTES = 256 << 20
+
+Decision = tuple[str, tuple[Any, ...]]
+
+
+def _decisions(torch: Any, module: Any, inputs: Any, kwargs: Any) -> list[Decision]:
+    """The discrete decisions of ``module(*inputs, **kwargs)``, in the order torch's dispatcher runs
+    them: (op, its integer or bool outputs) for every op with a floating-point tensor input and such an
+    output (a comparison, ``argmax``, ``sort``/``topk`` indices, a cast to an integer dtype, torchvision's
+    ``nms``), and (op, its output) for the step functions of :data:`_STEP_OPS`."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    found: list[Decision] = []
+    left = [_MAX_DECISION_BYTES]
+
+    def floating(tensor: Any) -> bool:
+        return bool(tensor.is_floating_point() or tensor.is_complex())
+
+    class Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's mode is untyped
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            if left[0] <= 0 or len(found) >= _MAX_DECISIONS:
+                return out
+            given = [leaf for leaf in tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)]
+            if not any(floating(tensor) for tensor in given):
+                return out
+            made = [leaf for leaf in tree_leaves(out) if isinstance(leaf, torch.Tensor)]
+            decided = [tensor for tensor in made if not floating(tensor)]
+            if not decided and func.overloadpacket.__name__.rstrip("_") in _STEP_OPS:
+                decided = made
+            if decided:
+                # "aten.topk", "torchvision.nms": the op's namespace and name
+                found.append((str(func.overloadpacket), tuple(tensor.detach().clone() for tensor in decided)))
+                left[0] -= sum(tensor.numel() * tensor.element_size() for tensor in decided)
+            return out
+
+    with Recorder():  # type: ignore[no-untyped-call]
+        module(*inputs, **kwargs)
+    return found
+
+
+def _diverging_decision(ctx: Context, torch: Any, clone: Any) -> str | None:
+    """Where m (in float32) and ``clone`` (in float64) first take different discrete decisions on the
+    example inputs: the op, numbered by its place among the decisions, whose integer outputs differ
+    (the two runs then compute on different branches, and their outputs differ by design); None when
+    they take the same decisions, or their paths part some other way (another op), or the runs cannot
+    be recorded."""
+    double = torch.float64
+    recorded = []
+    for name, module, convert in (("m", ctx.obj, False), ("copy.deepcopy(m)", clone, True)):
+        inputs, kwargs = fresh_inputs(ctx), fresh_kwargs(ctx)
+        if convert:
+            inputs, kwargs = in_dtype(inputs, double), in_dtype(kwargs, double)
+        with eval_mode(module, name), _seeded(ctx):
+            run = ctx.attempt(
+                f"{name}({args_text(ctx)}) (its discrete decisions recorded)",
+                _decisions,
+                torch,
+                module,
+                inputs,
+                kwargs,
+            )
+        if isinstance(run, Exception):
+            return None
+        recorded.append(run)
+    for number, ((op, made), (other_op, other)) in enumerate(zip(*recorded, strict=False), start=1):
+        if op != other_op:
+            return None
+        if len(made) != len(other) or not all(
+            _same_decision(one, two) for one, two in zip(made, other, strict=True)
+        ):
+            return f"decision {number}, {op}"
+    return None
+
+
+def _same_decision(one: Any, two: Any) -> bool:
+    if one.shape != two.shape:
+        return False
+    if one.is_floating_point():  # a step function's integer values
+        return bool((one.double() == two.double()).all())
+    return bool((one == two.to(one.dtype)).all())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1102,7 +1226,7 @@ FUNCTIONAL_CALL = "torch.func.functional_call"
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def functional_call_matches_call(ctx: Context) -> None:
     """torch.func.functional_call(m, state, inputs) computes what m computes holding ``state``: with m's
     own parameters and buffers it equals m(*inputs), and with changed ones it equals m with its own
@@ -1114,8 +1238,10 @@ def functional_call_matches_call(ctx: Context) -> None:
     if not any(_is_floating(tensor) for tensor in own.values()):
         ctx.skip("the module has no floating-point parameter or buffer to pass to functional_call")
     call = args_text(ctx)
+    # Outputs are kept as values (_frozen): m's tensors are changed in place below, and an output may
+    # hold one of them (return self.weight, a distribution built from self.loc).
     with eval_mode(ctx.obj), _seeded(ctx):
-        expected = call_module(ctx, ctx.obj)
+        expected = _frozen(call_module(ctx, ctx.obj))
     what = f"{FUNCTIONAL_CALL}(m, dict(m.named_parameters()) | dict(m.named_buffers()), inputs)"
     with eval_mode(ctx.obj), _seeded(ctx):
         swapped = ctx.attempt(
@@ -1172,8 +1298,10 @@ def functional_call_matches_call(ctx: Context) -> None:
             reference = ctx.attempt(
                 f"m({call}) with its tensors + 0.5", ctx.obj, *fresh_inputs(ctx), **fresh_kwargs(ctx)
             )
+        if not isinstance(reference, Exception):
+            reference = _frozen(reference)
     finally:
-        with torch.no_grad():
+        with torch.no_grad(), object_call("<m's tensors put back after adding 0.5 to them in place>"):
             for tensor, before in changed_in_place:
                 tensor.copy_(before)
     if kept:
@@ -1235,6 +1363,29 @@ def _clone(tensor: Any) -> Any:
         return None
 
 
+def _shared_with(built: dict[str, Any], names: list[str], own: dict[str, Any]) -> str:
+    """Which of ``names`` (tensors of the built module) share memory with a tensor of m: the factory
+    captured it; "" when none does."""
+    memory: dict[int, str] = {}
+    for name, tensor in own.items():
+        memory.setdefault(_memory_address(tensor), name)
+    memory.pop(0, None)  # no memory (a meta tensor), or none that can be read
+    shared = [
+        f"built's {name!r} shares memory with m's {memory[address]!r}"
+        for name in names
+        if (address := _memory_address(built[name])) in memory
+    ]
+    return ", ".join(shared[:3])
+
+
+def _memory_address(tensor: Any) -> int:
+    """Where a tensor's storage starts; 0 when it has none that can be read (a tensor subclass)."""
+    try:
+        return int(tensor.untyped_storage().data_ptr())
+    except Exception:
+        return 0
+
+
 def _uninitialised(torch: Any, tensor: Any) -> None:
     """Stand-in for the values ``to_empty`` leaves (whatever the allocator gives): NaN in floating-point
     tensors, so that a tensor nothing initialises afterwards shows, the same way on every run."""
@@ -1250,7 +1401,7 @@ def _uninitialised(torch: Any, tensor: Any) -> None:
     needs=("torch", "example_inputs", "factory"),
     requires=("module.state_dict_round_trip", "callable_module.eval_is_deterministic"),
 )
-@preserving(data=False)
+@preserving_module
 def builds_on_meta_device(ctx: Context) -> None:
     """The target's factory, under ``torch.device('meta')``, builds the module with every parameter and
     buffer on meta; after ``to_empty(device='cpu')`` (its values uninitialised), ``reset_parameters()``
@@ -1275,10 +1426,17 @@ def builds_on_meta_device(ctx: Context) -> None:
     tensors = ctx.call("built.named_parameters(), built.named_buffers()", _tensors_by_name, built)
     allocated = [name for name, tensor in tensors.items() if tensor.device.type != "meta"]
     if allocated:
+        own = ctx.call("m.named_parameters(), m.named_buffers()", _tensors_by_name, ctx.obj)
+        shared = _shared_with(tensors, allocated, own)
+        also = f"; {shared}" if shared else ""
+        it = "it" if len(allocated) == 1 else "them"
         ctx.fail(
             f"{build} put {_listed(allocated)} on {tensors[allocated[0]].device}; expected every "
-            "parameter and buffer on meta (a tensor made with an explicit device=, or from NumPy with "
-            "torch.from_numpy, allocates memory during the construction meant to allocate none)",
+            f"parameter and buffer on meta (likely cause: the factory creates {it} with an explicit "
+            "device, such as device='cpu', .to('cpu') or .cpu(), or captures a tensor that already exists: "
+            "one made outside the factory, a pretrained weight passed in, a copy of a built module, or "
+            f"one converted from NumPy with torch.from_numpy{also}; such a tensor allocates memory during "
+            "the construction meant to allocate none)",
             reproduce=f"{build}; [n for n, t in built.state_dict().items() if not t.is_meta]",
         )
     ctx.call("built.to_empty(device='cpu')", built.to_empty, device="cpu")
@@ -1297,7 +1455,7 @@ def builds_on_meta_device(ctx: Context) -> None:
     call = args_text(ctx)
     with eval_mode(ctx.obj), _seeded(ctx):
         expected = call_module(ctx, ctx.obj)
-    with eval_mode(built), _seeded(ctx):
+    with eval_mode(built, "built"), _seeded(ctx):
         output = ctx.attempt(f"built({call})", built, *fresh_inputs(ctx), **fresh_kwargs(ctx))
     loaded = set(state)
     unset = [
@@ -1359,7 +1517,7 @@ def _reset_compiler() -> None:
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def compile_matches_eager(ctx: Context) -> None:
     """With the declaration compile=True: torch.compile of a deep copy with the "aot_eager" backend
     returns the eager outputs in eval mode (within assert_close's tolerances); on a difference, the
@@ -1412,7 +1570,7 @@ def _compiled_difference(ctx: Context, torch: Any, backend: str, expected: Any) 
         compiled = ctx.call(
             f"torch.compile(copy.deepcopy(m), backend={backend!r})", torch.compile, clone, backend=backend
         )
-        with eval_mode(clone), _seeded(ctx):
+        with eval_mode(clone, "copy.deepcopy(m)"), _seeded(ctx):
             output = ctx.attempt(what, compiled, *fresh_inputs(ctx), **fresh_kwargs(ctx))
     finally:
         _reset_compiler()
@@ -1452,7 +1610,7 @@ def _opaque_output(torch: Any, output: Any) -> str | None:
     requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
     per_dtype=True,
 )
-@preserving(data=False)
+@preserving_module
 def export_matches_eager(ctx: Context) -> None:
     """With the declaration export=True: torch.export.export of a deep copy in eval mode, with the
     example inputs, succeeds, and the exported program's module returns the eager outputs."""

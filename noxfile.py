@@ -23,6 +23,9 @@ DEFAULT_PYTHON = "3.11"
 TORCH_WITH_VISION = ["torch==2.14.1", "torchvision==0.29.1"]
 # torchdata's StatefulDataLoader is a correct object of the Stateful tests (skipped where absent).
 TORCH_BUILDS = {"2.13.0": ["torch==2.13.0"], "2.14.1": [*TORCH_WITH_VISION, "torchdata==0.11.0"]}
+# The typing cases run under pyright too, at a pinned version: a new release may change its verdicts.
+# The [nodejs] extra brings Node.js as a wheel (pyright runs on it; nothing is downloaded at run time).
+PYRIGHT = "pyright[nodejs]==1.1.414"
 # Many cores make pytest-xdist worth its start-up; CI has two.
 WORKERS = os.environ.get("TORCHCONTRACT_TEST_WORKERS", "auto")
 
@@ -68,14 +71,16 @@ def tests_numpy1(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON, tags=["ci"])
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the installed package (Python 3.10 and 3.13 rules), then the typing cases."""
+    """mypy --strict over the installed package (Python 3.10 and 3.13 rules), then the typing cases under
+    mypy and pyright (which must be there: its tests fail instead of skipping)."""
     packages = ["-p", "torchcontract.protocols", "-p", "torchcontract.conformance"]
     packages += ["-p", "torchcontract.reference_impl"]
     try:
-        session.install(".[test]", *TORCH_BUILDS["2.13.0"])
+        session.install(".[test]", PYRIGHT, *TORCH_BUILDS["2.13.0"])
         for version in ("3.10", "3.13"):
             session.run("mypy", "--strict", "--python-version", version, *packages)
-        session.run("python", "-m", "pytest", "tests/typing", *session.posargs)
+        require_pyright = {"TORCHCONTRACT_REQUIRE_PYRIGHT": "1"}
+        session.run("python", "-m", "pytest", "tests/typing", *session.posargs, env=require_pyright)
     finally:
         _discard_venv(session)
 

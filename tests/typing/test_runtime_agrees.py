@@ -2,9 +2,10 @@
 
 The verdict table is the module-level ``ok_<what>: <Protocol> = <expr>`` (mypy accepts) and ``bad_<what>:
 <Protocol> = <expr>  # type: ignore[assignment]`` (mypy rejects) assignments of the case files:
-``test_cases.py`` proves each verdict with mypy, and here the case module is imported and each value
-checked with ``isinstance`` against the protocol. ``CollateFn`` is not runtime-checkable; its run-time
-counterpart is ``callable()``.
+``test_cases.py`` proves each verdict with mypy and with pyright (whose verdict is the same but where the
+line carries a ``# pyright only:`` or ``# mypy only:`` marker), and here the case module is imported and
+each value checked with ``isinstance`` against the protocol. ``CollateFn`` is not runtime-checkable; its
+run-time counterpart is ``callable()``.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ TYPE_ARGUMENTS = "isinstance ignores type arguments: a MapDataset[int] is a MapD
 SIGNATURE = "isinstance checks that a member exists, not its parameters, return type or attribute type"
 CALLABLE = "CollateFn's run-time counterpart is callable(), which cannot see parameters or types"
 GETATTR = (
-    "mypy resolves every member through __getattr__; isinstance does too before Python 3.12 (hasattr), "
-    "but not from 3.12 on (inspect.getattr_static), and the target must have the members"
+    "mypy resolves every member through __getattr__ (pyright does not); isinstance does too before "
+    "Python 3.12 (hasattr), but not from 3.12 on (inspect.getattr_static), and the target must have them"
 )
 GETATTR_SEEN = sys.version_info < (3, 12)
 

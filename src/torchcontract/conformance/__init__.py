@@ -4,15 +4,14 @@
 :class:`Report`; ``CHECKS`` is the registry (one entry per clause of SPEC.md, same ids).
 
 The names are imported on first use (PEP 562), so that importing the pytest plugin, which pytest
-does at every start, imports neither the engine nor NumPy.
+does at every start, imports neither the engine nor NumPy. Type checkers see real imports instead of
+the module's ``__getattr__``: to them, as at run time, a misspelt name is an error, not ``Any``.
 """
 
-from __future__ import annotations
+import importlib as _importlib
+import typing as _typing
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from torchcontract.conformance._check_distributed import check_distributed
     from torchcontract.conformance._engine import (
         DEFAULT_TIME_BUDGET_S,
@@ -77,15 +76,21 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def _import_on_first_use(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    importlib.import_module(f"{__name__}.checks")  # the built-in checks are registered first
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    _importlib.import_module(f"{__name__}.checks")  # the built-in checks are registered first
+    value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted(__all__)
+
+
+if not _typing.TYPE_CHECKING:
+    # Bound at run time only: a module __getattr__ that a type checker sees turns every name, a
+    # misspelt one too, into a valid attribute (of its return type).
+    __getattr__ = _import_on_first_use

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torchcontract
 from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
     readable_file,
@@ -417,6 +418,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torchcontract", description="Check objects against the contracts of PyTorch's data model."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {torchcontract.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def run_options(command: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ class CallableModule(Protocol):
     honoured, as ``torch.nn.Module.__call__`` does). Calling must not modify its inputs.
 
     Both members take ``*args: Any, **kwargs: Any`` because ``torch.nn.Module`` declares them as
-    ``Callable[..., Any]``: mypy therefore cannot check call signatures through this protocol.
+    ``Callable[..., Any]``: type checkers therefore cannot check call signatures through this protocol.
     """
 
     def forward(self, *args: Any, **kwargs: Any) -> Any: ...

@@ -35,9 +35,15 @@ bad_wrong_batch_type: CollateFn[int, str] = collate_ints  # type: ignore[assignm
 bad_wrong_sample_type: CollateFn[str, list[int]] = collate_ints  # type: ignore[assignment]
 # Invariance: a function of list[int] is not a CollateFn[object, ...] (it could be given a list of str)...
 bad_invariant_narrower: CollateFn[object, object] = collate_ints  # type: ignore[assignment]
-# ...nor is a CollateFn[object, ...] a CollateFn[int, ...]: list[int] is not a list[object].
-object_collate: CollateFn[object, object] = collate_anything
-bad_invariant_wider: CollateFn[int, object] = object_collate  # type: ignore[assignment]
+# ...nor is a CollateFn[object, ...] a CollateFn[int, ...]: list[int] is not a list[object]. (The value
+# comes from a function: pyright narrows a variable's declared type to the type of the value assigned.)
+
+
+def object_collate() -> CollateFn[object, object]:
+    return collate_anything
+
+
+bad_invariant_wider: CollateFn[int, object] = object_collate()  # type: ignore[assignment]
 
 
 # --- using the protocol in annotations -------------------------------------------------------------------

@@ -23,11 +23,13 @@ ok_dict_keyed_by_int: MapDataset[str] = by_index
 
 # --- __getattr__: mypy takes an object that forwards attributes for anything -------------------------------
 # At run time len(proxy), proxy[0] and iter(proxy) fail: Python looks special methods up on the type.
-# isinstance says True on Python < 3.12 where the target has the members (hasattr goes through
-# __getattr__), and False from 3.12 on (it looks members up with inspect.getattr_static).
-ok_forwarding_as_map_dataset: MapDataset[int] = Forwarding(PlainMapDataset())
-ok_forwarding_as_iterable_dataset: IterableDataset[int] = Forwarding(PlainIterable())
-ok_forwarding_as_sampler: Sampler[int] = Forwarding(PlainIterable())
-ok_forwarding_as_loader: Loader[int] = Forwarding(PlainIterable())
-ok_forwarding_as_module: Module = Forwarding(PlainModule())
-ok_forwarding_anything_as_module: Module = Forwarding(None)  # mypy cannot see the target
+# mypy cannot see the target: Forwarding(None) passes too. isinstance says True on Python < 3.12 where the
+# target has the members (hasattr goes through __getattr__), and False from 3.12 on (it looks members up
+# with inspect.getattr_static). pyright, like isinstance from 3.12 on, does not look protocol members up
+# through __getattr__.
+ok_forwarding_as_map_dataset: MapDataset[int] = Forwarding(PlainMapDataset())  # pyright: ignore[reportAssignmentType]  # pyright only: it finds no protocol member through __getattr__
+ok_forwarding_as_iterable_dataset: IterableDataset[int] = Forwarding(PlainIterable())  # pyright: ignore[reportAssignmentType]  # pyright only: it finds no protocol member through __getattr__
+ok_forwarding_as_sampler: Sampler[int] = Forwarding(PlainIterable())  # pyright: ignore[reportAssignmentType]  # pyright only: it finds no protocol member through __getattr__
+ok_forwarding_as_loader: Loader[int] = Forwarding(PlainIterable())  # pyright: ignore[reportAssignmentType]  # pyright only: it finds no protocol member through __getattr__
+ok_forwarding_as_module: Module = Forwarding(PlainModule())  # pyright: ignore[reportAssignmentType]  # pyright only: it finds no protocol member through __getattr__
+ok_forwarding_anything_as_module: Module = Forwarding(None)  # pyright: ignore[reportAssignmentType]  # pyright only: it finds no protocol member through __getattr__

@@ -41,9 +41,20 @@ bad_len_returns_float: MapDataset[int] = LenReturnsFloat()  # type: ignore[assig
 # --- rejected: the wrong sample type -------------------------------------------------------------------
 bad_int_samples_as_str: MapDataset[str] = PlainMapDataset()  # type: ignore[assignment]
 bad_str_samples_as_int: MapDataset[int] = StrMapDataset()  # type: ignore[assignment]
-int_dataset: MapDataset[int] = PlainMapDataset()
-bad_map_dataset_of_int_as_str: MapDataset[str] = int_dataset  # type: ignore[assignment]
-bad_object_samples_as_int: MapDataset[int] = ok_plain_as_object  # type: ignore[assignment]
+
+
+# Values typed as the protocol come from functions: pyright narrows a variable's declared type to the type
+# of the value assigned (`ok_plain_as_object` is a PlainMapDataset to it).
+def int_dataset() -> MapDataset[int]:
+    return PlainMapDataset()
+
+
+def object_dataset() -> MapDataset[object]:
+    return PlainMapDataset()
+
+
+bad_map_dataset_of_int_as_str: MapDataset[str] = int_dataset()  # type: ignore[assignment]
+bad_object_samples_as_int: MapDataset[int] = object_dataset()  # type: ignore[assignment]
 
 
 # --- using the protocol in annotations -----------------------------------------------------------------
@@ -55,7 +66,7 @@ def first_and_last(dataset: MapDataset[str]) -> tuple[str, str]:
     dataset[0:2]  # type: ignore[index]  # slicing is not part of the protocol
     dataset[0] + 1  # type: ignore[operator]
     # Python iterates it through __getitem__ until IndexError, but the protocol has no __iter__:
-    for _ in dataset:  # type: ignore[attr-defined]
+    for _ in dataset:  # type: ignore[attr-defined]  # mypy only: pyright, as Python, falls back to __getitem__
         pass
     for i in range(n):
         assert_type(dataset[i], str)

@@ -52,7 +52,7 @@ bad_dataset_as_module: Module = tensor_dataset  # type: ignore[assignment]
 ok_tensor_dataset: MapDataset[tuple[Tensor, ...]] = tensor_dataset
 ok_subset: MapDataset[tuple[Tensor, ...]] = data.Subset(tensor_dataset, [0, 2])
 ok_concat_dataset: MapDataset[tuple[Tensor, ...]] = data.ConcatDataset([tensor_dataset, tensor_dataset])
-ok_stack_dataset: MapDataset[tuple[Any, ...]] = data.StackDataset(tensor_dataset, tensor_dataset)
+ok_stack_dataset: MapDataset[tuple[Any, ...]] = data.StackDataset(tensor_dataset, tensor_dataset)  # pyright: ignore[reportAssignmentType]  # pyright only: it infers the unannotated __getitem__'s return type from the body, tuple | dict
 ok_sized_dataset_subclass: MapDataset[int] = SizedDataset()
 ok_tensor_as_map_dataset: MapDataset[Tensor] = features  # rows
 # torch.utils.data.Dataset has no __len__ (on purpose): not a MapDataset.

@@ -36,11 +36,21 @@ class TypedDoubler(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return 2 * x
 
-    if TYPE_CHECKING:  # the workaround: give the type checker forward's signature for calls
+    if TYPE_CHECKING:  # the workaround: give type checkers forward's signature for calls
+
+        def __call__(self, x: Tensor) -> Tensor: ...
+
+
+class AliasedDoubler(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return 2 * x
+
+    if TYPE_CHECKING:  # works in mypy alone: pyright keeps Module.__call__'s declared type
         __call__ = forward
 
 
 ok_typed_doubler: CallableModule = TypedDoubler()
+ok_aliased_doubler: CallableModule = AliasedDoubler()
 
 
 def _module_calls(model: CallableModule) -> None:
@@ -51,6 +61,8 @@ def _module_calls(model: CallableModule) -> None:
     assert_type(Doubler().forward(features), Tensor)
     assert_type(TypedDoubler()(features), Tensor)  # ...unless __call__ is given its signature
     TypedDoubler()("not a tensor")  # type: ignore[arg-type]
+    assert_type(AliasedDoubler()(features), Tensor)  # pyright: ignore[reportAssertTypeFailure]  # pyright only: the alias has Module.__call__'s declared type, Callable[..., Any]
+    AliasedDoubler()("not a tensor")  # type: ignore[arg-type]  # mypy only: the call is Callable[..., Any] to pyright
     assert_type(model(features), Any)  # through the protocol every call is Any
 
 
@@ -63,13 +75,15 @@ def count_map_dataset(dataset: MapDataset[int]) -> int:
     return len(dataset)
 
 
-# --- 3. TensorDataset.__getitem__ is unannotated: a TensorDataset is a MapDataset of anything ---------------
+# --- 3. TensorDataset.__getitem__ is unannotated: to mypy a TensorDataset is a MapDataset of anything -------
+# pyright infers an unannotated function's return type from its body: tuple[Tensor, ...].
 tensor_dataset = data.TensorDataset(features)
-ok_tensor_dataset_as_str: MapDataset[str] = tensor_dataset
+ok_tensor_dataset_as_str: MapDataset[str] = tensor_dataset  # pyright: ignore[reportAssignmentType]  # pyright only: __getitem__ returns tuple[Tensor, ...] to it
+ok_tensor_dataset_as_tuples: MapDataset[tuple[Tensor, ...]] = tensor_dataset
 
 
 def _tensor_dataset_samples() -> None:
-    assert_type(tensor_dataset[0], Any)
+    assert_type(tensor_dataset[0], Any)  # pyright: ignore[reportAssertTypeFailure]  # pyright only: __getitem__ returns tuple[Tensor, ...] to it
 
 
 # --- 4. DataLoader (and Subset, random_split) type their dataset as the Dataset class ---------------------

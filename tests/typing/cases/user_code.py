@@ -61,10 +61,11 @@ class Net(nn.Module):
         self.linear = nn.Linear(28 * 28, 10)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear(x.flatten(1))  # type: ignore[no-any-return]  # nn.Linear's call is Any
+        return self.linear(x.flatten(1))  # type: ignore[no-any-return]  # mypy only: nn.Linear's call is Any, which pyright lets a function return
 
-    if TYPE_CHECKING:
-        __call__ = forward  # calls of Net are now checked and typed
+    if TYPE_CHECKING:  # calls of Net are now checked and typed
+
+        def __call__(self, x: Tensor) -> Tensor: ...
 
 
 def _fit() -> None:

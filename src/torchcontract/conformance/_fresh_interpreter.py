@@ -8,7 +8,8 @@ again, calls ``check()`` again, and fails in the "bootstrapping phase"; configur
 (``set_forkserver_preload``) also changes process-wide state the user owns.
 
 Design. Lazily, once per process, we start ``sys.executable -c "... serve()"`` in a new session,
-with the parent's ``sys.path`` and working directory, connected by a socket pair. The server imports
+with the parent's interpreter flags, ``sys.path`` (set before anything is imported: never the current
+directory that ``-c`` would put first) and working directory, connected by a socket pair. The server imports
 torch once when the object needs it (its class's modules use torch, or its pickle names torch: see
 :func:`imports_for`; torchvision likewise, on demand), then, per request,
 forks a child (a fresh interpreter for the user's modules: none of them was imported before the
@@ -43,7 +44,6 @@ import importlib
 import importlib.abc
 import importlib.util
 import io
-import json
 import operator
 import os
 import pickle
@@ -83,8 +83,14 @@ STARTUP_LIMIT_S = 120.0
 _DRAIN_S = 5.0
 _MAIN_NAMES = ("__main__", "__mp_main__")
 ADVICE = "move the dataset class to a module, or guard the script with if __name__ == '__main__':"
+# The server's first statement sets its import path to the parent's (given as arguments 3 and on):
+# ``sys`` is built in, so nothing at all is imported before that, not even from the directory that
+# ``-c`` puts first on the path (a ``json.py`` in the user's current directory is never run). Python
+# 3.10 has no ``-P``, and ``-I`` would also drop the environment and user site that a spawn worker
+# keeps: the interpreter gets exactly the flags a spawn worker of this process would
+# (:func:`_interpreter_flags`), and this path.
 _BOOT = (
-    "import sys, json; sys.path[:] = json.loads(sys.argv[2]); "
+    "import sys; sys.path[:] = sys.argv[3:]; "
     "from torchcontract.conformance._fresh_interpreter import serve; serve()"
 )
 
@@ -428,11 +434,11 @@ def _import_on_demand(names: list[str]) -> list[str]:
 
 
 def serve() -> None:
-    """The server's main loop: ``sys.argv[1]`` is the socket's descriptor, ``sys.argv[3]`` names the
-    packages to import first (``torch``, ``torchvision``; ``-`` for none)."""
+    """The server's main loop: ``sys.argv[1]`` is the socket's descriptor, ``sys.argv[2]`` names the
+    packages to import first (``torch``, ``torchvision``; ``-`` for none); the import path follows."""
     conn = socket.socket(fileno=int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it ends us when it exits
-    loaded = _import_on_demand(sys.argv[3].split(",") if len(sys.argv) > 3 else [])
+    loaded = _import_on_demand(sys.argv[2].split(","))
     _send(conn, ("ready", os.getpid(), loaded))
     forking = hasattr(os, "fork")
     while True:
@@ -647,7 +653,15 @@ class _Server:
         self.imported: set[str] = set()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(child_end.fileno()), json.dumps(sys.path), flag],
+                [
+                    sys.executable,
+                    *_interpreter_flags(),
+                    "-c",
+                    _BOOT,
+                    str(child_end.fileno()),
+                    flag,
+                    *_import_path(),
+                ],
                 pass_fds=(child_end.fileno(),),
                 cwd=os.getcwd(),
                 stdin=subprocess.DEVNULL,
@@ -694,6 +708,24 @@ class _Server:
         for pid in self.children:
             with contextlib.suppress(OSError):
                 os.killpg(pid, sig)
+
+
+def _interpreter_flags() -> list[str]:
+    """The command-line flags of this interpreter that a spawn worker gets too (``-O``, ``-B``,
+    ``-E``, ``-s``, ``-I``, ``-P``, ``-W``, ``-X``: multiprocessing's ``spawn.get_command_line`` passes
+    ``subprocess._args_from_interpreter_flags()``), so that the fresh interpreter runs the object as
+    a spawn worker would (``-O`` turns its asserts off, ``-X utf8`` changes its text encoding)."""
+    try:
+        flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    except Exception:  # a private helper that moved: the default flags, as before
+        return []
+    return [flag for flag in flags if isinstance(flag, str)]
+
+
+def _import_path() -> list[str]:
+    """This process's ``sys.path``, as the fresh interpreter's arguments (an entry that is no string,
+    or that no argument can hold, is one the import system skips anyway)."""
+    return [entry for entry in sys.path if isinstance(entry, str) and "\0" not in entry]
 
 
 def _end_server(process: subprocess.Popen[bytes], conn: socket.socket, children: list[int]) -> None:

@@ -17,8 +17,10 @@ __all__ = [
     "DEFAULT_TIME_BUDGET_S",
     "LAUNCHER_VARIABLES",
     "MAX_TIME_BUDGET_S",
+    "STANDARD_OUTPUT",
     "devices_argument",
     "launched",
+    "output_argument",
     "output_file_problem",
     "readable_file",
     "time_budget_argument",
@@ -109,27 +111,34 @@ def world_size_argument(text: str) -> int:
 
 
 def output_file_problem(text: str) -> str | None:
-    """Why a report cannot be written to ``text``, or None."""
-    if not text:
-        return "expected a file path, got an empty string"
-    path = Path(text)
-    if path.is_dir():
-        return f"{text!r} is a directory; name a file in it"
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                return f"{text!r} cannot be created: {str(parent)!r} is not a directory"
-            if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
-                return f"{text!r} cannot be created: {str(parent)!r} is not writable"
-            break
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{text!r} is not writable"
-    return None
+    """Why a report cannot be written to ``text``, or None (see :func:`._files.output_problem`)."""
+    from torchcontract.conformance._files import output_problem
+
+    return output_problem(text)
+
+
+#: The name under which the CLI's ``--json`` writes to standard output.
+STANDARD_OUTPUT = "-"
 
 
 def writable_file(text: str) -> str:
-    """argparse ``type=`` for an output file (``--json``): refused at parse time, before a long run,
-    when it names a directory, lies under a regular file, or cannot be written."""
+    """argparse ``type=`` for an output file (``--conformance-report``): refused at parse time, before
+    a long run, when it names a directory, lies under a regular file, or cannot be created."""
+    if text == STANDARD_OUTPUT:
+        raise argparse.ArgumentTypeError(
+            "'-' (standard output) is pytest's own report; name a file for this one"
+        )
+    problem = output_file_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def output_argument(text: str) -> str:
+    """argparse ``type=`` for the CLI's ``--json``: a file, as :func:`writable_file`, or ``-`` for
+    standard output."""
+    if text == STANDARD_OUTPUT:
+        return text
     problem = output_file_problem(text)
     if problem:
         raise argparse.ArgumentTypeError(problem)

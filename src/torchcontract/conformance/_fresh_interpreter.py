@@ -725,7 +725,8 @@ def _interpreter_flags() -> list[str]:
 def _import_path() -> list[str]:
     """This process's ``sys.path``, as the fresh interpreter's arguments (an entry that is no string,
     or that no argument can hold, is one the import system skips anyway)."""
-    return [entry for entry in sys.path if isinstance(entry, str) and "\0" not in entry]
+    entries: list[object] = list(sys.path)  # typed list[str], but anything can be put in it
+    return [entry for entry in entries if isinstance(entry, str) and "\0" not in entry]
 
 
 def _end_server(process: subprocess.Popen[bytes], conn: socket.socket, children: list[int]) -> None:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from torchcontract.conformance._arguments import LAUNCHER_VARIABLES, launched
+from torchcontract.conformance._files import write_atomically
 from torchcontract.conformance._fresh_interpreter import Pickled, Unavailable, run_tasks
 from torchcontract.conformance._values import fingerprint, is_array, leaves, sample_count
 
@@ -159,7 +160,8 @@ def _rank_main(
     except BaseException:
         report["error"] = traceback.format_exc(limit=8)
     finally:
-        Path(out).write_text(json.dumps(report), encoding="utf-8")
+        # Whole or not at all: a rank stopped while writing has not reported.
+        write_atomically(out, json.dumps(report))
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -181,7 +183,7 @@ def rank_from_pickle(
         factory = pickle.loads(payload)
     except BaseException:
         report = {"epochs": [], "error": traceback.format_exc(limit=8)}
-        Path(outputs[rank]).write_text(json.dumps(report), encoding="utf-8")
+        write_atomically(outputs[rank], json.dumps(report))
         return
     _rank_main(rank, world_size, store, interface, factory, epochs, timeout_s, outputs[rank])
 

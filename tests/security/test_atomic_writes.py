@@ -104,6 +104,25 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path: Path,
     assert _leftovers(tmp_path) == []
 
 
+def test_write_idx_replaces_the_file_whole_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "labels-idx1-ubyte"
+    target.write_bytes(b"the old labels")
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from torchcontract.reference_impl import write_idx
+        try:
+            write_idx({str(target)!r}, np.zeros({4 * LIMIT}, np.uint8))
+        except OSError as error:
+            print("REFUSED", error)
+        """
+    )
+    done = _run_limited([sys.executable, "-c", script], tmp_path)
+    assert done.stdout.startswith("REFUSED"), done.stdout + done.stderr
+    assert target.read_bytes() == b"the old labels"
+    assert _leftovers(tmp_path) == []
+
+
 @contextlib.contextmanager
 def _small_file_system(folder: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` mounted at ``folder`` (root only): a disk that fills up."""

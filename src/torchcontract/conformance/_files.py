@@ -23,10 +23,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["OutputError", "output_problem", "write_atomically"]
+__all__ = ["OutputError", "output_problem", "replacing", "write_atomically"]
 
 # Tries at a free temporary name: names are random, so a clash is as good as impossible.
 _NAME_TRIES = 100
@@ -57,13 +60,6 @@ def _keep_attributes(descriptor: int, old: os.stat_result) -> None:
             os.fchown(descriptor, old.st_uid, old.st_gid)
 
 
-def _write_all(descriptor: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(descriptor, view)
-        view = view[written:]
-
-
 def _sync_directory(directory: Path) -> None:
     """Make the rename itself durable (where directories can be opened: not on Windows)."""
     with contextlib.suppress(OSError):
@@ -80,13 +76,14 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-def write_atomically(path: str | os.PathLike[str], content: str | bytes, *, append: bool = False) -> None:
-    """Write ``content`` (text as UTF-8) to ``path``, replacing the file in one step, or
-    (``append=True``) after what the file holds. Creates missing parent directories. Raises
-    :class:`OutputError` naming the path when it cannot (the old file is then untouched); an
-    interrupt (``KeyboardInterrupt``) leaves the old file too, and propagates."""
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike[str], *, append: bool = False) -> Iterator[BinaryIO]:
+    """A binary file to write the new content of ``path`` to (after a copy of what it holds, with
+    ``append=True``), which replaces ``path`` in one step when the block ends; creates missing parent
+    directories. When the block raises, ``path`` is left as it was and the temporary file removed;
+    an ``OSError`` (a full disk) becomes :class:`OutputError` naming the path, anything else (an
+    interrupt) propagates as it is."""
     shown = os.fspath(path)
-    data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
     try:
         try:
             old: os.stat_result | None = os.stat(path)
@@ -94,27 +91,31 @@ def write_atomically(path: str | os.PathLike[str], content: str | bytes, *, appe
             old = None
         if old is not None and stat.S_ISDIR(old.st_mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory", shown)
-        if old is not None and not stat.S_ISREG(old.st_mode):
-            # A terminal, /dev/stdout, a FIFO: nothing to replace, and nothing that could be cut.
-            with open(path, "ab" if append else "wb") as stream:
-                stream.write(data)
-            return
         target = Path(os.path.realpath(path))  # a symbolic link keeps pointing at the new file
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if append and old is not None:
-            data = target.read_bytes() + data
+        if old is None:
+            target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot write {shown}: {_reason(error)}") from None
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        # A terminal, /dev/stdout, a FIFO: nothing to replace, and nothing that could be cut.
+        try:
+            with open(path, "ab" if append else "wb") as stream:
+                yield stream
+        except OSError as error:
+            raise OutputError(f"cannot write {shown}: {_reason(error)}") from None
+        return
     temporary: Path | None = None
     try:
         descriptor, temporary = _temporary_beside(target)
-        try:
+        with open(descriptor, "wb") as stream:
             if old is not None:
-                _keep_attributes(descriptor, old)
-            _write_all(descriptor, data)
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+                _keep_attributes(stream.fileno(), old)
+                if append:
+                    with open(target, "rb") as before:
+                        shutil.copyfileobj(before, stream)
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temporary, target)
         temporary = None
     except OSError as error:
@@ -125,6 +126,14 @@ def write_atomically(path: str | os.PathLike[str], content: str | bytes, *, appe
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
     _sync_directory(target.parent)
+
+
+def write_atomically(path: str | os.PathLike[str], content: str | bytes, *, append: bool = False) -> None:
+    """Write ``content`` (text as UTF-8) to ``path`` through :func:`replacing`: the whole file in one
+    step, or (``append=True``) what it holds and then ``content``. Raises :class:`OutputError` naming
+    the path when it cannot; the old file is then as it was."""
+    with replacing(path, append=append) as stream:
+        stream.write(content.encode("utf-8") if isinstance(content, str) else content)
 
 
 def output_problem(path: str | os.PathLike[str]) -> str | None:

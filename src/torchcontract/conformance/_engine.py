@@ -758,8 +758,6 @@ class _Session:
                 outcome.append(("skipped", str(skipped)))
             except CheckUnverified as unverified:
                 outcome.append(("unverified", str(unverified)))
-            except _calls.Abandoned:
-                pass  # given up on: the waiting thread has reported the hang
             except _HungCall as hung:
                 outcome.append(("failed", self._hang(spec, hung.what)))
             except KeyboardInterrupt as interrupt:  # Ctrl-C leaves check() at once
@@ -788,14 +786,16 @@ class _Session:
         try:
             worker.join(self.time_budget_s + _GRACE_S)
         finally:
+            if worker.is_alive():
+                # Hung (or this thread was interrupted): given up on before anything is put back, so
+                # that the check's thread never touches the object or the global RNG again.
+                _calls.abandon(worker)
             restore_global_rng_states(states)
         if interrupted:
             raise interrupted[0]
         if worker.is_alive() or not outcome:
             thread_id = worker.ident
             hung = _calls.current_call(thread_id) if thread_id is not None else None
-            if thread_id is not None:
-                _calls.abandon(thread_id)  # it may not touch the object again
             budget = f"{self.time_budget_s:g} s"
             if hung is None:
                 # No object call was in progress: the check's own code (or an implicit call into
@@ -929,6 +929,8 @@ def global_rng_states() -> tuple[object, ...]:
 
 
 def restore_global_rng_states(states: tuple[object, ...]) -> None:
+    # In a check given up on (it hung), never: check() has returned, the RNG is the caller's again.
+    _calls.stop_if_abandoned()
     python_state, numpy_state, torch_state = states
     random.setstate(python_state)  # type: ignore[arg-type]
     np.random.set_state(numpy_state)  # type: ignore[arg-type]
@@ -1053,10 +1055,12 @@ class Context:
 
         thread = threading.Thread(target=run, name=f"torchcontract:{self.spec.check_id}:call", daemon=True)
         thread.start()
-        thread.join(max(self.time_left(), 0.0) + _GRACE_S)
+        try:
+            thread.join(max(self.time_left(), 0.0) + _GRACE_S)
+        finally:
+            if thread.is_alive():  # hung, or this thread was interrupted: nothing more runs there
+                _calls.abandon(thread)
         if thread.is_alive() or not outcome:
-            if thread.ident is not None:
-                _calls.abandon(thread.ident)
             raise _HungCall(what)
         ok, value = outcome[0]
         if not ok:

@@ -47,6 +47,7 @@ import io
 import operator
 import os
 import pickle
+import select
 import signal
 import socket
 import struct
@@ -60,6 +61,8 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from torchcontract.conformance import _lifetime
 
 __all__ = [
     "STARTUP_LIMIT_S",
@@ -435,12 +438,21 @@ def _import_on_demand(names: list[str]) -> list[str]:
 
 def serve() -> None:
     """The server's main loop: ``sys.argv[1]`` is the socket's descriptor, ``sys.argv[2]`` names the
-    packages to import first (``torch``, ``torchvision``; ``-`` for none); the import path follows."""
+    packages to import first (``torch``, ``torchvision``; ``-`` for none); the import path follows.
+    It ends when the parent closes the connection or ends, however (its children with it)."""
     conn = socket.socket(fileno=int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it ends us when it exits
+    with contextlib.suppress(OSError):  # the parent is gone: nothing to serve
+        _serve(conn)
+
+
+def _serve(conn: socket.socket) -> None:
     loaded = _import_on_demand(sys.argv[2].split(","))
     _send(conn, ("ready", os.getpid(), loaded))
     forking = hasattr(os, "fork")
+    if forking:
+        _lifetime.prepare()
+        _Children.watch()
     while True:
         try:
             frame = _recv(conn, None)
@@ -465,8 +477,64 @@ def serve() -> None:
         os.close(gate_read)
         _send(conn, ("started", pids))
         os.close(gate_write)  # the children may talk now: the "started" frame is whole
-        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
-        _send(conn, ("exit", codes))
+        _send(conn, ("exit", _Children.wait(conn, pids)))
+
+
+class _Children:
+    """The server waits for its children while watching its parent: a child's exit (SIGCHLD) or the
+    connection's end wakes it. Should the parent end while children run (killed by SIGTERM or
+    SIGKILL, without closing anything), the children are killed with their process groups and the
+    server exits: nothing started for a check outlives the process that asked for it."""
+
+    wake_read = -1
+    server_pid = -1
+
+    @classmethod
+    def watch(cls) -> None:
+        cls.server_pid = os.getpid()
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
+        signal.signal(signal.SIGCHLD, lambda number, frame: None)  # so that it wakes select()
+        signal.set_wakeup_fd(wake_write)
+        cls.wake_read = wake_read
+
+    @classmethod
+    def forget(cls) -> None:
+        """In a child: its own signals are its own."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+    @classmethod
+    def wait(cls, conn: socket.socket, pids: list[int]) -> list[int]:
+        codes: dict[int, int] = {}
+        while True:
+            for pid in pids:
+                if pid not in codes:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        codes[pid] = os.waitstatus_to_exitcode(status)
+            if len(codes) == len(pids):
+                return [codes[pid] for pid in pids]
+            readable, _, _ = select.select([conn.fileno(), cls.wake_read], [], [], 1.0)
+            if cls.wake_read in readable:
+                with contextlib.suppress(OSError):
+                    os.read(cls.wake_read, 4096)
+            if conn.fileno() in readable and not _parent_alive(conn):
+                for pid in pids:
+                    with contextlib.suppress(OSError):
+                        os.killpg(pid, signal.SIGKILL)
+                os._exit(0)
+
+
+def _parent_alive(conn: socket.socket) -> bool:
+    """Whether the parent's end of the connection is open (it sends nothing while a request runs)."""
+    try:
+        return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
 
 def _child(conn: socket.socket, header: dict[str, Any], payload: bytes, index: int, gate: int | None) -> None:
@@ -475,6 +543,8 @@ def _child(conn: socket.socket, header: dict[str, Any], payload: bytes, index: i
     try:
         if gate is not None:
             os.setpgid(0, 0)  # our own group: the parent kills it (and what we start) on a hang
+            _Children.forget()
+            _lifetime.end_with_parent(_Children.server_pid)  # a server killed takes its children along
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.read(gate, 1)
             os.close(gate)

@@ -762,6 +762,8 @@ class _Session:
                 outcome.append(("failed", self._hang(spec, hung.what)))
             except KeyboardInterrupt as interrupt:  # Ctrl-C leaves check() at once
                 interrupted.append(interrupt)
+            except _fresh_interpreter.HelperFailed as failed:  # torchcontract's own process, not the object
+                outcome.append(("error", _helper_error(spec, failed)))
             except BaseException as error:
                 what = _calls.call_of(error)
                 if what is not None:  # SystemExit and the like from the object: its failure
@@ -771,9 +773,11 @@ class _Session:
             finally:
                 _calls.release(threading.get_ident())
 
-        if "workers" in spec.needs:
-            # Checks that start worker processes run in the calling thread (forking a process that
-            # runs other threads is unsafe) and bound their waits themselves (DataLoader's timeout).
+        if _in_calling_thread(spec):
+            # Checks that start processes run in the calling thread (forking a process that runs
+            # other threads is unsafe) and bound their waits themselves (DataLoader's timeout; the
+            # process group's deadline, after torchcontract's own fresh interpreter has started,
+            # which no bound of the check's thread could leave out).
             try:
                 body()
             finally:
@@ -866,6 +870,21 @@ def _internal_error(spec: Check, ctx: Context, error: BaseException) -> str:
         f"internal error of torchcontract in {spec.check_id}: {type(error).__name__}: {error} "
         f"(after {ctx.last_call}). This is a bug in torchcontract, not a verdict on the object; "
         f"please report it with this traceback at {ISSUES_URL}\n{trace}"
+    )
+
+
+def _in_calling_thread(spec: Check) -> bool:
+    """Whether ``spec`` runs in the calling thread (it starts processes: DataLoader workers, the ranks
+    of a process group), each of its object calls bounded in a thread of its own."""
+    return bool({"workers", "distributed"} & spec.needs)
+
+
+def _helper_error(spec: Check, failed: BaseException) -> str:
+    """The message of an ``error`` result whose cause is torchcontract's own helper process (the fresh
+    interpreter) failing: nothing is known about the object."""
+    return (
+        f"internal error of torchcontract in {spec.check_id}: {failed}. Nothing is known about the object; "
+        f"if this happens again, please report it at {ISSUES_URL}"
     )
 
 
@@ -962,9 +981,9 @@ class Context:
         self.last_call: str | None = None
         self.notes: list[str] = []
         self._deadline = time.monotonic() + session.time_budget_s
-        # The worker clauses run in the calling thread (they fork): their object calls get a thread
-        # each, so that a hang is bounded there too.
-        self._bound_each_call = "workers" in spec.needs
+        # The worker and process-group clauses run in the calling thread (they start processes):
+        # their object calls get a thread each, so that a hang is bounded there too.
+        self._bound_each_call = _in_calling_thread(spec)
         self._rng = np.random.default_rng(self.options.seed)
 
     def use(self, obj: Any, example_inputs: tuple[Any, ...], example_kwargs: dict[str, Any]) -> None:

@@ -17,8 +17,10 @@ fork, so state set at run time in this process is lost, exactly as in a spawn wo
 unpickles the object and computes what was asked (``ds[i]`` for some indices, the first items of
 ``iter(ds)``, or one rank of a process group), streaming progress frames, so that a hang names the
 call in progress. Starting the server is torchcontract's fixed cost: it is bounded by
-:data:`STARTUP_LIMIT_S`, not by the object's budget, and a failure to start it is reported as
-:class:`Unavailable` (a skip naming torchcontract). The engine starts it without waiting
+:data:`STARTUP_LIMIT_S`, not by the object's budget. A failure of the server (it did not start,
+exited, was stopped or killed, stopped answering before the object's call began) is
+:class:`HelperFailed`: an internal error of torchcontract, never the object's failure; a server found
+dead before a request (killed since the last one) is replaced once. The engine starts it without waiting
 (:func:`prestart`) when a run with a clause that uses it begins, so that its start overlaps the
 checks before that clause.
 
@@ -67,6 +69,7 @@ from torchcontract.conformance import _lifetime
 __all__ = [
     "STARTUP_LIMIT_S",
     "Fetched",
+    "HelperFailed",
     "Pickled",
     "Raised",
     "TimedOut",
@@ -99,7 +102,14 @@ _BOOT = (
 
 
 class Unavailable(Exception):
-    """The fresh interpreter cannot rebuild the object faithfully (or could not start): a skip."""
+    """The fresh interpreter cannot rebuild the object faithfully (a class in an unguarded main
+    script, no ``os.fork``, no interpreter to start): a skip, saying why."""
+
+
+class HelperFailed(Exception):
+    """torchcontract's fresh interpreter failed: it did not start, exited, was stopped or killed, or
+    stopped answering before the object's call began. Nothing is known about the object: an
+    internal error of torchcontract (an ``error`` result), never the object's failure."""
 
 
 class TimedOut(Exception):
@@ -758,13 +768,15 @@ class _Server:
         except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
             self.close()
             why = "did not start" if isinstance(error, TimeoutError) else "exited"
-            raise Unavailable(
+            raise HelperFailed(
                 f"torchcontract's fresh interpreter ({sys.executable} -c ...) {why} within "
                 f"{STARTUP_LIMIT_S:g} s (see its standard error); this is not the object's failure"
             ) from error
         if frame[0] != "ready":
             self.close()
-            raise Unavailable(f"torchcontract's fresh interpreter answered {frame[0]!r}")
+            raise HelperFailed(
+                f"torchcontract's fresh interpreter answered {frame[0]!r}; this is not the object's failure"
+            )
         self.imported.update(frame[2])
         self.ready = True
 
@@ -912,14 +924,27 @@ def _imports(server: _Server, wanted: tuple[str, ...]) -> None:
         frame = _recv(server.conn, time.monotonic() + STARTUP_LIMIT_S)
     except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
         _discard(server)
-        raise Unavailable(
+        raise HelperFailed(
             f"torchcontract's fresh interpreter did not import {', '.join(needed)} "
             f"({type(error).__name__}); this is not the object's failure"
         ) from error
     if frame[0] != "imported":
         _discard(server)
-        raise Unavailable(f"torchcontract's fresh interpreter answered {frame[0]!r} to an import")
+        raise HelperFailed(
+            f"torchcontract's fresh interpreter answered {frame[0]!r} to an import; this is not the "
+            "object's failure"
+        )
     server.imported.update(frame[1])
+
+
+@dataclass
+class _Answer:
+    """What a request came to: the children's exit codes (none when the server did not report them),
+    whether the deadline came first, and whether the server had started the children."""
+
+    codes: list[int]
+    timed_out: bool
+    started: bool
 
 
 def _request(
@@ -929,70 +954,108 @@ def _request(
     on_frame: Callable[[tuple[Any, ...]], None],
     *,
     imports: tuple[str, ...] = (),
-) -> tuple[list[int], bool]:
+) -> _Answer:
     """Send one request; feed the children's frames to ``on_frame`` until they exit, within
-    ``time_left`` seconds counted from when the server is ready. Returns their exit codes (None for
-    those killed at the deadline) and whether the deadline came first."""
+    ``time_left`` seconds counted from when the server is ready. A server found dead before it
+    started the children (killed since the last request) is replaced once; :class:`HelperFailed`
+    when it fails again, or stops answering once it had."""
     with _lock:
-        server = _server()
-        main = (FOR_MAIN_SCRIPTS,) if header["main"] is not None else ()
-        _imports(server, (*imports, *what.imports, *main))
-        deadline = time.monotonic() + max(time_left, 0.0)
-        full = {"sys_path": list(sys.path), "cwd": os.getcwd(), **header}
-        if not hasattr(os, "fork"):
-            full["tasks"] = 1
         try:
-            _send(server.conn, ("request", full, what.data))
-            while True:
-                try:
-                    frame = _recv(server.conn, deadline)
-                except TimeoutError:
-                    break
-                if frame[0] == "started":
-                    server.children[:] = frame[1]
-                elif frame[0] == "exit":
-                    server.children.clear()
-                    if not hasattr(os, "fork"):
-                        _discard(server)
-                    return list(frame[1]), False
-                else:
-                    on_frame(frame)
-        except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
-            _discard(server)
-            raise Unavailable(
-                f"torchcontract's fresh interpreter stopped answering ({type(error).__name__}); this is "
-                "not the object's failure"
-            ) from error
-        except BaseException:
-            _discard(server)  # an interrupt: end whatever still runs, at once
-            raise
-        # Out of time: stop the children, and let the server report them (else replace it).
-        server.kill_children()
-        codes: list[int] = []
+            return _request_once(header, what, time_left, on_frame, imports)
+        except _DeadBeforeStart:
+            pass  # killed since the last request: a new server, once
         try:
-            drain = time.monotonic() + _DRAIN_S
-            while True:
-                frame = _recv(server.conn, drain)
-                if frame[0] == "exit":
-                    server.children.clear()
-                    codes = list(frame[1])
-                    break
-        except Exception:  # the server is in an unknown state: replace it next time
-            _discard(server)
-        except BaseException:
-            _discard(server)
-            raise
-        if not hasattr(os, "fork") and _current and _current[0] is server:
-            _discard(server)
-        return codes, True
+            return _request_once(header, what, time_left, on_frame, imports)
+        except _DeadBeforeStart as dead:
+            raise HelperFailed(
+                f"torchcontract's fresh interpreter stopped answering ({dead.args[0]}) before it started "
+                "the request's child; this is not the object's failure"
+            ) from None
+
+
+class _DeadBeforeStart(Exception):
+    """The server's connection failed before it had started a child: nothing of the object ran."""
+
+
+def _request_once(
+    header: dict[str, Any],
+    what: Pickled,
+    time_left: float,
+    on_frame: Callable[[tuple[Any, ...]], None],
+    imports: tuple[str, ...],
+) -> _Answer:
+    server = _server()
+    main = (FOR_MAIN_SCRIPTS,) if header["main"] is not None else ()
+    _imports(server, (*imports, *what.imports, *main))
+    deadline = time.monotonic() + max(time_left, 0.0)
+    full = {"sys_path": list(sys.path), "cwd": os.getcwd(), **header}
+    if not hasattr(os, "fork"):
+        full["tasks"] = 1
+    started = False
+    try:
+        _send(server.conn, ("request", full, what.data))
+        while True:
+            try:
+                frame = _recv(server.conn, deadline)
+            except TimeoutError:
+                break
+            if frame[0] == "started":
+                server.children[:] = frame[1]
+                started = True
+            elif frame[0] == "exit":
+                server.children.clear()
+                if not hasattr(os, "fork"):
+                    _discard(server)
+                return _Answer(list(frame[1]), timed_out=False, started=True)
+            else:
+                on_frame(frame)
+    except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
+        _discard(server)
+        if not started:
+            raise _DeadBeforeStart(type(error).__name__) from error
+        raise HelperFailed(
+            f"torchcontract's fresh interpreter stopped answering ({type(error).__name__}) while it ran "
+            "the request; this is not the object's failure"
+        ) from error
+    except BaseException:
+        _discard(server)  # an interrupt: end whatever still runs, at once
+        raise
+    # Out of time: stop the children, and let the server report them (else replace it).
+    server.kill_children()
+    codes: list[int] = []
+    try:
+        drain = time.monotonic() + _DRAIN_S
+        while True:
+            frame = _recv(server.conn, drain)
+            if frame[0] == "started":
+                started = True
+            elif frame[0] == "exit":
+                server.children.clear()
+                codes = list(frame[1])
+                break
+    except Exception:  # the server is in an unknown state (stopped, say): replace it next time
+        _discard(server)
+    except BaseException:
+        _discard(server)
+        raise
+    if not hasattr(os, "fork") and _current and _current[0] is server:
+        _discard(server)
+    return _Answer(codes, timed_out=True, started=started)
+
+
+_NOT_ANSWERING = (
+    "torchcontract's fresh interpreter did not answer within {budget} (it was stopped, or is starved "
+    "of CPU) before {what}; this is not the object's failure"
+)
 
 
 def fetch(what: Pickled, *, indices: list[int] | None, limit: int, time_left: float) -> Fetched:
     """Rebuild the dataset pickled in ``what`` in a fresh interpreter and compute ``ds[i]`` for
     ``indices``, or (``indices=None``) the first ``limit`` items of ``iter(ds)``.
 
-    Raises :class:`Unavailable` (skip) or :class:`TimedOut` (after ``time_left`` seconds, not
-    counting the server's start)."""
+    Raises :class:`Unavailable` (skip), :class:`TimedOut` (the object's call in progress after
+    ``time_left`` seconds, not counting the server's start) or :class:`HelperFailed` (the server, not
+    the object, did not answer)."""
     header = {
         "task": "samples",
         "tasks": 1,
@@ -1003,11 +1066,17 @@ def fetch(what: Pickled, *, indices: list[int] | None, limit: int, time_left: fl
     }
     fetched = Fetched()
     progress = ["starting a child of the fresh interpreter"]
+    # Whether the object's code began (a progress frame: the child is rebuilding or calling it), and
+    # whether the child had finished (so that only the server's exit report was missing).
+    began, done = [False], [False]
 
     def on_frame(frame: tuple[Any, ...]) -> None:
         kind = frame[0]
         if kind == "progress":
             progress[0] = frame[1]
+            began[0] = True
+        elif kind == "done":
+            done[0] = True
         elif kind == "item":
             fetched.items.append(frame[1])
         elif kind == "end":
@@ -1015,9 +1084,17 @@ def fetch(what: Pickled, *, indices: list[int] | None, limit: int, time_left: fl
         elif kind == "raised":
             fetched.raised = Raised(*frame[1:])
 
-    codes, timed_out = _request(header, what, time_left, on_frame)
-    if timed_out:
+    answer = _request(header, what, time_left, on_frame)
+    if answer.timed_out:
+        budget = f"{time_left:.3g} s"
+        if not began[0]:
+            raise HelperFailed(_NOT_ANSWERING.format(budget=budget, what="the object's first call began"))
+        if done[0] or fetched.raised is not None:
+            raise HelperFailed(
+                _NOT_ANSWERING.format(budget=budget, what="reporting that its child had ended")
+            )
         raise TimedOut(progress[0])
+    codes = answer.codes
     if fetched.raised is None and codes and codes[0] != 0 and not fetched.ended:
         fetched.raised = Raised(progress[0], "the worker process died", f"exit status {codes[0]}", "")
     return fetched
@@ -1038,8 +1115,12 @@ def run_tasks(what: Pickled, *, tasks: int, rank_args: dict[str, Any], timeout_s
         "rank_args": rank_args,
     }
     # The ranks run torch.distributed: torch is imported before, outside their deadline.
-    codes, timed_out = _request(header, what, timeout_s, lambda frame: None, imports=("torch",))
-    if len(codes) != tasks:
+    answer = _request(header, what, timeout_s, lambda frame: None, imports=("torch",))
+    if not answer.started:
+        raise HelperFailed(
+            _NOT_ANSWERING.format(budget=f"{timeout_s:.3g} s", what="it started the ranks' processes")
+        )
+    if len(answer.codes) != tasks:
         return [None] * tasks
     killed = -int(signal.SIGKILL)
-    return [None if timed_out and code == killed else code for code in codes]
+    return [None if answer.timed_out and code == killed else code for code in answer.codes]

@@ -45,7 +45,7 @@ from typing import Any
 
 from torchcontract.conformance._arguments import LAUNCHER_VARIABLES, launched
 from torchcontract.conformance._files import write_atomically
-from torchcontract.conformance._fresh_interpreter import Pickled, Unavailable, run_tasks
+from torchcontract.conformance._fresh_interpreter import HelperFailed, Pickled, Unavailable, run_tasks
 from torchcontract.conformance._values import fingerprint, is_array, leaves, sample_count
 
 __all__ = [
@@ -144,6 +144,11 @@ def _rank_main(
             world_size=world_size,
             timeout=timedelta(seconds=timeout_s),
         )
+    except BaseException:  # torchcontract's own set-up (or a peer that never came: see run_ranks)
+        report["setup_error"] = traceback.format_exc(limit=8)
+        write_atomically(out, json.dumps(report))
+        return
+    try:
         loader = factory(rank, world_size)
         for epoch in range(epochs):
             set_epoch(loader, epoch)
@@ -211,18 +216,27 @@ def run_ranks(factory: Pickled, world_size: int, *, epochs: int, timeout_s: floa
             "outputs": outputs,
         }
         codes = run_tasks(factory, tasks=world_size, rank_args=rank_args, timeout_s=timeout_s)
-        outcomes = []
+        outcomes, setup_errors = [], []
         for rank, (code, output) in enumerate(zip(codes, outputs, strict=True)):
             outcome = RankOutcome(rank=rank, exitcode=code)
             path = Path(output)
             if path.exists():
                 data = json.loads(path.read_text(encoding="utf-8"))
                 outcome.epochs, outcome.error = data["epochs"], data.get("error")
+                if data.get("setup_error"):
+                    setup_errors.append(f"rank {rank}: {data['setup_error'].strip().splitlines()[-1]}")
             elif code is None or code < 0:
                 outcome.error = f"rank {rank} did not finish within {timeout_s:g} s and was stopped"
             else:
                 outcome.error = f"rank {rank} exited with status {code} without reporting"
             outcomes.append(outcome)
+        if setup_errors and not any(outcome.error for outcome in outcomes):
+            # Every rank that failed did so starting the group, before the loader's code ran (a rank
+            # whose factory failed to unpickle, or that died, is the cause when there is one).
+            raise HelperFailed(
+                f"torchcontract could not start its gloo process group of {world_size} ranks "
+                f"({'; '.join(setup_errors[:2])}); this is not the object's failure"
+            )
         return outcomes
 
 

@@ -11,6 +11,7 @@ interpreter of the spawn clauses, nor the child in which it rebuilds the object.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -130,10 +131,8 @@ def _marked(mark: str) -> list[int]:
 
 def _end(pids: list[int]) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            continue
 
 
 @pytest.mark.slow

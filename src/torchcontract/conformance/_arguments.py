@@ -16,17 +16,21 @@ from pathlib import Path
 __all__ = [
     "DEFAULT_TIME_BUDGET_S",
     "LAUNCHER_VARIABLES",
+    "MAX_STARTED_RANKS",
     "MAX_TIME_BUDGET_S",
+    "MAX_WORLD_SIZE",
     "STANDARD_OUTPUT",
     "devices_argument",
     "launched",
     "output_argument",
     "output_file_problem",
     "readable_file",
+    "started_ranks_problem",
     "time_budget_argument",
     "validate_device",
     "validate_time_budget",
     "world_size_argument",
+    "world_size_problem",
     "writable_file",
 ]
 
@@ -99,14 +103,46 @@ def devices_argument(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+# The most ranks a sampler's clauses build (in this process, one sampler each: far beyond the largest
+# jobs, which run tens of thousands of ranks), and the most ranks torchcontract starts as processes of
+# its own (check_distributed outside torchrun: one process each, on this machine; a test of the
+# loaders' sharding needs a few, and hundreds would only exhaust the machine).
+MAX_WORLD_SIZE = 65_536
+MAX_STARTED_RANKS = 64
+
+
+def world_size_problem(world_size: int) -> str | None:
+    """Why ``world_size`` (an int) is no number of ranks the checks can use, or None."""
+    if world_size < 2:
+        return f"world_size must be at least 2, got {world_size}"
+    if world_size > MAX_WORLD_SIZE:
+        return (
+            f"world_size={world_size} is more ranks than the checks build (at most {MAX_WORLD_SIZE}: a "
+            "sampler's rank samplers are built in this process, one per rank)"
+        )
+    return None
+
+
+def started_ranks_problem(world_size: int) -> str | None:
+    """Why torchcontract cannot start ``world_size`` ranks as processes of its own, or None."""
+    if world_size > MAX_STARTED_RANKS:
+        return (
+            f"world_size={world_size} is more ranks than torchcontract starts as processes on this "
+            f"machine (at most {MAX_STARTED_RANKS}: one process each); run a larger group under torchrun, "
+            "where the job's own process group is used"
+        )
+    return None
+
+
 def world_size_argument(text: str) -> int:
-    """argparse ``type=`` for a number of ranks (at least 2)."""
+    """argparse ``type=`` for a number of ranks (at least 2, at most :data:`MAX_WORLD_SIZE`)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer number of ranks, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
+    problem = world_size_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

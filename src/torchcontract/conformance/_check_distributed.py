@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from torchcontract.conformance._arguments import started_ranks_problem, world_size_problem
 from torchcontract.conformance._engine import Target
 from torchcontract.conformance._process_group import (
     group_rank_and_size,
@@ -29,7 +30,8 @@ def check_distributed(
     dataset (``factory(0, 1)``'s) once per epoch, up to padding.
 
     Outside a process group, this starts one: ``world_size`` ranks of gloo on 127.0.0.1, each a new
-    process, so ``factory`` must be picklable (a module-level function). Every process has ended when
+    process (at most 64: ``ValueError`` beyond), so ``factory`` must be picklable (a module-level
+    function). Every process has ended when
     this returns, also when a rank hangs (after ``time_budget_s``) or dies.
 
     Inside one (a job started by ``torchrun``: already initialised, or torchrun's ``RANK``,
@@ -55,6 +57,13 @@ def check_distributed(
                 )
         elif world_size is None:
             raise TypeError("check_distributed() needs world_size outside a process group (e.g. 2)")
+        else:
+            given: object = world_size
+            if not isinstance(given, int) or isinstance(given, bool):
+                raise TypeError(f"world_size must be an int number of ranks, not {given!r}")
+            problem = started_ranks_problem(given) or world_size_problem(given)
+            if problem:
+                raise ValueError(problem)
         target = Target(
             factory,
             Loader,

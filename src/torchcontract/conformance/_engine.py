@@ -22,14 +22,17 @@ from torchcontract.conformance import _calls, _dtypes, _fresh_interpreter, _isol
 from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
     MAX_TIME_BUDGET_S,
+    MAX_WORLD_SIZE,
+    started_ranks_problem,
     time_budget_argument,
     validate_device,
     validate_time_budget,
+    world_size_problem,
 )
 from torchcontract.conformance._registry import CHECKS, PROTOCOLS, Check, checks_for, current_id
 from torchcontract.conformance._results import CheckResult, Report, Status
 from torchcontract.conformance._values import describe, tensor_module
-from torchcontract.protocols import CallableModule, CollateFn, Module
+from torchcontract.protocols import CallableModule, CollateFn, Loader, Module
 
 __all__ = [
     "DEFAULT_TIME_BUDGET_S",
@@ -233,6 +236,8 @@ class Options:
         world_size = options.get("world_size")
         if world_size is not None and world_size in (0, 1):
             raise TypeError("option world_size must be at least 2")
+        if isinstance(world_size, int) and world_size > MAX_WORLD_SIZE:
+            raise ValueError(f"option {world_size_problem(world_size)}")
         if options.get("uneven_shards") is True and options.get("max_padding"):
             raise TypeError(
                 "option uneven_shards=True declares shards without padding: max_padding must be None or 0"
@@ -422,6 +427,7 @@ class Target:
         pytest plugin runs one check per test, and each check's prerequisites only once. ``dtype``
         (one of ``options.dtype_names``): the session of the per-dtype checks in that dtype."""
         _validate_run_arguments(device, time_budget_s)
+        self._validate_started_ranks()
         if dtype is not None and dtype not in self.options.dtype_names:
             raise ValueError(f"dtype {dtype!r} is not one of target {self.name!r}'s dtypes")
         base = self.session(device, time_budget_s) if dtype is not None else None
@@ -430,6 +436,17 @@ class Target:
             if key not in self._sessions:
                 self._sessions[key] = _Session(self, device, float(time_budget_s), dtype=dtype, base=base)
             return self._sessions[key]
+
+    def _validate_started_ranks(self) -> None:
+        """A loader's process-group clauses start ``world_size`` processes outside a process group
+        (under torchrun, the job's own group is used): ValueError beyond what torchcontract starts."""
+        world_size = self.options.world_size
+        if self.protocol is not Loader or world_size is None or started_ranks_problem(world_size) is None:
+            return
+        from torchcontract.conformance._process_group import in_process_group, launched
+
+        if not (in_process_group() or launched()):
+            raise ValueError(f"target {self.name!r}: {started_ranks_problem(world_size)}")
 
     def prestart_fresh_interpreter(self, session: _Session, chosen: Iterable[Check]) -> None:
         """Start the fresh interpreter without waiting for it when one of the ``chosen`` checks will
@@ -449,6 +466,7 @@ class Target:
         """Run this target's checks (those ``select`` accepts) and return the report. Each run starts
         afresh: an object fixed since the last run is checked again."""
         _validate_run_arguments(device, time_budget_s)
+        self._validate_started_ranks()
         session = _Session(self, device, float(time_budget_s))
         sessions: dict[str | None, _Session] = {None: session}
         for name in self.options.dtype_names:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from torchcontract.conformance import check
+from torchcontract.conformance import Target, check
 from torchcontract.conformance._isolation import ISOLATION_AVAILABLE
 from torchcontract.protocols import MapDataset
 
@@ -60,8 +60,15 @@ def test_an_interrupt_in_an_isolated_child_propagates() -> None:
     assert time.monotonic() - started < 20
 
 
-# (A worker clause, run in the calling thread: tests/workers/test_main_script.py,
-# test_ctrl_c_in_a_worker_clause_propagates_out_of_check.)
+def test_an_interrupt_in_a_worker_clause_run_in_the_calling_thread_propagates() -> None:
+    # (Ctrl-C itself, a SIGINT while a worker clause runs: tests/workers/test_main_script.py.)
+    pytest.importorskip("torch", reason="the worker clauses need torch")
+    target = Target(InterruptsAt(7), MapDataset, error_index=7)
+    worker_clause = "map_dataset.worker_errors_keep_their_type"  # calls ds[7] here, then in a worker
+    with pytest.raises(KeyboardInterrupt):
+        target.run(
+            select=lambda c: c.check_id in (worker_clause, "map_dataset.index_past_end_raises_index_error")
+        )
 
 
 # -- SIGINT and SIGTERM to a process running check() ----------------------------------------------------

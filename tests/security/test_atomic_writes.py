@@ -325,3 +325,19 @@ def test_cli_check_fails_a_baseline_table_that_names_no_target(tmp_path: Path) -
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "table ['squares'] names no target of this run" in done.stderr
+
+
+def test_the_plugin_refuses_standard_output_for_its_files(tmp_path: Path) -> None:
+    (tmp_path / "test_conformance.py").write_text(TEST_FILE, encoding="utf-8")
+    command = [sys.executable, "-m", "pytest", "test_conformance.py", "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        [*command, "--conformance-report=-"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
+    assert "'-' (standard output) is pytest's own report" in done.stderr
+    assert not (tmp_path / "-").exists()

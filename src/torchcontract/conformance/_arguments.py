@@ -112,24 +112,26 @@ MAX_STARTED_RANKS = 64
 
 
 def world_size_problem(world_size: int) -> str | None:
-    """Why ``world_size`` (an int) is no number of ranks the checks can use, or None."""
+    """Why ``world_size`` (an int) is no number of ranks the checks can use, said of it ("must be at
+    least 2, got 1"), or None."""
     if world_size < 2:
-        return f"world_size must be at least 2, got {world_size}"
+        return f"must be at least 2, got {world_size}"
     if world_size > MAX_WORLD_SIZE:
         return (
-            f"world_size={world_size} is more ranks than the checks build (at most {MAX_WORLD_SIZE}: a "
-            "sampler's rank samplers are built in this process, one per rank)"
+            f"is {world_size}, more ranks than the checks build (at most {MAX_WORLD_SIZE}: a sampler's "
+            "rank samplers are built in this process, one per rank)"
         )
     return None
 
 
 def started_ranks_problem(world_size: int) -> str | None:
-    """Why torchcontract cannot start ``world_size`` ranks as processes of its own, or None."""
+    """Why torchcontract cannot start ``world_size`` ranks as processes of its own, said of it, or
+    None."""
     if world_size > MAX_STARTED_RANKS:
         return (
-            f"world_size={world_size} is more ranks than torchcontract starts as processes on this "
-            f"machine (at most {MAX_STARTED_RANKS}: one process each); run a larger group under torchrun, "
-            "where the job's own process group is used"
+            f"is {world_size}, more ranks than torchcontract starts as processes on this machine (at most "
+            f"{MAX_STARTED_RANKS}: one process each); run a larger group under torchrun, where the job's "
+            "own process group is used"
         )
     return None
 

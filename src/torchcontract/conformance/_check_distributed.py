@@ -67,7 +67,7 @@ def check_distributed(
                 raise TypeError(f"world_size must be an int number of ranks, not {given!r}")
             problem = started_ranks_problem(given) or world_size_problem(given)
             if problem:
-                raise ValueError(problem)
+                raise ValueError(f"world_size {problem}")
         target = Target(
             factory,
             Loader,

@@ -237,7 +237,7 @@ class Options:
         if world_size is not None and world_size in (0, 1):
             raise TypeError("option world_size must be at least 2")
         if isinstance(world_size, int) and world_size > MAX_WORLD_SIZE:
-            raise ValueError(f"option {world_size_problem(world_size)}")
+            raise ValueError(f"option world_size {world_size_problem(world_size)}")
         if options.get("uneven_shards") is True and options.get("max_padding"):
             raise TypeError(
                 "option uneven_shards=True declares shards without padding: max_padding must be None or 0"
@@ -446,7 +446,7 @@ class Target:
         from torchcontract.conformance._process_group import in_process_group, launched
 
         if not (in_process_group() or launched()):
-            raise ValueError(f"target {self.name!r}: {started_ranks_problem(world_size)}")
+            raise ValueError(f"target {self.name!r}: world_size {started_ranks_problem(world_size)}")
 
     def prestart_fresh_interpreter(self, session: _Session, chosen: Iterable[Check]) -> None:
         """Start the fresh interpreter without waiting for it when one of the ``chosen`` checks will

@@ -506,7 +506,7 @@ class _Children:
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
         signal.signal(signal.SIGCHLD, lambda number, frame: None)  # so that it wakes select()
-        signal.set_wakeup_fd(wake_write)
+        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)  # a byte per signal is plenty
         cls.wake_read = wake_read
 
     @classmethod

@@ -16,15 +16,21 @@ from pathlib import Path
 __all__ = [
     "DEFAULT_TIME_BUDGET_S",
     "LAUNCHER_VARIABLES",
+    "MAX_STARTED_RANKS",
     "MAX_TIME_BUDGET_S",
+    "MAX_WORLD_SIZE",
+    "STANDARD_OUTPUT",
     "devices_argument",
     "launched",
+    "output_argument",
     "output_file_problem",
     "readable_file",
+    "started_ranks_problem",
     "time_budget_argument",
     "validate_device",
     "validate_time_budget",
     "world_size_argument",
+    "world_size_problem",
     "writable_file",
 ]
 
@@ -97,39 +103,80 @@ def devices_argument(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+# The most ranks a sampler's clauses build (in this process, one sampler each: far beyond the largest
+# jobs, which run tens of thousands of ranks), and the most ranks torchcontract starts as processes of
+# its own (check_distributed outside torchrun: one process each, on this machine; a test of the
+# loaders' sharding needs a few, and hundreds would only exhaust the machine).
+MAX_WORLD_SIZE = 65_536
+MAX_STARTED_RANKS = 64
+
+
+def world_size_problem(world_size: int) -> str | None:
+    """Why ``world_size`` (an int) is no number of ranks the checks can use, said of it ("must be at
+    least 2, got 1"), or None."""
+    if world_size < 2:
+        return f"must be at least 2, got {world_size}"
+    if world_size > MAX_WORLD_SIZE:
+        return (
+            f"is {world_size}, more ranks than the checks build (at most {MAX_WORLD_SIZE}: a sampler's "
+            "rank samplers are built in this process, one per rank)"
+        )
+    return None
+
+
+def started_ranks_problem(world_size: int) -> str | None:
+    """Why torchcontract cannot start ``world_size`` ranks as processes of its own, said of it, or
+    None."""
+    if world_size > MAX_STARTED_RANKS:
+        return (
+            f"is {world_size}, more ranks than torchcontract starts as processes on this machine (at most "
+            f"{MAX_STARTED_RANKS}: one process each); run a larger group under torchrun, where the job's "
+            "own process group is used"
+        )
+    return None
+
+
 def world_size_argument(text: str) -> int:
-    """argparse ``type=`` for a number of ranks (at least 2)."""
+    """argparse ``type=`` for a number of ranks (at least 2, at most :data:`MAX_WORLD_SIZE`)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer number of ranks, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
+    problem = world_size_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
 def output_file_problem(text: str) -> str | None:
-    """Why a report cannot be written to ``text``, or None."""
-    if not text:
-        return "expected a file path, got an empty string"
-    path = Path(text)
-    if path.is_dir():
-        return f"{text!r} is a directory; name a file in it"
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                return f"{text!r} cannot be created: {str(parent)!r} is not a directory"
-            if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
-                return f"{text!r} cannot be created: {str(parent)!r} is not writable"
-            break
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{text!r} is not writable"
-    return None
+    """Why a report cannot be written to ``text``, or None (see :func:`._files.output_problem`)."""
+    from torchcontract.conformance._files import output_problem
+
+    return output_problem(text)
+
+
+#: The name under which the CLI's ``--json`` writes to standard output.
+STANDARD_OUTPUT = "-"
 
 
 def writable_file(text: str) -> str:
-    """argparse ``type=`` for an output file (``--json``): refused at parse time, before a long run,
-    when it names a directory, lies under a regular file, or cannot be written."""
+    """argparse ``type=`` for an output file (``--conformance-report``): refused at parse time, before
+    a long run, when it names a directory, lies under a regular file, or cannot be created."""
+    if text == STANDARD_OUTPUT:
+        raise argparse.ArgumentTypeError(
+            "'-' (standard output) is pytest's own report; name a file for this one"
+        )
+    problem = output_file_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def output_argument(text: str) -> str:
+    """argparse ``type=`` for the CLI's ``--json``: a file, as :func:`writable_file`, or ``-`` for
+    standard output."""
+    if text == STANDARD_OUTPUT:
+        return text
     problem = output_file_problem(text)
     if problem:
         raise argparse.ArgumentTypeError(problem)

@@ -232,8 +232,12 @@ def dumps(baseline: Mapping[str, Mapping[str, str]]) -> str:
 
 
 def write_baseline(path: str | Path, baseline: Mapping[str, Mapping[str, str]]) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(dumps(baseline), encoding="utf-8")
+    """Write ``baseline`` to ``path`` atomically: a failure raises
+    :class:`~torchcontract.conformance._files.OutputError` and leaves the old file (the baseline in
+    use, with its written reasons) as it was."""
+    from torchcontract.conformance._files import write_atomically
+
+    write_atomically(path, dumps(baseline))
 
 
 def todo_message(path: str, target: str, check_id: str) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from torchcontract.conformance._arguments import started_ranks_problem, world_size_problem
 from torchcontract.conformance._engine import Target
 from torchcontract.conformance._process_group import (
     group_rank_and_size,
@@ -29,7 +31,8 @@ def check_distributed(
     dataset (``factory(0, 1)``'s) once per epoch, up to padding.
 
     Outside a process group, this starts one: ``world_size`` ranks of gloo on 127.0.0.1, each a new
-    process, so ``factory`` must be picklable (a module-level function). Every process has ended when
+    process (at most 64: ``ValueError`` beyond), so ``factory`` must be picklable (a module-level
+    function). Every process has ended when
     this returns, also when a rank hangs (after ``time_budget_s``) or dies.
 
     Inside one (a job started by ``torchrun``: already initialised, or torchrun's ``RANK``,
@@ -38,6 +41,9 @@ def check_distributed(
     iterating its own ``factory(rank, world_size)``, and every rank gets the same report. Nothing is
     spawned; ``world_size`` defaults to the group's size. A rank that does not reach the exchange
     within 80% of ``time_budget_s`` fails the check, named.
+
+    A run that verified nothing does not pass: when every clause was skipped (the ranks could not be
+    started faithfully), they are reported unverified.
     """
     with launcher_group(time_budget_s):
         if in_process_group():
@@ -55,6 +61,13 @@ def check_distributed(
                 )
         elif world_size is None:
             raise TypeError("check_distributed() needs world_size outside a process group (e.g. 2)")
+        else:
+            given: object = world_size
+            if not isinstance(given, int) or isinstance(given, bool):
+                raise TypeError(f"world_size must be an int number of ranks, not {given!r}")
+            problem = started_ranks_problem(given) or world_size_problem(given)
+            if problem:
+                raise ValueError(f"world_size {problem}")
         target = Target(
             factory,
             Loader,
@@ -62,4 +75,23 @@ def check_distributed(
             shards=factory,
             world_size=world_size,
         )
-        return target.run(time_budget_s=time_budget_s, select=lambda spec: "distributed" in spec.needs)
+        report = target.run(time_budget_s=time_budget_s, select=lambda spec: "distributed" in spec.needs)
+    return _verified_something(report)
+
+
+def _verified_something(report: Report) -> Report:
+    """The report, except that clauses which were all skipped are unverified: this call asks for them
+    alone, so a run that verified none of them (its ranks could not be started faithfully: a factory
+    in an unguarded main script, no os.fork) does not pass."""
+    if any(result.status != "skipped" for result in report.results):
+        return report
+    results = tuple(
+        dataclasses.replace(
+            result,
+            status="unverified",
+            message=f"not verified: {result.message} (check_distributed runs only the clauses across "
+            "ranks, and none could run)",
+        )
+        for result in report.results
+    )
+    return dataclasses.replace(report, results=results)

@@ -18,18 +18,21 @@ from typing import Any, Generic, NoReturn, TypeVar, final
 
 import numpy as np
 
-from torchcontract.conformance import _calls, _dtypes, _fresh_interpreter, _isolation
+from torchcontract.conformance import _calls, _compiler_cache, _dtypes, _fresh_interpreter, _isolation
 from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
     MAX_TIME_BUDGET_S,
+    MAX_WORLD_SIZE,
+    started_ranks_problem,
     time_budget_argument,
     validate_device,
     validate_time_budget,
+    world_size_problem,
 )
 from torchcontract.conformance._registry import CHECKS, PROTOCOLS, Check, checks_for, current_id
 from torchcontract.conformance._results import CheckResult, Report, Status
 from torchcontract.conformance._values import describe, tensor_module
-from torchcontract.protocols import CallableModule, CollateFn, Module
+from torchcontract.protocols import CallableModule, CollateFn, Loader, Module
 
 __all__ = [
     "DEFAULT_TIME_BUDGET_S",
@@ -233,6 +236,8 @@ class Options:
         world_size = options.get("world_size")
         if world_size is not None and world_size in (0, 1):
             raise TypeError("option world_size must be at least 2")
+        if isinstance(world_size, int) and world_size > MAX_WORLD_SIZE:
+            raise ValueError(f"option world_size {world_size_problem(world_size)}")
         if options.get("uneven_shards") is True and options.get("max_padding"):
             raise TypeError(
                 "option uneven_shards=True declares shards without padding: max_padding must be None or 0"
@@ -428,6 +433,7 @@ class Target:
         pytest plugin runs one check per test, and each check's prerequisites only once. ``dtype``
         (one of ``options.dtype_names``): the session of the per-dtype checks in that dtype."""
         _validate_run_arguments(device, time_budget_s)
+        self._validate_started_ranks()
         if dtype is not None and dtype not in self.options.dtype_names:
             raise ValueError(f"dtype {dtype!r} is not one of target {self.name!r}'s dtypes")
         base = self.session(device, time_budget_s) if dtype is not None else None
@@ -436,6 +442,17 @@ class Target:
             if key not in self._sessions:
                 self._sessions[key] = _Session(self, device, float(time_budget_s), dtype=dtype, base=base)
             return self._sessions[key]
+
+    def _validate_started_ranks(self) -> None:
+        """A loader's process-group clauses start ``world_size`` processes outside a process group
+        (under torchrun, the job's own group is used): ValueError beyond what torchcontract starts."""
+        world_size = self.options.world_size
+        if self.protocol is not Loader or world_size is None or started_ranks_problem(world_size) is None:
+            return
+        from torchcontract.conformance._process_group import in_process_group, launched
+
+        if not (in_process_group() or launched()):
+            raise ValueError(f"target {self.name!r}: world_size {started_ranks_problem(world_size)}")
 
     def prestart_fresh_interpreter(self, session: _Session, chosen: Iterable[Check]) -> None:
         """Start the fresh interpreter without waiting for it when one of the ``chosen`` checks will
@@ -455,6 +472,7 @@ class Target:
         """Run this target's checks (those ``select`` accepts) and return the report. Each run starts
         afresh: an object fixed since the last run is checked again."""
         _validate_run_arguments(device, time_budget_s)
+        self._validate_started_ranks()
         session = _Session(self, device, float(time_budget_s))
         sessions: dict[str | None, _Session] = {None: session}
         for name in self.options.dtype_names:
@@ -769,7 +787,9 @@ class _Session:
             try:
                 if self.dtype is not None:
                     ctx.use(*self._converted(ctx))
-                spec.func(ctx)
+                # torch.compile and torch.export leave a cache directory and a variable behind.
+                with _compiler_cache.left_as_found(active=bool({"compile", "export"} & spec.needs)):
+                    spec.func(ctx)
                 outcome.append(("passed", "; ".join(ctx.notes)))
             except CheckFailure as failure:
                 outcome.append(("failed", self._in_dtype(str(failure))))
@@ -777,12 +797,12 @@ class _Session:
                 outcome.append(("skipped", str(skipped)))
             except CheckUnverified as unverified:
                 outcome.append(("unverified", str(unverified)))
-            except _calls.Abandoned:
-                pass  # given up on: the waiting thread has reported the hang
             except _HungCall as hung:
                 outcome.append(("failed", self._hang(spec, hung.what)))
             except KeyboardInterrupt as interrupt:  # Ctrl-C leaves check() at once
                 interrupted.append(interrupt)
+            except _fresh_interpreter.HelperFailed as failed:  # torchcontract's own process, not the object
+                outcome.append(("error", _helper_error(spec, failed)))
             except BaseException as error:
                 what = _calls.call_of(error)
                 if what is not None:  # SystemExit and the like from the object: its failure
@@ -792,9 +812,11 @@ class _Session:
             finally:
                 _calls.release(threading.get_ident())
 
-        if "workers" in spec.needs:
-            # Checks that start worker processes run in the calling thread (forking a process that
-            # runs other threads is unsafe) and bound their waits themselves (DataLoader's timeout).
+        if _in_calling_thread(spec):
+            # Checks that start processes run in the calling thread (forking a process that runs
+            # other threads is unsafe) and bound their waits themselves (DataLoader's timeout; the
+            # process group's deadline, after torchcontract's own fresh interpreter has started,
+            # which no bound of the check's thread could leave out).
             try:
                 body()
             finally:
@@ -807,14 +829,16 @@ class _Session:
         try:
             worker.join(self.time_budget_s + _GRACE_S)
         finally:
+            if worker.is_alive():
+                # Hung (or this thread was interrupted): given up on before anything is put back, so
+                # that the check's thread never touches the object or the global RNG again.
+                _calls.abandon(worker)
             restore_global_rng_states(states)
         if interrupted:
             raise interrupted[0]
         if worker.is_alive() or not outcome:
             thread_id = worker.ident
             hung = _calls.current_call(thread_id) if thread_id is not None else None
-            if thread_id is not None:
-                _calls.abandon(thread_id)  # it may not touch the object again
             budget = f"{self.time_budget_s:g} s"
             if hung is None:
                 # No object call was in progress: the check's own code (or an implicit call into
@@ -888,6 +912,21 @@ def _internal_error(spec: Check, ctx: Context, error: BaseException) -> str:
     )
 
 
+def _in_calling_thread(spec: Check) -> bool:
+    """Whether ``spec`` runs in the calling thread (it starts processes: DataLoader workers, the ranks
+    of a process group), each of its object calls bounded in a thread of its own."""
+    return bool({"workers", "distributed"} & spec.needs)
+
+
+def _helper_error(spec: Check, failed: BaseException) -> str:
+    """The message of an ``error`` result whose cause is torchcontract's own helper process (the fresh
+    interpreter) failing: nothing is known about the object."""
+    return (
+        f"internal error of torchcontract in {spec.check_id}: {failed}. Nothing is known about the object; "
+        f"if this happens again, please report it at {ISSUES_URL}"
+    )
+
+
 WORLD_SIZE_OFF = (
     "distributed checks are off: give world_size=N (pytest: --conformance-world-size N, CLI: -o world_size=N)"
 )
@@ -948,6 +987,8 @@ def global_rng_states() -> tuple[object, ...]:
 
 
 def restore_global_rng_states(states: tuple[object, ...]) -> None:
+    # In a check given up on (it hung), never: check() has returned, the RNG is the caller's again.
+    _calls.stop_if_abandoned()
     python_state, numpy_state, torch_state = states
     random.setstate(python_state)  # type: ignore[arg-type]
     np.random.set_state(numpy_state)  # type: ignore[arg-type]
@@ -979,9 +1020,9 @@ class Context:
         self.last_call: str | None = None
         self.notes: list[str] = []
         self._deadline = time.monotonic() + session.time_budget_s
-        # The worker clauses run in the calling thread (they fork): their object calls get a thread
-        # each, so that a hang is bounded there too.
-        self._bound_each_call = "workers" in spec.needs
+        # The worker and process-group clauses run in the calling thread (they start processes):
+        # their object calls get a thread each, so that a hang is bounded there too.
+        self._bound_each_call = _in_calling_thread(spec)
         self._rng = np.random.default_rng(self.options.seed)
 
     def use(self, obj: Any, example_inputs: tuple[Any, ...], example_kwargs: dict[str, Any]) -> None:
@@ -1072,10 +1113,12 @@ class Context:
 
         thread = threading.Thread(target=run, name=f"torchcontract:{self.spec.check_id}:call", daemon=True)
         thread.start()
-        thread.join(max(self.time_left(), 0.0) + _GRACE_S)
+        try:
+            thread.join(max(self.time_left(), 0.0) + _GRACE_S)
+        finally:
+            if thread.is_alive():  # hung, or this thread was interrupted: nothing more runs there
+                _calls.abandon(thread)
         if thread.is_alive() or not outcome:
-            if thread.ident is not None:
-                _calls.abandon(thread.ident)
             raise _HungCall(what)
         ok, value = outcome[0]
         if not ok:

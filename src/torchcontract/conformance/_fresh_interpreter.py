@@ -8,7 +8,8 @@ again, calls ``check()`` again, and fails in the "bootstrapping phase"; configur
 (``set_forkserver_preload``) also changes process-wide state the user owns.
 
 Design. Lazily, once per process, we start ``sys.executable -c "... serve()"`` in a new session,
-with the parent's ``sys.path`` and working directory, connected by a socket pair. The server imports
+with the parent's interpreter flags, ``sys.path`` (set before anything is imported: never the current
+directory that ``-c`` would put first) and working directory, connected by a socket pair. The server imports
 torch once when the object needs it (its class's modules use torch, or its pickle names torch: see
 :func:`imports_for`; torchvision likewise, on demand), then, per request,
 forks a child (a fresh interpreter for the user's modules: none of them was imported before the
@@ -16,8 +17,10 @@ fork, so state set at run time in this process is lost, exactly as in a spawn wo
 unpickles the object and computes what was asked (``ds[i]`` for some indices, the first items of
 ``iter(ds)``, or one rank of a process group), streaming progress frames, so that a hang names the
 call in progress. Starting the server is torchcontract's fixed cost: it is bounded by
-:data:`STARTUP_LIMIT_S`, not by the object's budget, and a failure to start it is reported as
-:class:`Unavailable` (a skip naming torchcontract). The engine starts it without waiting
+:data:`STARTUP_LIMIT_S`, not by the object's budget. A failure of the server (it did not start,
+exited, was stopped or killed, stopped answering before the object's call began) is
+:class:`HelperFailed`: an internal error of torchcontract, never the object's failure; a server found
+dead before a request (killed since the last one) is replaced once. The engine starts it without waiting
 (:func:`prestart`) when a run with a clause that uses it begins, so that its start overlaps the
 checks before that clause.
 
@@ -43,10 +46,10 @@ import importlib
 import importlib.abc
 import importlib.util
 import io
-import json
 import operator
 import os
 import pickle
+import select
 import signal
 import socket
 import struct
@@ -61,9 +64,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from torchcontract.conformance import _lifetime
+
 __all__ = [
     "STARTUP_LIMIT_S",
     "Fetched",
+    "HelperFailed",
     "Pickled",
     "Raised",
     "TimedOut",
@@ -83,14 +89,27 @@ STARTUP_LIMIT_S = 120.0
 _DRAIN_S = 5.0
 _MAIN_NAMES = ("__main__", "__mp_main__")
 ADVICE = "move the dataset class to a module, or guard the script with if __name__ == '__main__':"
+# The server's first statement sets its import path to the parent's (given as arguments 3 and on):
+# ``sys`` is built in, so nothing at all is imported before that, not even from the directory that
+# ``-c`` puts first on the path (a ``json.py`` in the user's current directory is never run). Python
+# 3.10 has no ``-P``, and ``-I`` would also drop the environment and user site that a spawn worker
+# keeps: the interpreter gets exactly the flags a spawn worker of this process would
+# (:func:`_interpreter_flags`), and this path.
 _BOOT = (
-    "import sys, json; sys.path[:] = json.loads(sys.argv[2]); "
+    "import sys; sys.path[:] = sys.argv[3:]; "
     "from torchcontract.conformance._fresh_interpreter import serve; serve()"
 )
 
 
 class Unavailable(Exception):
-    """The fresh interpreter cannot rebuild the object faithfully (or could not start): a skip."""
+    """The fresh interpreter cannot rebuild the object faithfully (a class in an unguarded main
+    script, no ``os.fork``, no interpreter to start): a skip, saying why."""
+
+
+class HelperFailed(Exception):
+    """torchcontract's fresh interpreter failed: it did not start, exited, was stopped or killed, or
+    stopped answering before the object's call began. Nothing is known about the object: an
+    internal error of torchcontract (an ``error`` result), never the object's failure."""
 
 
 class TimedOut(Exception):
@@ -428,13 +447,22 @@ def _import_on_demand(names: list[str]) -> list[str]:
 
 
 def serve() -> None:
-    """The server's main loop: ``sys.argv[1]`` is the socket's descriptor, ``sys.argv[3]`` names the
-    packages to import first (``torch``, ``torchvision``; ``-`` for none)."""
+    """The server's main loop: ``sys.argv[1]`` is the socket's descriptor, ``sys.argv[2]`` names the
+    packages to import first (``torch``, ``torchvision``; ``-`` for none); the import path follows.
+    It ends when the parent closes the connection or ends, however (its children with it)."""
     conn = socket.socket(fileno=int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it ends us when it exits
-    loaded = _import_on_demand(sys.argv[3].split(",") if len(sys.argv) > 3 else [])
+    with contextlib.suppress(OSError):  # the parent is gone: nothing to serve
+        _serve(conn)
+
+
+def _serve(conn: socket.socket) -> None:
+    loaded = _import_on_demand(sys.argv[2].split(","))
     _send(conn, ("ready", os.getpid(), loaded))
     forking = hasattr(os, "fork")
+    if forking:
+        _lifetime.prepare()
+        _Children.watch()
     while True:
         try:
             frame = _recv(conn, None)
@@ -459,8 +487,64 @@ def serve() -> None:
         os.close(gate_read)
         _send(conn, ("started", pids))
         os.close(gate_write)  # the children may talk now: the "started" frame is whole
-        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
-        _send(conn, ("exit", codes))
+        _send(conn, ("exit", _Children.wait(conn, pids)))
+
+
+class _Children:
+    """The server waits for its children while watching its parent: a child's exit (SIGCHLD) or the
+    connection's end wakes it. Should the parent end while children run (killed by SIGTERM or
+    SIGKILL, without closing anything), the children are killed with their process groups and the
+    server exits: nothing started for a check outlives the process that asked for it."""
+
+    wake_read = -1
+    server_pid = -1
+
+    @classmethod
+    def watch(cls) -> None:
+        cls.server_pid = os.getpid()
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
+        signal.signal(signal.SIGCHLD, lambda number, frame: None)  # so that it wakes select()
+        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)  # a byte per signal is plenty
+        cls.wake_read = wake_read
+
+    @classmethod
+    def forget(cls) -> None:
+        """In a child: its own signals are its own."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+    @classmethod
+    def wait(cls, conn: socket.socket, pids: list[int]) -> list[int]:
+        codes: dict[int, int] = {}
+        while True:
+            for pid in pids:
+                if pid not in codes:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        codes[pid] = os.waitstatus_to_exitcode(status)
+            if len(codes) == len(pids):
+                return [codes[pid] for pid in pids]
+            readable, _, _ = select.select([conn.fileno(), cls.wake_read], [], [], 1.0)
+            if cls.wake_read in readable:
+                with contextlib.suppress(OSError):
+                    os.read(cls.wake_read, 4096)
+            if conn.fileno() in readable and not _parent_alive(conn):
+                for pid in pids:
+                    with contextlib.suppress(OSError):
+                        os.killpg(pid, signal.SIGKILL)
+                os._exit(0)
+
+
+def _parent_alive(conn: socket.socket) -> bool:
+    """Whether the parent's end of the connection is open (it sends nothing while a request runs)."""
+    try:
+        return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
 
 def _child(conn: socket.socket, header: dict[str, Any], payload: bytes, index: int, gate: int | None) -> None:
@@ -469,6 +553,8 @@ def _child(conn: socket.socket, header: dict[str, Any], payload: bytes, index: i
     try:
         if gate is not None:
             os.setpgid(0, 0)  # our own group: the parent kills it (and what we start) on a hang
+            _Children.forget()
+            _lifetime.end_with_parent(_Children.server_pid)  # a server killed takes its children along
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.read(gate, 1)
             os.close(gate)
@@ -647,7 +733,15 @@ class _Server:
         self.imported: set[str] = set()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(child_end.fileno()), json.dumps(sys.path), flag],
+                [
+                    sys.executable,
+                    *_interpreter_flags(),
+                    "-c",
+                    _BOOT,
+                    str(child_end.fileno()),
+                    flag,
+                    *_import_path(),
+                ],
                 pass_fds=(child_end.fileno(),),
                 cwd=os.getcwd(),
                 stdin=subprocess.DEVNULL,
@@ -674,13 +768,15 @@ class _Server:
         except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
             self.close()
             why = "did not start" if isinstance(error, TimeoutError) else "exited"
-            raise Unavailable(
+            raise HelperFailed(
                 f"torchcontract's fresh interpreter ({sys.executable} -c ...) {why} within "
                 f"{STARTUP_LIMIT_S:g} s (see its standard error); this is not the object's failure"
             ) from error
         if frame[0] != "ready":
             self.close()
-            raise Unavailable(f"torchcontract's fresh interpreter answered {frame[0]!r}")
+            raise HelperFailed(
+                f"torchcontract's fresh interpreter answered {frame[0]!r}; this is not the object's failure"
+            )
         self.imported.update(frame[2])
         self.ready = True
 
@@ -694,6 +790,25 @@ class _Server:
         for pid in self.children:
             with contextlib.suppress(OSError):
                 os.killpg(pid, sig)
+
+
+def _interpreter_flags() -> list[str]:
+    """The command-line flags of this interpreter that a spawn worker gets too (``-O``, ``-B``,
+    ``-E``, ``-s``, ``-I``, ``-P``, ``-W``, ``-X``: multiprocessing's ``spawn.get_command_line`` passes
+    ``subprocess._args_from_interpreter_flags()``), so that the fresh interpreter runs the object as
+    a spawn worker would (``-O`` turns its asserts off, ``-X utf8`` changes its text encoding)."""
+    try:
+        flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    except Exception:  # a private helper that moved: the default flags, as before
+        return []
+    return [flag for flag in flags if isinstance(flag, str)]
+
+
+def _import_path() -> list[str]:
+    """This process's ``sys.path``, as the fresh interpreter's arguments (an entry that is no string,
+    or that no argument can hold, is one the import system skips anyway)."""
+    entries: list[object] = list(sys.path)  # typed list[str], but anything can be put in it
+    return [entry for entry in entries if isinstance(entry, str) and "\0" not in entry]
 
 
 def _end_server(process: subprocess.Popen[bytes], conn: socket.socket, children: list[int]) -> None:
@@ -809,14 +924,27 @@ def _imports(server: _Server, wanted: tuple[str, ...]) -> None:
         frame = _recv(server.conn, time.monotonic() + STARTUP_LIMIT_S)
     except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
         _discard(server)
-        raise Unavailable(
+        raise HelperFailed(
             f"torchcontract's fresh interpreter did not import {', '.join(needed)} "
             f"({type(error).__name__}); this is not the object's failure"
         ) from error
     if frame[0] != "imported":
         _discard(server)
-        raise Unavailable(f"torchcontract's fresh interpreter answered {frame[0]!r} to an import")
+        raise HelperFailed(
+            f"torchcontract's fresh interpreter answered {frame[0]!r} to an import; this is not the "
+            "object's failure"
+        )
     server.imported.update(frame[1])
+
+
+@dataclass
+class _Answer:
+    """What a request came to: the children's exit codes (none when the server did not report them),
+    whether the deadline came first, and whether the server had started the children."""
+
+    codes: list[int]
+    timed_out: bool
+    started: bool
 
 
 def _request(
@@ -826,70 +954,108 @@ def _request(
     on_frame: Callable[[tuple[Any, ...]], None],
     *,
     imports: tuple[str, ...] = (),
-) -> tuple[list[int], bool]:
+) -> _Answer:
     """Send one request; feed the children's frames to ``on_frame`` until they exit, within
-    ``time_left`` seconds counted from when the server is ready. Returns their exit codes (None for
-    those killed at the deadline) and whether the deadline came first."""
+    ``time_left`` seconds counted from when the server is ready. A server found dead before it
+    started the children (killed since the last request) is replaced once; :class:`HelperFailed`
+    when it fails again, or stops answering once it had."""
     with _lock:
-        server = _server()
-        main = (FOR_MAIN_SCRIPTS,) if header["main"] is not None else ()
-        _imports(server, (*imports, *what.imports, *main))
-        deadline = time.monotonic() + max(time_left, 0.0)
-        full = {"sys_path": list(sys.path), "cwd": os.getcwd(), **header}
-        if not hasattr(os, "fork"):
-            full["tasks"] = 1
         try:
-            _send(server.conn, ("request", full, what.data))
-            while True:
-                try:
-                    frame = _recv(server.conn, deadline)
-                except TimeoutError:
-                    break
-                if frame[0] == "started":
-                    server.children[:] = frame[1]
-                elif frame[0] == "exit":
-                    server.children.clear()
-                    if not hasattr(os, "fork"):
-                        _discard(server)
-                    return list(frame[1]), False
-                else:
-                    on_frame(frame)
-        except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
-            _discard(server)
-            raise Unavailable(
-                f"torchcontract's fresh interpreter stopped answering ({type(error).__name__}); this is "
-                "not the object's failure"
-            ) from error
-        except BaseException:
-            _discard(server)  # an interrupt: end whatever still runs, at once
-            raise
-        # Out of time: stop the children, and let the server report them (else replace it).
-        server.kill_children()
-        codes: list[int] = []
+            return _request_once(header, what, time_left, on_frame, imports)
+        except _DeadBeforeStart:
+            pass  # killed since the last request: a new server, once
         try:
-            drain = time.monotonic() + _DRAIN_S
-            while True:
-                frame = _recv(server.conn, drain)
-                if frame[0] == "exit":
-                    server.children.clear()
-                    codes = list(frame[1])
-                    break
-        except Exception:  # the server is in an unknown state: replace it next time
-            _discard(server)
-        except BaseException:
-            _discard(server)
-            raise
-        if not hasattr(os, "fork") and _current and _current[0] is server:
-            _discard(server)
-        return codes, True
+            return _request_once(header, what, time_left, on_frame, imports)
+        except _DeadBeforeStart as dead:
+            raise HelperFailed(
+                f"torchcontract's fresh interpreter stopped answering ({dead.args[0]}) before it started "
+                "the request's child; this is not the object's failure"
+            ) from None
+
+
+class _DeadBeforeStart(Exception):
+    """The server's connection failed before it had started a child: nothing of the object ran."""
+
+
+def _request_once(
+    header: dict[str, Any],
+    what: Pickled,
+    time_left: float,
+    on_frame: Callable[[tuple[Any, ...]], None],
+    imports: tuple[str, ...],
+) -> _Answer:
+    server = _server()
+    main = (FOR_MAIN_SCRIPTS,) if header["main"] is not None else ()
+    _imports(server, (*imports, *what.imports, *main))
+    deadline = time.monotonic() + max(time_left, 0.0)
+    full = {"sys_path": list(sys.path), "cwd": os.getcwd(), **header}
+    if not hasattr(os, "fork"):
+        full["tasks"] = 1
+    started = False
+    try:
+        _send(server.conn, ("request", full, what.data))
+        while True:
+            try:
+                frame = _recv(server.conn, deadline)
+            except TimeoutError:
+                break
+            if frame[0] == "started":
+                server.children[:] = frame[1]
+                started = True
+            elif frame[0] == "exit":
+                server.children.clear()
+                if not hasattr(os, "fork"):
+                    _discard(server)
+                return _Answer(list(frame[1]), timed_out=False, started=True)
+            else:
+                on_frame(frame)
+    except (TimeoutError, _Closed, OSError, pickle.PickleError, EOFError) as error:
+        _discard(server)
+        if not started:
+            raise _DeadBeforeStart(type(error).__name__) from error
+        raise HelperFailed(
+            f"torchcontract's fresh interpreter stopped answering ({type(error).__name__}) while it ran "
+            "the request; this is not the object's failure"
+        ) from error
+    except BaseException:
+        _discard(server)  # an interrupt: end whatever still runs, at once
+        raise
+    # Out of time: stop the children, and let the server report them (else replace it).
+    server.kill_children()
+    codes: list[int] = []
+    try:
+        drain = time.monotonic() + _DRAIN_S
+        while True:
+            frame = _recv(server.conn, drain)
+            if frame[0] == "started":
+                started = True
+            elif frame[0] == "exit":
+                server.children.clear()
+                codes = list(frame[1])
+                break
+    except Exception:  # the server is in an unknown state (stopped, say): replace it next time
+        _discard(server)
+    except BaseException:
+        _discard(server)
+        raise
+    if not hasattr(os, "fork") and _current and _current[0] is server:
+        _discard(server)
+    return _Answer(codes, timed_out=True, started=started)
+
+
+_NOT_ANSWERING = (
+    "torchcontract's fresh interpreter did not answer within {budget} (it was stopped, or is starved "
+    "of CPU) before {what}; this is not the object's failure"
+)
 
 
 def fetch(what: Pickled, *, indices: list[int] | None, limit: int, time_left: float) -> Fetched:
     """Rebuild the dataset pickled in ``what`` in a fresh interpreter and compute ``ds[i]`` for
     ``indices``, or (``indices=None``) the first ``limit`` items of ``iter(ds)``.
 
-    Raises :class:`Unavailable` (skip) or :class:`TimedOut` (after ``time_left`` seconds, not
-    counting the server's start)."""
+    Raises :class:`Unavailable` (skip), :class:`TimedOut` (the object's call in progress after
+    ``time_left`` seconds, not counting the server's start) or :class:`HelperFailed` (the server, not
+    the object, did not answer)."""
     header = {
         "task": "samples",
         "tasks": 1,
@@ -900,11 +1066,17 @@ def fetch(what: Pickled, *, indices: list[int] | None, limit: int, time_left: fl
     }
     fetched = Fetched()
     progress = ["starting a child of the fresh interpreter"]
+    # Whether the object's code began (a progress frame: the child is rebuilding or calling it), and
+    # whether the child had finished (so that only the server's exit report was missing).
+    began, done = [False], [False]
 
     def on_frame(frame: tuple[Any, ...]) -> None:
         kind = frame[0]
         if kind == "progress":
             progress[0] = frame[1]
+            began[0] = True
+        elif kind == "done":
+            done[0] = True
         elif kind == "item":
             fetched.items.append(frame[1])
         elif kind == "end":
@@ -912,9 +1084,17 @@ def fetch(what: Pickled, *, indices: list[int] | None, limit: int, time_left: fl
         elif kind == "raised":
             fetched.raised = Raised(*frame[1:])
 
-    codes, timed_out = _request(header, what, time_left, on_frame)
-    if timed_out:
+    answer = _request(header, what, time_left, on_frame)
+    if answer.timed_out:
+        budget = f"{time_left:.3g} s"
+        if not began[0]:
+            raise HelperFailed(_NOT_ANSWERING.format(budget=budget, what="the object's first call began"))
+        if done[0] or fetched.raised is not None:
+            raise HelperFailed(
+                _NOT_ANSWERING.format(budget=budget, what="reporting that its child had ended")
+            )
         raise TimedOut(progress[0])
+    codes = answer.codes
     if fetched.raised is None and codes and codes[0] != 0 and not fetched.ended:
         fetched.raised = Raised(progress[0], "the worker process died", f"exit status {codes[0]}", "")
     return fetched
@@ -935,8 +1115,12 @@ def run_tasks(what: Pickled, *, tasks: int, rank_args: dict[str, Any], timeout_s
         "rank_args": rank_args,
     }
     # The ranks run torch.distributed: torch is imported before, outside their deadline.
-    codes, timed_out = _request(header, what, timeout_s, lambda frame: None, imports=("torch",))
-    if len(codes) != tasks:
+    answer = _request(header, what, timeout_s, lambda frame: None, imports=("torch",))
+    if not answer.started:
+        raise HelperFailed(
+            _NOT_ANSWERING.format(budget=f"{timeout_s:.3g} s", what="it started the ranks' processes")
+        )
+    if len(answer.codes) != tasks:
         return [None] * tasks
     killed = -int(signal.SIGKILL)
-    return [None if timed_out and code == killed else code for code in codes]
+    return [None if answer.timed_out and code == killed else code for code in answer.codes]

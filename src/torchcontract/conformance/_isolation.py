@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from torchcontract.conformance import _calls
+from torchcontract.conformance import _calls, _lifetime
 
 if TYPE_CHECKING:
     from torchcontract.conformance._engine import _Session
@@ -130,11 +130,17 @@ def _fork() -> int:
 
 
 def _child(
-    session: _Session, check_ids: Sequence[str], write_fd: int, buffer: _CallBuffer, crash_log: Any
+    session: _Session,
+    check_ids: Sequence[str],
+    write_fd: int,
+    buffer: _CallBuffer,
+    crash_log: Any,
+    parent_pid: int,
 ) -> None:
     """Run the checks in the child and report each; never returns."""
     status = 0
     try:
+        _lifetime.end_with_parent(parent_pid)  # a parent killed (SIGTERM, SIGKILL) takes it along
         _IN_CHILD.append(True)
         # A fatal signal's stack goes to the parent's report, not to the terminal (where pytest's
         # faulthandler would print "Fatal Python error" as if the run itself had crashed).
@@ -145,6 +151,10 @@ def _child(
             result = session.result(check_id)
             _send(write_fd, ("result", result))
         _send(write_fd, ("done", None))
+    except KeyboardInterrupt:  # Ctrl-C, or the object raised it: the parent raises it in turn
+        with contextlib.suppress(OSError):
+            _send(write_fd, ("interrupted", None))
+        status = 70
     except BaseException:  # the parent reports the death with the call in progress
         status = 70
     finally:
@@ -225,15 +235,17 @@ def run_isolated(session: _Session, check_ids: Sequence[str]) -> dict[str, Check
         read_fd, write_fd = os.pipe()
         buffer = _CallBuffer()
         crash_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _crash_stack, after the wait)
+        _lifetime.prepare()
+        parent_pid = os.getpid()
         pid = _fork()
         if pid == 0:  # the child
             os.close(read_fd)
-            _child(session, remaining, write_fd, buffer, crash_log)
+            _child(session, remaining, write_fd, buffer, crash_log, parent_pid)
         os.close(write_fd)
         reader = _Reader(read_fd)
         running: str | None = None
         started = time.monotonic()
-        ended_cleanly = False
+        ended_cleanly = interrupted = False
         try:
             while True:
                 budget = _deadline_s(session, running)
@@ -271,12 +283,23 @@ def run_isolated(session: _Session, check_ids: Sequence[str]) -> dict[str, Check
                 elif kind == "done":
                     ended_cleanly = True
                     break
+                elif kind == "interrupted":
+                    interrupted = True
+                    break
+        except BaseException:
+            # Ctrl-C here (the child got it too, but may hold the GIL and never handle it): end the
+            # child at once, rather than wait for it.
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            raise
         finally:
             os.close(read_fd)
             _, status = os.waitpid(pid, 0)
             in_progress = buffer.read()
             buffer.close()
             stack = _crash_stack(crash_log)
+        if interrupted:  # the object raised KeyboardInterrupt, or Ctrl-C reached the child first
+            raise KeyboardInterrupt
         if ended_cleanly or hung is not None:
             continue
         death = _death(status)

@@ -5,8 +5,18 @@ The parent runs one process per rank, each forked from torchcontract's fresh int
 global multiprocessing configuration is left alone); each builds its loader with
 ``factory(rank, world_size)`` (unpickled in the rank),
 iterates it for some epochs (calling ``set_epoch`` on its sampler first, as training loops do), and
-exchanges its batch counts with ``all_gather_object``. Each rank writes what it saw to a file; the
-parent waits at most ``timeout_s`` and then ends every process it started, whatever state it is in.
+exchanges its batch counts with ``all_gather`` (of tensors: nothing received is unpickled). Each rank
+writes what it saw to a file; the parent waits at most ``timeout_s`` and then ends every process it
+started, whatever state it is in.
+
+Nothing of such a group can be reached from another host, nor joined by another local user: the ranks
+meet through a ``FileStore`` in a directory of the run's own (``tempfile.mkdtemp``: mode 0700, removed
+afterwards), not a ``TCPStore`` (whose server listens on every interface, whatever host the
+``tcp://`` address names, and lets anyone who connects read and write its keys); and gloo's own
+connections between ranks listen on the loopback interface (``GLOO_SOCKET_IFNAME``, set in each rank:
+by default gloo listens on the address the host's name resolves to). Those connections are TCP
+sockets, so a local user can still connect to them while the ranks run; gloo authenticates nothing,
+so such a user could disturb the run (make it fail), but what arrives over them is only tensors.
 
 Inside a process group that already exists (a job started by ``torchrun``, or one whose environment
 torchrun set: :func:`launcher_group`), nothing is spawned: :func:`gather_in_group` runs this rank's
@@ -20,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import pickle
 import re
 import socket
@@ -33,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from torchcontract.conformance._arguments import LAUNCHER_VARIABLES, launched
-from torchcontract.conformance._fresh_interpreter import Pickled, run_tasks
+from torchcontract.conformance._files import write_atomically
+from torchcontract.conformance._fresh_interpreter import HelperFailed, Pickled, Unavailable, run_tasks
 from torchcontract.conformance._values import fingerprint, is_array, leaves, sample_count
 
 __all__ = [
@@ -99,33 +111,44 @@ class RankOutcome:
     exitcode: int | None = None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def loopback_interface() -> str | None:
+    """The name of the loopback network interface (``lo`` on Linux, ``lo0`` on macOS), or None."""
+    try:
+        names = [name for _, name in socket.if_nameindex()]
+    except OSError:
+        return None
+    return next((name for name in names if re.fullmatch(r"lo\d*", name)), None)
 
 
 def _rank_main(
     rank: int,
     world_size: int,
-    port: int,
+    store: str,
+    interface: str,
     factory: Callable[[int, int], Any],
     epochs: int,
     timeout_s: float,
     out: str,
 ) -> None:
+    import torch
     import torch.distributed as dist
 
     report: dict[str, Any] = {"epochs": []}
     try:
+        # This process is torchcontract's own rank: a user's setting for multi-host jobs does not apply.
+        os.environ["GLOO_SOCKET_IFNAME"] = interface
         dist.init_process_group(
             "gloo",
-            init_method=f"tcp://127.0.0.1:{port}",
+            init_method=Path(store).as_uri(),
             rank=rank,
             world_size=world_size,
             timeout=timedelta(seconds=timeout_s),
         )
+    except BaseException:  # torchcontract's own set-up (or a peer that never came: see run_ranks)
+        report["setup_error"] = traceback.format_exc(limit=8)
+        write_atomically(out, json.dumps(report))
+        return
+    try:
         loader = factory(rank, world_size)
         for epoch in range(epochs):
             set_epoch(loader, epoch)
@@ -134,14 +157,16 @@ def _rank_main(
                 count += 1
                 digests = batch_rows(batch)
                 rows.extend(digests if digests is not None else [])
-            gathered: list[Any] = [None] * world_size
-            dist.all_gather_object(gathered, count)
+            counts = [torch.zeros(1, dtype=torch.int64) for _ in range(world_size)]
+            dist.all_gather(counts, torch.tensor([count], dtype=torch.int64))
+            gathered = [int(peer.item()) for peer in counts]
             report["epochs"].append({"batches": count, "gathered": gathered, "rows": rows})
         dist.barrier()
     except BaseException:
         report["error"] = traceback.format_exc(limit=8)
     finally:
-        Path(out).write_text(json.dumps(report), encoding="utf-8")
+        # Whole or not at all: a rank stopped while writing has not reported.
+        write_atomically(out, json.dumps(report))
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -151,7 +176,8 @@ def rank_from_pickle(
     payload: bytes,
     *,
     world_size: int,
-    port: int,
+    store: str,
+    interface: str,
     epochs: int,
     timeout_s: float,
     outputs: list[str],
@@ -162,39 +188,55 @@ def rank_from_pickle(
         factory = pickle.loads(payload)
     except BaseException:
         report = {"epochs": [], "error": traceback.format_exc(limit=8)}
-        Path(outputs[rank]).write_text(json.dumps(report), encoding="utf-8")
+        write_atomically(outputs[rank], json.dumps(report))
         return
-    _rank_main(rank, world_size, port, factory, epochs, timeout_s, outputs[rank])
+    _rank_main(rank, world_size, store, interface, factory, epochs, timeout_s, outputs[rank])
 
 
 def run_ranks(factory: Pickled, world_size: int, *, epochs: int, timeout_s: float) -> list[RankOutcome]:
     """Run the pickled ``factory``'s loaders on ``world_size`` ranks; every process has ended when
     this returns. Raises :class:`Unavailable` when the ranks cannot be started faithfully."""
-    port = _free_port()
+    interface = loopback_interface()
+    if interface is None:
+        raise Unavailable(
+            "torchcontract keeps the connections between the ranks it starts on the loopback network "
+            "interface, and this host has none (no lo or lo0)"
+        )
+    # A directory of this run's own (mode 0700): the store and the ranks' reports, private to this user.
     with tempfile.TemporaryDirectory(prefix="torchcontract-ranks-") as folder:
         outputs = [str(Path(folder) / f"rank{rank}.json") for rank in range(world_size)]
         # The collectives' own timeout ends a rank blocked by a dead peer before the parent's does.
         group_timeout = max(1.0, timeout_s * 0.6)
         rank_args = {
             "world_size": world_size,
-            "port": port,
+            "store": str(Path(folder) / "store"),
+            "interface": interface,
             "epochs": epochs,
             "timeout_s": group_timeout,
             "outputs": outputs,
         }
         codes = run_tasks(factory, tasks=world_size, rank_args=rank_args, timeout_s=timeout_s)
-        outcomes = []
+        outcomes, setup_errors = [], []
         for rank, (code, output) in enumerate(zip(codes, outputs, strict=True)):
             outcome = RankOutcome(rank=rank, exitcode=code)
             path = Path(output)
             if path.exists():
                 data = json.loads(path.read_text(encoding="utf-8"))
                 outcome.epochs, outcome.error = data["epochs"], data.get("error")
+                if data.get("setup_error"):
+                    setup_errors.append(f"rank {rank}: {data['setup_error'].strip().splitlines()[-1]}")
             elif code is None or code < 0:
                 outcome.error = f"rank {rank} did not finish within {timeout_s:g} s and was stopped"
             else:
                 outcome.error = f"rank {rank} exited with status {code} without reporting"
             outcomes.append(outcome)
+        if setup_errors and not any(outcome.error for outcome in outcomes):
+            # Every rank that failed did so starting the group, before the loader's code ran (a rank
+            # whose factory failed to unpickle, or that died, is the cause when there is one).
+            raise HelperFailed(
+                f"torchcontract could not start its gloo process group of {world_size} ranks "
+                f"({'; '.join(setup_errors[:2])}); this is not the object's failure"
+            )
         return outcomes
 
 

@@ -254,10 +254,12 @@ class RunReport:
         )
 
     def write(self, path: str | Path) -> None:
-        """Write the JSON report to ``path``, creating its directory."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json(), encoding="utf-8")
+        """Write the JSON report to ``path``, creating its directory, atomically: a failure (a full
+        disk) raises :class:`~torchcontract.conformance._files.OutputError` naming the path and
+        leaves the old file as it was."""
+        from torchcontract.conformance._files import write_atomically
+
+        write_atomically(path, self.to_json())
 
 
 def report_schema() -> dict[str, Any]:

@@ -11,7 +11,9 @@ the job's own group, rank 0 printing the report and writing the JSON, the exit s
 rank; elsewhere on ``--world-size N`` ranks it starts on 127.0.0.1. Exit status, as
 pytest's: 0 when every report passed, 1 when a required check failed or could not be verified, 2 for
 unusable arguments, 3 when torchcontract itself failed (an internal error: nothing is known about the
-object).
+object), 4 when the checks ran but ``--json`` could not be written (a full disk; the file named is left
+as it was, the results are on the terminal). ``--json -`` writes the JSON to standard output, and the
+human-readable report to standard error.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from typing import Any
 import torchcontract
 from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
+    STANDARD_OUTPUT,
+    output_argument,
     readable_file,
     time_budget_argument,
     validate_device,
-    writable_file,
 )
 from torchcontract.conformance._engine import Options, Target
+from torchcontract.conformance._files import OutputError
 from torchcontract.conformance._registry import PROTOCOLS, checks_for, protocol_by_name
 from torchcontract.conformance._results import STATUSES, Report, RunReport, report_schema
 
@@ -155,7 +159,7 @@ def _table(reports: Sequence[Report]) -> str:
     return "\n".join([header, "  ".join("-" * width for width in widths), *lines])
 
 
-EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL_ERROR = 0, 1, 2, 3
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL_ERROR, EXIT_NOT_WRITTEN = 0, 1, 2, 3, 4
 
 
 def _exit_status(reports: Sequence[Report]) -> int:
@@ -185,12 +189,27 @@ def _details(reports: Sequence[Report]) -> str:
     return "\n".join(lines)
 
 
-def _print_reports(reports: Sequence[Report]) -> None:
-    print(_table(reports))
+def _shown_on(args: argparse.Namespace) -> Any:
+    """Where the human-readable report goes: standard output, unless ``--json -`` puts the JSON there."""
+    return sys.stderr if getattr(args, "json", None) == STANDARD_OUTPUT else sys.stdout
+
+
+def _write_json(run: RunReport, path: str) -> None:
+    """The JSON report to ``path`` (atomically), or to standard output for ``-``; a failure to write
+    it raises OutputError (exit status 4)."""
+    if path == STANDARD_OUTPUT:
+        sys.stdout.write(run.to_json() + "\n")
+        sys.stdout.flush()
+        return
+    run.write(path)
+
+
+def _print_reports(reports: Sequence[Report], out: Any) -> None:
+    print(_table(reports), file=out)
     details = _details(reports)
     if details:
-        print()
-        print(details)
+        print(file=out)
+        print(details, file=out)
 
 
 def _markdown(reports: Sequence[Report]) -> str:
@@ -242,6 +261,17 @@ def _with_baseline(
     return (with_expected_failures(target, blessed) if blessed else target), problems
 
 
+def _unknown_tables(baseline: dict[str, dict[str, str]], names: set[str], path: str | None) -> list[str]:
+    """A table of the baseline that names no target of the run fails it by name (as under pytest):
+    a renamed target would otherwise leave its known failures silently unused."""
+    return [
+        f"baseline {path}: table [{name!r}] names no target of this run; remove or rename it so it "
+        "cannot hide a regression"
+        for name in baseline
+        if name not in names
+    ]
+
+
 def _baseline_problems(
     reports: Sequence[Report], baseline: dict[str, dict[str, str]], path: str | None
 ) -> list[str]:
@@ -276,10 +306,11 @@ def _command_check(args: argparse.Namespace) -> int:
         target = target.replace(isolate=True)
     baseline = _baseline(args.baseline)
     target, problems = _with_baseline(target, baseline, args.baseline)
+    problems.extend(_unknown_tables(baseline, {target.name}, args.baseline))
     report = target.run(args.device, args.time_budget)
-    print(_markdown([report]) if args.format == "markdown" else report)
+    print(_markdown([report]) if args.format == "markdown" else report, file=_shown_on(args))
     if args.json:
-        RunReport((report,)).write(args.json)
+        _write_json(RunReport((report,)), args.json)
     return _finish(args, [report], problems + _baseline_problems([report], baseline, args.baseline))
 
 
@@ -303,31 +334,29 @@ def _command_report(args: argparse.Namespace) -> int:
             problems.extend(todo)
         reports = [target.run(args.device, args.time_budget) for target in targets]
     run = RunReport(tuple(reports))
-    names = {target.name for target in targets}
-    problems.extend(
-        f"baseline {args.baseline}: table [{name!r}] names no target of the report"
-        for name in baseline
-        if name not in names
-    )
+    problems.extend(_unknown_tables(baseline, {target.name for target in targets}, args.baseline))
     problems.extend(_baseline_problems(reports, baseline, args.baseline))
+    out = _shown_on(args)
     if args.format == "markdown":
-        print(_markdown(reports))
+        print(_markdown(reports), file=out)
         if args.json:
-            run.write(args.json)
+            _write_json(run, args.json)
         return _finish(args, reports, problems)
-    _print_reports(reports)
+    _print_reports(reports, out)
     failed = sum(not report.passed for report in reports)
     versions = run.environment
-    print()
+    print(file=out)
     print(
         f"{len(reports)} targets, {sum(len(r.results) for r in reports)} check results, "
         f"{failed} target(s) failing; torch {versions['torch'] or 'not installed'}, "
         f"torchvision {versions['torchvision'] or 'not installed'}, numpy {versions['numpy']}; "
-        f"{time.perf_counter() - started:.1f} s"
+        f"{time.perf_counter() - started:.1f} s",
+        file=out,
     )
     if args.json:
-        run.write(args.json)
-        print(f"JSON report: {args.json}")
+        _write_json(run, args.json)
+        if args.json != STANDARD_OUTPUT:
+            print(f"JSON report: {args.json}", file=out)
     return _finish(args, reports, problems)
 
 
@@ -353,9 +382,10 @@ def _command_check_distributed(args: argparse.Namespace) -> int:
         except (TypeError, ValueError) as error:
             raise UsageError(str(error)) from None
         if rank == 0:
-            print(_markdown([report]) if args.format == "markdown" else report, flush=True)
+            shown = _markdown([report]) if args.format == "markdown" else report
+            print(shown, file=_shown_on(args), flush=True)
             if args.json:
-                RunReport((report,)).write(args.json)
+                _write_json(RunReport((report,)), args.json)
     status = _exit_status([report])
     if group.final_barrier_error is not None:
         # Every rank that is alive learns that one is not: the same (failing) status everywhere.
@@ -423,7 +453,11 @@ def _parser() -> argparse.ArgumentParser:
 
     def run_options(command: argparse.ArgumentParser) -> None:
         command.add_argument(
-            "--json", metavar="PATH", type=writable_file, help="also write the results as JSON to PATH"
+            "--json",
+            metavar="PATH",
+            type=output_argument,
+            help="also write the results as JSON to PATH (- for standard output; the report then goes to "
+            "standard error)",
         )
         command.add_argument(
             "--device", default="cpu", type=device_argument, help="device for device-dependent checks"
@@ -481,7 +515,10 @@ def _parser() -> argparse.ArgumentParser:
         help="outside torchrun: start N ranks on 127.0.0.1 (under torchrun: the group's size)",
     )
     distributed.add_argument(
-        "--json", metavar="PATH", type=writable_file, help="also write the results as JSON to PATH (rank 0)"
+        "--json",
+        metavar="PATH",
+        type=output_argument,
+        help="also write the results as JSON to PATH (rank 0; - for standard output)",
     )
     distributed.add_argument(
         "--time-budget",
@@ -525,6 +562,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"torchcontract {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OutputError as error:
+        # The checks ran and their report is shown; only the file could not be written.
+        print(
+            f"torchcontract {args.command}: error: {error}; the checks ran, and their results are "
+            "shown above",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_WRITTEN
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import importlib.util
 import json
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -33,6 +32,8 @@ from torchcontract.conformance._arguments import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from torchcontract.conformance._engine import Target
     from torchcontract.conformance._parametrize import CheckCase
     from torchcontract.conformance._registry import Check
@@ -726,16 +727,32 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if _rank() != 0:  # every rank ran the same checks; rank 0 writes what they found
         return
-    path = settings.report
-    if path:
-        run.write(path)
-    if settings.summary_md:
-        _write_summary(config, settings.summary_md)
-    if settings.write_baseline:
-        _write_baseline(config, settings.write_baseline)
+    from torchcontract.conformance._files import OutputError
+
+    writes: list[tuple[str | None, Callable[[str], None]]] = [
+        (settings.report, run.write),
+        (settings.summary_md, lambda path: _write_summary(config, path)),
+        (settings.write_baseline, lambda path: _write_baseline(config, path)),
+    ]
+    not_written = config.stash.setdefault(_NOT_WRITTEN, {})
+    for path, write in writes:
+        if not path:
+            continue
+        try:
+            write(path)
+        except OutputError as error:  # each file whole or not at all; the others are still written
+            not_written[path] = str(error)
+    if not_written:
+        # The run's results stand (and are shown); what it was asked to write is not there: a usage
+        # error, as for a path refused at the start, naming each file.
+        for problem in not_written.values():
+            sys.stderr.write(f"torchcontract: error: {problem}\n")
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 _WORKER_TARGETS_KEY = "torchcontract_targets"
+# The files that could not be written at the end of the run: path -> why.
+_NOT_WRITTEN = pytest.StashKey[dict[str, str]]()
 
 
 def _writes_files(config: pytest.Config) -> bool:
@@ -756,10 +773,11 @@ def _write_summary(config: pytest.Config, path: str) -> None:
             summary.rows.append(Row(check, row["severity"], outcome, row.get("message", "")))
         summaries.append(summary)
     text = render(summaries, OUTCOMES, "torchcontract conformance")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # Appending: $GITHUB_STEP_SUMMARY is one file for a whole job.
-    with Path(path).open("a", encoding="utf-8") as file:
-        file.write(text)
+    from torchcontract.conformance._files import write_atomically
+
+    # Appending: $GITHUB_STEP_SUMMARY is one file for a whole job. The old text and this run's replace
+    # the file in one step, so that a full disk cannot leave a cut table in it.
+    write_atomically(path, text, append=True)
 
 
 def _write_baseline(config: pytest.Config, path: str) -> None:
@@ -830,6 +848,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             "rename it so it cannot hide a regression",
             red=True,
         )
+    not_written = config.stash.get(_NOT_WRITTEN, {})
     for label, path in (
         ()
         if _rank() != 0
@@ -839,5 +858,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             ("baseline written", settings.write_baseline),
         )
     ):
-        if path:
+        if path and path in not_written:
+            terminalreporter.write_line(f"{label}: not written ({not_written[path]})", red=True)
+        elif path:
             terminalreporter.write_line(f"{label}: {path}")

@@ -21,6 +21,8 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from torchcontract.conformance._files import replacing
+
 __all__ = ["IDXFormatError", "StrPath", "read_idx", "write_idx"]
 
 StrPath = str | os.PathLike[str]
@@ -38,7 +40,10 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # Deflate cannot compress better than about 1032:1, so a gzip file of S bytes holds at most
 # 1032 * S bytes: dims that claim more are absurd, and rejected before decompressing anything.
 _MAX_DEFLATE_RATIO = 1032
-_CHUNK = 1 << 20
+# Compressed bytes read at a time, and decompressed bytes made at a time: each bounds what a gzip
+# file costs beyond its array (a step of 64 KiB of input cannot hold more than 66 MB of output).
+_CHUNK = 1 << 16
+_STEP = 1 << 20
 
 
 def _numpy_max_dims() -> int:
@@ -224,42 +229,55 @@ def _check_data_size(path: StrPath, dtype: np.dtype[Any], dims: tuple[int, ...],
 
 
 class _BoundedGunzip:
-    """Decompresses a gzip file on demand, never producing more than asked for."""
+    """Decompresses a gzip file on demand, never producing more than asked for, in steps of at most
+    :data:`_STEP` bytes (so that reading into an array costs the array and one step, not twice it)."""
 
     def __init__(self, path: StrPath, file: BinaryIO) -> None:
         self.path = path
         self.file = file
         self.stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
 
-    def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes of decompressed data; fewer only where the data ends."""
-        chunks: list[bytes] = []
-        wanted = n
+    def _next_step(self, wanted: int) -> bytes | None:
+        """Up to ``min(wanted, _STEP)`` more bytes of decompressed data (maybe none, while zlib reads
+        a header); None where the data ends."""
+        stream = self.stream
         try:
-            while wanted > 0:
-                stream = self.stream
-                # eof first: at the end of a member, zlib may leave the rest of the input in both
-                # unused_data and unconsumed_tail.
-                if stream.eof:
-                    # Whatever follows a complete member must be another member (concatenated
-                    # gzip files are valid gzip).
-                    pending = stream.unused_data or self.file.read(_CHUNK)
-                    if not pending:
-                        break
-                    self.stream = stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-                elif stream.unconsumed_tail:
-                    pending = stream.unconsumed_tail
-                else:
-                    pending = self.file.read(_CHUNK)
-                    if not pending:
-                        raise _fail(self.path, "truncated gzip: the compressed stream ends early")
-                # max_length bounds the output: a gzip bomb cannot make us allocate more than n.
-                chunk = stream.decompress(pending, wanted)
-                chunks.append(chunk)
-                wanted -= len(chunk)
+            # eof first: at the end of a member, zlib may leave the rest of the input in both
+            # unused_data and unconsumed_tail.
+            if stream.eof:
+                # Whatever follows a complete member must be another member (concatenated gzip
+                # files are valid gzip).
+                pending = stream.unused_data or self.file.read(_CHUNK)
+                if not pending:
+                    return None
+                self.stream = stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            elif stream.unconsumed_tail:
+                pending = stream.unconsumed_tail
+            else:
+                pending = self.file.read(_CHUNK)
+                if not pending:
+                    raise _fail(self.path, "truncated gzip: the compressed stream ends early")
+            # max_length bounds the output: a gzip bomb cannot make us allocate more than asked.
+            return stream.decompress(pending, min(wanted, _STEP))
         except zlib.error as error:
             raise _fail(self.path, f"corrupt gzip data ({error})") from None
-        return b"".join(chunks)
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` (bytes) with decompressed data; the count filled, less only where the data
+        ends."""
+        filled = 0
+        while filled < len(buffer):
+            step = self._next_step(len(buffer) - filled)
+            if step is None:
+                break
+            buffer[filled : filled + len(step)] = step
+            filled += len(step)
+        return filled
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes of decompressed data; fewer only where the data ends."""
+        buffer = bytearray(n)
+        return bytes(buffer[: self.readinto(memoryview(buffer))])
 
 
 def _read_gzip(path: StrPath, file: BinaryIO) -> NDArray[Any]:
@@ -272,25 +290,32 @@ def _read_gzip(path: StrPath, file: BinaryIO) -> NDArray[Any]:
             path,
             f"absurd dims {_shown(dims)}: {_bytes(needed)} bytes of data cannot come out of this gzip file",
         )
-    data = gunzip.read(needed)
-    if len(data) < needed:
+    if needed == 0:
+        got, array = 0, None
+    else:
+        # Decompressed straight into the array: the memory used is the declared size and one step.
+        array = np.empty(math.prod(dims), dtype)
+        got = gunzip.readinto(array.data.cast("B"))
+    if got < needed:
         raise _fail(
             path,
-            f"data cut short: dims {_shown(dims)} of {dtype} need {needed} bytes, the file has {len(data)}",
+            f"data cut short: dims {_shown(dims)} of {dtype} need {needed} bytes, the file has {got}",
         )
     # Reading on to the end of the stream also verifies gzip's checksum and length fields.
     if gunzip.read(1):
         raise _fail(path, f"data continues after the {needed} bytes that dims {_shown(dims)} describe")
-    if needed == 0:
+    if array is None:
         return _empty(path, dtype, dims)
-    return _reshape(path, np.frombuffer(data, dtype), dims)
+    array.flags.writeable = False
+    return _reshape(path, array, dims)
 
 
 def write_idx(path: StrPath, array: NDArray[Any], *, compress: bool = False) -> None:
     """Write ``array`` (dtype uint8, int8, int16, int32, float32 or float64; rank 1 to 255) as IDX.
 
     Values are stored big-endian whatever the array's byte order; ``compress=True`` writes gzip
-    (with a zero timestamp, so equal arrays give equal files).
+    (with a zero timestamp, so equal arrays give equal files). The file is replaced in one step: a
+    failure to write it (a full disk) raises ``OSError`` naming it and leaves the old file as it was.
     """
     array = np.asarray(array)
     codes = {dtype.newbyteorder("="): code for code, dtype in _DTYPES.items()}
@@ -303,11 +328,13 @@ def write_idx(path: StrPath, array: NDArray[Any], *, compress: bool = False) -> 
         raise ValueError(f"IDX dimensions must be < 2**32, got {array.shape}")
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     data = array.astype(_DTYPES[code]).tobytes()
-    if compress:
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
-            out.write(header)
-            out.write(data)
-    else:
-        with open(path, "wb") as out:
-            out.write(header)
-            out.write(data)
+    # Whole or not at all: the file is replaced in one step, and a failure (a full disk) leaves the
+    # old one as it was, raising an OSError naming the path.
+    with replacing(path) as raw:
+        if compress:
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+                out.write(header)
+                out.write(data)
+        else:
+            raw.write(header)
+            raw.write(data)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from torchcontract.conformance._calls import stop_if_abandoned
 from torchcontract.conformance._engine import Context, SharedKey
 from torchcontract.conformance._values import tensor_module
 
@@ -50,6 +51,7 @@ def restored(obj: object) -> Iterator[None]:
     try:
         yield
     finally:
+        stop_if_abandoned()  # a check given up on puts nothing back after check() returned
         for restore in reversed(restorers):
             _quietly(restore)
 

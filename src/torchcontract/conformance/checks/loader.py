@@ -642,8 +642,8 @@ def ranks_yield_equal_batch_counts(ctx: Context) -> None:
         gathered = outcomes[0].epochs[epoch]["gathered"]
         if len(set(gathered)) > 1:
             ctx.fail(
-                f"in epoch {epoch}, the {world_size} ranks yielded {gathered} batches (gathered with "
-                "all_gather_object); expected the same number on every rank: in training, a rank "
+                f"in epoch {epoch}, the {world_size} ranks yielded {gathered} batches (gathered across "
+                "the ranks); expected the same number on every rank: in training, a rank "
                 "with an extra batch blocks in its gradient all-reduce until the process-group timeout",
                 reproduce=_reproduce(world_size),
             )

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._calls import object_call
+from torchcontract.conformance._calls import global_change, object_call
 from torchcontract.conformance._convert import in_dtype, on_device
 from torchcontract.conformance._engine import (
     FACTORY_OFF,
@@ -757,11 +757,13 @@ def _tf32_off(torch: Any) -> Iterator[None]:
     """TF32 off for the block (on by default for convolutions): CUDA is compared with the CPU at full
     float32 precision."""
     matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
+
+    def undo() -> None:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    with global_change(undo):  # undone at once should the check be given up on (a hung call)
+        yield
 
 
 @register_check(

@@ -747,6 +747,7 @@ class _Session:
         interrupted: list[BaseException] = []
 
         def body() -> None:
+            ctx.bind_thread()
             try:
                 if self.dtype is not None:
                     ctx.use(*self._converted(ctx))
@@ -786,7 +787,7 @@ class _Session:
         worker = threading.Thread(target=body, name=f"torchcontract:{spec.check_id}", daemon=True)
         worker.start()
         try:
-            worker.join(self.time_budget_s + _GRACE_S)
+            _wait_for_check(worker, self.time_budget_s)
         finally:
             restore_global_rng_states(states)
         if interrupted:
@@ -845,6 +846,26 @@ class _Session:
             f"{what} did not return within the time budget of {budget}; expected every "
             f"call to return.\n  reproduce: {what}"
         )
+
+
+# torchcontract's own work in a check (comparing what the object returned) is not charged to the
+# budget, up to this many times the budget: beyond it, the check is given up on as if it hung (and,
+# with no object call in progress, reported as torchcontract's own internal error).
+_OWN_WORK_LIMIT = 10
+
+
+def _wait_for_check(worker: threading.Thread, budget_s: float) -> None:
+    """Wait for the check running in ``worker``: its budget plus the grace period, plus the time its
+    own work took (:func:`_calls.credit`, at most ``_OWN_WORK_LIMIT`` budgets)."""
+    deadline = time.monotonic() + budget_s + _GRACE_S
+    limit = _OWN_WORK_LIMIT * budget_s
+    while True:
+        remaining = deadline + min(_calls.credit(worker.ident), limit) - time.monotonic()
+        if remaining <= 0:
+            return
+        worker.join(remaining)
+        if not worker.is_alive():
+            return
 
 
 def _unexpected(what: str, error: BaseException) -> str:
@@ -960,10 +981,21 @@ class Context:
         self.last_call: str | None = None
         self.notes: list[str] = []
         self._deadline = time.monotonic() + session.time_budget_s
+        # The thread that runs the check's body (bind_thread): its own work is credited to the budget.
+        self._thread_id: int | None = None
         # The worker clauses run in the calling thread (they fork): their object calls get a thread
         # each, so that a hang is bounded there too.
         self._bound_each_call = "workers" in spec.needs
         self._rng = np.random.default_rng(self.options.seed)
+
+    def bind_thread(self) -> None:
+        """Called by the engine in the thread that runs the check: the budget is that thread's (its
+        own work is credited back), and in a check that runs in the calling thread, every call of the
+        object's code that torchcontract's helpers make (``==``, ``hash``, ``repr`` of an item) is
+        bounded like the object calls (:meth:`invoke`)."""
+        self._thread_id = threading.get_ident()
+        if self._bound_each_call:
+            _calls.bind_runner(self.invoke)
 
     def use(self, obj: Any, example_inputs: tuple[Any, ...], example_kwargs: dict[str, Any]) -> None:
         """Check ``obj`` with these example arguments instead of the target's (the engine's converted
@@ -1068,10 +1100,13 @@ class Context:
     # -- budgets ----------------------------------------------------------------------------------
 
     def time_left(self) -> float:
-        return self._deadline - time.monotonic()
+        """Seconds left of the budget: the object's calls are charged to it, torchcontract's own
+        comparisons are not (:class:`_calls.own_work`)."""
+        limit = _OWN_WORK_LIMIT * self.time_budget_s
+        return self._deadline + min(_calls.credit(self._thread_id), limit) - time.monotonic()
 
     def out_of_time(self) -> bool:
-        return time.monotonic() >= self._deadline
+        return self.time_left() <= 0
 
     @property
     def time_budget_s(self) -> float:

@@ -77,7 +77,8 @@ def first_epoch(ctx: Context) -> Pass:
         with _iterated(ctx) as loader:
             iterator = ctx.call("iter(loader)", iter, loader)
             limit = ctx.options.max_items if ctx.options.infinite else None
-            return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items)
+            # Whether it ends in time is loader.epoch_ends's verdict; the other clauses require it.
+            return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items, judges_time=True)
 
     return ctx.shared(_FIRST_EPOCH, record)
 
@@ -144,16 +145,26 @@ def exhaustion_is_sticky(ctx: Context) -> None:
     record = first_epoch(ctx)
     if not record.ended:
         ctx.skip("the loader is infinite: its iterators never stop")
-    # Probe the very iterator that just ended: with persistent workers, a later iter(loader) would
-    # reset and reuse the same object.
-    for attempt in (1, 2):
-        item = next_item(ctx, record.iterator, f"next(it) after StopIteration (attempt {attempt})")
-        if item is not END:
-            ctx.fail(
-                f"next(it) returned {describe(item)} after the epoch's iterator had raised "
-                "StopIteration; expected StopIteration again",
-                reproduce="it = iter(loader); list(it); next(it)",
+    # An epoch of this check's own, its iterator probed right after its end and before anything else
+    # touches the loader: with persistent workers, a later iter(loader) resets and reuses the same
+    # iterator object, and the state a loader that cannot be copied is rolled back to afterwards
+    # may be what its iterators read.
+    with _iterated(ctx) as loader:
+        iterator = ctx.call("iter(loader)", iter, loader)
+        exhausted = record_pass(ctx, iterator, "it", limit=record.count + 1, keep=0)
+        if not exhausted.ended:
+            ctx.skip(
+                f"this epoch did not end after the {record.count} batches of the first "
+                "(loader.each_iter_is_new_epoch compares epochs)"
             )
+        for attempt in (1, 2):
+            item = next_item(ctx, iterator, f"next(it) after StopIteration (attempt {attempt})")
+            if item is not END:
+                ctx.fail(
+                    f"next(it) returned {describe(item)} after the epoch's iterator had raised "
+                    "StopIteration; expected StopIteration again",
+                    reproduce="it = iter(loader); list(it); next(it)",
+                )
 
 
 @register_check("loader.each_iter_is_new_epoch", protocol=Loader, severity="required", requires=(ENDS,))

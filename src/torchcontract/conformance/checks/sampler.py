@@ -63,7 +63,8 @@ def _epoch(ctx: Context) -> Pass:
         limit = ctx.options.max_items if ctx.options.infinite else _MAX_RECORDED
         with _iterable_copy(ctx) as sampler:
             iterator = ctx.call("iter(sampler)", iter, sampler)
-            return record_pass(ctx, iterator, "it", limit=limit, keep=limit)
+            # Whether it ends in time is sampler.iteration_ends's verdict; the others require it.
+            return record_pass(ctx, iterator, "it", limit=limit, keep=limit, judges_time=True)
 
     return ctx.shared(_EPOCH, record)
 
@@ -466,11 +467,11 @@ def _build(ctx: Context, world_size: int) -> list[Any]:
 
 def _read(ctx: Context, sampler: Any, label: str) -> Items:
     record = record_pass(
-        ctx, ctx.call(f"iter({label})", iter, sampler), label, limit=10_000_000, keep=10_000_000
+        ctx, ctx.call(f"iter({label})", iter, sampler), label, limit=_MAX_RECORDED, keep=_MAX_RECORDED
     )
     if not record.ended:
         ctx.fail(
-            f"{label} did not end within the time budget ({ctx.time_budget_s:g} s); expected a finite "
+            f"{label} yielded more than {_MAX_RECORDED:,} indices without ending; expected a finite "
             "pass (declare infinite=True otherwise)",
             reproduce=f"list({label})",
         )

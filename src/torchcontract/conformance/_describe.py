@@ -25,7 +25,7 @@ from torchcontract.conformance._tree import (
     safe_repr,
 )
 
-__all__ = ["describe", "describe_structure", "skeleton", "structure"]
+__all__ = ["converted_skeleton", "describe", "describe_structure", "skeleton", "structure"]
 
 
 def describe(value: object, limit: int = 120) -> str:
@@ -194,15 +194,34 @@ def skeleton(value: Any) -> object:
     return _skeleton(flatten(value)[0])
 
 
-def _skeleton(spec: TreeSpec) -> object:
+@ours
+def converted_skeleton(value: Any) -> object:
+    """The :func:`skeleton` of ``value`` as torch's ``default_convert`` leaves it (``collate_fn`` of
+    a DataLoader without batching, or one that converts each sample of a batch): a plain tuple
+    becomes a list, a NumPy array a tensor of as many dimensions and a NumPy number a 0-dimensional
+    tensor; mappings, namedtuples, lists and other leaves keep their form
+    (``utils/data/_utils/collate.py``, ``default_convert``)."""
+    return _skeleton(flatten(value)[0], converted=True)
+
+
+def _skeleton(spec: TreeSpec, converted: bool = False) -> object:
     if spec.kind == LEAF:
-        return ("array", ndim(spec.value)) if is_array(spec.value) else "leaf"
+        if is_array(spec.value):
+            return ("array", ndim(spec.value))
+        if (
+            converted
+            and isinstance(spec.value, np.generic)
+            and not isinstance(spec.value, (np.str_, np.bytes_))
+        ):
+            return ("array", 0)  # torch.as_tensor of a NumPy number
+        return "leaf"
     if spec.kind in (CYCLE, DEEP):
         return _CYCLE
-    children = [_skeleton(child) for child in spec.children]
+    children = [_skeleton(child, converted) for child in spec.children]
     if spec.kind == SEQUENCE and issubclass(spec.type, tuple):
-        kind = spec.type if is_namedtuple(spec.value) else tuple
-        return (kind, tuple(children))
+        if is_namedtuple(spec.value):
+            return (spec.type, tuple(children))
+        return (list, frozenset(children)) if converted else (tuple, tuple(children))
     if spec.kind == SEQUENCE:
         return (list, frozenset(children))
     assert spec.kind == MAPPING

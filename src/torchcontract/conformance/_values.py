@@ -36,7 +36,13 @@ from torchcontract.conformance._arrays import (
     tensor_module,
 )
 from torchcontract.conformance._calls import ours
-from torchcontract.conformance._describe import describe, describe_structure, skeleton, structure
+from torchcontract.conformance._describe import (
+    converted_skeleton,
+    describe,
+    describe_structure,
+    skeleton,
+    structure,
+)
 from torchcontract.conformance._equality import (
     Comparison,
     close_difference,
@@ -69,10 +75,12 @@ __all__ = [
     "difference",
     "fingerprint",
     "flatten",
+    "holds_sample",
     "is_array",
     "is_iterable_style",
     "is_tensor",
     "leaves",
+    "mapping_items",
     "mutable_leaves",
     "restore_leaves",
     "sample_count",
@@ -133,13 +141,24 @@ def _flattened_leaves(value: Any, path: str, depth: int) -> Iterator[tuple[str, 
 NO_SAMPLE: Any = object()
 
 
+@ours
+def holds_sample(item: Any, sample: Any) -> bool:
+    """Whether ``item`` is ``sample`` kept whole by a collate function: with its containers, keys and
+    arity, and its arrays of as many dimensions (not stacked into a batch), as it is or as torch's
+    ``default_convert`` leaves it (tuples as lists, NumPy values as tensors). List lengths and
+    shapes do not count (SPEC.md, "Conventions"): ``item`` may be another sample than ``sample``."""
+    found = skeleton(item)
+    return found == skeleton(sample) or found == converted_skeleton(sample)
+
+
 def _unstacked_count(batch: Any, sample: Any, depth: int) -> int | None:
     """The number of samples in a batch that keeps them whole, given one sample: a list of samples
-    (``collate_fn=lambda b: b``), or a tuple/dict of fields each holding its per-sample values
-    (``tuple(zip(*samples))``). None when the batch has neither form."""
+    (``collate_fn=lambda b: b``, or ``default_convert``, which turns tuple samples into lists), or a
+    tuple/dict of fields each holding its per-sample values (``tuple(zip(*samples))``). None when the
+    batch has neither form."""
     if isinstance(batch, (list, tuple)) and batch:
-        expected = skeleton(sample)
-        if all(skeleton(item) == expected for item in batch):
+        expected = {skeleton(sample), converted_skeleton(sample)}
+        if all(skeleton(item) in expected for item in batch):
             return len(batch)
     fields: list[tuple[Any, Any]] = []
     if isinstance(sample, (list, tuple)) and isinstance(batch, (list, tuple)) and len(batch) == len(sample):

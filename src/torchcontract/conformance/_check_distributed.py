@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from torchcontract.conformance._engine import Target
+from torchcontract.conformance._engine import Options, Target
 from torchcontract.conformance._process_group import (
     group_rank_and_size,
     in_process_group,
@@ -23,6 +23,8 @@ def check_distributed(
     *,
     name: str | None = None,
     time_budget_s: float = 60.0,
+    expected_failures: Mapping[str, str] | None = None,
+    **options: object,
 ) -> Report:
     """Run the loader that ``factory(rank, world_size)`` builds on every rank of a real process group,
     for two epochs, and check that the ranks yield the same number of batches and together cover the
@@ -38,7 +40,15 @@ def check_distributed(
     iterating its own ``factory(rank, world_size)``, and every rank gets the same report. Nothing is
     spawned; ``world_size`` defaults to the group's size. A rank that does not reach the exchange
     within 80% of ``time_budget_s`` fails the check, named.
+
+    ``expected_failures`` and the target options are those of :func:`~torchcontract.conformance.check`
+    (declarations such as ``max_padding=k``, ``uneven_shards=True``, ``transforms_samples=True``,
+    ``deterministic=False``); ``shards`` and ``world_size`` are this function's own arguments.
     """
+    for own in ("shards", "world_size"):
+        if own in options:
+            raise TypeError(f"check_distributed() takes {own} as its own argument, not as an option")
+    checked_options = Options.from_kwargs(options)  # unusable options fail before any rank starts
     with launcher_group(time_budget_s):
         if in_process_group():
             group_size = group_rank_and_size()[1]
@@ -59,7 +69,7 @@ def check_distributed(
             factory,
             Loader,
             name=name if name is not None else getattr(factory, "__qualname__", "shards"),
-            shards=factory,
-            world_size=world_size,
-        )
+            expected_failures=expected_failures,
+            options=checked_options,
+        ).replace(shards=factory, world_size=world_size)
         return target.run(time_budget_s=time_budget_s, select=lambda spec: "distributed" in spec.needs)

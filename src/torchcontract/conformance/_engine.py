@@ -920,6 +920,13 @@ def _missing_needs(spec: Check, session: _Session) -> str | None:
 
         if not torch.distributed.is_available():
             return "needs torch.distributed, which this torch build lacks"
+    daemonic = _daemonic_process()
+    if daemonic is not None and _starts_processes(spec):
+        return (
+            f"check() runs in a daemonic process ({daemonic}), which may not have children, and this "
+            "clause starts processes (DataLoader workers, a fresh interpreter, the ranks of a process "
+            "group): run check() in a main process, or in a process that is not a daemon"
+        )
     if "example_inputs" in spec.needs and session.target.example_inputs is None:
         return "needs example_inputs"
     if "world_size" in spec.needs and session.target.options.world_size is None:
@@ -941,6 +948,28 @@ def _missing_needs(spec: Check, session: _Session) -> str | None:
         if not torch.cuda.is_available():
             return "needs a CUDA device, and none is available (torch.cuda.is_available() is False)"
     return None
+
+
+def _daemonic_process() -> str | None:
+    """The name of this process when it is a daemonic ``multiprocessing`` process (a DataLoader
+    worker is one: ``multiprocessing`` refuses it children, "daemonic processes are not allowed to
+    have children"), else None."""
+    import multiprocessing
+
+    process = multiprocessing.current_process()
+    return process.name if process.daemon else None
+
+
+def _starts_processes(spec: Check) -> bool:
+    """Whether ``spec`` starts processes: DataLoader workers, torchcontract's fresh interpreter, or
+    the ranks of a process group (not inside one that exists already, where it runs collectively)."""
+    if "workers" in spec.needs or _fresh_interpreter.uses(spec.func):
+        return True
+    if "distributed" in spec.needs:
+        from torchcontract.conformance._process_group import in_process_group
+
+        return not in_process_group()
+    return False
 
 
 def global_rng_states() -> tuple[object, ...]:

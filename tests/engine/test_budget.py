@@ -179,3 +179,25 @@ def test_a_hanging_hash_of_an_item_is_bounded_in_a_worker_clause() -> None:
     assert not report.passed
     # Not a timed test of speed: before the bound, this check() never returned at all.
     assert elapsed < 60
+
+
+class SlowItems:
+    """100 items at 10 ms each: an iteration that outlasts a 0.5 s budget, with every call returning."""
+
+    def __len__(self) -> int:
+        return 100
+
+    def __getitem__(self, index: int) -> int:
+        if not -100 <= index < 100:
+            raise IndexError(index)
+        time.sleep(0.01)
+        return index % 100
+
+
+def test_an_iteration_cut_short_before_its_count_is_reached_is_unverified() -> None:
+    """len(ds) is within max_items, so the count is part of the verdict: a cut iteration has not
+    reached it (past max_items only a prefix is compared anyway, and a shorter one passes)."""
+    report = check(SlowItems(), MapDataset, time_budget_s=0.5)
+    result = _result(report, "map_dataset.iteration_matches_indexing")
+    assert result.status == "unverified", result
+    assert "the count was not reached" in result.message

@@ -928,7 +928,7 @@ def _missing_needs(spec: Check, session: _Session) -> str | None:
             "group): run check() in a main process, or in a process that is not a daemon"
         )
     if "example_inputs" in spec.needs and session.target.example_inputs is None:
-        return "needs example_inputs"
+        return "needs example_inputs: give example_inputs=... (the arguments of a call, or a list of samples)"
     if "world_size" in spec.needs and session.target.options.world_size is None:
         return WORLD_SIZE_OFF
     options = session.target.options

@@ -58,12 +58,14 @@ def batch_has_one_row_per_sample(ctx: Context) -> None:
         if count is None:
             ctx.skip(
                 f"cannot count the samples in collate({label}) = {describe(batch)}: its array leaves "
-                "do not share a leading dimension"
+                "do not share a leading dimension (declare transforms_samples=True for a collate that "
+                "packs samples: then only that it collates any number of them is checked)"
             )
         if count != len(samples):
             ctx.fail(
                 f"collate({label}) holds {count} samples ({describe(batch)}) but was given "
-                f"{len(samples)}; expected one row per sample along the leading dimension",
+                f"{len(samples)}; expected one row per sample along the leading dimension (declare "
+                "transforms_samples=True for a collate that packs samples into rows)",
                 reproduce=f"collate({label})  # samples = example_inputs",
             )
     if transforms:
@@ -182,7 +184,8 @@ def batch_mirrors_sample_structure(ctx: Context) -> None:
     problem = mirror_problem(samples, batch)
     if problem:
         ctx.fail(
-            f"{problem} (sample 0 is {describe(samples[0])})",
+            f"{problem} (sample 0 is {describe(samples[0])}; declare transforms_samples=True for a "
+            "collate that renames keys or packs samples by design)",
             reproduce="collate(samples)  # samples = example_inputs",
         )
 
@@ -214,7 +217,8 @@ def pickle_round_trip(ctx: Context) -> None:
         ctx.fail(
             f"pickle.loads(pickle.dumps(collate))(samples) differs from collate(samples) ({found}); "
             "expected the same batch (a worker started with spawn or forkserver collates with the "
-            "unpickled copy: its __reduce__ or __getstate__ must keep what it collates with)",
+            "unpickled copy: its __reduce__ or __getstate__ must keep what it collates with; declare "
+            "deterministic=False for a collate that draws random augmentations)",
             reproduce=(
                 "pickle.loads(pickle.dumps(collate))(samples) == collate(samples)  # samples = example_inputs"
             ),

@@ -191,7 +191,8 @@ def each_iter_is_new_epoch(ctx: Context) -> None:
     if record.ended and again.count != record.count:
         ctx.fail(
             f"after an epoch was abandoned after one batch, the next iter(loader) yielded "
-            f"{again.count} batches; the first epoch had {record.count}; expected a whole new epoch",
+            f"{again.count} batches; the first epoch had {record.count}; expected a whole new epoch "
+            "(declare deterministic=False if its epochs have random lengths by design)",
             reproduce="it = iter(loader); next(it); len(list(loader))",
         )
     if _ordered(ctx) and ctx.options.reshuffles_each_pass:
@@ -202,7 +203,9 @@ def each_iter_is_new_epoch(ctx: Context) -> None:
             if found:
                 ctx.fail(
                     f"batch {position} differs between two epochs of an ordered loader ({found}); "
-                    "expected the same batches",
+                    "expected the same batches (declare reshuffles_each_pass=True for a seeded order "
+                    "that changes every epoch by design, ordered=False for a loader that does not follow "
+                    "its dataset's order, deterministic=False for random batches)",
                     reproduce=f"list(loader)[{position}] == list(loader)[{position}]",
                 )
 
@@ -256,6 +259,14 @@ def _batching(ctx: Context) -> tuple[int, Any, Any] | str:
     return batch_size, drop_last, sampler
 
 
+# What turns the batch-accounting clauses on, for a skip that says why they did not apply.
+_SETTINGS_ENABLE = (
+    "the clause applies to a loader that exposes its dataset, an integer batch_size and a boolean "
+    "drop_last as attributes (torch's DataLoader does; with batch_sampler=, the batch sampler's "
+    "batch_size and drop_last)"
+)
+
+
 def _batch_settings(ctx: Context) -> tuple[int, int, bool] | str:
     """(samples per epoch, batch size, drop_last) from the loader's attributes, or why unknown."""
     loader = ctx.obj
@@ -280,12 +291,13 @@ def batches_cover_dataset(ctx: Context) -> None:
     """An epoch's batches hold every sample once in batches of batch_size (the last may be short)."""
     settings = _batch_settings(ctx)
     if isinstance(settings, str):
-        ctx.skip(settings)
+        ctx.skip(f"{settings}: {_SETTINGS_ENABLE}")
     total, batch_size, drop_last = settings
     record = first_epoch(ctx)
     if not record.ended:
         ctx.skip("the loader is infinite")
     counts = _index_counts(ctx, record.count)
+    by_indices = counts is not None
     if counts is None:
         if ctx.options.transforms_samples and not _is_stream(ctx):
             _check_batch_count(ctx, record.count, total, batch_size, drop_last)
@@ -296,11 +308,13 @@ def batches_cover_dataset(ctx: Context) -> None:
         ctx.skip("iterable-style dataset with drop_last: each worker drops its own partial batch")
     expected_total = (total // batch_size) * batch_size if drop_last else total
     seen = sum(c for c in counts if c is not None)
+    # Counted by their content, a batch of a collate_fn that packs or renames is not its samples.
+    packing = "" if by_indices else _PACKING_HINT
     if seen != expected_total:
         rule = f"{total} samples, batch_size={batch_size}, drop_last={drop_last}"
         ctx.fail(
             f"an epoch's batches held {seen} samples in all ({record.count} batches of "
-            f"{_summary(counts)}); expected {expected_total} ({rule})",
+            f"{_summary(counts)}); expected {expected_total} ({rule}){packing}",
             reproduce="sum(<samples in batch> for batch in loader)",
         )
     if stream:
@@ -313,7 +327,7 @@ def batches_cover_dataset(ctx: Context) -> None:
             ctx.fail(
                 f"batches {short[0][0]} and {short[1][0]} of {record.count} hold {short[0][1]} and "
                 f"{short[1][1]} samples; expected batch_size={batch_size} in every batch but one "
-                "(in_order=False: the short batch may come at any position)",
+                f"(in_order=False: the short batch may come at any position){packing}",
                 reproduce="[<samples in batch> for batch in loader]",
             )
         return
@@ -321,9 +335,16 @@ def batches_cover_dataset(ctx: Context) -> None:
         if count != batch_size:
             ctx.fail(
                 f"batch {position} of {record.count} holds {count} samples; expected "
-                f"batch_size={batch_size} in every batch but the last",
+                f"batch_size={batch_size} in every batch but the last{packing}",
                 reproduce=f"list(loader)[{position}]",
             )
+
+
+_PACKING_HINT = (
+    "; the samples were counted by the batches' content, as the loader exposes no sampler of indices "
+    "(loader.batch_sampler or loader.sampler): declare transforms_samples=True for a collate_fn that packs "
+    "or renames samples"
+)
 
 
 def _index_groups(ctx: Context, batches: int) -> list[list[int]] | None:
@@ -353,7 +374,10 @@ def _content_counts(ctx: Context, record: Pass) -> list[int | None]:
     """The samples of each batch of the first epoch, counted by its content (SPEC.md, "Conventions":
     a batch's sample count); skips when the epoch was not kept whole or a batch cannot be counted."""
     if record.count > len(record.prefix):
-        ctx.skip(f"the epoch has more than max_items={ctx.options.max_items} batches")
+        ctx.skip(
+            f"the epoch has more than max_items={ctx.options.max_items} batches: raise max_items, or "
+            "expose the loader's sampler (loader.batch_sampler) to count them by its indices"
+        )
     example = _example_sample(ctx)
     counts = [sample_count(batch, like=example) for batch in record.prefix]
     if None in counts:
@@ -423,16 +447,22 @@ def batches_match_collate(ctx: Context) -> None:
     """Without a sampler or shuffling, batch k equals collate_fn applied to the k-th run of samples."""
     loader = ctx.obj
     if not _ordered(ctx):
-        ctx.skip("the loader is not known to be ordered (pass ordered=True if it is)")
+        ctx.skip(
+            "the loader is not known to be ordered (inferred from its sampler, shuffle and in_order "
+            "attributes): declare ordered=True if its batches follow its dataset's order"
+        )
     if not ctx.options.deterministic:
         ctx.skip("the target declares deterministic=False")
     dataset, collate_fn = getattr(loader, "dataset", None), getattr(loader, "collate_fn", None)
     if dataset is None or collate_fn is None or _is_stream(ctx):
-        ctx.skip("the loader exposes no indexable dataset and collate_fn")
+        ctx.skip(
+            "the loader exposes no indexable dataset and collate_fn: the clause applies to a loader with "
+            "loader.dataset (map-style) and loader.collate_fn attributes, as torch's DataLoader has"
+        )
     unbatched = getattr(loader, "batch_size", None) is None and getattr(loader, "batch_sampler", None) is None
     batching = None if unbatched else _batching(ctx)
     if isinstance(batching, str):
-        ctx.skip(batching)
+        ctx.skip(f"{batching}: {_SETTINGS_ENABLE}")
     record = first_epoch(ctx)
     # An ordered loader's sampler gives the same indices when read again: they say which samples
     # each batch holds, whatever its collate_fn makes of them.
@@ -474,7 +504,8 @@ def batches_match_collate(ctx: Context) -> None:
         if found:
             ctx.fail(
                 f"batch {position} differs from {what} ({found}); expected the loader to collate "
-                "consecutive samples with its own collate_fn",
+                "consecutive samples with its own collate_fn (declare ordered=False for a loader that "
+                "does not load its dataset in order, deterministic=False for random samples)",
                 reproduce=f"list(loader)[{position}] == {what}",
             )
 
@@ -698,7 +729,8 @@ def ranks_yield_equal_batch_counts(ctx: Context) -> None:
             ctx.fail(
                 f"in epoch {epoch}, the {world_size} ranks yielded {gathered} batches (gathered with "
                 "all_gather_object); expected the same number on every rank: in training, a rank "
-                "with an extra batch blocks in its gradient all-reduce until the process-group timeout",
+                "with an extra batch blocks in its gradient all-reduce until the process-group timeout "
+                "(for evaluation sharding without padding, by design, declare uneven_shards=True)",
                 reproduce=_reproduce(world_size),
             )
 

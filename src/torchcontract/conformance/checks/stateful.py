@@ -215,7 +215,8 @@ def _compare(
             ctx.fail(
                 f"{context}, item {position} of the resumed instance differs from item {position} the "
                 f"uninterrupted one yields ({found}); expected {expectation} "
-                "(a resume that repeats or skips data trains on the wrong data, silently)",
+                "(a resume that repeats or skips data trains on the wrong data, silently; declare "
+                "deterministic=False if the items are random, as augmentations are)",
                 reproduce=reproduce,
             )
     if len(got) < len(expected) or (ended and len(got) > len(expected)):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from torchcontract.conformance import CheckResult, Report, Target, check
-from torchcontract.protocols import CollateFn, Loader, Sampler
+from torchcontract.protocols import CollateFn, IterableDataset, Loader, MapDataset, Module, Sampler
 
 from ..conftest import HAS_TORCH, NO_TORCH_REASON
 
@@ -370,3 +370,187 @@ def test_uneven_loaders_under_a_process_group() -> None:
         "loader.ranks_cover_dataset",
         "uneven_shards=True",
     )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every failure that a documented declaration resolves names it; every skip names what enables it.
+
+
+class RandomSamples:
+    """Random augmentation: the same index gives another sample each time."""
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> float:
+        if not -8 <= index < 8:
+            raise IndexError(index)
+        return float(self.rng.random())
+
+
+class Endless:
+    """A stream that never ends (a replay buffer, a generator of synthetic data)."""
+
+    def __iter__(self) -> Iterator[int]:
+        index = 0
+        while True:
+            yield index
+            index += 1
+
+
+class ShufflesEachPass:
+    """A stream that yields the same items in a new order on every pass (a shuffle buffer)."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def __iter__(self) -> Iterator[int]:
+        self.passes += 1
+        order: list[int] = np.random.default_rng(self.passes).permutation(12).tolist()
+        return iter(order)
+
+
+class CorruptSample:
+    """ds[5] is a corrupt record that raises, by design of the data (error_index)."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> int:
+        if not -8 <= index < 8:
+            raise IndexError(index)
+        if index % 8 == 5:
+            raise ValueError("record 5 is corrupt")
+        return index
+
+
+class GrowingPasses:
+    """Each pass draws one index more than the last: passes of random length, by design."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def __iter__(self) -> Iterator[int]:
+        self.passes += 1
+        return iter(range(min(self.passes, 10)))
+
+
+def _tokens(index: int) -> Any:
+    import torch
+
+    return torch.arange(1 + index % 3)
+
+
+def _variable_length() -> list[Any]:
+    return [_tokens(index) for index in range(6)]
+
+
+def _pad(batch: list[Any]) -> Any:
+    import torch
+
+    return torch.nn.utils.rnn.pad_sequence(batch, batch_first=True)
+
+
+def _module_with_an_unused_head() -> Any:
+    import torch
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Linear(3, 3)
+            self.unused_head = torch.nn.Linear(3, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)
+
+    return TwoHeads()
+
+
+def _module_inputs() -> dict[str, Any]:
+    import torch
+
+    return {"example_inputs": (torch.ones(2, 3),)}
+
+
+# (id, build the object, protocol, options, the clause, the declaration that resolves it, needs torch)
+RESOLVED_BY_A_DECLARATION: list[tuple[str, Any, Any, dict[str, Any], str, dict[str, Any], bool]] = [
+    ("replacement", ClassBalanced, Sampler, {"data_source_len": 10}, "sampler.each_index_once",
+     {"replacement": True}, False),
+    ("uneven_shards", lambda: _eval_shards(0, 3), Sampler,
+     {"world_size": 3, "shards": _eval_shards, "data_source_len": 10}, "sampler.shards_have_equal_length",
+     {"uneven_shards": True}, False),
+    ("max_padding", lambda: PaddedShard(0, 2), Sampler,
+     {"world_size": 2, "shards": _padded, "data_source_len": 10}, "sampler.shards_cover_dataset",
+     {"max_padding": 6}, False),
+    ("reshuffles_each_pass", SharedEpochReshuffle, Sampler, {"data_source_len": 12},
+     "sampler.same_state_same_order", {"reshuffles_each_pass": True}, False),
+    ("reshuffles_each_pass", ReshufflingLoader, Loader, {"ordered": True}, "loader.each_iter_is_new_epoch",
+     {"reshuffles_each_pass": True}, False),
+    ("deterministic", GrowingPasses, Sampler, {}, "sampler.each_iter_is_new_pass",
+     {"deterministic": False}, False),
+    ("transforms_samples", lambda: renaming_collate, CollateFn, {"example_inputs": SAMPLES},
+     "collate_fn.batch_mirrors_sample_structure", {"transforms_samples": True}, False),
+    ("transforms_samples", lambda: packing_collate, CollateFn, {"example_inputs": SAMPLES},
+     "collate_fn.batch_has_one_row_per_sample", {"transforms_samples": True}, False),
+    ("transforms_samples", PackingLoader, Loader, {}, "loader.batches_cover_dataset",
+     {"transforms_samples": True}, False),
+    ("deterministic", RandomSamples, MapDataset, {}, "map_dataset.getitem_is_deterministic",
+     {"deterministic": False}, False),
+    ("error_index", CorruptSample, MapDataset, {}, "map_dataset.getitem_in_range_succeeds",
+     {"error_index": 5}, False),
+    ("infinite", Endless, IterableDataset, {"time_budget_s": 0.5}, "iterable_dataset.iteration_ends",
+     {"infinite": True}, False),
+    ("ordered", ShufflesEachPass, IterableDataset, {}, "iterable_dataset.new_iter_starts_new_pass",
+     {"ordered": False}, False),
+    ("collate_fn", _variable_length, MapDataset, {}, "map_dataset.samples_collate",
+     {"collate_fn": _pad}, True),
+    ("unused_parameters", _module_with_an_unused_head, Module, "module inputs",
+     "module.backward_reaches_parameters", {"unused_parameters": True}, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("build", "protocol", "options", "check_id", "declaration", "needs_torch"),
+    [pytest.param(*case[1:], id=f"{case[4]}-{case[0]}") for case in RESOLVED_BY_A_DECLARATION],
+)
+def test_a_failure_that_a_declaration_resolves_names_it(
+    build: Any, protocol: Any, options: Any, check_id: str, declaration: dict[str, Any], needs_torch: bool
+) -> None:
+    if needs_torch and not HAS_TORCH:
+        pytest.skip(NO_TORCH_REASON)
+    if options == "module inputs":
+        options = _module_inputs()
+    options = dict(options)
+    budget = options.pop("time_budget_s", 30)
+    ((name, value),) = declaration.items()
+    named = f"{name}={value}" if isinstance(value, bool) else f"{name}="  # a flag, or any value
+    report = check(build(), protocol, time_budget_s=budget, **options)
+    result = _result(report, check_id)
+    assert result.status == "failed", str(report)
+    assert named in result.message, result.message
+    declared = check(build(), protocol, time_budget_s=budget, **options, **declaration)
+    assert _result(declared, check_id).status != "failed", str(declared)
+
+
+class NoBatchSettings:
+    """A loader over a dataset that exposes no batch_size or drop_last."""
+
+    def __init__(self) -> None:
+        self.dataset = list(range(8))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter([self.dataset[i : i + 4] for i in range(0, 8, 4)])
+
+
+def test_a_skip_names_what_would_enable_the_clause() -> None:
+    report = check(NoBatchSettings(), Loader)
+    cover = _result(report, "loader.batches_cover_dataset")
+    assert cover.status == "skipped"
+    assert "batch_size" in cover.message
+    assert "drop_last as attributes" in cover.message
+    matched = _result(report, "loader.batches_match_collate")
+    assert matched.status == "skipped"
+    assert "ordered=True" in matched.message

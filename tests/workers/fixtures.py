@@ -231,6 +231,51 @@ def ignores_rank(rank: int, world_size: int) -> data.DataLoader[Any]:
     return data.DataLoader(TENSORS, batch_size=2)
 
 
+class Tokens(data.Dataset[torch.Tensor]):
+    """40 token sequences of 1 to 7 tokens: samples of unequal length, which a collate_fn pads."""
+
+    def __len__(self) -> int:
+        return 40
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not -40 <= index < 40:
+            raise IndexError(index)
+        index %= 40
+        return torch.arange(1, 2 + index % 7) + 10 * index
+
+
+TOKENS = Tokens()
+
+
+def pad_rows(batch: list[torch.Tensor]) -> torch.Tensor:
+    """One zero-padded row per sample: a padded row is not equal to its sample."""
+    return torch.nn.utils.rnn.pad_sequence(batch, batch_first=True)
+
+
+def padding_loader(rank: int, world_size: int) -> data.DataLoader[Any]:
+    """A correct sharded loader whose collate_fn pads: each rank's rows are padded to its batch's
+    longest sequence, unlike the rows of the whole dataset's batches."""
+    sampler = data.DistributedSampler(TOKENS, num_replicas=world_size, rank=rank, seed=3)
+    return data.DataLoader(TOKENS, batch_size=4, sampler=sampler, collate_fn=pad_rows)
+
+
+class IgnoresItsSampler:
+    """Exposes a DistributedSampler, but loads the whole dataset on every rank: its batches are not
+    the sampler's (another number of them), so its coverage is judged by their content."""
+
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.dataset = TENSORS
+        self.sampler = data.DistributedSampler(TENSORS, num_replicas=world_size, rank=rank, seed=3)
+        self.batch_size = 2
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(data.DataLoader(self.dataset, batch_size=self.batch_size))
+
+
+def ignores_its_sampler(rank: int, world_size: int) -> IgnoresItsSampler:
+    return IgnoresItsSampler(rank, world_size)
+
+
 def dies_on_rank_one(rank: int, world_size: int) -> data.DataLoader[Any]:
     import os
 

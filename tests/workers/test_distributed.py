@@ -109,6 +109,36 @@ def test_check_distributed_runs_only_the_process_group_checks() -> None:
     assert _required_failures(report) == {"loader.ranks_yield_equal_batch_counts"}
 
 
+def test_a_padding_collate_covers_the_dataset_by_its_samplers_indices() -> None:
+    """A padded row is not equal to its sample: coverage is judged by the indices of the samplers the
+    loaders expose, not by their batches' content."""
+    report = check_distributed(fixtures.padding_loader, 2)
+    assert report.passed, report
+    cover = next(r for r in report.results if r.check_id == "loader.ranks_cover_dataset")
+    assert "indices of the loaders' samplers" in cover.message
+
+
+def test_a_loader_that_ignores_the_sampler_it_exposes_is_judged_by_content() -> None:
+    report = check_distributed(fixtures.ignores_its_sampler, 2)
+    assert _required_failures(report) == {"loader.ranks_cover_dataset"}, report
+    assert "11 beyond one copy of the dataset" in report.failures[0].message
+    assert "Judged by the samples' content" in report.failures[0].message
+
+
+def test_check_distributed_takes_the_declarations_of_check() -> None:
+    """Evaluation sharding declared: unequal batch counts are not a failure, a sample on two ranks is;
+    expected failures apply; unusable options fail before any rank starts."""
+    assert check_distributed(fixtures.eval_loader, 2, uneven_shards=True).passed
+    duplicating = check_distributed(fixtures.duplicating_eval_loader, 2, uneven_shards=True)
+    assert _required_failures(duplicating) == {"loader.ranks_cover_dataset"}, duplicating
+    known = {"loader.ranks_cover_dataset": "every rank loads everything, by design"}
+    assert check_distributed(fixtures.ignores_rank, 2, expected_failures=known).passed
+    with pytest.raises(TypeError, match="unknown option"):
+        check_distributed(fixtures.torch_loader, 2, not_an_option=True)
+    with pytest.raises(TypeError, match="own argument"):
+        check_distributed(fixtures.torch_loader, 2, shards=fixtures.torch_loader)
+
+
 @pytest.mark.parametrize(
     ("factory", "cause"),
     [

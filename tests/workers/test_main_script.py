@@ -140,6 +140,17 @@ def test_a_guarded_script_with_its_classes_in_main_runs_the_spawn_clause(tmp_pat
 
 
 @pytest.mark.slow
+def test_a_guarded_script_with_a_table_of_lambdas_runs_the_spawn_clause(tmp_path: Path) -> None:
+    """A lambda's body runs when it is called, not when the script is imported: a table of
+    factories at the top level leaves the script safe to re-import."""
+    table = '\nFACTORIES = {"squares": lambda: Squares(), "stream": lambda: Stream()}\n'
+    guarded = CLASSES + table + "\n\nif __name__ == '__main__':\n" + textwrap.indent(_body("map"), "    ")
+    markers, verdict, output = _run(tmp_path, guarded, "file")
+    assert markers == 1, output
+    assert verdict["results"][MAP_SPAWN][0] == "passed", output
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("way", WAYS)
 def test_classes_in_a_module_beside_an_unguarded_script_run_the_spawn_clause(
     tmp_path: Path, way: str

@@ -310,3 +310,30 @@ def test_check_distributed_outside_torchrun_starts_the_ranks(
     assert main([*argv, "--json", str(report)]) == 1
     assert f"FAIL    {EQUAL}" in capsys.readouterr().out
     assert _statuses(report)[EQUAL] == "failed"
+
+
+@pytest.mark.slow
+def test_check_distributed_takes_target_options_outside_torchrun(capsys: pytest.CaptureFixture[str]) -> None:
+    from torchcontract.conformance.cli import main
+
+    argv = ["check-distributed", "tests.workers.fixtures:eval_loader", "--world-size", "2"]
+    assert main(argv) == 1  # unequal batch counts: evaluation sharding, not declared
+    assert main([*argv, "-o", "uneven_shards=true"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "-o", "not_an_option=1"]) == 2
+    assert "unknown option(s) not_an_option" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("factory", "options"),
+    [("fixtures:padding_loader", ()), ("fixtures:eval_loader", ("-o", "uneven_shards=true"))],
+    ids=["padding-collate", "declared-uneven"],
+)
+def test_torchrun_judges_coverage_by_indices_and_takes_target_options(
+    factory: str, options: tuple[str, ...], tmp_path: Path
+) -> None:
+    report = tmp_path / "report.json"
+    code, out, err = _torchrun(2, factory, *options, "--json", str(report), "--time-budget", "30")
+    assert code == 0, out + err
+    assert _statuses(report)[COVER] == "passed", out

@@ -14,26 +14,49 @@ check would run after ``check()`` returned, putting back the object's attributes
 over whatever the caller did since, and calling the object again. Global changes a check makes for
 the length of a block (a patched method, a backend flag) are made with :func:`global_change`, so
 that the thread that abandons the check undoes them at once.
+
+Two more things are decided here, per thread, for the engine's time budgets:
+
+- **Own work** (:class:`own_work`): time that torchcontract spends on its own comparisons of what
+  the object returned (equality, fingerprints, structures) is not the object's: the budget bounds
+  the object's calls, so the thread's check gets that time back (:func:`credit`), less the object
+  calls made inside it (``==``, ``hash`` or ``repr`` of the object's items), which stay charged.
+- **Bounded object code** (:func:`run_object_code`): a call of the object's code that
+  torchcontract's own helpers make (``==``, ``hash``, ``repr`` of an item) runs in the thread's
+  runner when one is bound (:func:`bind_runner`): the checks that run in the calling thread (the
+  worker clauses, which fork) bind one that runs each call in a thread of its own, bounded by the
+  budget, so that no call of the object's code is left unbounded there either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 __all__ = [
     "abandon",
+    "bind_runner",
     "call_of",
+    "credit",
     "current_call",
     "global_change",
     "object_call",
+    "ours",
+    "own_work",
     "release",
+    "run_object_code",
     "set_shared_buffer",
     "stop_if_abandoned",
 ]
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 # thread ident -> the description of the object call in progress in that thread. Read from other
 # threads (the one that waits for a check), so not a threading.local.
@@ -49,12 +72,32 @@ _TAG = "__torchcontract_call__"
 _SHARED: list[Callable[[str | None], None]] = []
 
 
+class _OwnClock:
+    """A thread's own work: seconds credited so far, the depth of nested :class:`own_work` blocks,
+    and when the running stretch of own work began (None while none runs, or an object call does)."""
+
+    __slots__ = ("credited", "depth", "since")
+
+    def __init__(self) -> None:
+        self.credited = 0.0
+        self.depth = 0
+        self.since: float | None = None
+
+
+# thread ident -> its own work (read by the thread that waits for a check).
+_OWN: dict[int, _OwnClock] = {}
+# thread ident -> how that thread runs a call of the object's code that torchcontract's helpers make.
+_RUNNERS: dict[int, Callable[..., Any]] = {}
+
+
 def _forget_threads_after_fork() -> None:
     # A forked child has only the forking thread: the idents of the parent's other threads (an
     # abandoned check among them) are free for new threads there.
     _ABANDONED.clear()
     _CURRENT.clear()
     _UNDO.clear()
+    _OWN.clear()
+    _RUNNERS.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -117,6 +160,101 @@ def set_shared_buffer(write: Callable[[str | None], None]) -> None:
 def release(thread_id: int) -> None:
     """Forget ``thread_id`` once its check's body has ended (thread idents are reused)."""
     _CURRENT.pop(thread_id, None)
+    _OWN.pop(thread_id, None)
+    _RUNNERS.pop(thread_id, None)
+
+
+def credit(thread_id: int | None) -> float:
+    """Seconds of torchcontract's own work done so far in ``thread_id`` (object calls made inside it
+    excluded): what its check's budget gets back. 0 for None or a thread without own work."""
+    clock = _OWN.get(thread_id) if thread_id is not None else None
+    if clock is None:
+        return 0.0
+    since = clock.since
+    return clock.credited + (time.monotonic() - since if since is not None else 0.0)
+
+
+class own_work:  # lower case: used like a function, ``with own_work():``
+    """Mark the body as torchcontract's own work (comparing what the object returned): its time is
+    credited back to the thread's budget, except the object calls made inside it. Nested blocks
+    count once; inside an object call (our helper called by the object's code) nothing is credited."""
+
+    __slots__ = ("_clock",)
+
+    def __enter__(self) -> None:
+        thread_id = threading.get_ident()
+        clock = _OWN.get(thread_id)
+        if clock is None:
+            clock = _OWN[thread_id] = _OwnClock()
+        self._clock = clock
+        clock.depth += 1
+        if clock.depth == 1 and thread_id not in _CURRENT:
+            clock.since = time.monotonic()
+
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        clock = self._clock
+        clock.depth -= 1
+        if clock.depth == 0 and clock.since is not None:
+            clock.credited += time.monotonic() - clock.since
+            clock.since = None
+
+
+def ours(fn: Callable[P, T]) -> Callable[P, T]:
+    """Mark every call of ``fn`` as torchcontract's own work on what the object returned
+    (:class:`own_work`): comparisons, fingerprints, structures."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with own_work():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def bind_runner(runner: Callable[..., Any] | None) -> None:
+    """Run the object code of this thread's :func:`run_object_code` calls with ``runner(what, fn,
+    *args)`` (None: in the thread itself, as an :class:`object_call`). Forgotten by :func:`release`."""
+    thread_id = threading.get_ident()
+    if runner is None:
+        _RUNNERS.pop(thread_id, None)
+    else:
+        _RUNNERS[thread_id] = runner
+
+
+def run_object_code(what: str, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, a call of the object's code made by torchcontract's own helpers (``==``,
+    ``hash``, ``repr`` of an item), described by ``what``: in the thread's runner when one is bound,
+    else here, as an :class:`object_call`. Raises what ``fn`` raises (and what the runner raises for
+    a call that did not return in time)."""
+    thread_id = threading.get_ident()
+    runner = _RUNNERS.get(thread_id)
+    if runner is None:
+        with object_call(what):
+            return fn(*args)
+    paused = _pause(thread_id)  # the object's time, though it runs in another thread
+    try:
+        result: T = runner(what, fn, *args)
+    finally:
+        if paused:
+            _resume(thread_id)
+    return result
+
+
+def _pause(thread_id: int) -> bool:
+    """Stop crediting ``thread_id``'s own work (an object call begins); whether it was running."""
+    clock = _OWN.get(thread_id)
+    if clock is None or clock.since is None:
+        return False
+    clock.credited += time.monotonic() - clock.since
+    clock.since = None
+    return True
+
+
+def _resume(thread_id: int) -> None:
+    """Credit ``thread_id``'s own work again (the object call ended), if an own-work block is open."""
+    clock = _OWN.get(thread_id)
+    if clock is not None and clock.depth > 0:
+        clock.since = time.monotonic()
 
 
 def current_call(thread_id: int | None = None) -> str | None:
@@ -146,6 +284,8 @@ class object_call:  # lower case: used like a function, ``with object_call("ds[3
             _park()
         self._outer = _CURRENT.get(thread_id)
         _CURRENT[thread_id] = self._what
+        if self._outer is None:
+            _pause(thread_id)  # the object's time, inside our own work, is the object's
         for write in _SHARED:
             write(self._what)
 
@@ -154,6 +294,7 @@ class object_call:  # lower case: used like a function, ``with object_call("ds[3
             _park()  # the call hung and has now returned: nothing more of the check may run
         if self._outer is None:
             _CURRENT.pop(self._thread_id, None)
+            _resume(self._thread_id)
         else:
             _CURRENT[self._thread_id] = self._outer
         for write in _SHARED:

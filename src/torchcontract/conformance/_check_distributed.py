@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torchcontract.conformance._arguments import started_ranks_problem, world_size_problem
-from torchcontract.conformance._engine import Target
+from torchcontract.conformance._engine import Options, Target
 from torchcontract.conformance._process_group import (
     group_rank_and_size,
     in_process_group,
@@ -25,6 +25,8 @@ def check_distributed(
     *,
     name: str | None = None,
     time_budget_s: float = 60.0,
+    expected_failures: Mapping[str, str] | None = None,
+    **options: object,
 ) -> Report:
     """Run the loader that ``factory(rank, world_size)`` builds on every rank of a real process group,
     for two epochs, and check that the ranks yield the same number of batches and together cover the
@@ -42,9 +44,17 @@ def check_distributed(
     spawned; ``world_size`` defaults to the group's size. A rank that does not reach the exchange
     within 80% of ``time_budget_s`` fails the check, named.
 
+    ``expected_failures`` and the target options are those of :func:`~torchcontract.conformance.check`
+    (declarations such as ``max_padding=k``, ``uneven_shards=True``, ``transforms_samples=True``,
+    ``deterministic=False``); ``shards`` and ``world_size`` are this function's own arguments.
+
     A run that verified nothing does not pass: when every clause was skipped (the ranks could not be
     started faithfully), they are reported unverified.
     """
+    for own in ("shards", "world_size"):
+        if own in options:
+            raise TypeError(f"check_distributed() takes {own} as its own argument, not as an option")
+    checked_options = Options.from_kwargs(options)  # unusable options fail before any rank starts
     with launcher_group(time_budget_s):
         if in_process_group():
             group_size = group_rank_and_size()[1]
@@ -72,9 +82,9 @@ def check_distributed(
             factory,
             Loader,
             name=name if name is not None else getattr(factory, "__qualname__", "shards"),
-            shards=factory,
-            world_size=world_size,
-        )
+            expected_failures=expected_failures,
+            options=checked_options,
+        ).replace(shards=factory, world_size=world_size)
         report = target.run(time_budget_s=time_budget_s, select=lambda spec: "distributed" in spec.needs)
     return _verified_something(report)
 

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from torchcontract.conformance._arrays import describe_tensor, dtype_name, is_array, is_tensor, ndim
+from torchcontract.conformance._calls import ours
 from torchcontract.conformance._tree import (
+    BUILTIN_ATOMS,
     CYCLE,
     DEEP,
     LEAF,
@@ -23,7 +25,7 @@ from torchcontract.conformance._tree import (
     safe_repr,
 )
 
-__all__ = ["describe", "describe_structure", "skeleton", "structure"]
+__all__ = ["converted_skeleton", "describe", "describe_structure", "skeleton", "structure"]
 
 
 def describe(value: object, limit: int = 120) -> str:
@@ -87,11 +89,45 @@ def _describe_unsafe(value: Any, depth: int) -> str:
 _CYCLE = ("cycle",)
 
 
+@ours
 def structure(value: Any) -> object:
     """A hashable summary of a sample's structure (SPEC.md, "Conventions"): container types, tuple
     arity, dict keys, and each leaf's type and dtype. Shapes and values are not part of it; nor is
     the number of items of a list (lists may be ragged: token lists), only the kinds of its items."""
-    return _structure(flatten(value)[0])
+    try:
+        return _plain_structure(value, 0)
+    except _NotPlain:
+        return _structure(flatten(value)[0])
+
+
+class _NotPlain(Exception):
+    """A part of the value is not a plain container or leaf: the full walk decides."""
+
+
+# The direct walk of plain values stops this deep (deeper values, and cycles, take the full walk).
+_PLAIN_DEPTH = 32
+
+
+def _plain_structure(value: Any, depth: int) -> object:
+    """What :func:`_structure` gives, by a direct walk of plain dicts (with atom keys), lists, tuples
+    and leaves that are no container at all (most samples), without building a spec."""
+    kind = type(value)
+    if kind in BUILTIN_ATOMS:
+        return kind
+    if depth > _PLAIN_DEPTH:
+        raise _NotPlain
+    if kind is dict:
+        if not set(map(type, value)) <= BUILTIN_ATOMS:
+            raise _NotPlain
+        pairs = sorted(dict.items(value), key=lambda pair: repr(pair[0]))
+        return (dict, tuple((key, _plain_structure(item, depth + 1)) for key, item in pairs))
+    if kind is list:
+        return (list, frozenset(_plain_structure(item, depth + 1) for item in value))
+    if kind is tuple:
+        return (tuple, len(value), tuple(_plain_structure(item, depth + 1) for item in value))
+    if is_array(value) or is_pil_image(value):
+        return _leaf_structure(value)
+    raise _NotPlain
 
 
 def _leaf_structure(value: Any) -> object:
@@ -117,6 +153,7 @@ def _structure(spec: TreeSpec) -> object:
     return (spec.type, tuple(zip(spec.keys, children, strict=True)))
 
 
+@ours
 def describe_structure(value: Any) -> str:
     """The structure of ``value`` (:func:`structure`) in words, for messages."""
     return _describe_structure(flatten(value)[0])
@@ -147,6 +184,7 @@ def _describe_structure(spec: TreeSpec) -> str:
     return f"{name}{{{inner}}}"
 
 
+@ours
 def skeleton(value: Any) -> object:
     """A sample's containers (tuple arity, namedtuple type, mapping keys) and, of its leaves, only
     whether each is an array and of how many dimensions: an unbatched sample keeps them, a stacked
@@ -156,15 +194,34 @@ def skeleton(value: Any) -> object:
     return _skeleton(flatten(value)[0])
 
 
-def _skeleton(spec: TreeSpec) -> object:
+@ours
+def converted_skeleton(value: Any) -> object:
+    """The :func:`skeleton` of ``value`` as torch's ``default_convert`` leaves it (``collate_fn`` of
+    a DataLoader without batching, or one that converts each sample of a batch): a plain tuple
+    becomes a list, a NumPy array a tensor of as many dimensions and a NumPy number a 0-dimensional
+    tensor; mappings, namedtuples, lists and other leaves keep their form
+    (``utils/data/_utils/collate.py``, ``default_convert``)."""
+    return _skeleton(flatten(value)[0], converted=True)
+
+
+def _skeleton(spec: TreeSpec, converted: bool = False) -> object:
     if spec.kind == LEAF:
-        return ("array", ndim(spec.value)) if is_array(spec.value) else "leaf"
+        if is_array(spec.value):
+            return ("array", ndim(spec.value))
+        if (
+            converted
+            and isinstance(spec.value, np.generic)
+            and not isinstance(spec.value, (np.str_, np.bytes_))
+        ):
+            return ("array", 0)  # torch.as_tensor of a NumPy number
+        return "leaf"
     if spec.kind in (CYCLE, DEEP):
         return _CYCLE
-    children = [_skeleton(child) for child in spec.children]
+    children = [_skeleton(child, converted) for child in spec.children]
     if spec.kind == SEQUENCE and issubclass(spec.type, tuple):
-        kind = spec.type if is_namedtuple(spec.value) else tuple
-        return (kind, tuple(children))
+        if is_namedtuple(spec.value):
+            return (spec.type, tuple(children))
+        return (list, frozenset(children)) if converted else (tuple, tuple(children))
     if spec.kind == SEQUENCE:
         return (list, frozenset(children))
     assert spec.kind == MAPPING

@@ -784,6 +784,7 @@ class _Session:
         interrupted: list[BaseException] = []
 
         def body() -> None:
+            ctx.bind_thread()
             try:
                 if self.dtype is not None:
                     ctx.use(*self._converted(ctx))
@@ -827,7 +828,7 @@ class _Session:
         worker = threading.Thread(target=body, name=f"torchcontract:{spec.check_id}", daemon=True)
         worker.start()
         try:
-            worker.join(self.time_budget_s + _GRACE_S)
+            _wait_for_check(worker, self.time_budget_s)
         finally:
             if worker.is_alive():
                 # Hung (or this thread was interrupted): given up on before anything is put back, so
@@ -888,6 +889,26 @@ class _Session:
             f"{what} did not return within the time budget of {budget}; expected every "
             f"call to return.\n  reproduce: {what}"
         )
+
+
+# torchcontract's own work in a check (comparing what the object returned) is not charged to the
+# budget, up to this many times the budget: beyond it, the check is given up on as if it hung (and,
+# with no object call in progress, reported as torchcontract's own internal error).
+_OWN_WORK_LIMIT = 10
+
+
+def _wait_for_check(worker: threading.Thread, budget_s: float) -> None:
+    """Wait for the check running in ``worker``: its budget plus the grace period, plus the time its
+    own work took (:func:`_calls.credit`, at most ``_OWN_WORK_LIMIT`` budgets)."""
+    deadline = time.monotonic() + budget_s + _GRACE_S
+    limit = _OWN_WORK_LIMIT * budget_s
+    while True:
+        remaining = deadline + min(_calls.credit(worker.ident), limit) - time.monotonic()
+        if remaining <= 0:
+            return
+        worker.join(remaining)
+        if not worker.is_alive():
+            return
 
 
 def _unexpected(what: str, error: BaseException) -> str:
@@ -957,8 +978,15 @@ def _missing_needs(spec: Check, session: _Session) -> str | None:
 
         if not torch.distributed.is_available():
             return "needs torch.distributed, which this torch build lacks"
+    daemonic = _daemonic_process()
+    if daemonic is not None and _starts_processes(spec):
+        return (
+            f"check() runs in a daemonic process ({daemonic}), which may not have children, and this "
+            "clause starts processes (DataLoader workers, a fresh interpreter, the ranks of a process "
+            "group): run check() in a main process, or in a process that is not a daemon"
+        )
     if "example_inputs" in spec.needs and session.target.example_inputs is None:
-        return "needs example_inputs"
+        return "needs example_inputs: give example_inputs=... (the arguments of a call, or a list of samples)"
     if "world_size" in spec.needs and session.target.options.world_size is None:
         return WORLD_SIZE_OFF
     options = session.target.options
@@ -978,6 +1006,28 @@ def _missing_needs(spec: Check, session: _Session) -> str | None:
         if not torch.cuda.is_available():
             return "needs a CUDA device, and none is available (torch.cuda.is_available() is False)"
     return None
+
+
+def _daemonic_process() -> str | None:
+    """The name of this process when it is a daemonic ``multiprocessing`` process (a DataLoader
+    worker is one: ``multiprocessing`` refuses it children, "daemonic processes are not allowed to
+    have children"), else None."""
+    import multiprocessing
+
+    process = multiprocessing.current_process()
+    return process.name if process.daemon else None
+
+
+def _starts_processes(spec: Check) -> bool:
+    """Whether ``spec`` starts processes: DataLoader workers, torchcontract's fresh interpreter, or
+    the ranks of a process group (not inside one that exists already, where it runs collectively)."""
+    if "workers" in spec.needs or _fresh_interpreter.uses(spec.func):
+        return True
+    if "distributed" in spec.needs:
+        from torchcontract.conformance._process_group import in_process_group
+
+        return not in_process_group()
+    return False
 
 
 def global_rng_states() -> tuple[object, ...]:
@@ -1020,10 +1070,21 @@ class Context:
         self.last_call: str | None = None
         self.notes: list[str] = []
         self._deadline = time.monotonic() + session.time_budget_s
+        # The thread that runs the check's body (bind_thread): its own work is credited to the budget.
+        self._thread_id: int | None = None
         # The worker and process-group clauses run in the calling thread (they start processes):
         # their object calls get a thread each, so that a hang is bounded there too.
         self._bound_each_call = _in_calling_thread(spec)
         self._rng = np.random.default_rng(self.options.seed)
+
+    def bind_thread(self) -> None:
+        """Called by the engine in the thread that runs the check: the budget is that thread's (its
+        own work is credited back), and in a check that runs in the calling thread, every call of the
+        object's code that torchcontract's helpers make (``==``, ``hash``, ``repr`` of an item) is
+        bounded like the object calls (:meth:`invoke`)."""
+        self._thread_id = threading.get_ident()
+        if self._bound_each_call:
+            _calls.bind_runner(self.invoke)
 
     def use(self, obj: Any, example_inputs: tuple[Any, ...], example_kwargs: dict[str, Any]) -> None:
         """Check ``obj`` with these example arguments instead of the target's (the engine's converted
@@ -1130,10 +1191,13 @@ class Context:
     # -- budgets ----------------------------------------------------------------------------------
 
     def time_left(self) -> float:
-        return self._deadline - time.monotonic()
+        """Seconds left of the budget: the object's calls are charged to it, torchcontract's own
+        comparisons are not (:class:`_calls.own_work`)."""
+        limit = _OWN_WORK_LIMIT * self.time_budget_s
+        return self._deadline + min(_calls.credit(self._thread_id), limit) - time.monotonic()
 
     def out_of_time(self) -> bool:
-        return time.monotonic() >= self._deadline
+        return self.time_left() <= 0
 
     @property
     def time_budget_s(self) -> float:

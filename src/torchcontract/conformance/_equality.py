@@ -11,6 +11,12 @@ the tree specs of :func:`~._tree.flatten`, so that they agree by construction.
   :func:`compare` lists it in :attr:`Comparison.not_compared` so that a check can say so.
 - A fingerprint is equal for equal values: it is the spec with each leaf replaced by a hashable
   stand-in (its bytes for an array, its attributes for an unhashable object).
+
+Values made only of plain dicts, lists and tuples, Python's own atoms and arrays (most samples) are
+compared and fingerprinted by a direct walk that gives the same answer without building specs, at C
+speed where it can (a dict's key sets), so that a comparison costs time in proportion to the sample.
+Every public function here is torchcontract's own work (:class:`~._calls.own_work`): its time is not
+charged to the object's budget, only the object's code it calls (``==``, ``hash``, ``repr``).
 """
 
 from __future__ import annotations
@@ -35,9 +41,11 @@ from torchcontract.conformance._arrays import (
     shape,
     storage_numpy,
 )
+from torchcontract.conformance._calls import ours, run_object_code
 from torchcontract.conformance._describe import describe
 from torchcontract.conformance._tree import (
     ATOMS,
+    BUILTIN_ATOMS,
     CYCLE,
     DEEP,
     LEAF,
@@ -57,6 +65,20 @@ from torchcontract.conformance._tree import (
 )
 
 __all__ = ["Comparison", "close_difference", "compare", "difference", "fingerprint"]
+
+# The direct walk of plain values stops this deep (deeper values, and cycles, take the full walk).
+_PLAIN_DEPTH = 32
+_INEXACT = (float, complex)
+
+
+def _plain_keys(value: dict[Any, Any]) -> bool:
+    """Whether every key of a dict is one of Python's own atoms (hashing, comparing and printing them
+    runs none of the object's code)."""
+    return set(map(type, value)) <= BUILTIN_ATOMS
+
+
+class _NotPlain(Exception):
+    """A part of the value is not plain: the full walk decides."""
 
 
 @dataclass(frozen=True)
@@ -124,12 +146,68 @@ class _Comparer:
             if depth > MAX_DEPTH:
                 self.skip(path, f"nested deeper than {MAX_DEPTH} levels")
                 return None
+            if not root and self.plain_equal(left, right, 0):
+                return None
             left_spec = flatten(left, objects=True, depth=depth, root=root)[0]
             right_spec = flatten(right, objects=True, depth=depth, root=root)[0]
             return self.specs(left_spec, right_spec, path, depth)
         except Exception as error:  # our own comparison must never raise: say what it could not do
             self.skip(path, f"comparing {describe(left)} with {describe(right)} raised {error!r}")
             return None
+
+    def plain_equal(self, left: Any, right: Any, depth: int) -> bool:
+        """True when ``left`` and ``right`` are shown equal by the direct walk: plain dicts (with
+        atom keys), lists and tuples of Python's atoms and arrays, equal as :meth:`diff` would find
+        them. False means not shown so (unequal, or not plain): the full walk then decides, and
+        says where they differ."""
+        kind = type(left)
+        if kind is not type(right):
+            return self.loose_scalars and self.plain_scalars(left, right) is True
+        if kind in BUILTIN_ATOMS:
+            return bool(left == right) or (kind in _INEXACT and left != left and right != right)
+        if depth > _PLAIN_DEPTH:
+            return False
+        if kind is dict:
+            if len(left) != len(right) or not _plain_keys(left) or left.keys() != right.keys():
+                return False
+            for key, value in dict.items(left):
+                other = right[key]
+                inner = type(value)
+                if inner is type(other) and inner in BUILTIN_ATOMS:
+                    if value == other or (inner in _INEXACT and value != value and other != other):
+                        continue
+                    return False
+                if not self.plain_equal(value, other, depth + 1):
+                    return False
+            return True
+        if isinstance(left, np.generic):
+            return self.plain_scalars(left, right) is True
+        if kind is list or kind is tuple:
+            return len(left) == len(right) and all(
+                self.plain_equal(one, two, depth + 1) for one, two in zip(left, right, strict=True)
+            )
+        if is_array(left):
+            noted = len(self.not_compared)
+            same = self._arrays(left, right, "", depth) is None
+            if len(self.not_compared) > noted:  # the full walk notes it with its path
+                del self.not_compared[noted:]
+                return False
+            return same
+        return False
+
+    def plain_scalars(self, left: Any, right: Any) -> bool | None:
+        """Whether two numbers, one or both NumPy scalars, are equal as :meth:`leaves` finds them;
+        None when they are not such numbers (or a NumPy scalar of another kind)."""
+        numbers = (np.number, np.bool_, int, float, complex)
+        if not (isinstance(left, numbers) and isinstance(right, numbers)):
+            return None
+        if type(left) is not type(right):  # one NumPy scalar, under loose_scalars only
+            if isinstance(left, np.generic) == isinstance(right, np.generic):
+                return None
+            return bool(np.asarray(left) == np.asarray(right)) or (left != left and right != right)
+        if isinstance(left, (np.floating, np.complexfloating)):
+            return bool(left == right) or bool(left != left and right != right)
+        return bool(left == right)
 
     def specs(self, left: TreeSpec, right: TreeSpec, path: str, depth: int) -> str | None:
         """The first difference of two flattened values, depth first."""
@@ -351,6 +429,7 @@ def _first_mismatch(left: np.ndarray[Any, Any], right: np.ndarray[Any, Any]) -> 
         return ""
 
 
+@ours
 def compare(left: Any, right: Any, *, close: bool = False, loose_scalars: bool = False) -> Comparison:
     """Compare two values (SPEC.md, "Conventions"): the difference, and what could not be compared.
 
@@ -363,6 +442,7 @@ def compare(left: Any, right: Any, *, close: bool = False, loose_scalars: bool =
     return Comparison(found, tuple(comparer.not_compared))
 
 
+@ours
 def difference(left: Any, right: Any, path: str = "", *, loose_scalars: bool = False) -> str | None:
     """None if ``left`` equals ``right`` (SPEC.md, "Conventions"), else where and how they differ.
 
@@ -372,6 +452,7 @@ def difference(left: Any, right: Any, path: str = "", *, loose_scalars: bool = F
     return _Comparer(loose_scalars=loose_scalars).diff(left, right, path, 0)
 
 
+@ours
 def close_difference(
     left: Any, right: Any, path: str = "", tolerance: tuple[float, float] | None = None
 ) -> str | None:
@@ -384,11 +465,17 @@ def close_difference(
 # fingerprints
 
 
+@ours
 def fingerprint(value: Any) -> object:
     """A hashable stand-in for a sample, equal for equal samples (:func:`difference`): to count samples
     across processes. Its ``repr`` is the same in every process for the same value."""
+    fingerprinter = _Fingerprinter()
     try:
-        return _Fingerprinter().value(value, 0)
+        return fingerprinter.plain(value, 0)
+    except _NotPlain:
+        pass
+    try:
+        return fingerprinter.value(value, 0)
     except Exception:
         return ("repr", safe_repr(value))
 
@@ -401,6 +488,29 @@ def _type_name(kind: type) -> str:
 class _Fingerprinter:
     # ids of the leaf objects being fingerprinted by their attributes, to end cycles through them.
     active: set[int] = field(default_factory=set)
+
+    def plain(self, value: Any, depth: int) -> object:
+        """The fingerprint of a plain value (dicts with atom keys, lists, tuples, Python's atoms,
+        arrays), by a direct walk that gives what :meth:`value` gives; :class:`_NotPlain` otherwise."""
+        kind = type(value)
+        if kind in BUILTIN_ATOMS:
+            return self.leaf(value, depth)
+        if depth > _PLAIN_DEPTH:
+            raise _NotPlain
+        if kind is dict:
+            if not _plain_keys(value):
+                raise _NotPlain
+            pairs = sorted(dict.items(value), key=lambda pair: repr(pair[0]))
+            return (
+                "mapping",
+                "builtins.dict",
+                tuple((repr(key), self.plain(item, depth + 1)) for key, item in pairs),
+            )
+        if kind is list or kind is tuple:
+            return ("sequence", _type_name(kind), tuple(self.plain(item, depth + 1) for item in value))
+        if is_array(value):
+            return self.array(value, depth)
+        raise _NotPlain
 
     def value(self, value: Any, depth: int, *, root: bool = False) -> object:
         if depth > MAX_DEPTH:
@@ -435,14 +545,19 @@ class _Fingerprinter:
             kind = _type_name(type(value))
             if isinstance(value, (float, complex, np.inexact)):
                 value = value + 0
-            return ("atom", kind, value) if _hashable(value) else ("repr", kind, safe_repr(value))
+            if type(value) in BUILTIN_ATOMS:
+                return ("atom", kind, value)
+            hashed = _Hashed.of(value)
+            return ("atom", kind, hashed) if hashed is not None else ("repr", kind, safe_repr(value))
         if is_pil_image(value):
             return ("image", value.mode, value.size, value.tobytes())
         # An object left a leaf: its == is its own (or it has no attributes to compare).
         name = _type_name(type(value))
         identity = identity_like(value)
-        if not identity and _hashable(value):
-            return value
+        if not identity:
+            hashed = _Hashed.of(value)
+            if hashed is not None:
+                return hashed
         if id(value) in self.active:
             return ("cycle",)
         self.active.add(id(value))
@@ -479,9 +594,33 @@ class _Fingerprinter:
         return (kind, dtype, dims, extra, np.ascontiguousarray(array).tobytes())
 
 
-def _hashable(value: object) -> bool:
-    try:
-        hash(value)
-    except Exception:
-        return False
-    return True
+class _Hashed:
+    """A leaf of the object's own type in a fingerprint, judged by its own ``hash`` and ``==``: its
+    hash is computed once, and its ``==`` and ``repr`` run as bounded calls of the object's code
+    (_calls.run_object_code), also when a Counter or a set of fingerprints compares them."""
+
+    __slots__ = ("_hash", "value")
+
+    def __init__(self, value: Any, hashed: int) -> None:
+        self.value = value
+        self._hash = hashed
+
+    @classmethod
+    def of(cls, value: Any) -> _Hashed | None:
+        """The stand-in of ``value``, or None when it cannot be hashed."""
+        try:
+            hashed = run_object_code(f"hash(<{type(value).__qualname__}>)", hash, value)
+        except Exception:
+            return None
+        return cls(value, hashed)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Hashed):
+            return NotImplemented
+        return self.value is other.value or equals(self.value, other.value) is True
+
+    def __repr__(self) -> str:
+        return safe_repr(self.value)

@@ -60,7 +60,7 @@ import time
 import traceback
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -312,12 +312,29 @@ def _snippet(node: ast.stmt) -> str:
 _ALLOWED_CALLS = frozenset(
     {"TypeVar", "ParamSpec", "TypeVarTuple", "NewType", "namedtuple", "NamedTuple", "TypedDict"}
     | {"getLogger", "field", "frozenset", "set", "dict", "list", "tuple", "object", "Path"}
+    # Decorator factories that only wrap or describe what they decorate.
+    | {"dataclass", "lru_cache", "wraps", "no_grad", "inference_mode", "enable_grad"}
 )
 
 
+def _evaluated(expr: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of ``expr`` that run when it is evaluated: a lambda's default values do, its body
+    does not (it runs when the lambda is called); a comprehension's parts do."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.Lambda):
+            stack.extend(node.args.defaults)
+            stack.extend(default for default in node.args.kw_defaults if default is not None)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
 def _plain(expr: ast.expr) -> bool:
-    """An expression without effects at import: no calls (beyond typing helpers and containers)."""
-    for node in ast.walk(expr):
+    """An expression without effects at import: no calls (beyond typing helpers, containers and
+    wrapping decorators) among the parts that run when it is evaluated."""
+    for node in _evaluated(expr):
         if isinstance(node, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)):
             return False
         if isinstance(node, ast.Call):
@@ -326,6 +343,21 @@ def _plain(expr: ast.expr) -> bool:
             if name not in _ALLOWED_CALLS:
                 return False
     return True
+
+
+def _definition_runs(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> list[ast.expr]:
+    """What a ``def`` or ``class`` statement evaluates when it runs: its decorators, a function's
+    default values, a class's bases and keywords (its body is a statement list of its own).
+    Annotations are left out: deferred under ``from __future__ import annotations`` and from
+    Python 3.14 on, and calls in them describe types."""
+    parts: list[ast.expr] = list(node.decorator_list)
+    if isinstance(node, ast.ClassDef):
+        parts += node.bases
+        parts += [keyword.value for keyword in node.keywords]
+    else:
+        parts += node.args.defaults
+        parts += [default for default in node.args.kw_defaults if default is not None]
+    return parts
 
 
 def _is_main_guard(test: ast.expr) -> bool:
@@ -338,12 +370,20 @@ def _is_main_guard(test: ast.expr) -> bool:
 
 
 def _unsafe_statement(body: list[ast.stmt]) -> ast.stmt | None:
-    """The first top-level statement that would run code when the script is imported, or None."""
+    """The first top-level statement that would run code when the script is imported, or None:
+    what runs is judged as Python runs it (a function's body and a lambda's body do not run when
+    they are defined; decorators, default values, class bodies and comprehensions do)."""
     for node in body:
         if isinstance(node, (ast.Import, ast.ImportFrom, ast.Pass)):
             continue
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue  # decorators and class bodies run, as in any module
+            if not all(_plain(part) for part in _definition_runs(node)):
+                return node
+            if isinstance(node, ast.ClassDef):
+                inner = _unsafe_statement(node.body)  # a class body runs at its definition
+                if inner is not None:
+                    return inner
+            continue
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue  # a docstring
         if isinstance(node, (ast.Assign, ast.AnnAssign)):

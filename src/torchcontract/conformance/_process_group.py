@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import pickle
@@ -43,22 +44,33 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from torchcontract.conformance._arguments import LAUNCHER_VARIABLES, launched
 from torchcontract.conformance._files import write_atomically
 from torchcontract.conformance._fresh_interpreter import HelperFailed, Pickled, Unavailable, run_tasks
-from torchcontract.conformance._values import fingerprint, is_array, leaves, sample_count
+from torchcontract.conformance._values import (
+    fingerprint,
+    is_array,
+    is_iterable_style,
+    leaves,
+    sample_count,
+)
 
 __all__ = [
     "LAUNCHER_VARIABLES",
     "GroupRun",
     "RankOutcome",
     "batch_rows",
+    "epoch_indices",
     "gather_in_group",
     "group_rank_and_size",
     "in_process_group",
+    "index_batches",
     "launched",
     "launcher_group",
     "rank_from_pickle",
+    "read_epoch",
     "row_digest",
     "run_ranks",
     "set_epoch",
@@ -83,6 +95,58 @@ def batch_rows(batch: Any) -> list[str] | None:
     if not columns:
         return [row_digest(item) for item in batch]
     return [row_digest(tuple(fingerprint(column[row]) for column in columns)) for row in range(count)]
+
+
+def index_batches(loader: Any, batches: int) -> list[list[int]] | None:
+    """The dataset indices of each batch of an epoch of ``loader`` (one that yielded ``batches``
+    batches), from the sampler it exposes: its ``batch_sampler``'s batches, or its ``sampler``'s
+    indices one per batch (torch's ``DataLoader``: ``_index_sampler``), read by iterating it again
+    (a ``DistributedSampler`` gives the same indices for the same epoch, a shuffling sampler the same
+    indices in another order). None when the loader exposes no sampler of indices over a map-style
+    dataset, or one that does not describe the epoch (it gives another number of batches)."""
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or is_iterable_style(dataset):
+        return None  # a stream's sampler is a placeholder (torch: an infinite constant sampler)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    source = batch_sampler if batch_sampler is not None else getattr(loader, "sampler", None)
+    if source is None:
+        return None
+    try:
+        groups = list(itertools.islice(iter(source), batches + 1))
+    except Exception:
+        return None
+    if len(groups) != batches:
+        return None
+    found: list[list[int]] = []
+    for group in groups:
+        indices = group if batch_sampler is not None else [group]
+        if not isinstance(indices, (list, tuple)):
+            return None
+        for index in indices:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                return None
+        found.append([int(index) for index in indices])
+    return found
+
+
+def epoch_indices(loader: Any, batches: int) -> list[int] | None:
+    """Every index of :func:`index_batches`, in order; None where it is None."""
+    groups = index_batches(loader, batches)
+    return None if groups is None else [index for group in groups for index in group]
+
+
+def read_epoch(loader: Any, epoch: int) -> dict[str, Any]:
+    """One epoch of ``loader`` (``set_epoch(epoch)`` on its sampler first), as a rank reports it:
+    its batch count, a digest per sample (by content; how many batches could not be split into
+    samples), and the indices its sampler gave (:func:`epoch_indices`), where they describe it."""
+    set_epoch(loader, epoch)
+    count, unsplit, rows = 0, 0, []
+    for batch in loader:
+        count += 1
+        digests = batch_rows(batch)
+        rows.extend(digests if digests is not None else [])
+        unsplit += digests is None
+    return {"batches": count, "rows": rows, "unsplit": unsplit, "indices": epoch_indices(loader, count)}
 
 
 def set_epoch(loader: Any, epoch: int) -> bool:
@@ -151,16 +215,11 @@ def _rank_main(
     try:
         loader = factory(rank, world_size)
         for epoch in range(epochs):
-            set_epoch(loader, epoch)
-            count, rows = 0, []
-            for batch in loader:
-                count += 1
-                digests = batch_rows(batch)
-                rows.extend(digests if digests is not None else [])
+            seen = read_epoch(loader, epoch)
             counts = [torch.zeros(1, dtype=torch.int64) for _ in range(world_size)]
-            dist.all_gather(counts, torch.tensor([count], dtype=torch.int64))
+            dist.all_gather(counts, torch.tensor([seen["batches"]], dtype=torch.int64))
             gathered = [int(peer.item()) for peer in counts]
-            report["epochs"].append({"batches": count, "gathered": gathered, "rows": rows})
+            report["epochs"].append({**seen, "gathered": gathered})
         dist.barrier()
     except BaseException:
         report["error"] = traceback.format_exc(limit=8)
@@ -339,13 +398,7 @@ def _local_epochs(
     try:
         loader = factory(rank, world_size)
         for epoch in range(epochs):
-            set_epoch(loader, epoch)
-            count, rows = 0, []
-            for batch in loader:
-                count += 1
-                digests = batch_rows(batch)
-                rows.extend(digests if digests is not None else [])
-            report["epochs"].append({"batches": count, "rows": rows})
+            report["epochs"].append(read_epoch(loader, epoch))
     except Exception:
         report["error"] = traceback.format_exc(limit=8)
     return report

@@ -40,10 +40,11 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from torchcontract.conformance._arrays import is_array
-from torchcontract.conformance._calls import object_call
+from torchcontract.conformance._calls import run_object_code
 
 __all__ = [
     "ATOMS",
+    "BUILTIN_ATOMS",
     "CYCLE",
     "DEEP",
     "LEAF",
@@ -75,6 +76,9 @@ LEAF, SEQUENCE, MAPPING, OBJECT, CYCLE, DEEP = "leaf", "sequence", "mapping", "o
 
 # Leaves compared by == without further thought (their == is by value and cannot recurse).
 ATOMS = (type(None), bool, int, float, complex, str, bytes, np.generic)
+# Python's own atom types, exactly (not subclasses): their ==, hash and repr run none of the
+# object's code, so torchcontract calls them directly, at C speed.
+BUILTIN_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 
 def is_namedtuple(value: object) -> bool:
@@ -87,22 +91,41 @@ def is_pil_image(value: object) -> TypeGuard[Any]:
 
 
 def safe_repr(value: object) -> str:
+    """``repr(value)``, a bounded call of the object's code (see _calls.run_object_code); a
+    placeholder naming the type when it raises."""
+    if type(value) in BUILTIN_ATOMS:
+        return repr(value)
     try:
-        with object_call(f"repr(<{type(value).__qualname__}>)"):
-            return repr(value)
+        return run_object_code(f"repr(<{type(value).__qualname__}>)", repr, value)
     except Exception:  # a broken (or infinitely recursive) __repr__ must not break the report
         return f"<{type(value).__qualname__} object>"
 
 
+def _read_items(value: Mapping[Any, Any]) -> list[tuple[Any, Any]]:
+    keys = list(value.keys())
+    for key in keys:
+        hash(key)
+    return [(key, value[key]) for key in keys]
+
+
+def _key_repr(pair: tuple[Any, Any]) -> str:
+    return repr(pair[0])
+
+
 def mapping_items(value: Mapping[Any, Any]) -> list[tuple[Any, Any]] | None:
     """A mapping's (key, value[key]) pairs through ``keys()``, sorted by the keys' reprs; None when the
-    keys cannot be read, looked up, hashed or repr'd (the mapping is then an opaque leaf)."""
+    keys cannot be read, looked up, hashed or repr'd (the mapping is then an opaque leaf). The
+    mapping's and the keys' own code runs as bounded calls (a plain dict's items are read directly)."""
     try:
-        keys = list(value.keys())
-        for key in keys:
-            hash(key)
-        pairs = [(key, value[key]) for key in keys]
-        return sorted(pairs, key=lambda pair: repr(pair[0]))
+        if type(value) is dict:
+            pairs = list(dict.items(value))
+        else:
+            kind = type(value).__qualname__
+            pairs = run_object_code(f"reading the keys and items of <{kind}>", _read_items, value)
+        if all(type(key) in BUILTIN_ATOMS for key, _ in pairs):
+            return sorted(pairs, key=_key_repr)
+        kind = type(value).__qualname__
+        return run_object_code(f"repr() of the keys of <{kind}>", lambda: sorted(pairs, key=_key_repr))
     except Exception:
         return None
 
@@ -125,12 +148,18 @@ def _truth(outcome: object) -> bool | None:
         return None
 
 
+def _equal_truth(left: Any, right: Any) -> bool | None:
+    return _truth(left == right)
+
+
 def equals(left: Any, right: Any) -> bool | None:
     """``left == right`` as a bool; None when it raises or gives no truth value."""
+    if type(left) in BUILTIN_ATOMS and type(right) in BUILTIN_ATOMS:
+        return bool(left == right)
     try:
         # The object's own code: a hang in it names this call (see _calls.py).
-        with object_call(f"{type(left).__qualname__}.__eq__ (comparing two samples)"):
-            return _truth(left == right)
+        what = f"{type(left).__qualname__}.__eq__ (comparing two samples)"
+        return run_object_code(what, _equal_truth, left, right)
     except Exception:  # incl. RecursionError from an __eq__ that follows a cycle
         return None
 
@@ -143,8 +172,7 @@ def identity_like(value: Any) -> bool:
     if getattr(type(value), "__eq__", None) is OBJECT_EQ:
         return True
     try:
-        with object_call(f"copy.copy(<{type(value).__qualname__}>)"):
-            twin = copy.copy(value)
+        twin = run_object_code(f"copy.copy(<{type(value).__qualname__}>)", copy.copy, value)
     except Exception:
         return False  # cannot tell: trust the object's own ==
     if twin is value:

@@ -35,7 +35,14 @@ from torchcontract.conformance._arrays import (
     shape,
     tensor_module,
 )
-from torchcontract.conformance._describe import describe, describe_structure, skeleton, structure
+from torchcontract.conformance._calls import ours
+from torchcontract.conformance._describe import (
+    converted_skeleton,
+    describe,
+    describe_structure,
+    skeleton,
+    structure,
+)
 from torchcontract.conformance._equality import (
     Comparison,
     close_difference,
@@ -43,7 +50,15 @@ from torchcontract.conformance._equality import (
     difference,
     fingerprint,
 )
-from torchcontract.conformance._tree import MAX_DEPTH, TreeSpec, flatten, leaf_paths, mapping_items, unflatten
+from torchcontract.conformance._tree import (
+    BUILTIN_ATOMS,
+    MAX_DEPTH,
+    TreeSpec,
+    flatten,
+    leaf_paths,
+    mapping_items,
+    unflatten,
+)
 from torchcontract.reference_impl import is_iterable_style
 
 __all__ = [
@@ -60,10 +75,12 @@ __all__ = [
     "difference",
     "fingerprint",
     "flatten",
+    "holds_sample",
     "is_array",
     "is_iterable_style",
     "is_tensor",
     "leaves",
+    "mapping_items",
     "mutable_leaves",
     "restore_leaves",
     "sample_count",
@@ -74,10 +91,46 @@ __all__ = [
 ]
 
 
-def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+@ours
+def leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:
     """Every non-container leaf of a sample, with its path (``[0]['image']``); each container is
-    entered once per path (a cycle ends), at most :data:`MAX_DEPTH` deep."""
-    for where, spec in leaf_paths(flatten(value)[0], path):
+    entered once per path (a cycle ends), at most :data:`MAX_DEPTH` deep. Plain dicts (with atom
+    keys), lists and tuples are walked directly, in the order :func:`~._tree.flatten` gives (a
+    mapping's keys sorted by repr); any other container through it."""
+    return list(_leaves(value, path, 0, set()))
+
+
+def _leaves(value: Any, path: str, depth: int, active: set[int]) -> Iterator[tuple[str, Any]]:
+    kind = type(value)
+    if kind is dict or kind is list or kind is tuple:
+        if id(value) in active or depth > MAX_DEPTH:
+            return  # a cycle, or too deep: flatten gives no leaves there either
+        if kind is dict:
+            if not set(map(type, value)) <= BUILTIN_ATOMS:
+                yield from _flattened_leaves(value, path, depth)
+                return
+            children: list[tuple[object, Any]] = [(repr(key), item) for key, item in dict.items(value)]
+            children.sort(key=lambda pair: str(pair[0]))
+        else:
+            children = list(enumerate(value))
+        active.add(id(value))
+        try:
+            for key, item in children:
+                if type(item) in BUILTIN_ATOMS:  # most leaves: no generator of their own
+                    yield f"{path}[{key}]", item
+                else:
+                    yield from _leaves(item, f"{path}[{key}]", depth + 1, active)
+        finally:
+            active.discard(id(value))
+        return
+    if kind in BUILTIN_ATOMS or is_array(value):
+        yield path, value
+        return
+    yield from _flattened_leaves(value, path, depth)
+
+
+def _flattened_leaves(value: Any, path: str, depth: int) -> Iterator[tuple[str, Any]]:
+    for where, spec in leaf_paths(flatten(value, depth=depth)[0], path):
         yield where, spec.value
 
 
@@ -88,13 +141,24 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 NO_SAMPLE: Any = object()
 
 
+@ours
+def holds_sample(item: Any, sample: Any) -> bool:
+    """Whether ``item`` is ``sample`` kept whole by a collate function: with its containers, keys and
+    arity, and its arrays of as many dimensions (not stacked into a batch), as it is or as torch's
+    ``default_convert`` leaves it (tuples as lists, NumPy values as tensors). List lengths and
+    shapes do not count (SPEC.md, "Conventions"): ``item`` may be another sample than ``sample``."""
+    found = skeleton(item)
+    return found == skeleton(sample) or found == converted_skeleton(sample)
+
+
 def _unstacked_count(batch: Any, sample: Any, depth: int) -> int | None:
     """The number of samples in a batch that keeps them whole, given one sample: a list of samples
-    (``collate_fn=lambda b: b``), or a tuple/dict of fields each holding its per-sample values
-    (``tuple(zip(*samples))``). None when the batch has neither form."""
+    (``collate_fn=lambda b: b``, or ``default_convert``, which turns tuple samples into lists), or a
+    tuple/dict of fields each holding its per-sample values (``tuple(zip(*samples))``). None when the
+    batch has neither form."""
     if isinstance(batch, (list, tuple)) and batch:
-        expected = skeleton(sample)
-        if all(skeleton(item) == expected for item in batch):
+        expected = {skeleton(sample), converted_skeleton(sample)}
+        if all(skeleton(item) in expected for item in batch):
             return len(batch)
     fields: list[tuple[Any, Any]] = []
     if isinstance(sample, (list, tuple)) and isinstance(batch, (list, tuple)) and len(batch) == len(sample):
@@ -112,6 +176,7 @@ def _unstacked_count(batch: Any, sample: Any, depth: int) -> int | None:
     return None
 
 
+@ours
 def sample_count(batch: object, *, like: Any = NO_SAMPLE) -> int | None:
     """The number of samples in a batch: the leading dimension shared by its array and tensor leaves,
     else the length of a list batch. None when that is ambiguous (leaves disagree) or unknown.

@@ -375,9 +375,10 @@ def _command_check_distributed(args: argparse.Namespace) -> int:
                 "outside torchrun, give --world-size N (the ranks to start on 127.0.0.1); under torchrun "
                 "the job's process group is used"
             )
+        options: dict[str, Any] = dict(_parse_option(text) for text in args.option)
         try:
             report = check_distributed(
-                factory, args.world_size, name=args.target, time_budget_s=args.time_budget
+                factory, args.world_size, name=args.target, time_budget_s=args.time_budget, **options
             )
         except (TypeError, ValueError) as error:
             raise UsageError(str(error)) from None
@@ -513,6 +514,14 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="outside torchrun: start N ranks on 127.0.0.1 (under torchrun: the group's size)",
+    )
+    distributed.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a target option, e.g. max_padding=4 or transforms_samples=true (repeatable)",
     )
     distributed.add_argument(
         "--json",

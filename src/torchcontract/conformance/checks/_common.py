@@ -48,14 +48,16 @@ class Pass:
     """One pass over an iterator, bounded in items, time and memory.
 
     ``count`` items were seen, the first ``len(prefix)`` kept; ``ended``: StopIteration came;
-    ``timed_out``: the time budget ran out first; ``iterator``: what was iterated (to probe it after).
+    ``timed_out``: the time budget ran out first. The iterator is not kept: a pass is shared by the
+    target's checks, and an iterator made before another check iterated the object (a persistent
+    worker iterator is reset and reused) or rolled it back (:func:`~._state.restored`) is not the
+    one that was exhausted; a check that probes an iterator makes its own.
     """
 
     count: int = 0
     prefix: list[Any] = field(default_factory=list)
     ended: bool = False
     timed_out: bool = False
-    iterator: Any = None
 
 
 def record_pass(
@@ -66,9 +68,14 @@ def record_pass(
     limit: int | None,
     keep: int,
     budget_fraction: float = 0.8,
+    judges_time: bool = False,
 ) -> Pass:
-    """Iterate until StopIteration, ``limit`` items, or ``budget_fraction`` of the check's time."""
-    record = Pass(iterator=iterator)
+    """Iterate until StopIteration, ``limit`` items, or ``budget_fraction`` of the check's time.
+
+    A pass cut short by the budget is never compared as a result: it ends the check as unverified,
+    naming it, unless ``judges_time`` (the caller's clause is about whether a pass ends in time, and
+    reads ``timed_out`` itself)."""
+    record = Pass()
     reserve = ctx.time_budget_s * (1 - budget_fraction)
     while limit is None or record.count < limit:
         if ctx.time_left() <= reserve:
@@ -81,6 +88,11 @@ def record_pass(
         if len(record.prefix) < keep:
             record.prefix.append(item)
         record.count += 1
+    if record.timed_out and not judges_time:
+        ctx.unverified(
+            f"while reading {name} (after {record.count} items): a pass cut short by the budget is "
+            "not compared (raise time_budget_s)"
+        )
     return record
 
 
@@ -95,7 +107,8 @@ def recorded_first_pass(ctx: Context, name: str) -> Pass:
     def record() -> Pass:
         iterator = ctx.call(f"iter({name})", iter, ctx.obj)
         limit = ctx.options.max_items if ctx.options.infinite else None
-        return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items)
+        # Whether it ends in time is the ends clause's verdict; every other clause requires it.
+        return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items, judges_time=True)
 
     return ctx.shared(_FIRST_PASS, record)
 

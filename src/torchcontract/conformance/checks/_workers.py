@@ -70,21 +70,26 @@ def worker_loader(
     )
 
 
-def drain(ctx: Context, loader: Any, what: str, limit: int) -> list[Any]:
-    """Up to ``limit`` items of one epoch of ``loader``, as many as the time budget allows; its
-    workers are shut down afterwards."""
+def drain(ctx: Context, loader: Any, what: str, limit: int, *, partial: bool = False) -> list[Any]:
+    """Up to ``limit`` items of one epoch of ``loader`` (its workers are shut down afterwards). An
+    epoch cut short by the time budget ends the check as unverified, unless ``partial`` (the caller
+    compares only pairs of the items that came, which a cut leaves sound)."""
     iterator = ctx.call_starting_processes(f"iter({what})", iter, loader)
     items: list[Any] = []
+    ended = False
     try:
         while len(items) < limit and not ctx.out_of_time():
             item = next_item(ctx, iterator, f"next(iter({what})) (item {len(items)})")
             if item is END:
+                ended = True
                 break
             items.append(item)
     finally:
         shutdown = getattr(iterator, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
+    if not ended and len(items) < limit and not partial:
+        ctx.unverified(f"while reading {what} (after {len(items)} items): an epoch cut short is not compared")
     return items
 
 
@@ -114,11 +119,18 @@ def persistent_epochs(
             ctx.call(f"ds.set_epoch({epoch})", dataset.set_epoch, epoch)
             iterator = ctx.call_starting_processes(f"iter({what}) (epoch {epoch})", iter, loader)
             items: list[Any] = []
+            ended = False
             while len(items) < limit and not ctx.out_of_time():
                 item = next_item(ctx, iterator, f"next(iter({what})) (epoch {epoch}, item {len(items)})")
                 if item is END:
+                    ended = True
                     break
                 items.append(item)
+            if not ended and len(items) < limit:
+                ctx.unverified(
+                    f"while reading epoch {epoch} of {what} (after {len(items)} items): an epoch cut "
+                    "short is not compared"
+                )
             read.append(items)
     finally:
         shutdown = getattr(iterator, "_shutdown_workers", None)

@@ -16,7 +16,14 @@ from typing import Any
 
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import describe, difference, sample_count
+from torchcontract.conformance._values import (
+    describe,
+    difference,
+    holds_sample,
+    is_array,
+    mapping_items,
+    sample_count,
+)
 from torchcontract.conformance.checks._batches import accelerator_available, pin_problem, round_trip
 from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.protocols import CollateFn
@@ -51,12 +58,14 @@ def batch_has_one_row_per_sample(ctx: Context) -> None:
         if count is None:
             ctx.skip(
                 f"cannot count the samples in collate({label}) = {describe(batch)}: its array leaves "
-                "do not share a leading dimension"
+                "do not share a leading dimension (declare transforms_samples=True for a collate that "
+                "packs samples: then only that it collates any number of them is checked)"
             )
         if count != len(samples):
             ctx.fail(
                 f"collate({label}) holds {count} samples ({describe(batch)}) but was given "
-                f"{len(samples)}; expected one row per sample along the leading dimension",
+                f"{len(samples)}; expected one row per sample along the leading dimension (declare "
+                "transforms_samples=True for a collate that packs samples into rows)",
                 reproduce=f"collate({label})  # samples = example_inputs",
             )
     if transforms:
@@ -66,23 +75,38 @@ def batch_has_one_row_per_sample(ctx: Context) -> None:
         )
 
 
-def mirror_problem(sample: Any, batch: Any, path: str = "batch") -> str | None:
-    """Why ``batch`` does not mirror the structure of ``sample``, or None.
+def mirror_problem(samples: list[Any], batch: Any, path: str = "batch") -> str | None:
+    """Why ``batch`` does not mirror the structure of ``samples`` (the values of every sample at
+    ``path``), or None. The forms torch's ``collate`` gives, node by node
+    (``utils/data/_utils/collate.py``), and those a collate function may choose instead:
 
-    A Mapping batches to a Mapping with the same keys; a namedtuple to the same namedtuple type; a
-    tuple or list to a sequence of the same length (``default_collate`` turns tuples into lists);
-    leaves may become any batch leaf.
+    - one value per sample: a sequence of ``len(samples)`` items, each the sample's value kept whole
+      (``collate_fn=lambda b: b``, a dict of lists, ``default_convert``), at any node;
+    - a Mapping: a mapping with the first sample's keys, each mirrored;
+    - a namedtuple: the same namedtuple type, each field mirrored;
+    - a tuple: a sequence (a tuple becomes a list) of as many batched fields, each mirrored;
+    - a list: its length is not structure (token lists vary), so any sequence (its batched fields,
+      or padded rows) or array (padded or stacked rows, a nested tensor) mirrors it; batched fields
+      of lists of one length are mirrored each;
+    - a leaf: any batch leaf.
     """
+    sample = samples[0]
+    if _one_value_per_sample(samples, batch):
+        return None
     if isinstance(sample, Mapping):
         if not isinstance(batch, Mapping):
             return f"{path} is {describe(batch)} but the samples are mappings; expected a mapping"
-        if set(batch) != set(sample):
+        keys = _keys(sample)
+        if keys is None:
+            return None  # a mapping whose keys cannot be read: nothing to compare
+        if set(_keys(batch) or ()) != set(keys):
             return (
-                f"{path} has keys {sorted(map(repr, batch))} but the samples have "
-                f"{sorted(map(repr, sample))}; expected the same keys"
+                f"{path} has keys {sorted(map(repr, _keys(batch) or ()))} but the samples have "
+                f"{sorted(map(repr, keys))}; expected the same keys"
             )
-        for key in sample:
-            found = mirror_problem(sample[key], batch[key], f"{path}[{key!r}]")
+        for key in keys:
+            values = [each[key] for each in samples if isinstance(each, Mapping) and key in each]
+            found = mirror_problem(values or [sample[key]], batch[key], f"{path}[{key!r}]")
             if found:
                 return found
         return None
@@ -93,30 +117,49 @@ def mirror_problem(sample: Any, batch: Any, path: str = "batch") -> str | None:
             "fields stay reachable by name (default_collate keeps the namedtuple type)"
         )
     if isinstance(sample, (tuple, list)):
-        if not isinstance(batch, Sequence) or isinstance(batch, (str, bytes)):
+        sequence = isinstance(batch, Sequence) and not isinstance(batch, (str, bytes))
+        if isinstance(sample, list) and not sequence and is_array(batch):
+            return None  # rows padded or stacked into an array: list lengths are not structure
+        if not sequence:
             return (
                 f"{path} is {describe(batch)} but the samples are {type(sample).__name__}s; expected a "
-                f"sequence of {len(sample)} batched fields"
+                f"sequence of {len(sample)} batched fields, or of one value per sample"
             )
-        if len(batch) != len(sample):
-            return (
-                f"{path} has {len(batch)} fields but each sample has {len(sample)}; expected one "
-                "field per sample field"
-            )
-        for index, (item, batched) in enumerate(zip(sample, batch, strict=True)):
-            found = mirror_problem(item, batched, f"{path}[{index}]")
-            if found:
-                return found
+        same_length = all(isinstance(each, (tuple, list)) and len(each) == len(sample) for each in samples)
+        if len(batch) == len(sample) and same_length:
+            for index, batched in enumerate(batch):
+                found = mirror_problem([each[index] for each in samples], batched, f"{path}[{index}]")
+                if found:
+                    return found
+            return None
+        if isinstance(sample, list):
+            # Rows of their own length (padded token lists), or fields of lists of unequal length.
+            return None
+        return (
+            f"{path} has {len(batch)} fields but each sample has {len(sample)}; expected one field per "
+            f"sample field (or one value per sample: {len(samples)})"
+        )
     return None
 
 
-def _keeps_samples_whole(batch: Any, samples: list[Any]) -> bool:
-    """Whether the batch is a sequence of unbatched samples (``collate_fn=lambda b: b``): each item
-    has a sample's structure. How many there are is batch_has_one_row_per_sample's business."""
-    sample = samples[0]
-    if not isinstance(sample, (Mapping, tuple, list)) or not isinstance(batch, Sequence) or not batch:
+def _keys(mapping: Any) -> list[Any] | None:
+    pairs = mapping_items(mapping)
+    return None if pairs is None else [key for key, _ in pairs]
+
+
+def _one_value_per_sample(samples: list[Any], batch: Any) -> bool:
+    """Whether ``batch`` is a non-empty sequence of the samples' values kept whole (as they are, or as
+    torch's ``default_convert`` leaves them: tuples as lists, NumPy values as tensors). How many
+    there are is ``collate_fn.batch_has_one_row_per_sample``'s business: each is compared with the
+    sample at its position (the first, past the last)."""
+    if not isinstance(batch, Sequence) or isinstance(batch, (str, bytes)) or not batch:
         return False
-    return not isinstance(batch, (str, bytes)) and all(mirror_problem(sample, item) is None for item in batch)
+    if not isinstance(samples[0], (Mapping, tuple, list)) and not is_array(samples[0]):
+        return False  # a leaf's batch is any batch leaf; a list of leaves says nothing more
+    return all(
+        holds_sample(item, samples[index] if index < len(samples) else samples[0])
+        for index, item in enumerate(batch)
+    )
 
 
 @register_check(
@@ -135,13 +178,14 @@ def batch_mirrors_sample_structure(ctx: Context) -> None:
         )
     samples = ctx.example_inputs
     batch = _collate(ctx, samples, "samples")
-    if _keeps_samples_whole(batch, samples):
+    if _one_value_per_sample(samples, batch):
         ctx.note("the batch is the list of samples itself, each with the sample's structure")
         return
-    problem = mirror_problem(samples[0], batch)
+    problem = mirror_problem(samples, batch)
     if problem:
         ctx.fail(
-            f"{problem} (sample 0 is {describe(samples[0])})",
+            f"{problem} (sample 0 is {describe(samples[0])}; declare transforms_samples=True for a "
+            "collate that renames keys or packs samples by design)",
             reproduce="collate(samples)  # samples = example_inputs",
         )
 
@@ -173,7 +217,8 @@ def pickle_round_trip(ctx: Context) -> None:
         ctx.fail(
             f"pickle.loads(pickle.dumps(collate))(samples) differs from collate(samples) ({found}); "
             "expected the same batch (a worker started with spawn or forkserver collates with the "
-            "unpickled copy: its __reduce__ or __getstate__ must keep what it collates with)",
+            "unpickled copy: its __reduce__ or __getstate__ must keep what it collates with; declare "
+            "deterministic=False for a collate that draws random augmentations)",
             reproduce=(
                 "pickle.loads(pickle.dumps(collate))(samples) == collate(samples)  # samples = example_inputs"
             ),

@@ -14,12 +14,12 @@ from torchcontract.conformance._calls import object_call
 from torchcontract.conformance._engine import Context, SharedKey
 from torchcontract.conformance._process_group import (
     RankOutcome,
-    batch_rows,
     gather_in_group,
     group_rank_and_size,
     in_process_group,
+    index_batches,
+    read_epoch,
     run_ranks,
-    set_epoch,
 )
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import (
@@ -77,7 +77,8 @@ def first_epoch(ctx: Context) -> Pass:
         with _iterated(ctx) as loader:
             iterator = ctx.call("iter(loader)", iter, loader)
             limit = ctx.options.max_items if ctx.options.infinite else None
-            return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items)
+            # Whether it ends in time is loader.epoch_ends's verdict; the other clauses require it.
+            return record_pass(ctx, iterator, "it", limit=limit, keep=ctx.options.max_items, judges_time=True)
 
     return ctx.shared(_FIRST_EPOCH, record)
 
@@ -144,16 +145,26 @@ def exhaustion_is_sticky(ctx: Context) -> None:
     record = first_epoch(ctx)
     if not record.ended:
         ctx.skip("the loader is infinite: its iterators never stop")
-    # Probe the very iterator that just ended: with persistent workers, a later iter(loader) would
-    # reset and reuse the same object.
-    for attempt in (1, 2):
-        item = next_item(ctx, record.iterator, f"next(it) after StopIteration (attempt {attempt})")
-        if item is not END:
-            ctx.fail(
-                f"next(it) returned {describe(item)} after the epoch's iterator had raised "
-                "StopIteration; expected StopIteration again",
-                reproduce="it = iter(loader); list(it); next(it)",
+    # An epoch of this check's own, its iterator probed right after its end and before anything else
+    # touches the loader: with persistent workers, a later iter(loader) resets and reuses the same
+    # iterator object, and the state a loader that cannot be copied is rolled back to afterwards
+    # may be what its iterators read.
+    with _iterated(ctx) as loader:
+        iterator = ctx.call("iter(loader)", iter, loader)
+        exhausted = record_pass(ctx, iterator, "it", limit=record.count + 1, keep=0)
+        if not exhausted.ended:
+            ctx.skip(
+                f"this epoch did not end after the {record.count} batches of the first "
+                "(loader.each_iter_is_new_epoch compares epochs)"
             )
+        for attempt in (1, 2):
+            item = next_item(ctx, iterator, f"next(it) after StopIteration (attempt {attempt})")
+            if item is not END:
+                ctx.fail(
+                    f"next(it) returned {describe(item)} after the epoch's iterator had raised "
+                    "StopIteration; expected StopIteration again",
+                    reproduce="it = iter(loader); list(it); next(it)",
+                )
 
 
 @register_check("loader.each_iter_is_new_epoch", protocol=Loader, severity="required", requires=(ENDS,))
@@ -180,7 +191,8 @@ def each_iter_is_new_epoch(ctx: Context) -> None:
     if record.ended and again.count != record.count:
         ctx.fail(
             f"after an epoch was abandoned after one batch, the next iter(loader) yielded "
-            f"{again.count} batches; the first epoch had {record.count}; expected a whole new epoch",
+            f"{again.count} batches; the first epoch had {record.count}; expected a whole new epoch "
+            "(declare deterministic=False if its epochs have random lengths by design)",
             reproduce="it = iter(loader); next(it); len(list(loader))",
         )
     if _ordered(ctx) and ctx.options.reshuffles_each_pass:
@@ -191,7 +203,9 @@ def each_iter_is_new_epoch(ctx: Context) -> None:
             if found:
                 ctx.fail(
                     f"batch {position} differs between two epochs of an ordered loader ({found}); "
-                    "expected the same batches",
+                    "expected the same batches (declare reshuffles_each_pass=True for a seeded order "
+                    "that changes every epoch by design, ordered=False for a loader that does not follow "
+                    "its dataset's order, deterministic=False for random batches)",
                     reproduce=f"list(loader)[{position}] == list(loader)[{position}]",
                 )
 
@@ -245,6 +259,14 @@ def _batching(ctx: Context) -> tuple[int, Any, Any] | str:
     return batch_size, drop_last, sampler
 
 
+# What turns the batch-accounting clauses on, for a skip that says why they did not apply.
+_SETTINGS_ENABLE = (
+    "the clause applies to a loader that exposes its dataset, an integer batch_size and a boolean "
+    "drop_last as attributes (torch's DataLoader does; with batch_sampler=, the batch sampler's "
+    "batch_size and drop_last)"
+)
+
+
 def _batch_settings(ctx: Context) -> tuple[int, int, bool] | str:
     """(samples per epoch, batch size, drop_last) from the loader's attributes, or why unknown."""
     loader = ctx.obj
@@ -269,31 +291,30 @@ def batches_cover_dataset(ctx: Context) -> None:
     """An epoch's batches hold every sample once in batches of batch_size (the last may be short)."""
     settings = _batch_settings(ctx)
     if isinstance(settings, str):
-        ctx.skip(settings)
+        ctx.skip(f"{settings}: {_SETTINGS_ENABLE}")
     total, batch_size, drop_last = settings
     record = first_epoch(ctx)
     if not record.ended:
         ctx.skip("the loader is infinite")
-    if ctx.options.transforms_samples and not _is_stream(ctx):
-        _check_batch_count(ctx, record.count, total, batch_size, drop_last)
-        return
-    if record.count > len(record.prefix):
-        ctx.skip(f"the epoch has more than max_items={ctx.options.max_items} batches")
-    example = _example_sample(ctx)
-    counts = [sample_count(batch, like=example) for batch in record.prefix]
-    if None in counts:
-        position = counts.index(None)
-        ctx.skip(f"cannot count the samples of batch {position}: {describe(record.prefix[position])}")
+    counts = _index_counts(ctx, record.count)
+    by_indices = counts is not None
+    if counts is None:
+        if ctx.options.transforms_samples and not _is_stream(ctx):
+            _check_batch_count(ctx, record.count, total, batch_size, drop_last)
+            return
+        counts = _content_counts(ctx, record)
     stream = _is_stream(ctx)
     if stream and drop_last:
         ctx.skip("iterable-style dataset with drop_last: each worker drops its own partial batch")
     expected_total = (total // batch_size) * batch_size if drop_last else total
     seen = sum(c for c in counts if c is not None)
+    # Counted by their content, a batch of a collate_fn that packs or renames is not its samples.
+    packing = "" if by_indices else _PACKING_HINT
     if seen != expected_total:
         rule = f"{total} samples, batch_size={batch_size}, drop_last={drop_last}"
         ctx.fail(
             f"an epoch's batches held {seen} samples in all ({record.count} batches of "
-            f"{_summary(counts)}); expected {expected_total} ({rule})",
+            f"{_summary(counts)}); expected {expected_total} ({rule}){packing}",
             reproduce="sum(<samples in batch> for batch in loader)",
         )
     if stream:
@@ -306,7 +327,7 @@ def batches_cover_dataset(ctx: Context) -> None:
             ctx.fail(
                 f"batches {short[0][0]} and {short[1][0]} of {record.count} hold {short[0][1]} and "
                 f"{short[1][1]} samples; expected batch_size={batch_size} in every batch but one "
-                "(in_order=False: the short batch may come at any position)",
+                f"(in_order=False: the short batch may come at any position){packing}",
                 reproduce="[<samples in batch> for batch in loader]",
             )
         return
@@ -314,9 +335,59 @@ def batches_cover_dataset(ctx: Context) -> None:
         if count != batch_size:
             ctx.fail(
                 f"batch {position} of {record.count} holds {count} samples; expected "
-                f"batch_size={batch_size} in every batch but the last",
+                f"batch_size={batch_size} in every batch but the last{packing}",
                 reproduce=f"list(loader)[{position}]",
             )
+
+
+_PACKING_HINT = (
+    "; the samples were counted by the batches' content, as the loader exposes no sampler of indices "
+    "(loader.batch_sampler or loader.sampler): declare transforms_samples=True for a collate_fn that packs "
+    "or renames samples"
+)
+
+
+def _index_groups(ctx: Context, batches: int) -> list[list[int]] | None:
+    """The indices of each batch of the first epoch, from the sampler the loader exposes
+    (``loader.batch_sampler``'s batches, or one index of ``loader.sampler`` per batch), read again
+    on the loader that was iterated, where they describe the epoch (as many batches); None
+    otherwise. Indices, not content, as across ranks: torch's fetcher loads exactly these indices,
+    and a padding collate (``pad_sequence``'s time-major batches) hides how many rows a batch holds.
+    Read again, a shuffling sampler gives the same indices in another order."""
+    if _is_stream(ctx):
+        return None
+    with _iterated(ctx) as loader:
+        return ctx.call("list(loader.batch_sampler)", index_batches, loader, batches)
+
+
+def _index_counts(ctx: Context, batches: int) -> list[int | None] | None:
+    """The samples of each batch of the first epoch, counted by :func:`_index_groups`; None when the
+    loader exposes no sampler that describes it."""
+    groups = _index_groups(ctx, batches)
+    if groups is None:
+        return None
+    ctx.note("the batches' samples were counted by the indices of the loader's sampler")
+    return [len(group) for group in groups]
+
+
+def _content_counts(ctx: Context, record: Pass) -> list[int | None]:
+    """The samples of each batch of the first epoch, counted by its content (SPEC.md, "Conventions":
+    a batch's sample count); skips when the epoch was not kept whole or a batch cannot be counted."""
+    if record.count > len(record.prefix):
+        ctx.skip(
+            f"the epoch has more than max_items={ctx.options.max_items} batches: raise max_items, or "
+            "expose the loader's sampler (loader.batch_sampler) to count them by its indices"
+        )
+    example = _example_sample(ctx)
+    counts = [sample_count(batch, like=example) for batch in record.prefix]
+    if None in counts:
+        position = counts.index(None)
+        ctx.skip(
+            f"cannot count the samples of batch {position}: {describe(record.prefix[position])} (its "
+            "array leaves do not share a leading dimension), and the loader exposes no sampler of "
+            "indices to count them by (loader.batch_sampler, or loader.sampler)"
+        )
+    return counts
 
 
 def _check_batch_count(ctx: Context, count: int, total: int, batch_size: int, drop_last: bool) -> None:
@@ -376,17 +447,26 @@ def batches_match_collate(ctx: Context) -> None:
     """Without a sampler or shuffling, batch k equals collate_fn applied to the k-th run of samples."""
     loader = ctx.obj
     if not _ordered(ctx):
-        ctx.skip("the loader is not known to be ordered (pass ordered=True if it is)")
+        ctx.skip(
+            "the loader is not known to be ordered (inferred from its sampler, shuffle and in_order "
+            "attributes): declare ordered=True if its batches follow its dataset's order"
+        )
     if not ctx.options.deterministic:
         ctx.skip("the target declares deterministic=False")
     dataset, collate_fn = getattr(loader, "dataset", None), getattr(loader, "collate_fn", None)
     if dataset is None or collate_fn is None or _is_stream(ctx):
-        ctx.skip("the loader exposes no indexable dataset and collate_fn")
+        ctx.skip(
+            "the loader exposes no indexable dataset and collate_fn: the clause applies to a loader with "
+            "loader.dataset (map-style) and loader.collate_fn attributes, as torch's DataLoader has"
+        )
     unbatched = getattr(loader, "batch_size", None) is None and getattr(loader, "batch_sampler", None) is None
     batching = None if unbatched else _batching(ctx)
     if isinstance(batching, str):
-        ctx.skip(batching)
+        ctx.skip(f"{batching}: {_SETTINGS_ENABLE}")
     record = first_epoch(ctx)
+    # An ordered loader's sampler gives the same indices when read again: they say which samples
+    # each batch holds, whatever its collate_fn makes of them.
+    groups = None if batching is None else _index_groups(ctx, record.count)
     expected: Any
     for position, batch in enumerate(record.prefix[:3]):
         if batching is None:  # no batching: collate_fn converts one sample at a time
@@ -396,11 +476,15 @@ def batches_match_collate(ctx: Context) -> None:
         else:
             start = position * batching[0]
             count = _declared_count(ctx, start, batching[0]) if ctx.options.transforms_samples else None
+            if groups is not None:
+                count = len(groups[position])
             count = count or sample_count(batch, like=_example_sample(ctx))
             if not count:
                 ctx.skip(
                     f"could not tell how many samples batch {position} holds ({describe(batch)}), so "
-                    "not which samples to collate for it"
+                    "not which samples to collate for it (a loader that exposes its sampler as "
+                    "loader.batch_sampler tells them; declare transforms_samples=True for a collate_fn "
+                    "that packs samples)"
                 )
             indices = range(start, start + count)
             samples: Any
@@ -420,7 +504,8 @@ def batches_match_collate(ctx: Context) -> None:
         if found:
             ctx.fail(
                 f"batch {position} differs from {what} ({found}); expected the loader to collate "
-                "consecutive samples with its own collate_fn",
+                "consecutive samples with its own collate_fn (declare ordered=False for a loader that "
+                "does not load its dataset in order, deterministic=False for random samples)",
                 reproduce=f"list(loader)[{position}] == {what}",
             )
 
@@ -644,7 +729,8 @@ def ranks_yield_equal_batch_counts(ctx: Context) -> None:
             ctx.fail(
                 f"in epoch {epoch}, the {world_size} ranks yielded {gathered} batches (gathered across "
                 "the ranks); expected the same number on every rank: in training, a rank "
-                "with an extra batch blocks in its gradient all-reduce until the process-group timeout",
+                "with an extra batch blocks in its gradient all-reduce until the process-group timeout "
+                "(for evaluation sharding without padding, by design, declare uneven_shards=True)",
                 reproduce=_reproduce(world_size),
             )
 
@@ -657,22 +743,20 @@ def ranks_yield_equal_batch_counts(ctx: Context) -> None:
     requires=(GROUP,),
 )
 def ranks_cover_dataset(ctx: Context) -> None:
-    """Under a process group, the ranks' batches together hold every sample once per epoch (up to padding)."""
-    if not ctx.options.deterministic:
-        ctx.skip(
-            "the target declares deterministic=False: the ranks' samples need not equal those of shards(0, 1)"
-        )
+    """Under a process group, the ranks' batches together hold every sample once per epoch (up to
+    padding): judged by the indices of the samplers the loaders expose, else by the samples' content."""
     outcomes, world_size = _group_run(ctx)
     factory = ctx.options.shards
     whole = ctx.call("shards(0, 1)", factory, 0, 1) if factory is not None else None
-    ctx.call("shards(0, 1).sampler.set_epoch(0)", set_epoch, whole, 0)
-    expected: Counter[str] = Counter()
-    batches: list[Any] = ctx.call("list(shards(0, 1))", list, whole)
-    for batch in batches:
-        rows = batch_rows(batch)
-        if rows is None:
-            ctx.skip("cannot split the batches into samples (their leaves disagree on the leading dimension)")
-        expected.update(rows)
+    reference = ctx.call("one epoch of shards(0, 1) (after set_epoch(0))", read_epoch, whole, 0)
+    epochs = range(len(outcomes[0].epochs))
+    by_indices = reference["indices"] is not None and all(
+        outcome.epochs[epoch].get("indices") is not None for outcome in outcomes for epoch in epochs
+    )
+    if not by_indices:
+        _content_comparable(ctx, reference)
+    key = "indices" if by_indices else "rows"
+    expected: Counter[Any] = Counter(reference[key])
     sampler = getattr(whole, "sampler", None)
     batch_size = getattr(whole, "batch_size", None)
     allowed_missing = world_size - 1 if getattr(sampler, "drop_last", False) else 0
@@ -685,16 +769,53 @@ def ranks_cover_dataset(ctx: Context) -> None:
     elif ctx.options.max_padding is not None:
         allowed_extra = ctx.options.max_padding
         why = f"up to the declared max_padding={allowed_extra} repeats"
-    for epoch in range(len(outcomes[0].epochs)):
-        seen: Counter[str] = Counter()
+    else:
+        why += " (declare max_padding=k for more, or uneven_shards=True for none)"
+    for epoch in epochs:
+        seen: Counter[Any] = Counter()
         for outcome in outcomes:
-            seen.update(outcome.epochs[epoch]["rows"])
+            seen.update(outcome.epochs[epoch][key])
         missing, extra = expected - seen, seen - expected
-        if sum(missing.values()) > allowed_missing or sum(extra.values()) > allowed_extra:
+        if sum(missing.values()) <= allowed_missing and sum(extra.values()) <= allowed_extra:
+            continue
+        if by_indices:
+            shown = sorted(missing)[:5]
             ctx.fail(
-                f"in epoch {epoch}, the {world_size} ranks' batches held {sum(seen.values())} samples, "
-                f"of which {sum(extra.values())} beyond one copy of the dataset, and missed "
-                f"{sum(missing.values())} of its {sum(expected.values())} samples; expected every "
-                f"sample once per epoch, {why}",
+                f"in epoch {epoch}, the {world_size} ranks' samplers drew {sum(seen.values())} indices "
+                f"(loader.batch_sampler or loader.sampler, read after set_epoch({epoch})), of which "
+                f"{sum(extra.values())} beyond one copy of the dataset (the indices of shards(0, 1)), and "
+                f"missed {sum(missing.values())} of its {sum(expected.values())}"
+                + (f" (first missed: {shown})" if shown else "")
+                + f"; expected every index once per epoch, {why}",
                 reproduce=_reproduce(world_size),
             )
+        ctx.fail(
+            f"in epoch {epoch}, the {world_size} ranks' batches held {sum(seen.values())} samples, "
+            f"of which {sum(extra.values())} beyond one copy of the dataset, and missed "
+            f"{sum(missing.values())} of its {sum(expected.values())} samples; expected every "
+            f"sample once per epoch, {why}. Judged by the samples' content, as the loaders expose no "
+            "sampler whose indices describe their epochs (loader.batch_sampler or loader.sampler)",
+            reproduce=_reproduce(world_size),
+        )
+    if by_indices:
+        ctx.note("judged by the indices of the loaders' samplers (loader.batch_sampler or loader.sampler)")
+
+
+def _content_comparable(ctx: Context, reference: dict[str, Any]) -> None:
+    """Skip when the ranks' coverage cannot be judged by the samples' content either."""
+    how = "the loaders expose no sampler whose indices describe their epochs, and "
+    if not ctx.options.deterministic:
+        ctx.skip(
+            f"{how}the target declares deterministic=False: the ranks' samples need not equal those of "
+            "shards(0, 1) (expose the sampler as loader.sampler or loader.batch_sampler to judge by indices)"
+        )
+    if ctx.options.transforms_samples:
+        ctx.skip(
+            f"{how}the target declares transforms_samples=True: its batches cannot be split into samples "
+            "to compare (expose the sampler as loader.sampler or loader.batch_sampler to judge by indices)"
+        )
+    if reference["unsplit"]:
+        ctx.skip(
+            f"{how}the batches of shards(0, 1) cannot be split into samples (their leaves disagree on the "
+            "leading dimension)"
+        )

@@ -63,7 +63,8 @@ def _epoch(ctx: Context) -> Pass:
         limit = ctx.options.max_items if ctx.options.infinite else _MAX_RECORDED
         with _iterable_copy(ctx) as sampler:
             iterator = ctx.call("iter(sampler)", iter, sampler)
-            return record_pass(ctx, iterator, "it", limit=limit, keep=limit)
+            # Whether it ends in time is sampler.iteration_ends's verdict; the others require it.
+            return record_pass(ctx, iterator, "it", limit=limit, keep=limit, judges_time=True)
 
     return ctx.shared(_EPOCH, record)
 
@@ -214,7 +215,8 @@ def yields_indices_in_range(ctx: Context) -> None:
         if not 0 <= value < length:
             ctx.fail(
                 f"iter(sampler) yielded index {value}, outside range({length}) of its data source; "
-                "expected 0 <= index < len(data_source)",
+                "expected 0 <= index < len(data_source) (if the data source is not what the sampler "
+                f"exposes, of length {length}, give its length with data_source_len=N)",
                 reproduce=f"[i for i in sampler if not 0 <= i < {length}]",
             )
 
@@ -251,7 +253,7 @@ def each_iter_is_new_pass(ctx: Context) -> None:
             f"a second iter(sampler) yielded {second.count} items but the first yielded {first.count}; "
             "expected each iter(sampler) to start a whole new pass (DataLoader calls iter(sampler) "
             "every epoch: a sampler that is its own iterator, or a generator, leaves every epoch after "
-            "the first empty)",
+            "the first empty; declare deterministic=False if its passes have random lengths by design)",
             reproduce="len(list(sampler)) == len(list(sampler))",
         )
 
@@ -316,7 +318,10 @@ def _oversampling_hint(counted: Counter[Any], repeated: list[Any]) -> str:
             f"distinct indices repeated, one {most} times): if the sampler draws with replacement or "
             "oversamples by design (class balancing, M samples per class), declare replacement=True"
         )
-    return " (declare replacement=True if the sampler draws with replacement)"
+    return (
+        " (declare replacement=True if the sampler draws with replacement, or max_padding=k for padding "
+        "it documents)"
+    )
 
 
 @register_check("sampler.same_state_same_order", protocol=Sampler, severity="recommended", requires=(ENDS,))
@@ -357,7 +362,9 @@ def same_state_same_order(ctx: Context) -> None:
         ctx.fail(
             f"two deep copies of the sampler, iterated from the same global RNG state, gave "
             f"different orders ({found}); expected the order to follow from the sampler's seed or "
-            "generator state (so a run can be reproduced)",
+            "generator state (so a run can be reproduced); declare reshuffles_each_pass=True if the "
+            "order changes by design while the indices drawn do not, deterministic=False if the draws "
+            "are random",
             reproduce="s1, s2 = copy.deepcopy(sampler), copy.deepcopy(sampler); list(s1) == list(s2)",
         )
 
@@ -466,11 +473,11 @@ def _build(ctx: Context, world_size: int) -> list[Any]:
 
 def _read(ctx: Context, sampler: Any, label: str) -> Items:
     record = record_pass(
-        ctx, ctx.call(f"iter({label})", iter, sampler), label, limit=10_000_000, keep=10_000_000
+        ctx, ctx.call(f"iter({label})", iter, sampler), label, limit=_MAX_RECORDED, keep=_MAX_RECORDED
     )
     if not record.ended:
         ctx.fail(
-            f"{label} did not end within the time budget ({ctx.time_budget_s:g} s); expected a finite "
+            f"{label} yielded more than {_MAX_RECORDED:,} indices without ending; expected a finite "
             "pass (declare infinite=True otherwise)",
             reproduce=f"list({label})",
         )
@@ -548,7 +555,8 @@ def _coverage_problem(
         shared = [index for index, n in counts.items() if n > 1][:5]
         return (
             f"{what}: {repeats} indices are repeated across ranks (e.g. {shared}); expected disjoint shards "
-            f"({why})"
+            f"({why}; declare max_padding=k for more padding by design, replacement=True for shards drawn "
+            "with replacement)"
         )
     return None
 
@@ -578,7 +586,8 @@ def shards_have_equal_length(ctx: Context) -> None:
         ctx.fail(
             f"with world_size={world_size}, the ranks yield {lengths} {unit}{why}; expected the same number "
             "on every rank (each step runs collectives across all ranks: a rank that runs out first "
-            "leaves the others waiting, and DDP hangs)",
+            "leaves the others waiting, and DDP hangs); for evaluation sharding without padding, by "
+            "design, declare uneven_shards=True",
             reproduce=f"[len(list(shards(rank, {world_size}))) for rank in range({world_size})]",
         )
 
@@ -626,7 +635,8 @@ def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
     if first == second:
         ctx.fail(
             "after set_epoch(1) every rank yields the same order as after set_epoch(0); expected a new "
-            "permutation each epoch (seeded from seed + epoch), or every epoch repeats the first",
+            "permutation each epoch (seeded from seed + epoch), or every epoch repeats the first "
+            "(declare ordered=True for a sampler that does not shuffle)",
             reproduce="s = shards(0, world_size); s.set_epoch(0); a = list(s); s.set_epoch(1); a == list(s)",
         )
     length = data_source_len(ctx)
@@ -664,6 +674,6 @@ def same_seed_same_shards(ctx: Context) -> None:
         ctx.fail(
             "building the rank samplers twice gave different shards; expected the order to follow from "
             "the seed (every rank builds its own sampler, in its own process: without a shared seed they "
-            "shard different permutations)",
+            "shard different permutations); declare deterministic=False if the shards are random by design",
             reproduce="list(shards(0, world_size)) == list(shards(0, world_size))",
         )

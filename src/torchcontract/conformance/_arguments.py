@@ -149,8 +149,8 @@ def world_size_argument(text: str) -> int:
 
 
 def output_file_problem(text: str) -> str | None:
-    """Why a report cannot be written to ``text``, or None (see :func:`._files.output_problem`)."""
-    from torchcontract.conformance._files import output_problem
+    """Why a report cannot be written to ``text``, or None (:func:`torchcontract._files.output_problem`)."""
+    from torchcontract._files import output_problem
 
     return output_problem(text)
 

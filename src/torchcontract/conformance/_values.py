@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from torchcontract._kinds import is_iterable_style
 from torchcontract.conformance._arrays import (
     NotComparable,
     as_numpy,
@@ -59,7 +60,6 @@ from torchcontract.conformance._tree import (
     mapping_items,
     unflatten,
 )
-from torchcontract.reference_impl import is_iterable_style
 
 __all__ = [
     "MAX_DEPTH",

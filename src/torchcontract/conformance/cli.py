@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torchcontract
+from torchcontract._files import OutputError
 from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
     STANDARD_OUTPUT,
@@ -42,7 +43,6 @@ from torchcontract.conformance._arguments import (
     validate_device,
 )
 from torchcontract.conformance._engine import Options, Target
-from torchcontract.conformance._files import OutputError
 from torchcontract.conformance._registry import PROTOCOLS, checks_for, protocol_by_name
 from torchcontract.conformance._results import STATUSES, Report, RunReport, report_schema
 

@@ -727,7 +727,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if _rank() != 0:  # every rank ran the same checks; rank 0 writes what they found
         return
-    from torchcontract.conformance._files import OutputError
+    from torchcontract._files import OutputError
 
     writes: list[tuple[str | None, Callable[[str], None]]] = [
         (settings.report, run.write),
@@ -773,7 +773,7 @@ def _write_summary(config: pytest.Config, path: str) -> None:
             summary.rows.append(Row(check, row["severity"], outcome, row.get("message", "")))
         summaries.append(summary)
     text = render(summaries, OUTCOMES, "torchcontract conformance")
-    from torchcontract.conformance._files import write_atomically
+    from torchcontract._files import write_atomically
 
     # Appending: $GITHUB_STEP_SUMMARY is one file for a whole job. The old text and this run's replace
     # the file in one step, so that a full disk cannot leave a cut table in it.

@@ -315,8 +315,11 @@ def test_the_world_size_option_turns_on_the_distributed_checks(pytester: pytest.
         from torchcontract.conformance import Target, parametrize_with_checks
         from torchcontract.protocols import Sampler
 
+        def rank_sampler(rank, world_size):
+            return ref.DistributedSampler(10, num_replicas=world_size, rank=rank)
+
         @parametrize_with_checks([Target(ref.DistributedSampler(10, num_replicas=2, rank=0), Sampler,
-                                         name="shards", data_source_len=10)])
+                                         name="shards", data_source_len=10, shards=rank_sampler)])
         def test_conformance(target, check):
             check(target)
         """

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import shutil
+from collections.abc import Callable, Sized
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,7 @@ def reference_targets() -> list[Target]:
             Sampler,
             name="ref.DistributedSampler",
             world_size=3,
+            shards=_distributed_shards(train),
         ),
         Target(
             ref.default_collate,
@@ -98,6 +100,16 @@ def reference_targets() -> list[Target]:
         Target(ref.Linear(784, 10, rng=rng), Module, name="ref.Linear", example_inputs=(images,)),
         Target(mlp, Module, name="ref.Sequential(MLP)", example_inputs=(images,)),
     ]
+
+
+def _distributed_shards(dataset: Sized) -> Callable[[int, int], ref.DistributedSampler]:
+    """``shards=`` of the reference ``DistributedSampler``'s target: the sampler of each rank, built as
+    the target's own (the checks rebuild no class but torch's ``DistributedSampler`` by themselves)."""
+
+    def shards(rank: int, world_size: int) -> ref.DistributedSampler:
+        return ref.DistributedSampler(dataset, num_replicas=world_size, rank=rank)
+
+    return shards
 
 
 def default_targets(workdir: Path) -> list[Target]:

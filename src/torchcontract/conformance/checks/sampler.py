@@ -34,7 +34,6 @@ from torchcontract.conformance.checks._common import (
 )
 from torchcontract.conformance.checks._state import restored
 from torchcontract.protocols import Sampler
-from torchcontract.reference_impl import DistributedSampler as _ReferenceDistributedSampler
 
 ENDS = "sampler.iteration_ends"
 IN_RANGE = "sampler.yields_indices_in_range"
@@ -414,28 +413,26 @@ COVER = "sampler.shards_cover_dataset"
 _SAMPLER_ATTRIBUTES = ("dataset", "num_replicas", "rank", "shuffle", "seed", "drop_last")
 
 
-def _inferable_kinds() -> tuple[type[Any], ...]:
-    """The samplers whose constructor is known: torch's DistributedSampler and the reference one."""
-    kinds: list[type[Any]] = [_ReferenceDistributedSampler]
-    torch_data = sys.modules.get("torch.utils.data")
-    kind = getattr(torch_data, "DistributedSampler", None)
-    if isinstance(kind, type):
-        kinds.append(kind)
-    return tuple(kinds)
+def _torch_distributed_sampler() -> type[Any] | None:
+    """torch's ``DistributedSampler``, whose constructor is known, when torch's data utilities are loaded
+    (a sampler of that class can only exist then); None otherwise."""
+    kind = getattr(sys.modules.get("torch.utils.data"), "DistributedSampler", None)
+    return kind if isinstance(kind, type) else None
 
 
 def _sampler_factory(ctx: Context) -> Callable[[int, int], Any]:
-    """``shards`` option, else one built from a DistributedSampler's attributes (exactly torch's or the
-    reference implementation's class: a subclass's constructor may take other arguments, or more)."""
+    """``shards`` option, else one built from the attributes of torch's DistributedSampler (exactly
+    that class: a subclass's constructor, or any other class's, may take other arguments, or more)."""
     if ctx.options.shards is not None:
         return ctx.options.shards
     sampler = ctx.obj
     kind = type(sampler)
-    if kind not in _inferable_kinds() or not all(hasattr(sampler, name) for name in _SAMPLER_ATTRIBUTES):
-        which = "" if kind not in _inferable_kinds() else " (it lacks DistributedSampler's attributes)"
+    torch_kind = _torch_distributed_sampler()
+    if kind is not torch_kind or not all(hasattr(sampler, name) for name in _SAMPLER_ATTRIBUTES):
+        which = "" if kind is not torch_kind else " (it lacks DistributedSampler's attributes)"
         ctx.skip(
-            f"the rank samplers are rebuilt only for torch's or the reference DistributedSampler itself, "
-            f"not {kind.__qualname__}{which}: give shards=lambda rank, world_size: <the sampler of that "
+            f"the rank samplers are rebuilt only for torch's DistributedSampler itself, not "
+            f"{kind.__qualname__}{which}: give shards=lambda rank, world_size: <the sampler of that "
             "rank> to check sharding"
         )
 

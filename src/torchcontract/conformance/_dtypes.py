@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from torchcontract.conformance._convert import in_dtype
 from torchcontract.conformance._values import describe, tensor_module
+from torchcontract.conformance._values.convert import in_dtype
 
 if TYPE_CHECKING:
     from torchcontract.conformance._engine import Context

@@ -18,7 +18,7 @@ from typing import Any, Generic, NoReturn, TypeVar, final
 
 import numpy as np
 
-from torchcontract.conformance import _calls, _compiler_cache, _dtypes, _fresh_interpreter, _isolation
+from torchcontract.conformance import _dtypes, _fresh_interpreter, _isolation
 from torchcontract.conformance._arguments import (
     DEFAULT_TIME_BUDGET_S,
     MAX_TIME_BUDGET_S,
@@ -31,6 +31,8 @@ from torchcontract.conformance._arguments import (
 )
 from torchcontract.conformance._registry import CHECKS, PROTOCOLS, Check, checks_for, current_id
 from torchcontract.conformance._results import CheckResult, Report, Status
+from torchcontract.conformance._runtime import calls as _calls
+from torchcontract.conformance._runtime import compiler_cache as _compiler_cache
 from torchcontract.conformance._values import describe, tensor_module
 from torchcontract.protocols import CallableModule, CollateFn, Loader, Module
 

@@ -64,7 +64,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from torchcontract.conformance import _lifetime
+from torchcontract.conformance._runtime import lifetime
 
 __all__ = [
     "STARTUP_LIMIT_S",
@@ -501,7 +501,7 @@ def _serve(conn: socket.socket) -> None:
     _send(conn, ("ready", os.getpid(), loaded))
     forking = hasattr(os, "fork")
     if forking:
-        _lifetime.prepare()
+        lifetime.prepare()
         _Children.watch()
     while True:
         try:
@@ -594,7 +594,7 @@ def _child(conn: socket.socket, header: dict[str, Any], payload: bytes, index: i
         if gate is not None:
             os.setpgid(0, 0)  # our own group: the parent kills it (and what we start) on a hang
             _Children.forget()
-            _lifetime.end_with_parent(_Children.server_pid)  # a server killed takes its children along
+            lifetime.end_with_parent(_Children.server_pid)  # a server killed takes its children along
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.read(gate, 1)
             os.close(gate)

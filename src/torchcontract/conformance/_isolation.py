@@ -6,7 +6,7 @@ segmentation fault, a kill by a signal or by the out-of-memory killer, nor a han
 (a hung call in a thread is abandoned; one that never releases the GIL stops everything). Isolated, the
 checks run in a child forked from this process (the object is not pickled: the child has it, as it was),
 which sends each result back as it is decided, together with the check it is running and the call into
-the object in progress (in a small shared buffer, updated by :mod:`._calls`). When the child dies, the
+the object in progress (in a small shared buffer, updated by ``_runtime.calls``). When the child dies, the
 check it was running fails, naming the signal or exit status and the call in progress, and a new child
 goes on with the remaining checks. When it outlives a check's time budget (a hang that holds the GIL,
 or one in a check that runs in the calling thread), it is killed: that check fails as hung and, as in
@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from torchcontract.conformance import _calls, _lifetime
+from torchcontract.conformance._runtime import calls, lifetime
 
 if TYPE_CHECKING:
     from torchcontract.conformance._engine import _Session
@@ -53,7 +53,7 @@ _OWN_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 
 
 class _CallBuffer:
-    """The call in progress in the child, written by :mod:`._calls`, read by the parent after a death."""
+    """The call in progress in the child, written by ``_runtime.calls``, read by the parent after a death."""
 
     def __init__(self) -> None:
         self._map = mmap.mmap(-1, _BUFFER_SIZE)
@@ -140,12 +140,12 @@ def _child(
     """Run the checks in the child and report each; never returns."""
     status = 0
     try:
-        _lifetime.end_with_parent(parent_pid)  # a parent killed (SIGTERM, SIGKILL) takes it along
+        lifetime.end_with_parent(parent_pid)  # a parent killed (SIGTERM, SIGKILL) takes it along
         _IN_CHILD.append(True)
         # A fatal signal's stack goes to the parent's report, not to the terminal (where pytest's
         # faulthandler would print "Fatal Python error" as if the run itself had crashed).
         faulthandler.enable(crash_log, all_threads=False)
-        _calls.set_shared_buffer(buffer.write)
+        calls.set_shared_buffer(buffer.write)
         for check_id in check_ids:
             _send(write_fd, ("start", check_id))
             result = session.result(check_id)
@@ -235,7 +235,7 @@ def run_isolated(session: _Session, check_ids: Sequence[str]) -> dict[str, Check
         read_fd, write_fd = os.pipe()
         buffer = _CallBuffer()
         crash_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _crash_stack, after the wait)
-        _lifetime.prepare()
+        lifetime.prepare()
         parent_pid = os.getpid()
         pid = _fork()
         if pid == 0:  # the child

@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from torchcontract.conformance._calls import object_call
-from torchcontract.conformance._convert import map_tensors
 from torchcontract.conformance._engine import Context
 from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import (
     close_difference,
     describe,
@@ -30,6 +29,7 @@ from torchcontract.conformance._values import (
     structure,
     tensor_module,
 )
+from torchcontract.conformance._values.convert import map_tensors
 from torchcontract.conformance.checks._common import try_deepcopy
 from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.protocols import CallableModule
@@ -495,7 +495,7 @@ def call_preserves_inputs(ctx: Context) -> None:
 def _non_contiguous(value: Any, made: list[str], path: str = "inputs") -> Any:
     """``value`` with every strided tensor of at least one dimension replaced by a non-contiguous
     tensor of equal values (the names of those made non-contiguous go to ``made``), through the one
-    walker of values (:mod:`._convert`): the last two dimensions laid out transposed
+    walker of values (:mod:`.._values.convert`): the last two dimensions laid out transposed
     (``x.mT.contiguous().mT``, what a transpose or a permute gives), or, for one dimension, every other
     element of a tensor twice as long (torch's own ``test_non_contiguous_tensors`` does
     ``repeat_interleave(x, 2, dim=-1)[..., ::2]``). A tensor that cannot be rearranged (a subclass, a

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any, TypeGuard
 
 from torchcontract.conformance import _fresh_interpreter as fresh
-from torchcontract.conformance._calls import object_call
 from torchcontract.conformance._engine import Context, SharedKey
 from torchcontract.conformance._process_group import (
     RankOutcome,
@@ -22,6 +21,7 @@ from torchcontract.conformance._process_group import (
     run_ranks,
 )
 from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import (
     NO_SAMPLE,
     describe,

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._arrays import is_array
-from torchcontract.conformance._arrays import shape as array_shape
 from torchcontract.conformance._engine import Context, SharedKey
 from torchcontract.conformance._fresh_interpreter import uses_fresh_interpreter
 from torchcontract.conformance._registry import register_check
 from torchcontract.conformance._values import compare, describe, difference, is_tensor, leaves, tensor_module
+from torchcontract.conformance._values.arrays import is_array
+from torchcontract.conformance._values.arrays import shape as array_shape
 from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item
 from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks._workers import (

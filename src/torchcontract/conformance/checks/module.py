@@ -23,8 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._calls import global_change, object_call
-from torchcontract.conformance._convert import in_dtype, on_device
 from torchcontract.conformance._engine import (
     FACTORY_OFF,
     Context,
@@ -32,6 +30,7 @@ from torchcontract.conformance._engine import (
     restore_global_rng_states,
 )
 from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._runtime.calls import global_change, object_call
 from torchcontract.conformance._values import (
     close_difference,
     describe,
@@ -44,6 +43,7 @@ from torchcontract.conformance._values import (
     tensor_module,
     unflatten,
 )
+from torchcontract.conformance._values.convert import in_dtype, on_device
 from torchcontract.conformance.checks._common import try_deepcopy
 from torchcontract.conformance.checks.callable_module import (
     args_text,
@@ -559,7 +559,7 @@ def _torch_module(ctx: Context) -> Any:
 
 def _arguments_on(ctx: Context, device: Any, label: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Fresh example inputs and kwargs moved to ``device`` (shown as ``label``) by the one walker of
-    values (:mod:`._convert`): a container with its own ``.to()`` (a TensorDict, a BatchEncoding) is
+    values (:mod:`.._values.convert`): a container with its own ``.to()`` (a TensorDict, a BatchEncoding) is
     moved by it. A call into the object: the containers' own code runs."""
     return ctx.call(
         f"<the example inputs and kwargs>.to({label!r})",

@@ -21,12 +21,12 @@ from torchcontract.conformance import (
     Context,
     Report,
     Target,
-    _registry,
     check,
     checks_for,
     protocol_by_name,
     register_check,
 )
+from torchcontract.conformance._core import registry as _registry
 from torchcontract.protocols import (
     CallableModule,
     CollateFn,

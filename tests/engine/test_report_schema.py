@@ -21,7 +21,7 @@ from torchcontract.conformance import (
     check,
     report_schema,
 )
-from torchcontract.conformance._registry import _ID_PATTERN
+from torchcontract.conformance._core.registry import _ID_PATTERN
 from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, environment
 from torchcontract.conformance.cli import main
 from torchcontract.protocols import CollateFn, MapDataset

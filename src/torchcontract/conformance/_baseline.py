@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from torchcontract.conformance._engine import Target
+    from torchcontract.conformance._core.target import Target
 
 __all__ = [
     "TODO",

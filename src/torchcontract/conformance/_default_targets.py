@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from torchcontract import reference_impl as ref
-from torchcontract.conformance._engine import Target
+from torchcontract.conformance._core.target import Target
 from torchcontract.protocols import (
     CallableModule,
     CollateFn,

@@ -748,7 +748,7 @@ def _samples(conn: socket.socket, header: dict[str, Any], payload: bytes) -> Non
 
 
 def _rank(header: dict[str, Any], payload: bytes, rank: int) -> None:
-    from torchcontract.conformance._process_group import rank_from_pickle
+    from torchcontract.conformance._core.process_group import rank_from_pickle
 
     _fixup_main(header["main"])
     rank_from_pickle(rank, payload, **header["rank_args"])

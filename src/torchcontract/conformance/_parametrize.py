@@ -11,7 +11,9 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, ConformanceWarning, Target
+from torchcontract.conformance._core.arguments import DEFAULT_TIME_BUDGET_S
+from torchcontract.conformance._core.errors import ConformanceWarning
+from torchcontract.conformance._core.target import Target
 from torchcontract.conformance._results import CheckResult
 from torchcontract.conformance.plugin import ACTIVE, MARK, ExpectedCheckFailure
 

@@ -21,11 +21,12 @@ import pytest
 # Only light modules here: pytest imports this plugin at every start, in every project where
 # torchcontract is installed. The engine (and NumPy) are imported once a test uses
 # parametrize_with_checks (pytest_generate_tests), as Hypothesis's plugin does.
-from torchcontract.conformance._arguments import (
+from torchcontract.conformance._core.arguments import (
     DEFAULT_TIME_BUDGET_S,
     devices_argument,
     launched,
     readable_file,
+    spanning_processes_limit_s,
     time_budget_argument,
     world_size_argument,
     writable_file,
@@ -34,9 +35,9 @@ from torchcontract.conformance._arguments import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from torchcontract.conformance._engine import Target
+    from torchcontract.conformance._core.registry import Check
+    from torchcontract.conformance._core.target import Target
     from torchcontract.conformance._parametrize import CheckCase
-    from torchcontract.conformance._registry import Check
     from torchcontract.conformance._results import CheckResult, Report, RunReport
 
 MARK = "torchcontract_checks"
@@ -316,10 +317,12 @@ def _join_launched_group(config: pytest.Config, time_budget_s: float) -> None:
             "torchcontract: under torchrun every rank runs the distributed clauses together, in the same "
             "order: run pytest without -n (pytest-xdist) there"
         )
-    from torchcontract.conformance import _process_group
+    from torchcontract.conformance._core import process_group as _process_group
 
     stack = contextlib.ExitStack()
-    config.stash[_LAUNCHED_RUN] = stack.enter_context(_process_group.launcher_group(4 * time_budget_s + 60))
+    config.stash[_LAUNCHED_RUN] = stack.enter_context(
+        _process_group.launcher_group(spanning_processes_limit_s(time_budget_s))
+    )
     config.stash[_LAUNCHED_GROUP] = stack
 
 
@@ -558,7 +561,7 @@ def _prestart(config: pytest.Config, case: CheckCase) -> None:
     selected = config.stash.get(_SELECTED, {}).pop((id(case.target), case.device), None)
     if not selected or hasattr(config, "workerinput"):
         return
-    from torchcontract.conformance._registry import CHECKS
+    from torchcontract.conformance._core.registry import CHECKS
 
     session = case.target.session(case.device, case.time_budget_s)
     case.target.prestart_fresh_interpreter(session, [CHECKS[c] for c in sorted(selected) if c in CHECKS])
@@ -583,8 +586,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     case = _case(item)
     if case is None:
         return
+    from torchcontract.conformance._core.registry import CHECKS
     from torchcontract.conformance._parametrize import CheckCase
-    from torchcontract.conformance._registry import CHECKS
 
     target = case.target
     spec = CHECKS.get(case.check_id)

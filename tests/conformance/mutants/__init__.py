@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchcontract.conformance._registry import protocol_id
+from torchcontract.conformance._core.registry import protocol_id
 
 from ...conftest import HAS_TORCH
 

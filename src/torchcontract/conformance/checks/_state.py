@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._engine import Context, SharedKey
+from torchcontract.conformance._core.context import Context, SharedKey
 from torchcontract.conformance._runtime.calls import stop_if_abandoned
 from torchcontract.conformance._values import tensor_module
 

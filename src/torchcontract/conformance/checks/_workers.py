@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from torchcontract.conformance import _fresh_interpreter as fresh
-from torchcontract.conformance._engine import Context
+from torchcontract.conformance._core.context import Context
 from torchcontract.conformance._values import describe, difference, is_iterable_style, is_tensor, leaves
 from torchcontract.conformance.checks._common import END, next_item
 

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from torchcontract.conformance._engine import Context
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.context import Context
+from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import (
     close_difference,

@@ -14,8 +14,8 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from torchcontract.conformance._engine import Context
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.context import Context
+from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import (
     describe,
     difference,

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from typing import Any, TypeGuard
 
 from torchcontract.conformance import _fresh_interpreter as fresh
-from torchcontract.conformance._engine import Context, SharedKey
-from torchcontract.conformance._process_group import (
+from torchcontract.conformance._core.context import Context, SharedKey
+from torchcontract.conformance._core.process_group import (
     RankOutcome,
     gather_in_group,
     group_rank_and_size,
@@ -20,7 +20,7 @@ from torchcontract.conformance._process_group import (
     read_epoch,
     run_ranks,
 )
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import (
     NO_SAMPLE,
@@ -643,7 +643,7 @@ def pin_memory_returns_batch(ctx: Context) -> None:
 
 # -- loaders under a real process group (SPEC.md, "Distributed data") ----------------------------------
 # Every rank runs shards(rank, world_size) in a gloo process group on loopback
-# (torchcontract.conformance._process_group). Inside a process group that already exists (under
+# (torchcontract.conformance._core.process_group). Inside a process group that already exists (under
 # torchrun) the clauses run collectively on it instead: this process is one rank, nothing is spawned,
 # and every rank computes the same verdict from the same exchanged outcomes.
 

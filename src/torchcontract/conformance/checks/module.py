@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._engine import (
+from torchcontract.conformance._core.context import (
     FACTORY_OFF,
     Context,
     global_rng_states,
     restore_global_rng_states,
 )
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._runtime.calls import global_change, object_call
 from torchcontract.conformance._values import (
     close_difference,

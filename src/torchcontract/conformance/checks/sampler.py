@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._engine import (
+from torchcontract.conformance._core.context import (
     Context,
     SharedKey,
     global_rng_states,
     restore_global_rng_states,
 )
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import describe, difference, is_array
 from torchcontract.conformance.checks._common import (
     Pass,

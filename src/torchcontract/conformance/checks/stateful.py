@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torchcontract.conformance._engine import Context, SharedKey
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.context import Context, SharedKey
+from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import describe, difference, is_tensor, leaves
 from torchcontract.conformance.checks._common import END, next_item
 from torchcontract.protocols import Stateful

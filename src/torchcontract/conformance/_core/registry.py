@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from torchcontract import protocols
-
-if TYPE_CHECKING:
-    from torchcontract.conformance._engine import Context
+from torchcontract.conformance._core.errors import ConformanceWarning
 
 __all__ = [
     "CHECKS",
@@ -31,7 +30,7 @@ Severity = Literal["required", "recommended"]
 # What a check needs beyond the object itself: an installed torch, a CUDA device, example inputs,
 # worker processes, a process group, the target's world_size (the clauses across ranks).
 # What a check needs before it can say anything about the object; the engine skips a check whose
-# needs are not met, naming the missing one, before any snapshot or call (_engine._missing_needs):
+# needs are not met, naming the missing one, before any snapshot or call (session.missing_needs):
 # "accelerator": compares a CUDA device with the CPU (a per-device check, skipped on device "cpu");
 # "factory", "compile", "export": the target's factory= and the opt-in declarations of the same names.
 Need = Literal[
@@ -46,7 +45,10 @@ Need = Literal[
     "compile",
     "export",
 ]
-CheckFunction = Callable[["Context"], None]
+# A check function takes the Context (``_core.context``, which ranks above the registry: a context
+# knows the Check it runs) and returns None; the decorator returns the function as it is typed.
+CheckFunction = Callable[[Any], None]
+_F = TypeVar("_F", bound=CheckFunction)
 
 PROTOCOLS: Mapping[str, type[Any]] = MappingProxyType(
     {
@@ -114,10 +116,6 @@ def current_id(check_id: str) -> str:
     if renamed is None:
         return check_id
     new_id, version = renamed
-    import warnings
-
-    from torchcontract.conformance._engine import ConformanceWarning
-
     warnings.warn(
         f"check id {check_id!r} was renamed {new_id!r} in torchcontract {version}; the old id works for "
         "this minor release only: use the new one",
@@ -168,7 +166,7 @@ def register_check(
     per_device: bool = False,
     per_dtype: bool = False,
     since: str = "0.1.0",
-) -> Callable[[CheckFunction], CheckFunction]:
+) -> Callable[[_F], _F]:
     """Register ``func(ctx)`` as the check ``check_id`` for targets of ``protocol``.
 
     The first paragraph of the function's docstring is the check's one-line rule. It signals a violation with
@@ -197,7 +195,7 @@ def register_check(
     if missing:
         raise ValueError(f"{check_id} requires unregistered checks {missing}; register them first")
 
-    def decorator(func: CheckFunction) -> CheckFunction:
+    def decorator(func: _F) -> _F:
         if check_id in _REGISTRY:
             raise ValueError(f"a check with id {check_id!r} is already registered")
         paragraph = (func.__doc__ or "").strip().split("\n\n")[0]

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from torchcontract._files import write_atomically
-from torchcontract.conformance._arguments import LAUNCHER_VARIABLES, launched
+from torchcontract.conformance._core.arguments import LAUNCHER_VARIABLES, launched
 from torchcontract.conformance._fresh_interpreter import HelperFailed, Pickled, Unavailable, run_tasks
 from torchcontract.conformance._values import (
     fingerprint,

@@ -158,7 +158,7 @@ def test_the_cli_check_json_validates(project: Path, attribute: str, status: int
 
 def test_the_cli_report_json_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A small set of targets instead of the reference and torch (tests/cli/test_report.py runs those).
-    from torchcontract.conformance import _default_targets
+    from torchcontract.conformance._targets import defaults as _default_targets
 
     small = [
         Target(Squares(), MapDataset, name="squares"),

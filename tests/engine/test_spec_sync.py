@@ -74,7 +74,7 @@ def _deviation_paragraphs() -> dict[str, str]:
 
 
 def test_every_deviation_of_the_table_is_in_spec_and_readme() -> None:
-    from torchcontract.conformance._deviations import DEVIATIONS
+    from torchcontract.conformance._targets.deviations import DEVIATIONS
 
     paragraphs = _deviation_paragraphs()
     readme_rows = [line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
@@ -89,13 +89,13 @@ def test_every_deviation_of_the_table_is_in_spec_and_readme() -> None:
 
 
 def test_every_deviation_in_spec_is_in_the_table() -> None:
-    from torchcontract.conformance._deviations import DEVIATIONS
+    from torchcontract.conformance._targets.deviations import DEVIATIONS
 
     assert sorted(_deviation_paragraphs()) == sorted({d.check_id for d in DEVIATIONS})
 
 
 def test_the_table_names_each_deviation_once() -> None:
-    from torchcontract.conformance._deviations import DEVIATIONS, expected_failures
+    from torchcontract.conformance._targets.deviations import DEVIATIONS, expected_failures
 
     keys = [deviation.key for deviation in DEVIATIONS]
     assert len(keys) == len(set(keys))

@@ -318,7 +318,7 @@ def _command_check(args: argparse.Namespace) -> int:
 
 def _command_report(args: argparse.Namespace) -> int:
     from torchcontract.conformance import _fresh_interpreter
-    from torchcontract.conformance._default_targets import default_targets
+    from torchcontract.conformance._targets.defaults import default_targets
 
     started = time.perf_counter()
     # The report's datasets are rebuilt in the fresh interpreter, torch's and torchvision's among them:

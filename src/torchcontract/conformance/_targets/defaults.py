@@ -116,7 +116,7 @@ def default_targets(workdir: Path) -> list[Target]:
     """Everything ``torchcontract report`` checks; torch's targets only when torch is installed."""
     targets = reference_targets()
     if importlib.util.find_spec("torch") is not None:
-        from torchcontract.conformance._torch_targets import torch_targets
+        from torchcontract.conformance._targets.torch_targets import torch_targets
 
         targets += torch_targets(extract_mnist_sample(workdir))
     return targets

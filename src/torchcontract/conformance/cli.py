@@ -317,7 +317,7 @@ def _command_check(args: argparse.Namespace) -> int:
 
 
 def _command_report(args: argparse.Namespace) -> int:
-    from torchcontract.conformance import _fresh_interpreter
+    from torchcontract.conformance._runtime import fresh as _fresh_interpreter
     from torchcontract.conformance._targets.defaults import default_targets
 
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """Running a loader on every rank of a real ``torch.distributed`` process group (gloo, loopback).
 
 The parent runs one process per rank, each forked from torchcontract's fresh interpreter
-(:mod:`torchcontract.conformance._fresh_interpreter`: the user's main script is never re-run, and the
+(:mod:`torchcontract.conformance._runtime.fresh`: the user's main script is never re-run, and the
 global multiprocessing configuration is left alone); each builds its loader with
 ``factory(rank, world_size)`` (unpickled in the rank),
 iterates it for some epochs (calling ``set_epoch`` on its sampler first, as training loops do), and
@@ -48,7 +48,7 @@ import numpy as np
 
 from torchcontract._files import write_atomically
 from torchcontract.conformance._core.arguments import LAUNCHER_VARIABLES, launched
-from torchcontract.conformance._fresh_interpreter import HelperFailed, Pickled, Unavailable, run_tasks
+from torchcontract.conformance._runtime.fresh import HelperFailed, Pickled, Unavailable, run_tasks
 from torchcontract.conformance._values import (
     fingerprint,
     is_array,
@@ -274,7 +274,15 @@ def run_ranks(factory: Pickled, world_size: int, *, epochs: int, timeout_s: floa
             "timeout_s": group_timeout,
             "outputs": outputs,
         }
-        codes = run_tasks(factory, tasks=world_size, rank_args=rank_args, timeout_s=timeout_s)
+        codes = run_tasks(
+            factory,
+            entry=rank_from_pickle,
+            tasks=world_size,
+            arguments=rank_args,
+            timeout_s=timeout_s,
+            described="shards",
+            imports=("torch",),  # the ranks run torch.distributed: imported before, outside their deadline
+        )
         outcomes, setup_errors = [], []
         for rank, (code, output) in enumerate(zip(codes, outputs, strict=True)):
             outcome = RankOutcome(rank=rank, exitcode=code)

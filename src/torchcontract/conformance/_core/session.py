@@ -22,7 +22,6 @@ import traceback
 import weakref
 from typing import Any, Protocol
 
-from torchcontract.conformance import _fresh_interpreter
 from torchcontract.conformance._core import isolation
 from torchcontract.conformance._core.context import (
     ACCELERATOR_OFF,
@@ -50,7 +49,7 @@ from torchcontract.conformance._core.errors import (
 from torchcontract.conformance._core.process_group import in_process_group
 from torchcontract.conformance._core.registry import CHECKS, Check
 from torchcontract.conformance._results import CheckResult, Status
-from torchcontract.conformance._runtime import calls, compiler_cache
+from torchcontract.conformance._runtime import calls, compiler_cache, fresh
 from torchcontract.conformance._values import tensor_module
 from torchcontract.conformance._values.convert import in_dtype
 
@@ -252,7 +251,7 @@ class Session:
                 outcome.append(("failed", self._hang(spec, hung.what)))
             except KeyboardInterrupt as interrupt:  # Ctrl-C leaves check() at once
                 interrupted.append(interrupt)
-            except _fresh_interpreter.HelperFailed as failed:  # torchcontract's own process, not the object
+            except fresh.HelperFailed as failed:  # torchcontract's own process, not the object
                 outcome.append(("error", _helper_error(spec, failed)))
             except BaseException as error:
                 what = calls.call_of(error)
@@ -439,7 +438,7 @@ def _daemonic_process() -> str | None:
 def starts_processes(spec: Check) -> bool:
     """Whether ``spec`` starts processes: DataLoader workers, torchcontract's fresh interpreter, or
     the ranks of a process group (not inside one that exists already, where it runs collectively)."""
-    if "workers" in spec.needs or _fresh_interpreter.uses(spec.func):
+    if "workers" in spec.needs or fresh.uses(spec.func):
         return True
     if "distributed" in spec.needs:
         return not in_process_group()

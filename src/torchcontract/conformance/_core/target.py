@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torchcontract.conformance import _fresh_interpreter
 from torchcontract.conformance._core import dtypes as _dtypes
 from torchcontract.conformance._core.arguments import (
     DEFAULT_TIME_BUDGET_S,
@@ -31,6 +30,7 @@ from torchcontract.conformance._core.process_group import in_process_group
 from torchcontract.conformance._core.registry import CHECKS, PROTOCOLS, Check, checks_for, current_id
 from torchcontract.conformance._core.session import Session, missing_needs
 from torchcontract.conformance._results import Report
+from torchcontract.conformance._runtime import fresh
 from torchcontract.conformance._values import describe, tensor_module
 from torchcontract.protocols import CallableModule, CollateFn, Loader, Module
 
@@ -237,9 +237,9 @@ class Target:
         use it in this process: its start (importing torch, when the object uses it) overlaps the
         checks before the clause that needs it. Not for an isolated target (its child starts its own)."""
         if not self.options.isolate and any(
-            _fresh_interpreter.uses(c.func) and missing_needs(c, self, session.device) is None for c in chosen
+            fresh.uses(c.func) and missing_needs(c, self, session.device) is None for c in chosen
         ):
-            _fresh_interpreter.prestart(_fresh_interpreter.imports_for(self.obj))
+            fresh.prestart(fresh.imports_for(self.obj))
 
     def run(
         self,

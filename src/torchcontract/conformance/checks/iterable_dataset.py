@@ -12,7 +12,7 @@ from typing import Any
 
 from torchcontract.conformance._core.context import Context
 from torchcontract.conformance._core.registry import register_check
-from torchcontract.conformance._fresh_interpreter import uses_fresh_interpreter
+from torchcontract.conformance._runtime.fresh import uses_fresh_interpreter
 from torchcontract.conformance._values import describe, difference, fingerprint, is_iterable_style
 from torchcontract.conformance.checks._common import (
     END,

@@ -9,7 +9,6 @@ from collections.abc import Iterator, Sized
 from contextlib import contextmanager
 from typing import Any, TypeGuard
 
-from torchcontract.conformance import _fresh_interpreter as fresh
 from torchcontract.conformance._core.context import Context, SharedKey
 from torchcontract.conformance._core.process_group import (
     RankOutcome,
@@ -21,6 +20,7 @@ from torchcontract.conformance._core.process_group import (
     run_ranks,
 )
 from torchcontract.conformance._core.registry import register_check
+from torchcontract.conformance._runtime import fresh
 from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import (
     NO_SAMPLE,

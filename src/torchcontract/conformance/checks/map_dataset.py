@@ -18,7 +18,7 @@ import numpy as np
 
 from torchcontract.conformance._core.context import Context, SharedKey
 from torchcontract.conformance._core.registry import register_check
-from torchcontract.conformance._fresh_interpreter import uses_fresh_interpreter
+from torchcontract.conformance._runtime.fresh import uses_fresh_interpreter
 from torchcontract.conformance._values import compare, describe, difference, is_tensor, leaves, tensor_module
 from torchcontract.conformance._values.arrays import is_array
 from torchcontract.conformance._values.arrays import shape as array_shape

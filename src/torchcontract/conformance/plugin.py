@@ -31,6 +31,7 @@ from torchcontract.conformance._core.arguments import (
     world_size_argument,
     writable_file,
 )
+from torchcontract.conformance._pytest_shared import ACTIVE, MARK, ExpectedCheckFailure
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,14 +41,8 @@ if TYPE_CHECKING:
     from torchcontract.conformance._parametrize import CheckCase
     from torchcontract.conformance._results import CheckResult, Report, RunReport
 
-MARK = "torchcontract_checks"
 _RESULTS = pytest.StashKey["_Results"]()
 _WORKER_OUTPUT_KEY = "torchcontract_results"
-
-
-class ExpectedCheckFailure(pytest.fail.Exception):  # type: ignore[misc,name-defined]
-    """How a generated test fails when its check failed: the only failure a declared expected failure
-    turns into an xfail (a check that could not be verified, or an internal error, stays what it is)."""
 
 
 @dataclasses.dataclass
@@ -285,10 +280,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 _BASELINE = pytest.StashKey[dict[str, dict[str, str]]]()
-# The configurations this plugin is active in: parametrize_with_checks, imported by pytest's
-# collection while none is, says the plugin is disabled instead of leaving every generated test to
-# error on a missing 'target' fixture.
-ACTIVE: list[pytest.Config] = []
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -438,7 +438,7 @@ def _daemonic_process() -> str | None:
 def starts_processes(spec: Check) -> bool:
     """Whether ``spec`` starts processes: DataLoader workers, torchcontract's fresh interpreter, or
     the ranks of a process group (not inside one that exists already, where it runs collectively)."""
-    if "workers" in spec.needs or fresh.uses(spec.func):
+    if {"workers", "fresh_interpreter"} & spec.needs:
         return True
     if "distributed" in spec.needs:
         return not in_process_group()

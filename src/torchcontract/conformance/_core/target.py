@@ -237,7 +237,7 @@ class Target:
         use it in this process: its start (importing torch, when the object uses it) overlaps the
         checks before the clause that needs it. Not for an isolated target (its child starts its own)."""
         if not self.options.isolate and any(
-            fresh.uses(c.func) and missing_needs(c, self, session.device) is None for c in chosen
+            "fresh_interpreter" in c.needs and missing_needs(c, self, session.device) is None for c in chosen
         ):
             fresh.prestart(fresh.imports_for(self.obj))
 

@@ -34,9 +34,6 @@ from torchcontract.conformance.checks._common import try_deepcopy
 from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.protocols import CallableModule
 
-CALLS = "callable_module.call_returns"
-DETERMINISTIC = "callable_module.eval_is_deterministic"
-
 __all__ = [
     "args_text",
     "call_module",
@@ -179,7 +176,7 @@ def preserving_module(func: Callable[[Context], None]) -> Callable[[Context], No
 
 
 @register_check(
-    CALLS, protocol=CallableModule, severity="required", needs=("example_inputs",), per_dtype=True
+    protocol=CallableModule, severity="required", needs=("example_inputs",), per_dtype=True, since="0.1.0"
 )
 @preserving_module
 def call_returns(ctx: Context) -> None:
@@ -190,12 +187,12 @@ def call_returns(ctx: Context) -> None:
 
 
 @register_check(
-    DETERMINISTIC,
     protocol=CallableModule,
     severity="required",
     needs=("example_inputs",),
-    requires=(CALLS,),
+    requires=(call_returns,),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def eval_is_deterministic(ctx: Context) -> None:
@@ -218,12 +215,12 @@ def eval_is_deterministic(ctx: Context) -> None:
 
 
 @register_check(
-    "callable_module.call_matches_forward",
     protocol=CallableModule,
     severity="required",
     needs=("example_inputs",),
-    requires=(DETERMINISTIC,),
+    requires=(eval_is_deterministic,),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def call_matches_forward(ctx: Context) -> None:
@@ -368,11 +365,11 @@ def _call_matches_forward_around_hooks(ctx: Context, module: Any, hooks: str) ->
 
 
 @register_check(
-    "callable_module.call_runs_forward_once",
     protocol=CallableModule,
     severity="required",
     needs=("example_inputs",),
-    requires=(CALLS,),
+    requires=(call_returns,),
+    since="0.1.0",
 )
 @preserving_module
 def call_runs_forward_once(ctx: Context) -> None:
@@ -457,12 +454,12 @@ def _check_hooks_run_once(ctx: Context, module: Any) -> None:
 
 
 @register_check(
-    "callable_module.call_preserves_inputs",
     protocol=CallableModule,
     severity="recommended",
     needs=("example_inputs",),
-    requires=(CALLS,),
+    requires=(call_returns,),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def call_preserves_inputs(ctx: Context) -> None:
@@ -533,12 +530,12 @@ def _rearranged(value: Any) -> Any:
 
 
 @register_check(
-    "callable_module.accepts_non_contiguous_inputs",
     protocol=CallableModule,
     severity="recommended",
     needs=("torch", "example_inputs"),
-    requires=(DETERMINISTIC,),
+    requires=(eval_is_deterministic,),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def accepts_non_contiguous_inputs(ctx: Context) -> None:
@@ -581,7 +578,7 @@ def accepts_non_contiguous_inputs(ctx: Context) -> None:
         )
 
 
-@register_check("callable_module.repr_returns_str", protocol=CallableModule, severity="recommended")
+@register_check(protocol=CallableModule, severity="recommended", since="0.1.0")
 @preserving_module
 def repr_returns_str(ctx: Context) -> None:
     """repr(m) and str(m) return a str (for a torch module, through every submodule's extra_repr).

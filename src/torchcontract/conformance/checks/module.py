@@ -48,6 +48,7 @@ from torchcontract.conformance.checks._common import try_deepcopy
 from torchcontract.conformance.checks.callable_module import (
     args_text,
     call_module,
+    eval_is_deterministic,
     eval_mode,
     fresh_inputs,
     fresh_kwargs,
@@ -56,9 +57,6 @@ from torchcontract.conformance.checks.callable_module import (
     restore_modes,
 )
 from torchcontract.protocols import Module
-
-MODE = "module.train_eval_set_mode"
-DEEPCOPY = "module.deepcopy_is_independent"
 
 
 def _submodules(module: Any) -> list[tuple[str, Any]]:
@@ -184,7 +182,7 @@ def _reachable_tensors(module: Any) -> list[tuple[str, Any]]:
     return found
 
 
-@register_check(MODE, protocol=Module, severity="required")
+@register_check(protocol=Module, severity="required", since="0.1.0")
 @preserving_module
 def train_eval_set_mode(ctx: Context) -> None:
     """train() and eval() return the module itself and set training on it and every submodule;
@@ -238,7 +236,7 @@ def _check_submodule_modes(ctx: Context, module: Any, call: str, expected: bool)
         ctx.note(note)
 
 
-@register_check("module.parameters_match_named_parameters", protocol=Module, severity="required")
+@register_check(protocol=Module, severity="required", since="0.1.0")
 @preserving_module
 def parameters_match_named_parameters(ctx: Context) -> None:
     """parameters() yields the values of named_parameters(), each once, under unique names."""
@@ -272,9 +270,13 @@ def parameters_match_named_parameters(ctx: Context) -> None:
 
 
 @register_check(
-    DEEPCOPY, protocol=Module, severity="required", needs=("example_inputs",),
-    requires=("callable_module.eval_is_deterministic",), per_dtype=True,
-)  # fmt: skip
+    protocol=Module,
+    severity="required",
+    needs=("example_inputs",),
+    requires=(eval_is_deterministic,),
+    per_dtype=True,
+    since="0.1.0",
+)
 @preserving_module
 def deepcopy_is_independent(ctx: Context) -> None:
     """copy.deepcopy(m) gives equal outputs and parameters of its own."""
@@ -406,12 +408,12 @@ def _first_line(error: BaseException) -> str:
 
 
 @register_check(
-    "module.state_dict_round_trip",
     protocol=Module,
     severity="required",
     needs=("example_inputs",),
-    requires=("callable_module.eval_is_deterministic", DEEPCOPY),
+    requires=(eval_is_deterministic, deepcopy_is_independent),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def state_dict_round_trip(ctx: Context) -> None:
@@ -468,12 +470,7 @@ def state_dict_round_trip(ctx: Context) -> None:
         )
 
 
-@register_check(
-    "module.load_state_dict_strict_rejects_bad_keys",
-    protocol=Module,
-    severity="required",
-    requires=(DEEPCOPY,),
-)
+@register_check(protocol=Module, severity="required", requires=(deepcopy_is_independent,), since="0.1.0")
 @preserving_module
 def load_state_dict_strict_rejects_bad_keys(ctx: Context) -> None:
     """load_state_dict(state, strict=True) raises on a missing key and on an unexpected key."""
@@ -516,9 +513,7 @@ def _is_cleared(gradient: Any) -> bool:
     return not bool(np.any(gradient))
 
 
-@register_check(
-    "module.zero_grad_clears_gradients", protocol=Module, severity="recommended", requires=(DEEPCOPY,)
-)
+@register_check(protocol=Module, severity="recommended", requires=(deepcopy_is_independent,), since="0.1.0")
 @preserving_module
 def zero_grad_clears_gradients(ctx: Context) -> None:
     """After zero_grad(), every parameter's gradient is None or zero."""
@@ -667,12 +662,12 @@ def _outputs_on(ctx: Context, output: Any, device: Any, label: str, what: str) -
 
 
 @register_check(
-    "module.to_device",
     protocol=Module,
     severity="required",
     needs=("torch", "example_inputs"),
-    requires=(DEEPCOPY,),
+    requires=(deepcopy_is_independent,),
     per_device=True,
+    since="0.1.0",
 )
 @preserving_module
 def to_device(ctx: Context) -> None:
@@ -767,13 +762,13 @@ def _tf32_off(torch: Any) -> Iterator[None]:
 
 
 @register_check(
-    "module.device_parity",
     protocol=Module,
     severity="recommended",
     needs=("torch", "example_inputs", "accelerator"),
-    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+    requires=(deepcopy_is_independent, eval_is_deterministic),
     per_device=True,
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def device_parity(ctx: Context) -> None:
@@ -828,13 +823,13 @@ def _gradients(ctx: Context, module: Any, inputs: Any, kwargs: Any, what: str) -
 
 
 @register_check(
-    "module.device_round_trip",
     protocol=Module,
     severity="recommended",
     needs=("torch", "example_inputs", "accelerator"),
-    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+    requires=(deepcopy_is_independent, eval_is_deterministic),
     per_device=True,
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def device_round_trip(ctx: Context) -> None:
@@ -918,12 +913,12 @@ def _listed(names: list[str], limit: int = 5) -> str:
 
 
 @register_check(
-    "module.backward_reaches_parameters",
     protocol=Module,
     severity="required",
     needs=("torch", "example_inputs"),
-    requires=(DEEPCOPY,),
+    requires=(deepcopy_is_independent,),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def backward_reaches_parameters(ctx: Context) -> None:
@@ -1012,11 +1007,11 @@ DTYPE_TOLERANCE = (1e-3, 1e-4)
 
 
 @register_check(
-    "module.to_dtype",
     protocol=Module,
     severity="recommended",
     needs=("torch", "example_inputs"),
-    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+    requires=(deepcopy_is_independent, eval_is_deterministic),
+    since="0.1.0",
 )
 @preserving_module
 def to_dtype(ctx: Context) -> None:
@@ -1221,12 +1216,12 @@ FUNCTIONAL_CALL = "torch.func.functional_call"
 
 
 @register_check(
-    "module.functional_call_matches_call",
     protocol=Module,
     severity="recommended",
     needs=("torch", "example_inputs"),
-    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+    requires=(deepcopy_is_independent, eval_is_deterministic),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def functional_call_matches_call(ctx: Context) -> None:
@@ -1397,11 +1392,11 @@ def _uninitialised(torch: Any, tensor: Any) -> None:
 
 
 @register_check(
-    "module.builds_on_meta_device",
     protocol=Module,
     severity="recommended",
     needs=("torch", "example_inputs", "factory"),
-    requires=("module.state_dict_round_trip", "callable_module.eval_is_deterministic"),
+    requires=(state_dict_round_trip, eval_is_deterministic),
+    since="0.1.0",
 )
 @preserving_module
 def builds_on_meta_device(ctx: Context) -> None:
@@ -1512,12 +1507,12 @@ def _reset_compiler() -> None:
 
 
 @register_check(
-    "module.compile_matches_eager",
     protocol=Module,
     severity="required",
     needs=("torch", "example_inputs", "compile"),
-    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+    requires=(deepcopy_is_independent, eval_is_deterministic),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def compile_matches_eager(ctx: Context) -> None:
@@ -1605,12 +1600,12 @@ def _opaque_output(torch: Any, output: Any) -> str | None:
 
 
 @register_check(
-    "module.export_matches_eager",
     protocol=Module,
     severity="required",
     needs=("torch", "example_inputs", "export"),
-    requires=(DEEPCOPY, "callable_module.eval_is_deterministic"),
+    requires=(deepcopy_is_independent, eval_is_deterministic),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def export_matches_eager(ctx: Context) -> None:

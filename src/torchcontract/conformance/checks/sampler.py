@@ -35,8 +35,6 @@ from torchcontract.conformance.checks._common import (
 from torchcontract.conformance.checks._state import restored
 from torchcontract.protocols import Sampler
 
-ENDS = "sampler.iteration_ends"
-IN_RANGE = "sampler.yields_indices_in_range"
 # Far more than any real epoch; a bound so that an endless sampler cannot exhaust memory.
 _MAX_RECORDED = 10_000_000
 _EPOCH: SharedKey[Pass] = SharedKey("one pass")
@@ -185,7 +183,7 @@ def _items(ctx: Context) -> Items:
     return ctx.shared(_ITEMS, lambda: classify_items(ctx, _epoch(ctx).prefix, "sampler"))
 
 
-@register_check(ENDS, protocol=Sampler, severity="required")
+@register_check(protocol=Sampler, severity="required", since="0.1.0")
 def iteration_ends(ctx: Context) -> None:
     """A pass over the sampler ends within the time budget (unless declared infinite=True)."""
     record = _epoch(ctx)
@@ -197,7 +195,7 @@ def iteration_ends(ctx: Context) -> None:
         )
 
 
-@register_check(IN_RANGE, protocol=Sampler, severity="required", requires=(ENDS,))
+@register_check(protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0")
 def yields_indices_in_range(ctx: Context) -> None:
     """Items are int indices (or lists of them) in range(len(data_source)) when that is known."""
     indices = _items(ctx)
@@ -220,7 +218,7 @@ def yields_indices_in_range(ctx: Context) -> None:
             )
 
 
-@register_check("sampler.len_matches_count", protocol=Sampler, severity="required", requires=(ENDS,))
+@register_check(protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0")
 def len_matches_count(ctx: Context) -> None:
     """If the sampler has __len__, len(sampler) equals the number of items in a pass."""
     length = declared_length(ctx, "sampler")
@@ -235,7 +233,7 @@ def len_matches_count(ctx: Context) -> None:
         )
 
 
-@register_check("sampler.each_iter_is_new_pass", protocol=Sampler, severity="required", requires=(ENDS,))
+@register_check(protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0")
 def each_iter_is_new_pass(ctx: Context) -> None:
     """Each iter(sampler) starts a whole new pass, with as many items as the first."""
     record = _epoch(ctx)
@@ -257,7 +255,9 @@ def each_iter_is_new_pass(ctx: Context) -> None:
         )
 
 
-@register_check("sampler.each_index_once", protocol=Sampler, severity="required", requires=(ENDS, IN_RANGE))
+@register_check(
+    protocol=Sampler, severity="required", requires=(iteration_ends, yields_indices_in_range), since="0.1.0"
+)
 def each_index_once(ctx: Context) -> None:
     """A sampler without replacement yields each index at most once per pass (a pass longer than its
     data source, once per whole block of len(data_source) indices)."""
@@ -323,7 +323,7 @@ def _oversampling_hint(counted: Counter[Any], repeated: list[Any]) -> str:
     )
 
 
-@register_check("sampler.same_state_same_order", protocol=Sampler, severity="recommended", requires=(ENDS,))
+@register_check(protocol=Sampler, severity="recommended", requires=(iteration_ends,), since="0.1.0")
 def same_state_same_order(ctx: Context) -> None:
     """Two copies of the sampler in the same state (same seed, generator and global RNG) yield the
     same order."""
@@ -376,7 +376,7 @@ def _drawn(ctx: Context, items: list[Any], label: str) -> Counter[object]:
     return Counter(read.flat)
 
 
-@register_check("sampler.yields_python_ints", protocol=Sampler, severity="recommended", requires=(IN_RANGE,))
+@register_check(protocol=Sampler, severity="recommended", requires=(yields_indices_in_range,), since="0.1.0")
 def yields_python_ints(ctx: Context) -> None:
     """Indices are Python ints, as torch's samplers yield (NumPy integers break isinstance(i, int))."""
     items = _items(ctx)
@@ -403,11 +403,6 @@ def yields_python_ints(ctx: Context) -> None:
 # -- sharding across ranks (SPEC.md, "Distributed data") ----------------------------------------------
 # They run when the target gives world_size (pytest: --conformance-world-size N) and build every rank's
 # sampler in this process with shards(rank, world_size).
-
-EQUAL = "sampler.shards_have_equal_length"
-
-
-COVER = "sampler.shards_cover_dataset"
 
 
 _SAMPLER_ATTRIBUTES = ("dataset", "num_replicas", "rank", "shuffle", "seed", "drop_last")
@@ -558,7 +553,9 @@ def _coverage_problem(
     return None
 
 
-@register_check(EQUAL, protocol=Sampler, severity="required", needs=("world_size",), requires=(ENDS,))
+@register_check(
+    protocol=Sampler, severity="required", needs=("world_size",), requires=(iteration_ends,), since="0.1.0"
+)
 def shards_have_equal_length(ctx: Context) -> None:
     """With world_size ranks, every rank's sampler yields the same number of indices (of batches, for a
     batch sampler)."""
@@ -589,7 +586,9 @@ def shards_have_equal_length(ctx: Context) -> None:
         )
 
 
-@register_check(COVER, protocol=Sampler, severity="required", needs=("world_size",), requires=(ENDS,))
+@register_check(
+    protocol=Sampler, severity="required", needs=("world_size",), requires=(iteration_ends,), since="0.1.0"
+)
 def shards_cover_dataset(ctx: Context) -> None:
     """Together the ranks cover every index once, up to the padding (or dropping) that makes them equal."""
     world_size_option(ctx)
@@ -610,11 +609,11 @@ def shards_cover_dataset(ctx: Context) -> None:
 
 
 @register_check(
-    "sampler.set_epoch_reshuffles_every_rank_alike",
     protocol=Sampler,
     severity="required",
     needs=("world_size",),
-    requires=(COVER,),
+    requires=(shards_cover_dataset,),
+    since="0.1.0",
 )
 def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
     """A shuffling sampler's set_epoch(e) changes the order, and every rank shards the same permutation."""
@@ -651,11 +650,11 @@ def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
 
 
 @register_check(
-    "sampler.same_seed_same_shards",
     protocol=Sampler,
     severity="required",
     needs=("world_size",),
-    requires=(COVER,),
+    requires=(shards_cover_dataset,),
+    since="0.1.0",
 )
 def same_seed_same_shards(ctx: Context) -> None:
     """Building the rank samplers again (same seed) gives the same shards: ranks and restarts agree."""

@@ -47,8 +47,6 @@ from torchcontract.conformance._runtime.fresh.client import (
     fetch,
     prestart,
     run_tasks,
-    uses,
-    uses_fresh_interpreter,
 )
 from torchcontract.conformance._runtime.fresh.main_script import ADVICE
 from torchcontract.conformance._runtime.fresh.pickling import ON_DEMAND, Pickled, imports_for, pickled
@@ -69,6 +67,4 @@ __all__ = [
     "pickled",
     "prestart",
     "run_tasks",
-    "uses",
-    "uses_fresh_interpreter",
 ]

@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from torchcontract.conformance._runtime.fresh.main_script import main_plan
 from torchcontract.conformance._runtime.fresh.pickling import FOR_MAIN_SCRIPTS, IMPORTABLE, ON_DEMAND, Pickled
@@ -32,7 +32,7 @@ from torchcontract.conformance._runtime.fresh.wire import (
     send,
 )
 
-__all__ = ["STARTUP_LIMIT_S", "fetch", "prestart", "run_tasks", "uses", "uses_fresh_interpreter"]
+__all__ = ["STARTUP_LIMIT_S", "fetch", "prestart", "run_tasks"]
 
 # A generous bound on starting the server and importing torch in it (a cold disk, a loaded CI host).
 STARTUP_LIMIT_S = 120.0
@@ -202,23 +202,6 @@ def _start(preload: tuple[str, ...] = ()) -> _Server:
     server = _Server(preload=preload)
     _current.append(server)
     return server
-
-
-_USES = "_torchcontract_uses_fresh_interpreter"
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def uses_fresh_interpreter(func: _F) -> _F:
-    """Mark a check function that sends requests here (apply it below ``preserving``, whose
-    ``functools.wraps`` carries the mark): :func:`uses` then says so, and the engine prestarts."""
-    setattr(func, _USES, True)
-    return func
-
-
-def uses(func: object) -> bool:
-    return getattr(func, _USES, False) is True
 
 
 def prestart(preload: tuple[str, ...] = ()) -> None:

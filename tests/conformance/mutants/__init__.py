@@ -30,7 +30,7 @@ class Mutant:
     factory: builds a fresh object (checks may change state, e.g. a sampler's position).
     kwargs: passed to ``check()`` (example_inputs, time_budget_s, options such as infinite=True).
     message_contains: fragments the failure message must contain (the failing expression, the numbers).
-    hangs: the object hangs; every check after the failed one is skipped with the hang as reason.
+    hangs: the object hangs; every check after the failed one is unverified, with the hang as reason.
     """
 
     name: str

@@ -172,7 +172,6 @@ class RankOutcome:
     rank: int
     epochs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
-    exitcode: int | None = None
 
 
 def loopback_interface() -> str | None:
@@ -285,7 +284,7 @@ def run_ranks(factory: Pickled, world_size: int, *, epochs: int, timeout_s: floa
         )
         outcomes, setup_errors = [], []
         for rank, (code, output) in enumerate(zip(codes, outputs, strict=True)):
-            outcome = RankOutcome(rank=rank, exitcode=code)
+            outcome = RankOutcome(rank=rank)
             path = Path(output)
             if path.exists():
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -331,10 +330,9 @@ def group_rank_and_size() -> tuple[int, int]:
 
 @dataclass
 class GroupRun:
-    """What :func:`launcher_group` did: whether it initialised the group, and the final barrier's
-    error (None when every rank reached it in time, or when there was no group)."""
+    """What :func:`launcher_group` found: the final barrier's error (None when every rank reached it in
+    time, or when the group was not initialised there)."""
 
-    initialised: bool = False
     final_barrier_error: str | None = None
 
 
@@ -351,7 +349,6 @@ def launcher_group(timeout_s: float) -> Iterator[GroupRun]:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method="env://", timeout=timedelta(seconds=timeout_s))
-    run.initialised = True
     try:
         yield run
         run.final_barrier_error = _barrier(None, timeout_s)

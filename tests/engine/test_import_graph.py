@@ -63,6 +63,13 @@ RANKS = {
 SANCTIONED = {("torchcontract.conformance._core.registry", "torchcontract.conformance.checks")}
 # The one layer of the suite that imports the reference implementation: the report's targets.
 REFERENCE_USERS = ("torchcontract.conformance._targets",)
+# What checks import of the engine: the check-author API, the registry's decorator, and the process
+# group that the distributed clauses run a loader on.
+ENGINE_FOR_CHECKS = {
+    "torchcontract.conformance._core.context",
+    "torchcontract.conformance._core.registry",
+    "torchcontract.conformance._core.process_group",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -165,6 +172,17 @@ def test_only_the_report_targets_import_the_reference_implementation() -> None:
     )
     assert users, "the report's targets no longer use the reference implementation: update this test"
     assert all(user.startswith(REFERENCE_USERS) for user in users), users
+
+
+def test_checks_import_only_the_check_author_api_of_the_engine() -> None:
+    found = {
+        (source, target)
+        for source, targets in _graph().items()
+        if source.startswith("torchcontract.conformance.checks")
+        for target in targets
+        if target.startswith("torchcontract.conformance._core") and target not in ENGINE_FOR_CHECKS
+    }
+    assert not found, sorted(found)
 
 
 def test_the_protocols_import_nothing_of_the_project() -> None:

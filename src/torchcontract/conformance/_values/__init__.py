@@ -87,6 +87,7 @@ __all__ = [
     "mutable_leaves",
     "restore_leaves",
     "sample_count",
+    "shape",
     "snapshot_leaves",
     "structure",
     "tensor_module",

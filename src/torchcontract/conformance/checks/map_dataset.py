@@ -18,9 +18,16 @@ import numpy as np
 
 from torchcontract.conformance._core.context import Context, SharedKey
 from torchcontract.conformance._core.registry import register_check
-from torchcontract.conformance._values import compare, describe, difference, is_tensor, leaves, tensor_module
-from torchcontract.conformance._values.arrays import is_array
-from torchcontract.conformance._values.arrays import shape as array_shape
+from torchcontract.conformance._values import (
+    compare,
+    describe,
+    difference,
+    is_array,
+    is_tensor,
+    leaves,
+    tensor_module,
+)
+from torchcontract.conformance._values import shape as array_shape
 from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item
 from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks._workers import (

@@ -391,7 +391,8 @@ def module_benchmark(repeats: int) -> None:
         return
     from unittest import mock
 
-    from torchcontract.conformance import _registry, check
+    from torchcontract.conformance import check
+    from torchcontract.conformance._core import registry as _registry
     from torchcontract.protocols import Module
 
     torch.manual_seed(0)

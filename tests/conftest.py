@@ -59,7 +59,7 @@ def _seeded_by_the_flake_run(monkeypatch: pytest.MonkeyPatch) -> None:
 
     import numpy as np
 
-    from torchcontract.conformance import _engine
+    from torchcontract.conformance._core.options import Options
 
     seed = int(_TEST_SEED)
     random.seed(seed)
@@ -68,12 +68,12 @@ def _seeded_by_the_flake_run(monkeypatch: pytest.MonkeyPatch) -> None:
         import torch
 
         torch.manual_seed(seed)
-    original = _engine.Options.from_kwargs.__func__  # type: ignore[attr-defined]
+    original = Options.from_kwargs.__func__  # type: ignore[attr-defined]
 
-    def from_kwargs(cls: type[_engine.Options], options: dict[str, object]) -> _engine.Options:
+    def from_kwargs(cls: type[Options], options: dict[str, object]) -> Options:
         return original(cls, {"seed": seed, **options})  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(_engine.Options, "from_kwargs", classmethod(from_kwargs))
+    monkeypatch.setattr(Options, "from_kwargs", classmethod(from_kwargs))
 
 
 @pytest.fixture(scope="session")

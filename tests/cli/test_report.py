@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from torchcontract.conformance import checks_for, protocol_by_name
-from torchcontract.conformance._deviations import DEVIATIONS
+from torchcontract.conformance._targets.deviations import DEVIATIONS
 from torchcontract.conformance.cli import main
 
 

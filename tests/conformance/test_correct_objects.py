@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from torchcontract.conformance import Report, check
-from torchcontract.conformance._deviations import expected_failures
+from torchcontract.conformance._targets.deviations import expected_failures
 from torchcontract.conformance._values import difference
 from torchcontract.protocols import MapDataset, Module
 

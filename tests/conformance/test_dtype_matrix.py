@@ -327,7 +327,7 @@ def test_the_markdown_summary_names_the_dtype() -> None:
 
 
 def test_isolated_checks_run_in_each_dtype() -> None:
-    from torchcontract.conformance._isolation import ISOLATION_AVAILABLE
+    from torchcontract.conformance._core.isolation import ISOLATION_AVAILABLE
 
     if not ISOLATION_AVAILABLE:
         pytest.skip("isolation needs os.fork")

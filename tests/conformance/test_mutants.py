@@ -76,7 +76,7 @@ def _assert_hang_contained(mutant: Mutant, report: Report, elapsed: float) -> No
     hung_at = ids.index(mutant.violates)
     assert "did not return within the time budget" in report.results[hung_at].message
     after = report.results[hung_at + 1 :]
-    assert after, "the hang should come before the last check, so that skipping is tested"
+    assert after, "the hang should come before the last check, so that the checks after it are tested"
     for later in after:
         # Skips for missing needs (torch, CUDA) come first; every other check names the hang.
         if later.status == "skipped" and later.message.startswith("needs"):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from torchcontract.conformance import Report, check
-from torchcontract.conformance._convert import in_dtype, on_device
+from torchcontract.conformance._values.convert import in_dtype, on_device
 from torchcontract.protocols import Module
 
 BOTH = (torch.float32, torch.float64)

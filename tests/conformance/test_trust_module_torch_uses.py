@@ -248,7 +248,7 @@ def test_a_difference_only_after_dynamo_is_said_to_come_from_aot_autograd(
 ) -> None:
     # A stand-in for AOTAutograd mis-tracing a module: a backend that adds 1 to every graph output.
     # TorchDynamo alone ("eager") matches, so the message names the later stage.
-    from torchcontract.conformance.checks import module as module_checks
+    from torchcontract.conformance.checks.module import functional as module_checks
 
     def off_by_one(graph: Any, example_inputs: Any) -> Any:
         def run(*args: Any) -> Any:
@@ -382,10 +382,10 @@ def test_the_changed_tensors_ask_for_gradients_as_the_modules_own_do() -> None:
 
 
 def test_a_structure_difference_describes_the_outputs_themselves() -> None:
-    from torchcontract.conformance.checks.module import _structure_difference
+    from torchcontract.conformance.checks.module._shared import structure_difference
 
-    found = _structure_difference((torch.zeros(2), torch.zeros(2)), torch.zeros(2))
+    found = structure_difference((torch.zeros(2), torch.zeros(2)), torch.zeros(2))
     assert found is not None
     assert "tuple" in found, found
     assert "float32" in found, found
-    assert _structure_difference(torch.zeros(2), torch.ones(3)) is None
+    assert structure_difference(torch.zeros(2), torch.ones(3)) is None

@@ -85,10 +85,30 @@ def test_a_subclass_that_adds_an_argument_is_not_checked_as_another_sampler() ->
         assert "shards=" in result.message, result.message
 
 
-def test_the_reference_distributed_sampler_is_still_inferred() -> None:
-    report = check(
-        ref.DistributedSampler(10, num_replicas=2, rank=0), Sampler, world_size=2, data_source_len=10
+def test_only_torchs_own_distributed_sampler_is_rebuilt() -> None:
+    # The reference DistributedSampler is built like torch's, but the checks know no class but torch's:
+    # it declares its shards as any other sampler does (the report's target gives shards=).
+    sampler = ref.DistributedSampler(10, num_replicas=2, rank=0)
+    report = check(sampler, Sampler, world_size=2, data_source_len=10)
+    _no_failure(report)
+    for clause in SHARDING:
+        result = _result(report, f"sampler.{clause}")
+        assert result.status == "skipped", report
+        assert "torch's DistributedSampler itself, not DistributedSampler" in result.message, result.message
+    declared = check(
+        sampler,
+        Sampler,
+        world_size=2,
+        data_source_len=10,
+        shards=lambda rank, world_size: ref.DistributedSampler(10, num_replicas=world_size, rank=rank),
     )
+    assert _statuses(declared)["sampler.shards_cover_dataset"] == "passed", declared
+
+
+def test_torchs_distributed_sampler_is_rebuilt_from_its_attributes() -> None:
+    data = pytest.importorskip("torch.utils.data", reason=NO_TORCH_REASON)
+    sampler = data.DistributedSampler(range(10), num_replicas=2, rank=0)
+    report = check(sampler, Sampler, world_size=2)
     assert _statuses(report)["sampler.shards_cover_dataset"] == "passed", report
 
 

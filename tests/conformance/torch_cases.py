@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils import data as tud
 
-from torchcontract.conformance._deviations import expected_failures
+from torchcontract.conformance._targets.deviations import expected_failures
 from torchcontract.protocols import (
     CallableModule,
     CollateFn,
@@ -25,7 +25,7 @@ from torchcontract.protocols import (
 
 from .cases import Case, transposed, unbatched
 
-# The documented deviations (conformance/_deviations.py: the one table that SPEC.md and README follow).
+# The documented deviations (conformance/_targets/deviations.py: the table SPEC.md and README follow).
 VIEWS = expected_failures("views")
 CONCAT_NEGATIVE = expected_failures("concat_negative_index")
 

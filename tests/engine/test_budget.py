@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from torchcontract.conformance import CheckResult, Report, _calls, _equality, check
+from torchcontract.conformance import CheckResult, Report, check
+from torchcontract.conformance._runtime import calls as _calls
+from torchcontract.conformance._values import equality as _equality
 from torchcontract.protocols import IterableDataset, Loader, MapDataset
 
 

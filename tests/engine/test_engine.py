@@ -21,12 +21,12 @@ from torchcontract.conformance import (
     Context,
     Report,
     Target,
-    _registry,
     check,
     checks_for,
     protocol_by_name,
     register_check,
 )
+from torchcontract.conformance._core import registry as _registry
 from torchcontract.protocols import (
     CallableModule,
     CollateFn,
@@ -464,15 +464,17 @@ def test_device_dependent_results_name_their_device() -> None:
 @pytest.fixture
 def scratch_registry() -> Iterator[None]:
     """Checks registered inside a test are removed afterwards (the registry is global)."""
-    before = dict(_registry._REGISTRY)
+    before, ids = dict(_registry._REGISTRY), dict(_registry._IDS)
     yield
     _registry._REGISTRY.clear()
     _registry._REGISTRY.update(before)
+    _registry._IDS.clear()
+    _registry._IDS.update(ids)
 
 
 @pytest.mark.usefixtures("scratch_registry")
 def test_a_custom_check_runs_for_its_protocol() -> None:
-    @register_check("mylib.loader_has_batches", protocol=Loader, severity="recommended")
+    @register_check("mylib.loader_has_batches", protocol=Loader, severity="recommended", since="1.0")
     def loader_has_batches(ctx: Context) -> None:
         """The loader yields at least one batch."""
         if not list(ctx.obj):
@@ -490,13 +492,13 @@ def test_a_custom_check_runs_for_its_protocol() -> None:
     [
         ("NoDots", {}, "dotted lower_snake_case"),
         ("map_dataset.len_is_non_negative_int", {}, "already registered"),
-        ("mylib.x", {"requires": ("mylib.missing",)}, "requires unregistered checks"),
+        ("mylib.x", {"requires": ("mylib.missing",)}, "requires the unregistered check 'mylib.missing'"),
         ("mylib.x", {"severity": "optional"}, "severity must be"),
         ("mylib.x", {"needs": ("gpu",)}, "unknown needs"),
     ],
 )
 def test_register_check_rejects_bad_metadata(check_id: str, kwargs: dict[str, Any], error: str) -> None:
-    arguments: dict[str, Any] = {"protocol": MapDataset, "severity": "required", **kwargs}
+    arguments: dict[str, Any] = {"protocol": MapDataset, "severity": "required", "since": "1.0", **kwargs}
 
     def rule(ctx: Context) -> None:
         """A rule."""
@@ -511,7 +513,38 @@ def test_register_check_needs_a_docstring() -> None:
         pass
 
     with pytest.raises(ValueError, match="needs a docstring"):
-        register_check("mylib.undocumented", protocol=MapDataset, severity="required")(undocumented)
+        register_check("mylib.undocumented", protocol=MapDataset, severity="required", since="1.0")(
+            undocumented
+        )
+
+
+@pytest.mark.usefixtures("scratch_registry")
+def test_a_check_without_an_id_is_named_after_its_protocol_and_function() -> None:
+    @register_check(protocol=MapDataset, severity="recommended", since="0.2.0")
+    def has_a_name(ctx: Context) -> None:
+        """The dataset has a name."""
+
+    @register_check(protocol=MapDataset, severity="recommended", requires=(has_a_name,), since="0.2.0")
+    def name_is_short(ctx: Context) -> None:
+        """The dataset's name is short."""
+
+    assert CHECKS["map_dataset.has_a_name"].func is has_a_name
+    assert CHECKS["map_dataset.name_is_short"].requires == ("map_dataset.has_a_name",)
+    assert CHECKS["map_dataset.name_is_short"].since == "0.2.0"
+
+
+@pytest.mark.usefixtures("scratch_registry")
+def test_register_check_needs_since_and_registered_prerequisites() -> None:
+    def rule(ctx: Context) -> None:
+        """A rule."""
+
+    with pytest.raises(TypeError, match="since"):
+        register_check(protocol=MapDataset, severity="required")(rule)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="since must be the version that added the check"):
+        register_check(protocol=MapDataset, severity="required", since="")(rule)
+    with pytest.raises(ValueError, match=r"requires test_register_check_needs_since.*rule, which is not a"):
+        register_check(protocol=MapDataset, severity="required", since="1.0", requires=(rule,))
+    assert "map_dataset.rule" not in CHECKS
 
 
 def test_every_registered_check_has_a_rule_and_known_prerequisites() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from torchcontract.conformance import check
-from torchcontract.conformance._isolation import ISOLATION_AVAILABLE
+from torchcontract.conformance._core.isolation import ISOLATION_AVAILABLE
 from torchcontract.protocols import MapDataset
 
 pytestmark = pytest.mark.skipif(not ISOLATION_AVAILABLE, reason="isolation needs os.fork")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from torchcontract.conformance import ConformanceWarning, Target, _registry, check
+from torchcontract.conformance import ConformanceWarning, Target, check
+from torchcontract.conformance._core import registry as _registry
 from torchcontract.protocols import MapDataset
 
 NEW = "map_dataset.negative_index_mirrors_python"

@@ -21,7 +21,7 @@ from torchcontract.conformance import (
     check,
     report_schema,
 )
-from torchcontract.conformance._registry import _ID_PATTERN
+from torchcontract.conformance._core.registry import _ID_PATTERN
 from torchcontract.conformance._results import SCHEMA_VERSION, STATUSES, environment
 from torchcontract.conformance.cli import main
 from torchcontract.protocols import CollateFn, MapDataset
@@ -158,7 +158,7 @@ def test_the_cli_check_json_validates(project: Path, attribute: str, status: int
 
 def test_the_cli_report_json_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A small set of targets instead of the reference and torch (tests/cli/test_report.py runs those).
-    from torchcontract.conformance import _default_targets
+    from torchcontract.conformance._targets import defaults as _default_targets
 
     small = [
         Target(Squares(), MapDataset, name="squares"),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from torchcontract.conformance import Target, check
-from torchcontract.conformance._engine import Context
-from torchcontract.conformance._registry import CHECKS
+from torchcontract.conformance._core.context import Context
+from torchcontract.conformance._core.registry import CHECKS
 from torchcontract.protocols import MapDataset
 
 
@@ -36,7 +36,7 @@ def test_a_correct_dataset_of_any_length_passes(length: int) -> None:
 
 def _context(**options: object) -> Context:
     target = Target(Huge(10), MapDataset, **options)
-    return Context(target.session(), CHECKS["map_dataset.getitem_in_range_succeeds"])
+    return target.session().context(CHECKS["map_dataset.getitem_in_range_succeeds"])
 
 
 def test_sampled_indices_are_the_same_picks_as_before() -> None:

@@ -41,11 +41,11 @@ def test_the_registry_lists_the_clauses_in_spec_order() -> None:
 
 @pytest.mark.parametrize("check_id", sorted(CHECKS))
 def test_each_check_lives_in_its_protocols_module(check_id: str) -> None:
+    # The id is the protocol's and the function's name (register_check derives it): the clause
+    # protocol.rule is the function rule of checks/<protocol>.py, or of a module of checks/<protocol>/.
     module = CHECKS[check_id].func.__module__
     expected = f"torchcontract.conformance.checks.{check_id.split('.')[0]}"
-    assert module == expected, f"{check_id} is defined in {module}; move it to {expected}"
-    name = CHECKS[check_id].func.__name__
-    assert name == check_id.split(".")[1], f"{check_id} is the function {name}: name it after the clause"
+    assert module == expected or module.startswith(f"{expected}."), f"{check_id} is defined in {module}"
 
 
 @pytest.mark.parametrize("check_id", sorted(CHECKS))
@@ -74,7 +74,7 @@ def _deviation_paragraphs() -> dict[str, str]:
 
 
 def test_every_deviation_of_the_table_is_in_spec_and_readme() -> None:
-    from torchcontract.conformance._deviations import DEVIATIONS
+    from torchcontract.conformance._targets.deviations import DEVIATIONS
 
     paragraphs = _deviation_paragraphs()
     readme_rows = [line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
@@ -89,13 +89,13 @@ def test_every_deviation_of_the_table_is_in_spec_and_readme() -> None:
 
 
 def test_every_deviation_in_spec_is_in_the_table() -> None:
-    from torchcontract.conformance._deviations import DEVIATIONS
+    from torchcontract.conformance._targets.deviations import DEVIATIONS
 
     assert sorted(_deviation_paragraphs()) == sorted({d.check_id for d in DEVIATIONS})
 
 
 def test_the_table_names_each_deviation_once() -> None:
-    from torchcontract.conformance._deviations import DEVIATIONS, expected_failures
+    from torchcontract.conformance._targets.deviations import DEVIATIONS, expected_failures
 
     keys = [deviation.key for deviation in DEVIATIONS]
     assert len(keys) == len(set(keys))

@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from torchcontract.conformance._tree import CYCLE, LEAF, MAPPING, OBJECT, SEQUENCE
 from torchcontract.conformance._values import (
     close_difference,
     compare,
@@ -30,6 +29,7 @@ from torchcontract.conformance._values import (
     structure,
     unflatten,
 )
+from torchcontract.conformance._values.tree import CYCLE, LEAF, MAPPING, OBJECT, SEQUENCE
 
 # Only what a property test needs: no deadline (the first example imports things), and generated
 # nests may be slow to build. The number of examples and their randomness come from the profile.

@@ -315,8 +315,11 @@ def test_the_world_size_option_turns_on_the_distributed_checks(pytester: pytest.
         from torchcontract.conformance import Target, parametrize_with_checks
         from torchcontract.protocols import Sampler
 
+        def rank_sampler(rank, world_size):
+            return ref.DistributedSampler(10, num_replicas=world_size, rank=rank)
+
         @parametrize_with_checks([Target(ref.DistributedSampler(10, num_replicas=2, rank=0), Sampler,
-                                         name="shards", data_source_len=10)])
+                                         name="shards", data_source_len=10, shards=rank_sampler)])
         def test_conformance(target, check):
             check(target)
         """
@@ -390,19 +393,20 @@ def test_the_fresh_interpreter_is_starting_before_the_spawn_test_asks_for_it(
     pytest.importorskip("torch")
     pytester.makeconftest(
         """
-        import torchcontract.conformance._fresh_interpreter as fi
+        import torchcontract.conformance._runtime.fresh as fi
 
         RUNNING = []
         fetch = fi.fetch
 
         def recording_fetch(*args, **kwargs):
-            RUNNING.append(bool(fi._current))
+            RUNNING.append(bool(fi.client._current))
             return fetch(*args, **kwargs)
 
         fi.fetch = recording_fetch
 
         def pytest_sessionfinish(session):
-            print(f"\\nSERVER running at each request {RUNNING}; running at the end {bool(fi._current)}")
+            running = bool(fi.client._current)
+            print(f"\\nSERVER running at each request {RUNNING}; running at the end {running}")
         """
     )
     _write(

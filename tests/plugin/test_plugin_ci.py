@@ -32,14 +32,14 @@ def _write(pytester: pytest.Pytester, targets: str) -> None:
 def test_importing_the_plugin_imports_neither_numpy_nor_the_engine() -> None:
     code = (
         "import sys, torchcontract.conformance.plugin; "
-        "print('numpy' in sys.modules, 'torchcontract.conformance._engine' in sys.modules)"
+        "print('numpy' in sys.modules, 'torchcontract.conformance._core.target' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 
 
 def test_the_registry_has_the_built_in_checks_whichever_module_comes_first() -> None:
-    code = "from torchcontract.conformance._registry import CHECKS; print(len(CHECKS))"
+    code = "from torchcontract.conformance._core.registry import CHECKS; print(len(CHECKS))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     from torchcontract.conformance import CHECKS
 
@@ -53,7 +53,7 @@ def test_a_pytest_run_without_conformance_tests_imports_no_numpy(pytester: pytes
 
         def test_plain():
             assert "numpy" not in sys.modules, "something imported numpy"
-            assert "torchcontract.conformance._engine" not in sys.modules
+            assert "torchcontract.conformance._core.target" not in sys.modules
         """
     )
     result = pytester.runpytest_subprocess(*QUIET, "-p", "no:randomly")

@@ -31,4 +31,4 @@ def test_a_run_without_conformance_tests_builds_no_report(tmp_path: Path) -> Non
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("0 True "), done.stdout  # the plugin was loaded, the test passed
     assert "torchcontract.conformance._results" not in last, done.stdout
-    assert "torchcontract.conformance._engine" not in last, done.stdout
+    assert "torchcontract.conformance._core.target" not in last, done.stdout

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from torchcontract.conformance._files import OutputError, output_problem, write_atomically
+from torchcontract._files import OutputError, output_problem, write_atomically
 
 # A file-size limit (ulimit -f) in a child process: any write past it fails with EFBIG ("File too
 # large"; Python ignores SIGXFSZ), as a full disk fails with ENOSPC.
@@ -89,7 +89,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path: Path,
     target.write_text("# the old summary\n", encoding="utf-8")
     script = textwrap.dedent(
         f"""
-        from torchcontract.conformance._files import OutputError, write_atomically
+        from torchcontract._files import OutputError, write_atomically
         try:
             write_atomically({str(target)!r}, "x" * {4 * LIMIT}, append={append})
         except OutputError as error:

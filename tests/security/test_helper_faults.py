@@ -19,13 +19,13 @@ pytest.importorskip("torch", reason="torch is not installed (pip install 'torchc
 
 SCRIPT = """
 import json, os, signal
-import torchcontract.conformance._fresh_interpreter as fresh
+import torchcontract.conformance._runtime.fresh as fresh
 from torchcontract.conformance import Target, check_distributed
 from torchcontract.protocols import MapDataset
 from objects import Squares, loader_of_rank, loader_that_kills_the_helper
 
 fresh.prestart(("torch",))
-server = fresh._server()  # started and ready
+server = fresh.client._server()  # started and ready
 if {before!r}:
     os.kill(server.process.pid, getattr(signal, {before!r}))
 if {distributed}:

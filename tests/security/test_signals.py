@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from torchcontract.conformance import Target, check
-from torchcontract.conformance._isolation import ISOLATION_AVAILABLE
+from torchcontract.conformance._core.isolation import ISOLATION_AVAILABLE
 from torchcontract.protocols import MapDataset
 
 # -- KeyboardInterrupt raised by the object -----------------------------------------------------------

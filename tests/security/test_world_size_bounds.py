@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from torchcontract.conformance import Target, check
-from torchcontract.conformance._arguments import MAX_STARTED_RANKS, MAX_WORLD_SIZE
+from torchcontract.conformance._core.arguments import MAX_STARTED_RANKS, MAX_WORLD_SIZE
 from torchcontract.protocols import Loader, Sampler
 
 

@@ -1,4 +1,4 @@
-"""The fresh interpreter is started when a run that needs it begins (_fresh_interpreter.prestart), so
+"""The fresh interpreter is started when a run that needs it begins (_runtime.fresh.prestart), so
 that its start overlaps the checks before the spawn clause. In a fresh process: the server of an
 earlier test would otherwise already run."""
 
@@ -13,7 +13,7 @@ import pytest
 
 SCRIPT = textwrap.dedent(
     """
-    import torchcontract.conformance._fresh_interpreter as fi
+    import torchcontract.conformance._runtime.fresh as fi
     from torchcontract.conformance import Target
     from torchcontract.protocols import MapDataset
 
@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
     fetch = fi.fetch
 
     def recording_fetch(*args, **kwargs):
-        running_at_first_request.append(bool(fi._current))
+        running_at_first_request.append(bool(fi.client._current))
         return fetch(*args, **kwargs)
 
     fi.fetch = recording_fetch
@@ -55,7 +55,7 @@ def test_the_server_is_already_starting_when_the_spawn_clause_asks_for_it() -> N
 @pytest.mark.slow
 def test_an_isolated_target_does_not_prestart() -> None:
     pytest.importorskip("torch")
-    script = SCRIPT.replace("MapDataset)", "MapDataset, isolate=True)") + "print(bool(fi._current))\n"
+    script = SCRIPT.replace("MapDataset)", "MapDataset, isolate=True)") + "print(bool(fi.client._current))\n"
     out = run(script)
     assert out.splitlines()[-1] == "False", out
 
@@ -83,7 +83,7 @@ ON_DEMAND_SCRIPT = textwrap.dedent(
     """
     import numpy as np
     import torchvision
-    import torchcontract.conformance._fresh_interpreter as fi
+    import torchcontract.conformance._runtime.fresh as fi
     from torchcontract.conformance import Target
     from torchcontract.protocols import MapDataset
     from points_mod import Points
@@ -91,10 +91,10 @@ ON_DEMAND_SCRIPT = textwrap.dedent(
     wanted = ("map_dataset.len_is_non_negative_int", "map_dataset.spawn_workers_yield_same_samples")
     select = lambda c: c.check_id in wanted
     plain = Target(Points(), MapDataset, name="plain").run(select=select, time_budget_s=1)
-    print([r.status for r in plain.results], sorted(fi._current[0].imported))
+    print([r.status for r in plain.results], sorted(fi.client._current[0].imported))
     transform = torchvision.transforms.Lambda(np.asarray)  # a torchvision object in the pickle
     held = Target(Points(transform), MapDataset, name="held").run(select=select, time_budget_s=1)
-    print([r.status for r in held.results], sorted(fi._current[0].imported))
+    print([r.status for r in held.results], sorted(fi.client._current[0].imported))
     """
 )
 
@@ -146,7 +146,7 @@ TORCH_USERS_SCRIPT = textwrap.dedent(
     """
     import pickle
     import torch
-    import torchcontract.conformance._fresh_interpreter as fi
+    import torchcontract.conformance._runtime.fresh as fi
     from torchcontract.conformance import Target
     from torchcontract.protocols import MapDataset
     from torch_users import UsesTorch
@@ -155,12 +155,13 @@ TORCH_USERS_SCRIPT = textwrap.dedent(
     print(fi.imports_for(UsesTorch()), fi.imports_for(ImportsTorchLazily()))
     wanted = ("map_dataset.len_is_non_negative_int", "map_dataset.spawn_workers_yield_same_samples")
     Target(UsesTorch(), MapDataset).run(select=lambda c: c.check_id in wanted)
-    server = fi._current[0]
+    server = fi.client._current[0]
     print(sorted(server.imported))
     server.close()
-    fi._current.clear()
+    fi.client._current.clear()
     fetched = fi.fetch(fi.pickled(ImportsTorchLazily()), indices=[1, 2], limit=0, time_left=120)
-    print(sorted(fi._current[0].imported), [pickle.loads(item) for item in fetched.items], fetched.raised)
+    imported = sorted(fi.client._current[0].imported)
+    print(imported, [pickle.loads(item) for item in fetched.items], fetched.raised)
     """
 )
 
@@ -184,7 +185,7 @@ def test_an_odd_namespace_makes_the_package_imported_not_an_error(monkeypatch: p
     import json
     import types
 
-    import torchcontract.conformance._fresh_interpreter as fi
+    import torchcontract.conformance._runtime.fresh as fi
 
     class Odd(type):
         @property
@@ -194,9 +195,9 @@ def test_an_odd_namespace_makes_the_package_imported_not_an_error(monkeypatch: p
     odd = types.ModuleType("odd_namespace")
     odd.Thing = Odd("Thing", (), {})  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "odd_namespace", odd)
-    assert fi._modules_use({"odd_namespace"}, "json") is True
+    assert fi.pickling.modules_use({"odd_namespace"}, "json") is True
     plain = types.ModuleType("plain_namespace")
     plain.dumps = json.dumps  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "plain_namespace", plain)
-    assert fi._modules_use({"plain_namespace"}, "json") is True  # a function of json's in it
-    assert fi._modules_use({"plain_namespace"}, "not_imported_anywhere") is False
+    assert fi.pickling.modules_use({"plain_namespace"}, "json") is True  # a function of json's in it
+    assert fi.pickling.modules_use({"plain_namespace"}, "not_imported_anywhere") is False

@@ -1,5 +1,5 @@
 """What runs when a main script is imported, as the spawn clauses judge it before a fresh interpreter
-re-imports the script (``_fresh_interpreter._unsafe_statement``): judged as Python runs it, so a
+re-imports the script (``_runtime.fresh.main_script.unsafe_statement``): judged as Python runs it, so a
 guarded script is not refused for code that only runs when called, nor accepted for code that runs
 at its definition."""
 
@@ -10,14 +10,14 @@ import textwrap
 
 import pytest
 
-from torchcontract.conformance._fresh_interpreter import _unsafe_statement
+from torchcontract.conformance._runtime.fresh.main_script import unsafe_statement
 
 GUARD = "\nif __name__ == '__main__':\n    main()\n"
 
 
 def _first_run(source: str) -> int | None:
     """The line of the first statement that runs code when the source is imported, or None."""
-    found = _unsafe_statement(ast.parse(textwrap.dedent(source)).body)
+    found = unsafe_statement(ast.parse(textwrap.dedent(source)).body)
     return None if found is None else found.lineno
 
 

@@ -1,6 +1,6 @@
 """The worker clauses never run the user's main script, however it was started, and leave the global
 multiprocessing configuration as found (the spawn clauses rebuild the dataset in torchcontract's own
-fresh interpreter; see src/torchcontract/conformance/_fresh_interpreter.py)."""
+fresh interpreter; see src/torchcontract/conformance/_runtime/fresh/)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import torch
 from torch.utils import data
 
 from torchcontract.conformance import Target, check
-from torchcontract.conformance._fresh_interpreter import ADVICE
+from torchcontract.conformance._runtime.fresh import ADVICE
 from torchcontract.protocols import IterableDataset, MapDataset
 
 from . import fixtures

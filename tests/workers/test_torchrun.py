@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("torch", reason="torch is not installed (pip install 'torchcontract[torch]')")
 
-from torchcontract.conformance._process_group import LAUNCHER_VARIABLES, _missing_ranks
+from torchcontract.conformance._core.process_group import LAUNCHER_VARIABLES, _missing_ranks
 
 ROOT = Path(__file__).resolve().parents[2]
 EQUAL = "loader.ranks_yield_equal_batch_counts"

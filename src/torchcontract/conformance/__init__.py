@@ -13,16 +13,11 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from torchcontract.conformance._check_distributed import check_distributed
-    from torchcontract.conformance._engine import (
-        DEFAULT_TIME_BUDGET_S,
-        ConformanceWarning,
-        Context,
-        Options,
-        Target,
-        check,
-    )
-    from torchcontract.conformance._parametrize import parametrize_with_checks
-    from torchcontract.conformance._registry import (
+    from torchcontract.conformance._core.arguments import DEFAULT_TIME_BUDGET_S
+    from torchcontract.conformance._core.context import Context
+    from torchcontract.conformance._core.errors import ConformanceWarning
+    from torchcontract.conformance._core.options import Options
+    from torchcontract.conformance._core.registry import (
         CHECKS,
         PROTOCOLS,
         Check,
@@ -30,23 +25,25 @@ if _typing.TYPE_CHECKING:
         protocol_by_name,
         register_check,
     )
+    from torchcontract.conformance._core.target import Target, check
+    from torchcontract.conformance._parametrize import parametrize_with_checks
     from torchcontract.conformance._results import CheckResult, Report, RunReport, report_schema
 
 # name -> the module that defines it
 _LAZY = {
-    "DEFAULT_TIME_BUDGET_S": "_engine",
-    "ConformanceWarning": "_engine",
-    "Context": "_engine",
-    "Options": "_engine",
-    "Target": "_engine",
-    "check": "_engine",
+    "DEFAULT_TIME_BUDGET_S": "_core.arguments",
+    "ConformanceWarning": "_core.errors",
+    "Context": "_core.context",
+    "Options": "_core.options",
+    "Target": "_core.target",
+    "check": "_core.target",
     "parametrize_with_checks": "_parametrize",
-    "CHECKS": "_registry",
-    "PROTOCOLS": "_registry",
-    "Check": "_registry",
-    "checks_for": "_registry",
-    "protocol_by_name": "_registry",
-    "register_check": "_registry",
+    "CHECKS": "_core.registry",
+    "PROTOCOLS": "_core.registry",
+    "Check": "_core.registry",
+    "checks_for": "_core.registry",
+    "protocol_by_name": "_core.registry",
+    "register_check": "_core.registry",
     "CheckResult": "_results",
     "Report": "_results",
     "RunReport": "_results",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from torchcontract.conformance._engine import Target
+    from torchcontract.conformance._core.target import Target
 
 __all__ = [
     "TODO",
@@ -233,9 +233,9 @@ def dumps(baseline: Mapping[str, Mapping[str, str]]) -> str:
 
 def write_baseline(path: str | Path, baseline: Mapping[str, Mapping[str, str]]) -> None:
     """Write ``baseline`` to ``path`` atomically: a failure raises
-    :class:`~torchcontract.conformance._files.OutputError` and leaves the old file (the baseline in
+    :class:`~torchcontract._files.OutputError` and leaves the old file (the baseline in
     use, with its written reasons) as it was."""
-    from torchcontract.conformance._files import write_atomically
+    from torchcontract._files import write_atomically
 
     write_atomically(path, dumps(baseline))
 

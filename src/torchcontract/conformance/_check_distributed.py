@@ -6,13 +6,18 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from torchcontract.conformance._arguments import started_ranks_problem, world_size_problem
-from torchcontract.conformance._engine import Options, Target
-from torchcontract.conformance._process_group import (
+from torchcontract.conformance._core.arguments import (
+    DEFAULT_DISTRIBUTED_TIME_BUDGET_S,
+    started_ranks_problem,
+    world_size_problem,
+)
+from torchcontract.conformance._core.options import Options
+from torchcontract.conformance._core.process_group import (
     group_rank_and_size,
     in_process_group,
     launcher_group,
 )
+from torchcontract.conformance._core.target import Target
 from torchcontract.conformance._results import Report
 from torchcontract.protocols import Loader
 
@@ -24,7 +29,7 @@ def check_distributed(
     world_size: int | None = None,
     *,
     name: str | None = None,
-    time_budget_s: float = 60.0,
+    time_budget_s: float = DEFAULT_DISTRIBUTED_TIME_BUDGET_S,
     expected_failures: Mapping[str, str] | None = None,
     **options: object,
 ) -> Report:

@@ -11,17 +11,19 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from torchcontract.conformance._engine import DEFAULT_TIME_BUDGET_S, ConformanceWarning, Target
+from torchcontract.conformance._core.arguments import DEFAULT_TIME_BUDGET_S
+from torchcontract.conformance._core.errors import ConformanceWarning
+from torchcontract.conformance._core.target import Target
+from torchcontract.conformance._pytest_shared import ACTIVE, MARK, ExpectedCheckFailure
 from torchcontract.conformance._results import CheckResult
-from torchcontract.conformance.plugin import ACTIVE, MARK, ExpectedCheckFailure
 
 if TYPE_CHECKING:
-    from _pytest.mark.structures import MarkDecorator
+    import pytest
 
 __all__ = ["MARK", "CheckCase", "StaleExpectedFailure", "parametrize_with_checks"]
 
 
-def parametrize_with_checks(targets: Sequence[Target]) -> MarkDecorator:
+def parametrize_with_checks(targets: Sequence[Target]) -> pytest.MarkDecorator:
     """Make the decorated test run once per (target, check), with ids ``<target name>-<check id>``.
 
     The test takes two arguments, ``target`` and ``check``, and its body is ``check(target)``::

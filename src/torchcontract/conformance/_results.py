@@ -255,9 +255,9 @@ class RunReport:
 
     def write(self, path: str | Path) -> None:
         """Write the JSON report to ``path``, creating its directory, atomically: a failure (a full
-        disk) raises :class:`~torchcontract.conformance._files.OutputError` naming the path and
+        disk) raises :class:`~torchcontract._files.OutputError` naming the path and
         leaves the old file as it was."""
-        from torchcontract.conformance._files import write_atomically
+        from torchcontract._files import write_atomically
 
         write_atomically(path, self.to_json())
 

@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import torchcontract
-from torchcontract.conformance._arguments import (
+from torchcontract._files import OutputError
+from torchcontract.conformance._core.arguments import (
+    DEFAULT_DISTRIBUTED_TIME_BUDGET_S,
     DEFAULT_TIME_BUDGET_S,
     STANDARD_OUTPUT,
     output_argument,
@@ -41,9 +43,9 @@ from torchcontract.conformance._arguments import (
     time_budget_argument,
     validate_device,
 )
-from torchcontract.conformance._engine import Options, Target
-from torchcontract.conformance._files import OutputError
-from torchcontract.conformance._registry import PROTOCOLS, checks_for, protocol_by_name
+from torchcontract.conformance._core.options import Options
+from torchcontract.conformance._core.registry import PROTOCOLS, checks_for, protocol_by_name
+from torchcontract.conformance._core.target import Target
 from torchcontract.conformance._results import STATUSES, Report, RunReport, report_schema
 
 __all__ = ["main"]
@@ -315,8 +317,8 @@ def _command_check(args: argparse.Namespace) -> int:
 
 
 def _command_report(args: argparse.Namespace) -> int:
-    from torchcontract.conformance import _fresh_interpreter
-    from torchcontract.conformance._default_targets import default_targets
+    from torchcontract.conformance._runtime import fresh as _fresh_interpreter
+    from torchcontract.conformance._targets.defaults import default_targets
 
     started = time.perf_counter()
     # The report's datasets are rebuilt in the fresh interpreter, torch's and torchvision's among them:
@@ -362,7 +364,11 @@ def _command_report(args: argparse.Namespace) -> int:
 
 def _command_check_distributed(args: argparse.Namespace) -> int:
     from torchcontract.conformance._check_distributed import check_distributed
-    from torchcontract.conformance._process_group import group_rank_and_size, in_process_group, launcher_group
+    from torchcontract.conformance._core.process_group import (
+        group_rank_and_size,
+        in_process_group,
+        launcher_group,
+    )
 
     factory = _load(args.target)
     if not callable(factory):
@@ -532,9 +538,12 @@ def _parser() -> argparse.ArgumentParser:
     distributed.add_argument(
         "--time-budget",
         type=time_budget_argument,
-        default=60.0,
+        default=DEFAULT_DISTRIBUTED_TIME_BUDGET_S,
         metavar="SECONDS",
-        help="seconds each check may take, and the bound on every collective (default 60)",
+        help=(
+            "seconds each check may take, and the bound on every collective "
+            f"(default {DEFAULT_DISTRIBUTED_TIME_BUDGET_S:g})"
+        ),
     )
     distributed.add_argument("--format", choices=("text", "markdown"), default="text")
     report = commands.add_parser("report", help="the conformance table of the reference and of torch")

@@ -21,32 +21,28 @@ import pytest
 # Only light modules here: pytest imports this plugin at every start, in every project where
 # torchcontract is installed. The engine (and NumPy) are imported once a test uses
 # parametrize_with_checks (pytest_generate_tests), as Hypothesis's plugin does.
-from torchcontract.conformance._arguments import (
+from torchcontract.conformance._core.arguments import (
     DEFAULT_TIME_BUDGET_S,
     devices_argument,
     launched,
     readable_file,
+    spanning_processes_limit_s,
     time_budget_argument,
     world_size_argument,
     writable_file,
 )
+from torchcontract.conformance._pytest_shared import ACTIVE, MARK, ExpectedCheckFailure
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from torchcontract.conformance._engine import Target
+    from torchcontract.conformance._core.registry import Check
+    from torchcontract.conformance._core.target import Target
     from torchcontract.conformance._parametrize import CheckCase
-    from torchcontract.conformance._registry import Check
     from torchcontract.conformance._results import CheckResult, Report, RunReport
 
-MARK = "torchcontract_checks"
 _RESULTS = pytest.StashKey["_Results"]()
 _WORKER_OUTPUT_KEY = "torchcontract_results"
-
-
-class ExpectedCheckFailure(pytest.fail.Exception):  # type: ignore[misc,name-defined]
-    """How a generated test fails when its check failed: the only failure a declared expected failure
-    turns into an xfail (a check that could not be verified, or an internal error, stays what it is)."""
 
 
 @dataclasses.dataclass
@@ -284,10 +280,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 _BASELINE = pytest.StashKey[dict[str, dict[str, str]]]()
-# The configurations this plugin is active in: parametrize_with_checks, imported by pytest's
-# collection while none is, says the plugin is disabled instead of leaving every generated test to
-# error on a missing 'target' fixture.
-ACTIVE: list[pytest.Config] = []
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -316,10 +308,12 @@ def _join_launched_group(config: pytest.Config, time_budget_s: float) -> None:
             "torchcontract: under torchrun every rank runs the distributed clauses together, in the same "
             "order: run pytest without -n (pytest-xdist) there"
         )
-    from torchcontract.conformance import _process_group
+    from torchcontract.conformance._core import process_group as _process_group
 
     stack = contextlib.ExitStack()
-    config.stash[_LAUNCHED_RUN] = stack.enter_context(_process_group.launcher_group(4 * time_budget_s + 60))
+    config.stash[_LAUNCHED_RUN] = stack.enter_context(
+        _process_group.launcher_group(spanning_processes_limit_s(time_budget_s))
+    )
     config.stash[_LAUNCHED_GROUP] = stack
 
 
@@ -558,7 +552,7 @@ def _prestart(config: pytest.Config, case: CheckCase) -> None:
     selected = config.stash.get(_SELECTED, {}).pop((id(case.target), case.device), None)
     if not selected or hasattr(config, "workerinput"):
         return
-    from torchcontract.conformance._registry import CHECKS
+    from torchcontract.conformance._core.registry import CHECKS
 
     session = case.target.session(case.device, case.time_budget_s)
     case.target.prestart_fresh_interpreter(session, [CHECKS[c] for c in sorted(selected) if c in CHECKS])
@@ -583,8 +577,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     case = _case(item)
     if case is None:
         return
+    from torchcontract.conformance._core.registry import CHECKS
     from torchcontract.conformance._parametrize import CheckCase
-    from torchcontract.conformance._registry import CHECKS
 
     target = case.target
     spec = CHECKS.get(case.check_id)
@@ -727,7 +721,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if _rank() != 0:  # every rank ran the same checks; rank 0 writes what they found
         return
-    from torchcontract.conformance._files import OutputError
+    from torchcontract._files import OutputError
 
     writes: list[tuple[str | None, Callable[[str], None]]] = [
         (settings.report, run.write),
@@ -773,7 +767,7 @@ def _write_summary(config: pytest.Config, path: str) -> None:
             summary.rows.append(Row(check, row["severity"], outcome, row.get("message", "")))
         summaries.append(summary)
     text = render(summaries, OUTCOMES, "torchcontract conformance")
-    from torchcontract.conformance._files import write_atomically
+    from torchcontract._files import write_atomically
 
     # Appending: $GITHUB_STEP_SUMMARY is one file for a whole job. The old text and this run's replace
     # the file in one step, so that a full disk cannot leave a cut table in it.

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from torchcontract.conformance._files import replacing
+from torchcontract._files import replacing
 
 __all__ = ["IDXFormatError", "StrPath", "read_idx", "write_idx"]
 

@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchcontract.conformance._registry import protocol_id
-
 from ...conftest import HAS_TORCH
 
 __all__ = ["Mutant", "all_mutants"]
@@ -30,7 +28,7 @@ class Mutant:
     factory: builds a fresh object (checks may change state, e.g. a sampler's position).
     kwargs: passed to ``check()`` (example_inputs, time_budget_s, options such as infinite=True).
     message_contains: fragments the failure message must contain (the failing expression, the numbers).
-    hangs: the object hangs; every check after the failed one is skipped with the hang as reason.
+    hangs: the object hangs; every check after the failed one is unverified, with the hang as reason.
     """
 
     name: str
@@ -46,8 +44,9 @@ class Mutant:
 
     @property
     def test_id(self) -> str:
-        """``loader.resumes_abandoned_epoch``: the protocol's check-id prefix and the mutant's name."""
-        return f"{protocol_id(self.protocol)}.{self.name}"
+        """``map_dataset.index_past_end_raises_index_error-len_one_too_short``: the check it violates and
+        its name, so that ``pytest -k <check id>`` selects a clause's mutants."""
+        return f"{self.violates}-{self.name}"
 
 
 def all_mutants() -> list[Mutant]:

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
-from torchcontract.conformance._calls import global_change
-from torchcontract.conformance._engine import Context
+from torchcontract.conformance._core.context import Context
+from torchcontract.conformance._runtime.calls import global_change
 from torchcontract.conformance._values import describe, difference, is_tensor, tensor_module
 
 # The walk of a batch for custom types stops after this many nodes, and this deep (cycles).

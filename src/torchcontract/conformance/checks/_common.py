@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchcontract.conformance._calls import object_call
-from torchcontract.conformance._engine import WORLD_SIZE_OFF, Context, SharedKey
+from torchcontract.conformance._core.context import WORLD_SIZE_OFF, Context, SharedKey
+from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import describe, describe_structure, structure
 
 __all__ = [

@@ -52,8 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._calls import object_call
-from torchcontract.conformance._engine import Context
+from torchcontract.conformance._core.context import Context
+from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import is_tensor, tensor_module
 
 __all__ = ["Restorer", "is_opaque", "preserved", "preserving"]

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._calls import stop_if_abandoned
-from torchcontract.conformance._engine import Context, SharedKey
+from torchcontract.conformance._core.context import Context, SharedKey
+from torchcontract.conformance._runtime.calls import stop_if_abandoned
 from torchcontract.conformance._values import tensor_module
 
 __all__ = ["restored", "working_copy"]

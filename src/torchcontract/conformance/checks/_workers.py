@@ -9,7 +9,7 @@ wait with DataLoader's ``timeout``. Samples cross the process boundary untouched
 
 The DataLoader workers are forked (``fork`` on Linux, whatever Python's default start method), so
 they never re-run the user's main script. The ``spawn`` clauses rebuild the dataset from its pickle
-in torchcontract's own fresh interpreter (:mod:`torchcontract.conformance._fresh_interpreter`, which
+in torchcontract's own fresh interpreter (:mod:`torchcontract.conformance._runtime.fresh`, which
 explains why not multiprocessing's ``spawn``/``forkserver``): the main script is never executed,
 and the global multiprocessing configuration is left exactly as found.
 
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance import _fresh_interpreter as fresh
-from torchcontract.conformance._engine import Context
+from torchcontract.conformance._core.context import Context
+from torchcontract.conformance._runtime import fresh
 from torchcontract.conformance._values import describe, difference, is_iterable_style, is_tensor, leaves
 from torchcontract.conformance.checks._common import END, next_item
 

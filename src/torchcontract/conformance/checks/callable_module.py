@@ -12,16 +12,12 @@ only where they stay deterministic; each clause says how.
 
 from __future__ import annotations
 
-import copy
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from torchcontract.conformance._calls import object_call
-from torchcontract.conformance._convert import map_tensors
-from torchcontract.conformance._engine import Context
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.context import Context
+from torchcontract.conformance._core.registry import register_check
+from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import (
     close_difference,
     describe,
@@ -30,156 +26,21 @@ from torchcontract.conformance._values import (
     structure,
     tensor_module,
 )
+from torchcontract.conformance._values.convert import map_tensors
+from torchcontract.conformance.checks._calling import (
+    args_text,
+    call_module,
+    eval_mode,
+    fresh_inputs,
+    fresh_kwargs,
+    preserving_module,
+)
 from torchcontract.conformance.checks._common import try_deepcopy
-from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.protocols import CallableModule
-
-CALLS = "callable_module.call_returns"
-DETERMINISTIC = "callable_module.eval_is_deterministic"
-
-__all__ = [
-    "args_text",
-    "call_module",
-    "eval_mode",
-    "fresh_inputs",
-    "fresh_kwargs",
-    "initialise_lazy_modules",
-    "mode_snapshot",
-    "preserving_module",
-    "restore_mode",
-    "restore_modes",
-]
-
-
-def _with_submodules(module: Any) -> list[Any]:
-    """The module and every descendant it exposes (``named_modules()``, else ``named_children()``)."""
-    try:
-        if hasattr(module, "named_modules"):
-            return [sub for _, sub in module.named_modules()]
-        found = [module]
-        for _, child in module.named_children() if hasattr(module, "named_children") else ():
-            found.extend(_with_submodules(child))
-        return found
-    except Exception:  # an odd container is reported by train_eval_set_mode, not here
-        return [module]
-
-
-def mode_snapshot(module: Any) -> list[tuple[Any, Any]]:
-    """(module, training flag) for the module and every submodule with a ``training`` attribute."""
-    return [(sub, sub.training) for sub in _with_submodules(module) if hasattr(sub, "training")]
-
-
-def restore_modes(module: Any, snapshot: list[tuple[Any, Any]], name: str = "m") -> None:
-    """Put every submodule back in its own mode, exactly: a model in train mode with a frozen
-    BatchNorm in eval comes back with that BatchNorm still in eval (``train()`` alone would not).
-    ``name``: the module's name in messages."""
-    if snapshot and snapshot[0][0] is module:
-        restore_mode(module, bool(snapshot[0][1]), name)
-    with object_call(f"<setting the training flag of each of {name}'s submodules back>"):
-        for sub, training in snapshot:
-            if getattr(sub, "training", training) is not training:
-                try:
-                    sub.training = training
-                except Exception:  # a read-only flag: the check's restorer reports it
-                    continue
-
-
-@contextmanager
-def eval_mode(module: Any, name: str = "m") -> Iterator[None]:
-    """Put ``module`` (called ``name`` in messages) in eval mode if it has one; restore every
-    submodule's mode afterwards. Both are calls into the module: an exception or a hang in its
-    ``eval()`` or ``train()`` is its own, naming the call."""
-    if not (hasattr(module, "eval") and hasattr(module, "train") and hasattr(module, "training")):
-        yield
-        return
-    snapshot = mode_snapshot(module)
-    with object_call(f"{name}.eval()"):
-        module.eval()
-    try:
-        yield
-    finally:
-        restore_modes(module, snapshot, name)
-
-
-def restore_mode(module: Any, training: bool, name: str = "m") -> None:
-    """Put ``module`` back in the mode it had, with the calls every implementation takes (a
-    hand-written ``train()`` may take no ``mode``; that is train_eval_set_mode's to report). A call
-    into the module: its exception or hang is the module's, naming the call."""
-    call = "train" if training else "eval"
-    with object_call(f"{name}.{call}() (putting {name} back in {call} mode)"):
-        if training:
-            module.train()
-        else:
-            module.eval()
-
-
-def fresh_inputs(ctx: Context) -> tuple[Any, ...]:
-    inputs: tuple[Any, ...] = copy.deepcopy(ctx.example_inputs)
-    return inputs
-
-
-def fresh_kwargs(ctx: Context) -> dict[str, Any]:
-    kwargs: dict[str, Any] = copy.deepcopy(ctx.example_kwargs)
-    return kwargs
-
-
-def args_text(ctx: Context, inputs: str = "inputs") -> str:
-    """The arguments of a call as reproduce strings show them: ``*inputs`` or ``*inputs, **kwargs``."""
-    return f"*{inputs}, **kwargs" if ctx.example_kwargs else f"*{inputs}"
-
-
-def call_module(
-    ctx: Context, module: Any, what: str = "m(*inputs)", inputs: Any = None, kwargs: Any = None
-) -> Any:
-    """``module(*inputs, **kwargs)`` with fresh copies of the example arguments. ``what`` is written with
-    ``*inputs``; with example_kwargs, ``**kwargs`` is added to it."""
-    args = fresh_inputs(ctx) if inputs is None else inputs
-    keywords = fresh_kwargs(ctx) if kwargs is None else kwargs
-    return ctx.call(what.replace("*inputs)", f"{args_text(ctx)})"), module, *args, **keywords)
-
-
-def _has_lazy_tensors(module: Any) -> bool:
-    """Whether a torch module or a submodule holds a parameter or buffer that a lazy module has not
-    initialised yet (``torch.nn.parameter.is_lazy``). Reads torch's registries, calls nothing."""
-    from torch.nn.parameter import is_lazy
-
-    for sub in module.modules():
-        for registry in ("_parameters", "_buffers"):
-            table = vars(sub).get(registry)
-            if isinstance(table, dict) and any(is_lazy(tensor) for tensor in table.values()):
-                return True
-    return False
-
-
-def initialise_lazy_modules(ctx: Context) -> None:
-    """Run the dry run torch prescribes for a module with lazy submodules (``nn.LazyLinear`` and the
-    other ``Lazy*`` classes, which infer their parameters' shapes from their first input): after it,
-    "the network can be used as usual" (torch/nn/modules/lazy.py, LazyModuleMixin), which is what
-    the clauses are about; a copy taken before it would draw other initial values. In eval mode, with
-    the example arguments; the check's restorer puts the module back uninitialised afterwards. A dry
-    run that raises leaves the check to run on the module as it is: callable_module.call_returns reports
-    the call, and the clauses that call the module are skipped for it."""
-    torch = tensor_module()
-    if torch is None or not isinstance(ctx.obj, torch.nn.Module) or ctx.example_inputs is None:
-        return
-    if ctx.call("m.modules()", _has_lazy_tensors, ctx.obj):
-        with eval_mode(ctx.obj):
-            ctx.attempt(
-                f"m({args_text(ctx)}) (the dry run that initialises m's lazy modules)",
-                ctx.obj,
-                *fresh_inputs(ctx),
-                **fresh_kwargs(ctx),
-            )
-
-
-def preserving_module(func: Callable[[Context], None]) -> Callable[[Context], None]:
-    """:func:`~._preserve.preserving` for a check of a (callable) module: the module's state is put back
-    after the check, which starts on a module whose lazy submodules are initialised."""
-    return preserving(data=False, before=initialise_lazy_modules)(func)
 
 
 @register_check(
-    CALLS, protocol=CallableModule, severity="required", needs=("example_inputs",), per_dtype=True
+    protocol=CallableModule, severity="required", needs=("example_inputs",), per_dtype=True, since="0.1.0"
 )
 @preserving_module
 def call_returns(ctx: Context) -> None:
@@ -190,12 +51,12 @@ def call_returns(ctx: Context) -> None:
 
 
 @register_check(
-    DETERMINISTIC,
     protocol=CallableModule,
     severity="required",
     needs=("example_inputs",),
-    requires=(CALLS,),
+    requires=(call_returns,),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def eval_is_deterministic(ctx: Context) -> None:
@@ -218,12 +79,12 @@ def eval_is_deterministic(ctx: Context) -> None:
 
 
 @register_check(
-    "callable_module.call_matches_forward",
     protocol=CallableModule,
     severity="required",
     needs=("example_inputs",),
-    requires=(DETERMINISTIC,),
+    requires=(eval_is_deterministic,),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def call_matches_forward(ctx: Context) -> None:
@@ -368,11 +229,11 @@ def _call_matches_forward_around_hooks(ctx: Context, module: Any, hooks: str) ->
 
 
 @register_check(
-    "callable_module.call_runs_forward_once",
     protocol=CallableModule,
     severity="required",
     needs=("example_inputs",),
-    requires=(CALLS,),
+    requires=(call_returns,),
+    since="0.1.0",
 )
 @preserving_module
 def call_runs_forward_once(ctx: Context) -> None:
@@ -457,12 +318,12 @@ def _check_hooks_run_once(ctx: Context, module: Any) -> None:
 
 
 @register_check(
-    "callable_module.call_preserves_inputs",
     protocol=CallableModule,
     severity="recommended",
     needs=("example_inputs",),
-    requires=(CALLS,),
+    requires=(call_returns,),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def call_preserves_inputs(ctx: Context) -> None:
@@ -495,7 +356,7 @@ def call_preserves_inputs(ctx: Context) -> None:
 def _non_contiguous(value: Any, made: list[str], path: str = "inputs") -> Any:
     """``value`` with every strided tensor of at least one dimension replaced by a non-contiguous
     tensor of equal values (the names of those made non-contiguous go to ``made``), through the one
-    walker of values (:mod:`._convert`): the last two dimensions laid out transposed
+    walker of values (:mod:`.._values.convert`): the last two dimensions laid out transposed
     (``x.mT.contiguous().mT``, what a transpose or a permute gives), or, for one dimension, every other
     element of a tensor twice as long (torch's own ``test_non_contiguous_tensors`` does
     ``repeat_interleave(x, 2, dim=-1)[..., ::2]``). A tensor that cannot be rearranged (a subclass, a
@@ -533,12 +394,12 @@ def _rearranged(value: Any) -> Any:
 
 
 @register_check(
-    "callable_module.accepts_non_contiguous_inputs",
     protocol=CallableModule,
     severity="recommended",
     needs=("torch", "example_inputs"),
-    requires=(DETERMINISTIC,),
+    requires=(eval_is_deterministic,),
     per_dtype=True,
+    since="0.1.0",
 )
 @preserving_module
 def accepts_non_contiguous_inputs(ctx: Context) -> None:
@@ -581,7 +442,7 @@ def accepts_non_contiguous_inputs(ctx: Context) -> None:
         )
 
 
-@register_check("callable_module.repr_returns_str", protocol=CallableModule, severity="recommended")
+@register_check(protocol=CallableModule, severity="recommended", since="0.1.0")
 @preserving_module
 def repr_returns_str(ctx: Context) -> None:
     """repr(m) and str(m) return a str (for a torch module, through every submodule's extra_repr).

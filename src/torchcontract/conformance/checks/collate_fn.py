@@ -14,8 +14,8 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from torchcontract.conformance._engine import Context
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.context import Context
+from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import (
     describe,
     difference,
@@ -27,8 +27,6 @@ from torchcontract.conformance._values import (
 from torchcontract.conformance.checks._batches import accelerator_available, pin_problem, round_trip
 from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.protocols import CollateFn
-
-ROWS = "collate_fn.batch_has_one_row_per_sample"
 
 
 def _collate(ctx: Context, samples: list[Any], label: str) -> Any:
@@ -43,7 +41,7 @@ def _sublists(samples: list[Any]) -> list[tuple[str, list[Any]]]:
     return parts
 
 
-@register_check(ROWS, protocol=CollateFn, severity="required", needs=("example_inputs",))
+@register_check(protocol=CollateFn, severity="required", needs=("example_inputs",), since="0.1.0")
 @preserving(data=True)
 def batch_has_one_row_per_sample(ctx: Context) -> None:
     """collate(samples) holds len(samples) samples: the leading dimension of its arrays/tensors.
@@ -162,12 +160,7 @@ def _one_value_per_sample(samples: list[Any], batch: Any) -> bool:
     )
 
 
-@register_check(
-    "collate_fn.batch_mirrors_sample_structure",
-    protocol=CollateFn,
-    severity="required",
-    needs=("example_inputs",),
-)
+@register_check(protocol=CollateFn, severity="required", needs=("example_inputs",), since="0.1.0")
 @preserving(data=True)
 def batch_mirrors_sample_structure(ctx: Context) -> None:
     """The batch mirrors a sample's structure: dict keys, tuple/namedtuple arity and type."""
@@ -190,9 +183,7 @@ def batch_mirrors_sample_structure(ctx: Context) -> None:
         )
 
 
-@register_check(
-    "collate_fn.pickle_round_trip", protocol=CollateFn, severity="recommended", needs=("example_inputs",)
-)
+@register_check(protocol=CollateFn, severity="recommended", needs=("example_inputs",), since="0.1.0")
 @preserving(data=True)
 def pickle_round_trip(ctx: Context) -> None:
     """pickle.loads(pickle.dumps(collate)) collates example_inputs into a batch equal to the original's."""
@@ -225,12 +216,7 @@ def pickle_round_trip(ctx: Context) -> None:
         )
 
 
-@register_check(
-    "collate_fn.pin_memory_returns_batch",
-    protocol=CollateFn,
-    severity="required",
-    needs=("torch", "example_inputs"),
-)
+@register_check(protocol=CollateFn, severity="required", needs=("torch", "example_inputs"), since="0.1.0")
 @preserving(data=True)
 def pin_memory_returns_batch(ctx: Context) -> None:
     """A batch (or a part of it) of a custom type with a pin_memory() method gets the pinned batch back

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from torchcontract.conformance._engine import Context
-from torchcontract.conformance._fresh_interpreter import uses_fresh_interpreter
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.context import Context
+from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import describe, difference, fingerprint, is_iterable_style
 from torchcontract.conformance.checks._common import (
     END,
@@ -44,19 +43,13 @@ from torchcontract.conformance.checks._workers import (
 )
 from torchcontract.protocols import IterableDataset
 
-ITER = "iterable_dataset.iter_returns_iterator"
-ENDS = "iterable_dataset.iteration_ends"
-NEW_PASS = "iterable_dataset.new_iter_starts_new_pass"
-CROSSES = "iterable_dataset.items_cross_process_boundary"
-WORKERS_ONCE = "iterable_dataset.workers_yield_each_item_once"
-
 
 def first_pass(ctx: Context) -> Pass:
     """The first pass over the dataset: its length (when it ends) and its first items."""
     return recorded_first_pass(ctx, "ds")
 
 
-@register_check(ITER, protocol=IterableDataset, severity="required")
+@register_check(protocol=IterableDataset, severity="required", since="0.1.0")
 @preserving(data=True)
 def iter_returns_iterator(ctx: Context) -> None:
     """iter(ds) returns an iterator: it has __next__ and iter(it) is it."""
@@ -65,7 +58,9 @@ def iter_returns_iterator(ctx: Context) -> None:
         ctx.fail(problem, reproduce="it = iter(ds); next(it); iter(it) is it")
 
 
-@register_check(ENDS, protocol=IterableDataset, severity="required", requires=(ITER,))
+@register_check(
+    protocol=IterableDataset, severity="required", requires=(iter_returns_iterator,), since="0.1.0"
+)
 @preserving(data=True)
 def iteration_ends(ctx: Context) -> None:
     """A pass ends within the time budget (for a dataset declared infinite=True, a prefix is drawn)."""
@@ -98,12 +93,7 @@ def _not_a_new_pass(ctx: Context, second: int, first: int) -> None:
     )
 
 
-@register_check(
-    NEW_PASS,
-    protocol=IterableDataset,
-    severity="required",
-    requires=(ENDS,),
-)
+@register_check(protocol=IterableDataset, severity="required", requires=(iteration_ends,), since="0.1.0")
 @preserving(data=True)
 def new_iter_starts_new_pass(ctx: Context) -> None:
     """A new iter(ds) starts a new pass: the same number of items (equal items when deterministic)."""
@@ -163,12 +153,7 @@ def new_iter_starts_new_pass(ctx: Context) -> None:
                 )
 
 
-@register_check(
-    "iterable_dataset.len_matches_item_count",
-    protocol=IterableDataset,
-    severity="required",
-    requires=(ENDS,),
-)
+@register_check(protocol=IterableDataset, severity="required", requires=(iteration_ends,), since="0.1.0")
 @preserving(data=True)
 def len_matches_item_count(ctx: Context) -> None:
     """If ds has __len__, len(ds) equals the number of items in a pass."""
@@ -185,12 +170,7 @@ def len_matches_item_count(ctx: Context) -> None:
         )
 
 
-@register_check(
-    "iterable_dataset.exhaustion_is_sticky",
-    protocol=IterableDataset,
-    severity="required",
-    requires=(ENDS,),
-)
+@register_check(protocol=IterableDataset, severity="required", requires=(iteration_ends,), since="0.1.0")
 @preserving(data=True)
 def exhaustion_is_sticky(ctx: Context) -> None:
     """After StopIteration, next(it) raises StopIteration again."""
@@ -212,12 +192,7 @@ def exhaustion_is_sticky(ctx: Context) -> None:
             )
 
 
-@register_check(
-    "iterable_dataset.items_share_structure",
-    protocol=IterableDataset,
-    severity="required",
-    requires=(ENDS,),
-)
+@register_check(protocol=IterableDataset, severity="required", requires=(iteration_ends,), since="0.1.0")
 @preserving(data=True)
 def items_share_structure(ctx: Context) -> None:
     """Every item of a pass has the same structure (container types, arity, keys, leaf types, dtypes)."""
@@ -232,7 +207,9 @@ def items_share_structure(ctx: Context) -> None:
 # -- worker processes (SPEC.md, "Worker processes"; the mechanism is in _workers.py) -------------------
 
 
-@register_check(CROSSES, protocol=IterableDataset, severity="required", needs=("torch",), requires=(ENDS,))
+@register_check(
+    protocol=IterableDataset, severity="required", needs=("torch",), requires=(iteration_ends,), since="0.1.0"
+)
 @preserving(data=True)
 def items_cross_process_boundary(ctx: Context) -> None:
     """Every item of a pass can travel from a worker process to the main process: it pickles, and
@@ -250,11 +227,11 @@ def items_cross_process_boundary(ctx: Context) -> None:
 
 
 @register_check(
-    WORKERS_ONCE,
     protocol=IterableDataset,
     severity="required",
     needs=("torch", "workers"),
-    requires=(ENDS, NEW_PASS, CROSSES),
+    requires=(iteration_ends, new_iter_starts_new_pass, items_cross_process_boundary),
+    since="0.1.0",
 )
 @preserving(data=True)
 def workers_yield_each_item_once(ctx: Context) -> None:
@@ -286,11 +263,11 @@ def workers_yield_each_item_once(ctx: Context) -> None:
 
 
 @register_check(
-    "iterable_dataset.workers_draw_independent_randomness",
     protocol=IterableDataset,
     severity="required",
     needs=("torch", "workers"),
-    requires=(ENDS, NEW_PASS, CROSSES),
+    requires=(iteration_ends, new_iter_starts_new_pass, items_cross_process_boundary),
+    since="0.1.0",
 )
 @preserving(data=True)
 def workers_draw_independent_randomness(ctx: Context) -> None:
@@ -325,14 +302,13 @@ def workers_draw_independent_randomness(ctx: Context) -> None:
 
 
 @register_check(
-    "iterable_dataset.spawn_workers_yield_same_items",
     protocol=IterableDataset,
     severity="required",
-    needs=("torch", "workers"),
-    requires=(ENDS, NEW_PASS, CROSSES),
+    needs=("torch", "workers", "fresh_interpreter"),
+    requires=(iteration_ends, new_iter_starts_new_pass, items_cross_process_boundary),
+    since="0.1.0",
 )
 @preserving(data=True)
-@uses_fresh_interpreter
 def spawn_workers_yield_same_items(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same items."""
     require_torch_stream(ctx)
@@ -384,11 +360,11 @@ def spawn_workers_yield_same_items(ctx: Context) -> None:
 
 
 @register_check(
-    "iterable_dataset.set_epoch_reaches_persistent_workers",
     protocol=IterableDataset,
     severity="recommended",
     needs=("torch", "workers"),
-    requires=(WORKERS_ONCE,),
+    requires=(workers_yield_each_item_once,),
+    since="0.1.0",
 )
 @preserving(data=True)
 def set_epoch_reaches_persistent_workers(ctx: Context) -> None:

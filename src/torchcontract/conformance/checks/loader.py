@@ -9,10 +9,8 @@ from collections.abc import Iterator, Sized
 from contextlib import contextmanager
 from typing import Any, TypeGuard
 
-from torchcontract.conformance import _fresh_interpreter as fresh
-from torchcontract.conformance._calls import object_call
-from torchcontract.conformance._engine import Context, SharedKey
-from torchcontract.conformance._process_group import (
+from torchcontract.conformance._core.context import Context, SharedKey
+from torchcontract.conformance._core.process_group import (
     RankOutcome,
     gather_in_group,
     group_rank_and_size,
@@ -21,7 +19,9 @@ from torchcontract.conformance._process_group import (
     read_epoch,
     run_ranks,
 )
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.registry import register_check
+from torchcontract.conformance._runtime import fresh
+from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import (
     NO_SAMPLE,
     describe,
@@ -43,8 +43,6 @@ from torchcontract.conformance.checks._common import (
 from torchcontract.conformance.checks._state import restored, working_copy
 from torchcontract.protocols import Loader
 
-ITER = "loader.iter_returns_iterator"
-ENDS = "loader.epoch_ends"
 _FIRST_EPOCH: SharedKey[Pass] = SharedKey("first epoch")
 _EXAMPLE_SAMPLE: SharedKey[Any] = SharedKey("example sample")
 _PROCESS_GROUP_RUN: SharedKey[list[RankOutcome] | str] = SharedKey("process-group run")
@@ -115,7 +113,7 @@ def _example_sample(ctx: Context) -> Any:
     return ctx.shared(_EXAMPLE_SAMPLE, fetch)
 
 
-@register_check(ITER, protocol=Loader, severity="required")
+@register_check(protocol=Loader, severity="required", since="0.1.0")
 def iter_returns_iterator(ctx: Context) -> None:
     """iter(loader) returns an iterator: it has __next__ and iter(it) is it."""
     with _iterated(ctx) as loader:
@@ -124,7 +122,7 @@ def iter_returns_iterator(ctx: Context) -> None:
         ctx.fail(problem, reproduce="it = iter(loader); next(it); iter(it) is it")
 
 
-@register_check(ENDS, protocol=Loader, severity="required", requires=(ITER,))
+@register_check(protocol=Loader, severity="required", requires=(iter_returns_iterator,), since="0.1.0")
 def epoch_ends(ctx: Context) -> None:
     """An epoch ends within the time budget (for a loader declared infinite=True, a prefix is drawn)."""
     record = first_epoch(ctx)
@@ -139,7 +137,7 @@ def epoch_ends(ctx: Context) -> None:
         ctx.note(f"infinite loader: checked its first {record.count} batches")
 
 
-@register_check("loader.exhaustion_is_sticky", protocol=Loader, severity="required", requires=(ENDS,))
+@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0")
 def exhaustion_is_sticky(ctx: Context) -> None:
     """After StopIteration, next(it) raises StopIteration again."""
     record = first_epoch(ctx)
@@ -167,7 +165,7 @@ def exhaustion_is_sticky(ctx: Context) -> None:
                 )
 
 
-@register_check("loader.each_iter_is_new_epoch", protocol=Loader, severity="required", requires=(ENDS,))
+@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0")
 def each_iter_is_new_epoch(ctx: Context) -> None:
     """Each iter(loader) starts a whole new epoch, also after the previous one was left half-way."""
     record = first_epoch(ctx)
@@ -210,7 +208,7 @@ def each_iter_is_new_epoch(ctx: Context) -> None:
                 )
 
 
-@register_check("loader.len_matches_batch_count", protocol=Loader, severity="required", requires=(ENDS,))
+@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0")
 def len_matches_batch_count(ctx: Context) -> None:
     """If the loader has __len__, len(loader) equals the number of batches in an epoch (also over a
     sized iterable-style dataset, where torch's len(loader) undercounts with several workers)."""
@@ -286,7 +284,7 @@ def _batch_settings(ctx: Context) -> tuple[int, int, bool] | str:
     return total, batch_size, drop_last
 
 
-@register_check("loader.batches_cover_dataset", protocol=Loader, severity="required", requires=(ENDS,))
+@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0")
 def batches_cover_dataset(ctx: Context) -> None:
     """An epoch's batches hold every sample once in batches of batch_size (the last may be short)."""
     settings = _batch_settings(ctx)
@@ -442,7 +440,7 @@ def _declared_count(ctx: Context, start: int, batch_size: int) -> int | None:
     return None if isinstance(settings, str) else max(0, min(batch_size, settings[0] - start))
 
 
-@register_check("loader.batches_match_collate", protocol=Loader, severity="recommended", requires=(ENDS,))
+@register_check(protocol=Loader, severity="recommended", requires=(epoch_ends,), since="0.1.0")
 def batches_match_collate(ctx: Context) -> None:
     """Without a sampler or shuffling, batch k equals collate_fn applied to the k-th run of samples."""
     loader = ctx.obj
@@ -546,7 +544,7 @@ def _copied(value: Any) -> Any:
 
 
 @register_check(
-    "loader.worker_functions_pickle", protocol=Loader, severity="required", needs=("torch",), requires=(ITER,)
+    protocol=Loader, severity="required", needs=("torch",), requires=(iter_returns_iterator,), since="0.1.0"
 )
 def worker_functions_pickle(ctx: Context) -> None:
     """With worker processes not explicitly forked, loader.collate_fn and loader.worker_init_fn pickle,
@@ -607,13 +605,7 @@ def worker_functions_pickle(ctx: Context) -> None:
         )
 
 
-@register_check(
-    "loader.pin_memory_returns_batch",
-    protocol=Loader,
-    severity="required",
-    needs=("torch",),
-    requires=(ENDS,),
-)
+@register_check(protocol=Loader, severity="required", needs=("torch",), requires=(epoch_ends,), since="0.1.0")
 def pin_memory_returns_batch(ctx: Context) -> None:
     """With pin_memory=True, a batch of a custom type with a pin_memory() method gets the pinned batch
     back from it: the same type, equal values, not None."""
@@ -643,11 +635,9 @@ def pin_memory_returns_batch(ctx: Context) -> None:
 
 # -- loaders under a real process group (SPEC.md, "Distributed data") ----------------------------------
 # Every rank runs shards(rank, world_size) in a gloo process group on loopback
-# (torchcontract.conformance._process_group). Inside a process group that already exists (under
+# (torchcontract.conformance._core.process_group). Inside a process group that already exists (under
 # torchrun) the clauses run collectively on it instead: this process is one rank, nothing is spawned,
 # and every rank computes the same verdict from the same exchanged outcomes.
-
-GROUP = "loader.ranks_yield_equal_batch_counts"
 
 
 def _reproduce(world_size: int) -> str:
@@ -713,7 +703,7 @@ def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
     return outcomes, world_size
 
 
-@register_check(GROUP, protocol=Loader, severity="required", needs=("torch", "distributed"))
+@register_check(protocol=Loader, severity="required", needs=("torch", "distributed"), since="0.1.0")
 def ranks_yield_equal_batch_counts(ctx: Context) -> None:
     """Under a process group, every rank's loader yields the same number of batches each epoch."""
     if ctx.options.uneven_shards:
@@ -736,11 +726,11 @@ def ranks_yield_equal_batch_counts(ctx: Context) -> None:
 
 
 @register_check(
-    "loader.ranks_cover_dataset",
     protocol=Loader,
     severity="required",
     needs=("torch", "distributed"),
-    requires=(GROUP,),
+    requires=(ranks_yield_equal_batch_counts,),
+    since="0.1.0",
 )
 def ranks_cover_dataset(ctx: Context) -> None:
     """Under a process group, the ranks' batches together hold every sample once per epoch (up to

@@ -16,12 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._arrays import is_array
-from torchcontract.conformance._arrays import shape as array_shape
-from torchcontract.conformance._engine import Context, SharedKey
-from torchcontract.conformance._fresh_interpreter import uses_fresh_interpreter
-from torchcontract.conformance._registry import register_check
-from torchcontract.conformance._values import compare, describe, difference, is_tensor, leaves, tensor_module
+from torchcontract.conformance._core.context import Context, SharedKey
+from torchcontract.conformance._core.registry import register_check
+from torchcontract.conformance._values import (
+    compare,
+    describe,
+    difference,
+    is_array,
+    is_tensor,
+    leaves,
+    tensor_module,
+)
+from torchcontract.conformance._values import shape as array_shape
 from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item
 from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks._workers import (
@@ -43,13 +49,6 @@ from torchcontract.conformance.checks._workers import (
 )
 from torchcontract.protocols import MapDataset
 
-LEN = "map_dataset.len_is_non_negative_int"
-GETITEM = "map_dataset.getitem_in_range_succeeds"
-PAST_END = "map_dataset.index_past_end_raises_index_error"
-DETERMINISTIC = "map_dataset.getitem_is_deterministic"
-PICKLE = "map_dataset.pickle_round_trip"
-CROSSES = "map_dataset.samples_cross_process_boundary"
-STRUCTURE = "map_dataset.samples_share_structure"
 # What default_collate takes as a leaf (collate.py, default_collate_fn_map; NumPy arrays of strings
 # or objects excepted).
 _COLLATABLE_LEAVES = (int, float, str, bytes)
@@ -65,7 +64,7 @@ def _get(ctx: Context, index: Any, shown: str | None = None) -> Any:
     return ctx.call(f"ds[{shown}]", operator.getitem, ctx.obj, index)
 
 
-@register_check(LEN, protocol=MapDataset, severity="required")
+@register_check(protocol=MapDataset, severity="required", since="0.1.0")
 @preserving(data=True)
 def len_is_non_negative_int(ctx: Context) -> None:
     """len(ds) returns a non-negative int."""
@@ -81,7 +80,7 @@ def len_is_non_negative_int(ctx: Context) -> None:
         )
 
 
-@register_check(GETITEM, protocol=MapDataset, severity="required", requires=(LEN,))
+@register_check(protocol=MapDataset, severity="required", requires=(len_is_non_negative_int,), since="0.1.0")
 @preserving(data=True)
 def getitem_in_range_succeeds(ctx: Context) -> None:
     """ds[i] returns a sample for the first, the last and a sample of indices in between."""
@@ -101,7 +100,7 @@ def getitem_in_range_succeeds(ctx: Context) -> None:
         ctx.note(f"checked {len(indices)} of {length} indices (thorough=True checks all)")
 
 
-@register_check(PAST_END, protocol=MapDataset, severity="required", requires=(LEN,))
+@register_check(protocol=MapDataset, severity="required", requires=(len_is_non_negative_int,), since="0.1.0")
 @preserving(data=True)
 def index_past_end_raises_index_error(ctx: Context) -> None:
     """ds[len(ds)] raises IndexError, so that Python's iteration protocol ends; a dataset with its own
@@ -141,7 +140,9 @@ def index_past_end_raises_index_error(ctx: Context) -> None:
     )
 
 
-@register_check(DETERMINISTIC, protocol=MapDataset, severity="required", requires=(GETITEM,))
+@register_check(
+    protocol=MapDataset, severity="required", requires=(getitem_in_range_succeeds,), since="0.1.0"
+)
 @preserving(data=True)
 def getitem_is_deterministic(ctx: Context) -> None:
     """The same index twice gives equal samples (unless the target declares deterministic=False)."""
@@ -165,10 +166,10 @@ def getitem_is_deterministic(ctx: Context) -> None:
 
 
 @register_check(
-    "map_dataset.iteration_matches_indexing",
     protocol=MapDataset,
     severity="recommended",
-    requires=(GETITEM, PAST_END, DETERMINISTIC),
+    requires=(getitem_in_range_succeeds, index_past_end_raises_index_error, getitem_is_deterministic),
+    since="0.1.0",
 )
 @preserving(data=True)
 def iteration_matches_indexing(ctx: Context) -> None:
@@ -230,11 +231,10 @@ def iteration_matches_indexing(ctx: Context) -> None:
 
 
 @register_check(
-    PICKLE,
     protocol=MapDataset,
     severity="required",
-    # An undeclared random dataset differs from its clone as from itself: that is DETERMINISTIC's failure.
-    requires=(GETITEM, DETERMINISTIC),
+    requires=(getitem_in_range_succeeds, getitem_is_deterministic),
+    since="0.1.0",
 )
 @preserving(data=True)
 def pickle_round_trip(ctx: Context) -> None:
@@ -263,7 +263,9 @@ def pickle_round_trip(ctx: Context) -> None:
             )
 
 
-@register_check(STRUCTURE, protocol=MapDataset, severity="required", requires=(GETITEM,))
+@register_check(
+    protocol=MapDataset, severity="required", requires=(getitem_in_range_succeeds,), since="0.1.0"
+)
 @preserving(data=True)
 def samples_share_structure(ctx: Context) -> None:
     """Every sample has the same structure: container types, tuple arity, dict keys, leaf types, dtypes."""
@@ -278,11 +280,11 @@ def samples_share_structure(ctx: Context) -> None:
 
 
 @register_check(
-    "map_dataset.samples_collate",
     protocol=MapDataset,
     severity="recommended",
     needs=("torch",),
-    requires=(STRUCTURE,),
+    requires=(samples_share_structure,),
+    since="0.1.0",
 )
 @preserving(data=True)
 def samples_collate(ctx: Context) -> None:
@@ -339,10 +341,10 @@ def _collate_obstacle(samples: list[Any], indices: list[int]) -> str | None:
 
 
 @register_check(
-    "map_dataset.getitems_matches_getitem",
     protocol=MapDataset,
     severity="required",
-    requires=(GETITEM, DETERMINISTIC),
+    requires=(getitem_in_range_succeeds, getitem_is_deterministic),
+    since="0.1.0",
 )
 @preserving(data=True)
 def getitems_matches_getitem(ctx: Context) -> None:
@@ -386,10 +388,10 @@ def getitems_matches_getitem(ctx: Context) -> None:
 
 
 @register_check(
-    "map_dataset.negative_index_mirrors_python",
     protocol=MapDataset,
     severity="recommended",
-    requires=(GETITEM, DETERMINISTIC),
+    requires=(getitem_in_range_succeeds, getitem_is_deterministic),
+    since="0.1.0",
 )
 @preserving(data=True)
 def negative_index_mirrors_python(ctx: Context) -> None:
@@ -471,10 +473,7 @@ def _shared_leaf(first: Any, second: Any) -> tuple[str, str] | None:
 
 
 @register_check(
-    "map_dataset.samples_are_independent_copies",
-    protocol=MapDataset,
-    severity="recommended",
-    requires=(GETITEM,),
+    protocol=MapDataset, severity="recommended", requires=(getitem_in_range_succeeds,), since="0.1.0"
 )
 @preserving(data=True)
 def samples_are_independent_copies(ctx: Context) -> None:
@@ -504,10 +503,10 @@ def samples_are_independent_copies(ctx: Context) -> None:
 
 
 @register_check(
-    "map_dataset.accepts_numpy_integer_index",
     protocol=MapDataset,
     severity="recommended",
-    requires=(GETITEM, DETERMINISTIC),
+    requires=(getitem_in_range_succeeds, getitem_is_deterministic),
+    since="0.1.0",
 )
 @preserving(data=True)
 def accepts_numpy_integer_index(ctx: Context) -> None:
@@ -531,7 +530,9 @@ def accepts_numpy_integer_index(ctx: Context) -> None:
 # -- worker processes (SPEC.md, "Worker processes"; the mechanism is in _workers.py) -------------------
 
 
-@register_check(CROSSES, protocol=MapDataset, severity="required", requires=(GETITEM,))
+@register_check(
+    protocol=MapDataset, severity="required", requires=(getitem_in_range_succeeds,), since="0.1.0"
+)
 @preserving(data=True)
 def samples_cross_process_boundary(ctx: Context) -> None:
     """Every sample can travel from a worker process to the main process: it pickles, and holds no
@@ -545,11 +546,11 @@ def samples_cross_process_boundary(ctx: Context) -> None:
 
 
 @register_check(
-    "map_dataset.workers_draw_independent_randomness",
     protocol=MapDataset,
     severity="required",
     needs=("torch", "workers"),
-    requires=(GETITEM, CROSSES),
+    requires=(getitem_in_range_succeeds, samples_cross_process_boundary),
+    since="0.1.0",
 )
 @preserving(data=True)
 def workers_draw_independent_randomness(ctx: Context) -> None:
@@ -575,11 +576,11 @@ def workers_draw_independent_randomness(ctx: Context) -> None:
 
 
 @register_check(
-    "map_dataset.worker_errors_keep_their_type",
     protocol=MapDataset,
     severity="recommended",
     needs=("torch", "workers"),
-    requires=(PAST_END,),
+    requires=(index_past_end_raises_index_error,),
+    since="0.1.0",
 )
 @preserving(data=True)
 def worker_errors_keep_their_type(ctx: Context) -> None:
@@ -620,14 +621,13 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
 
 
 @register_check(
-    "map_dataset.spawn_workers_yield_same_samples",
     protocol=MapDataset,
     severity="required",
-    needs=("torch", "workers"),
-    requires=(PICKLE, CROSSES),
+    needs=("torch", "workers", "fresh_interpreter"),
+    requires=(pickle_round_trip, samples_cross_process_boundary),
+    since="0.1.0",
 )
 @preserving(data=True)
-@uses_fresh_interpreter
 def spawn_workers_yield_same_samples(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same samples."""
     require_map_style(ctx)
@@ -660,11 +660,11 @@ def spawn_workers_yield_same_samples(ctx: Context) -> None:
 
 
 @register_check(
-    "map_dataset.set_epoch_reaches_persistent_workers",
     protocol=MapDataset,
     severity="recommended",
     needs=("torch", "workers"),
-    requires=(DETERMINISTIC, CROSSES),
+    requires=(getitem_is_deterministic, samples_cross_process_boundary),
+    since="0.1.0",
 )
 @preserving(data=True)
 def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
@@ -694,7 +694,7 @@ def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
 
 
 @register_check(
-    "map_dataset.holds_few_python_objects", protocol=MapDataset, severity="recommended", requires=(LEN,)
+    protocol=MapDataset, severity="recommended", requires=(len_is_non_negative_int,), since="0.1.0"
 )
 def holds_few_python_objects(ctx: Context) -> None:
     """The dataset keeps its per-sample data in few large buffers, not in a million Python objects

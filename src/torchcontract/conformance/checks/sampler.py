@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._engine import (
+from torchcontract.conformance._core.context import (
     Context,
     SharedKey,
     global_rng_states,
     restore_global_rng_states,
 )
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import describe, difference, is_array
 from torchcontract.conformance.checks._common import (
     Pass,
@@ -34,10 +34,7 @@ from torchcontract.conformance.checks._common import (
 )
 from torchcontract.conformance.checks._state import restored
 from torchcontract.protocols import Sampler
-from torchcontract.reference_impl import DistributedSampler as _ReferenceDistributedSampler
 
-ENDS = "sampler.iteration_ends"
-IN_RANGE = "sampler.yields_indices_in_range"
 # Far more than any real epoch; a bound so that an endless sampler cannot exhaust memory.
 _MAX_RECORDED = 10_000_000
 _EPOCH: SharedKey[Pass] = SharedKey("one pass")
@@ -186,7 +183,7 @@ def _items(ctx: Context) -> Items:
     return ctx.shared(_ITEMS, lambda: classify_items(ctx, _epoch(ctx).prefix, "sampler"))
 
 
-@register_check(ENDS, protocol=Sampler, severity="required")
+@register_check(protocol=Sampler, severity="required", since="0.1.0")
 def iteration_ends(ctx: Context) -> None:
     """A pass over the sampler ends within the time budget (unless declared infinite=True)."""
     record = _epoch(ctx)
@@ -198,7 +195,7 @@ def iteration_ends(ctx: Context) -> None:
         )
 
 
-@register_check(IN_RANGE, protocol=Sampler, severity="required", requires=(ENDS,))
+@register_check(protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0")
 def yields_indices_in_range(ctx: Context) -> None:
     """Items are int indices (or lists of them) in range(len(data_source)) when that is known."""
     indices = _items(ctx)
@@ -221,7 +218,7 @@ def yields_indices_in_range(ctx: Context) -> None:
             )
 
 
-@register_check("sampler.len_matches_count", protocol=Sampler, severity="required", requires=(ENDS,))
+@register_check(protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0")
 def len_matches_count(ctx: Context) -> None:
     """If the sampler has __len__, len(sampler) equals the number of items in a pass."""
     length = declared_length(ctx, "sampler")
@@ -236,7 +233,7 @@ def len_matches_count(ctx: Context) -> None:
         )
 
 
-@register_check("sampler.each_iter_is_new_pass", protocol=Sampler, severity="required", requires=(ENDS,))
+@register_check(protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0")
 def each_iter_is_new_pass(ctx: Context) -> None:
     """Each iter(sampler) starts a whole new pass, with as many items as the first."""
     record = _epoch(ctx)
@@ -258,7 +255,9 @@ def each_iter_is_new_pass(ctx: Context) -> None:
         )
 
 
-@register_check("sampler.each_index_once", protocol=Sampler, severity="required", requires=(ENDS, IN_RANGE))
+@register_check(
+    protocol=Sampler, severity="required", requires=(iteration_ends, yields_indices_in_range), since="0.1.0"
+)
 def each_index_once(ctx: Context) -> None:
     """A sampler without replacement yields each index at most once per pass (a pass longer than its
     data source, once per whole block of len(data_source) indices)."""
@@ -324,7 +323,7 @@ def _oversampling_hint(counted: Counter[Any], repeated: list[Any]) -> str:
     )
 
 
-@register_check("sampler.same_state_same_order", protocol=Sampler, severity="recommended", requires=(ENDS,))
+@register_check(protocol=Sampler, severity="recommended", requires=(iteration_ends,), since="0.1.0")
 def same_state_same_order(ctx: Context) -> None:
     """Two copies of the sampler in the same state (same seed, generator and global RNG) yield the
     same order."""
@@ -377,7 +376,7 @@ def _drawn(ctx: Context, items: list[Any], label: str) -> Counter[object]:
     return Counter(read.flat)
 
 
-@register_check("sampler.yields_python_ints", protocol=Sampler, severity="recommended", requires=(IN_RANGE,))
+@register_check(protocol=Sampler, severity="recommended", requires=(yields_indices_in_range,), since="0.1.0")
 def yields_python_ints(ctx: Context) -> None:
     """Indices are Python ints, as torch's samplers yield (NumPy integers break isinstance(i, int))."""
     items = _items(ctx)
@@ -405,37 +404,30 @@ def yields_python_ints(ctx: Context) -> None:
 # They run when the target gives world_size (pytest: --conformance-world-size N) and build every rank's
 # sampler in this process with shards(rank, world_size).
 
-EQUAL = "sampler.shards_have_equal_length"
-
-
-COVER = "sampler.shards_cover_dataset"
-
 
 _SAMPLER_ATTRIBUTES = ("dataset", "num_replicas", "rank", "shuffle", "seed", "drop_last")
 
 
-def _inferable_kinds() -> tuple[type[Any], ...]:
-    """The samplers whose constructor is known: torch's DistributedSampler and the reference one."""
-    kinds: list[type[Any]] = [_ReferenceDistributedSampler]
-    torch_data = sys.modules.get("torch.utils.data")
-    kind = getattr(torch_data, "DistributedSampler", None)
-    if isinstance(kind, type):
-        kinds.append(kind)
-    return tuple(kinds)
+def _torch_distributed_sampler() -> type[Any] | None:
+    """torch's ``DistributedSampler``, whose constructor is known, when torch's data utilities are loaded
+    (a sampler of that class can only exist then); None otherwise."""
+    kind = getattr(sys.modules.get("torch.utils.data"), "DistributedSampler", None)
+    return kind if isinstance(kind, type) else None
 
 
 def _sampler_factory(ctx: Context) -> Callable[[int, int], Any]:
-    """``shards`` option, else one built from a DistributedSampler's attributes (exactly torch's or the
-    reference implementation's class: a subclass's constructor may take other arguments, or more)."""
+    """``shards`` option, else one built from the attributes of torch's DistributedSampler (exactly
+    that class: a subclass's constructor, or any other class's, may take other arguments, or more)."""
     if ctx.options.shards is not None:
         return ctx.options.shards
     sampler = ctx.obj
     kind = type(sampler)
-    if kind not in _inferable_kinds() or not all(hasattr(sampler, name) for name in _SAMPLER_ATTRIBUTES):
-        which = "" if kind not in _inferable_kinds() else " (it lacks DistributedSampler's attributes)"
+    torch_kind = _torch_distributed_sampler()
+    if kind is not torch_kind or not all(hasattr(sampler, name) for name in _SAMPLER_ATTRIBUTES):
+        which = "" if kind is not torch_kind else " (it lacks DistributedSampler's attributes)"
         ctx.skip(
-            f"the rank samplers are rebuilt only for torch's or the reference DistributedSampler itself, "
-            f"not {kind.__qualname__}{which}: give shards=lambda rank, world_size: <the sampler of that "
+            f"the rank samplers are rebuilt only for torch's DistributedSampler itself, not "
+            f"{kind.__qualname__}{which}: give shards=lambda rank, world_size: <the sampler of that "
             "rank> to check sharding"
         )
 
@@ -561,7 +553,9 @@ def _coverage_problem(
     return None
 
 
-@register_check(EQUAL, protocol=Sampler, severity="required", needs=("world_size",), requires=(ENDS,))
+@register_check(
+    protocol=Sampler, severity="required", needs=("world_size",), requires=(iteration_ends,), since="0.1.0"
+)
 def shards_have_equal_length(ctx: Context) -> None:
     """With world_size ranks, every rank's sampler yields the same number of indices (of batches, for a
     batch sampler)."""
@@ -592,7 +586,9 @@ def shards_have_equal_length(ctx: Context) -> None:
         )
 
 
-@register_check(COVER, protocol=Sampler, severity="required", needs=("world_size",), requires=(ENDS,))
+@register_check(
+    protocol=Sampler, severity="required", needs=("world_size",), requires=(iteration_ends,), since="0.1.0"
+)
 def shards_cover_dataset(ctx: Context) -> None:
     """Together the ranks cover every index once, up to the padding (or dropping) that makes them equal."""
     world_size_option(ctx)
@@ -613,11 +609,11 @@ def shards_cover_dataset(ctx: Context) -> None:
 
 
 @register_check(
-    "sampler.set_epoch_reshuffles_every_rank_alike",
     protocol=Sampler,
     severity="required",
     needs=("world_size",),
-    requires=(COVER,),
+    requires=(shards_cover_dataset,),
+    since="0.1.0",
 )
 def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
     """A shuffling sampler's set_epoch(e) changes the order, and every rank shards the same permutation."""
@@ -654,11 +650,11 @@ def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
 
 
 @register_check(
-    "sampler.same_seed_same_shards",
     protocol=Sampler,
     severity="required",
     needs=("world_size",),
-    requires=(COVER,),
+    requires=(shards_cover_dataset,),
+    since="0.1.0",
 )
 def same_seed_same_shards(ctx: Context) -> None:
     """Building the rank samplers again (same seed) gives the same shards: ranks and restarts agree."""

@@ -24,14 +24,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torchcontract.conformance._engine import Context, SharedKey
-from torchcontract.conformance._registry import register_check
+from torchcontract.conformance._core.context import Context, SharedKey
+from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import describe, difference, is_tensor, leaves
 from torchcontract.conformance.checks._common import END, next_item
 from torchcontract.protocols import Stateful
-
-MAPPING = "stateful.state_dict_is_mapping"
-REST = "stateful.resume_yields_rest_of_epoch"
 
 # Keys no object writes: a state from something else.
 FOREIGN_STATE: Mapping[str, Any] = {"torchcontract_foreign_state": 0}
@@ -242,7 +239,7 @@ def _positions(count: int, ended: bool) -> list[tuple[int, bool]]:
     return sorted(points)
 
 
-@register_check(MAPPING, protocol=Stateful, severity="required")
+@register_check(protocol=Stateful, severity="required", since="0.1.0")
 def state_dict_is_mapping(ctx: Context) -> None:
     """state_dict() returns a Mapping with str keys, before iterating and mid-epoch, and a fresh instance's
     load_state_dict accepts it."""
@@ -272,7 +269,7 @@ def state_dict_is_mapping(ctx: Context) -> None:
     _shutdown(ctx, iterator)
 
 
-@register_check(REST, protocol=Stateful, severity="required", requires=(MAPPING,))
+@register_check(protocol=Stateful, severity="required", requires=(state_dict_is_mapping,), since="0.1.0")
 def resume_yields_rest_of_epoch(ctx: Context) -> None:
     """After k items of an epoch, a fresh instance loaded with state_dict() yields exactly the remaining
     items of that epoch, in order (k = 0, the middle, the last item, all items); loaded at the epoch's
@@ -314,7 +311,7 @@ def resume_yields_rest_of_epoch(ctx: Context) -> None:
 
 
 @register_check(
-    "stateful.resume_then_same_next_epoch", protocol=Stateful, severity="recommended", requires=(REST,)
+    protocol=Stateful, severity="recommended", requires=(resume_yields_rest_of_epoch,), since="0.1.0"
 )
 def resume_then_same_next_epoch(ctx: Context) -> None:
     """After the resumed epoch, the next epoch of the resumed instance equals the uninterrupted
@@ -345,11 +342,11 @@ def _middle(count: int) -> int:
 
 
 @register_check(
-    "stateful.resume_with_workers",
     protocol=Stateful,
     severity="required",
     needs=("torch", "workers"),
-    requires=(REST,),
+    requires=(resume_yields_rest_of_epoch,),
+    since="0.1.0",
 )
 def resume_with_workers(ctx: Context) -> None:
     """With num_workers worker processes, a fresh instance loaded with the state taken after k items
@@ -380,7 +377,7 @@ def resume_with_workers(ctx: Context) -> None:
     )
 
 
-@register_check("stateful.state_is_snapshot", protocol=Stateful, severity="required", requires=(MAPPING,))
+@register_check(protocol=Stateful, severity="required", requires=(state_dict_is_mapping,), since="0.1.0")
 def state_is_snapshot(ctx: Context) -> None:
     """The state is a snapshot: advancing the instance after state_dict() does not change the returned
     state, loading does not change it either, and two fresh instances loaded with it yield the same."""
@@ -451,11 +448,7 @@ def _unportable(ctx: Context, torch: Any, state: Any) -> str | None:
 
 
 @register_check(
-    "stateful.state_is_portable",
-    protocol=Stateful,
-    severity="required",
-    needs=("torch",),
-    requires=(MAPPING,),
+    protocol=Stateful, severity="required", needs=("torch",), requires=(state_dict_is_mapping,), since="0.1.0"
 )
 def state_is_portable(ctx: Context) -> None:
     """The state survives torch.save and torch.load(weights_only=True) unchanged, and holds no tensor on a
@@ -496,7 +489,7 @@ def state_is_portable(ctx: Context) -> None:
 
 
 @register_check(
-    "stateful.foreign_state_is_not_silent", protocol=Stateful, severity="recommended", requires=(REST,)
+    protocol=Stateful, severity="recommended", requires=(resume_yields_rest_of_epoch,), since="0.1.0"
 )
 def foreign_state_is_not_silent(ctx: Context) -> None:
     """load_state_dict of an empty state, or of a state with none of its keys, raises (at loading or at

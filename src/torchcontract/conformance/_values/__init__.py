@@ -5,15 +5,18 @@ torch is never imported here: a value can only be a tensor if torch is already i
 Every function here takes any value a dataset, loader or module may legally produce and never raises
 on it: odd mappings, objects with identity ``==``, cycles, and unusual tensors (nested, quantized,
 sparse, meta) are all handled. They all look inside values through one traversal,
-:func:`~._tree.flatten`, whose module states the rules (what a container is, the mapping keys and
+:func:`~.tree.flatten`, whose module states the rules (what a container is, the mapping keys and
 types, objects, cycles, depth); the modules beside this one build on it:
 
-- :mod:`._tree`: the traversal (a tree spec and its leaves), ``unflatten``;
-- :mod:`._arrays`: arrays and tensors as leaves (dtype, layout, values);
-- :mod:`._describe`: values and structures in words, and the structure summaries;
-- :mod:`._equality`: equality, differences with their paths, tolerances, fingerprints.
+- :mod:`.tree`: the traversal (a tree spec and its leaves), ``unflatten``;
+- :mod:`.arrays`: arrays and tensors as leaves (dtype, layout, values);
+- :mod:`.describe`: values and structures in words, and the structure summaries;
+- :mod:`.equality`: equality, differences with their paths, tolerances, fingerprints;
+- :mod:`.convert`: moving and converting the tensors inside a value (it builds on this module).
 
-This module is the one the checks import; it adds sample counts and the mutation helpers.
+This module is the one the checks import; it adds sample counts and the mutation helpers. The values
+layer sits just above :mod:`.._runtime.calls` (what is the object's time, what is torchcontract's own
+work), the only module of the suite it imports.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._arrays import (
+from torchcontract._kinds import is_iterable_style
+from torchcontract.conformance._runtime.calls import ours
+from torchcontract.conformance._values.arrays import (
     NotComparable,
     as_numpy,
     components,
@@ -35,22 +40,21 @@ from torchcontract.conformance._arrays import (
     shape,
     tensor_module,
 )
-from torchcontract.conformance._calls import ours
-from torchcontract.conformance._describe import (
+from torchcontract.conformance._values.describe import (
     converted_skeleton,
     describe,
     describe_structure,
     skeleton,
     structure,
 )
-from torchcontract.conformance._equality import (
+from torchcontract.conformance._values.equality import (
     Comparison,
     close_difference,
     compare,
     difference,
     fingerprint,
 )
-from torchcontract.conformance._tree import (
+from torchcontract.conformance._values.tree import (
     BUILTIN_ATOMS,
     MAX_DEPTH,
     TreeSpec,
@@ -59,7 +63,6 @@ from torchcontract.conformance._tree import (
     mapping_items,
     unflatten,
 )
-from torchcontract.reference_impl import is_iterable_style
 
 __all__ = [
     "MAX_DEPTH",
@@ -84,6 +87,7 @@ __all__ = [
     "mutable_leaves",
     "restore_leaves",
     "sample_count",
+    "shape",
     "snapshot_leaves",
     "structure",
     "tensor_module",
@@ -95,7 +99,7 @@ __all__ = [
 def leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:
     """Every non-container leaf of a sample, with its path (``[0]['image']``); each container is
     entered once per path (a cycle ends), at most :data:`MAX_DEPTH` deep. Plain dicts (with atom
-    keys), lists and tuples are walked directly, in the order :func:`~._tree.flatten` gives (a
+    keys), lists and tuples are walked directly, in the order :func:`~.tree.flatten` gives (a
     mapping's keys sorted by repr); any other container through it."""
     return list(_leaves(value, path, 0, set()))
 

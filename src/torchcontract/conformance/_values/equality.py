@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._arrays import (
+from torchcontract.conformance._runtime.calls import ours, run_object_code
+from torchcontract.conformance._values.arrays import (
     NotComparable,
     components,
     dtype_name,
@@ -41,9 +42,8 @@ from torchcontract.conformance._arrays import (
     shape,
     storage_numpy,
 )
-from torchcontract.conformance._calls import ours, run_object_code
-from torchcontract.conformance._describe import describe
-from torchcontract.conformance._tree import (
+from torchcontract.conformance._values.describe import describe
+from torchcontract.conformance._values.tree import (
     ATOMS,
     BUILTIN_ATOMS,
     CYCLE,

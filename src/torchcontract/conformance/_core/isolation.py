@@ -6,7 +6,7 @@ segmentation fault, a kill by a signal or by the out-of-memory killer, nor a han
 (a hung call in a thread is abandoned; one that never releases the GIL stops everything). Isolated, the
 checks run in a child forked from this process (the object is not pickled: the child has it, as it was),
 which sends each result back as it is decided, together with the check it is running and the call into
-the object in progress (in a small shared buffer, updated by :mod:`._calls`). When the child dies, the
+the object in progress (in a small shared buffer, updated by ``_runtime.calls``). When the child dies, the
 check it was running fails, naming the signal or exit status and the call in progress, and a new child
 goes on with the remaining checks. When it outlives a check's time budget (a hang that holds the GIL,
 or one in a check that runs in the calling thread), it is killed: that check fails as hung and, as in
@@ -32,15 +32,14 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from torchcontract.conformance import _calls, _lifetime
+from torchcontract.conformance._core.arguments import spanning_processes_limit_s
+from torchcontract.conformance._core.errors import GRACE_S
+from torchcontract.conformance._results import CheckResult, Status
+from torchcontract.conformance._runtime import calls, lifetime
 
-if TYPE_CHECKING:
-    from torchcontract.conformance._engine import _Session
-    from torchcontract.conformance._results import CheckResult, Status
-
-__all__ = ["ISOLATION_AVAILABLE", "in_child", "run_isolated"]
+__all__ = ["ISOLATION_AVAILABLE", "IsolatedSession", "in_child", "run_isolated"]
 
 ISOLATION_AVAILABLE = hasattr(os, "fork")
 # Beyond the budget (and the in-process grace period) before a silent child is killed: the child
@@ -53,7 +52,7 @@ _OWN_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 
 
 class _CallBuffer:
-    """The call in progress in the child, written by :mod:`._calls`, read by the parent after a death."""
+    """The call in progress in the child, written by ``_runtime.calls``, read by the parent after a death."""
 
     def __init__(self) -> None:
         self._map = mmap.mmap(-1, _BUFFER_SIZE)
@@ -70,6 +69,27 @@ class _CallBuffer:
 
     def close(self) -> None:
         self._map.close()
+
+
+class IsolatedSession(Protocol):
+    """What isolation needs of the engine's session (:class:`~.session.Session`, which calls
+    :func:`run_isolated` with itself): in the child it decides each check, in the parent it keeps the
+    results and makes those of the checks the child could not report."""
+
+    @property
+    def time_budget_s(self) -> float: ...
+    @property
+    def target_name(self) -> str: ...
+    @property
+    def results(self) -> dict[str, CheckResult]: ...
+
+    def result(self, check_id: str) -> CheckResult: ...
+
+    def make_result(
+        self, check_id: str, status: Status, message: str, *, duration_s: float
+    ) -> CheckResult: ...
+
+    def runs_in_calling_thread(self, check_id: str) -> bool: ...
 
 
 _IN_CHILD: list[bool] = []
@@ -130,7 +150,7 @@ def _fork() -> int:
 
 
 def _child(
-    session: _Session,
+    session: IsolatedSession,
     check_ids: Sequence[str],
     write_fd: int,
     buffer: _CallBuffer,
@@ -140,12 +160,12 @@ def _child(
     """Run the checks in the child and report each; never returns."""
     status = 0
     try:
-        _lifetime.end_with_parent(parent_pid)  # a parent killed (SIGTERM, SIGKILL) takes it along
+        lifetime.end_with_parent(parent_pid)  # a parent killed (SIGTERM, SIGKILL) takes it along
         _IN_CHILD.append(True)
         # A fatal signal's stack goes to the parent's report, not to the terminal (where pytest's
         # faulthandler would print "Fatal Python error" as if the run itself had crashed).
         faulthandler.enable(crash_log, all_threads=False)
-        _calls.set_shared_buffer(buffer.write)
+        calls.set_shared_buffer(buffer.write)
         for check_id in check_ids:
             _send(write_fd, ("start", check_id))
             result = session.result(check_id)
@@ -166,18 +186,13 @@ def _child(
         os._exit(status)
 
 
-def _deadline_s(session: _Session, running: str | None) -> float:
+def _deadline_s(session: IsolatedSession, running: str | None) -> float:
     """How long the child may be silent while running ``running`` before it is killed: its own hang
     detection answers at budget + grace; the worker and process-group checks bound each of their
     waits by the budget, so they get several."""
-    from torchcontract.conformance._engine import _GRACE_S
-    from torchcontract.conformance._registry import CHECKS
-
-    budget = session.time_budget_s + _GRACE_S + _KILL_SLACK_S
-    spec = CHECKS.get(running) if running is not None else None
-    if spec is not None and {"workers", "distributed"} & spec.needs:
-        budget = 4 * session.time_budget_s + 60.0
-    return budget
+    if running is not None and session.runs_in_calling_thread(running):
+        return spanning_processes_limit_s(session.time_budget_s)
+    return session.time_budget_s + GRACE_S + _KILL_SLACK_S
 
 
 def _crash_stack(crash_log: Any) -> str:
@@ -218,7 +233,7 @@ def _death(status: int) -> str:
     return f"the isolated process ended (wait status {status})"
 
 
-def run_isolated(session: _Session, check_ids: Sequence[str]) -> dict[str, CheckResult]:
+def run_isolated(session: IsolatedSession, check_ids: Sequence[str]) -> dict[str, CheckResult]:
     """The results of ``check_ids`` on ``session``'s target, each decided in a forked child."""
     if not ISOLATION_AVAILABLE:
         raise RuntimeError("isolate=True needs os.fork, which this platform lacks")
@@ -235,7 +250,7 @@ def run_isolated(session: _Session, check_ids: Sequence[str]) -> dict[str, Check
         read_fd, write_fd = os.pipe()
         buffer = _CallBuffer()
         crash_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _crash_stack, after the wait)
-        _lifetime.prepare()
+        lifetime.prepare()
         parent_pid = os.getpid()
         pid = _fork()
         if pid == 0:  # the child
@@ -269,7 +284,7 @@ def run_isolated(session: _Session, check_ids: Sequence[str]) -> dict[str, Check
                         )
                         remaining.remove(running)
                         hung = (
-                            f"not verified: {session.target.name} hung in {running} ({call} did not "
+                            f"not verified: {session.target_name} hung in {running} ({call} did not "
                             f"return within {budget_text}); the isolated process was killed"
                         )
                     break
@@ -317,5 +332,5 @@ def run_isolated(session: _Session, check_ids: Sequence[str]) -> dict[str, Check
     return {check_id: results[check_id] for check_id in check_ids}
 
 
-def _made(session: _Session, check_id: str, status: Status, message: str) -> CheckResult:
+def _made(session: IsolatedSession, check_id: str, status: Status, message: str) -> CheckResult:
     return session.make_result(check_id, status, message, duration_s=0.0)

@@ -1,7 +1,7 @@
 """Running a loader on every rank of a real ``torch.distributed`` process group (gloo, loopback).
 
 The parent runs one process per rank, each forked from torchcontract's fresh interpreter
-(:mod:`torchcontract.conformance._fresh_interpreter`: the user's main script is never re-run, and the
+(:mod:`torchcontract.conformance._runtime.fresh`: the user's main script is never re-run, and the
 global multiprocessing configuration is left alone); each builds its loader with
 ``factory(rank, world_size)`` (unpickled in the rank),
 iterates it for some epochs (calling ``set_epoch`` on its sampler first, as training loops do), and
@@ -46,9 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._arguments import LAUNCHER_VARIABLES, launched
-from torchcontract.conformance._files import write_atomically
-from torchcontract.conformance._fresh_interpreter import HelperFailed, Pickled, Unavailable, run_tasks
+from torchcontract._files import write_atomically
+from torchcontract.conformance._core.arguments import LAUNCHER_VARIABLES, launched
+from torchcontract.conformance._runtime.fresh import HelperFailed, Pickled, Unavailable, run_tasks
 from torchcontract.conformance._values import (
     fingerprint,
     is_array,
@@ -172,7 +172,6 @@ class RankOutcome:
     rank: int
     epochs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
-    exitcode: int | None = None
 
 
 def loopback_interface() -> str | None:
@@ -274,10 +273,18 @@ def run_ranks(factory: Pickled, world_size: int, *, epochs: int, timeout_s: floa
             "timeout_s": group_timeout,
             "outputs": outputs,
         }
-        codes = run_tasks(factory, tasks=world_size, rank_args=rank_args, timeout_s=timeout_s)
+        codes = run_tasks(
+            factory,
+            entry=rank_from_pickle,
+            tasks=world_size,
+            arguments=rank_args,
+            timeout_s=timeout_s,
+            described="shards",
+            imports=("torch",),  # the ranks run torch.distributed: imported before, outside their deadline
+        )
         outcomes, setup_errors = [], []
         for rank, (code, output) in enumerate(zip(codes, outputs, strict=True)):
-            outcome = RankOutcome(rank=rank, exitcode=code)
+            outcome = RankOutcome(rank=rank)
             path = Path(output)
             if path.exists():
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -323,10 +330,9 @@ def group_rank_and_size() -> tuple[int, int]:
 
 @dataclass
 class GroupRun:
-    """What :func:`launcher_group` did: whether it initialised the group, and the final barrier's
-    error (None when every rank reached it in time, or when there was no group)."""
+    """What :func:`launcher_group` found: the final barrier's error (None when every rank reached it in
+    time, or when the group was not initialised there)."""
 
-    initialised: bool = False
     final_barrier_error: str | None = None
 
 
@@ -343,7 +349,6 @@ def launcher_group(timeout_s: float) -> Iterator[GroupRun]:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method="env://", timeout=timedelta(seconds=timeout_s))
-    run.initialised = True
     try:
         yield run
         run.final_barrier_error = _barrier(None, timeout_s)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from torchcontract import protocols
-
-if TYPE_CHECKING:
-    from torchcontract.conformance._engine import Context
+from torchcontract.conformance._core.errors import ConformanceWarning
 
 __all__ = [
     "CHECKS",
@@ -28,12 +27,14 @@ __all__ = [
 ]
 
 Severity = Literal["required", "recommended"]
-# What a check needs beyond the object itself: an installed torch, a CUDA device, example inputs,
-# worker processes, a process group, the target's world_size (the clauses across ranks).
-# What a check needs before it can say anything about the object; the engine skips a check whose
-# needs are not met, naming the missing one, before any snapshot or call (_engine._missing_needs):
+# What a check needs beyond the object itself, before it can say anything about the object; the
+# engine skips a check whose needs are not met, naming the missing one, before any snapshot or call
+# (session.missing_needs): an installed torch, a CUDA device, example inputs, DataLoader worker
+# processes, a process group, the target's world_size (the clauses across ranks);
 # "accelerator": compares a CUDA device with the CPU (a per-device check, skipped on device "cpu");
-# "factory", "compile", "export": the target's factory= and the opt-in declarations of the same names.
+# "factory", "compile", "export": the target's factory= and the opt-in declarations of the same names;
+# "fresh_interpreter": rebuilds the object in torchcontract's fresh interpreter (which a run with
+# such a check starts early, overlapping the checks before it).
 Need = Literal[
     "torch",
     "cuda",
@@ -45,8 +46,12 @@ Need = Literal[
     "factory",
     "compile",
     "export",
+    "fresh_interpreter",
 ]
-CheckFunction = Callable[["Context"], None]
+# A check function takes the Context (``_core.context``, which ranks above the registry: a context
+# knows the Check it runs) and returns None; the decorator returns the function as it is typed.
+CheckFunction = Callable[[Any], None]
+_F = TypeVar("_F", bound=CheckFunction)
 
 PROTOCOLS: Mapping[str, type[Any]] = MappingProxyType(
     {
@@ -63,6 +68,7 @@ PROTOCOLS: Mapping[str, type[Any]] = MappingProxyType(
 # A Module is a CallableModule: its targets run both protocols' checks.
 _PARENTS: Mapping[type[Any], tuple[type[Any], ...]] = {protocols.Module: (protocols.CallableModule,)}
 _ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_VERSION_PATTERN = re.compile(r"^\d+(\.\d+)*([a-z0-9.+-]*)$")
 
 
 def protocol_id(protocol: type[Any]) -> str:
@@ -91,7 +97,7 @@ class Check:
     per_device: bool
     func: CheckFunction
     # The torchcontract version that added the check (SPEC.md, "Stable ids").
-    since: str = "0.1.0"
+    since: str
     # Runs once per dtype of the target's dtypes= option (a Module or CallableModule), on a converted copy.
     per_dtype: bool = False
 
@@ -101,6 +107,8 @@ class Check:
 
 
 _REGISTRY: dict[str, Check] = {}
+# check function -> its id, for requires= given as functions.
+_IDS: dict[CheckFunction, str] = {}
 _BUILTIN_LOADED = False
 # Renamed checks (SPEC.md, "Stable ids"): old id -> (new id, the version that renamed it). An old id
 # still names its check for one minor release, with a warning; none has been renamed yet.
@@ -114,10 +122,6 @@ def current_id(check_id: str) -> str:
     if renamed is None:
         return check_id
     new_id, version = renamed
-    import warnings
-
-    from torchcontract.conformance._engine import ConformanceWarning
-
     warnings.warn(
         f"check id {check_id!r} was renamed {new_id!r} in torchcontract {version}; the old id works for "
         "this minor release only: use the new one",
@@ -159,66 +163,92 @@ CHECKS: Mapping[str, Check] = _Registry()
 
 
 def register_check(
-    check_id: str,
+    check_id: str | None = None,
     *,
     protocol: type[Any],
     severity: Severity,
+    since: str,
     needs: tuple[Need, ...] = (),
-    requires: tuple[str, ...] = (),
+    requires: tuple[CheckFunction | str, ...] = (),
     per_device: bool = False,
     per_dtype: bool = False,
-    since: str = "0.1.0",
-) -> Callable[[CheckFunction], CheckFunction]:
-    """Register ``func(ctx)`` as the check ``check_id`` for targets of ``protocol``.
+) -> Callable[[_F], _F]:
+    """Register ``func(ctx)`` as a check for targets of ``protocol``, the clause of SPEC.md with its id.
 
-    The first paragraph of the function's docstring is the check's one-line rule. It signals a violation with
+    The id is ``<protocol id>.<function name>`` (``map_dataset.len_is_non_negative_int`` for a
+    function ``len_is_non_negative_int`` registered for ``MapDataset``): a built-in check declares none.
+    A check of another package may give one as ``check_id`` (``"mylib.loader_has_batches"``). The first
+    paragraph of the function's docstring is the check's one-line rule. It signals a violation with
     ``ctx.fail(...)`` and non-applicability with ``ctx.skip(...)``; returning normally means passed.
-    ``requires`` names checks whose failure makes this one meaningless: it is then skipped, naming
-    them. ``per_device`` checks run once per device (``device=`` of :func:`check`); ``per_dtype``
-    checks of a (Callable)Module once per dtype of the target's ``dtypes=`` option, on a deep copy
-    converted with ``.to(dtype)`` (and once, on the module as it is, without it). ``since``: the
-    torchcontract version that added the check (ids are stable: SPEC.md, "Stable ids").
+
+    ``since``: the torchcontract version (or, for another package's check, that package's) that added
+    the check; ids are stable (SPEC.md, "Stable ids"). ``needs``: what the check needs beyond the object
+    (:data:`Need`); a check whose needs the target does not meet is skipped, naming them. ``requires``:
+    the checks (their functions, registered before, or their ids) whose failure makes this one
+    meaningless: it is then skipped, naming them. ``per_device`` checks run once per device
+    (``device=`` of :func:`check`); ``per_dtype`` checks of a (Callable)Module once per dtype of the
+    target's ``dtypes=`` option, on a deep copy converted with ``.to(dtype)`` (and once, on the module
+    as it is, without it).
     """
     _load_builtin_checks()
-    if not _ID_PATTERN.match(check_id):
+    if check_id is not None and not _ID_PATTERN.match(check_id):
         raise ValueError(f"check id {check_id!r} must be dotted lower_snake_case, e.g. 'map_dataset.x'")
     if protocol not in PROTOCOLS.values():
         raise TypeError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
     if severity not in get_args(Severity):
         raise ValueError(f"severity must be 'required' or 'recommended', not {severity!r}")
+    version: object = since  # typed str, but a caller may pass anything
+    if not isinstance(version, str) or not _VERSION_PATTERN.match(version):
+        raise ValueError(f"since must be the version that added the check, such as '0.2.0', not {since!r}")
     unknown_needs = set(needs) - set(get_args(Need))
     if unknown_needs:
         raise ValueError(f"unknown needs {sorted(unknown_needs)}; choose from {get_args(Need)}")
-    if per_dtype and protocol not in (protocols.CallableModule, protocols.Module):
-        raise ValueError(
-            f"{check_id}: per_dtype is for CallableModule and Module checks (dtypes= converts a module)"
-        )
-    missing = [name for name in requires if name not in _REGISTRY]
-    if missing:
-        raise ValueError(f"{check_id} requires unregistered checks {missing}; register them first")
+    prerequisites = tuple(_registered_id(required) for required in requires)
 
-    def decorator(func: CheckFunction) -> CheckFunction:
-        if check_id in _REGISTRY:
-            raise ValueError(f"a check with id {check_id!r} is already registered")
+    def decorator(func: _F) -> _F:
+        full_id = check_id if check_id is not None else f"{protocol_id(protocol)}.{func.__name__}"
+        if not _ID_PATTERN.match(full_id):
+            raise ValueError(f"check id {full_id!r} must be dotted lower_snake_case: rename {func.__name__}")
+        if per_dtype and protocol not in (protocols.CallableModule, protocols.Module):
+            raise ValueError(
+                f"{full_id}: per_dtype is for CallableModule and Module checks (dtypes= converts a module)"
+            )
+        if full_id in _REGISTRY:
+            raise ValueError(f"a check with id {full_id!r} is already registered")
         paragraph = (func.__doc__ or "").strip().split("\n\n")[0]
         rule = " ".join(line.strip() for line in paragraph.splitlines())
         if not rule:
-            raise ValueError(f"check {check_id} needs a docstring: its first paragraph is the rule")
-        _REGISTRY[check_id] = Check(
-            check_id=check_id,
+            raise ValueError(f"check {full_id} needs a docstring: its first paragraph is the rule")
+        _REGISTRY[full_id] = Check(
+            check_id=full_id,
             protocol=protocol,
             severity=severity,
             rule=rule,
             needs=frozenset(needs),
-            requires=tuple(requires),
+            requires=prerequisites,
             per_device=per_device,
             func=func,
             since=since,
             per_dtype=per_dtype,
         )
+        _IDS[func] = full_id
         return func
 
     return decorator
+
+
+def _registered_id(required: CheckFunction | str) -> str:
+    """The id of a prerequisite given as its check function or its id; ValueError when it is no
+    registered check (prerequisites are registered first)."""
+    if isinstance(required, str):
+        if required not in _REGISTRY:
+            raise ValueError(f"requires the unregistered check {required!r}; register it first")
+        return required
+    found = _IDS.get(required)
+    if found is None:
+        name = getattr(required, "__qualname__", repr(required))
+        raise ValueError(f"requires {name}, which is not a registered check function; register it first")
+    return found
 
 
 def _lineage(protocol: type[Any]) -> Iterator[type[Any]]:

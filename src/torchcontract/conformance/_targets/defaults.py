@@ -9,12 +9,13 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import shutil
+from collections.abc import Callable, Sized
 from pathlib import Path
 
 import numpy as np
 
 from torchcontract import reference_impl as ref
-from torchcontract.conformance._engine import Target
+from torchcontract.conformance._core.target import Target
 from torchcontract.protocols import (
     CallableModule,
     CollateFn,
@@ -81,6 +82,7 @@ def reference_targets() -> list[Target]:
             Sampler,
             name="ref.DistributedSampler",
             world_size=3,
+            shards=_distributed_shards(train),
         ),
         Target(
             ref.default_collate,
@@ -100,11 +102,21 @@ def reference_targets() -> list[Target]:
     ]
 
 
+def _distributed_shards(dataset: Sized) -> Callable[[int, int], ref.DistributedSampler]:
+    """``shards=`` of the reference ``DistributedSampler``'s target: the sampler of each rank, built as
+    the target's own (the checks rebuild no class but torch's ``DistributedSampler`` by themselves)."""
+
+    def shards(rank: int, world_size: int) -> ref.DistributedSampler:
+        return ref.DistributedSampler(dataset, num_replicas=world_size, rank=rank)
+
+    return shards
+
+
 def default_targets(workdir: Path) -> list[Target]:
     """Everything ``torchcontract report`` checks; torch's targets only when torch is installed."""
     targets = reference_targets()
     if importlib.util.find_spec("torch") is not None:
-        from torchcontract.conformance._torch_targets import torch_targets
+        from torchcontract.conformance._targets.torch_targets import torch_targets
 
         targets += torch_targets(extract_mnist_sample(workdir))
     return targets

@@ -1,5 +1,5 @@
-"""Writing the files torchcontract produces (JSON reports, Markdown summaries, baselines): whole or
-not at all.
+"""Writing the files torchcontract produces (JSON reports, Markdown summaries, baselines, the reference
+implementation's IDX files): whole or not at all.
 
 :func:`write_atomically` writes the complete new content to a temporary file beside the target,
 flushes it to the disk (``fsync``) and renames it over the target in one step (``os.replace``): a
@@ -15,7 +15,8 @@ process may set them); a new one gets the mode any new file gets (0666 less the 
 link keeps pointing where it did, at the replaced file. A target that is not a regular file (a
 terminal, ``/dev/stdout``, a FIFO) cannot be replaced: it is written to directly.
 
-Light on purpose: the pytest plugin imports it at configuration.
+A leaf of the package, shared by :mod:`torchcontract.conformance` and :mod:`torchcontract.reference_impl`
+(neither imports the other for it). Light on purpose: the pytest plugin imports it at configuration.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_DISTRIBUTED_TIME_BUDGET_S",
     "DEFAULT_TIME_BUDGET_S",
     "LAUNCHER_VARIABLES",
     "MAX_STARTED_RANKS",
@@ -25,6 +26,7 @@ __all__ = [
     "output_argument",
     "output_file_problem",
     "readable_file",
+    "spanning_processes_limit_s",
     "started_ranks_problem",
     "time_budget_argument",
     "validate_device",
@@ -35,6 +37,8 @@ __all__ = [
 ]
 
 DEFAULT_TIME_BUDGET_S = 30.0
+# check_distributed's (and the CLI's check-distributed): a whole process group's run per clause.
+DEFAULT_DISTRIBUTED_TIME_BUDGET_S = 60.0
 # A week: beyond it a budget is a typo (and threading's waits overflow near 1e9 s).
 MAX_TIME_BUDGET_S = 7 * 24 * 3600.0
 
@@ -51,6 +55,14 @@ def validate_time_budget(time_budget_s: object, what: str = "time_budget_s") -> 
             f"not {time_budget_s!r}"
         )
     return budget
+
+
+def spanning_processes_limit_s(time_budget_s: float) -> float:
+    """The bound on a whole clause that starts processes (DataLoader workers, the ranks of a process
+    group), or on a process group's collectives: such a clause bounds each of its waits by the time
+    budget, so it gets several, and a minute more for starting the processes (importing torch in
+    each)."""
+    return 4 * time_budget_s + 60.0
 
 
 def time_budget_argument(text: str) -> float:
@@ -149,8 +161,8 @@ def world_size_argument(text: str) -> int:
 
 
 def output_file_problem(text: str) -> str | None:
-    """Why a report cannot be written to ``text``, or None (see :func:`._files.output_problem`)."""
-    from torchcontract.conformance._files import output_problem
+    """Why a report cannot be written to ``text``, or None (:func:`torchcontract._files.output_problem`)."""
+    from torchcontract._files import output_problem
 
     return output_problem(text)
 

@@ -12,8 +12,8 @@ from torch import nn
 from torch.utils import data
 
 from torchcontract import reference_impl as ref
-from torchcontract.conformance._deviations import expected_failures
-from torchcontract.conformance._engine import Target
+from torchcontract.conformance._core.target import Target
+from torchcontract.conformance._targets.deviations import expected_failures
 from torchcontract.protocols import (
     CallableModule,
     CollateFn,

@@ -1,5 +1,5 @@
 """Values in words, for messages: short reprs (:func:`describe`) and structures (:func:`structure`,
-:func:`describe_structure`), both read off the one decomposition of :mod:`._tree`."""
+:func:`describe_structure`), both read off the one decomposition of :mod:`.tree`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._arrays import describe_tensor, dtype_name, is_array, is_tensor, ndim
-from torchcontract.conformance._calls import ours
-from torchcontract.conformance._tree import (
+from torchcontract.conformance._runtime.calls import ours
+from torchcontract.conformance._values.arrays import describe_tensor, dtype_name, is_array, is_tensor, ndim
+from torchcontract.conformance._values.tree import (
     BUILTIN_ATOMS,
     CYCLE,
     DEEP,
@@ -32,7 +32,7 @@ def describe(value: object, limit: int = 120) -> str:
     """A short repr: arrays by dtype and shape, containers recursively, long things cut.
 
     It reads at most 6 items of each container and 3 levels deep, so a huge value costs little: it
-    takes containers apart as :func:`~._tree.flatten` does, one level at a time.
+    takes containers apart as :func:`~.tree.flatten` does, one level at a time.
     """
     text = _describe(value, depth=0)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,6 +1,6 @@
 """One traversal of values: how a sample, batch or output is made of containers and leaves.
 
-Every function of :mod:`._values` that looks inside a value (equality, differences, fingerprints,
+Every function of the values package that looks inside a value (equality, differences, fingerprints,
 structure, leaves, sample counts) walks the :class:`TreeSpec` that :func:`flatten` gives, as
 ``torch.utils._pytree`` does, so they agree on what a container is by construction. The grammar,
 decided here once (SPEC.md, "Conventions"):
@@ -39,8 +39,8 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from torchcontract.conformance._arrays import is_array
-from torchcontract.conformance._calls import run_object_code
+from torchcontract.conformance._runtime.calls import run_object_code
+from torchcontract.conformance._values.arrays import is_array
 
 __all__ = [
     "ATOMS",

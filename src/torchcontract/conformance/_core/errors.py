@@ -1,0 +1,65 @@
+"""How a check ends, as exceptions, and the warning of the suite: a leaf, which every layer may import.
+
+A check function ends by returning (passed) or by raising one of :class:`CheckFailure`,
+:class:`CheckSkipped` or :class:`CheckUnverified` (``ctx.fail``, ``ctx.skip``, ``ctx.unverified``);
+:class:`HungCall` is raised in the check's thread when a call into the object, bounded in a thread of
+its own, did not return. Any other exception is torchcontract's own (an internal ``error`` result),
+unless it escaped from a call into the object (:func:`unexpected` describes that one).
+"""
+
+from __future__ import annotations
+
+import traceback
+
+__all__ = [
+    "GRACE_S",
+    "ISSUES_URL",
+    "CheckFailure",
+    "CheckSkipped",
+    "CheckUnverified",
+    "ConformanceWarning",
+    "HungCall",
+    "unexpected",
+]
+
+# A hung call cannot be interrupted, so the thread running a check gets a little longer than the
+# budget that the check itself watches, to tell "slow" (a failure) from "hung" (stop this object).
+GRACE_S = 2.0
+
+# Where an internal error of torchcontract (never the object's failure) asks to be reported.
+ISSUES_URL = "https://github.com/torchcontract/torchcontract/issues"
+
+
+class ConformanceWarning(UserWarning):
+    """A failed recommended check, or an expected failure that names no check."""
+
+
+class CheckFailure(Exception):
+    """Raised inside a check (by ``ctx.fail``): the object violates the check's clause."""
+
+
+class CheckSkipped(Exception):
+    """Raised inside a check (by ``ctx.skip``): the clause does not apply, and why."""
+
+
+class CheckUnverified(Exception):
+    """Raised inside a check (by ``ctx.unverified``): the clause applies but could not be verified
+    (the time budget ran out first). Not a pass: a required clause left unverified fails the report."""
+
+
+class HungCall(BaseException):
+    """A call into the object, run in a thread of its own, did not return within the budget."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def unexpected(what: str, error: BaseException) -> str:
+    """The failure message of an object call ``what`` that raised ``error``: where it was raised, and
+    the call as the reproducer."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return (
+        f"{what} raised {type(error).__name__}: {error}{where}; expected it to succeed.\n  reproduce: {what}"
+    )

@@ -1,0 +1,207 @@
+"""What the Module clauses of several files share: copies, seeding, perturbation, backward passes and
+how outputs are compared."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from torchcontract.conformance._core.context import (
+    Context,
+    global_rng_states,
+    restore_global_rng_states,
+)
+from torchcontract.conformance._values import (
+    describe_structure,
+    flatten,
+    is_tensor,
+    leaves,
+    structure,
+    tensor_module,
+    unflatten,
+)
+from torchcontract.conformance.checks._common import try_deepcopy
+
+__all__ = [
+    "BACKWARD_OF_SUM",
+    "backward_of_sum",
+    "clone_tensor",
+    "deep_copy",
+    "first_line",
+    "float_leaves",
+    "frozen_output",
+    "listed",
+    "output_with",
+    "parameter_values",
+    "perturb",
+    "seeded",
+    "seeded_note",
+    "structure_difference",
+    "torch_module",
+]
+
+
+def deep_copy(ctx: Context, what: str = "copy.deepcopy(m)") -> Any:
+    copied, error = try_deepcopy(ctx.obj)
+    if error is not None:
+        ctx.fail(
+            f"{what} raised {type(error).__name__}: {error}; expected modules to deep-copy (EMA "
+            "weights, checkpoint averaging and these checks rely on it)",
+            reproduce="copy.deepcopy(m)",
+        )
+    return copied
+
+
+@contextmanager
+def seeded(ctx: Context) -> Iterator[None]:
+    """Under deterministic=False, seed Python's, NumPy's and torch's global generators with the
+    target's seed for the block (their states are put back afterwards); a no-op otherwise."""
+    if ctx.options.deterministic:
+        yield
+        return
+    states = global_rng_states()
+    random.seed(ctx.options.seed)
+    np.random.seed(ctx.options.seed)
+    torch = tensor_module()
+    if torch is not None:
+        torch.manual_seed(ctx.options.seed)
+    try:
+        yield
+    finally:
+        restore_global_rng_states(states)
+
+
+def seeded_note(ctx: Context) -> str:
+    return (
+        ""
+        if ctx.options.deterministic
+        else " (deterministic=False: both calls with the global RNGs seeded alike)"
+    )
+
+
+def parameter_values(parameter: Any) -> Any:
+    """The array or tensor holding a parameter's values (torch Parameter, ``.data`` holder, array)."""
+    if is_tensor(parameter) or isinstance(parameter, np.ndarray):
+        return parameter
+    data = getattr(parameter, "data", None)
+    return data if is_tensor(data) or isinstance(data, np.ndarray) else None
+
+
+def perturb(parameter: Any) -> bool:
+    """Change a parameter's values in place (its identity kept); False if it has no known values (or
+    cannot be changed: an inference tensor, a tensor on the meta device)."""
+    values = parameter_values(parameter)
+    if values is None:
+        return False
+    try:
+        if is_tensor(values):
+            with tensor_module().no_grad():
+                if values.dtype == tensor_module().bool:
+                    values.logical_not_()
+                else:
+                    values.add_(0.5 if values.is_floating_point() or values.is_complex() else 1)
+            return True
+        if values.dtype.kind in "fc":
+            values += 0.5
+        elif values.dtype.kind in "iu":
+            values += 1
+        elif values.dtype.kind == "b":
+            np.logical_not(values, out=values)
+        else:
+            return False
+    except Exception:  # a read-only array, an inference tensor: left as it is
+        return False
+    return True
+
+
+def first_line(error: BaseException) -> str:
+    """The line of an error message that names the problem (torch's weights-only error puts it under
+    "WeightsUnpickler error:", after a paragraph about the 2.6 default)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(". Please use", 1)[0].strip()
+    return lines[0] if lines else ""
+
+
+def torch_module(ctx: Context) -> Any:
+    # An nn.Module can only exist once torch is imported: importing it here (seconds) to find out
+    # would spend the time budget of a NumPy module's check, and report a hang.
+    torch = tensor_module()
+    if torch is None or not isinstance(ctx.obj, torch.nn.Module):
+        ctx.skip("the object is not a torch.nn.Module: device placement is checked on torch modules")
+    return torch
+
+
+BACKWARD_OF_SUM = "sum(t.sum() for t in <floating-point outputs>).backward()"
+
+
+def float_leaves(output: Any) -> list[tuple[str, Any]]:
+    """(path, tensor) for every floating-point or complex tensor leaf of an output."""
+    return [
+        (path, leaf)
+        for path, leaf in leaves(output)
+        if is_tensor(leaf) and (leaf.is_floating_point() or leaf.is_complex())
+    ]
+
+
+def backward_of_sum(torch: Any, tensors: list[Any]) -> None:
+    """``sum(t.sum() for t in tensors).backward()``; a complex leaf counts by its real and imaginary
+    parts (a complex scalar has no backward of its own)."""
+    total = None
+    for tensor in tensors:
+        part = torch.view_as_real(tensor).sum() if tensor.is_complex() else tensor.sum()
+        total = part if total is None else total + part
+    if total is not None:
+        total.backward()
+
+
+def listed(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def output_with(value: Any, convert: Any) -> Any | None:
+    """``value`` with ``convert(t)`` in place of every tensor ``t``, also inside objects compared by their
+    attributes (a ``torch.distributions.Normal`` output's ``loc``): rebuilt through the one traversal of
+    values, whose mapping order does not count in a comparison. None when it cannot be rebuilt so (a
+    cycle, an object that cannot be rebuilt from its attributes)."""
+    spec, found = flatten(value, objects=True)
+    converted = [convert(leaf) if is_tensor(leaf) else leaf for leaf in found]
+    try:
+        return unflatten(spec, converted)
+    except (TypeError, ValueError):
+        return None
+
+
+def frozen_output(output: Any) -> Any:
+    """``output`` with a copy of each tensor's current values in its place (see :func:`output_with`):
+    an output that holds one of the module's own tensors (``return self.weight``, a distribution built
+    from ``self.loc``) does not follow a later in-place change of that tensor. A value that cannot be
+    rebuilt so is kept as it is."""
+    frozen = output_with(output, _copy_or_same)
+    return output if frozen is None else frozen
+
+
+def _copy_or_same(tensor: Any) -> Any:
+    """A copy of ``tensor``'s values, or ``tensor`` itself when its type cannot be cloned."""
+    copied = clone_tensor(tensor)
+    return tensor if copied is None else copied
+
+
+def clone_tensor(tensor: Any) -> Any:
+    try:
+        return tensor.detach().clone()
+    except Exception:
+        return None
+
+
+def structure_difference(output: Any, expected: Any) -> str | None:
+    """How two outputs of a random module differ in what stays deterministic: structure and dtypes."""
+    if structure(output) == structure(expected):
+        return None
+    return f"structure {describe_structure(output)} vs {describe_structure(expected)}"

@@ -1,0 +1,369 @@
+"""The Module clauses on devices (torch modules only): moving a module and its outputs, parity of a CUDA
+device with the CPU, and a round trip through a device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from torchcontract.conformance._core.context import (
+    Context,
+)
+from torchcontract.conformance._core.registry import register_check
+from torchcontract.conformance._runtime.calls import global_change
+from torchcontract.conformance._values import (
+    close_difference,
+    describe,
+    is_tensor,
+    leaves,
+    tensor_module,
+)
+from torchcontract.conformance._values.convert import on_device
+from torchcontract.conformance.checks._calling import (
+    args_text,
+    call_module,
+    eval_mode,
+    fresh_inputs,
+    fresh_kwargs,
+    preserving_module,
+)
+from torchcontract.conformance.checks.callable_module import eval_is_deterministic
+from torchcontract.conformance.checks.module._shared import (
+    BACKWARD_OF_SUM,
+    backward_of_sum,
+    deep_copy,
+    first_line,
+    float_leaves,
+    torch_module,
+)
+from torchcontract.conformance.checks.module.protocol import deepcopy_is_independent
+from torchcontract.protocols import Module
+
+
+def _arguments_on(ctx: Context, device: Any, label: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Fresh example inputs and kwargs moved to ``device`` (shown as ``label``) by the one walker of
+    values (:mod:`..._values.convert`): a container with its own ``.to()`` (a TensorDict, a
+    BatchEncoding) is moved by it. A call into the object: the containers' own code runs."""
+    return ctx.call(
+        f"<the example inputs and kwargs>.to({label!r})",
+        lambda: (on_device(fresh_inputs(ctx), device), on_device(fresh_kwargs(ctx), device)),
+    )
+
+
+def _on(tensor: Any, device: Any) -> bool:
+    return bool(tensor.device.type == device.type and device.index in (None, tensor.device.index))
+
+
+# torch's device-mismatch messages (aten's TensorIterator and the common-device check, generators).
+_DEVICE_MISMATCH = (
+    "is not on the expected device",
+    "on the same device",
+    "at least two devices",
+    "expected a 'meta' device type",
+)
+
+
+def _is_device_mismatch(error: BaseException) -> bool:
+    """Whether an error from a call on the meta device says that tensors are on different devices
+    ("Tensor on device cpu is not on the expected device meta!", "Expected all tensors to be on the
+    same device, but found at least two devices, meta and cpu!")."""
+    text = str(error).lower()
+    return "meta" in text and any(phrase in text for phrase in _DEVICE_MISMATCH)
+
+
+def _unregistered(module: Any) -> list[str]:
+    """Where a torch module keeps tensors or submodules that ``.to()`` does not move: plain tensor
+    attributes (0-dim ones excepted: torch lets them mix with any device), and modules, parameters or
+    tensors inside plain lists, tuples and dicts. Never calls the module."""
+    torch = tensor_module()
+    found: list[str] = []
+    if torch is None:
+        return found
+
+    def kind(value: Any) -> str | None:
+        if isinstance(value, torch.nn.Module):
+            return type(value).__name__
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return "Parameter" if isinstance(value, torch.nn.Parameter) else "tensor"
+        return None
+
+    try:
+        named = list(module.named_modules())
+    except Exception:
+        return found
+    for prefix, sub in named:
+        dot = f"{prefix}." if prefix else ""
+        for key, value in getattr(sub, "__dict__", {}).items():
+            if key.startswith("_") and key in _TORCH_INTERNALS:
+                continue
+            if isinstance(value, torch.Tensor) and kind(value):
+                found.append(f"m.{dot}{key} (a plain {kind(value)} attribute: use register_buffer)")
+            elif isinstance(value, (list, tuple)):
+                items = [(f"[{i}]", item) for i, item in enumerate(value)]
+            elif isinstance(value, dict):
+                items = [(f"[{item_key!r}]", item) for item_key, item in value.items()]
+            else:
+                continue
+            if isinstance(value, (list, tuple, dict)):
+                for where, item in items[:100]:
+                    what = kind(item)
+                    if what is not None:
+                        fix = (
+                            "nn.ModuleList/nn.ModuleDict"
+                            if what not in ("tensor", "Parameter")
+                            else ("nn.ParameterList or register_buffer")
+                        )
+                        found.append(
+                            f"m.{dot}{key}{where} (a {what} in a plain {type(value).__name__}: use {fix})"
+                        )
+    return found
+
+
+_TORCH_INTERNALS = frozenset(
+    {"_parameters", "_buffers", "_non_persistent_buffers_set", "_modules", "_forward_hooks",
+     "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
+     "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks", "_state_dict_pre_hooks",
+     "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs",
+     "_flat_weights"}
+)  # fmt: skip
+
+
+def _moved_tensors(ctx: Context, module: Any, device: Any, label: str) -> None:
+    """Every parameter and buffer of ``module`` (after ``module.to(device)``) is on ``device``."""
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if not _on(tensor, device):
+            ctx.fail(
+                f"after m.to({label!r}), {name!r} is on {tensor.device}; expected every "
+                "parameter and buffer on the target device",
+                reproduce=f"m.to({label!r}); m.state_dict()[{name!r}].device",
+            )
+
+
+def _outputs_on(ctx: Context, output: Any, device: Any, label: str, what: str) -> None:
+    for path, leaf in leaves(output):
+        if is_tensor(leaf) and not _on(leaf, device):
+            ctx.fail(
+                f"with the module and inputs on {label}, output{path} is on {leaf.device}; "
+                "expected outputs on the same device",
+                reproduce=what,
+            )
+
+
+@register_check(
+    protocol=Module,
+    severity="required",
+    needs=("torch", "example_inputs"),
+    requires=(deepcopy_is_independent,),
+    per_device=True,
+    since="0.1.0",
+)
+@preserving_module
+def to_device(ctx: Context) -> None:
+    """m.to(device) returns m and moves every parameter and buffer; outputs land on that device. On the
+    CPU, a copy moved to the meta device runs too, so that a tensor or submodule .to() does not move
+    shows as it would on a GPU."""
+    torch = torch_module(ctx)
+    device = torch.device(ctx.device)
+    clone = deep_copy(ctx)
+    returned = ctx.call(f"m.to({ctx.device!r})", clone.to, device)
+    if returned is not clone:
+        ctx.fail(
+            f"m.to({ctx.device!r}) returned {describe(returned)}; expected the module itself",
+            reproduce=f"m.to({ctx.device!r}) is m",
+        )
+    _moved_tensors(ctx, clone, device, ctx.device)
+    inputs, kwargs = _arguments_on(ctx, device, ctx.device)
+    what = f"m.to({ctx.device!r})({args_text(ctx)} on {ctx.device})"
+    with eval_mode(clone, "copy.deepcopy(m)"):
+        output = ctx.call(what, clone, *inputs, **kwargs)
+    _outputs_on(ctx, output, device, ctx.device, what)
+    if device.type == "cpu":
+        _meta_probe(ctx, torch)
+
+
+def _meta_probe(ctx: Context, torch: Any) -> None:
+    """m.to("cpu") cannot leave anything behind on a CPU-only machine; the meta device can: a copy of
+    m moved there must run with the inputs moved there (meta tensors have shapes and dtypes but no
+    data, so the call is cheap)."""
+    meta = torch.device("meta")
+    clone = deep_copy(ctx)
+    moved = ctx.attempt("copy.deepcopy(m).to('meta')", clone.to, meta)
+    if isinstance(moved, Exception):
+        ctx.skip(
+            f"m.to('cpu') passed; copy.deepcopy(m).to('meta') raised {type(moved).__name__}: "
+            f"{first_line(moved)}, so tensors that .to() leaves behind cannot be found without a second "
+            "device (run with device='cuda')"
+        )
+    _moved_tensors(ctx, clone, meta, "meta")
+    moving = "<the example inputs and kwargs>.to('meta')"
+    arguments = ctx.attempt(
+        moving, lambda: (on_device(fresh_inputs(ctx), meta), on_device(fresh_kwargs(ctx), meta))
+    )
+    if isinstance(arguments, Exception):
+        ctx.skip(
+            f"m.to('cpu') passed; {moving} raised {type(arguments).__name__}: {first_line(arguments)}, so "
+            "tensors that .to() leaves behind cannot be found without a second device (run with "
+            "device='cuda')"
+        )
+    inputs, kwargs = arguments
+    what = f"copy.deepcopy(m).to('meta')({args_text(ctx)} on meta)"
+    with eval_mode(clone, "copy.deepcopy(m)"):
+        output = ctx.attempt(what, clone, *inputs, **kwargs)
+    if isinstance(output, Exception):
+        if not _is_device_mismatch(output):
+            ctx.skip(
+                f"m.to('cpu') passed; the module cannot run on the meta device ({what} raised "
+                f"{type(output).__name__}: {first_line(output)}: an op without a meta kernel or a "
+                "data-dependent shape), so tensors that .to() leaves behind cannot be found without a "
+                "second device (run with device='cuda')"
+            )
+        causes = _unregistered(ctx.obj)
+        cause = (
+            f"likely cause: {'; '.join(causes[:3])}"
+            if causes
+            else "likely cause: a submodule or tensor that is not registered (use nn.ModuleList/"
+            "nn.ModuleDict and register_buffer), or a tensor created in forward without device="
+        )
+        ctx.fail(
+            f"{what} raised {type(output).__name__}: {first_line(output)}; expected every tensor the "
+            f"forward uses to move with the module ({cause}; on a GPU, model.to('cuda') fails the same "
+            "way)",
+            reproduce=(
+                "meta = torch.device('meta'); copy.deepcopy(m).to(meta)(*[x.to(meta) for x in inputs])"
+            ),
+        )
+    _outputs_on(ctx, output, meta, "meta", what)
+
+
+@contextmanager
+def _tf32_off(torch: Any) -> Iterator[None]:
+    """TF32 off for the block (on by default for convolutions): CUDA is compared with the CPU at full
+    float32 precision."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+    def undo() -> None:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    with global_change(undo):  # undone at once should the check be given up on (a hung call)
+        yield
+
+
+@register_check(
+    protocol=Module,
+    severity="recommended",
+    needs=("torch", "example_inputs", "accelerator"),
+    requires=(deepcopy_is_independent, eval_is_deterministic),
+    per_device=True,
+    per_dtype=True,
+    since="0.1.0",
+)
+@preserving_module
+def device_parity(ctx: Context) -> None:
+    """On a CUDA device, outputs match CPU outputs within torch.testing.assert_close's tolerances (or
+    the target's parity_tolerance), with TF32 off."""
+    torch = torch_module(ctx)
+    device = torch.device(ctx.device)
+    if not ctx.options.deterministic:
+        # Seeding does not help: the CPU and CUDA generators draw different numbers from one seed.
+        ctx.skip("the target declares deterministic=False: CPU and CUDA outputs of a random module differ")
+    with eval_mode(ctx.obj):
+        expected = call_module(ctx, ctx.obj)
+    clone = deep_copy(ctx).to(device)
+    inputs, kwargs = _arguments_on(ctx, device, ctx.device)
+    what = f"m.to({ctx.device!r})({args_text(ctx)} on {ctx.device})"
+    with _tf32_off(torch), eval_mode(clone, "copy.deepcopy(m)"):
+        output = ctx.call(what, clone, *inputs, **kwargs)
+    tolerance = ctx.options.parity_tolerance
+    on_cpu = ctx.call(f"<the output of {what}>.to('cpu')", on_device, output, torch.device("cpu"))
+    found = close_difference(on_cpu, expected, tolerance=tolerance)
+    if found:
+        within = (
+            "torch.testing.assert_close's default tolerances for the dtype"
+            if tolerance is None
+            else f"the target's parity_tolerance (rtol={tolerance[0]}, atol={tolerance[1]})"
+        )
+        ctx.fail(
+            f"on {ctx.device} the output differs from the CPU output ({found}); expected agreement "
+            f"within {within} (TF32 off; a deep model may need a looser parity_tolerance=(rtol, atol))",
+            reproduce=f"m({args_text(ctx)}) vs {what}",
+        )
+
+
+def _gradients(ctx: Context, module: Any, inputs: Any, kwargs: Any, what: str) -> tuple[Any, dict[str, Any]]:
+    """The output of ``module(*inputs, **kwargs)`` in eval mode and the gradients its parameters get
+    from a backward pass of the sum of its floating-point outputs (``{name: grad}``, None ones left out)."""
+    for _, parameter in module.named_parameters():
+        parameter.grad = None  # a copy may carry the gradients m had
+    with eval_mode(module, "copy.deepcopy(m)"):
+        output = ctx.call(what, module, *inputs, **kwargs)
+    tracked = [leaf for _, leaf in float_leaves(output) if leaf.requires_grad]
+    ctx.call(f"{BACKWARD_OF_SUM} after {what}", backward_of_sum, tensor_module(), tracked)
+    grads = {
+        name: parameter.grad.detach().clone()
+        for name, parameter in module.named_parameters()
+        if parameter.grad is not None
+    }
+    return output, grads
+
+
+@register_check(
+    protocol=Module,
+    severity="recommended",
+    needs=("torch", "example_inputs", "accelerator"),
+    requires=(deepcopy_is_independent, eval_is_deterministic),
+    per_device=True,
+    per_dtype=True,
+    since="0.1.0",
+)
+@preserving_module
+def device_round_trip(ctx: Context) -> None:
+    """On a CUDA device, the parameters' gradients from a backward pass agree with the CPU ones (within
+    assert_close's tolerances or parity_tolerance, TF32 off), and a copy moved to the device and back
+    gives the CPU outputs again."""
+    torch = torch_module(ctx)
+    device = torch.device(ctx.device)
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False: CPU and CUDA outputs of a random module differ")
+    call = args_text(ctx)
+    on_cpu = deep_copy(ctx)
+    _, expected_grads = _gradients(
+        ctx, on_cpu, fresh_inputs(ctx), fresh_kwargs(ctx), f"copy.deepcopy(m)({call})"
+    )
+    with eval_mode(ctx.obj):
+        expected = call_module(ctx, ctx.obj)
+    moved = deep_copy(ctx)
+    ctx.call(f"copy.deepcopy(m).to({ctx.device!r})", moved.to, device)
+    inputs, kwargs = _arguments_on(ctx, device, ctx.device)
+    what = f"m.to({ctx.device!r})({call} on {ctx.device})"
+    with _tf32_off(torch):
+        _, grads = _gradients(ctx, moved, inputs, kwargs, what)
+    tolerance = ctx.options.parity_tolerance
+    cpu = torch.device("cpu")
+    for name, expected_grad in expected_grads.items():
+        grad = grads.get(name)
+        found = (
+            "no gradient on the device"
+            if grad is None
+            else close_difference(grad.to(cpu), expected_grad, tolerance=tolerance)
+        )
+        if found:
+            ctx.fail(
+                f"after {BACKWARD_OF_SUM}, the gradient of {name!r} on {ctx.device} differs from the CPU "
+                f"one ({found}); expected agreement within assert_close's tolerances or the target's "
+                "parity_tolerance (TF32 off; a custom backward with a device-dependent path shows here)",
+                reproduce=f"<grads of {what}> vs <grads of m({call})>",
+            )
+    ctx.call(f"copy.deepcopy(m).to({ctx.device!r}).to('cpu')", moved.to, cpu)
+    back = f"copy.deepcopy(m).to({ctx.device!r}).to('cpu')({call})"
+    with eval_mode(moved, "copy.deepcopy(m)"):
+        output = ctx.call(back, moved, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    found = close_difference(output, expected)
+    if found:
+        ctx.fail(
+            f"{back} differs from m({call}) ({found}); expected the CPU outputs again (the round trip "
+            "copies every parameter and buffer exactly: state lost or recomputed by a device move, in an "
+            "_apply override say, shows here)",
+            reproduce=f"{back} == m({call})",
+        )

@@ -1,0 +1,303 @@
+"""The Module clauses on training and dtypes (torch modules only): gradients reach the parameters, and
+converting the module to another floating-point dtype keeps its computation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torchcontract.conformance._core.context import (
+    Context,
+)
+from torchcontract.conformance._core.registry import register_check
+from torchcontract.conformance._values import (
+    close_difference,
+    describe,
+    is_tensor,
+)
+from torchcontract.conformance._values.convert import in_dtype
+from torchcontract.conformance.checks._calling import (
+    args_text,
+    call_module,
+    eval_mode,
+    fresh_inputs,
+    fresh_kwargs,
+    preserving_module,
+)
+from torchcontract.conformance.checks.callable_module import eval_is_deterministic
+from torchcontract.conformance.checks.module._shared import (
+    BACKWARD_OF_SUM,
+    backward_of_sum,
+    deep_copy,
+    first_line,
+    float_leaves,
+    listed,
+    output_with,
+    seeded,
+    structure_difference,
+    torch_module,
+)
+from torchcontract.conformance.checks.module.protocol import deepcopy_is_independent
+from torchcontract.protocols import Module
+
+
+@register_check(
+    protocol=Module,
+    severity="required",
+    needs=("torch", "example_inputs"),
+    requires=(deepcopy_is_independent,),
+    per_dtype=True,
+    since="0.1.0",
+)
+@preserving_module
+def backward_reaches_parameters(ctx: Context) -> None:
+    """In train mode, a backward pass from the sum of the floating-point outputs gives every parameter
+    with requires_grad a gradient (unless the target declares unused_parameters=True)."""
+    torch = torch_module(ctx)
+    clone = deep_copy(ctx)
+    named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
+    trainable = [(name, p) for name, p in named if is_tensor(p) and p.requires_grad]
+    if not trainable:
+        ctx.skip("the module has no parameter with requires_grad=True")
+    ctx.call("clone.train()", clone.train)
+    what = f"copy.deepcopy(m).train()({args_text(ctx)})"
+    with seeded(ctx):
+        output = ctx.attempt(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    if isinstance(output, Exception):
+        ctx.skip(
+            f"{what} raised {type(output).__name__}: {first_line(output)}, so the example inputs "
+            "cannot drive a training step (give inputs that work in train mode, e.g. a batch of more "
+            "than one sample for BatchNorm)"
+        )
+    floats = float_leaves(output)
+    if not floats:
+        ctx.skip("the output has no floating-point tensor to take a backward pass from")
+    tracked = [leaf for _, leaf in floats if leaf.requires_grad]
+    loss = BACKWARD_OF_SUM
+    ctx.call(loss, backward_of_sum, torch, tracked)
+    unreached = [name for name, parameter in trainable if parameter.grad is None]
+    if not unreached:
+        return
+    summary = f"{listed(unreached)} ({len(unreached)} of {len(trainable)} trainable parameters)"
+    if ctx.options.unused_parameters:
+        ctx.note(f"no gradient for {summary}: declared unused_parameters=True")
+        return
+    ctx.fail(
+        f"after {what} and {loss}, parameter(s) {summary} have .grad None; expected every parameter "
+        "with requires_grad to receive a gradient (DistributedDataParallel waits for each one: the "
+        "next iteration raises 'Expected to have finished reduction in the prior iteration' unless "
+        "it is built with find_unused_parameters=True; freeze such parameters with "
+        "requires_grad_(False), or declare unused_parameters=True for a branch unused by design)",
+        reproduce=(
+            f"c = copy.deepcopy(m).train(); out = c({args_text(ctx)}); <sum of out's floating-point "
+            "tensors>.backward(); [n for n, p in c.named_parameters() if p.requires_grad and p.grad is None]"
+        ),
+    )
+
+
+def _compared_in(value: Any, dtype: Any) -> Any:
+    """``value`` with every floating-point tensor converted to ``dtype`` for a comparison (see
+    :func:`output_with`); a value that cannot be rebuilt so is converted in its containers only."""
+    converted = output_with(value, lambda leaf: leaf.to(dtype) if leaf.is_floating_point() else leaf)
+    return in_dtype(value, dtype) if converted is None else converted
+
+
+# float32 against float64 (the rounding of float32 through a few layers, not a bug): looser than
+# assert_close's float32 defaults (rtol=1.3e-6, atol=1e-5), as torch's own test_cpu_gpu_parity is.
+DTYPE_TOLERANCE = (1e-3, 1e-4)
+
+
+@register_check(
+    protocol=Module,
+    severity="recommended",
+    needs=("torch", "example_inputs"),
+    requires=(deepcopy_is_independent, eval_is_deterministic),
+    since="0.1.0",
+)
+@preserving_module
+def to_dtype(ctx: Context) -> None:
+    """m.to(torch.float64) returns m, converts every floating-point parameter and buffer to float64
+    (integer ones keep their dtype), and with float64 inputs the outputs are float64 and close to the
+    float32 outputs."""
+    torch = torch_module(ctx)
+    double = torch.float64
+    named = ctx.call(
+        "m.named_parameters(), m.named_buffers()",
+        lambda: [*ctx.obj.named_parameters(), *ctx.obj.named_buffers()],
+    )
+    if not any(tensor.dtype == torch.float32 for _, tensor in named):
+        ctx.skip("the module has no float32 parameter or buffer to convert")
+    before = {name: tensor.dtype for name, tensor in named}
+    clone = deep_copy(ctx)
+    returned = ctx.call("copy.deepcopy(m).to(torch.float64)", clone.to, double)
+    if returned is not clone:
+        ctx.fail(
+            f"m.to(torch.float64) returned {describe(returned)}; expected the module itself",
+            reproduce="m.to(torch.float64) is m",
+        )
+    converted = ctx.call(
+        "clone.named_parameters(), clone.named_buffers()",
+        lambda: [*clone.named_parameters(), *clone.named_buffers()],
+    )
+    for name, tensor in converted:
+        old = before.get(name)
+        if old is None or old.is_complex:  # complex ones lose their imaginary part (torch warns)
+            continue
+        expected = double if old.is_floating_point else old
+        if tensor.dtype != expected:
+            ctx.fail(
+                f"after m.to(torch.float64), {name!r} is {tensor.dtype} (it was {old}); expected "
+                f"{expected} (Module.to converts floating-point parameters and buffers, and keeps "
+                "integer ones)",
+                reproduce=f"m.to(torch.float64); m.state_dict()[{name!r}].dtype",
+            )
+    with eval_mode(ctx.obj), seeded(ctx):
+        expected_output = call_module(ctx, ctx.obj)
+    inputs, kwargs = ctx.call(
+        "<the example inputs and kwargs>.to(torch.float64)",
+        lambda: (in_dtype(fresh_inputs(ctx), double), in_dtype(fresh_kwargs(ctx), double)),
+    )
+    what = f"copy.deepcopy(m).to(torch.float64)({args_text(ctx)} in float64)"
+    with eval_mode(clone, "copy.deepcopy(m)"), seeded(ctx):
+        output = ctx.attempt(what, clone, *inputs, **kwargs)
+    reproduce = f"m.to(torch.float64)(*[x.double() for x in inputs]) vs m({args_text(ctx)})"
+    if isinstance(output, Exception):
+        ctx.fail(
+            f"{what} raised {type(output).__name__}: {first_line(output)}; expected the module to "
+            "run in float64 once converted (a cast to a fixed dtype in forward, such as x.float(), or a "
+            "float32 tensor that .to() does not convert breaks .double() and .half() alike)",
+            reproduce=reproduce,
+        )
+    kept = [  # leaf by leaf in order: a structure that differs is compared below
+        (path, leaf.dtype)
+        for (path, leaf), (_, was) in zip(float_leaves(output), float_leaves(expected_output), strict=False)
+        if was.dtype == torch.float32 and leaf.dtype != double
+    ]
+    if kept:
+        path, dtype = kept[0]
+        ctx.fail(
+            f"{what}: output{path} is {dtype}; expected float64 (a float32 output of the float32 "
+            "module is float64 once module and inputs are float64: a tensor created in forward "
+            "without dtype= stays float32)",
+            reproduce=reproduce,
+        )
+    if not ctx.options.deterministic:
+        ctx.note("deterministic=False: only the dtypes of the float64 outputs were compared")
+        return
+    found = close_difference(
+        _compared_in(output, double), _compared_in(expected_output, double), tolerance=DTYPE_TOLERANCE
+    )
+    if not found:
+        return
+    decision = _diverging_decision(ctx, torch, clone)
+    if decision is None:
+        ctx.fail(
+            f"{what} differs from m({args_text(ctx)}) ({found}); expected "
+            f"agreement within rtol={DTYPE_TOLERANCE[0]}, atol={DTYPE_TOLERANCE[1]} (float64 computes "
+            "the same function, more precisely, and both runs took the same discrete decisions)",
+            reproduce=reproduce,
+        )
+    shape = structure_difference(_compared_in(output, double), _compared_in(expected_output, double))
+    if shape:
+        ctx.fail(
+            f"{what} differs from m({args_text(ctx)}) in {shape}; expected outputs of the same structure",
+            reproduce=reproduce,
+        )
+    ctx.note(
+        f"the float64 outputs differ from the float32 ones ({found}), but the two runs took different "
+        f"discrete decisions first ({decision}: a sort, top-k, argmax or threshold over values that tie or "
+        "nearly tie in float32), so only their structure and dtypes were compared"
+    )
+
+
+# The ops that compute a step function of floating-point values with a floating-point result (integer
+# valued): decisions, like every op that makes an integer or bool tensor from floating-point ones.
+_STEP_OPS = frozenset({"floor", "ceil", "round", "trunc", "sign", "floor_divide", "histc"})
+
+
+# How much of a run's decisions is recorded (a comparison mask per layer of a big model adds up).
+_MAX_DECISIONS = 100_000
+
+
+_MAX_DECISION_BYTES = 256 << 20
+
+
+Decision = tuple[str, tuple[Any, ...]]
+
+
+def _decisions(torch: Any, module: Any, inputs: Any, kwargs: Any) -> list[Decision]:
+    """The discrete decisions of ``module(*inputs, **kwargs)``, in the order torch's dispatcher runs
+    them: (op, its integer or bool outputs) for every op with a floating-point tensor input and such an
+    output (a comparison, ``argmax``, ``sort``/``topk`` indices, a cast to an integer dtype, torchvision's
+    ``nms``), and (op, its output) for the step functions of :data:`_STEP_OPS`."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    found: list[Decision] = []
+    left = [_MAX_DECISION_BYTES]
+
+    def floating(tensor: Any) -> bool:
+        return bool(tensor.is_floating_point() or tensor.is_complex())
+
+    class Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's mode is untyped
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            if left[0] <= 0 or len(found) >= _MAX_DECISIONS:
+                return out
+            given = [leaf for leaf in tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)]
+            if not any(floating(tensor) for tensor in given):
+                return out
+            made = [leaf for leaf in tree_leaves(out) if isinstance(leaf, torch.Tensor)]
+            decided = [tensor for tensor in made if not floating(tensor)]
+            if not decided and func.overloadpacket.__name__.rstrip("_") in _STEP_OPS:
+                decided = made
+            if decided:
+                # "aten.topk", "torchvision.nms": the op's namespace and name
+                found.append((str(func.overloadpacket), tuple(tensor.detach().clone() for tensor in decided)))
+                left[0] -= sum(tensor.numel() * tensor.element_size() for tensor in decided)
+            return out
+
+    with Recorder():  # type: ignore[no-untyped-call]
+        module(*inputs, **kwargs)
+    return found
+
+
+def _diverging_decision(ctx: Context, torch: Any, clone: Any) -> str | None:
+    """Where m (in float32) and ``clone`` (in float64) first take different discrete decisions on the
+    example inputs: the op, numbered by its place among the decisions, whose integer outputs differ
+    (the two runs then compute on different branches, and their outputs differ by design); None when
+    they take the same decisions, or their paths part some other way (another op), or the runs cannot
+    be recorded."""
+    double = torch.float64
+    recorded = []
+    for name, module, convert in (("m", ctx.obj, False), ("copy.deepcopy(m)", clone, True)):
+        inputs, kwargs = fresh_inputs(ctx), fresh_kwargs(ctx)
+        if convert:
+            inputs, kwargs = in_dtype(inputs, double), in_dtype(kwargs, double)
+        with eval_mode(module, name), seeded(ctx):
+            run = ctx.attempt(
+                f"{name}({args_text(ctx)}) (its discrete decisions recorded)",
+                _decisions,
+                torch,
+                module,
+                inputs,
+                kwargs,
+            )
+        if isinstance(run, Exception):
+            return None
+        recorded.append(run)
+    for number, ((op, made), (other_op, other)) in enumerate(zip(*recorded, strict=False), start=1):
+        if op != other_op:
+            return None
+        if len(made) != len(other) or not all(
+            _same_decision(one, two) for one, two in zip(made, other, strict=True)
+        ):
+            return f"decision {number}, {op}"
+    return None
+
+
+def _same_decision(one: Any, two: Any) -> bool:
+    if one.shape != two.shape:
+        return False
+    if one.is_floating_point():  # a step function's integer values
+        return bool((one.double() == two.double()).all())
+    return bool((one == two.to(one.dtype)).all())

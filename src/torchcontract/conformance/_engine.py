@@ -115,7 +115,9 @@ class Options:
     replacement: whether a sampler draws with replacement (default: its ``replacement`` attribute).
     ordered: whether a loader's batches follow its dataset's order (default: inferred from its
         ``sampler``/``shuffle`` attributes where it has them).
-    num_workers: worker processes for the checks that load through torch's DataLoader (at least 2).
+    num_workers: worker processes of ``iterable_dataset.workers_yield_each_item_once`` and
+        ``stateful.resume_with_workers`` (at least 2); the other worker checks start the one or two
+        workers their comparison needs.
     world_size: turns the distributed checks on, with this many ranks (pytest:
         ``--conformance-world-size``).
     shards: ``shards(rank, world_size)`` builds the sampler or loader of one rank; inferred for

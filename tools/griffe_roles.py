@@ -4,7 +4,7 @@ torchcontract's docstrings write ``:class:`Report``` and ``:func:`check```, as t
 API reference renders Markdown. A role naming a public name of torchcontract (a name of a public
 module's ``__all__``) becomes a link to its entry in the reference; any other role becomes code. A
 paragraph ending in ``::`` (a reST literal block follows) ends in ``:``; the indented block after it is
-already code in Markdown.
+already code in Markdown. A doctest becomes a Python console block.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from griffe import Extension
 
 # The public modules and the names they export: a role naming one of these links to its entry.
 PUBLIC_MODULES = ("torchcontract.conformance", "torchcontract.protocols", "torchcontract.reference_impl")
+DOCTEST = re.compile(r"^>>> .*(?:\n(?![ \t]*$).*)*", re.MULTILINE)
 ROLE = re.compile(r":(?:py:)?(?P<role>[a-z]+):`~?(?P<target>[^`]+)`")
 
 
@@ -58,4 +59,6 @@ def to_markdown(text: str, public: dict[str, str]) -> str:
             return f"[`{shown}`][{path}]"
         return f"`{shown}`"
 
-    return re.sub(r"::\n\n", ":\n\n", ROLE.sub(replace, text))
+    text = re.sub(r"::\n\n", ":\n\n", ROLE.sub(replace, text))
+    # A doctest (a paragraph of >>> lines and their output) is a Python console block.
+    return DOCTEST.sub(lambda match: f"```pycon\n{match.group(0)}\n```", text)

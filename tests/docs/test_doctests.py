@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from torchcontract import protocols
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PUBLIC_MODULES = (
     "torchcontract",
@@ -21,26 +23,22 @@ PYCON_BLOCK = re.compile(r"^```pycon\n(?P<session>.*?)^```$", re.MULTILINE | re.
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
-def _public_objects() -> dict[str, object]:
-    found: dict[str, object] = {}
-    for module_name in PUBLIC_MODULES:
-        module = importlib.import_module(module_name)
-        found[module_name] = module
-        for name in getattr(module, "__all__", ()):
-            found[f"{module_name}.{name}"] = getattr(module, name)
-    return found
-
-
 def _docstring_tests() -> list[doctest.DocTest]:
+    """The examples of each public name, run with its public module's names in scope (as after
+    ``from torchcontract.conformance import *``)."""
     finder = doctest.DocTestFinder(exclude_empty=True)
     tests: dict[str, doctest.DocTest] = {}
-    for path, obj in _public_objects().items():
-        if not (callable(obj) or isinstance(obj, type) or hasattr(obj, "__file__")):
-            continue  # a constant: its docstring is its type's
-        module = importlib.import_module(getattr(obj, "__module__", None) or path)
-        for test in finder.find(obj, path, module=module, globs={}):
-            if test.examples:
-                tests.setdefault(test.name, test)
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        names = list(getattr(module, "__all__", ()))
+        scope = {name: getattr(module, name) for name in names}
+        for path, obj in [(module_name, module), *((f"{module_name}.{name}", scope[name]) for name in names)]:
+            if not (callable(obj) or hasattr(obj, "__file__")):
+                continue  # a constant: its docstring is its type's
+            defined_in = importlib.import_module(getattr(obj, "__module__", None) or module_name)
+            for test in finder.find(obj, path, module=defined_in, globs=scope):
+                if test.examples:
+                    tests.setdefault(test.name, test)
     return sorted(tests.values(), key=lambda test: test.name)
 
 
@@ -55,6 +53,21 @@ def _run(test: doctest.DocTest) -> None:
     runner.run(test, out=output.append)
     if runner.failures:
         pytest.fail("".join(output), pytrace=False)
+
+
+# The entry points a newcomer reads first: each shows itself at work.
+ENTRY_POINTS = [
+    "torchcontract.conformance.check",
+    "torchcontract.conformance.Target",
+    "torchcontract.conformance.parametrize_with_checks",
+    "torchcontract.conformance.RunReport",
+    *(f"torchcontract.protocols.{name}" for name in protocols.__all__),
+]
+
+
+def test_the_entry_points_have_examples() -> None:
+    with_examples = {test.name for test in _docstring_tests()}
+    assert [name for name in ENTRY_POINTS if name not in with_examples] == []
 
 
 @pytest.mark.parametrize("test", _docstring_tests(), ids=lambda test: test.name)

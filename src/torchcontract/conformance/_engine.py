@@ -299,6 +299,15 @@ class Target:
     A target is immutable: :meth:`replace` returns a changed copy (``target.replace(world_size=2)``),
     so that ``check()``, the CLI and the pytest plugin never change the user's own object. Targets
     compare by identity (comparing them would compare the checked objects, outside any check).
+
+    >>> from torchcontract.protocols import Sampler
+    >>> target = Target(range(4), Sampler, name="indices", data_source_len=4)
+    >>> target.options.data_source_len
+    4
+    >>> target.run().passed
+    True
+    >>> target.replace(name="more").name, target.name
+    ('more', 'indices')
     """
 
     obj: object
@@ -605,6 +614,13 @@ def check(
     Raises TypeError or ValueError only for unusable arguments. ``obj`` may also be a
     :class:`Target` (then give no other target arguments).
     Expected-failure ids that match no check are reported with a :class:`ConformanceWarning`.
+
+    >>> from torchcontract.protocols import Sampler
+    >>> check(range(10), Sampler, data_source_len=10).passed
+    True
+    >>> report = check([0, 1, 2, 3], Sampler, data_source_len=3)  # index 3 is out of range
+    >>> report.passed, [result.check_id for result in report.failures]
+    (False, ['sampler.yields_indices_in_range'])
     """
     if isinstance(obj, Target):
         if (

@@ -73,8 +73,14 @@ class Renderer:
         return self.needs(argument) if callable(self.needs) else self.needs
 
     def missing(self, argument: str) -> list[str]:
-        """The modules of ``needs_of(argument)`` that this environment cannot import."""
-        return [module for module in self.needs_of(argument) if importlib.util.find_spec(module) is None]
+        """What of ``needs_of(argument)`` this environment lacks: a module it cannot import, or the
+        Python version (``python==3.11``) of a block that quotes Python's own words."""
+        here = "python=={}.{}".format(*sys.version_info[:2])
+        return [
+            need
+            for need in self.needs_of(argument)
+            if (need != here if need.startswith("python==") else importlib.util.find_spec(need) is None)
+        ]
 
 
 RENDERERS: dict[str, Renderer] = {}

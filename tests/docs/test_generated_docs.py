@@ -46,7 +46,7 @@ def test_block_holds_what_the_code_renders(block: generated.Block) -> None:
     renderer = generated.RENDERERS[block.name]
     missing = renderer.missing(block.argument)
     if missing:
-        pytest.skip(f"{block.key} is rendered with {', '.join(missing)}, which is not installed")
+        pytest.skip(f"{block.key} is rendered with {', '.join(missing)}, which this environment lacks")
     if block.name == "conformance-table":
         stated = generated.TABLE_VERSIONS.search(block.text)
         assert stated, f"{block.where()} does not state the versions it was rendered with"

@@ -23,9 +23,11 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-# The Python of the docs' examples (noxfile.py's DEFAULT_PYTHON): an example whose message quotes
-# Python's own words (they change between versions) is rendered, and checked, with it.
+# The Python and torch of the docs' examples (noxfile.py's DEFAULT_PYTHON and its torch with torchvision):
+# an example whose text quotes their own words (an error message, which changes between releases) is
+# rendered, and checked, with them; elsewhere its test skips, saying so.
 DOCS_PYTHON = "python==3.11"
+TORCH = "torch==2.14"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +173,7 @@ def pad_collate(samples: list[Any]) -> Any:
     return pad_sequence(samples, batch_first=True)
 
 
-@example("faq-samples-collate", needs=("torch",))
+@example("faq-samples-collate", needs=(TORCH,))
 def _samples_collate() -> str:
     return clause(Sentences(), "MapDataset", "map_dataset.samples_collate")
 
@@ -192,7 +194,7 @@ class AugmentsWithItsOwnGenerator:
         return float(index + self.rng.random())
 
 
-@example("faq-worker-randomness", needs=("torch",))
+@example("faq-worker-randomness", needs=(TORCH,))
 def _worker_randomness() -> str:
     return clause(
         AugmentsWithItsOwnGenerator(),
@@ -222,7 +224,7 @@ print(next(r for r in report.results if r.check_id == "map_dataset.spawn_workers
 """
 
 
-@example("faq-main-script", needs=("torch",))
+@example("faq-main-script", needs=(TORCH,))
 def _main_script() -> str:
     message = _run([sys.executable, "-c", MAIN_SCRIPT], REPO_ROOT).strip()
     return f"map_dataset.spawn_workers_yield_same_samples skipped:\n{message}"
@@ -244,7 +246,7 @@ class HangsAtTheEnd:
         return index
 
 
-@example("faq-hang", needs=("torch",))
+@example("faq-hang", needs=(TORCH,))
 def _hang() -> str:
     from torchcontract.conformance import check
     from torchcontract.protocols import MapDataset
@@ -291,7 +293,7 @@ if importlib.util.find_spec("torch") is not None:
             return iter(range(32))
 
 
-@example("faq-unsharded-stream", needs=("torch",))
+@example("faq-unsharded-stream", needs=(TORCH,))
 def _unsharded_stream() -> str:
     return clause(UnshardedStream(), "IterableDataset", "iterable_dataset.workers_yield_each_item_once")
 
@@ -657,28 +659,28 @@ def _seeded() -> None:
     torch.manual_seed(0)
 
 
-@example("faq-plain-list-layers", needs=("torch",))
+@example("faq-plain-list-layers", needs=(TORCH,))
 def _plain_list_layers() -> str:
     _seeded()
     model = _torch_modules()["StackedMLP"]()
     return clause(model, "Module", "module.to_device", example_inputs=_inputs())
 
 
-@example("faq-dropout-in-eval", needs=("torch",))
+@example("faq-dropout-in-eval", needs=(TORCH,))
 def _dropout_in_eval() -> str:
     _seeded()
     model = _torch_modules()["DropoutAlways"]()
     return clause(model, "Module", "callable_module.eval_is_deterministic", example_inputs=_inputs())
 
 
-@example("faq-unused-parameters", needs=("torch",))
+@example("faq-unused-parameters", needs=(TORCH,))
 def _unused_parameters() -> str:
     _seeded()
     model = _torch_modules()["WithAuxiliaryHead"]()
     return clause(model, "Module", "module.backward_reaches_parameters", example_inputs=_inputs())
 
 
-@example("faq-fitted-state", needs=("torch",))
+@example("faq-fitted-state", needs=(TORCH,))
 def _fitted_state() -> str:
     import torch
 
@@ -687,7 +689,7 @@ def _fitted_state() -> str:
     return clause(model, "Module", "module.state_dict_round_trip", example_inputs=_inputs())
 
 
-@example("howto-factory", needs=("torch",))
+@example("howto-factory", needs=(TORCH,))
 def _factory() -> str:
     import torch
 
@@ -741,17 +743,17 @@ def _run(command: list[str], cwd: Path) -> str:
     )
 
 
-@example("quickstart-script", needs=("torch",))
+@example("quickstart-script", needs=(TORCH,))
 def _quickstart_script() -> str:
     return _run([sys.executable, "check_squares.py"], QUICKSTART)
 
 
-@example("quickstart-pytest-empty", needs=("torch",))
+@example("quickstart-pytest-empty", needs=(TORCH,))
 def _quickstart_pytest_empty() -> str:
     command = [sys.executable, "-m", "pytest", "test_squares.py", "-p", "no:cacheprovider", "-k", "getitems"]
     return _run(command, QUICKSTART)
 
 
-@example("quickstart-pytest", needs=("torch",))
+@example("quickstart-pytest", needs=(TORCH,))
 def _quickstart_pytest() -> str:
     return _run([sys.executable, "-m", "pytest", "test_squares.py", "-p", "no:cacheprovider"], QUICKSTART)

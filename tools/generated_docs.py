@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib.metadata
 import importlib.util
 import inspect
 import json
@@ -74,13 +75,21 @@ class Renderer:
 
     def missing(self, argument: str) -> list[str]:
         """What of ``needs_of(argument)`` this environment lacks: a module it cannot import, or the
-        Python version (``python==3.11``) of a block that quotes Python's own words."""
-        here = "python=={}.{}".format(*sys.version_info[:2])
-        return [
-            need
-            for need in self.needs_of(argument)
-            if (need != here if need.startswith("python==") else importlib.util.find_spec(need) is None)
-        ]
+        release of one (``torch==2.14``, ``python==3.11``) whose own words the block quotes."""
+        return [need for need in self.needs_of(argument) if not _satisfied(need)]
+
+
+def _satisfied(need: str) -> bool:
+    """``module`` is importable; ``name==X.Y`` (``python``, or a distribution) is release X.Y.*."""
+    name, _, wanted = need.partition("==")
+    if name == "python":
+        return "{}.{}".format(*sys.version_info[:2]) == wanted
+    if importlib.util.find_spec(name) is None:
+        return False
+    if not wanted:
+        return True
+    installed = release(importlib.metadata.version(name), wanted.count(".") + 1)
+    return installed == wanted
 
 
 RENDERERS: dict[str, Renderer] = {}

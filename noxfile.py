@@ -15,7 +15,7 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "tests", "tests_torch", "tests_numpy1", "report"]
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_torch", "tests_numpy1", "report", "docs"]
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 DEFAULT_PYTHON = "3.11"
@@ -26,6 +26,17 @@ TORCH_BUILDS = {"2.13.0": ["torch==2.13.0"], "2.14.1": [*TORCH_WITH_VISION, "tor
 # The typing cases run under pyright too, at a pinned version: a new release may change its verdicts.
 # The [nodejs] extra brings Node.js as a wheel (pyright runs on it; nothing is downloaded at run time).
 PYRIGHT = "pyright[nodejs]==1.1.414"
+# The documentation's tools, pinned: the build is strict (a warning fails it), and a new release may
+# warn where this one did not. mkdocs-material 9.x is in maintenance; its successor reads mkdocs.yml.
+DOCS = [
+    "mkdocs==1.6.1",
+    "mkdocs-material==9.8.2",
+    "mkdocstrings==1.0.8",
+    "mkdocstrings-python==2.0.11",
+    "griffelib==2.4.1",
+    "pymdown-extensions==13.1.2",
+    "ruff",  # formats the API reference's signatures
+]
 # Many cores make pytest-xdist worth its start-up; CI has two.
 WORKERS = os.environ.get("TORCHCONTRACT_TEST_WORKERS", "auto")
 
@@ -102,6 +113,22 @@ def report(session: nox.Session) -> None:
         session.run("torchcontract", "report", "--json", path)
     finally:
         _discard_venv(session)
+
+
+@nox.session(python=DEFAULT_PYTHON, tags=["ci"])
+def docs(session: nox.Session) -> None:
+    """The documentation: its generated blocks held to the code, the API reference to the public names,
+    the docstrings' and pages' examples run (tests/docs; the blocks rendered with torch are checked by
+    tests_torch), then the site built strict and offline into the session's temporary folder.
+    `nox -s docs -- --write` rewrites the blocks this session can render instead."""
+    session.install(".[test]", *DOCS)
+    if "--write" in session.posargs:
+        session.run("python", "tools/generated_docs.py", "--write")
+        return
+    session.run("python", "-m", "pytest", "tests/docs", "-n", "0", *session.posargs)
+    site = f"{session.create_tmp()}/site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"})
+    session.log(f"the site is in {site}")
 
 
 @nox.session(python=DEFAULT_PYTHON)

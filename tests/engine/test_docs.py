@@ -1,63 +1,22 @@
-"""README's table of target options is generated from where each option is declared (its metadata in
-``Options``), so that the table, ``help(Options)`` and the validation cannot drift apart."""
+"""Each option is declared once, with its validator and its help (its metadata in ``Options``), so that
+the table of target options (generated from it: tools/generated_docs.py), ``help(Options)`` and the
+validation cannot drift apart."""
 
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from torchcontract.conformance import Options
-from torchcontract.conformance._core import docs
 from torchcontract.conformance._core.options import option_infos
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 
-
-def test_the_readme_options_table_is_generated_from_the_declarations() -> None:
-    text = README.read_text(encoding="utf-8")
-    assert docs.with_options_table(text) == text, f"README's options table is out of date: run {docs.COMMAND}"
-
-
-def test_every_option_is_documented_in_the_table_and_in_help() -> None:
-    table = docs.options_table()
+def test_every_option_is_declared_with_its_help() -> None:
     for option, info in option_infos():
-        assert f"`{info.shown}`" in table, option.name
         assert info.help.strip(), option.name
         assert info.help in (Options.__doc__ or ""), option.name
     assert len(list(option_infos())) == len(dataclasses.fields(Options))
-
-
-def test_the_command_rewrites_a_stale_table_and_checks_it(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n\n{docs.START}\n| stale |\n{docs.END}\n\nafter\n", encoding="utf-8")
-    command = [sys.executable, "-m", "torchcontract.conformance._core.docs"]
-    stale = subprocess.run([*command, "--check", str(readme)], capture_output=True, text=True, check=False)
-    assert stale.returncode == 1, stale.stderr
-    assert docs.COMMAND in stale.stderr
-    subprocess.run([*command, "--write", str(readme)], check=True)
-    text = readme.read_text(encoding="utf-8")
-    assert text.startswith("intro\n\n")
-    assert text.endswith("\n\nafter\n")
-    assert docs.options_table() in text
-    done = subprocess.run([*command, "--check", str(readme)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-
-
-def test_a_file_without_the_markers_is_a_usage_error(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text("no table here\n", encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "torchcontract.conformance._core.docs", "--check", str(readme)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert "no options table" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,6 @@ RANKS = {
     "torchcontract.conformance.checks": 8,
     "torchcontract.conformance._core.session": 9,
     "torchcontract.conformance._core.target": 10,
-    "torchcontract.conformance._core.docs": 11,
     "torchcontract.conformance._targets": 11,
     # the front-ends
     "torchcontract.conformance._check_distributed": 12,

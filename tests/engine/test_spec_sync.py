@@ -102,20 +102,3 @@ def test_the_table_names_each_deviation_once() -> None:
     assert expected_failures("views") == {DEVIATIONS[0].check_id: DEVIATIONS[0].reason}
     with pytest.raises(KeyError, match="no deviation named nope"):
         expected_failures("nope")
-
-
-def test_the_readme_counts_the_clauses() -> None:
-    text = " ".join(README.read_text(encoding="utf-8").split())
-    match = re.search(
-        r"Each has (\d+) to (\d+) behavioural clauses in \[SPEC\.md\]\(SPEC\.md\), (\d+) in all", text
-    )
-    assert match, "README's sentence counting the clauses is gone"
-    per_protocol = [len(checks) for checks in _per_protocol().values()]
-    assert [int(n) for n in match.groups()] == [min(per_protocol), max(per_protocol), len(CHECKS)]
-
-
-def _per_protocol() -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {name: [] for name in PROTOCOLS}
-    for check_id, spec in CHECKS.items():
-        found[spec.protocol_name].append(check_id)
-    return found

@@ -55,6 +55,17 @@ def check_distributed(
 
     A run that verified nothing does not pass: when every clause was skipped (the ranks could not be
     started faithfully), they are reported unverified.
+
+    For example, in a module of your own (each rank's process imports the factory by name)::
+
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        def loader_of_rank(rank, world_size):
+            sampler = DistributedSampler(DATASET, num_replicas=world_size, rank=rank, seed=0)
+            return DataLoader(DATASET, batch_size=32, sampler=sampler)
+
+        report = check_distributed(loader_of_rank, world_size=2)
+        assert report.passed, report
     """
     for own in ("shards", "world_size"):
         if own in options:

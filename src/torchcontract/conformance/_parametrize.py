@@ -26,11 +26,12 @@ __all__ = ["MARK", "CheckCase", "StaleExpectedFailure", "parametrize_with_checks
 def parametrize_with_checks(targets: Sequence[Target]) -> pytest.MarkDecorator:
     """Make the decorated test run once per (target, check), with ids ``<target name>-<check id>``.
 
-    The test takes two arguments, ``target`` and ``check``, and its body is ``check(target)``::
+    The test takes two arguments, ``target`` and ``check``, and its body is ``check(target)``:
 
-        @parametrize_with_checks([Target(MyDataset(), MapDataset, name="mine")])
-        def test_conformance(target, check):
-            check(target)
+    >>> from torchcontract.protocols import Sampler
+    >>> @parametrize_with_checks([Target(range(4), Sampler, name="indices", data_source_len=4)])
+    ... def test_conformance(target, check):
+    ...     check(target)
 
     A failed required check fails its test with the check's message; a failed recommended check
     passes with a :class:`ConformanceWarning` (fails under ``--conformance-strict``); expected

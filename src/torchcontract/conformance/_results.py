@@ -216,6 +216,15 @@ class RunReport:
     and the versions it ran with: what every JSON report holds, in one layout.
 
     ``passed`` is true when every report passed; ``counts`` counts the results of all of them.
+
+    >>> import json
+    >>> from torchcontract.conformance import check
+    >>> from torchcontract.protocols import Sampler
+    >>> run = RunReport((check(range(4), Sampler, data_source_len=4),))
+    >>> run.passed, run.counts()["failed"]
+    (True, 0)
+    >>> RunReport.from_dict(json.loads(run.to_json())).passed
+    True
     """
 
     reports: tuple[Report, ...]

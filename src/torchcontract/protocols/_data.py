@@ -24,6 +24,11 @@ class MapDataset(Protocol[_T_co]):
 
     ``torch.utils.data.Dataset`` itself has no ``__len__`` and is therefore not a ``MapDataset``.
     At run time ``isinstance`` only checks that the two methods exist: a ``str`` or a ``dict`` passes.
+
+    >>> def first(ds: MapDataset[float]) -> float:
+    ...     return ds[0]
+    >>> first([0.5, 1.5]), isinstance([0.5, 1.5], MapDataset)
+    (0.5, True)
     """
 
     def __len__(self) -> int: ...
@@ -39,6 +44,11 @@ class IterableDataset(Protocol[_T_co]):
     ending (``StopIteration`` is sticky); if the dataset defines ``__len__`` it equals the number of
     samples in a pass. In ``DataLoader`` worker processes each worker must yield its own shard
     (``torch.utils.data.get_worker_info()``), or every sample is loaded once per worker.
+
+    >>> def total(stream: IterableDataset[int]) -> int:
+    ...     return sum(stream)
+    >>> total(range(4)), isinstance(range(4), IterableDataset)
+    (6, True)
     """
 
     def __iter__(self) -> Iterator[_T_co]: ...
@@ -52,6 +62,11 @@ class Sampler(Protocol[_T_co]):
     per pass; the same seed or generator state gives the same order. ``__len__`` is optional (it is
     not a member of this protocol) but ``len(DataLoader)`` needs it, and where present it equals the
     number of items yielded.
+
+    >>> def batches(sampler: Sampler[list[int]]) -> list[list[int]]:
+    ...     return list(sampler)
+    >>> batches([[0, 1], [2, 3]]), isinstance(range(4), Sampler)
+    ([[0, 1], [2, 3]], True)
     """
 
     def __iter__(self) -> Iterator[_T_co]: ...
@@ -64,6 +79,11 @@ class Loader(Protocol[_B_co]):
     Each ``iter(loader)`` returns a fresh iterator over a whole new epoch, also after the previous one
     was abandoned half-way; exhaustion is sticky; ``__len__`` is optional (not a member of this
     protocol) and, where present, equals the number of batches in an epoch.
+
+    >>> def count(loader: Loader[list[int]]) -> int:
+    ...     return sum(1 for _ in loader)
+    >>> count([[0, 1], [2, 3]]), isinstance([[0, 1], [2, 3]], Loader)
+    (2, True)
     """
 
     def __iter__(self) -> Iterator[_B_co]: ...
@@ -77,6 +97,12 @@ class CollateFn(Protocol[_T, _B_co]):
 
     Not ``runtime_checkable``: at run time the only member, ``__call__``, exists on every callable, so
     ``isinstance`` could only repeat ``callable()``.
+
+    >>> def stack(samples: list[int]) -> list[int]:
+    ...     return list(samples)
+    >>> collate: CollateFn[int, list[int]] = stack
+    >>> collate([1, 2])
+    [1, 2]
     """
 
     def __call__(self, samples: list[_T], /) -> _B_co: ...

@@ -20,6 +20,10 @@ class CallableModule(Protocol):
 
     Both members take ``*args: Any, **kwargs: Any`` because ``torch.nn.Module`` declares them as
     ``Callable[..., Any]``: type checkers therefore cannot check call signatures through this protocol.
+
+    >>> from torchcontract.reference_impl import ReLU
+    >>> isinstance(ReLU(), CallableModule), isinstance(max, CallableModule)  # no forward
+    (True, False)
     """
 
     def forward(self, *args: Any, **kwargs: Any) -> Any: ...
@@ -35,6 +39,10 @@ class Module(CallableModule, Protocol):
     ``parameters()`` yields the values of ``named_parameters()``, each once; ``state_dict()`` returns
     the state that ``load_state_dict`` restores, and a strict load rejects missing or unexpected keys;
     ``zero_grad()`` leaves every gradient ``None`` or zero.
+
+    >>> from torchcontract.reference_impl import Linear, ReLU
+    >>> isinstance(Linear(2, 3), Module), isinstance(ReLU(), Module)
+    (True, True)
     """
 
     @property

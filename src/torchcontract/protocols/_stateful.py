@@ -19,6 +19,15 @@ class Stateful(Protocol):
     holds no tensor off the CPU. The shape of ``torch.distributed.checkpoint.stateful.Stateful`` and
     ``torchdata.stateful_dataloader.Stateful``; the return type of ``load_state_dict`` is ``object``
     so that one returning a value (``nn.Module``'s ``_IncompatibleKeys``) also conforms.
+
+    >>> from torchcontract.reference_impl import RandomSampler
+    >>> sampler = RandomSampler(6, seed=0)
+    >>> it = iter(sampler)
+    >>> taken = [next(it), next(it)]
+    >>> resumed = RandomSampler(6, seed=1)
+    >>> _ = resumed.load_state_dict(sampler.state_dict())
+    >>> isinstance(sampler, Stateful), taken + list(resumed) == list(RandomSampler(6, seed=0))
+    (True, True)
     """
 
     def state_dict(self) -> Mapping[str, Any]: ...

@@ -36,8 +36,8 @@ from torchcontract.protocols import CallableModule, CollateFn, Loader, Module
 
 __all__ = ["ARGUMENTS_HELP", "DEFAULT_TIME_BUDGET_S", "Target", "check"]
 
-# The arguments of Target (and check()) that are not options, as README's table of target options
-# documents them beside the options (generated: ``_core.docs``).
+# The arguments of Target (and check()) that are not options, documented beside the options in the
+# table of target options (README and the docs' how-to index: tools/generated_docs.py renders it).
 ARGUMENTS_HELP = {
     "example_inputs": (
         "a (Callable)Module: the positional arguments of one call (required); a CollateFn: a list of "
@@ -46,6 +46,9 @@ ARGUMENTS_HELP = {
     "example_kwargs": (
         "a (Callable)Module: keyword arguments (a mapping with str keys) passed in every call alongside "
         "`example_inputs`, e.g. for a `forward` with keyword-only arguments"
+    ),
+    "expected_failures": (
+        "`{check_id: reason}`: known failures, which still run and show as xfailed (xpassed once fixed)"
     ),
 }
 
@@ -77,6 +80,15 @@ class Target:
     A target is immutable: :meth:`replace` returns a changed copy (``target.replace(world_size=2)``),
     so that ``check()``, the CLI and the pytest plugin never change the user's own object. Targets
     compare by identity (comparing them would compare the checked objects, outside any check).
+
+    >>> from torchcontract.protocols import Sampler
+    >>> target = Target(range(4), Sampler, name="indices", data_source_len=4)
+    >>> target.options.data_source_len
+    4
+    >>> target.run().passed
+    True
+    >>> target.replace(name="more").name, target.name
+    ('more', 'indices')
     """
 
     obj: object
@@ -381,6 +393,13 @@ def check(
     Raises TypeError or ValueError only for unusable arguments. ``obj`` may also be a
     :class:`Target` (then give no other target arguments).
     Expected-failure ids that match no check are reported with a :class:`ConformanceWarning`.
+
+    >>> from torchcontract.protocols import Sampler
+    >>> check(range(10), Sampler, data_source_len=10).passed
+    True
+    >>> report = check([0, 1, 2, 3], Sampler, data_source_len=3)  # index 3 is out of range
+    >>> report.passed, [result.check_id for result in report.failures]
+    (False, ['sampler.yields_indices_in_range'])
     """
     if isinstance(obj, Target):
         if (

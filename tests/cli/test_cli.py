@@ -90,7 +90,7 @@ def test_options_are_parsed(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["check", "nosuchmodule:x", "--protocol", "MapDataset"], "cannot import 'nosuchmodule'"),
         (["check", "mydata:missing", "--protocol", "MapDataset"], "has no attribute 'missing'"),
-        (["check", "mydata", "--protocol", "MapDataset"], "module 'mydata' defines no Target at module level"),
+        (["check", "mydata", "--protocol", "MapDataset"], "module 'mydata' defines no Target"),
         (["check", "mydata:", "--protocol", "MapDataset"], "expected MODULE or MODULE:ATTR"),
         (["check", "mydata:squares"], "--protocol is needed"),
         (["check", "mydata:squares", "--protocol", "Dataset"], "unknown protocol 'Dataset'"),

@@ -409,8 +409,8 @@ def _command_report(args: argparse.Namespace) -> int:
     versions = run.environment
     print(file=out)
     print(
-        f"torch {versions['torch'] or 'not installed'}, "
-        f"torchvision {versions['torchvision'] or 'not installed'}, numpy {versions['numpy']}; "
+        f"torch {versions['torch'] or 'not used'}, "
+        f"torchvision {versions['torchvision'] or 'not used'}, numpy {versions['numpy']}; "
         f"{time.perf_counter() - started:.1f} s",
         file=out,
     )

@@ -249,7 +249,7 @@ def test_a_target_whose_every_check_skipped_is_an_error(pytester: pytest.Pyteste
         """,
     )
     result = pytester.runpytest("-k", "getitems", *QUIET)
-    result.stdout.fnmatch_lines(["*pairs (MapDataset): ran zero conformance checks*"])
+    result.stdout.fnmatch_lines(["*pairs (MapDataset) ran zero conformance checks*"])
     assert result.ret != pytest.ExitCode.OK
 
 

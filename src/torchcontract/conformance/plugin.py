@@ -838,7 +838,7 @@ class ConformanceRun:
                 if report.target in self.results.collected
                 else "torchcontract",
                 f"the conformance checks of {report.target} ({report.protocol})",
-                f"{report.target} ({report.protocol}): {problem.detail}"
+                f"{report.target} ({report.protocol}) {problem.detail}"
                 + (
                     ""
                     if self.settings.allow_empty
@@ -849,12 +849,16 @@ class ConformanceRun:
             for problem in verdict.problems
             if problem.marker == "EMPTY"
         ]
+        # A baseline's table is shown under the baseline file, its message without the file's name.
+        in_baseline = f"baseline {self.settings.baseline}: "
         errors.extend(
             _error_report(
-                self._nodeid(self.settings.baseline if problem.marker == "STALE" else None),
+                self._nodeid(self.settings.baseline),
                 "the conformance run",
-                problem.detail or problem.summary,
+                problem.detail[len(in_baseline) :],
             )
+            if problem.detail.startswith(in_baseline)
+            else _error_report("torchcontract", "the conformance run", problem.detail or problem.summary)
             for problem in judged.problems
         )
         errors.extend(
@@ -914,7 +918,7 @@ class ConformanceRun:
             for problem in verdict.problems:
                 if problem.marker == "EMPTY":
                     terminalreporter.write_line(
-                        f"{report.target} ({report.protocol}): {problem.detail}"
+                        f"{report.target} ({report.protocol}) {problem.detail}"
                         + (
                             ""
                             if settings.allow_empty

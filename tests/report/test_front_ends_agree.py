@@ -134,3 +134,24 @@ def test_the_plugin_and_the_cli_render_one_markdown_and_one_verdict(
     assert "| fine | MapDataset | PASSED |" in plugin_markdown
     # The recommended failure the baseline declares is an xfail in both.
     assert f"| `{NEGATIVE}` | recommended | xfailed |" in plugin_markdown
+
+
+@pytest.mark.slow
+def test_under_xdist_the_controller_judges_and_renders_the_run_as_one_process_does(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(targets_mod=textwrap.dedent(TARGETS), test_conformance=textwrap.dedent(TEST_FILE))
+    (pytester.path / "b.toml").write_text(BASELINE, encoding="utf-8")
+    options = ["--conformance-baseline=b.toml", "--conformance-devices=cpu", "-p", "no:randomly", *QUIET]
+    one = pytester.runpytest_subprocess(*options, "--conformance-summary-md=one.md", "-p", "no:xdist")
+    # --dist load: a target's tests spread over both workers, each result sent once.
+    two = pytester.runpytest_subprocess(
+        *options, "--conformance-summary-md=two.md", "-n", "2", "--dist", "load"
+    )
+    assert one.ret == two.ret == pytest.ExitCode.TESTS_FAILED
+    one_markdown = (pytester.path / "one.md").read_text(encoding="utf-8")
+    assert (pytester.path / "two.md").read_text(encoding="utf-8") == one_markdown
+    closing = [line for line in one.stdout.lines if line.startswith("torchcontract: FAILED")]
+    assert closing == [line for line in two.stdout.lines if line.startswith("torchcontract: FAILED")]
+    assert " 1 error " in two.stdout.lines[-1]  # the table naming no target, on the controller

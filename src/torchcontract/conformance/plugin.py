@@ -394,8 +394,10 @@ class _Results:
         for worker in self.worker_environments:
             versions.update({key: value for key, value in worker.items() if versions.get(key) is None})
         reports = []
-        for name, entry in self.targets.items():
-            if not (entry.results or entry.stale):
+        # In the order they were collected (every pytest-xdist worker collects them all, in one order).
+        for name in dict.fromkeys([*self.collected, *self.targets]):
+            entry = self.targets.get(name)
+            if entry is None or not (entry.results or entry.stale):
                 continue
             devices = list(dict.fromkeys(result.device for result in entry.results))
             dtypes = [None, *entry.options.get("dtypes", ())]

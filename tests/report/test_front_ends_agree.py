@@ -127,7 +127,7 @@ def test_the_plugin_and_the_cli_render_one_markdown_and_one_verdict(
     for target in (getattr(targets_mod, name) for name in names):
         _, use = plan_baseline(target, baseline, "b.toml")
         if use is not None:
-            uses[target.name] = use
+            uses[target.name, target.protocol.__name__] = use
     judged = judge_run(run, Policy(), uses, problems)
     assert render_markdown(judged) == plugin_markdown
     assert [verdict.word for verdict in judged.verdicts] == ["FAILED", "FAILED", "FAILED", "FAILED", "PASSED"]

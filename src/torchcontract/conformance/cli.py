@@ -293,7 +293,7 @@ def _policy(args: argparse.Namespace) -> Policy:
 
 def _planned(
     targets: Sequence[Target], args: argparse.Namespace
-) -> tuple[list[Target], dict[str, BaselineUse], list[Problem]]:
+) -> tuple[list[Target], dict[tuple[str, str], BaselineUse], list[Problem]]:
     """The targets with their baseline tables applied, what each table changed, and the tables that
     name no target of the run."""
     baseline = _read_baseline(args.baseline)
@@ -302,7 +302,7 @@ def _planned(
         target, use = plan_baseline(declared, baseline, args.baseline or "")
         planned.append(target)
         if use is not None:
-            uses[target.name] = use
+            uses[target.name, target.protocol.__name__] = use
     return planned, uses, unknown_tables(baseline, (t.name for t in targets), args.baseline or "")
 
 
@@ -352,7 +352,7 @@ def _command_check(args: argparse.Namespace) -> int:
     policy, out = _policy(args), _shown_on(args)
 
     def show(report: Report) -> None:  # each target's block as soon as it is checked
-        verdict = judge(report, policy, uses.get(report.target))
+        verdict = judge(report, policy, uses.get((report.target, report.protocol)))
         print(report_block(report, verdict, policy), file=out, flush=True)
 
     run = _checked(targets, args, show if args.format == "text" else None)

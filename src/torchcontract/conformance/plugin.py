@@ -295,7 +295,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 class _TargetResults:
     """One target's results as its tests run."""
 
-    protocol: str
     device: str
     options: dict[str, Any]
     results: list[CheckResult] = dataclasses.field(default_factory=list)
@@ -311,31 +310,36 @@ class _Collected:
     baseline: BaselineUse | None
 
 
+# A target of the run: its name and its protocol's (two test functions may check one name against two
+# protocols; its reports are two).
+_Key = tuple[str, str]
+
+
+def _key(target: Target) -> _Key:
+    return (target.name, target.protocol.__name__)
+
+
 class _Results:
     """Each target's results, recorded once as its tests run (on pytest-xdist's controller: merged
     from the workers), and built into the run's :class:`RunReport` at the end: the one record that
     the JSON report, the terminal summary, the Markdown summary and the written baseline come from."""
 
     def __init__(self) -> None:
-        self.targets: dict[str, _TargetResults] = {}
-        # Every target collected, by name (also those whose tests were all deselected).
-        self.collected: dict[str, _Collected] = {}
+        self.targets: dict[_Key, _TargetResults] = {}
+        # Every target collected (also those whose tests were all deselected).
+        self.collected: dict[_Key, _Collected] = {}
         # Under pytest-xdist, the workers' versions (torch may be imported there only).
         self.worker_environments: list[dict[str, str | None]] = []
 
     def declare(self, target: Target, device: str, use: BaselineUse | None, origin: str) -> None:
         """``target`` was collected: its device-independent checks run on ``device``."""
-        self.collected[target.name] = _Collected(origin, use)
-        self.targets.setdefault(
-            target.name, _TargetResults(target.protocol.__name__, device, target.options.changed())
-        )
+        self.collected[_key(target)] = _Collected(origin, use)
+        self.targets.setdefault(_key(target), _TargetResults(device, target.options.changed()))
 
     def _entry(self, target: Target, device: str) -> _TargetResults:
-        entry = self.targets.get(target.name)
+        entry = self.targets.get(_key(target))
         if entry is None:  # a target the test body checks itself
-            entry = self.targets[target.name] = _TargetResults(
-                target.protocol.__name__, device, target.options.changed()
-            )
+            entry = self.targets[_key(target)] = _TargetResults(device, target.options.changed())
         return entry
 
     def record(self, target: Target, result: CheckResult) -> None:
@@ -346,14 +350,17 @@ class _Results:
         if check_id not in entry.stale:
             entry.stale.append(check_id)
 
-    def baselines(self) -> dict[str, BaselineUse]:
-        return {name: c.baseline for name, c in self.collected.items() if c.baseline is not None}
+    def names(self) -> set[str]:
+        return {name for name, _ in self.collected}
+
+    def baselines(self) -> dict[_Key, BaselineUse]:
+        return {key: c.baseline for key, c in self.collected.items() if c.baseline is not None}
 
     def to_worker_output(self) -> dict[str, str]:
-        collected = {
-            name: {"origin": c.origin, "baseline": c.baseline.to_dict() if c.baseline else None}
-            for name, c in self.collected.items()
-        }
+        collected = [
+            [name, protocol, c.origin, c.baseline.to_dict() if c.baseline else None]
+            for (name, protocol), c in self.collected.items()
+        ]
         return {
             _WORKER_RUN_KEY: self.run_report().to_json(indent=None),
             _WORKER_TARGETS_KEY: json.dumps(collected),
@@ -364,17 +371,16 @@ class _Results:
         from torchcontract.conformance._report.plan import BaselineUse
         from torchcontract.conformance._results import RunReport
 
-        for name, data in json.loads(output.get(_WORKER_TARGETS_KEY) or "{}").items():
-            use = BaselineUse.from_dict(data["baseline"]) if data["baseline"] is not None else None
-            self.collected.setdefault(name, _Collected(data["origin"], use))
+        for name, protocol, origin, baseline in json.loads(output.get(_WORKER_TARGETS_KEY) or "[]"):
+            use = BaselineUse.from_dict(baseline) if baseline is not None else None
+            self.collected.setdefault((name, protocol), _Collected(origin, use))
         if not output.get(_WORKER_RUN_KEY):
             return
         run = RunReport.from_dict(json.loads(output[_WORKER_RUN_KEY]))
         self.worker_environments.append(run.environment)
         for report in run.reports:
-            entry = self.targets.setdefault(
-                report.target, _TargetResults(report.protocol, report.device, report.options)
-            )
+            key = (report.target, report.protocol)
+            entry = self.targets.setdefault(key, _TargetResults(report.device, report.options))
             entry.results.extend(report.results)
             entry.stale.extend(s for s in report.stale_expected_failures if s not in entry.stale)
 
@@ -395,8 +401,8 @@ class _Results:
             versions.update({key: value for key, value in worker.items() if versions.get(key) is None})
         reports = []
         # In the order they were collected (every pytest-xdist worker collects them all, in one order).
-        for name in dict.fromkeys([*self.collected, *self.targets]):
-            entry = self.targets.get(name)
+        for name, protocol in dict.fromkeys([*self.collected, *self.targets]):
+            entry = self.targets.get((name, protocol))
             if entry is None or not (entry.results or entry.stale):
                 continue
             devices = list(dict.fromkeys(result.device for result in entry.results))
@@ -412,7 +418,7 @@ class _Results:
             reports.append(
                 Report(
                     target=name,
-                    protocol=entry.protocol,
+                    protocol=protocol,
                     device=entry.device,
                     results=tuple(results),
                     stale_expected_failures=tuple(entry.stale),
@@ -789,7 +795,7 @@ class ConformanceRun:
 
         if not self.baseline:
             return []
-        unknown = unknown_tables(self.baseline, self.results.collected, self.settings.baseline or "")
+        unknown = unknown_tables(self.baseline, self.results.names(), self.settings.baseline or "")
         if _collected_everything(self.config):
             return unknown
         self._notes.extend(
@@ -836,8 +842,8 @@ class ConformanceRun:
         # What fails the run but no test: a target that verified nothing, a problem of the run.
         errors = [
             _error_report(
-                self.results.collected[report.target].origin
-                if report.target in self.results.collected
+                self.results.collected[key].origin
+                if (key := (report.target, report.protocol)) in self.results.collected
                 else "torchcontract",
                 f"the conformance checks of {report.target} ({report.protocol})",
                 f"{report.target} ({report.protocol}) {problem.detail}"

@@ -147,11 +147,13 @@ class JudgedRun:
 def judge_run(
     run: RunReport,
     policy: Policy,
-    baselines: Mapping[str, BaselineUse] | None = None,
+    baselines: Mapping[tuple[str, str], BaselineUse] | None = None,
     problems: Sequence[Problem] = (),
 ) -> JudgedRun:
-    """Every report of ``run`` judged under ``policy`` (``baselines``: target name -> what its baseline
-    table changed), with the run's own ``problems``."""
+    """Every report of ``run`` judged under ``policy`` (``baselines``: (target name, protocol name) ->
+    what its baseline table changed), with the run's own ``problems``."""
     uses = baselines or {}
-    verdicts = tuple(judge(report, policy, uses.get(report.target)) for report in run.reports)
+    verdicts = tuple(
+        judge(report, policy, uses.get((report.target, report.protocol))) for report in run.reports
+    )
     return JudgedRun(run, verdicts, tuple(problems), policy)

@@ -392,10 +392,13 @@ class _Results:
         collected; each target's results in its checks' order (the registry's, then the devices and
         dtypes in the order they ran), whatever order the tests ran in."""
         # Imported here: its dataclasses take milliseconds to build, at every pytest start otherwise.
-        from torchcontract.conformance._registry import CHECKS
         from torchcontract.conformance._results import Report, RunReport, environment
 
-        order = {check_id: position for position, check_id in enumerate(CHECKS)}
+        order: dict[str, int] = {}
+        if any(entry.results for entry in self.targets.values()):  # the engine is imported then
+            from torchcontract.conformance._registry import CHECKS
+
+            order = {check_id: position for position, check_id in enumerate(CHECKS)}
         versions = environment()
         for worker in self.worker_environments:
             versions.update({key: value for key, value in worker.items() if versions.get(key) is None})
@@ -470,7 +473,10 @@ def _outcome(report: pytest.TestReport) -> str | None:
 def _collected_everything(config: pytest.Config) -> bool:
     """Whether this session collected the whole suite: pytest was given no paths (it collected its
     ``testpaths`` or the invocation directory), or paths that hold all of those. A session given some
-    test files cannot tell a baseline table of a target declared in another file from a stale one."""
+    test files cannot tell a baseline table of a target declared in another file from a stale one;
+    nor can one under ``--lf``, which skips the files without a previous failure."""
+    if config.getoption("lf", False):
+        return False
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         return True
     here = config.invocation_params.dir

@@ -90,12 +90,13 @@ def test_options_are_parsed(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["check", "nosuchmodule:x", "--protocol", "MapDataset"], "cannot import 'nosuchmodule'"),
         (["check", "mydata:missing", "--protocol", "MapDataset"], "has no attribute 'missing'"),
-        (["check", "mydata", "--protocol", "MapDataset"], "expected MODULE:ATTR"),
+        (["check", "mydata", "--protocol", "MapDataset"], "module 'mydata' defines no Target"),
+        (["check", "mydata:", "--protocol", "MapDataset"], "expected MODULE or MODULE:ATTR"),
         (["check", "mydata:squares"], "--protocol is needed"),
         (["check", "mydata:squares", "--protocol", "Dataset"], "unknown protocol 'Dataset'"),
         (["check", "mydata:squares", "--protocol", "Module"], "needs example_inputs"),
         (["check", "mydata:squares", "--protocol", "MapDataset", "-o", "fast=true"], "unknown option"),
-        (["check", "mydata:collate_target", "--protocol", "CollateFn"], "its protocol and options"),
+        (["check", "mydata:collate_target", "--protocol", "CollateFn"], "protocols and options come from"),
         (["list", "--protocol", "Dataset"], "unknown protocol"),
     ],
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from torchcontract.conformance import CHECKS
-from torchcontract.conformance._baseline import BaselineError, dumps, parse_subset, read_baseline
+from torchcontract.conformance._report.baseline import BaselineError, dumps, parse_subset, read_baseline
 from torchcontract.conformance.cli import main
 
 from ..user_modules import user_module, write_user_module
@@ -121,6 +121,10 @@ def test_check_baseline_blesses_and_todo_fails(
     assert "xfailed" in capsys.readouterr().out
     baseline.write_text(f'["{wrapping}"]\n"{PAST_END}" = "TODO"\n"map_dataset.nope" = "x"\n')
     assert main(["check", wrapping, "--protocol", "MapDataset", "--baseline", str(baseline)]) == 1
-    err = capsys.readouterr().err
-    assert '= "TODO": write why the check fails' in err
-    assert "'map_dataset.nope' matches no check of MapDataset" in err
+    out = capsys.readouterr().out
+    assert '= "TODO": write why the check fails' in out
+    assert '"map_dataset.nope" matches no check of MapDataset' in out
+    assert out.splitlines()[-1].startswith(
+        f"torchcontract check: FAILED: 1 of 1 target failed: {wrapping}: {PAST_END} failed, "
+        f"baseline entry '{PAST_END}' is still TODO and 1 more"
+    )

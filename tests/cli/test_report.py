@@ -19,8 +19,8 @@ def test_report_passes_and_writes_every_result(tmp_path: Path, capsys: pytest.Ca
     assert main(["report", "--json", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == [
-        "target", "protocol", "passed", "failed", "error", "unverified", "skipped", "xfailed", "xpassed",
-        "verdict",
+        "target", "protocol", "passed", "failed", "error", "unverified", "warned", "skipped", "xfailed",
+        "xpassed", "verdict",
     ]  # fmt: skip
     data = json.loads(path.read_text())
     assert data["passed"] is True

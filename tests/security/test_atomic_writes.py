@@ -297,21 +297,36 @@ def test_a_report_and_a_summary_that_cannot_be_written_are_left_as_they_were(tmp
     assert _leftovers(tmp_path) == []
 
 
-def test_the_summary_is_appended(tmp_path: Path) -> None:
+@pytest.mark.parametrize("job_summary", [True, False])
+def test_the_summary_is_appended_to_the_job_summary_and_replaces_any_other_file(
+    tmp_path: Path, job_summary: bool
+) -> None:
+    # $GITHUB_STEP_SUMMARY collects every step's text; a file in a repository holds one run's alone
+    # (appending to it grew it by a copy per run).
     summary = tmp_path / "summary.md"
     summary.write_text("# an earlier step\n", encoding="utf-8")
     (tmp_path / "test_conformance.py").write_text(TEST_FILE, encoding="utf-8")
     command = [sys.executable, "-m", "pytest", "test_conformance.py", "-q", "-p", "no:cacheprovider"]
-    subprocess.run(
-        [*command, f"--conformance-summary-md={summary}"],
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
+    environment = {key: value for key, value in os.environ.items() if key != "GITHUB_STEP_SUMMARY"}
+    if job_summary:
+        environment["GITHUB_STEP_SUMMARY"] = str(summary)
+    for _ in range(2):
+        subprocess.run(
+            [*command, f"--conformance-summary-md={summary}"],
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=300,
+            check=False,
+            env=environment,
+        )
     text = summary.read_text(encoding="utf-8")
-    assert text.startswith("# an earlier step\n## torchcontract conformance")
     assert "| `map_dataset.index_past_end_raises_index_error` | required | failed |" in text
+    if job_summary:
+        assert text.startswith("# an earlier step\n## torchcontract conformance")
+        assert text.count("## torchcontract conformance") == 2
+    else:
+        assert text.startswith("## torchcontract conformance")
+        assert text.count("## torchcontract conformance") == 1
 
 
 def test_cli_check_fails_a_baseline_table_that_names_no_target(tmp_path: Path) -> None:
@@ -324,7 +339,11 @@ def test_cli_check_fails_a_baseline_table_that_names_no_target(tmp_path: Path) -
     command = _cli("check", "objs:squares", "--protocol", "MapDataset", "--baseline", "known.toml")
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "table ['squares'] names no target of this run" in done.stderr
+    assert 'table ["squares"] names no target of this run' in done.stdout
+    # The closing line says why the run failed.
+    closing = done.stdout.splitlines()[-1]
+    assert closing.startswith("torchcontract check: FAILED: the run failed: baseline table")
+    assert '["squares"] names no target' in closing
 
 
 def test_the_plugin_refuses_standard_output_for_its_files(tmp_path: Path) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from torchcontract.conformance._core.arguments import DEFAULT_TIME_BUDGET_S
 from torchcontract.conformance._core.errors import ConformanceWarning
 from torchcontract.conformance._core.target import Target
-from torchcontract.conformance._pytest_shared import ACTIVE, MARK, ExpectedCheckFailure
+from torchcontract.conformance._pytest_shared import MARK, ExpectedCheckFailure, active_in
 from torchcontract.conformance._results import CheckResult
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def parametrize_with_checks(targets: Sequence[Target]) -> pytest.MarkDecorator:
         raise ValueError(f"target names must be unique (they are test ids): {', '.join(repeated)}")
     if not targets:
         raise ValueError("parametrize_with_checks needs at least one target")
-    if not ACTIVE and _collected_by_pytest():
+    if _collected_without_the_plugin():
         raise RuntimeError(
             "parametrize_with_checks needs torchcontract's pytest plugin, which is disabled in this run "
             "(-p no:torchcontract, or PYTEST_DISABLE_PLUGIN_AUTOLOAD without -p torchcontract); "
@@ -66,14 +66,29 @@ def parametrize_with_checks(targets: Sequence[Target]) -> pytest.MarkDecorator:
     return pytest.mark.torchcontract_checks(tuple(targets))
 
 
-def _collected_by_pytest() -> bool:
-    """Whether pytest's collection is importing the calling test module."""
+def _collected_without_the_plugin() -> bool:
+    """Whether pytest is importing the calling test module in a session where torchcontract's plugin
+    is disabled: without it, no conformance test is generated."""
+    import pytest
+
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_globals.get("__name__") in ("_pytest.python", "_pytest.pathlib"):
-            return True
+        # The session's configuration, from the innermost of pytest's frames that holds it (the
+        # import of the test module: a Config, or a node or hook that has one).
+        if str(frame.f_globals.get("__name__", "")).startswith("_pytest."):
+            for value in list(frame.f_locals.values()):
+                config = value if isinstance(value, pytest.Config) else _config_of(value)
+                if isinstance(config, pytest.Config):
+                    return not active_in(config)
         frame = frame.f_back  # type: ignore[assignment]
     return False
+
+
+def _config_of(value: object) -> object:
+    try:
+        return getattr(value, "config", None)
+    except Exception:  # a property of some local of pytest's that raises: not a holder of the config
+        return None
 
 
 class CheckCase:
@@ -85,7 +100,7 @@ class CheckCase:
         check_id: str,
         device: str,
         time_budget_s: float = DEFAULT_TIME_BUDGET_S,
-        recorder: Any = None,
+        recorder: Callable[[Target, CheckResult], None] | None = None,
         *,
         strict: bool = False,
         todo: str | None = None,

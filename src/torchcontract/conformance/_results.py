@@ -188,26 +188,11 @@ class Report:
         return RunReport((self,)).to_json(indent)
 
     def __str__(self) -> str:
-        verdict = "PASSED" if self.passed else "FAILED"
-        counts = ", ".join(f"{n} {status}" for status, n in self.counts().items() if n)
-        lines = [f"{self.target} as {self.protocol} on {self.device}: {verdict} ({counts})"]
-        for result in self.results:
-            marker = {
-                "passed": "ok",
-                "failed": "FAIL",
-                "error": "ERROR",
-                "unverified": "UNVERIF",
-                "skipped": "skip",
-            }.get(result.status, result.status)
-            severity = "" if result.severity == "required" else " (recommended)"
-            lines.append(f"  {marker:<7} {result.label}{severity}")
-            if result.status != "passed" and result.message:
-                lines.extend(f"          {line}" for line in result.message.splitlines())
-        lines.extend(
-            f"  STALE   expected failure {stale!r} matches no check of {self.protocol}"
-            for stale in self.stale_expected_failures
-        )
-        return "\n".join(lines)
+        """One line per check, with the messages of those that did not pass, under a header with
+        :attr:`passed` and the counts (in the words the CLI and the pytest plugin use)."""
+        from torchcontract.conformance._report.text import report_block
+
+        return report_block(self)
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,27 @@
 """The ``torchcontract`` command.
 
-``torchcontract check MODULE:ATTR --protocol NAME`` checks one object (or what a zero-argument factory
-returns; a factory may return a ready :class:`Target`). ``torchcontract report`` checks the reference
-implementation and, when installed, torch and torchvision, and prints the conformance table.
-``torchcontract list`` lists the checks; ``torchcontract schema`` prints the JSON Schema of the
-``--json`` report (the pytest plugin's ``--conformance-report`` has the same layout).
-``torchcontract check-distributed MODULE:FACTORY`` runs the loader clauses across the ranks of a process
-group: under ``torchrun`` (``torchrun --nproc-per-node N -m torchcontract check-distributed ...``) on
-the job's own group, rank 0 printing the report and writing the JSON, the exit status the same on every
-rank; elsewhere on ``--world-size N`` ranks it starts on 127.0.0.1. Exit status, as
-pytest's: 0 when every report passed, 1 when a required check failed or could not be verified, 2 for
-unusable arguments, 3 when torchcontract itself failed (an internal error: nothing is known about the
-object), 4 when the checks ran but ``--json`` could not be written (a full disk; the file named is left
-as it was, the results are on the terminal). ``--json -`` writes the JSON to standard output, and the
-human-readable report to standard error.
+``torchcontract check TARGET...`` checks the user's objects and prints one block per target (a line
+per check) as each finishes; ``torchcontract report [TARGET...]`` prints the conformance table of the
+user's targets, or without any, of the reference implementation and, when installed, of torch and
+torchvision. A TARGET is ``MODULE:ATTR`` (an object, a zero-argument factory, a :class:`Target`, or a
+list of Targets, or a factory returning one) or ``MODULE`` (every Target defined at its module
+level); all of them are checked in one process and judged as one run. ``torchcontract list`` lists
+the checks; ``torchcontract schema`` prints the JSON Schema of the ``--json`` report (the pytest
+plugin's ``--conformance-report`` has the same layout). ``torchcontract check-distributed
+MODULE:FACTORY`` runs the loader clauses across the ranks of a process group: under ``torchrun``
+(``torchrun --nproc-per-node N -m torchcontract check-distributed ...``) on the job's own group, rank
+0 printing the report and writing the JSON, the exit status the same on every rank; elsewhere on
+``--world-size N`` ranks it starts on 127.0.0.1.
+
+What a run's results mean (verdicts, baselines, counts, the Markdown) is the reporting layer's
+(:mod:`._report`), shared with the pytest plugin: both count and word results alike. The last line
+a run prints is its verdict and why. Exit status, as pytest's: 0 when the run passed, 1 when it
+failed (a required check failed or could not be verified, a recommended one under ``--strict``, an
+expected failure or a baseline entry is stale or still TODO, a target verified nothing), 2 for
+unusable arguments, 3 when torchcontract itself failed (an internal error: nothing is known about
+the object), 4 when the checks ran but ``--json`` or ``--write-baseline`` could not be written (a
+full disk; the file named is left as it was, the results are on the terminal). ``--json -`` writes
+the JSON to standard output, and the human-readable report to standard error.
 """
 
 from __future__ import annotations
@@ -25,12 +33,14 @@ import inspect
 import json
 import operator
 import os
+import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torchcontract
 from torchcontract._files import OutputError
@@ -46,13 +56,28 @@ from torchcontract.conformance._core.arguments import (
 from torchcontract.conformance._core.options import Options
 from torchcontract.conformance._core.registry import PROTOCOLS, checks_for, protocol_by_name
 from torchcontract.conformance._core.target import Target
-from torchcontract.conformance._results import STATUSES, Report, RunReport, report_schema
+from torchcontract.conformance._report.baseline import Baseline, BaselineError, read_baseline, write_baseline
+from torchcontract.conformance._report.markdown import render_markdown
+from torchcontract.conformance._report.outcomes import Policy, Problem
+from torchcontract.conformance._report.plan import (
+    BaselineUse,
+    plan_baseline,
+    unknown_tables,
+    written_baseline,
+)
+from torchcontract.conformance._report.text import details, overview_table, report_block
+from torchcontract.conformance._report.verdict import JudgedRun, judge, judge_run
+from torchcontract.conformance._results import Report, RunReport, report_schema
+from torchcontract.conformance._values.describe import describe
 
 __all__ = ["main"]
 
 
 class UsageError(Exception):
     """Unusable command-line arguments: exit status 2 with the message."""
+
+
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL_ERROR, EXIT_NOT_WRITTEN = 0, 1, 2, 3, 4
 
 
 def _parse_option(text: str) -> tuple[str, object]:
@@ -73,15 +98,12 @@ def _parse_option(text: str) -> tuple[str, object]:
     return name.strip(), value
 
 
-def _load(spec: str) -> Any:
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise UsageError(f"expected MODULE:ATTR (e.g. mypackage.data:train_set), got {spec!r}")
+def _import(module_name: str) -> Any:
     # Like `python -m`: modules in the current directory are importable.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except SystemExit as error:  # sys.exit(0) at import would otherwise exit 0 with nothing checked
         raise UsageError(
             f"importing {module_name!r} called sys.exit({error.code!r}); nothing was checked. Guard the "
@@ -89,6 +111,13 @@ def _load(spec: str) -> Any:
         ) from None
     except Exception as error:
         raise UsageError(f"cannot import {module_name!r}: {type(error).__name__}: {error}") from error
+
+
+def _load(spec: str) -> Any:
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise UsageError(f"expected MODULE:ATTR (e.g. mypackage.data:train_set), got {spec!r}")
+    module = _import(module_name)
     try:
         return operator.attrgetter(attribute)(module)
     except AttributeError:
@@ -108,30 +137,63 @@ def _is_factory(value: Any) -> bool:
     return True
 
 
-def _target(args: argparse.Namespace) -> Target:
-    value = _load(args.target)
+def _given(spec: str, targets: list[Target], args: argparse.Namespace) -> list[Target]:
+    """Targets as ``spec`` gives them: their protocols and options are their own."""
+    if args.protocol or args.option:
+        noun = "a Target" if len(targets) == 1 else "Targets"
+        raise UsageError(
+            f"{spec} gives {noun}: protocols and options come from the Target (--protocol and -o are for "
+            "plain objects)"
+        )
+    return targets
+
+
+def _targets_of(spec: str, args: argparse.Namespace) -> list[Target]:
+    """The targets ``spec`` names: ``MODULE`` (every Target at its module level) or ``MODULE:ATTR``
+    (an object, a factory, a Target, or a list of Targets, or a factory returning one)."""
+    module_name, sep, attribute = spec.partition(":")
+    if not module_name or (sep and not attribute):
+        raise UsageError(f"expected MODULE or MODULE:ATTR (e.g. mypackage.data:train_set), got {spec!r}")
+    if not sep:
+        module = _import(module_name)
+        # By identity: one Target bound to two names is one target.
+        found = list({id(v): v for v in vars(module).values() if isinstance(v, Target)}.values())
+        if not found:
+            raise UsageError(
+                f"module {module_name!r} defines no Target at module level; name an object, a factory or "
+                f"a Target in it: {module_name}:ATTR"
+            )
+        return _given(spec, found, args)
+    value = _load(spec)
     if _is_factory(value):
         try:
             value = value()
         except SystemExit as error:
-            raise UsageError(
-                f"{args.target}() called sys.exit({error.code!r}); nothing was checked"
-            ) from None
+            raise UsageError(f"{spec}() called sys.exit({error.code!r}); nothing was checked") from None
         except Exception as error:
-            raise UsageError(f"{args.target}() raised {type(error).__name__}: {error}") from error
+            raise UsageError(f"{spec}() raised {type(error).__name__}: {error}") from error
     if isinstance(value, Target):
-        if args.protocol or args.option:
-            raise UsageError(f"{args.target} gives a Target: its protocol and options come from it")
-        return value
+        return _given(spec, [value], args)
+    if isinstance(value, (list, tuple)) and any(isinstance(item, Target) for item in value):
+        for position, item in enumerate(value):
+            if not isinstance(item, Target):
+                raise UsageError(
+                    f"{spec} gives a list of Targets, but item {position} is {describe(item)}; "
+                    "give only Targets"
+                )
+        return _given(spec, list(value), args)
     if not args.protocol:
-        raise UsageError(f"--protocol is needed to check {args.target} (one of {', '.join(PROTOCOLS)})")
+        raise UsageError(
+            f"--protocol is needed to check {spec} (one of {', '.join(PROTOCOLS)}), or name a Target, a "
+            "list of Targets, or a module that defines Targets"
+        )
     try:
         protocol = protocol_by_name(args.protocol)
     except KeyError as error:
         raise UsageError(str(error.args[0])) from None
     options = dict(_parse_option(text) for text in args.option)
     try:
-        return Target(value, protocol, name=args.target, options=Options.from_kwargs(options))
+        return [Target(value, protocol, name=spec, options=Options.from_kwargs(options))]
     except TypeError as error:
         hint = ""
         if "example_inputs" in str(error):
@@ -139,59 +201,71 @@ def _target(args: argparse.Namespace) -> Target:
         raise UsageError(f"{error}{hint}") from None
 
 
+def _targets(specs: Sequence[str], args: argparse.Namespace) -> list[Target]:
+    """Every target the command line names, in order; their names must be unique (a baseline's
+    tables and a report's entries are keyed by them)."""
+    targets = [target for spec in specs for target in _targets_of(spec, args)]
+    names = [target.name for target in targets]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(
+            f"target names must be unique in a run (a baseline names its targets): {', '.join(repeated)} "
+            "given twice; give one of them another name=",
+        )
+    if args.isolate:
+        targets = [target if target.options.isolate else target.replace(isolate=True) for target in targets]
+    return targets
+
+
 def device_argument(text: str) -> str:
     """argparse ``type=`` for ``--device``."""
-    import argparse
-
     try:
         return validate_device(text, "--device")
     except (TypeError, ValueError) as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _table(reports: Sequence[Report]) -> str:
-    headers = ["target", "protocol", *STATUSES, "verdict"]
-    rows = [
-        [report.target, report.protocol, *map(str, report.counts().values()), _verdict(report)]
-        for report in reports
-    ]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
-    header = "  ".join(cell.ljust(width) for cell, width in zip(headers, widths, strict=True))
-    return "\n".join([header, "  ".join("-" * width for width in widths), *lines])
+def _baseline_file(text: str) -> str:
+    """argparse ``type=`` for ``--write-baseline``: a file, as ``--json``'s, never standard output."""
+    if text == STANDARD_OUTPUT:
+        raise argparse.ArgumentTypeError("name a file for the baseline ('-' is standard output)")
+    return output_argument(text)
 
 
-EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL_ERROR, EXIT_NOT_WRITTEN = 0, 1, 2, 3, 4
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
-def _exit_status(reports: Sequence[Report]) -> int:
-    if any(report.errors for report in reports):
-        return EXIT_INTERNAL_ERROR
-    return EXIT_PASSED if all(report.passed for report in reports) else EXIT_FAILED
+class _Progress:
+    """Which target is being checked, on a line of standard error rewritten in place: only when
+    standard error is a terminal (a log or a pipe gets nothing of it)."""
+
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = _is_terminal(self.stream)
+        self.total = total
+        self._width = 0
+
+    def show(self, position: int, target: Target) -> None:
+        if not self.enabled:
+            return
+        text = f"torchcontract: checking {position}/{self.total}: {target.name} ({target.protocol.__name__})"
+        text = text[: max(shutil.get_terminal_size().columns - 1, 20)]  # a wrapped line cannot be rewritten
+        self.stream.write("\r" + text.ljust(self._width))
+        self.stream.flush()
+        self._width = len(text)
+
+    def clear(self) -> None:
+        if self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
 
 
-def _verdict(report: Report) -> str:
-    if report.errors:
-        return "INTERNAL ERROR"
-    if not report.passed:
-        return "FAIL"
-    return "pass (warnings)" if report.failures or report.unverified else "pass"
-
-
-def _details(reports: Sequence[Report]) -> str:
-    lines = []
-    for report in reports:
-        for result in report.results:
-            if result.status in ("failed", "error", "unverified", "xpassed"):
-                kind = "FAILED" if result.is_violation else result.status.upper()
-                if result.status in ("failed", "unverified") and result.severity == "recommended":
-                    kind = f"warning (recommended, {result.status})"
-                lines.append(f"{report.target}: {result.label}: {kind}")
-                lines.extend(f"    {line}" for line in result.message.splitlines())
-    return "\n".join(lines)
-
-
-def _shown_on(args: argparse.Namespace) -> Any:
+def _shown_on(args: argparse.Namespace) -> TextIO:
     """Where the human-readable report goes: standard output, unless ``--json -`` puts the JSON there."""
     return sys.stderr if getattr(args, "json", None) == STANDARD_OUTPUT else sys.stdout
 
@@ -206,160 +280,143 @@ def _write_json(run: RunReport, path: str) -> None:
     run.write(path)
 
 
-def _print_reports(reports: Sequence[Report], out: Any) -> None:
-    print(_table(reports), file=out)
-    details = _details(reports)
-    if details:
-        print(file=out)
-        print(details, file=out)
-
-
-def _markdown(reports: Sequence[Report]) -> str:
-    from torchcontract.conformance._markdown import Row, TargetSummary, render
-
-    summaries = []
-    for report in reports:
-        summary = TargetSummary(report.target, report.protocol, _verdict(report))
-        summary.rows.extend(
-            Row(result.label, result.severity, result.status, result.message) for result in report.results
-        )
-        summary.rows.extend(
-            Row(
-                stale,
-                "required",
-                "stale",
-                f"expected failure {stale!r} matches no check of {report.protocol}",
-            )
-            for stale in report.stale_expected_failures
-        )
-        summaries.append(summary)
-    return render(summaries, STATUSES, "torchcontract conformance")
-
-
-def _baseline(path: str | None) -> dict[str, dict[str, str]]:
+def _read_baseline(path: str | None) -> Baseline:
     if path is None:
         return {}
-    from torchcontract.conformance._baseline import BaselineError, read_baseline
-
     try:
         return read_baseline(path)
     except BaselineError as error:
         raise UsageError(str(error)) from None
 
 
-def _with_baseline(
-    target: Target, baseline: dict[str, dict[str, str]], path: str | None
-) -> tuple[Target, list[str]]:
-    """The target with its baseline entries as expected failures (those still TODO left out), and
-    the entries that fail the run whatever the checks say: TODO reasons."""
-    from torchcontract.conformance._baseline import TODO, todo_message, with_expected_failures
-
-    entries = baseline.get(target.name, {})
-    known = {spec.check_id for spec in target.checks}
-    known.update(f"{s.check_id}[{d}]" for s in target.checks for d in target.dtypes_of(s) if d)
-    todo = [c for c, r in entries.items() if r.strip() == TODO and c in known]
-    blessed = {c: r for c, r in entries.items() if c not in todo}
-    problems = [todo_message(path or "", target.name, check_id) for check_id in todo]
-    return (with_expected_failures(target, blessed) if blessed else target), problems
+def _policy(args: argparse.Namespace) -> Policy:
+    return Policy(strict=args.strict)
 
 
-def _unknown_tables(baseline: dict[str, dict[str, str]], names: set[str], path: str | None) -> list[str]:
-    """A table of the baseline that names no target of the run fails it by name (as under pytest):
-    a renamed target would otherwise leave its known failures silently unused."""
-    return [
-        f"baseline {path}: table [{name!r}] names no target of this run; remove or rename it so it "
-        "cannot hide a regression"
-        for name in baseline
-        if name not in names
-    ]
+def _planned(
+    targets: Sequence[Target], args: argparse.Namespace
+) -> tuple[list[Target], dict[tuple[str, str], BaselineUse], list[Problem]]:
+    """The targets with their baseline tables applied, what each table changed, and the tables that
+    name no target of the run."""
+    baseline = _read_baseline(args.baseline)
+    planned, uses = [], {}
+    for declared in targets:
+        target, use = plan_baseline(declared, baseline, args.baseline or "")
+        planned.append(target)
+        if use is not None:
+            uses[target.name, target.protocol.__name__] = use
+    return planned, uses, unknown_tables(baseline, (t.name for t in targets), args.baseline or "")
 
 
-def _baseline_problems(
-    reports: Sequence[Report], baseline: dict[str, dict[str, str]], path: str | None
-) -> list[str]:
-    """Stale baseline entries: a check that passes now, or an id that names no check."""
-    problems: list[str] = []
-    for report in reports:
-        entries = baseline.get(report.target, {})
-        problems.extend(
-            f"baseline {path}: [{report.target!r}] {key!r} passes now; remove the entry"
-            for result in report.results
-            for key in dict.fromkeys((result.label, result.check_id))
-            if result.status == "xpassed" and key in entries
+def _checked(
+    targets: Sequence[Target], args: argparse.Namespace, finished: Callable[[Report], None] | None = None
+) -> RunReport:
+    """Check every target, one after the other, in this process; ``finished`` is called with each
+    report as it is made."""
+    progress = _Progress(len(targets))
+    reports = []
+    try:
+        for position, target in enumerate(targets, start=1):
+            progress.show(position, target)
+            report = target.run(args.device, args.time_budget)
+            progress.clear()
+            reports.append(report)
+            if finished is not None:
+                finished(report)
+    finally:
+        progress.clear()
+    return RunReport(tuple(reports))
+
+
+def _finish(args: argparse.Namespace, judged: JudgedRun, out: TextIO) -> int:
+    """Write the files the run was asked for, print its closing line (also on standard error when
+    the Markdown goes to standard output, where a CI job's summary collects it) and give its exit
+    status."""
+    if args.json:
+        _write_json(judged.run, args.json)
+    if args.write_baseline:
+        write_baseline(
+            args.write_baseline, written_baseline(judged.run, _read_baseline(args.baseline), judged.policy)
         )
-        problems.extend(
-            f"baseline {path}: [{report.target!r}] {stale!r} matches no check of {report.protocol}"
-            for stale in report.stale_expected_failures
-            if stale in entries
-        )
-    return problems
-
-
-def _finish(args: argparse.Namespace, reports: Sequence[Report], problems: list[str]) -> int:
-    status = _exit_status(reports)
-    for problem in problems:
-        print(f"torchcontract {args.command}: {problem}", file=sys.stderr)
-    return EXIT_FAILED if problems and status == EXIT_PASSED else status
+    if args.json and args.json != STANDARD_OUTPUT and args.format == "text":
+        print(f"JSON report: {args.json}", file=out)
+    if args.write_baseline and args.format == "text":
+        print(f"baseline written: {args.write_baseline}", file=out)
+    closing = judged.closing_line(prefix=f"torchcontract {args.command}")
+    print(closing, file=out if args.format == "text" else sys.stderr, flush=True)
+    if judged.internal_error:
+        return EXIT_INTERNAL_ERROR
+    return EXIT_PASSED if judged.passed else EXIT_FAILED
 
 
 def _command_check(args: argparse.Namespace) -> int:
-    target = _target(args)
-    if args.isolate and not target.options.isolate:
-        target = target.replace(isolate=True)
-    baseline = _baseline(args.baseline)
-    target, problems = _with_baseline(target, baseline, args.baseline)
-    problems.extend(_unknown_tables(baseline, {target.name}, args.baseline))
-    report = target.run(args.device, args.time_budget)
-    print(_markdown([report]) if args.format == "markdown" else report, file=_shown_on(args))
-    if args.json:
-        _write_json(RunReport((report,)), args.json)
-    return _finish(args, [report], problems + _baseline_problems([report], baseline, args.baseline))
+    targets, uses, problems = _planned(_targets(args.target, args), args)
+    policy, out = _policy(args), _shown_on(args)
+
+    def show(report: Report) -> None:  # each target's block as soon as it is checked
+        verdict = judge(report, policy, uses.get((report.target, report.protocol)))
+        print(report_block(report, verdict, policy), file=out, flush=True)
+
+    run = _checked(targets, args, show if args.format == "text" else None)
+    judged = judge_run(run, policy, uses, problems)
+    if args.format == "markdown":
+        print(render_markdown(judged), file=out)
+    else:
+        if len(run.reports) > 1:
+            print(file=out)
+            print(overview_table(judged.pairs(), policy), file=out)
+        for problem in judged.problems:
+            print(problem.detail or problem.summary, file=out)
+    return _finish(args, judged, out)
 
 
-def _command_report(args: argparse.Namespace) -> int:
+@contextmanager
+def _default_targets() -> Iterator[list[Target]]:
+    """The targets of the conformance table of the reference implementation, torch and torchvision."""
     from torchcontract.conformance._runtime import fresh as _fresh_interpreter
     from torchcontract.conformance._targets.defaults import default_targets
 
-    started = time.perf_counter()
     # The report's datasets are rebuilt in the fresh interpreter, torch's and torchvision's among them:
     # started now, it imports those while this process does (on another core) and builds the targets.
     _fresh_interpreter.prestart(
         tuple(name for name in _fresh_interpreter.ON_DEMAND if importlib.util.find_spec(name) is not None)
     )
-    baseline = _baseline(args.baseline)
-    problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="torchcontract-report-") as workdir:
-        targets = []
-        for declared in default_targets(Path(workdir)):
-            target, todo = _with_baseline(declared, baseline, args.baseline)
-            targets.append(target)
-            problems.extend(todo)
-        reports = [target.run(args.device, args.time_budget) for target in targets]
-    run = RunReport(tuple(reports))
-    problems.extend(_unknown_tables(baseline, {target.name for target in targets}, args.baseline))
-    problems.extend(_baseline_problems(reports, baseline, args.baseline))
-    out = _shown_on(args)
+        yield default_targets(Path(workdir))
+
+
+def _command_report(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    policy, out = _policy(args), _shown_on(args)
+    if args.target:
+        targets, uses, problems = _planned(_targets(args.target, args), args)
+        run = _checked(targets, args)
+    else:
+        if args.protocol or args.option or args.isolate:
+            raise UsageError("--protocol, -o and --isolate are for the targets you name; none is named")
+        with _default_targets() as declared:
+            targets, uses, problems = _planned(declared, args)
+            run = _checked(targets, args)
+    judged = judge_run(run, policy, uses, problems)
     if args.format == "markdown":
-        print(_markdown(reports), file=out)
-        if args.json:
-            _write_json(run, args.json)
-        return _finish(args, reports, problems)
-    _print_reports(reports, out)
-    failed = sum(not report.passed for report in reports)
+        print(render_markdown(judged), file=out)
+        return _finish(args, judged, out)
+    print(overview_table(judged.pairs(), policy), file=out)
+    text = details(judged.pairs(), policy)
+    if text:
+        print(file=out)
+        print(text, file=out)
+    for problem in judged.problems:
+        print(problem.detail or problem.summary, file=out)
     versions = run.environment
     print(file=out)
     print(
-        f"{len(reports)} targets, {sum(len(r.results) for r in reports)} check results, "
-        f"{failed} target(s) failing; torch {versions['torch'] or 'not installed'}, "
-        f"torchvision {versions['torchvision'] or 'not installed'}, numpy {versions['numpy']}; "
+        f"torch {versions['torch'] or 'not used'}, "
+        f"torchvision {versions['torchvision'] or 'not used'}, numpy {versions['numpy']}; "
         f"{time.perf_counter() - started:.1f} s",
         file=out,
     )
-    if args.json:
-        _write_json(run, args.json)
-        if args.json != STANDARD_OUTPUT:
-            print(f"JSON report: {args.json}", file=out)
-    return _finish(args, reports, problems)
+    return _finish(args, judged, out)
 
 
 def _command_check_distributed(args: argparse.Namespace) -> int:
@@ -388,12 +445,21 @@ def _command_check_distributed(args: argparse.Namespace) -> int:
             )
         except (TypeError, ValueError) as error:
             raise UsageError(str(error)) from None
+        judged = judge_run(RunReport((report,)), Policy())
         if rank == 0:
-            shown = _markdown([report]) if args.format == "markdown" else report
-            print(shown, file=_shown_on(args), flush=True)
+            out = _shown_on(args)
+            if args.format == "markdown":
+                print(render_markdown(judged), file=out)
+            else:
+                print(report_block(report, judged.verdicts[0]), file=out)
             if args.json:
-                _write_json(RunReport((report,)), args.json)
-    status = _exit_status([report])
+                _write_json(judged.run, args.json)
+            print(
+                judged.closing_line(prefix=f"torchcontract {args.command}"),
+                file=out if args.format == "text" else sys.stderr,
+                flush=True,
+            )
+    status = EXIT_INTERNAL_ERROR if judged.internal_error else EXIT_PASSED if judged.passed else EXIT_FAILED
     if group.final_barrier_error is not None:
         # Every rank that is alive learns that one is not: the same (failing) status everywhere.
         barrier_error, budget = group.final_barrier_error, f"{args.time_budget:g} s"
@@ -488,25 +554,42 @@ def _parser() -> argparse.ArgumentParser:
             type=readable_file,
             help='known failures in a TOML file: a [target] table of "check.id" = "reason" entries',
         )
+        command.add_argument(
+            "--write-baseline",
+            metavar="PATH",
+            type=_baseline_file,
+            help="write this run's failed checks to a baseline file at PATH, with the reason TODO (the "
+            "entries of --baseline that still fail keep their reasons)",
+        )
+        command.add_argument(
+            "--strict",
+            action="store_true",
+            help="a failed (or unverified) recommended check fails the run too, not only warns",
+        )
+        command.add_argument("--protocol", help=f"for plain objects: one of {', '.join(PROTOCOLS)}")
+        command.add_argument(
+            "-o",
+            "--option",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="for plain objects: a target option, e.g. deterministic=false (repeatable)",
+        )
+        command.add_argument(
+            "--isolate",
+            action="store_true",
+            help="run each target's checks in a child process: a crash of the object fails a check, "
+            "not the run",
+        )
 
-    check = commands.add_parser("check", help="check one object against a protocol")
-    check.add_argument(
-        "target", metavar="MODULE:ATTR", help="an object, a zero-argument factory, or a Target"
+    targets_help = (
+        "MODULE:ATTR (an object, a zero-argument factory, a Target, a list of Targets or a factory "
+        "returning one) or MODULE (every Target defined at its module level)"
     )
-    check.add_argument("--protocol", help=f"one of {', '.join(PROTOCOLS)}")
-    check.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a target option, e.g. deterministic=false (repeatable)",
+    check = commands.add_parser(
+        "check", help="check objects against their protocols, one block of lines per target"
     )
-    check.add_argument(
-        "--isolate",
-        action="store_true",
-        help="run the checks in a child process: a crash of the object fails a check, not the run",
-    )
+    check.add_argument("target", nargs="+", metavar="TARGET", help=targets_help)
     run_options(check)
     distributed = commands.add_parser(
         "check-distributed",
@@ -546,7 +629,12 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     distributed.add_argument("--format", choices=("text", "markdown"), default="text")
-    report = commands.add_parser("report", help="the conformance table of the reference and of torch")
+    report = commands.add_parser(
+        "report",
+        help="the conformance table of your targets, or without any, of the reference implementation, "
+        "torch and torchvision",
+    )
+    report.add_argument("target", nargs="*", metavar="TARGET", help=targets_help)
     run_options(report)
     listing = commands.add_parser("list", help="list the checks")
     listing.add_argument("--protocol", help="only this protocol's own checks")

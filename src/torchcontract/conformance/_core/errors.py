@@ -33,6 +33,9 @@ ISSUES_URL = "https://github.com/torchcontract/torchcontract/issues"
 class ConformanceWarning(UserWarning):
     """A failed recommended check, or an expected failure that names no check."""
 
+    # Named by its public path in tracebacks and warning filters (-W error::...), not by this module's.
+    __module__ = "torchcontract.conformance"
+
 
 class CheckFailure(Exception):
     """Raised inside a check (by ``ctx.fail``): the object violates the check's clause."""

@@ -176,13 +176,20 @@ class Target:
         return checks_for(self.protocol)
 
     @property
+    def known_check_ids(self) -> frozenset[str]:
+        """The ids an expected failure of this target may name (in code or in a baseline file): each
+        check of its protocol, and ``check_id[dtype]`` for a per-dtype check in each of its dtypes."""
+        known = {spec.check_id for spec in self.checks}
+        known.update(
+            f"{spec.check_id}[{dtype}]" for spec in self.checks for dtype in self.dtypes_of(spec) if dtype
+        )
+        return frozenset(known)
+
+    @property
     def stale_expected_failures(self) -> list[str]:
         """Expected-failure ids that match no check of this target's protocol (``id[dtype]``: no
         per-dtype check of a dtype in its ``dtypes``)."""
-        known = {c.check_id for c in self.checks}
-        known.update(
-            f"{c.check_id}[{name}]" for c in self.checks if c.per_dtype for name in self.options.dtype_names
-        )
+        known = self.known_check_ids
         return [check_id for check_id in self.expected_failures if check_id not in known]
 
     def expected_failure(self, check_id: str, dtype: str | None = None) -> str | None:

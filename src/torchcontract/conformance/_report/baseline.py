@@ -1,14 +1,12 @@
-"""Baselines: known failures kept in a TOML file instead of the test code.
+"""The baseline file: known failures kept in a TOML file instead of the test code.
 
 One table per target name, one ``"check.id" = "reason"`` string per known failure::
 
     ["my dataset"]
-    "map_dataset.negative_index_mirrors_python" = "wraps round on purpose (issue 12)"
+    "map_dataset.negative_index_mirrors_python" = "wraps round on purpose"
 
-Each entry becomes an expected failure of that target. ``--conformance-write-baseline`` (pytest) writes
-a run's failures with the reason ``TODO``; an entry whose reason is still ``TODO`` fails the run, so a
-written baseline cannot silently bless a bug. An entry whose check passes, or that names no check or
-no target, fails by name (a stale entry could hide a regression).
+This module reads and writes the file; how its entries apply to a target (expected failures, entries
+still ``TODO``, stale entries) is :mod:`.plan`'s.
 
 Light: no NumPy, no engine (the pytest plugin reads the file at configuration).
 """
@@ -19,10 +17,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from torchcontract.conformance._core.target import Target
+from typing import Any
 
 __all__ = [
     "TODO",
@@ -30,9 +25,8 @@ __all__ = [
     "BaselineError",
     "dumps",
     "parse_subset",
+    "quote",
     "read_baseline",
-    "todo_message",
-    "with_expected_failures",
     "write_baseline",
 ]
 
@@ -72,7 +66,7 @@ def _validated(data: Mapping[str, Any], path: str) -> Baseline:
             )
         entries: dict[str, str] = {}
         for check_id, reason in table.items():
-            where = f"baseline {path}: [{_quote(target)}] {_quote(check_id)}"
+            where = f"baseline {path}: [{quote(target)}] {quote(check_id)}"
             if not isinstance(reason, str):
                 raise BaselineError(f"{where}: the reason must be a string, not {reason!r}")
             entries[check_id] = _reason(reason, where)
@@ -120,7 +114,7 @@ def parse_subset(text: str, path: str = "<baseline>") -> Baseline:
                     raise _LineError("expected ] to close the table name")
                 _end_of_line(line, position + 1)
                 if table_name in baseline:
-                    raise _LineError(f"table [{_quote(table_name)}] is defined twice")
+                    raise _LineError(f"table [{quote(table_name)}] is defined twice")
                 table = baseline[table_name] = {}
                 continue
             key, position = _key(line, position)
@@ -128,19 +122,19 @@ def parse_subset(text: str, path: str = "<baseline>") -> Baseline:
             if position < len(line) and line[position] == ".":
                 raise _LineError("dotted keys are not part of a baseline; quote the check id")
             if position == len(line) or line[position] != "=":
-                raise _LineError(f"expected = after {_quote(key)}")
+                raise _LineError(f"expected = after {quote(key)}")
             position = _skip_space(line, position + 1)
             if position == len(line) or line[position] not in "\"'":
-                raise _LineError(f"the reason for {_quote(key)} must be a string in quotes")
+                raise _LineError(f"the reason for {quote(key)} must be a string in quotes")
             value, position = _string(line, position)
             _end_of_line(line, position)
             if table is None:
                 raise _LineError(
-                    f'{_quote(key)} is outside a table; put it under the target\'s table, e.g. ["my dataset"]'
+                    f'{quote(key)} is outside a table; put it under the target\'s table, e.g. ["my dataset"]'
                 )
             if key in table:
-                raise _LineError(f"{_quote(key)} is given twice in [{_quote(table_name)}]")
-            table[key] = _reason(value, f"[{_quote(table_name)}] {_quote(key)}")
+                raise _LineError(f"{quote(key)} is given twice in [{quote(table_name)}]")
+            table[key] = _reason(value, f"[{quote(table_name)}] {quote(key)}")
         except (_LineError, BaselineError) as error:
             raise BaselineError(f"baseline {path}, line {lineno}: {error}") from None
     return baseline
@@ -202,7 +196,7 @@ def _string(line: str, position: int) -> tuple[str, int]:
     raise _LineError("the string is not closed on its line")
 
 
-def _quote(text: str) -> str:
+def quote(text: str) -> str:
     """``text`` as a TOML basic string."""
     out = ['"']
     for char in text:
@@ -226,8 +220,8 @@ def dumps(baseline: Mapping[str, Mapping[str, str]]) -> str:
         "# reason is written; an entry whose check passes, or that names no check, fails too.",
     ]
     for target, entries in baseline.items():
-        lines.extend(["", f"[{_quote(target)}]"])
-        lines.extend(f"{_quote(check_id)} = {_quote(reason)}" for check_id, reason in entries.items())
+        lines.extend(["", f"[{quote(target)}]"])
+        lines.extend(f"{quote(check_id)} = {quote(reason)}" for check_id, reason in entries.items())
     return "\n".join(lines) + "\n"
 
 
@@ -238,17 +232,3 @@ def write_baseline(path: str | Path, baseline: Mapping[str, Mapping[str, str]]) 
     from torchcontract._files import write_atomically
 
     write_atomically(path, dumps(baseline))
-
-
-def todo_message(path: str, target: str, check_id: str) -> str:
-    return (
-        f"baseline {path}: [{_quote(target)}] {_quote(check_id)} = {_quote(TODO)}: write why the check "
-        "fails in place of TODO (or fix the object and remove the entry); a baseline entry without "
-        "a reason fails the run"
-    )
-
-
-def with_expected_failures(target: Target, extra: Mapping[str, str]) -> Target:
-    """A copy of ``target`` with ``extra`` added to its expected failures (its own declarations win).
-    The user's Target is left as it is."""
-    return target.replace(expected_failures={**extra, **target.expected_failures})

@@ -287,6 +287,25 @@ def _attributes(value: Any) -> list[tuple[str, Any]]:
     return list(attributes.items()) if isinstance(attributes, dict) else []
 
 
+class ComparedInWorker:
+    """What forked workers load instead of ``dataset``: ``self[i]`` is ``dataset[i]`` computed in the
+    worker, compared there with ``expected[i]`` (read in this process before the fork, which the worker
+    inherits), and only the difference (None when equal) crosses back: a big sample is never pickled.
+    Only for forked workers (it holds the dataset and the samples as they are, and does not pickle)."""
+
+    def __init__(self, dataset: Any, expected: dict[int, Any]) -> None:
+        self.dataset, self.expected = dataset, expected
+
+    def __len__(self) -> int:
+        return len(self.expected)
+
+    def __getitem__(self, index: int) -> str | None:
+        return difference(self.dataset[index], self.expected[index])
+
+    def __reduce__(self) -> Any:
+        raise TypeError("ComparedInWorker is only loaded by forked workers")
+
+
 def _is_handle(value: Any) -> bool:
     """Whether ``value`` holds an operating-system handle that a forked process shares with its parent
     (a file object, an SQLite connection, anything with a ``fileno()``: HDF5 and LMDB handles, sockets).

@@ -35,6 +35,7 @@ from torchcontract.conformance.checks._workers import (
     MANY_OBJECTS,
     PAIRS,
     SPAWNED,
+    ComparedInWorker,
     crossing_problem,
     drain,
     epochs_of,
@@ -676,10 +677,11 @@ def spawn_workers_yield_same_samples(ctx: Context) -> None:
             )
 
 
-# Consecutive indices that fork_workers_yield_same_samples loads, each by both workers: at least four,
-# so that neither worker can finish its share before the other starts (DataLoader hands each worker at
-# most prefetch_factor=2 tasks ahead of the batch the main process waits for).
-FORK_RUN = 8
+# Consecutive indices that fork_workers_yield_same_samples loads, each by both workers: four, so that
+# neither worker can finish its share before the other starts (DataLoader keeps at most
+# prefetch_factor * num_workers = 4 tasks out, in order: a worker finishes at most 3 of its tasks before
+# the other's first is done), and no more (every sample crosses a process boundary twice).
+FORK_RUN = 4
 
 
 @register_check(
@@ -704,8 +706,7 @@ def fork_workers_yield_same_samples(ctx: Context) -> None:
     if not run:
         ctx.skip("ds has no index to load")
     # In order, as a sequential sampler reads them: the workers fork after this process read them.
-    for index in run:
-        _get(ctx, index)
+    expected = {index: _get(ctx, index) for index in run}
     sampler = [index for index in run for _ in (0, 1)]
     shown = f"[{run[0]}, {run[0]}, {run[1]}, {run[1]}, ...]" if len(run) > 1 else str(sampler)
     what = f"DataLoader(ds, sampler={shown}, num_workers=2)"
@@ -721,7 +722,8 @@ def fork_workers_yield_same_samples(ctx: Context) -> None:
         "first __getitem__ of a process, keyed by os.getpid(), or in worker_init_fn), or read with "
         "os.pread / a memory map"
     )
-    loader = worker_loader(ctx, ctx.obj, sampler=sampler, num_workers=2, context=fork_context())
+    compared = ComparedInWorker(ctx.obj, expected)
+    loader = worker_loader(ctx, compared, sampler=sampler, num_workers=2, context=fork_context())
     iterator = ctx.call_starting_processes(f"iter({what})", iter, loader)
     items: list[Any] = []
     try:
@@ -750,9 +752,8 @@ def fork_workers_yield_same_samples(ctx: Context) -> None:
             f"{what} yielded {len(items)} samples for {len(sampler)} indices; expected one per index",
             reproduce=f"len(list({what}))",
         )
-    for position, item in enumerate(items):
+    for position, found in enumerate(items):
         index = sampler[position]
-        found = difference(item, _get(ctx, index))
         if found:
             ctx.fail(
                 f"through {what} (forked workers, each index loaded by both), ds[{index}] (item {position}) "

@@ -6,6 +6,7 @@ spawn or forkserver, and the ranks of a process group, unpickle them by module n
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -364,3 +365,70 @@ class StreamEpochInSharedMemory(ShardedRange):
     def __iter__(self) -> Iterator[int]:
         shift = 1000 * int(self.epoch)
         return (item + shift for item in super().__iter__())
+
+
+RECORD = 8
+
+
+class RecordReader(io.FileIO):
+    """A file of fixed-size records that seeks only when the record asked for is not the next one
+    (sequential reads, as readers of record formats do)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "rb")
+        self.next_offset = 0
+
+    def record(self, index: int) -> bytes:
+        offset = index * RECORD
+        if offset != self.next_offset:
+            self.seek(offset)
+        data = self.read(RECORD)
+        self.next_offset = offset + RECORD
+        return data
+
+
+class RecordFile(data.Dataset[int]):
+    """Records ``index ** 2`` read through a :class:`RecordReader` opened in ``__init__``. It pickles
+    (it reopens the file by path), so spawned workers are right; forked workers share the file's
+    offset, and one worker's read moves the record the other reads next."""
+
+    def __init__(self, path: str, length: int = 16) -> None:
+        self.path, self.length = path, length
+        self.reader = RecordReader(path)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "length": self.length}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> int:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return int.from_bytes(self.reader.record(index), "little")
+
+
+def record_file(length: int = 16) -> RecordFile:
+    """A :class:`RecordFile` over a new file of ``length`` records (removed with the process)."""
+    import atexit
+    import os
+    import tempfile
+
+    handle, path = tempfile.mkstemp(suffix=".records")
+    with os.fdopen(handle, "wb") as out:
+        out.write(b"".join((i * i).to_bytes(RECORD, "little") for i in range(length)))
+    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    return RecordFile(path, length)
+
+
+class UnsizedNaiveRange(data.IterableDataset[int]):
+    """Does not shard, and has no __len__: every worker yields every item, and nothing counts them."""
+
+    def __init__(self, length: int = 12) -> None:
+        self.length = length
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.length))

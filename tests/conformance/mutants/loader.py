@@ -12,6 +12,7 @@ from torchcontract.protocols import Loader
 
 from ..correct import BatchLoader, Points, numpy_collate
 from . import Mutant
+from .map_dataset import DecodesIntoOneBuffer
 
 
 def _loader(cls: type[BatchLoader], **kwargs: Any) -> Any:
@@ -134,6 +135,10 @@ MUTANTS = [
     _mutant("drops_partial_batch_anyway", "batches_cover_dataset",
             "the last partial batch is dropped with drop_last=False", _loader(DropsPartialBatchAnyway),
             message_contains=("held 8 samples", "expected 10")),
+    _mutant("over_one_buffer", "samples_survive_later_fetches",
+            "its dataset returns one preallocated buffer for every index",
+            lambda: BatchLoader(DecodesIntoOneBuffer(10), 4),
+            message_contains=("loader.dataset[0] changed after loader.dataset[1]", "sample 1 twice")),
     _mutant("ignores_its_collate_fn", "batches_match_collate", "loader.collate_fn is stored, not used",
             _loader(IgnoresItsCollateFn, collate_fn=_as_dict),
             message_contains=("batch 0 differs from loader.collate_fn(",)),

@@ -207,6 +207,19 @@ class ReturnsViewIntoStorage(Points):
         return self.features[index], self.labels[index]  # a view: no .copy()
 
 
+class DecodesIntoOneBuffer(Points):
+    """Decodes every sample into one preallocated buffer and returns it: ``ds[0] is ds[1]``."""
+
+    def __init__(self, n: int = 10) -> None:
+        super().__init__(n)
+        self._buf = np.empty(3, dtype=np.float32)
+
+    def __getitem__(self, index: int) -> Any:
+        index = self._check_index(index)
+        self._buf[:] = self.features[index]  # no allocation per sample: the same array every time
+        return self._buf
+
+
 class RejectsNumpyIntegerIndex(Points):
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, int):
@@ -286,6 +299,9 @@ MUTANTS = [
             message_contains=("ds[-1] raised ValueError",)),
     _mutant("returns_view_into_storage", "samples_are_independent_copies", "returns a NumPy view",
             ReturnsViewIntoStorage, message_contains=("ds[9] changed too",)),
+    _mutant("decodes_into_one_buffer", "samples_survive_later_fetches",
+            "returns one preallocated buffer for every index", DecodesIntoOneBuffer,
+            message_contains=("ds[0] changed after ds[", "they are one object", "would hold sample")),
     _mutant("rejects_numpy_integer_index", "accepts_numpy_integer_index",
             "non-int indices are taken for a list of indices", RejectsNumpyIntegerIndex,
             message_contains=("ds[np.int64(9)] raised TypeError",)),

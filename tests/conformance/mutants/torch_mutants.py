@@ -408,6 +408,28 @@ class ExtraReprReadsMissingAttribute(nn.Linear):
         return f"{super().extra_repr()}, scale={self.scale}"
 
 
+class DecodesIntoOneTensor(Dataset[torch.Tensor]):
+    """Decodes every sample into one preallocated tensor and returns it."""
+
+    def __init__(self, n: int = 10) -> None:
+        self.data = torch.arange(n * 3, dtype=torch.float32).reshape(n, 3)
+        self._buf = torch.empty(3)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < len(self.data):
+            raise IndexError(index)
+        return self._buf.copy_(self.data[index])
+
+
+def drops_last_row(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """default_collate, then an off-by-one slice: every batch loses its last sample."""
+    features, labels = torch.utils.data.default_collate(samples)
+    return [features[:-1], labels[:-1]]
+
+
 def _mutant(protocol: type[Any], name: str, violates: str, bug: str, factory: Any, **fields: Any) -> Mutant:
     return Mutant(name, protocol, violates, bug, factory, needs_torch=True, **fields)
 
@@ -500,6 +522,28 @@ MUTANTS = [
             "iterable_dataset.set_epoch_reaches_persistent_workers",
             "set_epoch stores the epoch in a plain attribute", fixtures.StreamEpochInAttribute,
             message_contains=("yielded the items of epoch 0 again",)),
+    _mutant(protocols.MapDataset, "torch_record_file_opened_in_init",
+            "map_dataset.fork_workers_yield_same_samples",
+            "a file opened in __init__, read sequentially without a seek: forked workers share its offset",
+            fixtures.record_file, message_contains=("ds.reader (RecordReader)", "differs from ds[")),
+    _mutant(protocols.Loader, "torch_loader_over_one_buffer", "loader.samples_survive_later_fetches",
+            "its dataset returns one preallocated tensor for every index",
+            lambda: DataLoader(DecodesIntoOneTensor(), batch_size=4),
+            message_contains=("loader.dataset[0] changed after loader.dataset[1]", "sample 1 twice")),
+    _mutant(protocols.Loader, "torch_loader_over_unsharded_stream", "loader.workers_yield_each_item_once",
+            "an unsized stream that never calls get_worker_info(), with num_workers=2",
+            lambda: DataLoader(fixtures.UnsizedNaiveRange(), batch_size=4, num_workers=2),
+            message_contains=("held 24 samples (2 times as many)", "get_worker_info()")),
+    _mutant(protocols.Loader, "torch_persistent_workers_miss_set_epoch",
+            "loader.set_epoch_reaches_persistent_workers",
+            "persistent workers over a dataset whose set_epoch sets a plain attribute",
+            lambda: DataLoader(fixtures.EpochInAttribute(), batch_size=2, num_workers=2,
+                               persistent_workers=True),
+            message_contains=("persistent_workers=True", "loader.dataset.set_epoch(1)", "epoch 0 again")),
+    _mutant(protocols.Loader, "torch_collate_drops_last_row", "loader.batches_cover_dataset",
+            "a collate_fn that drops each batch's last row, under a sampler of indices",
+            lambda: DataLoader(_pairs(), batch_size=4, collate_fn=drops_last_row),
+            message_contains=("batch 0 of 3 holds 3 rows", "gave it 4 indices")),
     _mutant(protocols.Loader, "torch_extra_batch_on_rank_zero", "loader.ranks_yield_equal_batch_counts",
             "rank 0 yields one more batch", lambda: fixtures.extra_batch_on_rank_zero(0, 1),
             kwargs={"shards": fixtures.extra_batch_on_rank_zero, "world_size": 2},

@@ -1,6 +1,7 @@
 """The mechanism shared by the Loader and CollateFn clauses on what happens to a batch on its way to
 the training loop: the functions a worker process receives pickled (``collate_fn``,
-``worker_init_fn``), and ``pin_memory`` of custom batch types.
+``worker_init_fn``), ``pin_memory`` of custom batch types, and the samples a batch is made of (fetched
+all before they are collated; counted in a stacked batch).
 
 The clauses themselves are in their protocol's module (``loader.py``, ``collate_fn.py``).
 """
@@ -8,15 +9,20 @@ The clauses themselves are in their protocol's module (``loader.py``, ``collate_
 from __future__ import annotations
 
 import inspect
+import operator
 import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
+import numpy as np
+
 from torchcontract.conformance._core.context import Context
 from torchcontract.conformance._runtime.calls import global_change
-from torchcontract.conformance._values import describe, difference, is_tensor, tensor_module
+from torchcontract.conformance._values import describe, difference, is_array, is_tensor, leaves, tensor_module
+from torchcontract.conformance._values import shape as array_shape
+from torchcontract.conformance.checks._common import try_deepcopy
 
 # The walk of a batch for custom types stops after this many nodes, and this deep (cycles).
 MAX_NODES = 10_000
@@ -151,3 +157,80 @@ def pin_problem(ctx: Context, batch: Any, shown: str) -> tuple[str, str] | None:
                 f"{what} == {path}",
             )
     return None
+
+
+# -- a batch's samples, fetched before they are collated ----------------------------------------------
+
+
+def overwritten_sample_problem(
+    ctx: Context, dataset: Any, name: str, indices: list[int]
+) -> tuple[str, str] | None:
+    """Why a sample of ``dataset`` (shown as ``name``) changes when other indices are fetched after
+    it, with the reproducer; None when ``name[indices[0]]`` keeps its value while ``name[j]`` is
+    fetched for each other ``j`` of ``indices``. Compared by value against a deep copy taken before,
+    never by identity alone: equal samples (duplicates in the data) are no fault."""
+    first_index, others = indices[0], indices[1:]
+    first = ctx.call(f"{name}[{first_index}]", operator.getitem, dataset, first_index)
+    before, error = try_deepcopy(first, f"copy.deepcopy({name}[{first_index}])")
+    if error is not None:
+        ctx.skip(
+            f"{name}[{first_index}] cannot be deep-copied to compare it later "
+            f"({type(error).__name__}: {error})"
+        )
+    for other_index in others:
+        other = ctx.call(f"{name}[{other_index}]", operator.getitem, dataset, other_index)
+        found = difference(first, before)
+        if not found:
+            continue
+        shared = " (they are one object: one buffer returned for every index)" if first is other else ""
+        became = difference(first, other) is None
+        holds = (
+            f"sample {other_index} twice"
+            if became
+            else f"sample {first_index} overwritten by the later fetch"
+        )
+        message = (
+            f"{name}[{first_index}] changed after {name}[{other_index}] was fetched ({found}){shared}; "
+            "expected a returned sample to keep its value when other indices are fetched: a DataLoader "
+            "fetches all the samples of a batch before collating them, so a batch of indices "
+            f"[{first_index}, {other_index}] would hold {holds}, silently. Return new memory for every "
+            "sample (np.copy or .clone() of a buffer that __getitem__ decodes into)"
+        )
+        return message, f"a = {name}[{first_index}]; a0 = copy.deepcopy(a); {name}[{other_index}]; a == a0"
+    return None
+
+
+def _sample_shape(leaf: Any) -> tuple[int, ...] | None:
+    """The shape a sample's leaf has in a batch stacked from it: an array's, ``()`` for a number."""
+    if is_array(leaf):
+        dims = array_shape(leaf)
+        return None if dims is None else tuple(int(d) for d in dims)
+    if isinstance(leaf, (bool, int, float, complex, np.number, np.bool_)):
+        return ()
+    return None
+
+
+def stacked_rows(batch: Any, samples: list[Any]) -> int | None:
+    """How many samples ``batch`` holds when it is ``samples`` stacked as default_collate stacks them:
+    every array leaf of the batch has, at the same path, a leaf of one shape in every sample, and the
+    batch leaf's shape is that shape behind one leading dimension shared by all leaves. None when the
+    batch is not such a stack (a collate_fn that pads, packs or renames: ``pad_sequence``'s time-major
+    batches), so that only a stack can be counted against the indices it was made of."""
+    if not samples:
+        return None
+    by_path = [dict(leaves(sample)) for sample in samples]
+    rows: set[int] = set()
+    for path, leaf in leaves(batch):
+        if not is_array(leaf):
+            continue
+        dims = array_shape(leaf)
+        if not dims:
+            return None
+        shapes = {_sample_shape(sample[path]) if path in sample else None for sample in by_path}
+        if len(shapes) != 1:
+            return None
+        (shape,) = shapes
+        if shape is None or tuple(int(d) for d in dims[1:]) != shape:
+            return None
+        rows.add(int(dims[0]))
+    return rows.pop() if len(rows) == 1 else None

@@ -21,10 +21,15 @@ cache filled here or a pass counter is put back.
 from __future__ import annotations
 
 import copy
+import inspect
+import io
 import multiprocessing
+import operator
 import pickle
+import sqlite3
 import sys
 import types
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -32,8 +37,15 @@ import numpy as np
 
 from torchcontract.conformance._core.context import Context
 from torchcontract.conformance._runtime import fresh
-from torchcontract.conformance._values import describe, difference, is_iterable_style, is_tensor, leaves
-from torchcontract.conformance.checks._common import END, next_item
+from torchcontract.conformance._values import (
+    describe,
+    difference,
+    fingerprint,
+    is_iterable_style,
+    is_tensor,
+    leaves,
+)
+from torchcontract.conformance.checks._common import END, next_item, record_pass
 
 
 def identity(sample: Any) -> Any:
@@ -94,7 +106,7 @@ def drain(ctx: Context, loader: Any, what: str, limit: int, *, partial: bool = F
 
 
 def persistent_epochs(
-    ctx: Context, dataset: Any, what: str, *, epochs: int, sampler: Any = None, limit: int
+    ctx: Context, dataset: Any, what: str, *, epochs: int, sampler: Any = None, limit: int, name: str = "ds"
 ) -> list[list[Any]]:
     """The items of ``epochs`` consecutive epochs of one ``DataLoader(dataset,
     persistent_workers=True)`` with two workers, ``dataset.set_epoch(e)`` called in this process
@@ -116,7 +128,7 @@ def persistent_epochs(
     iterator = None
     try:
         for epoch in range(epochs):
-            ctx.call(f"ds.set_epoch({epoch})", dataset.set_epoch, epoch)
+            ctx.call(f"{name}.set_epoch({epoch})", dataset.set_epoch, epoch)
             iterator = ctx.call_starting_processes(f"iter({what}) (epoch {epoch})", iter, loader)
             items: list[Any] = []
             ended = False
@@ -146,25 +158,78 @@ def _same_items(first: list[Any], second: list[Any]) -> bool:
 
 
 def stale_epoch_problem(
-    epoch_items: list[Any], stale_items: list[Any], got: list[Any], what: str
+    epoch_items: list[Any], stale_items: list[Any], got: list[Any], what: str, name: str = "ds"
 ) -> str | None:
     """Why ``got`` (what persistent workers gave after ``set_epoch(1)``) is not ``epoch_items`` (what
     this process gives after it), naming the stale epoch when ``got`` is epoch 0's; None if equal."""
     if _same_items(got, epoch_items):
         return None
-    return stale_epoch_message(what, stale=_same_items(got, stale_items))
+    return stale_epoch_message(what, stale=_same_items(got, stale_items), name=name)
 
 
-def stale_epoch_message(what: str, *, stale: bool) -> str:
+def stale_epoch_message(what: str, *, stale: bool, name: str = "ds") -> str:
     """The failure of the persistent-worker clauses: after ``set_epoch(1)``, ``what`` yielded epoch
     0's items again (``stale``) or items of neither epoch."""
     seen = "the items of epoch 0 again" if stale else "items that differ from both epochs"
     return (
-        f"after ds.set_epoch(1), {what} yielded {seen}, while in this process ds gives other items in "
-        "epoch 1; expected the workers to see the epoch: persistent workers keep the copy of the dataset "
-        "they were started with, so an epoch stored in a plain attribute by set_epoch never reaches them "
-        "(pytorch#97326; HF datasets#6673). Keep it in shared memory (a tensor made with .share_memory_(), "
-        "a multiprocessing.Value), derive it from the sampler, or load without persistent_workers"
+        f"after {name}.set_epoch(1), {what} yielded {seen}, while in this process {name} gives other "
+        "items in epoch 1; expected the workers to see the epoch: persistent workers keep the copy of the "
+        "dataset they were started with, so every epoch repeats the first one's order or augmentation: "
+        "an epoch stored in a plain attribute by set_epoch never reaches them (pytorch#97326; HF "
+        "datasets#6673). Keep it in shared memory (a tensor made with .share_memory_(), a "
+        "multiprocessing.Value), take it from a sampler's set_epoch (the main process draws the "
+        "indices), or load without persistent_workers"
+    )
+
+
+def map_stale_epoch(ctx: Context, dataset: Any, name: str, indices: list[int]) -> tuple[str, str] | None:
+    """Why ``DataLoader(dataset, sampler=indices, num_workers=2, persistent_workers=True)`` misses the
+    epoch that ``dataset.set_epoch(1)`` sets in this process, with the reproducer; None when its
+    workers see it. Run on ``dataset`` itself (a copy would lose the shared memory a correct dataset
+    keeps its epoch in): the caller restores it. Skips when the samples do not change with the epoch."""
+    by_epoch = []
+    for epoch in (0, 1):
+        ctx.call(f"{name}.set_epoch({epoch})", dataset.set_epoch, epoch)
+        by_epoch.append([ctx.call(f"{name}[{index}]", operator.getitem, dataset, index) for index in indices])
+    if all(difference(a, b) is None for a, b in zip(*by_epoch, strict=True)):
+        ctx.skip(f"{name}[i] for i in {indices} is the same after set_epoch(0) and set_epoch(1)")
+    what = f"DataLoader({name}, sampler={indices}, num_workers=2, persistent_workers=True)"
+    _, got = persistent_epochs(
+        ctx, dataset, what, epochs=2, sampler=indices, limit=len(indices) + 1, name=name
+    )
+    problem = stale_epoch_problem(by_epoch[1], by_epoch[0], got, what, name)
+    if problem is None:
+        return None
+    return problem, f"list({what}) after {name}.set_epoch(1), its workers started in epoch 0"
+
+
+def stream_stale_epoch(ctx: Context, dataset: Any, name: str) -> tuple[str, str] | None:
+    """:func:`map_stale_epoch` for a stream: two whole passes (up to ``max_items`` items each) of
+    ``dataset`` in this process after ``set_epoch(0)`` and ``set_epoch(1)``, compared in any order with
+    what persistent workers yield in epoch 1 (the workers interleave)."""
+    limit = ctx.options.max_items
+    by_epoch: list[list[Any]] = []
+    for epoch in (0, 1):
+        ctx.call(f"{name}.set_epoch({epoch})", dataset.set_epoch, epoch)
+        record = record_pass(
+            ctx, ctx.call(f"iter({name})", iter, dataset), "it", limit=limit + 1, keep=limit + 1
+        )
+        if record.count > limit:
+            ctx.skip(
+                f"a pass of {name} is longer than max_items={limit}: two whole epochs cannot be compared"
+            )
+        by_epoch.append(record.prefix)
+    counted = [Counter(map(fingerprint, items)) for items in by_epoch]
+    if counted[0] == counted[1]:
+        ctx.skip(f"a pass of {name} yields the same items after set_epoch(0) and set_epoch(1)")
+    what = f"DataLoader({name}, num_workers=2, persistent_workers=True)"
+    _, got = persistent_epochs(ctx, dataset, what, epochs=2, limit=2 * limit + 1, name=name)
+    seen = Counter(map(fingerprint, got))
+    if seen == counted[1]:
+        return None
+    return (
+        stale_epoch_message(what, stale=seen == counted[0], name=name),
+        f"sorted({what}) after {name}.set_epoch(1), its workers started in epoch 0",
     )
 
 
@@ -220,6 +285,67 @@ def _attributes(value: Any) -> list[tuple[str, Any]]:
     except Exception:
         return []
     return list(attributes.items()) if isinstance(attributes, dict) else []
+
+
+class ComparedInWorker:
+    """What forked workers load instead of ``dataset``: ``self[i]`` is ``dataset[i]`` computed in the
+    worker, compared there with ``expected[i]`` (read in this process before the fork, which the worker
+    inherits), and only the difference (None when equal) crosses back: a big sample is never pickled.
+    Only for forked workers (it holds the dataset and the samples as they are, and does not pickle)."""
+
+    def __init__(self, dataset: Any, expected: dict[int, Any]) -> None:
+        self.dataset, self.expected = dataset, expected
+
+    def __len__(self) -> int:
+        return len(self.expected)
+
+    def __getitem__(self, index: int) -> str | None:
+        return difference(self.dataset[index], self.expected[index])
+
+    def __reduce__(self) -> Any:
+        raise TypeError("ComparedInWorker is only loaded by forked workers")
+
+
+def _is_handle(value: Any) -> bool:
+    """Whether ``value`` holds an operating-system handle that a forked process shares with its parent
+    (a file object, an SQLite connection, anything with a ``fileno()``: HDF5 and LMDB handles, sockets).
+    Looked up statically, so that no code of the object runs."""
+    if isinstance(value, (io.IOBase, sqlite3.Connection)):
+        return True
+    if isinstance(value, type):
+        return False
+    try:
+        return callable(inspect.getattr_static(value, "fileno", None))
+    except Exception:
+        return False
+
+
+def open_handles(obj: Any, name: str, *, depth: int = 2) -> list[str]:
+    """The attributes of ``obj`` (shown as ``name``), and of the objects in them down to ``depth``
+    levels, that hold an open handle (:func:`_is_handle`): ``["ds.file (BufferedReader)"]``. Read from
+    instance ``__dict__``s, lists, tuples and dicts, never through the object's code."""
+    found: list[str] = []
+    seen: set[int] = set()
+    stack: list[tuple[str, Any, int]] = [(name, obj, 0)]
+    while stack and len(found) < 3:
+        path, value, level = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if level and _is_handle(value):
+            found.append(f"{path} ({type(value).__name__})")
+            continue
+        if level >= depth or isinstance(value, (*_ATOMS, *_NOT_DATA, np.ndarray)) or is_tensor(value):
+            continue
+        children: list[tuple[str, Any]] = []
+        if isinstance(value, dict):
+            children = [(f"{path}[{key!r}]", item) for key, item in list(dict.items(value))[:64]]
+        elif isinstance(value, (list, tuple)):
+            children = [(f"{path}[{index}]", item) for index, item in enumerate(list(value)[:64])]
+        else:
+            children = [(f"{path}.{attribute}", item) for attribute, item in _attributes(value)]
+        stack.extend((child_path, child, level + 1) for child_path, child in reversed(children))
+    return found
 
 
 def require_torch_stream(ctx: Context) -> None:

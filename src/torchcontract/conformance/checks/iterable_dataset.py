@@ -34,10 +34,9 @@ from torchcontract.conformance.checks._workers import (
     epochs_of,
     in_fresh_interpreter,
     pairs_of,
-    persistent_epochs,
     randomness_problem,
     require_torch_stream,
-    stale_epoch_message,
+    stream_stale_epoch,
     unpickled,
     worker_loader,
 )
@@ -375,24 +374,8 @@ def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
     if not ctx.options.deterministic:
         ctx.skip("the target declares deterministic=False: the items of two epochs cannot be compared")
     require_torch_stream(ctx)
-    limit = ctx.options.max_items
     # On the dataset itself (restored afterwards): a copy would lose the shared memory a correct
     # dataset keeps its epoch in.
-    by_epoch: list[list[Any]] = []
-    for epoch in (0, 1):
-        ctx.call(f"ds.set_epoch({epoch})", ctx.obj.set_epoch, epoch)
-        record = record_pass(ctx, ctx.call("iter(ds)", iter, ctx.obj), "it", limit=limit + 1, keep=limit + 1)
-        if record.count > limit:
-            ctx.skip(f"a pass of ds is longer than max_items={limit}: two whole epochs cannot be compared")
-        by_epoch.append(record.prefix)
-    counted = [Counter(map(fingerprint, items)) for items in by_epoch]
-    if counted[0] == counted[1]:
-        ctx.skip("a pass of ds yields the same items after set_epoch(0) and set_epoch(1)")
-    what = "DataLoader(ds, num_workers=2, persistent_workers=True)"
-    _, got = persistent_epochs(ctx, ctx.obj, what, epochs=2, limit=2 * limit + 1)
-    if Counter(map(fingerprint, got)) == counted[1]:
-        return
-    ctx.fail(
-        stale_epoch_message(what, stale=Counter(map(fingerprint, got)) == counted[0]),
-        reproduce=f"sorted({what}) after ds.set_epoch(1), its workers started in epoch 0",
-    )
+    problem = stream_stale_epoch(ctx, ctx.obj, "ds")
+    if problem:
+        ctx.fail(problem[0], reproduce=problem[1])

@@ -29,7 +29,13 @@ from torchcontract.conformance._values import (
     is_iterable_style,
     sample_count,
 )
-from torchcontract.conformance.checks._batches import accelerator_available, pin_problem, round_trip
+from torchcontract.conformance.checks._batches import (
+    accelerator_available,
+    overwritten_sample_problem,
+    pin_problem,
+    round_trip,
+    stacked_rows,
+)
 from torchcontract.conformance.checks._common import (
     END,
     Pass,
@@ -40,7 +46,9 @@ from torchcontract.conformance.checks._common import (
     try_deepcopy,
     world_size_option,
 )
+from torchcontract.conformance.checks._preserve import DATA_ARRAY_BYTES, preserved
 from torchcontract.conformance.checks._state import restored, working_copy
+from torchcontract.conformance.checks._workers import map_stale_epoch, stream_stale_epoch
 from torchcontract.protocols import Loader
 
 _FIRST_EPOCH: SharedKey[Pass] = SharedKey("first epoch")
@@ -294,7 +302,8 @@ def batches_cover_dataset(ctx: Context) -> None:
     record = first_epoch(ctx)
     if not record.ended:
         ctx.skip("the loader is infinite")
-    counts = _index_counts(ctx, record.count)
+    groups = _index_groups(ctx, record.count)
+    counts = _index_counts(groups)
     by_indices = counts is not None
     if counts is None:
         if ctx.options.transforms_samples and not _is_stream(ctx):
@@ -336,6 +345,9 @@ def batches_cover_dataset(ctx: Context) -> None:
                 f"batch_size={batch_size} in every batch but the last{packing}",
                 reproduce=f"list(loader)[{position}]",
             )
+    if groups is not None:
+        ctx.note("the batches' samples were counted by the indices of the loader's sampler")
+        _check_rows(ctx, groups, record)
 
 
 _PACKING_HINT = (
@@ -358,14 +370,45 @@ def _index_groups(ctx: Context, batches: int) -> list[list[int]] | None:
         return ctx.call("list(loader.batch_sampler)", index_batches, loader, batches)
 
 
-def _index_counts(ctx: Context, batches: int) -> list[int | None] | None:
+def _index_counts(groups: list[list[int]] | None) -> list[int | None] | None:
     """The samples of each batch of the first epoch, counted by :func:`_index_groups`; None when the
     loader exposes no sampler that describes it."""
-    groups = _index_groups(ctx, batches)
-    if groups is None:
-        return None
-    ctx.note("the batches' samples were counted by the indices of the loader's sampler")
-    return [len(group) for group in groups]
+    return None if groups is None else [len(group) for group in groups]
+
+
+# The samples of a batch read to tell whether it stacks them (their shapes): enough to tell a
+# padding collate from a stack, bounded for big batches.
+_ROWS_SAMPLES = 8
+
+
+def _check_rows(ctx: Context, groups: list[list[int]], record: Pass) -> None:
+    """Counted by indices, a batch's rows are still compared with them where the batch is a stack of
+    its samples (:func:`stacked_rows`): a collate_fn that drops or adds rows changes no index. The
+    first and the last batch kept (an off-by-one lands on the short batch)."""
+    if ctx.options.transforms_samples:
+        return
+    dataset = ctx.obj.dataset
+    kept = min(len(record.prefix), len(groups))
+    with preserved(dataset, max_array_bytes=DATA_ARRAY_BYTES):
+        for position in sorted({0, kept - 1} & set(range(kept))):
+            group, batch = groups[position], record.prefix[position]
+            samples = [
+                ctx.call(f"loader.dataset[{index}]", operator.getitem, dataset, index)
+                for index in group[:_ROWS_SAMPLES]
+            ]
+            rows = stacked_rows(batch, samples)
+            if rows is None or rows == len(group):
+                continue
+            shown = group if len(group) <= 8 else [*group[:8], "..."]
+            ctx.fail(
+                f"batch {position} of {record.count} holds {rows} rows (its arrays stack {rows} samples "
+                f"of loader.dataset's shapes) but the loader's sampler gave it {len(group)} indices "
+                f"({shown}); expected one row per index: the collate_fn dropped or added rows (declare "
+                "transforms_samples=True for a collate_fn that packs samples by design)",
+                reproduce=(
+                    f"list(loader)[{position}] vs loader.collate_fn([loader.dataset[i] for i in {shown}])"
+                ),
+            )
 
 
 def _content_counts(ctx: Context, record: Pass) -> list[int | None]:
@@ -631,6 +674,127 @@ def pin_memory_returns_batch(ctx: Context) -> None:
             ctx.fail(problem[0], reproduce=problem[1])
     if not accelerator_available():
         ctx.note("no accelerator: Tensor.pin_memory was stood in for by Tensor.clone during the calls")
+
+
+# -- what a DataLoader's workers and fetcher do with the dataset (SPEC.md, "Loader") -----------------
+
+
+def _map_dataset(ctx: Context) -> tuple[Any, int]:
+    """loader.dataset and its length, for a loader over a sized map-style dataset; skips otherwise."""
+    dataset = getattr(ctx.obj, "dataset", None)
+    if dataset is None or _is_stream(ctx):
+        ctx.skip("the clause applies to a loader that exposes a map-style dataset as loader.dataset")
+    length = _sized_len(ctx, dataset, "loader.dataset")
+    if length is None:
+        ctx.skip("loader.dataset is not sized")
+    return dataset, length
+
+
+@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0")
+def samples_survive_later_fetches(ctx: Context) -> None:
+    """A sample of loader.dataset keeps its value while the other samples of its batch are fetched
+    (torch's fetcher fetches all of a batch's samples before collating them)."""
+    dataset, length = _map_dataset(ctx)
+    if callable(getattr(dataset, "__getitems__", None)):
+        ctx.skip(
+            "loader.dataset has __getitems__: torch's fetcher asks it for a batch's samples at once, "
+            "not one by one (map_dataset.getitems_matches_getitem compares the two)"
+        )
+    groups = _index_groups(ctx, first_epoch(ctx).count)
+    indices = groups[0][:4] if groups and len(set(groups[0])) > 1 else list(range(min(length, 2)))
+    indices = list(dict.fromkeys(indices))
+    if len(indices) < 2:
+        ctx.skip("loader.dataset has fewer than two samples")
+    with preserved(dataset, max_array_bytes=DATA_ARRAY_BYTES):
+        problem = overwritten_sample_problem(ctx, dataset, "loader.dataset", indices)
+    if problem is not None:
+        ctx.fail(problem[0], reproduce=problem[1])
+
+
+def _workers(ctx: Context) -> int:
+    workers = getattr(ctx.obj, "num_workers", 0)
+    return workers if isinstance(workers, int) and not isinstance(workers, bool) else 0
+
+
+@register_check(protocol=Loader, severity="required", needs=("torch",), requires=(epoch_ends,), since="0.1.0")
+def workers_yield_each_item_once(ctx: Context) -> None:
+    """A DataLoader with several workers over an IterableDataset yields as many samples in an epoch as
+    one pass of the dataset in this process (each worker must shard the stream)."""
+    if not _torch_loader(ctx) or not _is_stream(ctx):
+        ctx.skip("applies to a torch.utils.data.DataLoader over a torch.utils.data.IterableDataset")
+    workers = _workers(ctx)
+    if workers < 2:
+        ctx.skip(f"the loader has num_workers={workers}: a single process yields the stream once")
+    if ctx.options.infinite:
+        ctx.skip("the loader is infinite")
+    record = first_epoch(ctx)
+    if record.count > len(record.prefix):
+        ctx.skip(f"the epoch has more than max_items={ctx.options.max_items} batches: raise max_items")
+    dataset = ctx.obj.dataset
+    limit = ctx.options.max_items * max(1, getattr(ctx.obj, "batch_size", None) or 1)
+    with preserved(dataset, max_array_bytes=DATA_ARRAY_BYTES):
+        iterator = ctx.call("iter(loader.dataset)", iter, dataset)
+        single = record_pass(ctx, iterator, "it", limit=limit + 1, keep=1)
+    if not single.ended:
+        ctx.skip(f"a pass of loader.dataset in this process is longer than {limit} items (raise max_items)")
+    batched = getattr(ctx.obj, "batch_size", None) is not None or getattr(ctx.obj, "batch_sampler", None)
+    like = single.prefix[0] if single.prefix else NO_SAMPLE
+    counts = [sample_count(batch, like=like) if batched else 1 for batch in record.prefix]
+    if None in counts:
+        ctx.skip(
+            f"cannot count the samples of batch {counts.index(None)}: "
+            f"{describe(record.prefix[counts.index(None)])}"
+        )
+    loaded = sum(count for count in counts if count is not None)
+    if loaded <= single.count:
+        return  # fewer: each worker's partial batch under drop_last (loader.batches_cover_dataset counts)
+    times = f" ({loaded / single.count:g} times as many)" if single.count else ""
+    ctx.fail(
+        f"an epoch of the loader (num_workers={workers}) held {loaded} samples{times} but one pass of "
+        f"loader.dataset in this process yields {single.count}; expected each item once: each worker "
+        "iterates its own copy of the dataset and yields the whole stream: shard it in __iter__ with "
+        "torch.utils.data.get_worker_info() (worker k of n takes items k, k + n, ...)",
+        reproduce="sum(<samples in batch> for batch in loader) == len(list(loader.dataset))",
+    )
+
+
+@register_check(
+    protocol=Loader, severity="recommended", needs=("torch", "workers"), requires=(epoch_ends,), since="0.1.0"
+)
+def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
+    """A DataLoader with persistent workers over a dataset with set_epoch: the workers see the epoch
+    that loader.dataset.set_epoch(e) sets in this process."""
+    loader = ctx.obj
+    if (
+        not _torch_loader(ctx)
+        or getattr(loader, "persistent_workers", False) is not True
+        or _workers(ctx) < 1
+    ):
+        ctx.skip("applies to a torch.utils.data.DataLoader with persistent_workers=True and num_workers > 0")
+    dataset = loader.dataset
+    if not callable(getattr(dataset, "set_epoch", None)):
+        sampler = (
+            ""
+            if not callable(getattr(loader.sampler, "set_epoch", None))
+            else (
+                " (loader.sampler.set_epoch runs in this process, which draws the indices: it reaches "
+                "every epoch)"
+            )
+        )
+        ctx.skip(f"loader.dataset has no set_epoch method{sampler}")
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False: the samples of two epochs cannot be compared")
+    with preserved(dataset, max_array_bytes=DATA_ARRAY_BYTES):
+        if _is_stream(ctx):
+            problem = stream_stale_epoch(ctx, dataset, "loader.dataset")
+        else:
+            _, length = _map_dataset(ctx)
+            indices = ctx.sample_indices(length)[:8]
+            if not indices:
+                ctx.skip("loader.dataset is empty")
+            problem = map_stale_epoch(ctx, dataset, "loader.dataset", indices)
+    if problem is not None:
+        ctx.fail(f"the loader has persistent_workers=True: {problem[0]}", reproduce=problem[1])
 
 
 # -- loaders under a real process group (SPEC.md, "Distributed data") ----------------------------------

@@ -28,22 +28,25 @@ from torchcontract.conformance._values import (
     tensor_module,
 )
 from torchcontract.conformance._values import shape as array_shape
+from torchcontract.conformance.checks._batches import overwritten_sample_problem
 from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item
 from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks._workers import (
     MANY_OBJECTS,
     PAIRS,
     SPAWNED,
+    ComparedInWorker,
     crossing_problem,
     drain,
     epochs_of,
+    fork_context,
     in_fresh_interpreter,
+    map_stale_epoch,
+    open_handles,
     pairs_of,
-    persistent_epochs,
     python_objects_held,
     randomness_problem,
     require_map_style,
-    stale_epoch_problem,
     unpickled,
     worker_loader,
 )
@@ -494,12 +497,27 @@ def samples_are_independent_copies(ctx: Context) -> None:
         path, other_path = shared
         ctx.fail(
             f"sample = ds[{index}] and a second ds[{index}] share memory (sample{path} overlaps "
-            f"sample{other_path} of the second call), so once sample is modified in place ds[{index}] "
-            "changed too; expected each call to return independent data (a view into the dataset's "
-            "storage lets a transform or a training step corrupt it; over a read-only memory map, "
-            "writing crashes)",
+            f"sample{other_path} of the second call): ds[i] returns memory the dataset keeps (a view of "
+            f"its storage, or a buffer it reuses), so once sample is modified in place ds[{index}] "
+            "changed too; expected each call to return independent data (an in-place transform or "
+            "training step then corrupts the dataset; over a read-only memory map, writing crashes)",
             reproduce=f"a, b = ds[{index}], ds[{index}]; np.shares_memory(a{path}, b{other_path})",
         )
+
+
+@register_check(
+    protocol=MapDataset, severity="required", requires=(getitem_in_range_succeeds,), since="0.1.0"
+)
+@preserving(data=True)
+def samples_survive_later_fetches(ctx: Context) -> None:
+    """A sample keeps its value when other indices are fetched after it (a DataLoader fetches all of a
+    batch's samples before collating them)."""
+    indices = ctx.sample_indices(_length(ctx))[:4]
+    if len(indices) < 2:
+        ctx.skip("ds has fewer than two samples")
+    problem = overwritten_sample_problem(ctx, ctx.obj, "ds", indices)
+    if problem is not None:
+        ctx.fail(problem[0], reproduce=problem[1])
 
 
 @register_check(
@@ -659,6 +677,91 @@ def spawn_workers_yield_same_samples(ctx: Context) -> None:
             )
 
 
+# Consecutive indices that fork_workers_yield_same_samples loads, each by both workers: four, so that
+# neither worker can finish its share before the other starts (DataLoader keeps at most
+# prefetch_factor * num_workers = 4 tasks out, in order: a worker finishes at most 3 of its tasks before
+# the other's first is done), and no more (every sample crosses a process boundary twice).
+FORK_RUN = 4
+
+
+@register_check(
+    protocol=MapDataset,
+    severity="required",
+    needs=("torch", "workers"),
+    requires=(getitem_is_deterministic, samples_survive_later_fetches, samples_cross_process_boundary),
+    since="0.1.0",
+)
+@preserving(data=True)
+def fork_workers_yield_same_samples(ctx: Context) -> None:
+    """Forked workers (the default start method on Linux) that load the same indices at the same time
+    yield the samples this process gives: no handle opened in __init__ is shared between them."""
+    if not ctx.options.deterministic:
+        ctx.skip("the target declares deterministic=False: workers' samples cannot be compared")
+    require_map_style(ctx)
+    if fork_context() is None:
+        ctx.skip("workers are not forked on this platform (spawn_workers_yield_same_samples applies)")
+    length, error_index = _length(ctx), ctx.options.error_index
+    start = 0 if error_index is None or error_index >= FORK_RUN else error_index + 1
+    run = list(range(start, min(start + FORK_RUN, length)))
+    if not run:
+        ctx.skip("ds has no index to load")
+    # In order, as a sequential sampler reads them: the workers fork after this process read them.
+    expected = {index: _get(ctx, index) for index in run}
+    sampler = [index for index in run for _ in (0, 1)]
+    shown = f"[{run[0]}, {run[0]}, {run[1]}, {run[1]}, ...]" if len(run) > 1 else str(sampler)
+    what = f"DataLoader(ds, sampler={shown}, num_workers=2)"
+    handles = open_handles(ctx.obj, "ds")
+    held = (
+        f" (ds holds {', '.join(handles)}, opened in this process and inherited by every forked worker)"
+        if handles
+        else ""
+    )
+    fix = (
+        "a file, SQLite, HDF5 or LMDB handle opened in __init__ is shared by every forked worker: its "
+        f"offset or lock moves under the others' feet{held}. Open it lazily in each process (on the "
+        "first __getitem__ of a process, keyed by os.getpid(), or in worker_init_fn), or read with "
+        "os.pread / a memory map"
+    )
+    compared = ComparedInWorker(ctx.obj, expected)
+    loader = worker_loader(ctx, compared, sampler=sampler, num_workers=2, context=fork_context())
+    iterator = ctx.call_starting_processes(f"iter({what})", iter, loader)
+    items: list[Any] = []
+    try:
+        while len(items) < len(sampler) and not ctx.out_of_time():
+            outcome = ctx.attempt(f"next(iter({what})) (item {len(items)})", next, iterator)
+            if isinstance(outcome, StopIteration):
+                break
+            if isinstance(outcome, Exception):
+                index = sampler[len(items)]
+                last_line = (str(outcome).strip().splitlines() or [""])[-1]
+                ctx.fail(
+                    f"through {what} (forked workers, each index loaded by both), ds[{index}] raised "
+                    f"{type(outcome).__name__}: {last_line} but in this process it returns a sample; "
+                    f"expected the same samples: {fix}",
+                    reproduce=f"list({what})",
+                )
+            items.append(outcome)
+    finally:
+        iterator._shutdown_workers()
+    if len(items) < len(sampler):
+        if ctx.out_of_time():
+            ctx.unverified(
+                f"while reading {what} (after {len(items)} items): an epoch cut short is not compared"
+            )
+        ctx.fail(
+            f"{what} yielded {len(items)} samples for {len(sampler)} indices; expected one per index",
+            reproduce=f"len(list({what}))",
+        )
+    for position, found in enumerate(items):
+        index = sampler[position]
+        if found:
+            ctx.fail(
+                f"through {what} (forked workers, each index loaded by both), ds[{index}] (item {position}) "
+                f"differs from ds[{index}] in this process ({found}); expected the same samples: {fix}",
+                reproduce=f"list({what})[{position}] == ds[{index}]",
+            )
+
+
 @register_check(
     protocol=MapDataset,
     severity="recommended",
@@ -678,19 +781,9 @@ def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
     indices = ctx.sample_indices(_length(ctx))[:8]
     if not indices:
         ctx.skip("ds is empty")
-    # On the dataset itself (restored afterwards): a copy would lose the shared memory a correct
-    # dataset keeps its epoch in.
-    by_epoch = []
-    for epoch in (0, 1):
-        ctx.call(f"ds.set_epoch({epoch})", ctx.obj.set_epoch, epoch)
-        by_epoch.append([_get(ctx, index) for index in indices])
-    if all(difference(a, b) is None for a, b in zip(*by_epoch, strict=True)):
-        ctx.skip(f"ds[i] for i in {indices} is the same after set_epoch(0) and set_epoch(1)")
-    what = f"DataLoader(ds, sampler={indices}, num_workers=2, persistent_workers=True)"
-    _, got = persistent_epochs(ctx, ctx.obj, what, epochs=2, sampler=indices, limit=len(indices) + 1)
-    problem = stale_epoch_problem(by_epoch[1], by_epoch[0], got, what)
+    problem = map_stale_epoch(ctx, ctx.obj, "ds", indices)
     if problem:
-        ctx.fail(problem, reproduce=f"list({what}) after ds.set_epoch(1), its workers started in epoch 0")
+        ctx.fail(problem[0], reproduce=problem[1])
 
 
 @register_check(

@@ -18,7 +18,7 @@ torchvision = pytest.importorskip("torchvision", reason="torchvision is not inst
 
 from torchvision import models  # noqa: E402
 
-from torchcontract.conformance import Target, check  # noqa: E402
+from torchcontract.conformance import DEFAULT_TIME_BUDGET_S, Target, check  # noqa: E402
 from torchcontract.protocols import Module  # noqa: E402
 
 from ._support import finding, is_fast, judge  # noqa: E402
@@ -32,6 +32,22 @@ SIZE_ARGUMENT = {"vit_": "image_size", "maxvit_": "input_size"}
 # The fast slice: a few small classifiers of different kinds (residual, depthwise, with a namedtuple
 # output in train mode, without batch norm; module_db has the transformer layers).
 FAST = ("resnet18", "mobilenet_v3_small", "googlenet", "squeezenet1_1")
+
+
+# The builders of over 100 million parameters. Their tests share one pytest-xdist group (run with
+# --dist loadgroup, as nox -s corpus does), so that two of them never hold their copies in memory at
+# once (a check holds up to four: vit_h_14's are 2.5 GB each); their checks run isolated, in a child
+# process whose memory goes back to the system when it ends (and where running out of it fails a check
+# instead of ending the run); and each check gets a longer time budget: a float64 forward of
+# efficientnet_v2_l takes 10 to 20 s in a check's thread on 2 loaded cores.
+LARGE = frozenset(
+    {
+        "convnext_large", "efficientnet_v2_l", "regnet_x_32gf", "regnet_y_32gf", "regnet_y_128gf",
+        "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+        "vit_h_14", "vit_l_16", "vit_l_32", "wide_resnet101_2",
+    }
+)  # fmt: skip
+LARGE_TIME_BUDGET_S = 120.0
 
 
 def _size(name: str) -> int:
@@ -58,7 +74,11 @@ def _declarations(name: str) -> dict[str, str]:
     return {}
 
 
-NAMES = [name for name in models.list_models(module=models) if not is_fast() or name in FAST]
+NAMES = [
+    pytest.param(name, marks=[pytest.mark.xdist_group("large models")] if name in LARGE else [])
+    for name in models.list_models(module=models)
+    if not is_fast() or name in FAST
+]
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
@@ -77,5 +97,7 @@ def test_torchvision_classifier(name: str, mode: str, request: pytest.FixtureReq
         example_inputs=(images,),
         factory=factory,
         expected_failures=_declarations(name),
+        isolate=name in LARGE,
     )
-    judge(request.node, check(target))
+    budget = LARGE_TIME_BUDGET_S if name in LARGE else DEFAULT_TIME_BUDGET_S
+    judge(request.node, check(target, time_budget_s=budget))

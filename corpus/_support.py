@@ -3,7 +3,8 @@
 Every expected failure of the corpus has a class, the first word of its reason, so that a run's summary
 counts failures by class (``_summary.py``):
 
-- ``DEVIATION <key>``: torch's documented deviation, a row of ``torchcontract.conformance._targets.deviations``;
+- ``DEVIATION <key>``: torch's documented deviation, a row of
+  ``torchcontract.conformance._targets.deviations``;
 - ``FINDING <key>``: a genuine torch (or torchvision) bug, written up with a reproducer in
   ``thirdparty/FINDINGS.md`` (``FINDINGS`` below names each one's section);
 - ``INVALID INPUT``: a module_db input that is invalid for the call it describes (it raises as it is),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from torchcontract.conformance import check
+from torchcontract.conformance import Target
 
 from ..conftest import HAS_TORCH, NO_TORCH_REASON
 
@@ -77,13 +77,14 @@ if HAS_TORCH:
             return super().forward(x) + self.table
 
 
-def _result(report: Any) -> Any:
-    (found,) = [result for result in report.results if result.check_id == META]
-    return found
+def _meta_result(module: Any, factory: Any) -> Any:
+    """The clause's result on ``module`` (and its prerequisites: nothing else runs)."""
+    target = Target(module, Module, example_inputs=(torch.ones(2, 3),), factory=factory)
+    return target.session().result(META)
 
 
 def test_a_lazy_module_builds_on_meta_after_its_dry_run() -> None:
-    result = _result(check(LazyScale(), Module, example_inputs=(torch.ones(2, 3),), factory=LazyScale))
+    result = _meta_result(LazyScale(), LazyScale)
     assert result.status == "passed", result
 
 
@@ -91,13 +92,13 @@ def test_a_lazy_submodule_builds_on_meta_after_its_dry_run() -> None:
     def build() -> nn.Module:
         return nn.Sequential(LazyScale(), nn.ReLU(), LazyScale())
 
-    result = _result(check(build(), Module, example_inputs=(torch.ones(2, 3),), factory=build))
+    result = _meta_result(build(), build)
     assert result.status == "passed", result
 
 
 def test_a_lazy_module_that_loses_a_value_still_fails() -> None:
     built = TableOutsideReset
-    result = _result(check(built(), Module, example_inputs=(torch.ones(2, 3),), factory=built))
+    result = _meta_result(built(), built)
     assert result.status == "failed", result
     assert "'table' still holds the uninitialised values" in result.message, result.message
 
@@ -109,6 +110,6 @@ def test_a_lazy_module_whose_dry_run_cannot_run_on_meta_is_skipped_saying_why() 
                 return x * self.weight + self.offset
             return x
 
-    result = _result(check(NeedsData(), Module, example_inputs=(torch.ones(2, 3),), factory=NeedsData))
+    result = _meta_result(NeedsData(), NeedsData)
     assert result.status == "skipped", result
     assert "their dry run on meta" in result.message, result.message

@@ -30,6 +30,7 @@ from ._support import finding, invalid_input, is_fast, judge  # noqa: E402
 DTYPES = (torch.float32, torch.float64)
 NON_CONTIGUOUS = "callable_module.accepts_non_contiguous_inputs"
 CALL_RETURNS = "callable_module.call_returns"
+FRACTIONAL_MAX_POOL = ("nn.FractionalMaxPool2d", "nn.FractionalMaxPool3d")
 
 # The fast slice: one or two ModuleInfos of each family (a torch.nn.modules file), each with its first
 # input and its first declared one, so that CI also sees every kind of declaration still hold.
@@ -103,7 +104,10 @@ class ModuleDbCase:
 
     def target(self, **options: Any) -> Target:
         constructor = self.module_input.constructor_input
-        factory = Rebuild(self.info.module_cls, tuple(constructor.args), dict(constructor.kwargs))
+        kwargs = dict(constructor.kwargs)
+        if "dtypes" in options:
+            kwargs = _valid_as_is(self.info, self.module_input, kwargs)
+        factory = Rebuild(self.info.module_cls, tuple(constructor.args), kwargs)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             module = factory()
@@ -128,8 +132,8 @@ def _declarations(info: Any, module_input: Any, *, dtype_matrix: bool) -> dict[s
         return finding("ctc-loss-non-contiguous-targets", NON_CONTIGUOUS)
     if info.name == "nn.LocalResponseNorm" and args[0].dim() == 5:
         return finding("local-response-norm-non-contiguous-5d", NON_CONTIGUOUS)
-    if info.name in ("nn.FractionalMaxPool2d", "nn.FractionalMaxPool3d") and not dtype_matrix:
-        # The conversion makes the buffer _random_samples the dtype of the inputs: valid in the matrix.
+    if info.name in FRACTIONAL_MAX_POOL and not dtype_matrix:
+        # The matrix target is built valid (_valid_as_is).
         samples = module_input.constructor_input.kwargs.get("_random_samples")
         if samples is not None and samples.dtype != args[0].dtype:
             return invalid_input(
@@ -139,6 +143,17 @@ def _declarations(info: Any, module_input: Any, *, dtype_matrix: bool) -> dict[s
                 CALL_RETURNS,
             )
     return {}
+
+
+def _valid_as_is(info: Any, module_input: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments of the dtype-matrix target: module_db's, with FractionalMaxPool's
+    ``_random_samples`` in the dtype of its input. In each dtype of the matrix the conversion of the
+    module and the inputs makes them agree, but the clauses that the other clauses depend on are decided
+    on the module as it is first, where module_db's input raises (declared on the plain target)."""
+    samples = kwargs.get("_random_samples")
+    if info.name in FRACTIONAL_MAX_POOL and samples is not None:
+        kwargs["_random_samples"] = samples.to(module_input.forward_input.args[0].dtype)
+    return kwargs
 
 
 @functools.cache

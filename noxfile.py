@@ -21,8 +21,10 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 DEFAULT_PYTHON = "3.11"
 # torch 2.13.0 is a CPU build and has no importable torchvision from PyPI; 2.14.1 comes with 0.29.1.
 TORCH_WITH_VISION = ["torch==2.14.1", "torchvision==0.29.1"]
-# torchdata's StatefulDataLoader is a correct object of the Stateful tests (skipped where absent).
-TORCH_BUILDS = {"2.13.0": ["torch==2.13.0"], "2.14.1": [*TORCH_WITH_VISION, "torchdata==0.11.0"]}
+# torchdata's StatefulDataLoader is a correct object of the Stateful tests (skipped where absent), and
+# expecttest lets the corpus import torch's module_db (torch.testing._internal.common_modules).
+CORPUS_DEPENDENCIES = ["torchdata==0.11.0", "expecttest==0.3.0"]
+TORCH_BUILDS = {"2.13.0": ["torch==2.13.0"], "2.14.1": [*TORCH_WITH_VISION, *CORPUS_DEPENDENCIES]}
 # The typing cases run under pyright too, at a pinned version: a new release may change its verdicts.
 # The [nodejs] extra brings Node.js as a wheel (pyright runs on it; nothing is downloaded at run time).
 PYRIGHT = "pyright[nodejs]==1.1.414"
@@ -64,12 +66,28 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=[DEFAULT_PYTHON], tags=["ci"])
 @nox.parametrize("torch", list(TORCH_BUILDS))
 def tests_torch(session: nox.Session, torch: str) -> None:
-    """The whole suite with a torch build (and torchvision where one exists for it)."""
+    """The whole suite with a torch build (and torchvision where one exists for it); with torch 2.14.1,
+    then the corpus's fast slice (torch's own objects: `nox -s corpus` runs them all)."""
     try:
         session.install(".[test]", *TORCH_BUILDS[torch])
         _pytest(session)
+        if torch == "2.14.1":
+            _corpus(session, "--corpus-slice=fast")
     finally:
         _discard_venv(session)
+
+
+def _corpus(session: nox.Session, *extra: str) -> None:
+    """pytest over corpus/, its summary (objects, results, failures by class, time) written beside."""
+    summary = f"{session.create_tmp()}/corpus-summary.json"
+    # loadgroup: the largest torchvision models run one at a time (corpus/test_torchvision.py, LARGE).
+    # glibc keeps freed buffers below its (growing, up to 32 MB) mmap threshold in its heap: a fixed
+    # 1 MB threshold hands every model-sized buffer back when it is freed, so that checking vit_h_14
+    # peaks at 10.6 GB instead of growing past 17 GB over its checks.
+    session.run(
+        "python", "-m", "pytest", "corpus", f"--corpus-summary={summary}", "-n", WORKERS, "--dist=loadgroup",
+        *extra, env={"MALLOC_MMAP_THRESHOLD_": str(1 << 20)},
+    )  # fmt: skip
 
 
 @nox.session(python=DEFAULT_PYTHON, tags=["ci"])
@@ -143,9 +161,22 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def flakes(session: nox.Session) -> None:
     """Opt-in: the mutant and correct-object corpora 20 times, each with other seeds and
-    PYTHONHASHSEED; fails if any verdict changes (`nox -s flakes -- --runs 5` for fewer)."""
+    PYTHONHASHSEED; fails if any verdict changes (`nox -s flakes -- --runs 5` for fewer;
+    `nox -s flakes -- --contention` with two busy processes per core competing for the CPU)."""
     session.install(".[test]", *TORCH_WITH_VISION)
     session.run("python", "tests/flakes.py", *session.posargs)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def corpus(session: nox.Session) -> None:
+    """Opt-in: the corpus of torch's own objects (module_db, every torchvision classifier,
+    torch.utils.data, torchdata), about an hour on 2 cores; expects no false verdict and no internal
+    error (`nox -s corpus -- --corpus-slice=fast` for the slice CI runs)."""
+    session.install(".[test]", *TORCH_BUILDS["2.14.1"])
+    session.run(
+        "python", "-c", "import torch; assert torch.__version__.startswith('2.14.1'), torch.__version__"
+    )
+    _corpus(session, *session.posargs)
 
 
 # The third-party libraries, pinned: a later release must not change the findings silently. Each

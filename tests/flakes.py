@@ -5,19 +5,27 @@
 random generators and the ``seed`` option of every check). A test whose outcome differs between runs,
 or that fails in any run, is a flaky test or a verdict that depends on chance: both are bugs.
 
-    python tests/flakes.py --runs 20 [pytest arguments...]
+With ``--contention``, two busy processes per core compete with the runs for the CPU from the first run
+to the last (a loaded CI machine): a verdict that changes under load, a time budget that a slow call
+exhausts where a fast one would not, shows up as a changed or failing test.
+
+    python tests/flakes.py --runs 20 [--contention] [-- pytest arguments...]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 CORPORA = [
     "tests/conformance/test_mutants.py",
@@ -26,6 +34,52 @@ CORPORA = [
     "tests/conformance/test_declarations.py",
     "tests/conformance/test_trust_samplers.py",
 ]
+
+
+# A busy process: it spins until its parent (given as its argument: one that died before the child
+# started cannot be read from getppid()) is gone, so a run killed outright cannot leave it spinning.
+BUSY = """
+import os, sys
+parent = int(sys.argv[1])
+while os.getppid() == parent:
+    for _ in range(100_000):
+        pass
+"""
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def contention(per_core: int = 2) -> Iterator[list[int]]:
+    """``per_core`` busy processes per core for the duration of the block (their process ids), stopped
+    however the block ends: normally, by an exception, by Ctrl-C or by SIGTERM. Each runs
+    ``python -I`` (it imports nothing from the current directory) and ends by itself if this process
+    dies first."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def terminated(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        command = [sys.executable, "-I", "-c", BUSY, str(os.getpid())]
+        for _ in range(per_core * _cores()):
+            busy = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            processes.append(busy)
+        yield [process.pid for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.wait()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _outcomes(junit: Path) -> dict[str, str]:
@@ -46,13 +100,22 @@ def _outcomes(junit: Path) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="how many runs (default 20)")
+    parser.add_argument(
+        "--contention",
+        action="store_true",
+        help="two busy processes per core compete with every run for the CPU",
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (default: -n auto)")
     args = parser.parse_args(argv)
     if args.runs < 2:
         parser.error("--runs must be at least 2 to compare verdicts")
     extra = args.pytest_args or ["-n", "auto"]
     seen: dict[str, dict[int, str]] = defaultdict(dict)
-    with tempfile.TemporaryDirectory(prefix="torchcontract-flakes-") as workdir:
+    with contextlib.ExitStack() as stack:
+        if args.contention:
+            busy = stack.enter_context(contention())
+            print(f"contention: {len(busy)} busy processes on {_cores()} cores", flush=True)
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="torchcontract-flakes-"))
         for run in range(args.runs):
             junit = Path(workdir) / f"run-{run}.xml"
             env = {**os.environ, "PYTHONHASHSEED": str(run + 1), "TORCHCONTRACT_TEST_SEED": str(run + 1)}

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils import data as tud
@@ -28,6 +29,7 @@ from .cases import Case, transposed, unbatched
 # The documented deviations (conformance/_targets/deviations.py: the table SPEC.md and README follow).
 VIEWS = expected_failures("views")
 CONCAT_NEGATIVE = expected_failures("concat_negative_index")
+NUMPY_INDICES = expected_failures("numpy_indices")
 
 
 def seeded(build: Any) -> Any:
@@ -226,6 +228,12 @@ CASES = [
     Case("sequential_sampler", Sampler, lambda: tud.SequentialSampler(range(10))),
     Case("subset_random_sampler", Sampler, lambda: tud.SubsetRandomSampler([1, 4, 6]),
          {"data_source_len": 7}),
+    Case("subset_random_sampler_over_an_array", Sampler,
+         lambda: tud.SubsetRandomSampler(np.array([1, 4, 6])), {"data_source_len": 7},
+         expected_failures=NUMPY_INDICES),
+    Case("subset_random_sampler_over_a_tensor", Sampler,
+         lambda: tud.SubsetRandomSampler(torch.tensor([1, 4, 6])), {"data_source_len": 7},
+         expected_failures=NUMPY_INDICES),
     Case("weighted_random_sampler", Sampler, lambda: tud.WeightedRandomSampler([0.1, 0.5, 0.2, 0.2], 10)),
     Case("weighted_random_sampler_no_replacement", Sampler,
          lambda: tud.WeightedRandomSampler([0.1, 0.5, 0.2, 0.2], 3, replacement=False)),
@@ -300,6 +308,8 @@ def _fresh_linear() -> nn.Module:
 
 CASES.extend(
     [
+        Case("weight_norm_as_applied", Module, seeded(_hook_based_weight_norm), _inputs(4, 3),
+             expected_failures=NON_LEAF_WEIGHT),
         Case("weight_norm_after_a_call", Module, _called_once(_hook_based_weight_norm), _inputs(4, 3),
              expected_failures=NON_LEAF_WEIGHT),
         Case("spectral_norm_after_a_call", Module,

@@ -6,11 +6,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from torchcontract.conformance import CheckResult, Report, check
+from torchcontract.conformance import CheckResult, Report, Target, check
+from torchcontract.conformance._core import context as _context
+from torchcontract.conformance._core import session as _session
+from torchcontract.conformance._core.errors import GRACE_S
 from torchcontract.conformance._runtime import calls as _calls
 from torchcontract.conformance._values import equality as _equality
 from torchcontract.protocols import IterableDataset, Loader, MapDataset
@@ -98,24 +102,86 @@ def test_a_sample_of_200000_keys_is_compared_in_proportion_to_its_size() -> None
     assert report.passed
 
 
+class BudgetClock:
+    """``time.monotonic`` of the engine's budget code (``calls``, ``context``, ``session``), standing still
+    but for what a test adds: the object's calls cost nothing on it, so that no verdict of the test
+    depends on the machine's speed or load.
+
+    It also says when the thread that waits for a check (``session._wait_for_check``, the watchdog)
+    reads it: a test moves the clock only once the watchdog has set its deadline and is waiting, and
+    then waits (in real time) until the watchdog has looked at the clock again."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.changed = threading.Condition()
+        self.watched: threading.Thread | None = None  # the check's thread the watchdog waits for
+        self.watchdog_reads = 0  # the watchdog's reads of the clock while it waits for ``watched``
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def watchdog_monotonic(self) -> float:
+        with self.changed:
+            self.watchdog_reads += 1
+            self.changed.notify_all()
+            return self.now
+
+    def watching(self, worker: threading.Thread) -> None:
+        with self.changed:
+            self.watched, self.watchdog_reads = worker, 0
+            self.changed.notify_all()
+
+    def wait_for(self, condition: Any, what: str) -> None:
+        with self.changed:
+            if not self.changed.wait_for(condition, timeout=120):
+                raise AssertionError(f"the test's clock never saw {what}")
+
+
+def _run_on(clock: BudgetClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put the budget code of the engine on ``clock``."""
+    standing = SimpleNamespace(monotonic=clock.monotonic, perf_counter=time.perf_counter)
+    monkeypatch.setattr(_calls, "time", standing)
+    monkeypatch.setattr(_context, "time", standing)
+    monkeypatch.setattr(
+        _session, "time", SimpleNamespace(monotonic=clock.watchdog_monotonic, perf_counter=time.perf_counter)
+    )
+    waiting = _session._wait_for_check
+
+    def watched_wait(worker: threading.Thread, budget_s: float) -> None:
+        clock.watching(worker)
+        waiting(worker, budget_s)
+
+    monkeypatch.setattr(_session, "_wait_for_check", watched_wait)
+
+
 def test_our_own_comparisons_are_not_charged_to_the_objects_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """A comparison of ours that takes longer than the budget and the engine's grace period together
-    (simulated: the first comparison sleeps) still decides its clause: the budget bounds the
-    object's calls alone."""
+    (on the budget's clock: the first comparison in a check's thread moves it on) still decides its
+    clause: the budget bounds the object's calls alone. Were the comparison charged, the watchdog
+    would find the check past its deadline when it next looks, and give up on it as hung."""
+    clock = BudgetClock()
+    _run_on(clock, monkeypatch)
     original = _equality._Comparer.diff
-    slept: list[float] = []
+    caller = threading.current_thread()
+    moved: list[float] = []
 
     def slow_diff(self: Any, *args: Any, **kwargs: Any) -> str | None:
-        if not slept:
-            slept.append(0.3 + 2.0 + 1.0)  # budget + grace + 1 s
-            time.sleep(slept[0])
+        me = threading.current_thread()
+        if not moved and me is not caller:
+            # The watchdog has set its deadline and computed what it waits (two reads): then the
+            # comparison takes budget + grace + 1 s, and lasts until the watchdog has looked again.
+            clock.wait_for(lambda: clock.watched is me and clock.watchdog_reads >= 2, "the watchdog wait")
+            moved.append(0.3 + GRACE_S + 1.0)
+            with clock.changed:
+                clock.now += moved[0]
+            clock.wait_for(lambda: clock.watchdog_reads >= 3, "the watchdog look again")
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(_equality._Comparer, "diff", slow_diff)
-    report = check(list(range(4)), MapDataset, time_budget_s=0.3)
-    assert slept, "no comparison was made"
-    problems = [r for r in report.results if r.status in ("failed", "error", "unverified")]
-    assert not problems, report
+    target = Target(list(range(4)), MapDataset)
+    result = target.session(time_budget_s=0.3).result("map_dataset.getitem_is_deterministic")
+    assert moved, "no comparison was made in a check's thread"
+    assert result.status == "passed", result
 
 
 def test_an_object_call_inside_our_own_work_stays_charged() -> None:

@@ -54,16 +54,23 @@ DEVIATIONS: tuple[Deviation, ...] = (
         targets=("nn.utils.weight_norm", "nn.utils.spectral_norm"),
         check_id="module.deepcopy_is_independent",
         reason=(
-            "nn.utils.weight_norm/spectral_norm hold a non-leaf weight after a call, which "
-            "Tensor.__deepcopy__ refuses (pytorch#28594); use nn.utils.parametrizations"
+            "nn.utils.weight_norm holds a non-leaf weight from the moment it is applied (WeightNorm.apply "
+            "computes it), and nn.utils.spectral_norm once the module has been called; "
+            "Tensor.__deepcopy__ refuses a non-leaf tensor (pytorch#28594): use nn.utils.parametrizations"
         ),
-        source="nn/utils/weight_norm.py, WeightNorm.__call__; _tensor.py, Tensor.__deepcopy__",
+        source=(
+            "nn/utils/weight_norm.py, WeightNorm.apply; nn/utils/spectral_norm.py, SpectralNorm.__call__; "
+            "_tensor.py, Tensor.__deepcopy__"
+        ),
     ),
     Deviation(
         key="numpy_indices",
         targets=("SubsetRandomSampler",),
         check_id="sampler.yields_python_ints",
-        reason="SubsetRandomSampler yields whatever its indices hold: NumPy integers for an array",
+        reason=(
+            "SubsetRandomSampler yields whatever its indices hold: NumPy integers for an array, 0-d "
+            "tensors for a tensor"
+        ),
         source="utils/data/sampler.py, SubsetRandomSampler.__iter__",
     ),
     Deviation(

@@ -20,6 +20,7 @@ __all__ = [
     "eval_mode",
     "fresh_inputs",
     "fresh_kwargs",
+    "has_lazy_tensors",
     "initialise_lazy_modules",
     "mode_snapshot",
     "preserving_module",
@@ -115,7 +116,7 @@ def call_module(
     return ctx.call(what.replace("*inputs)", f"{args_text(ctx)})"), module, *args, **keywords)
 
 
-def _has_lazy_tensors(module: Any) -> bool:
+def has_lazy_tensors(module: Any) -> bool:
     """Whether a torch module or a submodule holds a parameter or buffer that a lazy module has not
     initialised yet (``torch.nn.parameter.is_lazy``). Reads torch's registries, calls nothing."""
     from torch.nn.parameter import is_lazy
@@ -139,7 +140,7 @@ def initialise_lazy_modules(ctx: Context) -> None:
     torch = tensor_module()
     if torch is None or not isinstance(ctx.obj, torch.nn.Module) or ctx.example_inputs is None:
         return
-    if ctx.call("m.modules()", _has_lazy_tensors, ctx.obj):
+    if ctx.call("m.modules()", has_lazy_tensors, ctx.obj):
         with eval_mode(ctx.obj):
             ctx.attempt(
                 f"m({args_text(ctx)}) (the dry run that initialises m's lazy modules)",

@@ -17,12 +17,14 @@ from torchcontract.conformance._values import (
     close_difference,
     describe,
 )
+from torchcontract.conformance._values.convert import on_device
 from torchcontract.conformance.checks._calling import (
     args_text,
     call_module,
     eval_mode,
     fresh_inputs,
     fresh_kwargs,
+    has_lazy_tensors,
     preserving_module,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
@@ -269,6 +271,8 @@ def builds_on_meta_device(ctx: Context) -> None:
             "the construction meant to allocate none)",
             reproduce=f"{build}; [n for n, t in built.state_dict().items() if not t.is_meta]",
         )
+    if ctx.call("built.modules()", has_lazy_tensors, built):
+        _dry_run_on_meta(ctx, torch, built, build)
     ctx.call("built.to_empty(device='cpu')", built.to_empty, device="cpu")
     for tensor in ctx.call(
         "built.named_parameters(), built.named_buffers()", _tensors_by_name, built
@@ -321,6 +325,35 @@ def builds_on_meta_device(ctx: Context) -> None:
             f"built({call}) == m({call})"
         ),
     )
+
+
+def _dry_run_on_meta(ctx: Context, torch: Any, built: Any, build: str) -> None:
+    """The dry run torch prescribes for a module with lazy submodules (torch/nn/modules/lazy.py,
+    LazyModuleMixin: their parameters' shapes come from the first input), run on meta with the inputs
+    moved there: it materialises built's lazy parameters and buffers on meta, with their shapes, as
+    m's dry run did on the CPU (``initialise_lazy_modules``), so that ``to_empty`` can allocate them.
+    A module that cannot run on meta (an op without a meta kernel, a data-dependent shape) cannot be
+    initialised there: the clause is skipped, saying so."""
+    meta = torch.device("meta")
+    moving = "<the example inputs and kwargs>.to('meta')"
+    arguments = ctx.attempt(
+        moving, lambda: (on_device(fresh_inputs(ctx), meta), on_device(fresh_kwargs(ctx), meta))
+    )
+    if isinstance(arguments, Exception):
+        ctx.skip(
+            f"{build} holds lazy parameters, which need their dry run on meta, and {moving} raised "
+            f"{type(arguments).__name__}: {first_line(arguments)}"
+        )
+    inputs, kwargs = arguments
+    what = f"built({args_text(ctx)} on meta) (the dry run that initialises built's lazy modules)"
+    with eval_mode(built, "built"):
+        output = ctx.attempt(what, built, *inputs, **kwargs)
+    if isinstance(output, Exception):
+        ctx.skip(
+            f"{build} holds lazy parameters, and their dry run on meta, {what}, raised "
+            f"{type(output).__name__}: {first_line(output)} (an op without a meta kernel or a "
+            "data-dependent shape): the module cannot be initialised on the meta device"
+        )
 
 
 # The backends of module.compile_matches_eager: "aot_eager" runs the graphs TorchDynamo captures

@@ -206,15 +206,17 @@ def deepcopy_is_independent(ctx: Context) -> None:
             "equal outputs",
             reproduce=f"copy.deepcopy(m)({call}) == m({call})",
         )
-    before = {name: _snapshot(p) for name, p in module.named_parameters()}
-    saved = [(p, _snapshot(p)) for _, p in module.named_parameters()]  # by identity: names may repeat
+    # One snapshot of m's parameters (by identity: names may repeat), looked up by name: the work grows
+    # with the size of m, once (a model of a thousand parameter tensors is checked in seconds, and holds
+    # one copy of its parameters here, not one per comparison).
+    saved = [(name, p, _snapshot(p)) for name, p in module.named_parameters()]
+    by_name = {name: (p, snapshot) for name, p, snapshot in saved}
     try:
         for name, parameter in clone.named_parameters():
             if not perturb(parameter):
                 continue
-            original = before.get(name)
-            current = dict(module.named_parameters()).get(name)
-            if original is not None and difference(_snapshot(current), original) is not None:
+            original = by_name.get(name)
+            if original is not None and _changed(*original):
                 ctx.fail(
                     f"changing parameter {name!r} of copy.deepcopy(m) changed m's parameter too; "
                     "expected the copy to own its parameters",
@@ -223,19 +225,25 @@ def deepcopy_is_independent(ctx: Context) -> None:
     finally:
         # A copy that shares parameters was changed through m's own: put m's values back.
         with object_call("<m's parameters put back after changing the copy's>"):
-            for parameter, snapshot in saved:
+            for _, parameter, snapshot in saved:
                 _restore(parameter, snapshot)
+
+
+def _changed(parameter: Any, snapshot: Any) -> bool:
+    """Whether ``parameter``'s values differ from ``snapshot`` (from :func:`_snapshot`)."""
+    values = parameter_values(parameter)
+    if values is None or snapshot is None:
+        return False
+    if is_tensor(values) and _unchanged_tensor(values, snapshot):
+        return False  # the common case, at torch's speed: the generic comparison below is much slower
+    return difference(_snapshot(parameter), snapshot) is not None
 
 
 def _restore(parameter: Any, snapshot: Any) -> None:
     """Write ``snapshot`` (from :func:`_snapshot`) back into ``parameter`` in place, if it changed."""
+    if not _changed(parameter, snapshot):
+        return
     values = parameter_values(parameter)
-    if values is None or snapshot is None:
-        return
-    if is_tensor(values) and _unchanged_tensor(values, snapshot):
-        return  # the common case, at torch's speed: the generic comparison below is much slower
-    if difference(_snapshot(parameter), snapshot) is None:
-        return
     if is_tensor(values):
         with tensor_module().no_grad():
             values.copy_(snapshot)

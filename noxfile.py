@@ -66,13 +66,11 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=[DEFAULT_PYTHON], tags=["ci"])
 @nox.parametrize("torch", list(TORCH_BUILDS))
 def tests_torch(session: nox.Session, torch: str) -> None:
-    """The whole suite with a torch build (and torchvision where one exists for it); with torch 2.14.1,
-    then the corpus's fast slice (torch's own objects: `nox -s corpus` runs them all)."""
+    """The whole suite with a torch build (and torchvision where one exists for it). The corpus of
+    torch's own objects is `nox -s corpus` (its fast slice: `nox -s corpus -- --corpus-slice=fast`)."""
     try:
         session.install(".[test]", *TORCH_BUILDS[torch])
         _pytest(session)
-        if torch == "2.14.1":
-            _corpus(session, "--corpus-slice=fast")
     finally:
         _discard_venv(session)
 

@@ -471,6 +471,7 @@ def module_cost(name: str, kwargs: dict[str, object], side: int, repeats: int, o
     durations: dict[tuple[str, str | None], list[float]] = {}
     statuses: dict[tuple[str, str | None], set[str]] = {}
     failed: list[str] = []
+    in_clauses: list[float] = []  # per run of the check: the time its clauses took, together
 
     def checked(**options: object) -> Callable[[], None]:
         def run() -> None:
@@ -485,6 +486,7 @@ def module_cost(name: str, kwargs: dict[str, object], side: int, repeats: int, o
             if not report.passed:
                 failed.append(str(report))
             if not options:
+                in_clauses.append(sum(result.duration_s for result in report.results))
                 for result in report.results:
                     key = (result.check_id, result.dtype)
                     durations.setdefault(key, []).append(result.duration_s)
@@ -496,6 +498,7 @@ def module_cost(name: str, kwargs: dict[str, object], side: int, repeats: int, o
     step()  # warm-up: torch's first calls
     whole()  # warm-up: the first check's imports (TorchDynamo's, for functional_call)
     durations.clear()
+    in_clauses.clear()
     steps: list[float] = []
     checks: list[float] = []
     for _ in range(repeats):
@@ -513,19 +516,21 @@ def module_cost(name: str, kwargs: dict[str, object], side: int, repeats: int, o
     if failed:
         print(textwrap.indent(failed[0], "    "))
     print("    clause                                                  steps  (median ms; status)")
-    total = 0.0
     registered = [spec.check_id for spec in checks_for(Module)]
     rows = [(key, statistics.median(values)) for key, values in durations.items()]
     for (check_id, dtype), median in sorted(rows, key=lambda row: (-row[1], row[0][0])):
-        total += median
         label = check_id if dtype is None else f"{check_id}[{dtype}]"
         shown = "/".join(sorted(statuses[(check_id, dtype)]))
         print(f"    {label:<55} {median / one_step:6.2f}  ({median * 1e3:.0f} ms; {shown})")
     missing = [check_id for check_id in registered if not any(key[0] == check_id for key in durations)]
     if missing:
         print(f"    not in the report: {', '.join(missing)}")
-    print(f"    {'sum of the clauses':<55} {total / one_step:6.2f}")
-    print(f"    {'the engine between them':<55} {(statistics.median(checks) - total) / one_step:6.2f}")
+    # Per run, then the median: the clauses' medians above come from different runs.
+    between = statistics.median(
+        whole_s - clauses_s for whole_s, clauses_s in zip(checks, in_clauses, strict=True)
+    )
+    print(f"    {'the clauses, together':<55} {statistics.median(in_clauses) / one_step:6.2f}")
+    print(f"    {'the engine around them (snapshot, threads, report)':<55} {between / one_step:6.2f}")
     if opt_in:
         opted = statistics.median(timings(checked(compile=True, export=True), max(1, repeats // 2)))
         print(f"    with compile=True, export=True (opt-in): {opted:.2f} s = {opted / one_step:.1f} steps")

@@ -316,9 +316,9 @@ def report_breakdown(command: Sequence[str], cwd: Path) -> None:
         f"(the rest: start-up, imports, building the targets)"
     )
     targets = ", ".join(
-        f"{name} {seconds:.2f} s" for name, seconds in sorted(by_target.items(), key=lambda x: -x[1])
+        f"{name} {seconds:.2f} s" for name, seconds in sorted(by_target.items(), key=lambda x: -x[1])[:6]
     )
-    print(f"    by target: {targets}")
+    print(f"    costliest targets: {targets}")
     costly = sorted(by_clause.items(), key=lambda item: -item[1])[:6]
     print(f"    costliest clauses: {', '.join(f'{name} {seconds:.2f} s' for name, seconds in costly)}")
 

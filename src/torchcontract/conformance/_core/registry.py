@@ -19,6 +19,7 @@ __all__ = [
     "Check",
     "Need",
     "Severity",
+    "Touches",
     "checks_for",
     "current_id",
     "protocol_by_name",
@@ -48,6 +49,17 @@ Need = Literal[
     "export",
     "fresh_interpreter",
 ]
+# What a check may change of the object, which decides what the engine snapshots before the check and
+# puts back after it (session.Session, one place for every check):
+# "object" (the default, safe for a check that declares nothing): anything reachable from it; its whole
+#   state is snapshotted and restored (checks._preserve);
+# "copies": nothing of the object itself: the check calls the object only to copy it (copy.deepcopy(m))
+#   or to read it (m.state_dict(), m.named_parameters(), repr(m)), and every call that may change state
+#   goes to a copy; within one run nothing is put back after it (the run's last restore still is), and
+#   the test suite holds it to that (tests/engine/test_declared_touches.py);
+# "itself": the check puts back what it changes itself (the sampler, loader and Stateful checks
+#   iterate a working copy, restoring the object when it cannot be copied: checks._state.restored).
+Touches = Literal["object", "copies", "itself"]
 # A check function takes the Context (``_core.context``, which ranks above the registry: a context
 # knows the Check it runs) and returns None; the decorator returns the function as it is typed.
 CheckFunction = Callable[[Any], None]
@@ -100,6 +112,8 @@ class Check:
     since: str
     # Runs once per dtype of the target's dtypes= option (a Module or CallableModule), on a converted copy.
     per_dtype: bool = False
+    # What it may change of the object (:data:`Touches`): what the engine snapshots and restores.
+    touches: Touches = "object"
 
     @property
     def protocol_name(self) -> str:
@@ -172,6 +186,7 @@ def register_check(
     requires: tuple[CheckFunction | str, ...] = (),
     per_device: bool = False,
     per_dtype: bool = False,
+    touches: Touches = "object",
 ) -> Callable[[_F], _F]:
     """Register ``func(ctx)`` as a check for targets of ``protocol``, the clause of SPEC.md with its id.
 
@@ -188,7 +203,10 @@ def register_check(
     meaningless: it is then skipped, naming them. ``per_device`` checks run once per device
     (``device=`` of :func:`check`); ``per_dtype`` checks of a (Callable)Module once per dtype of the
     target's ``dtypes=`` option, on a deep copy converted with ``.to(dtype)`` (and once, on the module
-    as it is, without it).
+    as it is, without it). ``touches``: what the check may change of the object (:data:`Touches`),
+    which decides what the engine snapshots before it and puts back after it: by default everything
+    (``"object"``); ``"copies"`` for a check that changes only deep copies of the object;
+    ``"itself"`` for one that puts back what it changes itself.
     """
     _load_builtin_checks()
     if check_id is not None and not _ID_PATTERN.match(check_id):
@@ -203,6 +221,8 @@ def register_check(
     unknown_needs = set(needs) - set(get_args(Need))
     if unknown_needs:
         raise ValueError(f"unknown needs {sorted(unknown_needs)}; choose from {get_args(Need)}")
+    if touches not in get_args(Touches):
+        raise ValueError(f"touches must be one of {get_args(Touches)}, not {touches!r}")
     prerequisites = tuple(_registered_id(required) for required in requires)
 
     def decorator(func: _F) -> _F:
@@ -230,6 +250,7 @@ def register_check(
             func=func,
             since=since,
             per_dtype=per_dtype,
+            touches=touches,
         )
         _IDS[func] = full_id
         return func

@@ -20,6 +20,8 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from torchcontract.conformance._core import isolation
@@ -52,6 +54,9 @@ from torchcontract.conformance._results import CheckResult, Status
 from torchcontract.conformance._runtime import calls, compiler_cache, fresh
 from torchcontract.conformance._values import tensor_module
 from torchcontract.conformance._values.convert import in_dtype
+from torchcontract.conformance.checks._calling import initialise_lazy_modules
+from torchcontract.conformance.checks._preserve import DATA_ARRAY_BYTES, RESTORE, SNAPSHOT, Restorer
+from torchcontract.protocols import CallableModule, Module
 
 __all__ = ["RunTarget", "Session", "missing_needs", "starts_processes"]
 
@@ -97,6 +102,12 @@ class Session:
         # own dependents are skipped for the same reason.
         self.blocked: dict[str, str] = {}
         self._lock = threading.RLock()
+        # Within one run (:meth:`one_run`): the object's snapshot, taken by the first check that may
+        # change it and restored after each such check; and whether a check declared not to change it
+        # ran since the last restore (the run's end restores it then, whatever it declared).
+        self._in_run = False
+        self._snapshot: Restorer | None = None
+        self._unrestored = False
 
     @property
     def hung(self) -> str | None:
@@ -238,7 +249,10 @@ class Session:
                 if self.dtype is not None:
                     ctx.use(*self._converted(ctx))
                 # torch.compile and torch.export leave a cache directory and a variable behind.
-                with compiler_cache.left_as_found(active=bool({"compile", "export"} & spec.needs)):
+                with (
+                    compiler_cache.left_as_found(active=bool({"compile", "export"} & spec.needs)),
+                    self._preserving(spec, ctx),
+                ):
                     spec.func(ctx)
                 outcome.append(("passed", "; ".join(ctx.notes)))
             except CheckFailure as failure:
@@ -305,6 +319,79 @@ class Session:
                 )
             return "failed", self._hang(spec, hung)
         return outcome[0]
+
+    @contextmanager
+    def one_run(self) -> Iterator[None]:
+        """The checks run in the block are one run of the target's checks (``Target.run``, that is
+        ``check()``): nothing but the engine runs between them, so one snapshot of the object, taken
+        before the first check that may change it, serves them all. It is restored after each check
+        that may change the object (``touches="object"``) and at the end of the run if a check
+        declared to change only copies ran since (so even a wrong declaration leaves the user's object
+        as it was). Outside a run (the pytest plugin: one check per test, the user's code between
+        them) each check takes its own snapshot."""
+        self._in_run = True
+        try:
+            yield
+        finally:
+            self._in_run = False
+            snapshot, self._snapshot = self._snapshot, None
+            if snapshot is not None and self._unrestored and self.hung is None:
+                self._restore_at_end(snapshot)
+            self._unrestored = False
+
+    @contextmanager
+    def _preserving(self, spec: Check, ctx: Context) -> Iterator[None]:
+        """What the engine snapshots and restores around ``spec``, decided here for every check from
+        its declaration (``touches=`` of register_check, :data:`~.registry.Touches`). A module's
+        checks start on a module whose lazy submodules are initialised (a change, put back too); a
+        dataset's or collate function's big arrays are data the checks only read (not copied)."""
+        if spec.touches == "itself":
+            yield
+            return
+        module = spec.protocol in (CallableModule, Module)
+        limit = None if module else DATA_ARRAY_BYTES
+        if not self._in_run:
+            # Alone, a check's snapshot is its own, whatever it declares: nothing can put it back later.
+            with calls.object_call(SNAPSHOT):
+                restorer = Restorer(ctx.obj, max_array_bytes=limit)
+            restore = True
+        else:
+            if self._snapshot is None:
+                with calls.object_call(SNAPSHOT):
+                    self._snapshot = Restorer(ctx.obj, max_array_bytes=limit)
+            restorer = self._snapshot
+            restore = spec.touches == "object"
+        problems: list[str] = []
+        try:
+            if module and initialise_lazy_modules(ctx):
+                restore = True  # the dry run changed the module
+            yield
+        finally:
+            if restore:
+                with calls.object_call(RESTORE):
+                    problems = restorer.restore()
+            self._unrestored = self._in_run and (self._unrestored or not restore)
+        if problems:
+            ctx.note(f"could not restore {', '.join(problems[:3])} after the check")
+
+    def _restore_at_end(self, snapshot: Restorer) -> None:
+        """Restore the run's snapshot in a thread of its own, bounded like a check (it may run the
+        object's code: a tensor subclass's ops, a key's ``__eq__``); a hang there is given up on."""
+
+        def restore() -> None:
+            try:
+                with calls.object_call(RESTORE):
+                    snapshot.restore()
+            except BaseException:  # the object's or torchcontract's: nothing to report it to
+                pass
+            finally:
+                calls.release(threading.get_ident())
+
+        worker = threading.Thread(target=restore, name="torchcontract:restore", daemon=True)
+        worker.start()
+        worker.join(self.time_budget_s + GRACE_S)
+        if worker.is_alive():
+            calls.abandon(worker)
 
     def _converted(self, ctx: Context) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         """The module and example arguments in this session's dtype, converted on first use (once

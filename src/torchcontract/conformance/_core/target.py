@@ -8,6 +8,7 @@ the pytest plugin runs one check per test, and each check's prerequisites only o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import threading
@@ -276,7 +277,10 @@ class Target:
             sessions[name] = Session(self, device, float(time_budget_s), dtype=name, base=session)
         chosen = [c for c in self.checks if select is None or select(c)]
         self.prestart_fresh_interpreter(session, chosen)
-        results = tuple(sessions[dtype].result(c.check_id) for c in chosen for dtype in self.dtypes_of(c))
+        with contextlib.ExitStack() as run:
+            for each in sessions.values():
+                run.enter_context(each.one_run())
+            results = tuple(sessions[dtype].result(c.check_id) for c in chosen for dtype in self.dtypes_of(c))
         for each in sessions.values():
             each.release_shared_work()
         return Report(

@@ -5,14 +5,13 @@ CallableModule clauses and the Module clauses."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from torchcontract.conformance._core.context import Context
 from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import tensor_module
-from torchcontract.conformance.checks._preserve import preserving
 
 __all__ = [
     "args_text",
@@ -23,7 +22,6 @@ __all__ = [
     "has_lazy_tensors",
     "initialise_lazy_modules",
     "mode_snapshot",
-    "preserving_module",
     "restore_mode",
     "restore_modes",
 ]
@@ -129,28 +127,25 @@ def has_lazy_tensors(module: Any) -> bool:
     return False
 
 
-def initialise_lazy_modules(ctx: Context) -> None:
+def initialise_lazy_modules(ctx: Context) -> bool:
     """Run the dry run torch prescribes for a module with lazy submodules (``nn.LazyLinear`` and the
     other ``Lazy*`` classes, which infer their parameters' shapes from their first input): after it,
     "the network can be used as usual" (torch/nn/modules/lazy.py, LazyModuleMixin), which is what
     the clauses are about; a copy taken before it would draw other initial values. In eval mode, with
     the example arguments; the check's restorer puts the module back uninitialised afterwards. A dry
     run that raises leaves the check to run on the module as it is: callable_module.call_returns reports
-    the call, and the clauses that call the module are skipped for it."""
+    the call, and the clauses that call the module are skipped for it. Whether it ran the dry run
+    (which changed the module: the engine puts it back after the check)."""
     torch = tensor_module()
     if torch is None or not isinstance(ctx.obj, torch.nn.Module) or ctx.example_inputs is None:
-        return
-    if ctx.call("m.modules()", has_lazy_tensors, ctx.obj):
-        with eval_mode(ctx.obj):
-            ctx.attempt(
-                f"m({args_text(ctx)}) (the dry run that initialises m's lazy modules)",
-                ctx.obj,
-                *fresh_inputs(ctx),
-                **fresh_kwargs(ctx),
-            )
-
-
-def preserving_module(func: Callable[[Context], None]) -> Callable[[Context], None]:
-    """:func:`~._preserve.preserving` for a check of a (callable) module: the module's state is put back
-    after the check, which starts on a module whose lazy submodules are initialised."""
-    return preserving(data=False, before=initialise_lazy_modules)(func)
+        return False
+    if not ctx.call("m.modules()", has_lazy_tensors, ctx.obj):
+        return False
+    with eval_mode(ctx.obj):
+        ctx.attempt(
+            f"m({args_text(ctx)}) (the dry run that initialises m's lazy modules)",
+            ctx.obj,
+            *fresh_inputs(ctx),
+            **fresh_kwargs(ctx),
+        )
+    return True

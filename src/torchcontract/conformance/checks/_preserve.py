@@ -4,7 +4,7 @@ SPEC.md ("Side effects") promises that ``check()`` leaves the object as it found
 objects that keep state: a call counter or a running mean updated in ``forward``, BatchNorm's running
 statistics in train mode, a lazy module that becomes its final class on its first call, a dataset that
 memoises samples or counts its passes, a collate function that counts batches, a generator stored on
-the object. :func:`preserving` wraps a check function so that everything reachable from ``ctx.obj``
+the object. :class:`Restorer` snapshots an object so that everything reachable from it
 through instance ``__dict__``s, containers, closures and ``functools.partial`` objects is put back
 afterwards, in place (identities kept, so an optimizer holding a module's parameters still holds them):
 
@@ -19,6 +19,11 @@ afterwards, in place (identities kept, so an optimizer holding a module's parame
   read-only memory map) is never written either;
 - the state of random generators (``random.Random``, NumPy's ``Generator``/``RandomState``,
   ``torch.Generator``).
+
+Which checks are snapshotted, and when, is the engine's to decide from each check's declaration
+(``touches=`` of :func:`~torchcontract.conformance._core.registry.register_check`, read by
+:class:`~torchcontract.conformance._core.session.Session`): one snapshot per run of a target's
+checks, restored after each check that may change the object.
 
 What the object shares with other threads, processes or the operating system is *opaque*: restored by
 identity where an attribute or container holds it, never taken apart. Threads, locks, conditions,
@@ -52,11 +57,10 @@ from typing import Any
 
 import numpy as np
 
-from torchcontract.conformance._core.context import Context
 from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import is_tensor, tensor_module
 
-__all__ = ["Restorer", "is_opaque", "preserved", "preserving"]
+__all__ = ["DATA_ARRAY_BYTES", "RESTORE", "SNAPSHOT", "Restorer", "is_opaque", "preserved"]
 
 Restore = Callable[[], None]
 # Above this, a dataset's or collate function's array is taken for data the checks only read.
@@ -128,12 +132,23 @@ class Restorer:
         self.problems: list[str] = []
         self._visit(obj, "obj")
 
-    def restore(self) -> None:
-        """Put every captured part back; a part that cannot be restored is named in ``problems``."""
-        for where, step in reversed(self._steps):
-            problem = _attempt(step)
-            if problem:
-                self.problems.append(f"{where} ({problem})")
+    def restore(self) -> list[str]:
+        """Put every captured part back; a part that cannot be restored is named in the list returned
+        (and added to ``problems``). The snapshot stays as it was taken: it can be restored again,
+        after each of several checks (the saved copies are never handed to the object)."""
+        found = []
+        steps = self._steps
+        position = len(steps)
+        while position:
+            # One try around the loop, not one per step: a module's snapshot has thousands of steps.
+            try:
+                while position:
+                    position -= 1
+                    steps[position][1]()
+            except Exception as error:  # noqa: PERF203  (the outer loop resumes after a failed step)
+                found.append(f"{steps[position][0]} ({type(error).__name__}: {error})")
+        self.problems.extend(found)
+        return found
 
     # -- capturing ------------------------------------------------------------------------------
 
@@ -322,6 +337,15 @@ class Restorer:
 
     def _capture_dict(self, value: dict[Any, Any], where: str) -> None:
         items = list(value.items())
+        if not items:  # most of a module's dicts (its hooks): the common case, without a list per restore
+            kind = collections.OrderedDict if isinstance(value, collections.OrderedDict) else dict
+
+            def restore_empty() -> None:
+                if dict.__len__(value):
+                    kind.clear(value)
+
+            self._steps.append((where, restore_empty))
+            return
 
         def restore() -> None:
             current = list(value.items())
@@ -390,15 +414,6 @@ def _identical(one: list[tuple[Any, Any]], two: list[tuple[Any, Any]]) -> bool:
     )
 
 
-def _attempt(step: Restore) -> str | None:
-    """Run one restoring step; what it raised, or None (a part that refuses restoration is reported)."""
-    try:
-        step()
-    except Exception as error:
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
 def _memory_layout(tensor: Any) -> tuple[Any, ...] | None:
     """Which memory a tensor views, and how: equal for two tensors that view the same elements of one
     storage the same way; None when it cannot be read (a sparse or nested tensor)."""
@@ -441,27 +456,3 @@ def preserved(obj: object, *, max_array_bytes: int | None = None) -> Iterator[Re
 # How the snapshot and the restore are named when the object hangs in them.
 SNAPSHOT = "<the snapshot of the object's state before the check>"
 RESTORE = "<putting the object's state back after the check>"
-
-
-def preserving(
-    *, data: bool, before: Callable[[Context], None] | None = None
-) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
-    """Wrap a check function so that ``ctx.obj`` is restored after it (``data``: a dataset or collate
-    function, whose big arrays are data the checks only read). ``before(ctx)`` runs after the snapshot,
-    before the check (its changes are put back too). A part that could not be restored is named in a
-    note of the result."""
-
-    def decorator(func: Callable[[Context], None]) -> Callable[[Context], None]:
-        @functools.wraps(func)
-        def run(ctx: Context) -> None:
-            limit = DATA_ARRAY_BYTES if data else None
-            with preserved(ctx.obj, max_array_bytes=limit) as restorer:
-                if before is not None:
-                    before(ctx)
-                func(ctx)
-            if restorer.problems:
-                ctx.note(f"could not restore {', '.join(restorer.problems[:3])} after the check")
-
-        return run
-
-    return decorator

@@ -14,7 +14,7 @@ explains why not multiprocessing's ``spawn``/``forkserver``): the main script is
 and the global multiprocessing configuration is left exactly as found.
 
 The clauses also call the dataset in this process (``len(ds)``, ``ds[i]`` to compare with a worker's
-sample, a pass of ``iter(ds)``), so each restores it afterwards (:func:`~._preserve.preserving`): a
+sample, a pass of ``iter(ds)``), so each restores it afterwards (the engine's snapshot, :mod:`~._preserve`): a
 cache filled here or a pass counter is put back.
 """
 

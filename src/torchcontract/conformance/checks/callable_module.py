@@ -2,9 +2,9 @@
 
 The target's ``example_inputs`` are the positional arguments of one call, its ``example_kwargs`` the
 keyword arguments. Every call gets a fresh deep copy of them, and outputs are compared in eval mode
-when the object has one (the mode of the module and of every submodule is restored afterwards). Every
-check restores the module's state afterwards (:func:`~._preserve.preserving`): a module that counts its
-calls or updates running statistics in ``forward`` is left as it was.
+when the object has one (the mode of the module and of every submodule is restored afterwards). The
+engine restores the module's state after every check that may change it (:mod:`~._preserve`): a module
+that counts its calls or updates running statistics in ``forward`` is left as it was.
 
 Under ``deterministic=False`` (dropout in train mode, noise sampled in ``forward``) outputs are compared
 only where they stay deterministic; each clause says how.
@@ -33,7 +33,6 @@ from torchcontract.conformance.checks._calling import (
     eval_mode,
     fresh_inputs,
     fresh_kwargs,
-    preserving_module,
 )
 from torchcontract.conformance.checks._common import try_deepcopy
 from torchcontract.protocols import CallableModule
@@ -42,7 +41,6 @@ from torchcontract.protocols import CallableModule
 @register_check(
     protocol=CallableModule, severity="required", needs=("example_inputs",), per_dtype=True, since="0.1.0"
 )
-@preserving_module
 def call_returns(ctx: Context) -> None:
     """m(*inputs) returns, in eval mode where the module has one, without raising."""
     module = ctx.obj
@@ -58,7 +56,6 @@ def call_returns(ctx: Context) -> None:
     per_dtype=True,
     since="0.1.0",
 )
-@preserving_module
 def eval_is_deterministic(ctx: Context) -> None:
     """In eval mode, the same inputs give equal outputs (unless the target declares deterministic=False)."""
     if not ctx.options.deterministic:
@@ -86,7 +83,6 @@ def eval_is_deterministic(ctx: Context) -> None:
     per_dtype=True,
     since="0.1.0",
 )
-@preserving_module
 def call_matches_forward(ctx: Context) -> None:
     """m(*inputs) returns what m.forward(*inputs) returns. A torch module with forward hooks or pre-hooks
     (its own or global ones) is compared the way torch's _call_impl runs them: forward, called with the
@@ -235,7 +231,6 @@ def _call_matches_forward_around_hooks(ctx: Context, module: Any, hooks: str) ->
     requires=(call_returns,),
     since="0.1.0",
 )
-@preserving_module
 def call_runs_forward_once(ctx: Context) -> None:
     """m(*inputs) runs m.forward exactly once, looked up on the instance (so wrappers are honoured);
     on a module with hook registration (torch's, the reference implementation's), a forward pre-hook
@@ -325,7 +320,6 @@ def _check_hooks_run_once(ctx: Context, module: Any) -> None:
     per_dtype=True,
     since="0.1.0",
 )
-@preserving_module
 def call_preserves_inputs(ctx: Context) -> None:
     """Calling m(*inputs) does not modify the inputs (nor the keyword arguments)."""
     given, reference = fresh_inputs(ctx), fresh_inputs(ctx)
@@ -401,7 +395,6 @@ def _rearranged(value: Any) -> Any:
     per_dtype=True,
     since="0.1.0",
 )
-@preserving_module
 def accepts_non_contiguous_inputs(ctx: Context) -> None:
     """With its tensor inputs made non-contiguous (equal values, another memory layout), m returns
     what it returns for the contiguous inputs."""
@@ -442,8 +435,7 @@ def accepts_non_contiguous_inputs(ctx: Context) -> None:
         )
 
 
-@register_check(protocol=CallableModule, severity="recommended", since="0.1.0")
-@preserving_module
+@register_check(protocol=CallableModule, severity="recommended", since="0.1.0", touches="copies")
 def repr_returns_str(ctx: Context) -> None:
     """repr(m) and str(m) return a str (for a torch module, through every submodule's extra_repr).
     Python itself raises TypeError for a __repr__ or __str__ that returns anything else."""

@@ -2,7 +2,7 @@
 
 The target's ``example_inputs`` is a list of samples; the checks collate it and parts of it. They
 pass deep copies, so a collate function that modifies its input cannot change the example, and every
-check restores the collate function afterwards (:func:`~._preserve.preserving`: an instance that
+check restores the collate function afterwards (the engine's snapshot, :mod:`~._preserve`: an instance that
 counts its batches, a closure that grows a vocabulary). Only one clause compares two batches, so the
 ``deterministic`` declaration applies only to the pickle round trip, which compares the unpickled
 collate function's batch with the original's.
@@ -25,7 +25,6 @@ from torchcontract.conformance._values import (
     sample_count,
 )
 from torchcontract.conformance.checks._batches import accelerator_available, pin_problem, round_trip
-from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.protocols import CollateFn
 
 
@@ -42,7 +41,6 @@ def _sublists(samples: list[Any]) -> list[tuple[str, list[Any]]]:
 
 
 @register_check(protocol=CollateFn, severity="required", needs=("example_inputs",), since="0.1.0")
-@preserving(data=True)
 def batch_has_one_row_per_sample(ctx: Context) -> None:
     """collate(samples) holds len(samples) samples: the leading dimension of its arrays/tensors.
     Under transforms_samples=True only that it collates any number of samples (the whole list, one,
@@ -161,7 +159,6 @@ def _one_value_per_sample(samples: list[Any], batch: Any) -> bool:
 
 
 @register_check(protocol=CollateFn, severity="required", needs=("example_inputs",), since="0.1.0")
-@preserving(data=True)
 def batch_mirrors_sample_structure(ctx: Context) -> None:
     """The batch mirrors a sample's structure: dict keys, tuple/namedtuple arity and type."""
     if ctx.options.transforms_samples:
@@ -184,7 +181,6 @@ def batch_mirrors_sample_structure(ctx: Context) -> None:
 
 
 @register_check(protocol=CollateFn, severity="recommended", needs=("example_inputs",), since="0.1.0")
-@preserving(data=True)
 def pickle_round_trip(ctx: Context) -> None:
     """pickle.loads(pickle.dumps(collate)) collates example_inputs into a batch equal to the original's."""
     clone, problem = round_trip(ctx, ctx.obj, "collate")
@@ -217,7 +213,6 @@ def pickle_round_trip(ctx: Context) -> None:
 
 
 @register_check(protocol=CollateFn, severity="required", needs=("torch", "example_inputs"), since="0.1.0")
-@preserving(data=True)
 def pin_memory_returns_batch(ctx: Context) -> None:
     """A batch (or a part of it) of a custom type with a pin_memory() method gets the pinned batch back
     from it: the same type, equal values, not None."""

@@ -1,6 +1,6 @@
 """Checks for :class:`~torchcontract.protocols.IterableDataset` (SPEC.md, "IterableDataset").
 
-Every check restores the dataset afterwards (:func:`~._preserve.preserving`): a dataset that counts
+Every check restores the dataset afterwards (the engine's snapshot, :mod:`~._preserve`): a dataset that counts
 its passes (and shuffles by that count) starts its next pass after ``check()`` as it would have
 before. Under ``infinite=True`` no pass is read beyond ``max_items`` items.
 """
@@ -23,7 +23,6 @@ from torchcontract.conformance.checks._common import (
     record_pass,
     recorded_first_pass,
 )
-from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks._workers import (
     MAX_EPOCHS,
     PAIRS,
@@ -49,7 +48,6 @@ def first_pass(ctx: Context) -> Pass:
 
 
 @register_check(protocol=IterableDataset, severity="required", since="0.1.0")
-@preserving(data=True)
 def iter_returns_iterator(ctx: Context) -> None:
     """iter(ds) returns an iterator: it has __next__ and iter(it) is it."""
     problem = iterator_problem(ctx, ctx.obj, "ds")
@@ -60,7 +58,6 @@ def iter_returns_iterator(ctx: Context) -> None:
 @register_check(
     protocol=IterableDataset, severity="required", requires=(iter_returns_iterator,), since="0.1.0"
 )
-@preserving(data=True)
 def iteration_ends(ctx: Context) -> None:
     """A pass ends within the time budget (for a dataset declared infinite=True, a prefix is drawn)."""
     record = first_pass(ctx)
@@ -93,7 +90,6 @@ def _not_a_new_pass(ctx: Context, second: int, first: int) -> None:
 
 
 @register_check(protocol=IterableDataset, severity="required", requires=(iteration_ends,), since="0.1.0")
-@preserving(data=True)
 def new_iter_starts_new_pass(ctx: Context) -> None:
     """A new iter(ds) starts a new pass: the same number of items (equal items when deterministic)."""
     shared = first_pass(ctx)
@@ -153,7 +149,6 @@ def new_iter_starts_new_pass(ctx: Context) -> None:
 
 
 @register_check(protocol=IterableDataset, severity="required", requires=(iteration_ends,), since="0.1.0")
-@preserving(data=True)
 def len_matches_item_count(ctx: Context) -> None:
     """If ds has __len__, len(ds) equals the number of items in a pass."""
     length = declared_length(ctx, "ds")
@@ -170,7 +165,6 @@ def len_matches_item_count(ctx: Context) -> None:
 
 
 @register_check(protocol=IterableDataset, severity="required", requires=(iteration_ends,), since="0.1.0")
-@preserving(data=True)
 def exhaustion_is_sticky(ctx: Context) -> None:
     """After StopIteration, next(it) raises StopIteration again."""
     record = first_pass(ctx)
@@ -192,7 +186,6 @@ def exhaustion_is_sticky(ctx: Context) -> None:
 
 
 @register_check(protocol=IterableDataset, severity="required", requires=(iteration_ends,), since="0.1.0")
-@preserving(data=True)
 def items_share_structure(ctx: Context) -> None:
     """Every item of a pass has the same structure (container types, arity, keys, leaf types, dtypes)."""
     record = first_pass(ctx)
@@ -209,7 +202,6 @@ def items_share_structure(ctx: Context) -> None:
 @register_check(
     protocol=IterableDataset, severity="required", needs=("torch",), requires=(iteration_ends,), since="0.1.0"
 )
-@preserving(data=True)
 def items_cross_process_boundary(ctx: Context) -> None:
     """Every item of a pass can travel from a worker process to the main process: it pickles, and
     holds no tensor that requires grad or lives off the CPU."""
@@ -232,7 +224,6 @@ def items_cross_process_boundary(ctx: Context) -> None:
     requires=(iteration_ends, new_iter_starts_new_pass, items_cross_process_boundary),
     since="0.1.0",
 )
-@preserving(data=True)
 def workers_yield_each_item_once(ctx: Context) -> None:
     """With worker processes, the items of one epoch are those of one pass in one process, each once."""
     require_torch_stream(ctx)
@@ -268,7 +259,6 @@ def workers_yield_each_item_once(ctx: Context) -> None:
     requires=(iteration_ends, new_iter_starts_new_pass, items_cross_process_boundary),
     since="0.1.0",
 )
-@preserving(data=True)
 def workers_draw_independent_randomness(ctx: Context) -> None:
     """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
     if ctx.options.deterministic:
@@ -307,7 +297,6 @@ def workers_draw_independent_randomness(ctx: Context) -> None:
     requires=(iteration_ends, new_iter_starts_new_pass, items_cross_process_boundary),
     since="0.1.0",
 )
-@preserving(data=True)
 def spawn_workers_yield_same_items(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same items."""
     require_torch_stream(ctx)
@@ -365,7 +354,6 @@ def spawn_workers_yield_same_items(ctx: Context) -> None:
     requires=(workers_yield_each_item_once,),
     since="0.1.0",
 )
-@preserving(data=True)
 def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
     """A stream with set_epoch yields the items of the epoch set in this process also through a
     DataLoader's persistent workers (compared in any order: the workers interleave)."""

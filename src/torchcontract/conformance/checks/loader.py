@@ -121,7 +121,7 @@ def _example_sample(ctx: Context) -> Any:
     return ctx.shared(_EXAMPLE_SAMPLE, fetch)
 
 
-@register_check(protocol=Loader, severity="required", since="0.1.0")
+@register_check(protocol=Loader, severity="required", since="0.1.0", touches="itself")
 def iter_returns_iterator(ctx: Context) -> None:
     """iter(loader) returns an iterator: it has __next__ and iter(it) is it."""
     with _iterated(ctx) as loader:
@@ -130,7 +130,9 @@ def iter_returns_iterator(ctx: Context) -> None:
         ctx.fail(problem, reproduce="it = iter(loader); next(it); iter(it) is it")
 
 
-@register_check(protocol=Loader, severity="required", requires=(iter_returns_iterator,), since="0.1.0")
+@register_check(
+    protocol=Loader, severity="required", requires=(iter_returns_iterator,), since="0.1.0", touches="itself"
+)
 def epoch_ends(ctx: Context) -> None:
     """An epoch ends within the time budget (for a loader declared infinite=True, a prefix is drawn)."""
     record = first_epoch(ctx)
@@ -145,7 +147,7 @@ def epoch_ends(ctx: Context) -> None:
         ctx.note(f"infinite loader: checked its first {record.count} batches")
 
 
-@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0")
+@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0", touches="itself")
 def exhaustion_is_sticky(ctx: Context) -> None:
     """After StopIteration, next(it) raises StopIteration again."""
     record = first_epoch(ctx)
@@ -173,7 +175,7 @@ def exhaustion_is_sticky(ctx: Context) -> None:
                 )
 
 
-@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0")
+@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0", touches="itself")
 def each_iter_is_new_epoch(ctx: Context) -> None:
     """Each iter(loader) starts a whole new epoch, also after the previous one was left half-way."""
     record = first_epoch(ctx)
@@ -216,7 +218,7 @@ def each_iter_is_new_epoch(ctx: Context) -> None:
                 )
 
 
-@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0")
+@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0", touches="itself")
 def len_matches_batch_count(ctx: Context) -> None:
     """If the loader has __len__, len(loader) equals the number of batches in an epoch (also over a
     sized iterable-style dataset, where torch's len(loader) undercounts with several workers)."""
@@ -292,7 +294,7 @@ def _batch_settings(ctx: Context) -> tuple[int, int, bool] | str:
     return total, batch_size, drop_last
 
 
-@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0")
+@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0", touches="itself")
 def batches_cover_dataset(ctx: Context) -> None:
     """An epoch's batches hold every sample once in batches of batch_size (the last may be short)."""
     settings = _batch_settings(ctx)
@@ -483,7 +485,9 @@ def _declared_count(ctx: Context, start: int, batch_size: int) -> int | None:
     return None if isinstance(settings, str) else max(0, min(batch_size, settings[0] - start))
 
 
-@register_check(protocol=Loader, severity="recommended", requires=(epoch_ends,), since="0.1.0")
+@register_check(
+    protocol=Loader, severity="recommended", requires=(epoch_ends,), since="0.1.0", touches="itself"
+)
 def batches_match_collate(ctx: Context) -> None:
     """Without a sampler or shuffling, batch k equals collate_fn applied to the k-th run of samples."""
     loader = ctx.obj
@@ -587,7 +591,12 @@ def _copied(value: Any) -> Any:
 
 
 @register_check(
-    protocol=Loader, severity="required", needs=("torch",), requires=(iter_returns_iterator,), since="0.1.0"
+    protocol=Loader,
+    severity="required",
+    needs=("torch",),
+    requires=(iter_returns_iterator,),
+    since="0.1.0",
+    touches="itself",
 )
 def worker_functions_pickle(ctx: Context) -> None:
     """With worker processes not explicitly forked, loader.collate_fn and loader.worker_init_fn pickle,
@@ -648,7 +657,14 @@ def worker_functions_pickle(ctx: Context) -> None:
         )
 
 
-@register_check(protocol=Loader, severity="required", needs=("torch",), requires=(epoch_ends,), since="0.1.0")
+@register_check(
+    protocol=Loader,
+    severity="required",
+    needs=("torch",),
+    requires=(epoch_ends,),
+    since="0.1.0",
+    touches="itself",
+)
 def pin_memory_returns_batch(ctx: Context) -> None:
     """With pin_memory=True, a batch of a custom type with a pin_memory() method gets the pinned batch
     back from it: the same type, equal values, not None."""
@@ -690,7 +706,7 @@ def _map_dataset(ctx: Context) -> tuple[Any, int]:
     return dataset, length
 
 
-@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0")
+@register_check(protocol=Loader, severity="required", requires=(epoch_ends,), since="0.1.0", touches="itself")
 def samples_survive_later_fetches(ctx: Context) -> None:
     """A sample of loader.dataset keeps its value while the other samples of its batch are fetched
     (torch's fetcher fetches all of a batch's samples before collating them)."""
@@ -716,7 +732,14 @@ def _workers(ctx: Context) -> int:
     return workers if isinstance(workers, int) and not isinstance(workers, bool) else 0
 
 
-@register_check(protocol=Loader, severity="required", needs=("torch",), requires=(epoch_ends,), since="0.1.0")
+@register_check(
+    protocol=Loader,
+    severity="required",
+    needs=("torch",),
+    requires=(epoch_ends,),
+    since="0.1.0",
+    touches="itself",
+)
 def workers_yield_each_item_once(ctx: Context) -> None:
     """A DataLoader with several workers over an IterableDataset yields as many samples in an epoch as
     one pass of the dataset in this process (each worker must shard the stream)."""
@@ -759,7 +782,12 @@ def workers_yield_each_item_once(ctx: Context) -> None:
 
 
 @register_check(
-    protocol=Loader, severity="recommended", needs=("torch", "workers"), requires=(epoch_ends,), since="0.1.0"
+    protocol=Loader,
+    severity="recommended",
+    needs=("torch", "workers"),
+    requires=(epoch_ends,),
+    since="0.1.0",
+    touches="itself",
 )
 def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
     """A DataLoader with persistent workers over a dataset with set_epoch: the workers see the epoch
@@ -867,7 +895,9 @@ def _group_run(ctx: Context) -> tuple[list[RankOutcome], int]:
     return outcomes, world_size
 
 
-@register_check(protocol=Loader, severity="required", needs=("torch", "distributed"), since="0.1.0")
+@register_check(
+    protocol=Loader, severity="required", needs=("torch", "distributed"), since="0.1.0", touches="itself"
+)
 def ranks_yield_equal_batch_counts(ctx: Context) -> None:
     """Under a process group, every rank's loader yields the same number of batches each epoch."""
     if ctx.options.uneven_shards:
@@ -895,6 +925,7 @@ def ranks_yield_equal_batch_counts(ctx: Context) -> None:
     needs=("torch", "distributed"),
     requires=(ranks_yield_equal_batch_counts,),
     since="0.1.0",
+    touches="itself",
 )
 def ranks_cover_dataset(ctx: Context) -> None:
     """Under a process group, the ranks' batches together hold every sample once per epoch (up to

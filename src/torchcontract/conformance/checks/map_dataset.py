@@ -1,6 +1,6 @@
 """Checks for :class:`~torchcontract.protocols.MapDataset` (SPEC.md, "MapDataset").
 
-Every check restores the dataset afterwards (:func:`~._preserve.preserving`): a cache filled by
+Every check restores the dataset afterwards (the engine's snapshot, :mod:`~._preserve`): a cache filled by
 ``ds[i]``, a counter or a generator stored on the dataset is put back. No check writes into a sample.
 
 Under ``deterministic=False`` the clauses that compare two samples skip or compare only what stays
@@ -30,7 +30,6 @@ from torchcontract.conformance._values import (
 from torchcontract.conformance._values import shape as array_shape
 from torchcontract.conformance.checks._batches import overwritten_sample_problem
 from torchcontract.conformance.checks._common import END, first_structure_mismatch, next_item
-from torchcontract.conformance.checks._preserve import preserving
 from torchcontract.conformance.checks._workers import (
     MANY_OBJECTS,
     PAIRS,
@@ -68,7 +67,6 @@ def _get(ctx: Context, index: Any, shown: str | None = None) -> Any:
 
 
 @register_check(protocol=MapDataset, severity="required", since="0.1.0")
-@preserving(data=True)
 def len_is_non_negative_int(ctx: Context) -> None:
     """len(ds) returns a non-negative int."""
     ds = ctx.obj
@@ -84,7 +82,6 @@ def len_is_non_negative_int(ctx: Context) -> None:
 
 
 @register_check(protocol=MapDataset, severity="required", requires=(len_is_non_negative_int,), since="0.1.0")
-@preserving(data=True)
 def getitem_in_range_succeeds(ctx: Context) -> None:
     """ds[i] returns a sample for the first, the last and a sample of indices in between."""
     length = _length(ctx)
@@ -104,7 +101,6 @@ def getitem_in_range_succeeds(ctx: Context) -> None:
 
 
 @register_check(protocol=MapDataset, severity="required", requires=(len_is_non_negative_int,), since="0.1.0")
-@preserving(data=True)
 def index_past_end_raises_index_error(ctx: Context) -> None:
     """ds[len(ds)] raises IndexError, so that Python's iteration protocol ends; a dataset with its own
     __iter__ may raise another error there, but not return a sample."""
@@ -146,7 +142,6 @@ def index_past_end_raises_index_error(ctx: Context) -> None:
 @register_check(
     protocol=MapDataset, severity="required", requires=(getitem_in_range_succeeds,), since="0.1.0"
 )
-@preserving(data=True)
 def getitem_is_deterministic(ctx: Context) -> None:
     """The same index twice gives equal samples (unless the target declares deterministic=False)."""
     if not ctx.options.deterministic:
@@ -174,7 +169,6 @@ def getitem_is_deterministic(ctx: Context) -> None:
     requires=(getitem_in_range_succeeds, index_past_end_raises_index_error, getitem_is_deterministic),
     since="0.1.0",
 )
-@preserving(data=True)
 def iteration_matches_indexing(ctx: Context) -> None:
     """Iterating ds (its own __iter__ or Python's legacy protocol) yields len(ds) items equal to ds[i]."""
     ds, length = ctx.obj, _length(ctx)
@@ -239,7 +233,6 @@ def iteration_matches_indexing(ctx: Context) -> None:
     requires=(getitem_in_range_succeeds, getitem_is_deterministic),
     since="0.1.0",
 )
-@preserving(data=True)
 def pickle_round_trip(ctx: Context) -> None:
     """pickle.loads(pickle.dumps(ds)) gives an equal dataset (worker processes started with spawn)."""
     ds, length = ctx.obj, _length(ctx)
@@ -269,7 +262,6 @@ def pickle_round_trip(ctx: Context) -> None:
 @register_check(
     protocol=MapDataset, severity="required", requires=(getitem_in_range_succeeds,), since="0.1.0"
 )
-@preserving(data=True)
 def samples_share_structure(ctx: Context) -> None:
     """Every sample has the same structure: container types, tuple arity, dict keys, leaf types, dtypes."""
     indices = ctx.sample_indices(_length(ctx))
@@ -289,7 +281,6 @@ def samples_share_structure(ctx: Context) -> None:
     requires=(samples_share_structure,),
     since="0.1.0",
 )
-@preserving(data=True)
 def samples_collate(ctx: Context) -> None:
     """The sampled samples collate into one batch with torch's default_collate (or the declared
     collate_fn), as a DataLoader with a batch_size collates them."""
@@ -349,7 +340,6 @@ def _collate_obstacle(samples: list[Any], indices: list[int]) -> str | None:
     requires=(getitem_in_range_succeeds, getitem_is_deterministic),
     since="0.1.0",
 )
-@preserving(data=True)
 def getitems_matches_getitem(ctx: Context) -> None:
     """If ds.__getitems__ exists (and is not None), it returns one sample per index, equal to ds[i]."""
     ds, length = ctx.obj, _length(ctx)
@@ -396,7 +386,6 @@ def getitems_matches_getitem(ctx: Context) -> None:
     requires=(getitem_in_range_succeeds, getitem_is_deterministic),
     since="0.1.0",
 )
-@preserving(data=True)
 def negative_index_mirrors_python(ctx: Context) -> None:
     """ds[-1] either equals ds[len(ds) - 1], like a Python sequence, or raises IndexError or TypeError."""
     length = _length(ctx)
@@ -478,7 +467,6 @@ def _shared_leaf(first: Any, second: Any) -> tuple[str, str] | None:
 @register_check(
     protocol=MapDataset, severity="recommended", requires=(getitem_in_range_succeeds,), since="0.1.0"
 )
-@preserving(data=True)
 def samples_are_independent_copies(ctx: Context) -> None:
     """Two calls ds[i] return samples that share no modifiable memory, so modifying one in place
     cannot change the dataset."""
@@ -508,7 +496,6 @@ def samples_are_independent_copies(ctx: Context) -> None:
 @register_check(
     protocol=MapDataset, severity="required", requires=(getitem_in_range_succeeds,), since="0.1.0"
 )
-@preserving(data=True)
 def samples_survive_later_fetches(ctx: Context) -> None:
     """A sample keeps its value when other indices are fetched after it (a DataLoader fetches all of a
     batch's samples before collating them)."""
@@ -526,7 +513,6 @@ def samples_survive_later_fetches(ctx: Context) -> None:
     requires=(getitem_in_range_succeeds, getitem_is_deterministic),
     since="0.1.0",
 )
-@preserving(data=True)
 def accepts_numpy_integer_index(ctx: Context) -> None:
     """ds[np.int64(i)] returns ds[i] (indices often come from NumPy arrays)."""
     length = _length(ctx)
@@ -551,7 +537,6 @@ def accepts_numpy_integer_index(ctx: Context) -> None:
 @register_check(
     protocol=MapDataset, severity="required", requires=(getitem_in_range_succeeds,), since="0.1.0"
 )
-@preserving(data=True)
 def samples_cross_process_boundary(ctx: Context) -> None:
     """Every sample can travel from a worker process to the main process: it pickles, and holds no
     tensor that requires grad or lives off the CPU."""
@@ -570,7 +555,6 @@ def samples_cross_process_boundary(ctx: Context) -> None:
     requires=(getitem_in_range_succeeds, samples_cross_process_boundary),
     since="0.1.0",
 )
-@preserving(data=True)
 def workers_draw_independent_randomness(ctx: Context) -> None:
     """A dataset declared deterministic=False draws different randomness in each worker and epoch."""
     if ctx.options.deterministic:
@@ -600,7 +584,6 @@ def workers_draw_independent_randomness(ctx: Context) -> None:
     requires=(index_past_end_raises_index_error,),
     since="0.1.0",
 )
-@preserving(data=True)
 def worker_errors_keep_their_type(ctx: Context) -> None:
     """An exception raised by the dataset in a worker reaches the caller with its original type."""
     require_map_style(ctx)
@@ -645,7 +628,6 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
     requires=(pickle_round_trip, samples_cross_process_boundary),
     since="0.1.0",
 )
-@preserving(data=True)
 def spawn_workers_yield_same_samples(ctx: Context) -> None:
     """A worker that rebuilds the dataset from its pickle (spawn, forkserver) yields the same samples."""
     require_map_style(ctx)
@@ -691,7 +673,6 @@ FORK_RUN = 4
     requires=(getitem_is_deterministic, samples_survive_later_fetches, samples_cross_process_boundary),
     since="0.1.0",
 )
-@preserving(data=True)
 def fork_workers_yield_same_samples(ctx: Context) -> None:
     """Forked workers (the default start method on Linux) that load the same indices at the same time
     yield the samples this process gives: no handle opened in __init__ is shared between them."""
@@ -769,7 +750,6 @@ def fork_workers_yield_same_samples(ctx: Context) -> None:
     requires=(getitem_is_deterministic, samples_cross_process_boundary),
     since="0.1.0",
 )
-@preserving(data=True)
 def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
     """A dataset with set_epoch gives the samples of the epoch set in this process also through a
     DataLoader's persistent workers."""
@@ -787,7 +767,11 @@ def set_epoch_reaches_persistent_workers(ctx: Context) -> None:
 
 
 @register_check(
-    protocol=MapDataset, severity="recommended", requires=(len_is_non_negative_int,), since="0.1.0"
+    protocol=MapDataset,
+    severity="recommended",
+    requires=(len_is_non_negative_int,),
+    since="0.1.0",
+    touches="copies",
 )
 def holds_few_python_objects(ctx: Context) -> None:
     """The dataset keeps its per-sample data in few large buffers, not in a million Python objects

@@ -183,7 +183,7 @@ def _items(ctx: Context) -> Items:
     return ctx.shared(_ITEMS, lambda: classify_items(ctx, _epoch(ctx).prefix, "sampler"))
 
 
-@register_check(protocol=Sampler, severity="required", since="0.1.0")
+@register_check(protocol=Sampler, severity="required", since="0.1.0", touches="itself")
 def iteration_ends(ctx: Context) -> None:
     """A pass over the sampler ends within the time budget (unless declared infinite=True)."""
     record = _epoch(ctx)
@@ -195,7 +195,9 @@ def iteration_ends(ctx: Context) -> None:
         )
 
 
-@register_check(protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0")
+@register_check(
+    protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0", touches="itself"
+)
 def yields_indices_in_range(ctx: Context) -> None:
     """Items are int indices (or lists of them) in range(len(data_source)) when that is known."""
     indices = _items(ctx)
@@ -218,7 +220,9 @@ def yields_indices_in_range(ctx: Context) -> None:
             )
 
 
-@register_check(protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0")
+@register_check(
+    protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0", touches="itself"
+)
 def len_matches_count(ctx: Context) -> None:
     """If the sampler has __len__, len(sampler) equals the number of items in a pass."""
     length = declared_length(ctx, "sampler")
@@ -233,7 +237,9 @@ def len_matches_count(ctx: Context) -> None:
         )
 
 
-@register_check(protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0")
+@register_check(
+    protocol=Sampler, severity="required", requires=(iteration_ends,), since="0.1.0", touches="itself"
+)
 def each_iter_is_new_pass(ctx: Context) -> None:
     """Each iter(sampler) starts a whole new pass, with as many items as the first."""
     record = _epoch(ctx)
@@ -256,7 +262,11 @@ def each_iter_is_new_pass(ctx: Context) -> None:
 
 
 @register_check(
-    protocol=Sampler, severity="required", requires=(iteration_ends, yields_indices_in_range), since="0.1.0"
+    protocol=Sampler,
+    severity="required",
+    requires=(iteration_ends, yields_indices_in_range),
+    since="0.1.0",
+    touches="itself",
 )
 def each_index_once(ctx: Context) -> None:
     """A sampler without replacement yields each index at most once per pass (a pass longer than its
@@ -323,7 +333,9 @@ def _oversampling_hint(counted: Counter[Any], repeated: list[Any]) -> str:
     )
 
 
-@register_check(protocol=Sampler, severity="recommended", requires=(iteration_ends,), since="0.1.0")
+@register_check(
+    protocol=Sampler, severity="recommended", requires=(iteration_ends,), since="0.1.0", touches="itself"
+)
 def same_state_same_order(ctx: Context) -> None:
     """Two copies of the sampler in the same state (same seed, generator and global RNG) yield the
     same order."""
@@ -376,7 +388,13 @@ def _drawn(ctx: Context, items: list[Any], label: str) -> Counter[object]:
     return Counter(read.flat)
 
 
-@register_check(protocol=Sampler, severity="recommended", requires=(yields_indices_in_range,), since="0.1.0")
+@register_check(
+    protocol=Sampler,
+    severity="recommended",
+    requires=(yields_indices_in_range,),
+    since="0.1.0",
+    touches="itself",
+)
 def yields_python_ints(ctx: Context) -> None:
     """Indices are Python ints, as torch's samplers yield (NumPy integers break isinstance(i, int))."""
     items = _items(ctx)
@@ -554,7 +572,12 @@ def _coverage_problem(
 
 
 @register_check(
-    protocol=Sampler, severity="required", needs=("world_size",), requires=(iteration_ends,), since="0.1.0"
+    protocol=Sampler,
+    severity="required",
+    needs=("world_size",),
+    requires=(iteration_ends,),
+    since="0.1.0",
+    touches="itself",
 )
 def shards_have_equal_length(ctx: Context) -> None:
     """With world_size ranks, every rank's sampler yields the same number of indices (of batches, for a
@@ -587,7 +610,12 @@ def shards_have_equal_length(ctx: Context) -> None:
 
 
 @register_check(
-    protocol=Sampler, severity="required", needs=("world_size",), requires=(iteration_ends,), since="0.1.0"
+    protocol=Sampler,
+    severity="required",
+    needs=("world_size",),
+    requires=(iteration_ends,),
+    since="0.1.0",
+    touches="itself",
 )
 def shards_cover_dataset(ctx: Context) -> None:
     """Together the ranks cover every index once, up to the padding (or dropping) that makes them equal."""
@@ -614,6 +642,7 @@ def shards_cover_dataset(ctx: Context) -> None:
     needs=("world_size",),
     requires=(shards_cover_dataset,),
     since="0.1.0",
+    touches="itself",
 )
 def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
     """A shuffling sampler's set_epoch(e) changes the order, and every rank shards the same permutation."""
@@ -655,6 +684,7 @@ def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
     needs=("world_size",),
     requires=(shards_cover_dataset,),
     since="0.1.0",
+    touches="itself",
 )
 def same_seed_same_shards(ctx: Context) -> None:
     """Building the rank samplers again (same seed) gives the same shards: ranks and restarts agree."""

@@ -239,7 +239,7 @@ def _positions(count: int, ended: bool) -> list[tuple[int, bool]]:
     return sorted(points)
 
 
-@register_check(protocol=Stateful, severity="required", since="0.1.0")
+@register_check(protocol=Stateful, severity="required", since="0.1.0", touches="itself")
 def state_dict_is_mapping(ctx: Context) -> None:
     """state_dict() returns a Mapping with str keys, before iterating and mid-epoch, and a fresh instance's
     load_state_dict accepts it."""
@@ -269,7 +269,9 @@ def state_dict_is_mapping(ctx: Context) -> None:
     _shutdown(ctx, iterator)
 
 
-@register_check(protocol=Stateful, severity="required", requires=(state_dict_is_mapping,), since="0.1.0")
+@register_check(
+    protocol=Stateful, severity="required", requires=(state_dict_is_mapping,), since="0.1.0", touches="itself"
+)
 def resume_yields_rest_of_epoch(ctx: Context) -> None:
     """After k items of an epoch, a fresh instance loaded with state_dict() yields exactly the remaining
     items of that epoch, in order (k = 0, the middle, the last item, all items); loaded at the epoch's
@@ -311,7 +313,11 @@ def resume_yields_rest_of_epoch(ctx: Context) -> None:
 
 
 @register_check(
-    protocol=Stateful, severity="recommended", requires=(resume_yields_rest_of_epoch,), since="0.1.0"
+    protocol=Stateful,
+    severity="recommended",
+    requires=(resume_yields_rest_of_epoch,),
+    since="0.1.0",
+    touches="itself",
 )
 def resume_then_same_next_epoch(ctx: Context) -> None:
     """After the resumed epoch, the next epoch of the resumed instance equals the uninterrupted
@@ -347,6 +353,7 @@ def _middle(count: int) -> int:
     needs=("torch", "workers"),
     requires=(resume_yields_rest_of_epoch,),
     since="0.1.0",
+    touches="itself",
 )
 def resume_with_workers(ctx: Context) -> None:
     """With num_workers worker processes, a fresh instance loaded with the state taken after k items
@@ -377,7 +384,9 @@ def resume_with_workers(ctx: Context) -> None:
     )
 
 
-@register_check(protocol=Stateful, severity="required", requires=(state_dict_is_mapping,), since="0.1.0")
+@register_check(
+    protocol=Stateful, severity="required", requires=(state_dict_is_mapping,), since="0.1.0", touches="itself"
+)
 def state_is_snapshot(ctx: Context) -> None:
     """The state is a snapshot: advancing the instance after state_dict() does not change the returned
     state, loading does not change it either, and two fresh instances loaded with it yield the same."""
@@ -448,7 +457,12 @@ def _unportable(ctx: Context, torch: Any, state: Any) -> str | None:
 
 
 @register_check(
-    protocol=Stateful, severity="required", needs=("torch",), requires=(state_dict_is_mapping,), since="0.1.0"
+    protocol=Stateful,
+    severity="required",
+    needs=("torch",),
+    requires=(state_dict_is_mapping,),
+    since="0.1.0",
+    touches="itself",
 )
 def state_is_portable(ctx: Context) -> None:
     """The state survives torch.save and torch.load(weights_only=True) unchanged, and holds no tensor on a
@@ -489,7 +503,11 @@ def state_is_portable(ctx: Context) -> None:
 
 
 @register_check(
-    protocol=Stateful, severity="recommended", requires=(resume_yields_rest_of_epoch,), since="0.1.0"
+    protocol=Stateful,
+    severity="recommended",
+    requires=(resume_yields_rest_of_epoch,),
+    since="0.1.0",
+    touches="itself",
 )
 def foreign_state_is_not_silent(ctx: Context) -> None:
     """load_state_dict of an empty state, or of a state with none of its keys, raises (at loading or at

@@ -2,7 +2,7 @@
 
 Checks that change a module (perturbing parameters, loading state, setting gradients, moving it to
 a device) work on deep copies; checks that switch modes restore every submodule's mode exactly, and
-every check restores the module's state afterwards (:func:`~._preserve.preserving`).
+every check restores the module's state afterwards (the engine's snapshot, :mod:`~._preserve`).
 
 Under ``deterministic=False``, the clauses that compare two modules' outputs (the module and its copy,
 a copy after a state-dict round trip) seed the global random generators alike before each call: the

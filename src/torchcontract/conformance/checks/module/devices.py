@@ -26,7 +26,6 @@ from torchcontract.conformance.checks._calling import (
     eval_mode,
     fresh_inputs,
     fresh_kwargs,
-    preserving_module,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
@@ -157,8 +156,8 @@ def _outputs_on(ctx: Context, output: Any, device: Any, label: str, what: str) -
     requires=(deepcopy_is_independent,),
     per_device=True,
     since="0.1.0",
+    touches="copies",
 )
-@preserving_module
 def to_device(ctx: Context) -> None:
     """m.to(device) returns m and moves every parameter and buffer; outputs land on that device. On the
     CPU, a copy moved to the meta device runs too, so that a tensor or submodule .to() does not move
@@ -259,7 +258,6 @@ def _tf32_off(torch: Any) -> Iterator[None]:
     per_dtype=True,
     since="0.1.0",
 )
-@preserving_module
 def device_parity(ctx: Context) -> None:
     """On a CUDA device, outputs match CPU outputs within torch.testing.assert_close's tolerances (or
     the target's parity_tolerance), with TF32 off."""
@@ -317,7 +315,6 @@ def _gradients(ctx: Context, module: Any, inputs: Any, kwargs: Any, what: str) -
     per_dtype=True,
     since="0.1.0",
 )
-@preserving_module
 def device_round_trip(ctx: Context) -> None:
     """On a CUDA device, the parameters' gradients from a backward pass agree with the CPU ones (within
     assert_close's tolerances or parity_tolerance, TF32 off), and a copy moved to the device and back

@@ -25,7 +25,6 @@ from torchcontract.conformance.checks._calling import (
     fresh_inputs,
     fresh_kwargs,
     has_lazy_tensors,
-    preserving_module,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
@@ -65,7 +64,6 @@ FUNCTIONAL_CALL = "torch.func.functional_call"
     per_dtype=True,
     since="0.1.0",
 )
-@preserving_module
 def functional_call_matches_call(ctx: Context) -> None:
     """torch.func.functional_call(m, state, inputs) computes what m computes holding ``state``: with m's
     own parameters and buffers it equals m(*inputs), and with changed ones it equals m with its own
@@ -233,7 +231,6 @@ def _uninitialised(torch: Any, tensor: Any) -> None:
     requires=(state_dict_round_trip, eval_is_deterministic),
     since="0.1.0",
 )
-@preserving_module
 def builds_on_meta_device(ctx: Context) -> None:
     """The target's factory, under ``torch.device('meta')``, builds the module with every parameter and
     buffer on meta; after ``to_empty(device='cpu')`` (its values uninitialised), ``reset_parameters()``
@@ -382,7 +379,6 @@ def _reset_compiler() -> None:
     per_dtype=True,
     since="0.1.0",
 )
-@preserving_module
 def compile_matches_eager(ctx: Context) -> None:
     """With the declaration compile=True: torch.compile of a deep copy with the "aot_eager" backend
     returns the eager outputs in eval mode (within assert_close's tolerances); on a difference, the
@@ -468,7 +464,6 @@ def _opaque_output(torch: Any, output: Any) -> str | None:
     per_dtype=True,
     since="0.1.0",
 )
-@preserving_module
 def export_matches_eager(ctx: Context) -> None:
     """With the declaration export=True: torch.export.export of a deep copy in eval mode, with the
     example inputs, succeeds, and the exported program's module returns the eager outputs."""

@@ -28,7 +28,6 @@ from torchcontract.conformance.checks._calling import (
     call_module,
     eval_mode,
     mode_snapshot,
-    preserving_module,
     restore_modes,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
@@ -94,7 +93,6 @@ def _reachable_tensors(module: Any) -> list[tuple[str, Any]]:
 
 
 @register_check(protocol=Module, severity="required", since="0.1.0")
-@preserving_module
 def train_eval_set_mode(ctx: Context) -> None:
     """train() and eval() return the module itself and set training on it and every submodule;
     train(False) is eval()."""
@@ -147,8 +145,7 @@ def _check_submodule_modes(ctx: Context, module: Any, call: str, expected: bool)
         ctx.note(note)
 
 
-@register_check(protocol=Module, severity="required", since="0.1.0")
-@preserving_module
+@register_check(protocol=Module, severity="required", since="0.1.0", touches="copies")
 def parameters_match_named_parameters(ctx: Context) -> None:
     """parameters() yields the values of named_parameters(), each once, under unique names."""
     module = ctx.obj
@@ -188,7 +185,6 @@ def parameters_match_named_parameters(ctx: Context) -> None:
     per_dtype=True,
     since="0.1.0",
 )
-@preserving_module
 def deepcopy_is_independent(ctx: Context) -> None:
     """copy.deepcopy(m) gives equal outputs and parameters of its own."""
     module = ctx.obj
@@ -324,7 +320,6 @@ def _fail_weights_only(ctx: Context, state: Any, outcome: Exception, saved: Any,
     per_dtype=True,
     since="0.1.0",
 )
-@preserving_module
 def state_dict_round_trip(ctx: Context) -> None:
     """Loading m.state_dict() (through torch.save and torch.load(weights_only=True) for a torch module)
     into a fresh instance (the factory option) or a deep copy whose every tensor was changed restores
@@ -380,8 +375,9 @@ def state_dict_round_trip(ctx: Context) -> None:
         )
 
 
-@register_check(protocol=Module, severity="required", requires=(deepcopy_is_independent,), since="0.1.0")
-@preserving_module
+@register_check(
+    protocol=Module, severity="required", requires=(deepcopy_is_independent,), since="0.1.0", touches="copies"
+)
 def load_state_dict_strict_rejects_bad_keys(ctx: Context) -> None:
     """load_state_dict(state, strict=True) raises on a missing key and on an unexpected key."""
     state = dict(ctx.call("m.state_dict()", ctx.obj.state_dict))
@@ -423,8 +419,13 @@ def _is_cleared(gradient: Any) -> bool:
     return not bool(np.any(gradient))
 
 
-@register_check(protocol=Module, severity="recommended", requires=(deepcopy_is_independent,), since="0.1.0")
-@preserving_module
+@register_check(
+    protocol=Module,
+    severity="recommended",
+    requires=(deepcopy_is_independent,),
+    since="0.1.0",
+    touches="copies",
+)
 def zero_grad_clears_gradients(ctx: Context) -> None:
     """After zero_grad(), every parameter's gradient is None or zero."""
     clone = deep_copy(ctx)

@@ -21,7 +21,6 @@ from torchcontract.conformance.checks._calling import (
     eval_mode,
     fresh_inputs,
     fresh_kwargs,
-    preserving_module,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
@@ -47,8 +46,8 @@ from torchcontract.protocols import Module
     requires=(deepcopy_is_independent,),
     per_dtype=True,
     since="0.1.0",
+    touches="copies",
 )
-@preserving_module
 def backward_reaches_parameters(ctx: Context) -> None:
     """In train mode, a backward pass from the sum of the floating-point outputs gives every parameter
     with requires_grad a gradient (unless the target declares unused_parameters=True)."""
@@ -113,7 +112,6 @@ DTYPE_TOLERANCE = (1e-3, 1e-4)
     requires=(deepcopy_is_independent, eval_is_deterministic),
     since="0.1.0",
 )
-@preserving_module
 def to_dtype(ctx: Context) -> None:
     """m.to(torch.float64) returns m, converts every floating-point parameter and buffer to float64
     (integer ones keep their dtype), and with float64 inputs the outputs are float64 and close to the

@@ -361,6 +361,19 @@ class Options:
             example_inputs=(x,), export=True)`""",
         ),
     )
+    gradcheck: bool = field(
+        default=False,
+        metadata=_about(
+            _flag,
+            shown="gradcheck=True",
+            help="""a Module whose gradients are to be compared with finite differences:
+            `module.gradients_match_finite_differences` applies (`torch.autograd.gradcheck` and
+            `gradgradcheck` in float64, fast mode, on a deep copy, over the floating-point inputs and the
+            trainable parameters; a wrong custom `autograd.Function.backward` fails it); off by default, as
+            it takes float64 forward and double-backward passes (seconds on a large model): give small example
+            inputs, `check(model, Module, example_inputs=(x[:1],), gradcheck=True)`""",
+        ),
+    )
     dtypes: tuple[Any, ...] | None = field(
         default=None,
         metadata=_about(

@@ -305,7 +305,9 @@ class Options:
             copy, so that state rebuilt at construction (a non-persistent buffer such as rotary frequencies)
             is not mistaken for lost state, and state that only a fitted object holds is caught;
             `module.builds_on_meta_device` builds one under `torch.device("meta")`, allocates it with
-            `to_empty` and loads `m.state_dict()` (FSDP's and torchtitan's initialisation): `check(model,
+            `to_empty` and loads `m.state_dict()` (FSDP's and torchtitan's initialisation), and
+            `module.loads_on_meta_device_with_assign` loads it into one built on meta with `assign=True`
+            (accelerate's and transformers' loading): `check(model,
             Module, example_inputs=(x,), factory=lambda: MyNet(hidden=16))`""",
         ),
     )

@@ -231,3 +231,50 @@ def test_assign_loading_does_not_share_memory_with_m_nor_change_it() -> None:
     assert _result(report, ASSIGN).status == "passed", report
     assert all(torch.equal(before[name], tensor) for name, tensor in module.state_dict().items())
     assert all(not p.is_meta for p in module.parameters())
+
+
+# -- inputs at the edge of a module's domain -----------------------------------------------------------
+
+
+if HAS_TORCH:
+
+    class LogOf(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.log(x)
+
+    class WeightedBinaryCrossEntropy(nn.Module):
+        """A loss whose target must stay within [0, 1]: gradcheck's eps takes a target of 1 past it."""
+
+        def __init__(self, trainable: bool) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.tensor(2.0), requires_grad=trainable)
+
+        def forward(self, probabilities: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return nn.functional.binary_cross_entropy(probabilities, target) * self.scale
+
+
+def _binary_inputs() -> tuple[Any, ...]:
+    return (torch.tensor([0.2, 0.7, 0.9]), torch.tensor([0.0, 1.0, 1.0]))
+
+
+def test_an_output_of_nan_at_the_example_inputs_skips_instead_of_failing() -> None:
+    result = _result(
+        check(LogOf(), Module, example_inputs=(torch.tensor([-1.0, 2.0]),), gradcheck=True), GRADCHECK
+    )
+    assert result.status == "skipped", result
+    assert "NaN or infinity" in result.message
+
+
+def test_an_input_perturbed_out_of_the_domain_checks_the_parameters_instead() -> None:
+    report = check(WeightedBinaryCrossEntropy(True), Module, example_inputs=_binary_inputs(), gradcheck=True)
+    result = _result(report, GRADCHECK)
+    assert result.status == "passed", result
+    assert "the inputs were left out" in result.message
+    assert "(0 floating-point input(s), 1 trainable parameter(s)" in result.message
+
+
+def test_an_input_perturbed_out_of_the_domain_without_parameters_skips() -> None:
+    report = check(WeightedBinaryCrossEntropy(False), Module, example_inputs=_binary_inputs(), gradcheck=True)
+    result = _result(report, GRADCHECK)
+    assert result.status == "skipped", result
+    assert "out of the module's domain" in result.message

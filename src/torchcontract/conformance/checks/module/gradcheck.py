@@ -61,7 +61,9 @@ class _Problem:
     """What is differentiated: the copy in float64 as a function of its floating-point inputs and
     trainable parameters (flattened into one tensor per dtype), returning its floating-point outputs."""
 
-    def __init__(self, torch: Any, module: Any, args: Any, kwargs: Any, seed: int) -> None:
+    def __init__(
+        self, torch: Any, module: Any, args: Any, kwargs: Any, seed: int, with_inputs: bool = True
+    ) -> None:
         from torch.utils._pytree import tree_flatten
 
         self.torch = torch
@@ -71,7 +73,9 @@ class _Problem:
         self.input_positions = [
             i
             for i, leaf in enumerate(self.leaves)
-            if isinstance(leaf, torch.Tensor) and (leaf.is_floating_point() or leaf.is_complex())
+            if with_inputs
+            and isinstance(leaf, torch.Tensor)
+            and (leaf.is_floating_point() or leaf.is_complex())
         ]
         self.inputs = [self.leaves[i].detach().clone().requires_grad_(True) for i in self.input_positions]
         # (name, shape) of the trainable parameters, by dtype (torch.cat needs one dtype).
@@ -117,6 +121,55 @@ class _Problem:
         with _rng_from(self.torch, self.seed):
             output = functional_call(self.module, state, tuple(args), kwargs)
         return tuple(leaf for _, leaf in float_leaves(output))
+
+
+def _counted(problem: _Problem) -> str:
+    return (
+        f"{problem.elements:,} element(s) perturbed ({len(problem.inputs)} floating-point "
+        f"input(s), {len(problem.names)} trainable parameter(s) flattened into {len(problem.flat)} "
+        f"tensor(s)), each of the {len(problem.gradcheck_inputs)} gradcheck input(s) along one seeded "
+        "random direction, two float64 forward passes each"
+    )
+
+
+def _non_finite(torch: Any, output: tuple[Any, ...]) -> str:
+    """Which output tensor holds NaN or infinity ("" when none does)."""
+    for index, leaf in enumerate(output):
+        if not bool(torch.isfinite(leaf.detach()).all()):
+            return f"floating-point output {index}"
+    return ""
+
+
+def _out_of_domain(error: BaseException) -> bool:
+    """Whether a gradcheck error is the module refusing a perturbed input (an exception of its own, or
+    NaN where the finite difference was taken), not a wrong gradient."""
+    return type(error).__name__ != "GradcheckError" or "numerical:nan" in str(error).replace(" ", "")
+
+
+def _gradchecks(ctx: Context, torch: Any, problem: _Problem, what: str) -> tuple[str, Exception] | None:
+    """gradcheck, then gradgradcheck (fast mode, seeded): the order that failed and its error, or None.
+    A second order that torch refuses (@once_differentiable, a double backward not implemented) is a
+    note."""
+    for checker, order in ((GRADCHECK, "first"), (GRADGRADCHECK, "second")):
+        function = torch.autograd.gradcheck if order == "first" else torch.autograd.gradgradcheck
+        with _rng_from(torch, ctx.options.seed):
+            verdict = ctx.attempt(
+                f"{checker}(<{what} of its inputs and parameters>, fast_mode=True)",
+                function,
+                problem,
+                problem.gradcheck_inputs,
+                fast_mode=True,
+            )
+        if not isinstance(verdict, Exception):
+            continue
+        if order == "second" and any(marker in str(verdict) for marker in _NO_SECOND_ORDER):
+            ctx.note(
+                f"second-order gradients not checked: {checker} raised {type(verdict).__name__}: "
+                f"{first_line(verdict)} (a backward without a backward of its own)"
+            )
+            return None
+        return order, verdict
+    return None
 
 
 def _mismatch(problem: _Problem, error: BaseException) -> str:
@@ -183,45 +236,54 @@ def gradients_match_finite_differences(ctx: Context) -> None:
             )
         if not output:
             ctx.skip(f"{what} returns no floating-point tensor to differentiate")
-        counted = (
-            f"{problem.elements:,} element(s) perturbed ({len(problem.inputs)} floating-point "
-            f"input(s), {len(problem.names)} trainable parameter(s) flattened into {len(problem.flat)} "
-            f"tensor(s)), each of the {len(problem.gradcheck_inputs)} gradcheck input(s) along one seeded "
-            "random direction, two float64 forward passes each"
-        )
-        inputs = problem.gradcheck_inputs
-        reproduce = (
-            f"{GRADCHECK}(lambda *t: torch.func.functional_call(c, <t as parameters>, <t as inputs>), "
-            f"[x.double().requires_grad_() for x in inputs] + [cat of the trainable parameters], "
-            f"fast_mode=True) with c = copy.deepcopy(m).double().eval()"
-        )
-        for checker, order in ((GRADCHECK, "first"), (GRADGRADCHECK, "second")):
-            function = torch.autograd.gradcheck if order == "first" else torch.autograd.gradgradcheck
-            with _rng_from(torch, ctx.options.seed):
-                verdict = ctx.attempt(
-                    f"{checker}(<{what} of its inputs and parameters>, fast_mode=True)",
-                    function,
-                    problem,
-                    inputs,
-                    fast_mode=True,
-                )
-            if not isinstance(verdict, Exception):
-                continue
-            if order == "second" and any(marker in str(verdict) for marker in _NO_SECOND_ORDER):
-                ctx.note(
-                    f"second-order gradients not checked: {checker} raised {type(verdict).__name__}: "
-                    f"{first_line(verdict)} (a backward without a backward of its own)"
-                )
-                break
-            mismatch = type(verdict).__name__ == "GradcheckError"
-            kind = "disagree with finite differences" if mismatch else "raised"
-            found = _mismatch(problem, verdict)
-            ctx.fail(
-                f"{checker} on {what}: the {order}-order gradients {kind} "
-                f"({type(verdict).__name__}: {found}); "
-                f"{counted}; expected autograd's gradients to match the finite differences in float64 (a "
-                "custom autograd.Function whose backward is not the derivative of its forward trains on "
-                "wrong gradients, which a loss curve hides: torch tests every nn module so)",
-                reproduce=reproduce.replace(GRADCHECK, checker),
+        found = _non_finite(torch, output)
+        if found:
+            ctx.skip(
+                f"{what} returns NaN or infinity ({found}) at the example inputs: finite differences "
+                "cannot be compared there (give inputs inside the module's domain)"
             )
+        verdict = _gradchecks(ctx, torch, problem, what)
+        if verdict is not None and problem.inputs and _out_of_domain(verdict[1]):
+            # gradcheck's perturbation took an input out of the module's domain (a target of BCELoss
+            # past 1, a log of a value near 0): the parameters are checked without perturbing inputs.
+            order, error = verdict
+            problem = ctx.call(
+                "copy.deepcopy(m).to(torch.float64).named_parameters()",
+                _Problem,
+                torch,
+                clone,
+                args,
+                kwargs,
+                ctx.options.seed,
+                with_inputs=False,
+            )
+            if not problem.flat:
+                ctx.skip(
+                    f"perturbing the inputs by gradcheck's eps=1e-6 takes them out of the module's domain "
+                    f"({type(error).__name__}: {first_line(error)}), and the module has no trainable "
+                    "parameter to check instead"
+                )
+            ctx.note(
+                f"the inputs were left out: perturbing them takes them out of the module's domain "
+                f"({type(error).__name__}: {first_line(error)}); the parameters were checked"
+            )
+            verdict = _gradchecks(ctx, torch, problem, what)
+    counted = _counted(problem)
+    if verdict is not None:
+        order, error = verdict
+        checker = GRADCHECK if order == "first" else GRADGRADCHECK
+        mismatch = type(error).__name__ == "GradcheckError"
+        kind = "disagree with finite differences" if mismatch else "raised"
+        ctx.fail(
+            f"{checker} on {what}: the {order}-order gradients {kind} "
+            f"({type(error).__name__}: {_mismatch(problem, error)}); "
+            f"{counted}; expected autograd's gradients to match the finite differences in float64 (a "
+            "custom autograd.Function whose backward is not the derivative of its forward trains on "
+            "wrong gradients, which a loss curve hides: torch tests every nn module so)",
+            reproduce=(
+                f"{checker}(lambda *t: torch.func.functional_call(c, <t as parameters>, <t as inputs>), "
+                "[x.double().requires_grad_() for x in inputs] + [cat of the trainable parameters], "
+                "fast_mode=True) with c = copy.deepcopy(m).double().eval()"
+            ),
+        )
     ctx.note(f"{counted}")

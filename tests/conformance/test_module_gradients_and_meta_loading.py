@@ -278,3 +278,20 @@ def test_an_input_perturbed_out_of_the_domain_without_parameters_skips() -> None
     result = _result(report, GRADCHECK)
     assert result.status == "skipped", result
     assert "out of the module's domain" in result.message
+
+
+def test_an_input_torch_refuses_gradients_for_is_left_out_not_called_no_float64_path() -> None:
+    # soft_margin_loss is not differentiable with respect to its target: the call raises as soon as the
+    # target asks for a gradient, which says nothing of the module's float64 path.
+    result = _result(
+        check(
+            nn.SoftMarginLoss(),
+            Module,
+            example_inputs=(torch.tensor([0.3, -0.2, 0.5]), torch.tensor([1.0, -1.0, 1.0])),
+            gradcheck=True,
+        ),
+        GRADCHECK,
+    )
+    assert result.status == "skipped", result
+    assert "no float64 path" not in result.message
+    assert "no trainable parameter to check instead" in result.message

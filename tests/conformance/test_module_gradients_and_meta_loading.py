@@ -97,17 +97,6 @@ def test_gradcheck_passes_on_torch_modules_and_says_how_many_elements_it_perturb
     assert "38 element(s) perturbed (1 floating-point input(s), 4 trainable parameter(s)" in result.message
 
 
-def test_a_once_differentiable_backward_is_checked_first_order_and_noted() -> None:
-    result = _result(
-        check(
-            _seeded(lambda: OnceDifferentiableSiLU(3, 2)), Module, example_inputs=_inputs(), gradcheck=True
-        ),
-        GRADCHECK,
-    )
-    assert result.status == "passed", result
-    assert "second-order gradients not checked" in result.message
-
-
 def test_an_integer_input_checks_the_parameters_only() -> None:
     report = check(
         _seeded(lambda: nn.Embedding(10, 3)),

@@ -516,6 +516,7 @@ HOWTO_PAGES: dict[str, str] = {
     "collate_fn": "howto/padding.md",
     "compile": "howto/compile-export.md",
     "export": "howto/compile-export.md",
+    "gradcheck": "howto/gradcheck.md",
     "dtypes": "howto/dtypes.md",
 }
 # The how-to page of each argument of Target and check() that is not an option (their descriptions are

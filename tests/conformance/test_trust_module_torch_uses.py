@@ -248,7 +248,7 @@ def test_a_difference_only_after_dynamo_is_said_to_come_from_aot_autograd(
 ) -> None:
     # A stand-in for AOTAutograd mis-tracing a module: a backend that adds 1 to every graph output.
     # TorchDynamo alone ("eager") matches, so the message names the later stage.
-    from torchcontract.conformance.checks.module import functional as module_checks
+    from torchcontract.conformance.checks.module import compiled as module_checks
 
     def off_by_one(graph: Any, example_inputs: Any) -> Any:
         def run(*args: Any) -> Any:

@@ -377,6 +377,51 @@ class CompileOnlyPathDropsBias(nn.Linear):
         return super().forward(x)
 
 
+class LoadStateDictDropsAssign(nn.Linear):
+    """Renames a legacy checkpoint's keys, then calls super().load_state_dict without passing assign on:
+    loaded into a module built on meta, its tensors stay on meta."""
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        upgraded = {key.replace("w.", "weight."): value for key, value in state_dict.items()}
+        return super().load_state_dict(upgraded, strict)
+
+
+class _GradientDoubledWhenCompiling(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * 2 if torch.compiler.is_compiling() else grad  # a "compile-friendly" backward, wrong
+
+
+class CompiledBackwardDiffers(nn.Linear):
+    """The same forward compiled or not; a custom backward that takes another path under compilation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _GradientDoubledWhenCompiling.apply(super().forward(x))
+
+
+class _SiLUWithWrongBackward(torch.autograd.Function):
+    """x * sigmoid(x), with a hand-written backward that forgets the product rule's second term."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x * torch.sigmoid(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * torch.sigmoid(x)  # missing + x * sigmoid(x) * (1 - sigmoid(x))
+
+
+class FusedSiLUWrongBackward(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _SiLUWithWrongBackward.apply(super().forward(x))
+
+
 class BranchesOnTensorValue(nn.Linear):
     """A Python branch on a tensor's value: torch.export cannot trace it (torch.cond can)."""
 
@@ -621,10 +666,24 @@ MUTANTS = [
             _seeded(PositionalScaleWithoutReset),
             kwargs={**_MODULE_INPUTS, "factory": PositionalScaleWithoutReset},
             message_contains=("'frequencies' still holds the uninitialised values", "reset_parameters()")),
+    _mutant(protocols.Module, "torch_load_state_dict_drops_assign", "module.loads_on_meta_device_with_assign",
+            "a load_state_dict override that does not pass assign= on",
+            _seeded(lambda: LoadStateDictDropsAssign(3, 2)),
+            kwargs={**_MODULE_INPUTS, "factory": lambda: LoadStateDictDropsAssign(3, 2)},
+            message_contains=("'weight', 'bias' are still on meta", "does not pass assign=")),
     _mutant(protocols.Module, "torch_compile_only_path", "module.compile_matches_eager",
             "a path taken only under torch.compiler.is_compiling() forgets the bias",
             _seeded(lambda: CompileOnlyPathDropsBias(3, 2)), kwargs={**_MODULE_INPUTS, "compile": True},
             message_contains=("backend='eager'", "torch.compiler.is_compiling()")),
+    _mutant(protocols.Module, "torch_backward_differs_when_compiling", "module.compile_gradients_match_eager",
+            "a custom backward that doubles the gradient under torch.compiler.is_compiling()",
+            _seeded(lambda: CompiledBackwardDiffers(3, 2)), kwargs={**_MODULE_INPUTS, "compile": True},
+            message_contains=(".grad of 'weight'", "in train mode", "backend='eager'")),
+    _mutant(protocols.Module, "torch_custom_backward_wrong", "module.gradients_match_finite_differences",
+            "a fused SiLU whose hand-written backward forgets a term",
+            _seeded(lambda: FusedSiLUWrongBackward(3, 2)),
+            kwargs={**_MODULE_INPUTS, "gradcheck": True},
+            message_contains=("disagree with finite differences", "numerical:", "element(s) perturbed")),
     _mutant(protocols.Module, "torch_branch_on_tensor_value", "module.export_matches_eager",
             "a Python branch on x.sum().item()", _seeded(lambda: BranchesOnTensorValue(3, 2)),
             kwargs={**_MODULE_INPUTS, "export": True},

@@ -44,6 +44,7 @@ __all__ = [
     "COMPILE_OFF",
     "EXPORT_OFF",
     "FACTORY_OFF",
+    "GRADCHECK_OFF",
     "OWN_WORK_LIMIT",
     "WORLD_SIZE_OFF",
     "CheckedTarget",
@@ -67,6 +68,10 @@ FACTORY_OFF = (
 )
 COMPILE_OFF = "opt-in: declare compile=True to check torch.compile (slow: seconds per module)"
 EXPORT_OFF = "opt-in: declare export=True to check torch.export (slow: seconds per module)"
+GRADCHECK_OFF = (
+    "opt-in: declare gradcheck=True to compare the gradients with finite differences in float64 "
+    "(torch.autograd.gradcheck and gradgradcheck; slow: float64 forward and double-backward passes)"
+)
 ACCELERATOR_OFF = "compares a CUDA device with the CPU; runs with device='cuda'"
 
 # torchcontract's own work in a check (comparing what the object returned) is not charged to the

@@ -305,7 +305,9 @@ class Options:
             copy, so that state rebuilt at construction (a non-persistent buffer such as rotary frequencies)
             is not mistaken for lost state, and state that only a fitted object holds is caught;
             `module.builds_on_meta_device` builds one under `torch.device("meta")`, allocates it with
-            `to_empty` and loads `m.state_dict()` (FSDP's and torchtitan's initialisation): `check(model,
+            `to_empty` and loads `m.state_dict()` (FSDP's and torchtitan's initialisation), and
+            `module.loads_on_meta_device_with_assign` loads it into one built on meta with `assign=True`
+            (accelerate's and transformers' loading): `check(model,
             Module, example_inputs=(x,), factory=lambda: MyNet(hidden=16))`""",
         ),
     )
@@ -359,6 +361,19 @@ class Options:
             help="""a Module that is exported: `module.export_matches_eager` applies (`torch.export.export`
             with the example inputs); off by default, for the same reason as `compile`: `check(model, Module,
             example_inputs=(x,), export=True)`""",
+        ),
+    )
+    gradcheck: bool = field(
+        default=False,
+        metadata=_about(
+            _flag,
+            shown="gradcheck=True",
+            help="""a Module whose gradients are to be compared with finite differences:
+            `module.gradients_match_finite_differences` applies (`torch.autograd.gradcheck` and
+            `gradgradcheck` in float64, fast mode, on a deep copy, over the floating-point inputs and the
+            trainable parameters; a wrong custom `autograd.Function.backward` fails it); off by default, as
+            it takes float64 forward and double-backward passes (seconds on a large model): give small example
+            inputs, `check(model, Module, example_inputs=(x[:1],), gradcheck=True)`""",
         ),
     )
     dtypes: tuple[Any, ...] | None = field(

@@ -33,7 +33,8 @@ Severity = Literal["required", "recommended"]
 # (session.missing_needs): an installed torch, a CUDA device, example inputs, DataLoader worker
 # processes, a process group, the target's world_size (the clauses across ranks);
 # "accelerator": compares a CUDA device with the CPU (a per-device check, skipped on device "cpu");
-# "factory", "compile", "export": the target's factory= and the opt-in declarations of the same names;
+# "factory", "compile", "export", "gradcheck": the target's factory= and the opt-in declarations of the
+# same names;
 # "fresh_interpreter": rebuilds the object in torchcontract's fresh interpreter (which a run with
 # such a check starts early, overlapping the checks before it).
 Need = Literal[
@@ -47,6 +48,7 @@ Need = Literal[
     "factory",
     "compile",
     "export",
+    "gradcheck",
     "fresh_interpreter",
 ]
 # What a check may change of the object, which decides what the engine snapshots before the check and

@@ -30,6 +30,7 @@ from torchcontract.conformance._core.context import (
     COMPILE_OFF,
     EXPORT_OFF,
     FACTORY_OFF,
+    GRADCHECK_OFF,
     OWN_WORK_LIMIT,
     WORLD_SIZE_OFF,
     CheckedTarget,
@@ -500,6 +501,8 @@ def missing_needs(spec: Check, target: CheckedTarget, device: str) -> str | None
         return COMPILE_OFF
     if "export" in spec.needs and not options.export:
         return EXPORT_OFF
+    if "gradcheck" in spec.needs and not options.gradcheck:
+        return GRADCHECK_OFF
     if "accelerator" in spec.needs and device.split(":")[0] == "cpu":
         return ACCELERATOR_OFF
     if (spec.per_device and device.startswith("cuda")) or "cuda" in spec.needs:

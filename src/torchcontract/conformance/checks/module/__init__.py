@@ -10,9 +10,10 @@ copy was taken before either call, so a module drawing from the global RNGs or f
 its own draws the same numbers in both.
 
 
-The clauses are in four files, in SPEC.md's order: :mod:`.protocol` (any module), :mod:`.devices`,
-:mod:`.training` (gradients and dtypes) and :mod:`.functional` (``functional_call``, the meta device,
-``torch.compile`` and ``torch.export``), with what they share in :mod:`._shared`; importing this
+The clauses are in six files, in SPEC.md's order: :mod:`.protocol` (any module), :mod:`.devices`,
+:mod:`.training` (gradients and dtypes), :mod:`.functional` (``functional_call``, the meta device),
+:mod:`.compiled` (``torch.compile``, forward and backward, and ``torch.export``) and :mod:`.gradcheck`
+(gradients against finite differences), with what they share in :mod:`._shared`; importing this
 package registers them in that order.
 """
 
@@ -21,7 +22,9 @@ from torchcontract.conformance.checks.module import protocol
 from torchcontract.conformance.checks.module import devices
 from torchcontract.conformance.checks.module import training
 from torchcontract.conformance.checks.module import functional
+from torchcontract.conformance.checks.module import compiled
+from torchcontract.conformance.checks.module import gradcheck
 
 # isort: on
 
-__all__ = ["devices", "functional", "protocol", "training"]
+__all__ = ["compiled", "devices", "functional", "gradcheck", "protocol", "training"]

@@ -1,9 +1,10 @@
-"""The Module clauses on calling a module other ways (torch modules only): ``torch.func.functional_call``,
-construction on the meta device, ``torch.compile`` and ``torch.export``."""
+"""The Module clauses on calling and building a module other ways (torch modules only):
+``torch.func.functional_call`` and construction on the meta device (allocated with ``to_empty``, or
+loaded with ``load_state_dict(assign=True)``)."""
 
 from __future__ import annotations
 
-import sys
+import copy
 import warnings
 from typing import Any
 
@@ -16,6 +17,8 @@ from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import (
     close_difference,
     describe,
+    is_tensor,
+    leaves,
 )
 from torchcontract.conformance._values.convert import on_device
 from torchcontract.conformance.checks._calling import (
@@ -29,14 +32,12 @@ from torchcontract.conformance.checks._calling import (
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
     clone_tensor,
-    deep_copy,
     first_line,
     frozen_output,
     listed,
     perturb,
     seeded,
     seeded_note,
-    structure_difference,
     torch_module,
 )
 from torchcontract.conformance.checks.module.protocol import deepcopy_is_independent, state_dict_round_trip
@@ -224,22 +225,16 @@ def _uninitialised(torch: Any, tensor: Any) -> None:
             tensor.fill_(float("nan"))
 
 
-@register_check(
-    protocol=Module,
-    severity="recommended",
-    needs=("torch", "example_inputs", "factory"),
-    requires=(state_dict_round_trip, eval_is_deterministic),
-    since="0.1.0",
-)
-def builds_on_meta_device(ctx: Context) -> None:
-    """The target's factory, under ``torch.device('meta')``, builds the module with every parameter and
-    buffer on meta; after ``to_empty(device='cpu')`` (its values uninitialised), ``reset_parameters()``
-    on every submodule that has one and ``load_state_dict(m.state_dict())``, it computes m's outputs."""
-    torch = torch_module(ctx)
+META_BUILD = "with torch.device('meta'): built = factory()"
+
+
+def _built_on_meta(ctx: Context, torch: Any) -> Any:
+    """``with torch.device('meta'): built = factory()``: the module built, every parameter and buffer on
+    meta (a failure otherwise, naming the tensors allocated)."""
     factory = ctx.options.factory
     if factory is None:  # the engine skips the check first (it needs "factory"): this narrows the type
         ctx.skip(FACTORY_OFF)
-    build = "with torch.device('meta'): built = factory()"
+    build = META_BUILD
     with torch.device("meta"):
         built = ctx.attempt(build, factory)
     if isinstance(built, Exception):
@@ -268,6 +263,23 @@ def builds_on_meta_device(ctx: Context) -> None:
             "the construction meant to allocate none)",
             reproduce=f"{build}; [n for n, t in built.state_dict().items() if not t.is_meta]",
         )
+    return built
+
+
+@register_check(
+    protocol=Module,
+    severity="recommended",
+    needs=("torch", "example_inputs", "factory"),
+    requires=(state_dict_round_trip, eval_is_deterministic),
+    since="0.1.0",
+)
+def builds_on_meta_device(ctx: Context) -> None:
+    """The target's factory, under ``torch.device('meta')``, builds the module with every parameter and
+    buffer on meta; after ``to_empty(device='cpu')`` (its values uninitialised), ``reset_parameters()``
+    on every submodule that has one and ``load_state_dict(m.state_dict())``, it computes m's outputs."""
+    torch = torch_module(ctx)
+    build = META_BUILD
+    built = _built_on_meta(ctx, torch)
     if ctx.call("built.modules()", has_lazy_tensors, built):
         _dry_run_on_meta(ctx, torch, built, build)
     ctx.call("built.to_empty(device='cpu')", built.to_empty, device="cpu")
@@ -353,173 +365,116 @@ def _dry_run_on_meta(ctx: Context, torch: Any, built: Any, build: str) -> None:
         )
 
 
-# The backends of module.compile_matches_eager: "aot_eager" runs the graphs TorchDynamo captures
-# through AOTAutograd's tracing and decompositions (what torch.compile's default backend sees, without
-# inductor's generated code and its compiler); "eager" runs them as captured, and is compiled only
-# after a difference, to say which stage makes it (one compile instead of two when the module passes).
-COMPILE_BACKEND = "aot_eager"
+def _non_persistent_buffers(module: Any) -> list[str]:
+    """The full names of the buffers a module leaves out of its state dict (registered with
+    ``persistent=False``)."""
+    return [
+        f"{prefix}.{name}" if prefix else name
+        for prefix, sub in module.named_modules()
+        for name in sub._non_persistent_buffers_set
+        if sub._buffers.get(name) is not None
+    ]
 
 
-DYNAMO_ONLY_BACKEND = "eager"
+def _set_buffer(module: Any, name: str, value: Any) -> None:
+    owner, _, leaf = name.rpartition(".")
+    setattr(module.get_submodule(owner), leaf, value)
 
 
-def _reset_compiler() -> None:
-    """Drop TorchDynamo's caches (if it was ever imported): each compile starts afresh, and the
-    compiled code does not outlive the check (nor count towards the recompilation limit of the next)."""
-    dynamo = sys.modules.get("torch._dynamo")
-    if dynamo is not None:
-        dynamo.reset()
+def _first_warning(said: list[warnings.WarningMessage]) -> str:
+    lines = str(said[0].message).strip().splitlines()
+    return lines[0] if lines else said[0].category.__name__
 
 
-@register_check(
-    protocol=Module,
-    severity="required",
-    needs=("torch", "example_inputs", "compile"),
-    requires=(deepcopy_is_independent, eval_is_deterministic),
-    per_dtype=True,
-    since="0.1.0",
-)
-def compile_matches_eager(ctx: Context) -> None:
-    """With the declaration compile=True: torch.compile of a deep copy with the "aot_eager" backend
-    returns the eager outputs in eval mode (within assert_close's tolerances); on a difference, the
-    "eager" backend says whether TorchDynamo's capture or AOTAutograd makes it."""
-    torch = torch_module(ctx)
-    call = args_text(ctx)
-    with eval_mode(ctx.obj), seeded(ctx):
-        expected = call_module(ctx, ctx.obj)
-    found = _compiled_difference(ctx, torch, COMPILE_BACKEND, expected)
-    if found is None:
-        return
-    dynamo_only = _compiled_difference(ctx, torch, DYNAMO_ONLY_BACKEND, expected)
-    if dynamo_only is None:
-        where = (
-            f"; with backend={DYNAMO_ONLY_BACKEND!r} (TorchDynamo's graphs run as captured) it matches, "
-            "so the difference comes from AOTAutograd's tracing"
-        )
-        backend = COMPILE_BACKEND
-    else:  # TorchDynamo's capture: the cause, named as such
-        where = f" (with backend={COMPILE_BACKEND!r} too)"
-        backend, found = DYNAMO_ONLY_BACKEND, dynamo_only
-    what = _compiled_call(backend, call)
-    reproduce = f"torch.compile(copy.deepcopy(m).eval(), backend={backend!r})({call}) vs m.eval()({call})"
-    if isinstance(found, Exception):
-        ctx.fail(
-            f"{what} raised {type(found).__name__}: {first_line(found)}{where}; expected the eager "
-            "output (TorchDynamo falls back to Python where it cannot capture a graph, so an error "
-            "here is one the compiled module raises in training too)",
-            reproduce=reproduce,
-        )
-    ctx.fail(
-        f"{what} differs from m({call}) ({found}){where}{seeded_note(ctx)}; expected the eager output "
-        "(a code path taken only under compilation, torch.compiler.is_compiling(), or Python "
-        "state read in forward that the compiled graph captured as a constant)",
-        reproduce=reproduce,
-    )
+def _meta_leaves(output: Any) -> list[str]:
+    """The paths of the output's tensors that are on the meta device (no values)."""
+    return [path or "<the output>" for path, leaf in leaves(output) if is_tensor(leaf) and leaf.is_meta]
 
 
-def _compiled_call(backend: str, call: str) -> str:
-    return f"torch.compile(copy.deepcopy(m), backend={backend!r})({call})"
-
-
-def _compiled_difference(ctx: Context, torch: Any, backend: str, expected: Any) -> str | Exception | None:
-    """How ``torch.compile(copy.deepcopy(m), backend=backend)`` in eval mode differs from ``expected``
-    (the eager outputs): a description, the exception it raised, or None."""
-    clone = deep_copy(ctx)
-    what = _compiled_call(backend, args_text(ctx))
-    _reset_compiler()
-    try:
-        compiled = ctx.call(
-            f"torch.compile(copy.deepcopy(m), backend={backend!r})", torch.compile, clone, backend=backend
-        )
-        with eval_mode(clone, "copy.deepcopy(m)"), seeded(ctx):
-            output = ctx.attempt(what, compiled, *fresh_inputs(ctx), **fresh_kwargs(ctx))
-    finally:
-        _reset_compiler()
-    if isinstance(output, Exception):
-        return output
-    if ctx.options.deterministic:
-        return close_difference(output, expected)
-    return structure_difference(output, expected)
-
-
-def _opaque_output(torch: Any, output: Any) -> str | None:
-    """The type of the first leaf of ``output`` that torch.export cannot return (an object that is not a
-    tensor, a Python scalar or None, nor a registered pytree node: a distribution), or None."""
-    try:
-        found = torch.utils._pytree.tree_leaves(output)
-    except Exception:
-        return None
-    for leaf in found:
-        if not isinstance(leaf, (torch.Tensor, bool, int, float, complex, str, type(None))):
-            kind = type(leaf)
-            return f"a {kind.__module__}.{kind.__qualname__}"
-    return None
+ASSIGN_LOAD = "built.load_state_dict(copy.deepcopy(m.state_dict()), assign=True)"
 
 
 @register_check(
     protocol=Module,
-    severity="required",
-    needs=("torch", "example_inputs", "export"),
-    requires=(deepcopy_is_independent, eval_is_deterministic),
-    per_dtype=True,
+    severity="recommended",
+    needs=("torch", "example_inputs", "factory"),
+    requires=(state_dict_round_trip, eval_is_deterministic),
     since="0.1.0",
 )
-def export_matches_eager(ctx: Context) -> None:
-    """With the declaration export=True: torch.export.export of a deep copy in eval mode, with the
-    example inputs, succeeds, and the exported program's module returns the eager outputs."""
+def loads_on_meta_device_with_assign(ctx: Context) -> None:
+    """The target's factory, under ``torch.device('meta')``, builds a module that
+    ``load_state_dict(state_dict, assign=True)`` materialises: every parameter and persistent buffer
+    takes the loaded tensor, and (its non-persistent buffers set from m, as they are in no state dict)
+    it computes m's outputs."""
     torch = torch_module(ctx)
-    call = args_text(ctx)
-    with eval_mode(ctx.obj), seeded(ctx):
-        expected = call_module(ctx, ctx.obj)
-    clone = deep_copy(ctx)
-    ctx.call("clone.eval()", clone.eval)
-    keywords = ", kwargs" if ctx.example_kwargs else ""
-    what = f"torch.export.export(copy.deepcopy(m).eval(), tuple(inputs){keywords})"
-    # torch's own modules warn while they export (nn.GRU: "tensor attributes ... were assigned during
-    # export"): what the tracer says is kept as a note, not printed into the user's run.
+    built = _built_on_meta(ctx, torch)
+    # A copy, as a checkpoint's tensors are: assign=True makes the loaded tensors built's own, and m's
+    # must not be shared with it.
+    state = ctx.call("copy.deepcopy(m.state_dict())", lambda: copy.deepcopy(ctx.obj.state_dict()))
+    # torch warns of each tensor copied into a meta one (a no-op): said in the failure, not printed.
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
-        try:
-            program = ctx.attempt(
-                what, torch.export.export, clone, tuple(fresh_inputs(ctx)), fresh_kwargs(ctx)
-            )
-        finally:
-            _reset_compiler()
-    if said:
-        first = str(said[0].message).strip().splitlines()
-        more = f" (and {len(said) - 1} more)" if len(said) > 1 else ""
-        ctx.note(f"torch.export warned: {first[0] if first else said[0].category.__name__}{more}")
-    if isinstance(program, Exception):
-        opaque = _opaque_output(torch, expected)
+        loaded = ctx.attempt(ASSIGN_LOAD, built.load_state_dict, state, assign=True)
+    reproduce = f"{META_BUILD}; {ASSIGN_LOAD}; built({args_text(ctx)}) == m({args_text(ctx)})"
+    if isinstance(loaded, Exception):
+        ctx.fail(
+            f"after {META_BUILD}, {ASSIGN_LOAD} raised {type(loaded).__name__}: {first_line(loaded)}; "
+            "expected the state dict to load (accelerate, torchtitan and transformers load checkpoints "
+            "into a model built on meta this way: an override of load_state_dict must accept and pass "
+            "on assign=)",
+            reproduce=reproduce,
+        )
+    rebuilt = ctx.call("<built's non-persistent buffers>", _non_persistent_buffers, built)
+    own_buffers = ctx.call("m.named_buffers()", lambda: dict(ctx.obj.named_buffers()))
+    copied = [name for name in rebuilt if name in own_buffers]
+    for name in copied:
+        value = own_buffers[name].detach().clone()
+        ctx.call(f"<built.{name} = m.{name}.clone()>", _set_buffer, built, name, value)
+    if copied:
+        ctx.note(
+            f"non-persistent buffer(s) {listed(copied)} set from m: no state dict holds them, so loading "
+            "code recomputes them (they stay on meta otherwise)"
+        )
+    tensors = ctx.call("built.named_parameters(), built.named_buffers()", _tensors_by_name, built)
+    still = [name for name, tensor in tensors.items() if tensor.is_meta]
+    if still:
+        in_state = [name for name in still if name in state]
         cause = (
-            f"m({call}) returns {opaque}, which is not a pytree of tensors: torch.export's outputs must "
-            "be (register the type with torch.utils._pytree.register_pytree_node, or return its tensors)"
-            if opaque is not None
-            else "a Python branch on a tensor's value, .item() or .tolist() in forward needs torch.cond "
-            "or torch._check"
+            f"{listed(in_state)} {'is' if len(in_state) == 1 else 'are'} in the state dict and were not "
+            "assigned: a load_state_dict override that does not pass assign= on to "
+            "super().load_state_dict, or a _load_from_state_dict override that copies into the existing "
+            "tensors (param.copy_(...)) instead of assigning when local_metadata['assign_to_params_buffers']"
+            if in_state
+            else "they are in no state dict: a tensor that construction computes belongs in a buffer "
+            "(persistent if loading is to restore it)"
         )
+        warned = f" (torch warned: {_first_warning(said)})" if said else ""
         ctx.fail(
-            f"{what} raised {type(program).__name__}: {first_line(program)}; expected the module to "
-            f"export (ExecuTorch, AOTInductor and ONNX's dynamo exporter start from torch.export: {cause})",
-            reproduce=what,
+            f"after {META_BUILD}; {ASSIGN_LOAD}, {listed(still)} {'is' if len(still) == 1 else 'are'} "
+            f"still on meta{warned}; expected every parameter and buffer to hold the loaded tensor ({cause})",
+            reproduce=f"{META_BUILD}; {ASSIGN_LOAD}; [n for n, t in built.state_dict().items() if t.is_meta]",
         )
-    exported = f"{what}.module()({call})"
-    with seeded(ctx):
-        output = ctx.attempt(exported, lambda: program.module()(*fresh_inputs(ctx), **fresh_kwargs(ctx)))
-    reproduce = f"{exported} vs m.eval()({call})"
-    if isinstance(output, Exception):
-        ctx.fail(
-            f"{exported} raised {type(output).__name__}: {first_line(output)}; expected the eager output",
-            reproduce=reproduce,
-        )
-    found = (
-        close_difference(output, expected)
-        if ctx.options.deterministic
-        else structure_difference(output, expected)
+    call = args_text(ctx)
+    with eval_mode(ctx.obj), seeded(ctx):
+        expected = call_module(ctx, ctx.obj)
+    with eval_mode(built, "built"), seeded(ctx):
+        output = ctx.attempt(f"built({call})", built, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    on_meta = [] if isinstance(output, Exception) else _meta_leaves(output)
+    found: str | None
+    if on_meta:
+        found = f"output{on_meta[0]} is a tensor on meta, without values"
+    elif isinstance(output, Exception):
+        found = f"it raised {type(output).__name__}: {first_line(output)}"
+    else:
+        found = close_difference(output, expected)
+    if found is None:
+        return
+    ctx.fail(
+        f"after {META_BUILD}; {ASSIGN_LOAD}, built({call}) differs from m({call}) ({found})"
+        f"{seeded_note(ctx)}; expected equal outputs (forward reads a tensor that loading does not "
+        "replace: a reference to a parameter kept from __init__, such as a tuple of weights or a view "
+        "self.weight_t = self.weight.t(), still points at the meta tensor that assign=True replaced; read "
+        "parameters from the module in forward, or refresh such references in __setattr__ as "
+        "nn.RNNBase does)",
+        reproduce=reproduce,
     )
-    if found:
-        ctx.fail(
-            f"{exported} differs from m({call}) ({found}); expected the eager output (export traces one "
-            "path for the example inputs: Python state or a branch read in forward is fixed in the program)",
-            reproduce=reproduce,
-        )

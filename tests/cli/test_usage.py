@@ -3,6 +3,7 @@ TypeError/ValueError (API), each naming what was wrong."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -55,6 +56,84 @@ def test_an_unknown_device_is_a_usage_error(tmp_path: Path, device: str) -> None
     result = _cli(tmp_path, "check", "objs:ds", "--protocol", "MapDataset", "--device", device)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "--device" in result.stderr
+
+
+LOADERS = """
+from torch.utils.data import DataLoader
+
+from torchcontract.conformance import Target
+from torchcontract.protocols import Loader, MapDataset
+
+loader = DataLoader(range(8), batch_size=2)
+first = Target([1, 2, 3], MapDataset, name="first")
+too_many_ranks = Target(DataLoader(range(8), batch_size=2), Loader, name="too_many_ranks", world_size=100)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        (("objs:loader", "--protocol", "Loader", "-o", "world_size=100"), "objs:loader"),
+        (("objs:first", "objs:too_many_ranks"), "too_many_ranks"),
+    ],
+    ids=["option", "target"],
+)
+def test_a_world_size_beyond_the_started_ranks_is_a_usage_error(
+    tmp_path: Path, args: tuple[str, ...], name: str
+) -> None:
+    pytest.importorskip("torch")
+    (tmp_path / "objs.py").write_text(LOADERS, encoding="utf-8")
+    result = _cli(tmp_path, "check", *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    refusal = (
+        f"torchcontract check: error: target {name!r}: world_size is 100, more ranks than torchcontract "
+        "starts as processes on this machine (at most 64: one process each); run a larger group under "
+        "torchrun, where the job's own process group is used"
+    )
+    assert result.stderr.strip().splitlines() == [refusal]
+    assert result.stdout == ""  # refused before any target was checked
+
+
+@pytest.mark.parametrize(
+    ("spec", "way_out"),
+    [
+        (
+            "src/mypkg/targets.py",
+            (
+                "'src/mypkg/targets.py' is a file path; give the module's dotted name as Python imports it "
+                "(such as 'mypkg.targets')"
+            ),
+        ),
+        (
+            "./mypkg/targets.py:ds",
+            (
+                "'./mypkg/targets.py' is a file path; give the module's dotted name as Python imports it "
+                "(such as 'mypkg.targets')"
+            ),
+        ),
+        ("mypkg.targets.ds", "to name 'ds' of module 'mypkg.targets', write mypkg.targets:ds"),
+        ("notapackage.targets", "is the package 'notapackage' installed in this environment"),
+    ],
+)
+def test_a_module_that_cannot_be_imported_says_the_way_out(tmp_path: Path, spec: str, way_out: str) -> None:
+    package = tmp_path / "src" / "mypkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "targets.py").write_text("ds = [1, 2, 3]\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "torchcontract.conformance.cli", "check", spec, "--protocol", "MapDataset"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "src"), *sys.path])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("torchcontract check: error: ")
+    assert way_out in line
 
 
 def test_an_unknown_device_is_a_value_error_at_the_api() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -117,3 +118,31 @@ def test_torchdata_stateful_dataloader_passes(kind: str) -> None:
     assert bad == [], str(report)
     if shuffled:
         assert {r.check_id: r.status for r in report.results}[NEXT_EPOCH] == "xfailed", str(report)
+
+
+class Position:
+    """A resume position kept as an object of its own: torch.load(weights_only=True) refuses it."""
+
+    def __init__(self, state: Mapping[str, Any]) -> None:
+        self.state = dict(state)
+
+
+class PositionAsObject(Resumable):
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": Position(super().state_dict())}
+
+    def load_state_dict(self, state: Mapping[str, Any], /) -> None:
+        super().load_state_dict(state["position"].state)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
+def test_an_unportable_state_names_the_leaf_and_torchs_reason_in_plain_text() -> None:
+    report = check(PositionAsObject(), Stateful)
+    (result,) = [r for r in report.results if r.check_id == "stateful.state_is_portable"]
+    assert result.status == "failed", str(report)
+    assert "\x1b" not in result.message
+    assert result.message.startswith(
+        "the state did not survive torch.save / torch.load(weights_only=True): state['position'] = "
+    )
+    assert "(UnpicklingError: Unsupported global: GLOBAL " in result.message
+    assert "Position was not an allowed global by default); expected tensors" in result.message

@@ -33,6 +33,7 @@ import inspect
 import json
 import operator
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -99,6 +100,18 @@ def _parse_option(text: str) -> tuple[str, object]:
 
 
 def _import(module_name: str) -> Any:
+    if (
+        "/" in module_name
+        or os.sep in module_name
+        or (module_name.endswith(".py") and os.path.isfile(module_name))
+    ):
+        parts = [part for part in re.split(r"[/\\]", module_name.removesuffix(".py")) if part.strip(".")]
+        if len(parts) > 1 and parts[0] == "src":  # the src layout: the package is what src holds
+            parts = parts[1:]
+        raise UsageError(
+            f"{module_name!r} is a file path; give the module's dotted name as Python imports it (such as "
+            f"{'.'.join(parts)!r})"
+        )
     # Like `python -m`: modules in the current directory are importable.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -110,7 +123,29 @@ def _import(module_name: str) -> Any:
             "module's script code with if __name__ == '__main__':"
         ) from None
     except Exception as error:
-        raise UsageError(f"cannot import {module_name!r}: {type(error).__name__}: {error}") from error
+        hint = _import_hint(module_name, error)
+        raise UsageError(f"cannot import {module_name!r}: {type(error).__name__}: {error}{hint}") from error
+
+
+def _import_hint(module_name: str, error: Exception) -> str:
+    """The way out of a module name that could not be imported: an attribute written with a dot
+    instead of ``:``, or a package that is not on the import path."""
+    if not isinstance(error, ModuleNotFoundError):
+        return ""
+    parent, _, attribute = module_name.rpartition(".")
+    if parent and error.name == module_name:
+        try:
+            found = hasattr(importlib.import_module(parent), attribute)
+        except Exception:  # the parent is no module either: nothing better to say
+            found = False
+        if found:
+            return f"; to name {attribute!r} of module {parent!r}, write {parent}:{attribute}"
+    if error.name == module_name.partition(".")[0]:
+        return (
+            f"; is the package {module_name.partition('.')[0]!r} installed in this environment "
+            f"({sys.executable}), or on PYTHONPATH? The current directory is importable, as with python -m"
+        )
+    return ""
 
 
 def _load(spec: str) -> Any:
@@ -214,7 +249,17 @@ def _targets(specs: Sequence[str], args: argparse.Namespace) -> list[Target]:
         )
     if args.isolate:
         targets = [target if target.options.isolate else target.replace(isolate=True) for target in targets]
+    for target in targets:  # refused before any target is checked
+        _validate_run(target, args)
     return targets
+
+
+def _validate_run(target: Target, args: argparse.Namespace) -> None:
+    """What the target cannot be run with (more ranks than torchcontract starts, say): a usage error."""
+    try:
+        target.validate_run(args.device, args.time_budget)
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
 
 
 def device_argument(text: str) -> str:

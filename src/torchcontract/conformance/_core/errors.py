@@ -9,7 +9,9 @@ unless it escaped from a call into the object (:func:`unexpected` describes that
 
 from __future__ import annotations
 
-import traceback
+import re
+
+from torchcontract.conformance._runtime.origin import raised_at
 
 __all__ = [
     "GRACE_S",
@@ -19,6 +21,7 @@ __all__ = [
     "CheckUnverified",
     "ConformanceWarning",
     "HungCall",
+    "plain_message",
     "unexpected",
 ]
 
@@ -28,6 +31,17 @@ GRACE_S = 2.0
 
 # Where an internal error of torchcontract (never the object's failure) asks to be reported.
 ISSUES_URL = "https://github.com/torchcontract/torchcontract/issues"
+
+
+# A terminal's escape sequences (colours, bold: "\x1b[1m"), which some libraries put in their exceptions'
+# messages (torch.load's weights-only error): CSI sequences, OSC sequences, and any other lone escape.
+_TERMINAL_CODES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-_])?")
+
+
+def plain_message(text: str) -> str:
+    """``text`` without terminal escape sequences: a result's message is read in logs, JUnit XML, JSON
+    and Markdown, where they show as garbage or hide what follows."""
+    return _TERMINAL_CODES.sub("", text)
 
 
 class ConformanceWarning(UserWarning):
@@ -59,10 +73,10 @@ class HungCall(BaseException):
 
 
 def unexpected(what: str, error: BaseException) -> str:
-    """The failure message of an object call ``what`` that raised ``error``: where it was raised, and
-    the call as the reproducer."""
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    """The failure message of an object call ``what`` that raised ``error``: where it was raised (in
+    the object's code: a built-in's exception names no place), and the call as the reproducer."""
+    location = raised_at(error)
+    where = f" ({location})" if location else ""
     return (
         f"{what} raised {type(error).__name__}: {error}{where}; expected it to succeed.\n  reproduce: {what}"
     )

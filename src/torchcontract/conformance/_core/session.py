@@ -47,6 +47,7 @@ from torchcontract.conformance._core.errors import (
     CheckSkipped,
     CheckUnverified,
     HungCall,
+    plain_message,
     unexpected,
 )
 from torchcontract.conformance._core.process_group import in_process_group
@@ -215,7 +216,7 @@ class Session:
             protocol=spec.protocol_name,
             severity=spec.severity,
             status=status,
-            message=message,
+            message=plain_message(message),
             duration_s=round(duration_s, 6),
             device=self.device if spec.per_device else None,
             dtype=dtype,

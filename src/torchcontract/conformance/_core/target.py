@@ -232,8 +232,7 @@ class Target:
         """The cached state of checking this target on ``device`` (results, shared work, hangs): the
         pytest plugin runs one check per test, and each check's prerequisites only once. ``dtype``
         (one of ``options.dtype_names``): the session of the per-dtype checks in that dtype."""
-        _validate_run_arguments(device, time_budget_s)
-        self._validate_started_ranks()
+        self.validate_run(device, time_budget_s)
         if dtype is not None and dtype not in self.options.dtype_names:
             raise ValueError(f"dtype {dtype!r} is not one of target {self.name!r}'s dtypes")
         base = self.session(device, time_budget_s) if dtype is not None else None
@@ -242,6 +241,13 @@ class Target:
             if key not in self._sessions:
                 self._sessions[key] = Session(self, device, float(time_budget_s), dtype=dtype, base=base)
             return self._sessions[key]
+
+    def validate_run(self, device: object, time_budget_s: object) -> None:
+        """Raise ValueError (TypeError for a value of the wrong type) if this target cannot be checked
+        on ``device`` within ``time_budget_s`` seconds per check: what :meth:`run` and :meth:`session`
+        refuse before any check runs, for a front-end to report as a usage error first."""
+        _validate_run_arguments(device, time_budget_s)
+        self._validate_started_ranks()
 
     def _validate_started_ranks(self) -> None:
         """A loader's process-group clauses start ``world_size`` processes outside a process group
@@ -269,8 +275,7 @@ class Target:
     ) -> Report:
         """Run this target's checks (those ``select`` accepts) and return the report. Each run starts
         afresh: an object fixed since the last run is checked again."""
-        _validate_run_arguments(device, time_budget_s)
-        self._validate_started_ranks()
+        self.validate_run(device, time_budget_s)
         session = Session(self, device, float(time_budget_s))
         sessions: dict[str | None, Session] = {None: session}
         for name in self.options.dtype_names:

@@ -28,6 +28,7 @@ from torchcontract.conformance._core.context import Context, SharedKey
 from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import describe, difference, is_tensor, leaves
 from torchcontract.conformance.checks._common import END, next_item
+from torchcontract.conformance.checks.module._shared import first_line
 from torchcontract.protocols import Stateful
 
 # Keys no object writes: a state from something else.
@@ -435,8 +436,8 @@ def state_is_snapshot(ctx: Context) -> None:
 
 
 def _first_line(error: BaseException) -> str:
-    lines = str(error).splitlines()
-    return f"{type(error).__name__}: {lines[0][:160]}" if lines else type(error).__name__
+    line = first_line(error)[:160]
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
 
 
 def _round_trip(torch: Any, value: Any) -> Any:
@@ -484,12 +485,11 @@ def state_is_portable(ctx: Context) -> None:
     loaded = ctx.attempt("torch.load(<torch.save(state)>, weights_only=True)", _round_trip, torch, state)
     if isinstance(loaded, Exception):
         culprit = _unportable(ctx, torch, state)
-        which = f": {culprit}" if culprit else ""
         ctx.fail(
-            f"the state did not survive torch.save / torch.load(weights_only=True) ({_first_line(loaded)})"
-            f"{which}; expected tensors, numbers, str, bytes, None and dicts, lists and tuples of them "
-            "(torch.load defaults to weights_only=True since torch 2.6, and torch.distributed.checkpoint "
-            "stores only those)",
+            "the state did not survive torch.save / torch.load(weights_only=True): "
+            f"{culprit or _first_line(loaded)}; expected tensors, numbers, str, bytes, None and dicts, "
+            "lists and tuples of them (torch.load defaults to weights_only=True since torch 2.6, and "
+            "torch.distributed.checkpoint stores only those)",
             reproduce="buffer = io.BytesIO(); torch.save(obj.state_dict(), buffer); buffer.seek(0); "
             "torch.load(buffer, weights_only=True)",
         )

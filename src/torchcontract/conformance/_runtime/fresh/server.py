@@ -30,6 +30,7 @@ from typing import Any
 from torchcontract.conformance._runtime import lifetime
 from torchcontract.conformance._runtime.fresh.pickling import IMPORTABLE
 from torchcontract.conformance._runtime.fresh.wire import Closed, recv, send
+from torchcontract.conformance._runtime.origin import raised_at
 
 __all__ = ["ENTRY_PACKAGE", "serve"]
 
@@ -260,8 +261,7 @@ def _samples(conn: socket.socket, header: dict[str, Any], payload: bytes) -> Non
         try:
             return True, fn()
         except Exception as error:
-            frames = traceback.extract_tb(error.__traceback__)
-            where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+            where = raised_at(error) or ""
             send(conn, ("raised", what, type(error).__name__, str(error), where))
             return False, None
 

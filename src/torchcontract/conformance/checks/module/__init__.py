@@ -10,18 +10,21 @@ copy was taken before either call, so a module drawing from the global RNGs or f
 its own draws the same numbers in both.
 
 
-The clauses are in four files, in SPEC.md's order: :mod:`.protocol` (any module), :mod:`.devices`,
-:mod:`.training` (gradients and dtypes) and :mod:`.functional` (``functional_call``, the meta device,
-``torch.compile`` and ``torch.export``), with what they share in :mod:`._shared`; importing this
-package registers them in that order.
+The clauses are in six files, in SPEC.md's order: :mod:`.protocol` (any module), :mod:`.submodules`
+(their hooks run), :mod:`.pickling` (the whole module pickles), :mod:`.devices` (with the channels-last
+layout), :mod:`.training` (train mode, gradients and dtypes) and :mod:`.functional` (``functional_call``,
+the meta device, ``torch.compile`` and ``torch.export``), with what they share in :mod:`._shared`;
+importing this package registers them in that order.
 """
 
 # isort: off
 from torchcontract.conformance.checks.module import protocol
+from torchcontract.conformance.checks.module import submodules
+from torchcontract.conformance.checks.module import pickling
 from torchcontract.conformance.checks.module import devices
 from torchcontract.conformance.checks.module import training
 from torchcontract.conformance.checks.module import functional
 
 # isort: on
 
-__all__ = ["devices", "functional", "protocol", "training"]
+__all__ = ["devices", "functional", "pickling", "protocol", "submodules", "training"]

@@ -89,7 +89,7 @@ def _x() -> tuple[Any, ...]:
 def test_a_nested_submodule_called_through_forward_fails_by_its_path() -> None:
     result = _run(Net(direct=True), _x())
     assert result.status == "failed", result
-    assert "submodule 'block.fc' ran forward 1 time(s) but its forward pre-hook 0" in result.message
+    assert "submodule 'block.fc' ran forward 1 time(s), but its forward pre-hook ran 0" in result.message
     assert "self.fc(x)" in result.message
 
 

@@ -661,7 +661,7 @@ MUTANTS = [
             message_contains=("'fc.weight', 'fc.bias'", "values NaN", "sqrt")),
     _mutant(protocols.Module, "torch_submodule_forward_called_directly", "module.submodule_hooks_run",
             "self.fc.forward(x) instead of self.fc(x)", _seeded(CallsSubmoduleForward), kwargs=_MODULE_INPUTS,
-            message_contains=("submodule 'fc' ran forward 1 time(s) but its forward pre-hook 0", "FSDP2")),
+            message_contains=("'fc' ran forward 1 time(s), but its forward pre-hook ran 0", "FSDP2")),
     _mutant(protocols.Module, "torch_train_only_branch_raises", "module.train_forward_runs",
             "a train-only auxiliary head fed the wrong features", _seeded(AuxiliaryHeadOnWrongFeatures),
             kwargs=_MODULE_INPUTS,

@@ -98,23 +98,26 @@ def submodule_hooks_run(ctx: Context) -> None:
     if not wrong:
         return
     name, counts = wrong[0]
+    leaf = name.rsplit(".", 1)[-1]
     others = (
         f" ({len(wrong)} submodules: {', '.join(repr(n) for n, _ in wrong[:5])})" if len(wrong) > 1 else ""
     )
     if counts.forward > counts.pre_hook:
         cause = (
-            f"forward called directly (self.{name.rsplit('.', 1)[-1]}.forward(x)) or a __call__ that "
-            "skips the hooks"
+            f"a forward called directly (self.{leaf}.forward(x)) or a __call__ that skips the hooks "
+            f"bypasses them: call the submodule, self.{leaf}(x)"
         )
     else:
-        cause = "a __call__ that runs forward from the class (the instance's forward is not called)"
+        cause = (
+            "a __call__ that runs the class's forward instead of the one looked up on the instance "
+            "bypasses Accelerate's offloading, which wraps the instance's forward"
+        )
     ctx.fail(
-        f"during m({call}), submodule {name!r} ran forward {counts.forward} time(s) but its forward "
-        f"pre-hook {counts.pre_hook} and its forward hook {counts.hook} time(s){others}; expected each "
-        "call of a submodule to go through its __call__ (every run of its forward with its hooks around "
-        f"it): FSDP2's fully_shard, activation checkpointing, DeepSpeed ZeRO-3, Accelerate's offloading "
-        f"and hook-based feature extraction act through a submodule's hooks or instance forward, which "
-        f"{cause} bypasses (call the submodule: self.{name.rsplit('.', 1)[-1]}(x))",
+        f"during m({call}), submodule {name!r} ran forward {counts.forward} time(s), but its forward "
+        f"pre-hook ran {counts.pre_hook} and its forward hook {counts.hook} time(s){others}; expected every "
+        "run of a submodule's forward to go through its __call__, with its hooks around it (FSDP2's "
+        "fully_shard, activation checkpointing, DeepSpeed ZeRO-3 and hook-based feature extraction act "
+        f"through a submodule's hooks; {cause})",
         reproduce=(
             f"s = m.get_submodule({name!r}); s.register_forward_pre_hook(lambda *a: print('pre-hook')); "
             f"m({call})  # compare with the runs of s.forward"

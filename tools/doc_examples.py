@@ -680,6 +680,18 @@ def _unused_parameters() -> str:
     return clause(model, "Module", "module.backward_reaches_parameters", example_inputs=_inputs())
 
 
+@example("howto-eval-only", needs=(TORCH,))
+def _eval_only() -> str:
+    import torch
+    from torch import nn
+
+    _seeded()
+    # One sample: BatchNorm cannot take batch statistics of it in train mode.
+    return clause(
+        nn.BatchNorm1d(8), "Module", "module.train_forward_runs", example_inputs=(torch.ones(1, 8),)
+    )
+
+
 @example("faq-fitted-state", needs=(TORCH,))
 def _fitted_state() -> str:
     import torch

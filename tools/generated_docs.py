@@ -512,6 +512,7 @@ HOWTO_PAGES: dict[str, str] = {
     "error_index": "howto/error-index.md",
     "factory": "howto/factory.md",
     "unused_parameters": "howto/unused-parameters.md",
+    "eval_only": "howto/eval-only.md",
     "parity_tolerance": "howto/parity-tolerance.md",
     "collate_fn": "howto/padding.md",
     "compile": "howto/compile-export.md",

@@ -135,14 +135,17 @@ def test_a_forward_under_no_grad_names_every_parameter() -> None:
     assert "'weight', 'bias' (2 of 2 trainable parameters)" in result.message
 
 
-def test_inputs_that_cannot_train_skip_rather_than_fail() -> None:
-    # BatchNorm in train mode rejects a batch of one sample: the example inputs are for inference.
-    report = check(_seeded(lambda: nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))), Module,
-                   example_inputs=_inputs(1, 3))  # fmt: skip
+def test_inputs_that_cannot_train_fail_train_mode_and_skip_backward() -> None:
+    # BatchNorm in train mode rejects a batch of one sample: module.train_forward_runs reports it (naming
+    # the eval_only declaration), and the backward clause, which needs that call, is skipped.
+    build = _seeded(lambda: nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)))
+    report = check(build, Module, example_inputs=_inputs(1, 3))
+    assert _result(report, "module.train_forward_runs").status == "failed", report
     result = _result(report, BACKWARD)
     assert result.status == "skipped", result
-    assert "train mode" in result.message, result
-    assert report.passed, report
+    assert "prerequisite module.train_forward_runs failed" in result.message, result
+    declared = check(build, Module, example_inputs=_inputs(1, 3), eval_only=True)
+    assert "eval_only=True" in _result(declared, BACKWARD).message, declared
 
 
 def test_a_complex_output_reaches_the_parameters() -> None:

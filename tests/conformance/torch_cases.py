@@ -281,6 +281,7 @@ CASES = [
 
 NON_LEAF_WEIGHT = expected_failures("non_leaf_weight")
 IN_PLACE = expected_failures("in_place")
+PARAMETRIZED_PICKLE = expected_failures("parametrized_pickle")
 
 
 def _called_once(build: Any) -> Any:
@@ -324,7 +325,8 @@ CASES.extend(
 MODULE_CASES.extend(
     [
         Case("parametrized_weight_norm", Module,
-             seeded(lambda: nn.utils.parametrizations.weight_norm(nn.Linear(3, 2))), _inputs(4, 3)),
+             seeded(lambda: nn.utils.parametrizations.weight_norm(nn.Linear(3, 2))), _inputs(4, 3),
+             expected_failures=PARAMETRIZED_PICKLE),
         Case("linear_with_factory", Module, seeded(lambda: nn.Linear(3, 2)),
              {**_inputs(4, 3), "factory": _fresh_linear}),
     ]

@@ -7,7 +7,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from torchcontract.protocols import Module
+from torchcontract.reference_impl import Linear, ReLU
+from torchcontract.reference_impl import Module as ReferenceModule
 
 from ..correct import MLP, NumpyModule, Parameter, TiedAutoencoder, mlp_inputs
 from . import Mutant
@@ -104,6 +108,44 @@ class ZeroGradSkipsChildren(MLP):
                 parameter.grad = None
 
 
+class TrainOnlyNoiseOfWrongShape(MLP):
+    """Adds training noise drawn in the shape of the hidden layer to the output: train-mode forward raises."""
+
+    def __init__(self) -> None:
+        super().__init__(p=0.0)
+        self.noise_rng = np.random.default_rng(0)
+
+    def forward(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        y = super().forward(x)
+        if self.training:
+            y = y + 0.01 * self.noise_rng.standard_normal((x.shape[0], 16))  # meant y.shape
+        return y
+
+
+class ActivationAsLambda(MLP):
+    """Keeps a scaling as a lambda attribute: the whole module cannot be pickled."""
+
+    def __init__(self) -> None:
+        super().__init__(p=0.0)
+        self.scale = lambda y: 2.0 * y
+
+    def forward(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return self.scale(super().forward(x))
+
+
+class CallsLayerForward(ReferenceModule):
+    """A reference-implementation module (it takes hooks) that calls a layer's forward directly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        rng = np.random.default_rng(0)
+        self.fc1, self.act = Linear(3, 8, rng=rng, dtype=np.float64), ReLU()
+        self.fc2 = Linear(8, 2, rng=rng, dtype=np.float64)
+
+    def forward(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return self.fc2(self.act(self.fc1.forward(x)))  # fc1's hooks never run
+
+
 def _mutant(name: str, violates: str, bug: str, factory: Any, **fields: Any) -> Mutant:
     kwargs = {"example_inputs": mlp_inputs()}
     return Mutant(name, Module, f"module.{violates}", bug, factory, kwargs, **fields)
@@ -137,7 +179,14 @@ MUTANTS = [
             ZeroGradDoesNothing, message_contains=("after zero_grad(), parameter 'fc1.weight'",)),
     _mutant("zero_grad_skips_children", "zero_grad_clears_gradients", "zero_grad() skips the layers",
             ZeroGradSkipsChildren, message_contains=("m.zero_grad()",)),
+    _mutant("train_only_noise_of_wrong_shape", "train_forward_runs", "a train-only branch raises",
+            TrainOnlyNoiseOfWrongShape,
+            message_contains=("copy.deepcopy(m).train()(*inputs) raised ValueError", "eval_only=True")),
+    _mutant("scale_as_lambda", "pickle_round_trip", "a lambda kept as an attribute", ActivationAsLambda,
+            message_contains=("m.scale is the function", "pickle.dumps(m) raised")),
+    _mutant("reference_layer_forward_called_directly", "submodule_hooks_run", "self.fc1.forward(x)",
+            CallsLayerForward, message_contains=("submodule 'fc1' ran forward 1 time(s), but",)),
 ]  # fmt: skip
 
 
-assert all(isinstance(m.factory(), NumpyModule) for m in MUTANTS)
+assert all(isinstance(m.factory(), NumpyModule) for m in MUTANTS if "reference" not in m.name)

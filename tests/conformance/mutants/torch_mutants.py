@@ -475,6 +475,69 @@ def drops_last_row(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tor
     return [features[:-1], labels[:-1]]
 
 
+class PairwiseDistancesBySqrt(nn.Module):
+    """Pairwise distances of the embeddings as sqrt(sum(d ** 2)): the diagonal is sqrt(0) = 0, finite,
+    but sqrt's derivative there is infinite, and times d = 0 it is NaN (torch.cdist handles 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embeddings = self.fc(x)
+        differences = embeddings[:, None, :] - embeddings[None, :, :]
+        return (differences**2).sum(-1).sqrt()
+
+
+class CallsSubmoduleForward(nn.Module):
+    """Calls a submodule's forward directly: hooks registered on it (FSDP2's, checkpointing's) never run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.out = nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.fc.forward(x)))
+
+
+class AuxiliaryHeadOnWrongFeatures(nn.Module):
+    """A train-only auxiliary output computed from the wrong features: train-mode forward raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.out, self.aux = nn.Linear(3, 8), nn.Linear(8, 2), nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.out(torch.relu(self.hidden(x)))
+        if self.training:
+            y = y + self.aux(x).mean()  # meant self.aux(hidden features)
+        return y
+
+
+class ActivationAsLambda(nn.Module):
+    """Keeps its activation as a lambda attribute: torch.save(model) and spawn cannot pickle it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.activation = lambda t: t * torch.sigmoid(t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.fc(x))
+
+
+class ConvThenViewHead(nn.Module):
+    """Flattens a feature map with .view(): channels-last feature maps cannot be viewed so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Linear(3 * 3 * 3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = torch.relu(self.conv(x))
+        return self.head(features.view(features.size(0), -1))
+
+
 def _mutant(protocol: type[Any], name: str, violates: str, bug: str, factory: Any, **fields: Any) -> Mutant:
     return Mutant(name, protocol, violates, bug, factory, needs_torch=True, **fields)
 
@@ -695,4 +758,22 @@ MUTANTS = [
             "callable_module.repr_returns_str", "extra_repr reads an attribute __init__ never sets",
             _seeded(lambda: ExtraReprReadsMissingAttribute(3, 2)), kwargs=_MODULE_INPUTS,
             message_contains=("repr(m) raised AttributeError", "extra_repr")),
+    _mutant(protocols.Module, "torch_nan_gradient_of_sqrt_at_zero", "module.gradients_are_finite",
+            "pairwise distances by sqrt: NaN gradients from the zero diagonal",
+            _seeded(PairwiseDistancesBySqrt), kwargs=_MODULE_INPUTS,
+            message_contains=("'fc.weight', 'fc.bias'", "values NaN", "sqrt")),
+    _mutant(protocols.Module, "torch_submodule_forward_called_directly", "module.submodule_hooks_run",
+            "self.fc.forward(x) instead of self.fc(x)", _seeded(CallsSubmoduleForward), kwargs=_MODULE_INPUTS,
+            message_contains=("'fc' ran forward 1 time(s), but its forward pre-hook ran 0", "FSDP2")),
+    _mutant(protocols.Module, "torch_train_only_branch_raises", "module.train_forward_runs",
+            "a train-only auxiliary head fed the wrong features", _seeded(AuxiliaryHeadOnWrongFeatures),
+            kwargs=_MODULE_INPUTS,
+            message_contains=("copy.deepcopy(m).train()(*inputs) raised", "eval_only=True")),
+    _mutant(protocols.Module, "torch_lambda_attribute", "module.pickle_round_trip",
+            "an activation kept as a lambda attribute", _seeded(ActivationAsLambda), kwargs=_MODULE_INPUTS,
+            message_contains=("m.activation is the function", "torch.save(model)")),
+    _mutant(protocols.Module, "torch_view_of_feature_map", "module.channels_last_matches_contiguous",
+            "x.view(n, -1) of a convolution's output", _seeded(ConvThenViewHead),
+            kwargs={"example_inputs": (torch.linspace(-1.0, 1.0, 100).reshape(2, 2, 5, 5),)},
+            message_contains=("to(memory_format=torch.channels_last)", "raised RuntimeError", ".reshape()")),
 ]  # fmt: skip

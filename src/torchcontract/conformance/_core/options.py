@@ -323,6 +323,19 @@ class Options:
             failing: `check(model, Module, example_inputs=(x,), unused_parameters=True)`""",
         ),
     )
+    eval_only: bool = field(
+        default=False,
+        metadata=_about(
+            _flag,
+            shown="eval_only=True",
+            declaration=True,
+            help="""a Module whose example inputs cannot drive train mode (a batch of one sample into
+            BatchNorm: "Expected more than 1 value per channel when training"), or that is never trained: the
+            train-mode clauses (`module.train_forward_runs`, `module.backward_reaches_parameters`,
+            `module.gradients_are_finite`) are skipped, naming it; better, give inputs a training step could
+            take: `check(model, Module, example_inputs=(x,), eval_only=True)`""",
+        ),
+    )
     parity_tolerance: tuple[float, float] | None = field(
         default=None,
         metadata=_about(

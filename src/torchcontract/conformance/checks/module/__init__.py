@@ -10,15 +10,18 @@ copy was taken before either call, so a module drawing from the global RNGs or f
 its own draws the same numbers in both.
 
 
-The clauses are in six files, in SPEC.md's order: :mod:`.protocol` (any module), :mod:`.devices`,
-:mod:`.training` (gradients and dtypes), :mod:`.functional` (``functional_call``, the meta device),
-:mod:`.compiled` (``torch.compile``, forward and backward, and ``torch.export``) and :mod:`.gradcheck`
-(gradients against finite differences), with what they share in :mod:`._shared`; importing this
-package registers them in that order.
+The clauses are in eight files, in SPEC.md's order: :mod:`.protocol` (any module), :mod:`.submodules`
+(their hooks run), :mod:`.pickling` (the whole module pickles), :mod:`.devices` (with the channels-last
+layout), :mod:`.training` (train mode, gradients and dtypes), :mod:`.functional` (``functional_call``,
+the meta device), :mod:`.compiled` (``torch.compile``, forward and backward, and ``torch.export``) and
+:mod:`.gradcheck` (gradients against finite differences), with what they share in :mod:`._shared`;
+importing this package registers them in that order.
 """
 
 # isort: off
 from torchcontract.conformance.checks.module import protocol
+from torchcontract.conformance.checks.module import submodules
+from torchcontract.conformance.checks.module import pickling
 from torchcontract.conformance.checks.module import devices
 from torchcontract.conformance.checks.module import training
 from torchcontract.conformance.checks.module import functional
@@ -27,4 +30,4 @@ from torchcontract.conformance.checks.module import gradcheck
 
 # isort: on
 
-__all__ = ["compiled", "devices", "functional", "gradcheck", "protocol", "training"]
+__all__ = ["compiled", "devices", "functional", "gradcheck", "pickling", "protocol", "submodules", "training"]

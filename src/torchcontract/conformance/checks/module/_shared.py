@@ -41,6 +41,7 @@ __all__ = [
     "seeded",
     "seeded_note",
     "structure_difference",
+    "sum_of",
     "torch_module",
 ]
 
@@ -149,13 +150,19 @@ def float_leaves(output: Any) -> list[tuple[str, Any]]:
     ]
 
 
-def backward_of_sum(torch: Any, tensors: list[Any]) -> None:
-    """``sum(t.sum() for t in tensors).backward()``; a complex leaf counts by its real and imaginary
-    parts (a complex scalar has no backward of its own)."""
+def sum_of(torch: Any, tensors: list[Any]) -> Any:
+    """``sum(t.sum() for t in tensors)``, the loss of :data:`BACKWARD_OF_SUM` (None for no tensors); a
+    complex leaf counts by its real and imaginary parts (a complex scalar has no backward of its own)."""
     total = None
     for tensor in tensors:
         part = torch.view_as_real(tensor).sum() if tensor.is_complex() else tensor.sum()
         total = part if total is None else total + part
+    return total
+
+
+def backward_of_sum(torch: Any, tensors: list[Any]) -> None:
+    """``sum(t.sum() for t in tensors).backward()`` (:func:`sum_of`)."""
+    total = sum_of(torch, tensors)
     if total is not None:
         total.backward()
 

@@ -1,5 +1,6 @@
-"""The Module clauses on devices (torch modules only): moving a module and its outputs, parity of a CUDA
-device with the CPU, and a round trip through a device."""
+"""The Module clauses on devices and memory layout (torch modules only): moving a module and its outputs,
+parity of a CUDA device with the CPU, a round trip through a device, and parity of the channels-last
+layout with the contiguous one."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from torchcontract.conformance._values import (
     leaves,
     tensor_module,
 )
-from torchcontract.conformance._values.convert import on_device
+from torchcontract.conformance._values.convert import map_tensors, on_device
 from torchcontract.conformance.checks._calling import (
     args_text,
     call_module,
@@ -34,6 +35,8 @@ from torchcontract.conformance.checks.module._shared import (
     deep_copy,
     first_line,
     float_leaves,
+    seeded,
+    seeded_note,
     torch_module,
 )
 from torchcontract.conformance.checks.module.protocol import deepcopy_is_independent
@@ -363,4 +366,104 @@ def device_round_trip(ctx: Context) -> None:
             "copies every parameter and buffer exactly: state lost or recomputed by a device move, in an "
             "_apply override say, shows here)",
             reproduce=f"{back} == m({call})",
+        )
+
+
+def _channels_last(ctx: Context, torch: Any, dims: int, made: list[str]) -> tuple[Any, Any]:
+    """Fresh example inputs and kwargs with every floating-point tensor of ``dims`` dimensions laid out
+    channels-last (``x.contiguous(memory_format=...)``: equal values), their places going to ``made``."""
+    memory_format = torch.channels_last if dims == 4 else torch.channels_last_3d
+
+    def convert(tensor: Any, where: str) -> Any:
+        if tensor.dim() != dims or not tensor.is_floating_point() or tensor.layout != torch.strided:
+            return tensor
+        made.append(where)
+        return tensor.contiguous(memory_format=memory_format)
+
+    return map_tensors(fresh_inputs(ctx), convert, "inputs"), map_tensors(
+        fresh_kwargs(ctx), convert, "kwargs"
+    )
+
+
+def _image_dims(torch: Any, ctx: Context) -> int | None:
+    """5 when an example input is a 5-D floating-point tensor (a volume), else 4 when one is 4-D (an
+    image batch), else None."""
+    found = {
+        leaf.dim()
+        for _, leaf in leaves((ctx.example_inputs, ctx.example_kwargs))
+        if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.dim() in (4, 5)
+    }
+    return max(found) if found else None
+
+
+@register_check(
+    protocol=Module,
+    severity="recommended",
+    needs=("torch", "example_inputs"),
+    requires=(deepcopy_is_independent, eval_is_deterministic),
+    per_dtype=True,
+    since="0.1.0",
+)
+def channels_last_matches_contiguous(ctx: Context) -> None:
+    """For 4-D (5-D) floating-point inputs, a copy converted with .to(memory_format=torch.channels_last)
+    (channels_last_3d) and called with its inputs laid out so returns m's outputs in eval mode, within
+    assert_close's tolerances (or the target's parity_tolerance)."""
+    torch = torch_module(ctx)
+    dims = _image_dims(torch, ctx)
+    if dims is None:
+        ctx.skip(
+            "no example input is a 4-D or 5-D floating-point tensor (channels_last lays out image batches "
+            "(N, C, H, W), channels_last_3d volumes (N, C, D, H, W))"
+        )
+    layout = "channels_last" if dims == 4 else "channels_last_3d"
+    memory_format = getattr(torch, layout)
+    clone = deep_copy(ctx)
+    converting = f"copy.deepcopy(m).to(memory_format=torch.{layout})"
+    converted = ctx.attempt(converting, clone.to, memory_format=memory_format)
+    if isinstance(converted, Exception):
+        ctx.skip(
+            f"{converting} raised {type(converted).__name__}: {first_line(converted)} (Module.to converts "
+            f"every 4-D and 5-D parameter and buffer to one layout, which {layout} does not give them all)"
+        )
+    made: list[str] = []
+    inputs, kwargs = ctx.call(
+        f"<the example inputs and kwargs>.contiguous(memory_format=torch.{layout})",
+        _channels_last,
+        ctx,
+        torch,
+        dims,
+        made,
+    )
+    with eval_mode(ctx.obj), seeded(ctx):
+        expected = call_module(ctx, ctx.obj)
+    call = args_text(ctx)
+    what = f"{converting}({call} with {', '.join(made[:3])} in {layout})"
+    reproduce = (
+        f"m.to(memory_format=torch.{layout})(*[x.contiguous(memory_format=torch.{layout}) for x in inputs]) "
+        f"vs m({call})"
+    )
+    with eval_mode(clone, "copy.deepcopy(m)"), seeded(ctx):
+        output = ctx.attempt(what, clone, *inputs, **kwargs)
+    if isinstance(output, Exception):
+        ctx.fail(
+            f"{what} raised {type(output).__name__}: {first_line(output)}; expected the module to run in "
+            f"{layout} (a convolution's output follows its input's and weight's layout, so a .view() of a "
+            "feature map, such as x.view(x.size(0), -1) before a classifier, raises: use .reshape() or "
+            "torch.flatten(x, 1))",
+            reproduce=reproduce,
+        )
+    tolerance = ctx.options.parity_tolerance
+    found = close_difference(output, expected, tolerance=tolerance)
+    if found:
+        within = (
+            "torch.testing.assert_close's default tolerances for the dtype"
+            if tolerance is None
+            else f"the target's parity_tolerance (rtol={tolerance[0]}, atol={tolerance[1]})"
+        )
+        ctx.fail(
+            f"{what} differs from m({call}) ({found}){seeded_note(ctx)}; expected agreement within {within} "
+            f"(the values are the same, only their memory layout differs: code that reads raw memory, "
+            "strides or data_ptr(), or a custom kernel that assumes contiguity, computes something else; a "
+            "deep model may need a looser parity_tolerance=(rtol, atol))",
+            reproduce=reproduce,
         )

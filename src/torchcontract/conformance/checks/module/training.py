@@ -1,5 +1,6 @@
-"""The Module clauses on training and dtypes (torch modules only): gradients reach the parameters, and
-converting the module to another floating-point dtype keeps its computation."""
+"""The Module clauses on training and dtypes: the module runs in train mode (any module), gradients reach
+the parameters and are finite, and converting the module to another floating-point dtype keeps its
+computation (torch modules)."""
 
 from __future__ import annotations
 
@@ -33,17 +34,56 @@ from torchcontract.conformance.checks.module._shared import (
     output_with,
     seeded,
     structure_difference,
+    sum_of,
     torch_module,
 )
 from torchcontract.conformance.checks.module.protocol import deepcopy_is_independent
 from torchcontract.protocols import Module
+
+EVAL_ONLY = (
+    "the target declares eval_only=True (its example inputs cannot drive train mode, or it is never "
+    "trained): the train-mode clauses do not apply"
+)
+
+
+def _train_call(ctx: Context) -> str:
+    return f"copy.deepcopy(m).train()({args_text(ctx)})"
+
+
+@register_check(
+    protocol=Module,
+    severity="required",
+    needs=("example_inputs",),
+    requires=(deepcopy_is_independent,),
+    per_dtype=True,
+    since="0.1.0",
+)
+def train_forward_runs(ctx: Context) -> None:
+    """In train mode, a deep copy called with the example inputs returns without raising (unless the
+    target declares eval_only=True)."""
+    if ctx.options.eval_only:
+        ctx.skip(EVAL_ONLY)
+    clone = deep_copy(ctx)
+    ctx.call("copy.deepcopy(m).train()", clone.train)
+    what = _train_call(ctx)
+    with seeded(ctx):
+        output = ctx.attempt(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    if isinstance(output, Exception):
+        ctx.fail(
+            f"{what} raised {type(output).__name__}: {first_line(output)}; expected the module to run in "
+            "train mode with the example inputs (a training step calls it so; the eval-mode clauses cannot "
+            "see a train-only path such as dropout, batch statistics or an auxiliary head). If these inputs "
+            "cannot drive train mode (a batch of one sample into BatchNorm), give a batch that can, or "
+            "declare eval_only=True",
+            reproduce=f"copy.deepcopy(m).train()({args_text(ctx)})",
+        )
 
 
 @register_check(
     protocol=Module,
     severity="required",
     needs=("torch", "example_inputs"),
-    requires=(deepcopy_is_independent,),
+    requires=(deepcopy_is_independent, train_forward_runs),
     per_dtype=True,
     since="0.1.0",
     touches="copies",
@@ -52,13 +92,15 @@ def backward_reaches_parameters(ctx: Context) -> None:
     """In train mode, a backward pass from the sum of the floating-point outputs gives every parameter
     with requires_grad a gradient (unless the target declares unused_parameters=True)."""
     torch = torch_module(ctx)
+    if ctx.options.eval_only:
+        ctx.skip(EVAL_ONLY)
     clone = deep_copy(ctx)
     named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
     trainable = [(name, p) for name, p in named if is_tensor(p) and p.requires_grad]
     if not trainable:
         ctx.skip("the module has no parameter with requires_grad=True")
     ctx.call("clone.train()", clone.train)
-    what = f"copy.deepcopy(m).train()({args_text(ctx)})"
+    what = _train_call(ctx)
     with seeded(ctx):
         output = ctx.attempt(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
     if isinstance(output, Exception):
@@ -89,6 +131,92 @@ def backward_reaches_parameters(ctx: Context) -> None:
         reproduce=(
             f"c = copy.deepcopy(m).train(); out = c({args_text(ctx)}); <sum of out's floating-point "
             "tensors>.backward(); [n for n, p in c.named_parameters() if p.requires_grad and p.grad is None]"
+        ),
+    )
+
+
+def _non_finite(torch: Any, tensor: Any) -> tuple[int, int, str] | None:
+    """(how many values of ``tensor`` are not finite, how many it has, which kinds: "NaN", "inf"), or
+    None when they are all finite or cannot be read (a layout without ``isfinite``); a sparse tensor by
+    its stored values."""
+    try:
+        values = tensor.detach()
+        if values.is_sparse:
+            values = values.coalesce().values()
+        finite = torch.isfinite(values)
+        bad = int(finite.numel() - finite.sum())
+        if not bad:
+            return None
+        kinds = [
+            kind
+            for kind, found in (("NaN", torch.isnan(values).any()), ("inf", torch.isinf(values).any()))
+            if found
+        ]
+        return bad, int(finite.numel()), " and ".join(kinds)
+    except Exception:  # a tensor subclass or layout torch.isfinite does not take: not judged
+        return None
+
+
+@register_check(
+    protocol=Module,
+    severity="required",
+    needs=("torch", "example_inputs"),
+    requires=(deepcopy_is_independent, train_forward_runs),
+    since="0.1.0",
+)
+def gradients_are_finite(ctx: Context) -> None:
+    """In train mode, where the floating-point outputs and their sum are finite, a backward pass from
+    that sum gives every parameter that gets a gradient a finite one."""
+    torch = torch_module(ctx)
+    if ctx.options.eval_only:
+        ctx.skip(EVAL_ONLY)
+    clone = deep_copy(ctx)
+    named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
+    trainable = [(name, p) for name, p in named if is_tensor(p) and p.requires_grad]
+    if not trainable:
+        ctx.skip("the module has no parameter with requires_grad=True")
+    for _, parameter in trainable:
+        parameter.grad = None  # a copy carries the gradients m had
+    ctx.call("clone.train()", clone.train)
+    what = _train_call(ctx)
+    with seeded(ctx):
+        output = ctx.call(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    floats = float_leaves(output)
+    tracked = [(path, leaf) for path, leaf in floats if leaf.requires_grad]
+    if not tracked:
+        ctx.skip("the output has no floating-point tensor that requires grad to take a backward pass from")
+    for path, leaf in tracked:
+        found = _non_finite(torch, leaf)
+        if found is not None:
+            ctx.skip(
+                f"output{path} holds {found[0]} non-finite ({found[2]}) of {found[1]} values, so the "
+                "gradients may rightly be non-finite too (give inputs on which the module computes finite "
+                "outputs to check them)"
+            )
+    loss = ctx.call(f"<the loss of {BACKWARD_OF_SUM}>", sum_of, torch, [leaf for _, leaf in tracked])
+    if _non_finite(torch, loss) is not None:
+        ctx.skip(f"the finite outputs sum to {loss.item()} in {loss.dtype}, so the gradients are not judged")
+    ctx.call(f"{BACKWARD_OF_SUM} after {what}", loss.backward)
+    bad = [
+        (name, found)
+        for name, parameter in trainable
+        if parameter.grad is not None and (found := _non_finite(torch, parameter.grad)) is not None
+    ]
+    if not bad:
+        return
+    name, (count, total, kinds) = bad[0]
+    summary = f"{listed([name for name, _ in bad])} ({len(bad)} of {len(trainable)} trainable parameters)"
+    ctx.fail(
+        f"after {what} and {BACKWARD_OF_SUM}, whose outputs and loss are finite, parameter(s) {summary} "
+        f"have non-finite gradients ({name!r}: {count} of {total} values {kinds}); expected finite "
+        "gradients where the loss is finite (one optimizer step writes them into the weights, and every "
+        "later output is NaN: an op whose derivative is infinite where forward is finite, such as sqrt "
+        "or pow(x, 0.5) at 0, log or division near 0, or torch.where over a branch that is inf or NaN "
+        "where it is not taken; add an eps, or clamp or mask the input of that op)",
+        reproduce=(
+            f"c = copy.deepcopy(m).train(); out = c({args_text(ctx)}); <sum of out's floating-point "
+            "tensors>.backward(); [n for n, p in c.named_parameters() if p.grad is not None and not "
+            "p.grad.isfinite().all()]"
         ),
     )
 

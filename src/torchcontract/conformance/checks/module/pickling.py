@@ -1,0 +1,133 @@
+"""The Module clause on pickling the whole module (any module; a torch module through ``torch.save`` and
+``torch.load`` too): what ``torch.save(model)``, ``mp.spawn``'s arguments and launchers that start
+processes with spawn rely on."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from torchcontract.conformance._core.context import Context
+from torchcontract.conformance._core.registry import register_check
+from torchcontract.conformance._values import close_difference, tensor_module
+from torchcontract.conformance.checks._calling import (
+    args_text,
+    call_module,
+    eval_mode,
+)
+from torchcontract.conformance.checks.callable_module import eval_is_deterministic
+from torchcontract.conformance.checks.module._shared import deep_copy, first_line, seeded, seeded_note
+from torchcontract.conformance.checks.module.protocol import deepcopy_is_independent
+from torchcontract.protocols import Module
+
+_WHY = (
+    "torch.save(model), the arguments of torch.multiprocessing.spawn and launchers that start processes "
+    "with spawn pickle the whole module"
+)
+
+
+def _pickled(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _torch_saved(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    tensor_module().save(value, buffer)
+    return buffer.getvalue()
+
+
+def _torch_loaded(data: bytes) -> Any:
+    # weights_only=False: a whole module is not weights; torch.load's own documentation asks for it.
+    return tensor_module().load(io.BytesIO(data), weights_only=False)
+
+
+def _culprit(ctx: Context, module: Any) -> str:
+    """The first part of ``module`` (a submodule's class, or an attribute of the module or of a
+    submodule, in named_modules() order) that cannot be pickled on its own, described; "" if none is
+    found (the whole fails only together, or the module has no named_modules())."""
+    try:
+        named = list(module.named_modules()) if hasattr(module, "named_modules") else [("", module)]
+    except Exception:
+        named = [("", module)]
+    for prefix, sub in named:
+        where = f"m.{prefix}" if prefix else "m"
+        cls = type(sub)
+        error = ctx.attempt(f"pickle.dumps(type({where}))", _pickled, cls)
+        if isinstance(error, Exception):
+            return (
+                f"the class of {where}, {cls.__qualname__}, cannot be pickled by reference "
+                f"({first_line(error)}: define it at module level)"
+            )
+        for key, value in list(getattr(sub, "__dict__", {}).items()):
+            if key == "_modules":  # its submodules come next in named_modules()
+                continue
+            error = ctx.attempt(f"pickle.dumps({where}.{key})", _pickled, value)
+            if isinstance(error, Exception):
+                return f"{where}.{key} is {_kind(value)} ({first_line(error)})"
+    return ""
+
+
+def _kind(value: Any) -> str:
+    name = getattr(value, "__qualname__", None)
+    if callable(value) and isinstance(name, str):
+        return f"the {type(value).__name__} {name}"
+    if isinstance(value, dict) and value:  # torch's hook registries: {handle id: hook}
+        return f"a {type(value).__name__} of {', '.join(_kind(item) for item in list(value.values())[:3])}"
+    return f"a {type(value).__name__}"
+
+
+@register_check(
+    protocol=Module,
+    severity="recommended",
+    needs=("example_inputs",),
+    requires=(eval_is_deterministic, deepcopy_is_independent),
+    since="0.1.0",
+)
+def pickle_round_trip(ctx: Context) -> None:
+    """The whole module survives pickle.dumps/pickle.loads (and, for a torch module, torch.save/torch.load
+    in memory): the copy gives m's outputs in eval mode."""
+    # Pickled from a copy taken before m is called (deepcopy_is_independent): a call may change state.
+    clone = deep_copy(ctx)
+    torch = tensor_module()
+    ways: list[tuple[str, str, Callable[[Any], bytes], Callable[[bytes], Any]]] = [
+        ("pickle.loads(pickle.dumps(m))", "pickle.dumps(m)", _pickled, pickle.loads)
+    ]
+    if torch is not None and isinstance(clone, torch.nn.Module):
+        ways.append(
+            (
+                "torch.load(<torch.save(m)>, weights_only=False)",
+                "torch.save(m, io.BytesIO())",
+                _torch_saved,
+                _torch_loaded,
+            )
+        )
+    restored = []
+    for name, saving, save, load in ways:
+        data = ctx.attempt(saving, save, clone)
+        if isinstance(data, Exception):
+            culprit = _culprit(ctx, clone)
+            part = f"; it cannot pickle {culprit}" if culprit else ""
+            ctx.fail(
+                f"{saving} raised {type(data).__name__}: {first_line(data)}{part}; expected the whole "
+                f"module to pickle ({_WHY}; a lambda, a local function or class, a lock, an open file or a "
+                "generator kept as an attribute cannot be pickled: use a module-level function, "
+                "functools.partial or an nn.Module, or leave it out in __getstate__)",
+                reproduce=saving,
+            )
+        restored.append((name, ctx.call(name, load, data)))
+    with eval_mode(ctx.obj), seeded(ctx):
+        expected = call_module(ctx, ctx.obj)
+    call = args_text(ctx)
+    for name, copied in restored:
+        with eval_mode(copied, name), seeded(ctx):
+            output = call_module(ctx, copied, f"{name}(*inputs)")
+        found = close_difference(output, expected)
+        if found:
+            ctx.fail(
+                f"{name}({call}) differs from m({call}) ({found}){seeded_note(ctx)}; expected equal outputs "
+                f"({_WHY}: a process that unpickles it must compute what m computes; state rebuilt or lost "
+                "in __getstate__/__setstate__ or __reduce__ shows here)",
+                reproduce=f"{name}({call}) == m({call})",
+            )

@@ -15,7 +15,7 @@ import pytest
 from torchcontract.conformance import CHECKS, Report, Target, check
 from torchcontract.conformance._values import close_difference
 
-from ..conftest import HAS_TORCH, NO_TORCH_REASON
+from ....conftest import HAS_TORCH, NO_TORCH_REASON
 
 pytestmark = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
 
@@ -111,7 +111,7 @@ def test_a_rebuilt_non_persistent_buffer_is_not_mistaken_for_lost_state() -> Non
 
 
 def test_numpy_modules_skip_the_torch_save_hop() -> None:
-    from .correct import MLP, mlp_inputs
+    from ...correct import MLP, mlp_inputs
 
     report = check(MLP(), Module, example_inputs=mlp_inputs())
     assert _status(report, "module.state_dict_round_trip")[0] == "passed", report

@@ -5,8 +5,8 @@ from __future__ import annotations
 from torchcontract.conformance import check
 from torchcontract.protocols import Sampler
 
-from .correct import EndlessShuffles
-from .reports import status as _status
+from ..correct import EndlessShuffles
+from ..reports import status as _status
 
 # -- an infinite sampler repeats indices across epochs ------------------------------------------------
 

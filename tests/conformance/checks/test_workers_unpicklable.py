@@ -4,10 +4,14 @@ time budget), and in the calling process, before any worker starts."""
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install 'torchcontract[torch]')")
+
 from torchcontract.conformance import check
 from torchcontract.protocols import MapDataset
 
-from ..workers import fixtures
+from ...workers import fixtures
 
 SPAWN = "map_dataset.spawn_workers_yield_same_samples"
 CROSSES = "map_dataset.samples_cross_process_boundary"

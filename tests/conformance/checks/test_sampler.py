@@ -18,8 +18,8 @@ from torchcontract import reference_impl as ref
 from torchcontract.conformance import CheckResult, Report, check
 from torchcontract.protocols import Loader, Sampler
 
-from ..conftest import HAS_TORCH, NO_TORCH_REASON
-from .mutants.sampler import ShardThenBucket
+from ...conftest import HAS_TORCH, NO_TORCH_REASON
+from ..mutants.sampler import ShardThenBucket
 
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
 
@@ -271,7 +271,7 @@ def test_a_sampler_declared_nondeterministic_is_not_compared_across_passes() -> 
 
 def test_an_infinite_sampler_skips_the_sharding_clauses() -> None:
     def shards(rank: int, world_size: int) -> Any:
-        from .correct import EndlessShuffles
+        from ..correct import EndlessShuffles
 
         return EndlessShuffles(10, seed=rank)
 

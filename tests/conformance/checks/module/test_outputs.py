@@ -1,12 +1,13 @@
-"""Regression tests: module clauses that failed correct modules, or passed broken ones.
+"""Regression tests: module clauses that compare outputs, which failed correct modules or passed
+broken ones: ``module.functional_call_matches_call`` on an output that holds a parameter, a module that
+fails as it is under a dtype matrix, ``module.to_dtype`` over scores that tie in float32, and
+``module.builds_on_meta_device`` with a factory that captures a tensor.
 
 Each module here is written for the test: a correct module that a clause used to fail, or one the clause
 must still fail.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from torchcontract.conformance import Report, check
-from torchcontract.protocols import CallableModule, Module
+from torchcontract.protocols import Module
 
 
 def _result(report: Report, check_id: str, dtype: str | None = None) -> tuple[str, str]:
@@ -177,81 +178,6 @@ def test_an_output_left_in_float32_still_fails_over_tied_scores() -> None:
     )
     assert status == "failed"
     assert "output[1] is torch.float32; expected float64" in message
-
-
-# -- call_matches_forward: forward hooks and pre-hooks, which torch runs around forward by design -----
-
-
-def _linear() -> nn.Linear:
-    torch.manual_seed(0)
-    return nn.Linear(3, 2)
-
-
-def test_a_forward_hook_that_replaces_the_output_passes_call_matches_forward() -> None:
-    # Before: m(*inputs) (the hook's value) was compared with m.forward(*inputs): a required failure of a
-    # module that torch's Module._call_impl runs exactly as designed.
-    module = _linear()
-    module.register_forward_hook(lambda _module, _args, output: output * 2)
-    report = check(module, CallableModule, example_inputs=_inputs())
-    status, message = _result(report, "callable_module.call_matches_forward")
-    assert status == "passed", message
-    assert "1 forward hook replace the output of forward" in message
-    assert report.passed, report
-
-
-def test_a_forward_pre_hook_that_replaces_the_inputs_passes_call_matches_forward() -> None:
-    module = _linear()
-    module.register_forward_pre_hook(lambda _module, args: (args[0] + 1.0,))
-    status, message = _result(
-        check(module, CallableModule, example_inputs=_inputs()), "callable_module.call_matches_forward"
-    )
-    assert status == "passed", message
-
-
-class PostProcessesWithAHook(nn.Linear):
-    """Broken: ``__call__`` post-processes what the module's call (and its hooks) return."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return torch.softmax(super().__call__(*args, **kwargs), dim=-1)
-
-
-def test_a_call_that_post_processes_still_fails_beside_a_hook() -> None:
-    torch.manual_seed(0)
-    module = PostProcessesWithAHook(3, 2)
-    module.register_forward_hook(lambda _module, _args, _output: None)  # an observer
-    status, message = _result(
-        check(module, CallableModule, example_inputs=_inputs()), "callable_module.call_matches_forward"
-    )
-    assert status == "failed"
-    assert "differs from what m's last forward hook gave" in message
-
-
-class ForwardIgnoresTheCall(nn.Linear):
-    """Broken: ``forward`` computes something else when called outside ``__call__``."""
-
-    inside = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = super().forward(x)
-        return out if self.inside else out + 1.0
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.inside = True
-        try:
-            return super().__call__(*args, **kwargs)
-        finally:
-            self.inside = False
-
-
-def test_forward_is_still_compared_with_what_the_hooks_received() -> None:
-    torch.manual_seed(0)
-    module = ForwardIgnoresTheCall(3, 2)
-    module.register_forward_hook(lambda _module, _args, output: output * 2)
-    status, message = _result(
-        check(module, CallableModule, example_inputs=_inputs()), "callable_module.call_matches_forward"
-    )
-    assert status == "failed"
-    assert "differs from the output forward gave inside m(*inputs)" in message
 
 
 # -- builds_on_meta_device: a factory that captures a tensor ------------------------------------------

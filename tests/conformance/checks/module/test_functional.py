@@ -1,4 +1,4 @@
-"""Module contracts in depth (issue 15), the clauses about how torch uses a module beyond calling it:
+"""Module contracts in depth, the clauses about how torch uses a module beyond calling it:
 ``module.functional_call_matches_call``, ``module.builds_on_meta_device``,
 ``module.compile_matches_eager``, ``module.export_matches_eager`` and
 ``callable_module.repr_returns_str``.
@@ -18,7 +18,7 @@ import pytest
 
 from torchcontract.conformance import Report, check
 
-from ..conftest import HAS_TORCH, NO_TORCH_REASON
+from ....conftest import HAS_TORCH, NO_TORCH_REASON
 
 pytestmark = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
 
@@ -34,7 +34,7 @@ if HAS_TORCH:
 
     from torchcontract.protocols import Module
 
-    from .mutants.torch_mutants import CompileOnlyPathDropsBias, PositionalScaleWithoutReset
+    from ...mutants.torch_mutants import CompileOnlyPathDropsBias, PositionalScaleWithoutReset
 
     class PositionalScaleWithReset(PositionalScaleWithoutReset):
         """The same table, recomputed by reset_parameters(): what a meta-device build needs."""

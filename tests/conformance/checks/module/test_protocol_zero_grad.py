@@ -14,7 +14,7 @@ import pytest
 
 from torchcontract.conformance import check
 
-from ..conftest import HAS_TORCH, NO_TORCH_REASON
+from ....conftest import HAS_TORCH, NO_TORCH_REASON
 
 pytestmark = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
 

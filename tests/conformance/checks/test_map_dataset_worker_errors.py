@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+pytest.importorskip("torch", reason="torch is not installed (pip install 'torchcontract[torch]')")
+
 from torchcontract.conformance import Report, Target, check
 from torchcontract.protocols import MapDataset
 
-from ..workers import fixtures
+from ...workers import fixtures
 
 ERRORS = "map_dataset.worker_errors_keep_their_type"
 

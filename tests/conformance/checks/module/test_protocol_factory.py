@@ -1,6 +1,8 @@
-"""The module clauses in depth on shapes that third-party modules have (issue 15, trust): what the new
-clauses and the dtype matrix got wrong on timm, torchvision, torchrl, lightly, pyro and peft models
-(thirdparty/), each on a small torch module written here.
+"""``module.state_dict_round_trip`` with a ``factory`` under the dtype matrix (the fresh instance is
+converted to each dtype, and a factory that builds the wrong state still fails in each), and
+``module.export_matches_eager`` naming an output that is not a pytree: shapes found on timm,
+torchvision, torchrl, lightly, pyro and peft models (thirdparty/), each on a small torch module
+written here.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import pytest
 
 from torchcontract.conformance import Report, check
 
-from ..conftest import HAS_TORCH, NO_TORCH_REASON
+from ....conftest import HAS_TORCH, NO_TORCH_REASON
 
 pytestmark = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
 

@@ -1,4 +1,4 @@
-"""The data-pipeline clauses of issue 16: functions that workers receive pickled, len(loader) over a
+"""The data-pipeline clauses of loaders: functions that workers receive pickled, len(loader) over a
 sized stream with workers, and pin_memory of custom batch types."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from torchcontract.conformance import CheckResult, Report, check
 from torchcontract.protocols import CollateFn, Loader
 
-from ..conftest import HAS_TORCH, NO_TORCH_REASON
+from ...conftest import HAS_TORCH, NO_TORCH_REASON
 
 pytestmark = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
 
@@ -20,8 +20,8 @@ if HAS_TORCH:
     import torch
     from torch.utils import data as tud
 
-    from .mutants.torch_mutants import SizedShardedStream, forgetful_batch
-    from .torch_cases import BatchAlignedStream, ShardedStream, Stream, _first_two, tensors
+    from ..mutants.torch_mutants import SizedShardedStream, forgetful_batch
+    from ..torch_cases import BatchAlignedStream, ShardedStream, Stream, _first_two, tensors
 
 
 def _result(report: Report, check_id: str) -> CheckResult:

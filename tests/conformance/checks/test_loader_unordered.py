@@ -10,6 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install 'torchcontract[torch]')")
+
 import torch
 from torch.utils import data as tud
 

@@ -9,8 +9,8 @@ from typing import Any
 from torchcontract.conformance import check
 from torchcontract.protocols import MapDataset
 
-from .correct import NoisyPoints, Points
-from .reports import status as _status
+from ..correct import NoisyPoints, Points
+from ..reports import status as _status
 
 # -- the reproducer of a NumPy index is an expression, not a quoted string ------------------------------
 

@@ -22,7 +22,7 @@ from torch.utils import data as tud
 from torchcontract.conformance import check
 from torchcontract.protocols import Loader
 
-from .reports import status
+from ..reports import status
 
 
 class Tokens:

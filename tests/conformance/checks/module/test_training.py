@@ -1,4 +1,4 @@
-"""Module contracts in depth (issue 15): what PyTorch's own module harness checks.
+"""Module contracts in depth: what PyTorch's own module harness checks.
 
 Regression tests, each with a module of the shape the bug class needs, for
 ``module.backward_reaches_parameters`` (the ``unused_parameters`` declaration, frozen parameters,
@@ -16,7 +16,7 @@ import pytest
 
 from torchcontract.conformance import CHECKS, Report, check
 
-from ..conftest import HAS_TORCH, NO_TORCH_REASON
+from ....conftest import HAS_TORCH, NO_TORCH_REASON
 
 pytestmark = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
 
@@ -30,7 +30,7 @@ if HAS_TORCH:
 
     from torchcontract.protocols import CallableModule, Module
 
-    from .mutants.torch_mutants import AuxiliaryHeadNeverUsed
+    from ...mutants.torch_mutants import AuxiliaryHeadNeverUsed
 
     class FrozenUnusedHead(AuxiliaryHeadNeverUsed):
         """The unused head is frozen: it asks for no gradient, so DDP does not wait for it."""

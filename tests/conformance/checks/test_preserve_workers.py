@@ -12,6 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install 'torchcontract[torch]')")
+
 from torch.utils import data as tud
 
 from torchcontract.conformance import Report, check

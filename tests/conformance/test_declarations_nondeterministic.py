@@ -50,6 +50,7 @@ class NoisyLinear(nn.Module):
         return out + torch.randn_like(out)
 
 
+@pytest.mark.clause("callable_module.eval_is_deterministic")
 def test_a_stochastic_module_declared_non_deterministic_passes_every_required_clause() -> None:
     # Before: deepcopy_is_independent and state_dict_round_trip compared two random outputs.
     report = check(NoisyLinear(), Module, example_inputs=_inputs(), deterministic=False)
@@ -67,6 +68,7 @@ class SharesParametersOnCopy(NoisyLinear):
         return clone
 
 
+@pytest.mark.clause("module.deepcopy_is_independent")
 def test_deepcopy_is_still_checked_for_a_non_deterministic_module() -> None:
     report = check(SharesParametersOnCopy(), Module, example_inputs=_inputs(), deterministic=False)
     assert "module.deepcopy_is_independent" in _failed(report)
@@ -122,6 +124,7 @@ class ShufflesEachPass:
             yield int(item) + self.shift * self.passes
 
 
+@pytest.mark.clause("iterable_dataset.new_iter_starts_new_pass")
 def test_an_unordered_stream_is_compared_as_a_multiset() -> None:
     # Before: ordered=False was ignored and the two passes compared position by position.
     assert _failed(check(ShufflesEachPass(), IterableDataset, ordered=False)) == []

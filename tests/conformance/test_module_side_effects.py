@@ -78,12 +78,14 @@ class ScalesInputInPlaceWhileTraining:
         return self.forward(*args)
 
 
+@pytest.mark.clause("callable_module.call_preserves_inputs")
 def test_an_in_place_op_that_happens_only_in_training_is_still_caught() -> None:
     # The call runs on a deep copy in the module's own (training) mode, not in eval mode.
     report = check(ScalesInputInPlaceWhileTraining(), CallableModule, example_inputs=mlp_inputs())
     assert _status(report, "callable_module.call_preserves_inputs")[0] == "failed"
 
 
+@pytest.mark.clause("callable_module.call_preserves_inputs")
 def test_a_module_that_cannot_be_copied_is_still_checked_for_in_place_ops() -> None:
     class Uncopyable(ScalesInputInPlaceWhileTraining):
         def __init__(self) -> None:
@@ -103,6 +105,7 @@ def test_a_module_that_cannot_be_copied_is_still_checked_for_in_place_ops() -> N
 # -- deepcopy_is_independent must not leave the original's parameters perturbed -----------------------
 
 
+@pytest.mark.clause("module.deepcopy_is_independent")
 def test_a_copy_sharing_parameters_is_reported_and_the_original_left_intact() -> None:
     module = DeepcopySharesParameters()
     before = module.state_dict()
@@ -163,6 +166,7 @@ def test_device_checks_skip_a_numpy_module_without_importing_torch() -> None:
 # -- train(False) is checked, and modes are restored with calls every implementation takes ----------
 
 
+@pytest.mark.clause("module.train_eval_set_mode")
 def test_train_false_is_checked_and_the_mode_restored() -> None:
     from .mutants.module import TrainIgnoresMode
 
@@ -190,6 +194,7 @@ class TrainTakesNoMode(MLP):
         return self
 
 
+@pytest.mark.clause("module.train_eval_set_mode")
 def test_a_train_without_mode_fails_the_mode_check_alone() -> None:
     # Restoring the mode with m.train(was_training) used to make every check that switches modes fail.
     report = check(TrainTakesNoMode(), Module, example_inputs=mlp_inputs())

@@ -95,6 +95,7 @@ def _torchdata() -> Any:
     )
 
 
+@pytest.mark.clause(NEXT_EPOCH)
 @pytest.mark.parametrize("kind", ["plain", "shuffled", "workers", "shuffled-workers"])
 def test_torchdata_stateful_dataloader_passes(kind: str) -> None:
     module = _torchdata()

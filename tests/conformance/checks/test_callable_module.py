@@ -17,6 +17,8 @@ from torch import nn
 from torchcontract.conformance import Report, check
 from torchcontract.protocols import CallableModule
 
+pytestmark = pytest.mark.clause("callable_module.call_matches_forward")
+
 
 def _result(report: Report, check_id: str, dtype: str | None = None) -> tuple[str, str]:
     found = next(r for r in report.results if r.check_id == check_id and r.dtype == dtype)

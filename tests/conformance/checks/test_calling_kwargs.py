@@ -58,6 +58,7 @@ def test_a_module_with_keyword_only_arguments_is_checked_with_example_kwargs() -
     assert torch.equal(kwargs["scale"], torch.tensor(2.0))
 
 
+@pytest.mark.clause("callable_module.call_preserves_inputs")
 def test_example_kwargs_reach_the_messages_and_the_input_check() -> None:
     report = check(
         ScalesKeywordInPlace(), Module, example_inputs=_inputs(), example_kwargs={"scale": torch.tensor(2.0)}

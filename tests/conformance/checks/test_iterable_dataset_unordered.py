@@ -21,9 +21,9 @@ from torchcontract.conformance import check
 
 from ...conftest import HAS_TORCH, NO_TORCH_REASON
 
-pytestmark = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
-
 SPAWN = "iterable_dataset.spawn_workers_yield_same_items"
+
+pytestmark = [pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON), pytest.mark.clause(SPAWN)]
 
 if HAS_TORCH:
     from torch.utils import data

@@ -38,6 +38,7 @@ class Tokens:
         return torch.arange(1, 2 + index % 7) + 10 * index
 
 
+@pytest.mark.clause("loader.batches_cover_dataset", "loader.batches_match_collate")
 def test_time_major_padding_is_counted_by_the_batch_samplers_indices() -> None:
     # Before: "an epoch's batches held 14 samples in all (3 batches of sizes 3, 4, 7); expected 10".
     report = check(tud.DataLoader(Tokens(), batch_size=4, collate_fn=pad_sequence), Loader)
@@ -58,6 +59,7 @@ class DropsTheTail(tud.BatchSampler):
         return len(self.sampler) // self.batch_size  # type: ignore[arg-type]
 
 
+@pytest.mark.clause("loader.batches_cover_dataset")
 def test_a_batch_sampler_that_drops_samples_fails_by_its_indices() -> None:
     sampler = DropsTheTail(tud.SequentialSampler(range(10)), batch_size=4, drop_last=False)
     report = check(tud.DataLoader(Tokens(), batch_sampler=sampler, collate_fn=pad_sequence), Loader)

@@ -12,8 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+import pytest
+
 from torchcontract.conformance import Report, Target, check
 from torchcontract.protocols import Loader
+
+pytestmark = pytest.mark.clause("loader.exhaustion_is_sticky")
 
 
 class _Cursor:

@@ -18,9 +18,9 @@ from torchcontract.conformance import check
 
 from ...conftest import HAS_TORCH, NO_TORCH_REASON
 
-pytestmark = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
-
 CLAUSE = "loader.batches_match_collate"
+
+pytestmark = [pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON), pytest.mark.clause(CLAUSE)]
 
 if HAS_TORCH:
     import torch

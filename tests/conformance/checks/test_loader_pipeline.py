@@ -37,6 +37,7 @@ def _check(obj: object, protocol: type[Any], **kwargs: Any) -> Report:
 # -- len(loader) over a sized stream with workers ---------------------------------------------------
 
 
+@pytest.mark.clause("loader.len_matches_batch_count")
 def test_sized_stream_with_workers_is_checked_not_skipped() -> None:
     # Before: skipped ("len(loader) is documented as an estimate") although len(loader) == 3 and the
     # epoch has 4 batches (10 items, batch_size=4, 2 workers with 5 items each).
@@ -46,6 +47,7 @@ def test_sized_stream_with_workers_is_checked_not_skipped() -> None:
     assert "len(loader) == 3 but an epoch yielded 4 batches" in result.message
 
 
+@pytest.mark.clause("loader.len_matches_batch_count")
 @pytest.mark.parametrize(
     "build",
     [
@@ -59,6 +61,7 @@ def test_sized_streams_whose_len_holds_pass(build: Any) -> None:
     assert _result(_check(build(), Loader), "loader.len_matches_batch_count").status == "passed"
 
 
+@pytest.mark.clause("loader.len_matches_batch_count")
 def test_unsized_stream_is_skipped() -> None:
     loader = tud.DataLoader(Stream(10), batch_size=4, num_workers=2)
     result = _result(_check(loader, Loader), "loader.len_matches_batch_count")
@@ -82,6 +85,7 @@ class _ScaledCollate:
         return {"scale": 1.0}
 
 
+@pytest.mark.clause("collate_fn.pickle_round_trip", "loader.worker_functions_pickle")
 def test_unpickled_collate_that_differs_fails() -> None:
     loader = tud.DataLoader(tensors(10), batch_size=4, num_workers=2, collate_fn=_ScaledCollate(2.0))
     result = _result(_check(loader, Loader), "loader.worker_functions_pickle")
@@ -96,6 +100,7 @@ def test_unpickled_collate_that_differs_fails() -> None:
     assert "differs from collate(samples)" in collate.message, collate
 
 
+@pytest.mark.clause("loader.worker_functions_pickle")
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [
@@ -110,6 +115,7 @@ def test_lambda_collate_without_pickling_workers_is_skipped(kwargs: dict[str, An
     assert reason in result.message, result
 
 
+@pytest.mark.clause("loader.worker_functions_pickle")
 def test_module_level_functions_pass_and_are_compared() -> None:
     loader = tud.DataLoader(tensors(10), batch_size=4, num_workers=2, collate_fn=_first_two)
     assert _result(_check(loader, Loader), "loader.worker_functions_pickle").status == "passed"
@@ -122,6 +128,7 @@ def _nested_forgetful(samples: list[Any]) -> dict[str, Any]:
     return {"batch": forgetful_batch(samples), "ids": list(range(len(samples)))}
 
 
+@pytest.mark.clause("collate_fn.pin_memory_returns_batch")
 def test_nested_custom_batch_is_named_by_its_path() -> None:
     inputs = [(torch.zeros(3), torch.tensor(i)) for i in range(4)]
     report = _check(_nested_forgetful, CollateFn, example_inputs=inputs, transforms_samples=True)
@@ -139,6 +146,7 @@ class _ToDict:
         return {"features": self.features.pin_memory()}
 
 
+@pytest.mark.clause("collate_fn.pin_memory_returns_batch")
 def test_pin_memory_that_changes_the_type_fails() -> None:
     inputs = [torch.zeros(3) for _ in range(4)]
     report = _check(
@@ -157,6 +165,7 @@ def test_the_stand_in_for_pin_memory_is_removed_after_the_check() -> None:
     assert "pin_memory" not in vars(torch.Tensor)
 
 
+@pytest.mark.clause("loader.pin_memory_returns_batch")
 def test_loader_without_pin_memory_is_skipped() -> None:
     loader = tud.DataLoader(tensors(10), batch_size=4, collate_fn=forgetful_batch)
     result = _result(_check(loader, Loader), "loader.pin_memory_returns_batch")
@@ -164,6 +173,7 @@ def test_loader_without_pin_memory_is_skipped() -> None:
     assert "pin_memory is not True" in result.message, result
 
 
+@pytest.mark.clause("loader.pin_memory_returns_batch")
 def test_with_an_accelerator_the_loader_clause_pins_a_batch_collated_anew(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

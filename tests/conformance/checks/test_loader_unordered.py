@@ -44,6 +44,7 @@ class _SizedBatches:
             start += size
 
 
+@pytest.mark.clause("loader.batches_cover_dataset", "loader.batches_match_collate")
 def test_short_batch_in_the_middle_passes_when_out_of_order() -> None:
     report = check(_SizedBatches([4, 1, 4]), Loader)
     assert _result(report, "loader.batches_cover_dataset")[0] == "passed", report
@@ -51,6 +52,7 @@ def test_short_batch_in_the_middle_passes_when_out_of_order() -> None:
     assert not report.failures, report
 
 
+@pytest.mark.clause("loader.batches_cover_dataset")
 def test_two_short_batches_still_fail_when_out_of_order() -> None:
     status, message = _result(check(_SizedBatches([4, 2, 3]), Loader), "loader.batches_cover_dataset")
     assert status == "failed"
@@ -70,6 +72,7 @@ class _Slow(tud.Dataset[int]):
         return index
 
 
+@pytest.mark.clause("loader.batches_cover_dataset")
 def test_torch_dataloader_in_order_false_passes() -> None:
     loader = tud.DataLoader(_Slow(), batch_size=4, num_workers=2, in_order=False)
     report = check(loader, Loader)

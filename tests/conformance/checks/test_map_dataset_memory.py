@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from torchcontract.conformance import check
 from torchcontract.protocols import MapDataset
 
 CLAUSE = "map_dataset.holds_few_python_objects"
+
+pytestmark = pytest.mark.clause(CLAUSE)
 
 
 class Records:

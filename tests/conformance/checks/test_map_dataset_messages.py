@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from torchcontract.conformance import check
 from torchcontract.protocols import MapDataset
 
@@ -15,6 +17,7 @@ from ..reports import status as _status
 # -- the reproducer of a NumPy index is an expression, not a quoted string ------------------------------
 
 
+@pytest.mark.clause("map_dataset.accepts_numpy_integer_index")
 def test_numpy_index_failure_shows_the_expression() -> None:
     class IntOnly(NoisyPoints):
         def __getitem__(self, index: Any) -> Any:
@@ -39,6 +42,7 @@ class SlowPoints(Points):
         return super().__getitem__(index)
 
 
+@pytest.mark.clause("map_dataset.iteration_matches_indexing")
 def test_iteration_of_a_slow_dataset_compares_what_the_budget_allows() -> None:
     # 1,000 items to compare at 2 ms each outlast a 0.5 s budget: before the fix, a failure.
     report = check(SlowPoints(2000), MapDataset, time_budget_s=0.5)

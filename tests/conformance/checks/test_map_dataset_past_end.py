@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pytest
+
 from torchcontract.conformance import Report, check
 from torchcontract.protocols import MapDataset
+
+pytestmark = pytest.mark.clause("map_dataset.index_past_end_raises_index_error")
 
 
 def _result(report: Report, check_id: str) -> tuple[str, str]:

@@ -14,6 +14,8 @@ from ...workers import fixtures
 
 ERRORS = "map_dataset.worker_errors_keep_their_type"
 
+pytestmark = pytest.mark.clause(ERRORS)
+
 
 def _result(report: Report, check_id: str) -> tuple[str, str]:
     found = next(r for r in report.results if r.check_id == check_id)

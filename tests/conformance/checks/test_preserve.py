@@ -293,6 +293,7 @@ class ScalesInputInPlaceInTraining(nn.Module):
         return x.sum(dim=-1)
 
 
+@pytest.mark.clause("callable_module.call_preserves_inputs")
 def test_call_preserves_inputs_names_the_call_on_the_copy() -> None:
     # Before: "m(*inputs) modified its inputs", while the call was copy.deepcopy(m)(*inputs).
     report = check(ScalesInputInPlaceInTraining(), CallableModule, example_inputs=_inputs())

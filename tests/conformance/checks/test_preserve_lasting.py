@@ -223,6 +223,7 @@ class ReadOnlyViews:
         return self.data[index]
 
 
+@pytest.mark.clause("map_dataset.samples_are_independent_copies")
 def test_a_read_only_view_is_not_reported_and_not_written() -> None:
     ds = ReadOnlyViews()
     status, _ = _result(check(ds, MapDataset), "map_dataset.samples_are_independent_copies")

@@ -68,6 +68,9 @@ class CountsPasses(tud.IterableDataset[int]):
         yield from order[worker::workers]
 
 
+@pytest.mark.clause(
+    "map_dataset.spawn_workers_yield_same_samples", "map_dataset.worker_errors_keep_their_type"
+)
 def test_worker_clauses_leave_a_memoising_map_dataset_as_a_copy_taken_before() -> None:
     ds = MemoisingPoints()
     before = copy.deepcopy(ds)
@@ -78,6 +81,9 @@ def test_worker_clauses_leave_a_memoising_map_dataset_as_a_copy_taken_before() -
     assert all(np.array_equal(ds[i], before[i]) for i in order)
 
 
+@pytest.mark.clause(
+    "iterable_dataset.spawn_workers_yield_same_items", "iterable_dataset.workers_yield_each_item_once"
+)
 def test_worker_clauses_leave_a_pass_counting_stream_as_a_copy_taken_before() -> None:
     ds = CountsPasses()
     before = copy.deepcopy(ds)

@@ -37,7 +37,11 @@ def _no_failure(report: Report) -> None:
     assert failed == [], str(report)
 
 
-SHARDING = ("shards_have_equal_length", "shards_cover_dataset", "set_epoch_reshuffles_every_rank_alike")
+SHARDING = (
+    "sampler.shards_have_equal_length",
+    "sampler.shards_cover_dataset",
+    "sampler.set_epoch_reshuffles_every_rank_alike",
+)
 
 
 # -- 1. shards are inferred only for DistributedSampler itself ----------------------------------------
@@ -65,26 +69,29 @@ class RepeatedShards(ref.DistributedSampler):
         return super().__len__() * self.repeats
 
 
+@pytest.mark.clause(*SHARDING)
 def test_a_subclass_with_its_own_constructor_skips_sharding() -> None:
     sampler = ShardOfFiles([f"f{i}.bin" for i in range(10)], (0, 2))
     report = check(sampler, Sampler, world_size=2, data_source_len=10)
     _no_failure(report)
     for clause in SHARDING:
-        result = _result(report, f"sampler.{clause}")
+        result = _result(report, clause)
         assert result.status == "skipped", report
         assert "shards=" in result.message, result.message
 
 
+@pytest.mark.clause(*SHARDING)
 def test_a_subclass_that_adds_an_argument_is_not_checked_as_another_sampler() -> None:
     # Rebuilt with torch's keywords it would lose repeats=2 and check a different sampler.
     sampler = RepeatedShards(range(10), 2, 0, repeats=2)
     report = check(sampler, Sampler, world_size=2)
     for clause in SHARDING:
-        result = _result(report, f"sampler.{clause}")
+        result = _result(report, clause)
         assert result.status == "skipped", report
         assert "shards=" in result.message, result.message
 
 
+@pytest.mark.clause(*SHARDING)
 def test_only_torchs_own_distributed_sampler_is_rebuilt() -> None:
     # The reference DistributedSampler is built like torch's, but the checks know no class but torch's:
     # it declares its shards as any other sampler does (the report's target gives shards=).
@@ -92,7 +99,7 @@ def test_only_torchs_own_distributed_sampler_is_rebuilt() -> None:
     report = check(sampler, Sampler, world_size=2, data_source_len=10)
     _no_failure(report)
     for clause in SHARDING:
-        result = _result(report, f"sampler.{clause}")
+        result = _result(report, clause)
         assert result.status == "skipped", report
         assert "torch's DistributedSampler itself, not DistributedSampler" in result.message, result.message
     declared = check(
@@ -105,6 +112,7 @@ def test_only_torchs_own_distributed_sampler_is_rebuilt() -> None:
     assert _statuses(declared)["sampler.shards_cover_dataset"] == "passed", declared
 
 
+@pytest.mark.clause("sampler.shards_cover_dataset")
 def test_torchs_distributed_sampler_is_rebuilt_from_its_attributes() -> None:
     data = pytest.importorskip("torch.utils.data", reason=NO_TORCH_REASON)
     sampler = data.DistributedSampler(range(10), num_replicas=2, rank=0)
@@ -115,6 +123,7 @@ def test_torchs_distributed_sampler_is_rebuilt_from_its_attributes() -> None:
 # -- 2. batch samplers --------------------------------------------------------------------------------
 
 
+@pytest.mark.clause("sampler.shards_have_equal_length")
 def test_batch_shards_with_equal_index_counts_but_unequal_batch_counts_fail() -> None:
     assert [sum(map(len, ShardThenBucket(r, 2))) for r in (0, 1)] == [6, 6]
     assert [len(ShardThenBucket(r, 2)) for r in (0, 1)] == [2, 3]
@@ -140,19 +149,24 @@ class ArrayBatches:
         return -(-len(self.data_source) // 4)
 
 
+BATCH_CLAUSES = (
+    "sampler.yields_indices_in_range",
+    "sampler.len_matches_count",
+    "sampler.each_index_once",
+    "sampler.each_iter_is_new_pass",
+)
+
+
+@pytest.mark.clause(*BATCH_CLAUSES)
 def test_a_batch_sampler_of_numpy_arrays_is_judged_as_batches() -> None:
     report = check(ArrayBatches(10, 4), Sampler)
     statuses = _statuses(report)
-    for clause in (
-        "yields_indices_in_range",
-        "len_matches_count",
-        "each_index_once",
-        "each_iter_is_new_pass",
-    ):
-        assert statuses[f"sampler.{clause}"] == "passed", report
+    for clause in BATCH_CLAUSES:
+        assert statuses[clause] == "passed", report
     assert report.passed, report
 
 
+@pytest.mark.clause("sampler.shards_cover_dataset", "sampler.shards_have_equal_length")
 def test_numpy_array_batch_shards_are_counted() -> None:
     def shards(rank: int, world_size: int) -> Any:
         return [np.arange(rank, 12, world_size)[i : i + 2] for i in range(0, 6, 2)]
@@ -163,6 +177,7 @@ def test_numpy_array_batch_shards_are_counted() -> None:
     assert statuses["sampler.shards_cover_dataset"] == "passed", report
 
 
+@pytest.mark.clause("loader.batches_cover_dataset")
 @needs_torch
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_a_dataloader_with_a_batch_sampler_has_its_coverage_checked(drop_last: bool) -> None:
@@ -194,6 +209,7 @@ class SkipsLastBatch:
         return len(self.sampler) // self.batch_size
 
 
+@pytest.mark.clause("loader.batches_cover_dataset")
 @needs_torch
 def test_a_dataloader_batch_sampler_that_drops_its_partial_batch_fails_coverage() -> None:
     import torch
@@ -224,6 +240,7 @@ class OpaqueBatches:
         return 2
 
 
+@pytest.mark.clause("loader.batches_match_collate")
 def test_batches_match_collate_skips_when_it_cannot_count_a_batch() -> None:
     report = check(OpaqueBatches(), Loader, ordered=True)
     result = _result(report, "loader.batches_match_collate")
@@ -231,6 +248,7 @@ def test_batches_match_collate_skips_when_it_cannot_count_a_batch() -> None:
     assert "how many samples" in result.message, result.message
 
 
+@pytest.mark.clause("loader.batches_match_collate")
 @needs_torch
 def test_batches_match_collate_uses_the_batch_samplers_batch_size() -> None:
     import torch
@@ -259,16 +277,28 @@ class RandomLengthPasses:
         return iter([i for i in range(len(self.data_source)) if rng.random() < 0.5])
 
 
+COMPARED_ACROSS_PASSES = ("sampler.each_iter_is_new_pass", "sampler.same_state_same_order")
+
+
+@pytest.mark.clause(*COMPARED_ACROSS_PASSES)
 def test_a_sampler_declared_nondeterministic_is_not_compared_across_passes() -> None:
     sampler = RandomLengthPasses(40)
     report = check(sampler, Sampler, deterministic=False)
     _no_failure(report)
-    for clause in ("each_iter_is_new_pass", "same_state_same_order"):
-        result = _result(report, f"sampler.{clause}")
+    for clause in COMPARED_ACROSS_PASSES:
+        result = _result(report, clause)
         assert result.status == "skipped", report
         assert "deterministic=False" in result.message
 
 
+INFINITE_SKIPS = (
+    "sampler.shards_have_equal_length",
+    "sampler.shards_cover_dataset",
+    "sampler.same_seed_same_shards",
+)
+
+
+@pytest.mark.clause(*INFINITE_SKIPS)
 def test_an_infinite_sampler_skips_the_sharding_clauses() -> None:
     def shards(rank: int, world_size: int) -> Any:
         from ..correct import EndlessShuffles
@@ -277,12 +307,13 @@ def test_an_infinite_sampler_skips_the_sharding_clauses() -> None:
 
     report = check(shards(0, 2), Sampler, infinite=True, world_size=2, shards=shards, data_source_len=10)
     _no_failure(report)
-    for clause in ("shards_have_equal_length", "shards_cover_dataset", "same_seed_same_shards"):
-        result = _result(report, f"sampler.{clause}")
+    for clause in INFINITE_SKIPS:
+        result = _result(report, clause)
         assert result.status == "skipped", report
         assert "infinite=True" in result.message
 
 
+@pytest.mark.clause("sampler.shards_cover_dataset")
 def test_a_sampler_with_replacement_skips_shard_coverage() -> None:
     def shards(rank: int, world_size: int) -> list[int]:
         return np.random.default_rng(rank).integers(10, size=5).tolist()
@@ -383,6 +414,7 @@ def test_check_leaves_a_loader_whose_sampler_advances_as_it_was() -> None:
 # -- 7. torch's own samplers, and samplers of keys -------------------------------------------------
 
 
+@pytest.mark.clause("sampler.each_index_once")
 @needs_torch
 @pytest.mark.parametrize("num_samples", [25, 30, 7])
 def test_random_sampler_without_replacement_over_several_permutations_passes(num_samples: int) -> None:
@@ -402,6 +434,7 @@ class RepeatsInsideABlock:
         return iter([*range(10), 0, *range(1, 10), 3, 1, 2, 3, 4])
 
 
+@pytest.mark.clause("sampler.each_index_once")
 def test_a_repeat_inside_a_block_of_a_long_pass_still_fails() -> None:
     report = check(RepeatsInsideABlock(), Sampler)
     result = _result(report, "sampler.each_index_once")
@@ -433,6 +466,7 @@ class ScaledIndices:
         return 6
 
 
+@pytest.mark.clause("sampler.yields_indices_in_range")
 @pytest.mark.parametrize("sampler", [KeySampler(), ScaledIndices()], ids=["string_keys", "index_scale_pairs"])
 def test_samplers_of_keys_are_not_misread_as_batches(sampler: Any) -> None:
     report = check(sampler, Sampler)
@@ -449,6 +483,7 @@ class FloatIndices:
         return iter([0.0, 1.0, 2.0])
 
 
+@pytest.mark.clause("sampler.yields_indices_in_range")
 def test_float_indices_still_fail() -> None:
     report = check(FloatIndices(), Sampler)
     assert _result(report, "sampler.yields_indices_in_range").status == "failed", report

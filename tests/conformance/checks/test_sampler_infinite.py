@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from torchcontract.conformance import check
 from torchcontract.protocols import Sampler
 
@@ -11,6 +13,7 @@ from ..reports import status as _status
 # -- an infinite sampler repeats indices across epochs ------------------------------------------------
 
 
+@pytest.mark.clause("sampler.each_index_once")
 def test_an_endless_sampler_of_shuffled_epochs_is_checked_one_epoch_deep() -> None:
     report = check(EndlessShuffles(10), Sampler, infinite=True, data_source_len=10)
     status, message = _status(report, "sampler.each_index_once")

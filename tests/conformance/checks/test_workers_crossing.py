@@ -14,6 +14,8 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 
 CROSSES = "map_dataset.samples_cross_process_boundary"
 
+pytestmark = pytest.mark.clause(CROSSES)
+
 
 class OnDevice:
     def __init__(self, device: str) -> None:

@@ -17,6 +17,7 @@ SPAWN = "map_dataset.spawn_workers_yield_same_samples"
 CROSSES = "map_dataset.samples_cross_process_boundary"
 
 
+@pytest.mark.clause(CROSSES, SPAWN)
 def test_a_lambda_in_a_sample_is_named_by_its_path() -> None:
     report = check(fixtures.LambdaInSample(), MapDataset)
     found = next(r for r in report.results if r.check_id == CROSSES)

@@ -79,11 +79,13 @@ def _status(report: Report, check_id: str) -> tuple[str, str]:
     return result.status, result.message
 
 
+@pytest.mark.clause("module.to_device")
 def test_zero_dim_cpu_tensor_attribute_passes_the_meta_probe() -> None:
     status, message = _status(check(ZeroDimScale(), Module, example_inputs=_inputs()), "module.to_device")
     assert status == "passed", message
 
 
+@pytest.mark.clause("module.to_device")
 def test_a_module_without_meta_kernels_is_skipped_with_the_reason() -> None:
     status, message = _status(check(NoMetaKernel(), Module, example_inputs=_inputs()), "module.to_device")
     assert status == "skipped", message
@@ -91,6 +93,7 @@ def test_a_module_without_meta_kernels_is_skipped_with_the_reason() -> None:
     assert "nonzero" in message, message
 
 
+@pytest.mark.clause("module.to_device")
 def test_the_meta_probe_moves_keyword_arguments_too() -> None:
     class Shifted(nn.Linear):
         def forward(self, x: torch.Tensor, *, shift: torch.Tensor) -> torch.Tensor:
@@ -100,6 +103,7 @@ def test_the_meta_probe_moves_keyword_arguments_too() -> None:
     assert _status(report, "module.to_device")[0] == "passed", report
 
 
+@pytest.mark.clause("module.state_dict_round_trip")
 def test_a_rebuilt_non_persistent_buffer_is_not_mistaken_for_lost_state() -> None:
     # register_buffer(persistent=False) declares the tensor rebuilt at construction: without a factory
     # it is not changed on the copy (a correct rotary embedding must not fail), and with one the fresh
@@ -110,6 +114,7 @@ def test_a_rebuilt_non_persistent_buffer_is_not_mistaken_for_lost_state() -> Non
     assert report.passed, report
 
 
+@pytest.mark.clause("module.state_dict_round_trip")
 def test_numpy_modules_skip_the_torch_save_hop() -> None:
     from ...correct import MLP, mlp_inputs
 
@@ -117,6 +122,7 @@ def test_numpy_modules_skip_the_torch_save_hop() -> None:
     assert _status(report, "module.state_dict_round_trip")[0] == "passed", report
 
 
+@pytest.mark.clause("callable_module.call_runs_forward_once")
 def test_the_check_removes_its_hooks_and_keeps_the_module_own() -> None:
     module = HookCounting()
     report = check(module, CallableModule, example_inputs=_inputs())
@@ -141,6 +147,9 @@ def test_parity_tolerance_loosens_the_comparison() -> None:
     assert close_difference(left, right, tolerance=(0.0, 1e-2)) is None
 
 
+@pytest.mark.clause(
+    "callable_module.call_preserves_inputs", "module.device_parity", "module.zero_grad_clears_gradients"
+)
 def test_severities_follow_the_convention() -> None:
     assert CHECKS["callable_module.call_preserves_inputs"].severity == "recommended"  # inplace=True
     assert CHECKS["module.device_parity"].severity == "recommended"  # torch promises no CPU/GPU agreement
@@ -149,6 +158,7 @@ def test_severities_follow_the_convention() -> None:
     assert report.passed, report
 
 
+@pytest.mark.clause("callable_module.call_runs_forward_once")
 def test_reference_modules_run_the_hooks_once() -> None:
     import numpy as np
 

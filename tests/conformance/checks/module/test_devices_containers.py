@@ -144,6 +144,7 @@ CONTAINERS = {
 }
 
 
+@pytest.mark.clause("module.to_device", "module.to_dtype")
 @pytest.mark.parametrize("make", CONTAINERS.values(), ids=CONTAINERS.keys())
 def test_a_module_taking_a_container_passes_to_device_to_dtype_and_the_dtype_matrix(make: Any) -> None:
     # Before: the meta-device probe of module.to_device left the container on the CPU (its leaves were
@@ -167,6 +168,7 @@ class LeavesABufferBehind(Embeds):
         return super().forward(batch) + self.offset
 
 
+@pytest.mark.clause("module.to_device")
 def test_a_tensor_left_behind_is_still_found_with_a_container_input() -> None:
     box = TensorBox({"features": _features(), "ids": _ids()}, "cpu")
     status, message = _result(check(LeavesABufferBehind(), Module, example_inputs=(box,)), "module.to_device")

@@ -136,6 +136,7 @@ def _seeded(build: Any) -> Any:
         return build()
 
 
+@pytest.mark.clause(META)
 def test_a_table_rebuilt_by_reset_parameters_builds_on_meta() -> None:
     report = check(
         _seeded(PositionalScaleWithReset),
@@ -147,12 +148,14 @@ def test_a_table_rebuilt_by_reset_parameters_builds_on_meta() -> None:
     assert report.passed, report
 
 
+@pytest.mark.clause(META)
 def test_without_a_factory_the_meta_build_is_skipped_saying_how_to_turn_it_on() -> None:
     result = _result(check(nn.Linear(3, 2), Module, example_inputs=_inputs()), META)
     assert result.status == "skipped"
     assert "factory=" in result.message
 
 
+@pytest.mark.clause(META)
 def test_construction_that_reads_tensor_data_fails_on_meta_naming_the_call() -> None:
     result = _result(
         check(_seeded(NeedsDataInInit), Module, example_inputs=_inputs(), factory=NeedsDataInInit), META
@@ -162,6 +165,7 @@ def test_construction_that_reads_tensor_data_fails_on_meta_naming_the_call() -> 
     assert ".item()" in result.message
 
 
+@pytest.mark.clause(META)
 def test_a_buffer_allocated_on_the_cpu_during_a_meta_build_is_named() -> None:
     result = _result(
         check(_seeded(TableFromNumpy), Module, example_inputs=_inputs(), factory=TableFromNumpy), META
@@ -171,6 +175,7 @@ def test_a_buffer_allocated_on_the_cpu_during_a_meta_build_is_named() -> None:
     assert "torch.from_numpy" in result.message
 
 
+@pytest.mark.clause(META, FUNCTIONAL)
 def test_tied_weights_pass_the_functional_call_and_meta_clauses() -> None:
     tokens = (torch.tensor([[0, 3, 6], [1, 2, 5]]),)
     report = check(_seeded(TiedEmbedding), Module, example_inputs=tokens, factory=TiedEmbedding)
@@ -179,23 +184,27 @@ def test_tied_weights_pass_the_functional_call_and_meta_clauses() -> None:
     assert report.passed, report
 
 
+@pytest.mark.clause(FUNCTIONAL)
 def test_an_output_that_ignores_a_shift_of_the_parameters_is_not_flagged() -> None:
     # The swapped call is compared with a copy changed in place, not asked to differ from m's output.
     report = check(_seeded(SignOfWeights), Module, example_inputs=_inputs())
     assert _result(report, FUNCTIONAL).status == "passed", report
 
 
+@pytest.mark.clause(FUNCTIONAL)
 def test_a_random_module_compares_functional_calls_with_the_generators_seeded_alike() -> None:
     report = check(_seeded(lambda: NoisyLinear(3, 2)), Module, example_inputs=_inputs(), deterministic=False)
     assert _result(report, FUNCTIONAL).status == "passed", report
 
 
+@pytest.mark.clause(FUNCTIONAL)
 def test_a_module_without_floating_point_state_skips_functional_call() -> None:
     result = _result(check(nn.ReLU(), Module, example_inputs=_inputs()), FUNCTIONAL)
     assert result.status == "skipped"
     assert "no floating-point parameter or buffer" in result.message
 
 
+@pytest.mark.clause(COMPILE, EXPORT)
 @pytest.mark.parametrize(("check_id", "option"), [(COMPILE, "compile=True"), (EXPORT, "export=True")])
 def test_compile_and_export_are_off_by_default_and_say_how_to_turn_them_on(
     check_id: str, option: str
@@ -205,6 +214,7 @@ def test_compile_and_export_are_off_by_default_and_say_how_to_turn_them_on(
     assert option in result.message
 
 
+@pytest.mark.clause(COMPILE, EXPORT)
 def test_compile_and_export_pass_on_a_module_with_keyword_arguments() -> None:
     class Scaled(nn.Linear):
         def forward(self, x: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
@@ -222,6 +232,7 @@ def test_compile_and_export_pass_on_a_module_with_keyword_arguments() -> None:
         assert _result(report, check_id).status == "passed", report
 
 
+@pytest.mark.clause(COMPILE, EXPORT)
 def test_a_random_module_compiles_and_exports_comparing_structure_only() -> None:
     report = check(
         _seeded(lambda: NoisyLinear(3, 2)),
@@ -235,6 +246,7 @@ def test_a_random_module_compiles_and_exports_comparing_structure_only() -> None
         assert _result(report, check_id).status == "passed", report
 
 
+@pytest.mark.clause(FUNCTIONAL)
 def test_a_tensor_type_that_cannot_add_is_left_unchanged_not_an_internal_error() -> None:
     # The change of functional_call_matches_call (+ 0.5) is torchcontract's, not a contract: a tensor
     # type without it keeps its values on both sides, and the other tensors are still changed.
@@ -243,6 +255,7 @@ def test_a_tensor_type_that_cannot_add_is_left_unchanged_not_an_internal_error()
     assert "left unchanged (their tensor type cannot add 0.5): scale" in result.message
 
 
+@pytest.mark.clause(COMPILE)
 def test_a_difference_only_after_dynamo_is_said_to_come_from_aot_autograd(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -265,6 +278,7 @@ def test_a_difference_only_after_dynamo_is_said_to_come_from_aot_autograd(
     assert "AOTAutograd" in result.message
 
 
+@pytest.mark.clause(COMPILE)
 def test_a_difference_in_dynamo_capture_names_the_eager_backend() -> None:
     result = _result(
         check(
@@ -277,6 +291,7 @@ def test_a_difference_in_dynamo_capture_names_the_eager_backend() -> None:
     assert "with backend='aot_eager' too" in result.message
 
 
+@pytest.mark.clause(EXPORT)
 def test_torch_warnings_while_exporting_become_a_note_not_output(recwarn: pytest.WarningsRecorder) -> None:
     report = check(
         nn.GRU(3, 4, batch_first=True), Module, example_inputs=(torch.zeros(2, 5, 3),), export=True
@@ -287,6 +302,7 @@ def test_torch_warnings_while_exporting_become_a_note_not_output(recwarn: pytest
     assert not [w for w in recwarn if "during export" in str(w.message)]
 
 
+@pytest.mark.clause(REPR)
 def test_repr_passes_on_modules_with_and_without_extra_repr() -> None:
     for module in (nn.Linear(3, 2), ReprWithoutExtra(), nn.Sequential(nn.Linear(3, 2), nn.ReLU())):
         result = _result(check(module, Module, example_inputs=_inputs()), REPR)
@@ -339,6 +355,7 @@ def test_compile_export_and_functional_call_run_once_per_dtype_of_the_matrix() -
     assert labels[META] == "skipped"  # no factory; and it is not per-dtype
 
 
+@pytest.mark.clause(FUNCTIONAL)
 def test_a_transposed_view_cached_in_init_fails_functional_call() -> None:
     # The audit's experiment 12: `weight.detach().t()` kept from __init__ is a view of the weight's
     # storage, so in-place changes reach it (a copy changed in place computes with them) and
@@ -357,6 +374,7 @@ def test_a_transposed_view_cached_in_init_fails_functional_call() -> None:
     assert "references functional_call does not swap" in result.message
 
 
+@pytest.mark.clause("module.to_dtype")
 def test_a_distribution_output_is_compared_in_float64_by_its_attributes() -> None:
     # gpytorch's likelihoods return distributions: to_dtype converts the float32 reference's loc and
     # scale too, instead of reporting the dtypes it compares as a difference.
@@ -369,6 +387,7 @@ def test_a_distribution_output_is_compared_in_float64_by_its_attributes() -> Non
     assert _result(report, "module.to_dtype").status == "passed", report
 
 
+@pytest.mark.clause(FUNCTIONAL)
 def test_the_changed_tensors_ask_for_gradients_as_the_modules_own_do() -> None:
     # With tensors that do not require grad, nn.TransformerEncoderLayer takes its fused fast path in
     # eval mode, whose numerics differ from the path m takes holding its parameters (2e-5 here).

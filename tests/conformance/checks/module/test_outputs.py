@@ -54,6 +54,7 @@ class PlainLoc(nn.Module):
         return torch.distributions.Normal(self.loc, torch.ones(3))
 
 
+@pytest.mark.clause("module.functional_call_matches_call")
 @pytest.mark.parametrize("module", [ReturnsItsWeight, PlainLoc])
 def test_an_output_holding_a_parameter_passes_functional_call_matches_call(module: type[nn.Module]) -> None:
     # Before: m's tensors were put back before the outputs were compared, and the output of m holding
@@ -80,6 +81,7 @@ class Float64BufferFloat32Inputs(nn.Module):
         return x @ self.mix
 
 
+@pytest.mark.clause("callable_module.call_returns")
 def test_a_module_that_raises_as_it_is_fails_whatever_the_dtype_matrix() -> None:
     # Before: with dtypes=(float32, float64) the report passed: six clauses run once were skipped for
     # the failed prerequisite callable_module.call_returns (decided on the module as it is), whose
@@ -136,6 +138,7 @@ class TopBoxes(nn.Module):
         return boxes[chosen], scores[chosen]
 
 
+@pytest.mark.clause("module.to_dtype")
 @pytest.mark.parametrize("select", ["top_k", "sort"])
 def test_a_top_k_or_sort_over_tied_scores_passes_to_dtype(select: str) -> None:
     # Before: float32 broke the tie by index, float64 by value: other boxes were chosen, and the
@@ -155,6 +158,7 @@ class WrongInFloat64(TopBoxes):
         return (chosen + 1.0 if chosen.dtype == torch.float64 else chosen), scores
 
 
+@pytest.mark.clause("module.to_dtype")
 def test_a_module_wrong_in_float64_still_fails_when_its_decisions_agree() -> None:
     # Scores far from ties (scale 0.01): both runs choose the same boxes, so the values are compared.
     status, message = _result(
@@ -172,6 +176,7 @@ class KeepsScoresInFloat32(TopBoxes):
         return chosen, scores.float()
 
 
+@pytest.mark.clause("module.to_dtype")
 def test_an_output_left_in_float32_still_fails_over_tied_scores() -> None:
     status, message = _result(
         check(KeepsScoresInFloat32(), Module, example_inputs=(_boxes(),)), "module.to_dtype"
@@ -196,6 +201,7 @@ class Lookup(nn.Module):
         return x @ self.table.T
 
 
+@pytest.mark.clause("module.builds_on_meta_device")
 def test_a_factory_that_captures_a_tensor_is_named_as_the_likely_cause() -> None:
     # Before: the message named a tensor made with device= or from NumPy, not the most common cause:
     # a factory that captures an existing CPU tensor.

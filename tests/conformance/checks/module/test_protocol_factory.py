@@ -97,6 +97,7 @@ def test_a_factory_that_builds_the_wrong_state_still_fails_in_each_dtype() -> No
     assert "differs from" in results["float64"].message
 
 
+@pytest.mark.clause(EXPORT)
 def test_an_output_that_is_not_a_pytree_is_named_as_the_cause_when_export_fails() -> None:
     # gpytorch.GaussianLikelihood returns a Normal distribution: torch.export refuses outputs that are
     # not pytrees of tensors, and the message pointed at data-dependent branches (torch.cond) instead.

@@ -16,7 +16,10 @@ from torchcontract.conformance import check
 
 from ....conftest import HAS_TORCH, NO_TORCH_REASON
 
-pytestmark = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
+pytestmark = [
+    pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON),
+    pytest.mark.clause("module.zero_grad_clears_gradients"),
+]
 
 if HAS_TORCH:
     import torch

@@ -95,6 +95,7 @@ def _result(report: Report, check_id: str) -> Any:
     return next(r for r in report.results if r.check_id == check_id)
 
 
+@pytest.mark.clause(NON_CONTIGUOUS, BACKWARD, DTYPE)
 def test_severities_follow_the_convention() -> None:
     # A certain DDP error and silently untrained parameters; the other two bite in some uses only.
     assert CHECKS[BACKWARD].severity == "required"
@@ -102,6 +103,7 @@ def test_severities_follow_the_convention() -> None:
     assert CHECKS[NON_CONTIGUOUS].severity == "recommended"
 
 
+@pytest.mark.clause(BACKWARD)
 def test_declared_unused_parameters_pass_with_a_note() -> None:
     report = check(
         _seeded(AuxiliaryHeadNeverUsed), Module, example_inputs=_inputs(4, 3), unused_parameters=True
@@ -117,17 +119,20 @@ def test_unused_parameters_must_be_a_bool() -> None:
         check(nn.Linear(3, 2), Module, example_inputs=_inputs(4, 3), unused_parameters="yes")
 
 
+@pytest.mark.clause(BACKWARD)
 def test_a_frozen_unused_parameter_is_fine() -> None:
     report = check(_seeded(FrozenUnusedHead), Module, example_inputs=_inputs(4, 3))
     assert _result(report, BACKWARD).status == "passed", report
 
 
+@pytest.mark.clause(BACKWARD)
 def test_an_output_without_floating_point_tensors_is_skipped() -> None:
     result = _result(check(_seeded(Classifier), Module, example_inputs=_inputs(4, 3)), BACKWARD)
     assert result.status == "skipped", result
     assert "no floating-point tensor" in result.message, result
 
 
+@pytest.mark.clause(BACKWARD)
 def test_a_forward_under_no_grad_names_every_parameter() -> None:
     report = check(_seeded(lambda: NoGradForward(3, 2)), Module, example_inputs=_inputs(4, 3))
     result = _result(report, BACKWARD)
@@ -135,6 +140,7 @@ def test_a_forward_under_no_grad_names_every_parameter() -> None:
     assert "'weight', 'bias' (2 of 2 trainable parameters)" in result.message
 
 
+@pytest.mark.clause(BACKWARD)
 def test_inputs_that_cannot_train_skip_rather_than_fail() -> None:
     # BatchNorm in train mode rejects a batch of one sample: the example inputs are for inference.
     report = check(_seeded(lambda: nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))), Module,
@@ -145,6 +151,7 @@ def test_inputs_that_cannot_train_skip_rather_than_fail() -> None:
     assert report.passed, report
 
 
+@pytest.mark.clause(BACKWARD)
 def test_a_complex_output_reaches_the_parameters() -> None:
     report = check(_seeded(lambda: ComplexOutput(3, 2)), Module, example_inputs=_inputs(4, 3))
     assert _result(report, BACKWARD).status == "passed", report
@@ -157,6 +164,7 @@ def test_the_check_leaves_no_gradient_on_the_module() -> None:
     assert module.training
 
 
+@pytest.mark.clause(DTYPE)
 def test_an_output_allocated_float32_fails_to_dtype() -> None:
     report = check(_seeded(lambda: OutputAllocatedFloat32(3, 2)), Module, example_inputs=_inputs(4, 3))
     result = _result(report, DTYPE)
@@ -165,6 +173,7 @@ def test_an_output_allocated_float32_fails_to_dtype() -> None:
     assert [r.check_id for r in report.results if r.status == "failed"] == [DTYPE], report
 
 
+@pytest.mark.clause(DTYPE)
 def test_integer_buffers_keep_their_dtype() -> None:
     report = check(_seeded(StepCounter), Module, example_inputs=_inputs(4, 3))
     assert _result(report, DTYPE).status == "passed", report
@@ -173,17 +182,20 @@ def test_integer_buffers_keep_their_dtype() -> None:
     assert module.weight.dtype == torch.float32, "the check converts a copy, not the module"
 
 
+@pytest.mark.clause(DTYPE)
 def test_a_module_without_float32_state_skips_to_dtype() -> None:
     result = _result(check(nn.ReLU(), Module, example_inputs=_inputs(4, 3)), DTYPE)
     assert result.status == "skipped", result
 
 
+@pytest.mark.clause(NON_CONTIGUOUS)
 def test_inputs_that_cannot_be_non_contiguous_skip() -> None:
     result = _result(check(nn.ReLU(), CallableModule, example_inputs=(torch.tensor(1.0),)), NON_CONTIGUOUS)
     assert result.status == "skipped", result
     assert "non-contiguous" in result.message, result
 
 
+@pytest.mark.clause(NON_CONTIGUOUS)
 def test_keyword_tensors_are_made_non_contiguous_too() -> None:
     report = check(_seeded(lambda: KeywordMask(3, 2)), CallableModule, example_inputs=_inputs(4, 3),
                    example_kwargs={"mask": torch.ones(4, 2)})  # fmt: skip
@@ -192,6 +204,7 @@ def test_keyword_tensors_are_made_non_contiguous_too() -> None:
     assert "kwargs['mask']" in result.message, result.message
 
 
+@pytest.mark.clause(NON_CONTIGUOUS)
 def test_one_dimensional_and_integer_inputs_are_made_non_contiguous() -> None:
     report = check(_seeded(lambda: nn.Embedding(10, 3)), Module, example_inputs=(torch.tensor([1, 2, 9]),))
     assert _result(report, NON_CONTIGUOUS).status == "passed", report

@@ -12,8 +12,8 @@ from torchcontract.conformance import check
 from torchcontract.protocols import Stateful
 from torchcontract.reference_impl import DataLoader, RandomSampler, SequentialSampler, StreamDataset
 
-from ..conftest import HAS_TORCH, NO_TORCH_REASON
-from .mutants.stateful import Resumable
+from ...conftest import HAS_TORCH, NO_TORCH_REASON
+from ..mutants.stateful import Resumable
 
 DATA = [np.full(3, i) for i in range(23)]
 NEXT_EPOCH = "stateful.resume_then_same_next_epoch"

@@ -13,10 +13,10 @@ import pytest
 from torchcontract.conformance import check
 from torchcontract.protocols import CallableModule, Module
 
-from ..conftest import HAS_TORCH, NO_TORCH_REASON
-from .correct import MLP, NumpyModule, Parameter, mlp_inputs
-from .mutants.module import DeepcopySharesParameters
-from .reports import status as _status
+from ...conftest import HAS_TORCH, NO_TORCH_REASON
+from ..correct import MLP, NumpyModule, Parameter, mlp_inputs
+from ..mutants.module import DeepcopySharesParameters
+from ..reports import status as _status
 
 # -- call_preserves_inputs must not change the module -------------------------------------------------
 
@@ -156,7 +156,7 @@ def test_device_checks_skip_a_numpy_module_without_importing_torch() -> None:
         assert "torch" not in sys.modules, "checking a NumPy module imported torch"
         """
     )
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60
     )
@@ -168,7 +168,7 @@ def test_device_checks_skip_a_numpy_module_without_importing_torch() -> None:
 
 @pytest.mark.clause("module.train_eval_set_mode")
 def test_train_false_is_checked_and_the_mode_restored() -> None:
-    from .mutants.module import TrainIgnoresMode
+    from ..mutants.module import TrainIgnoresMode
 
     module = TrainIgnoresMode().eval()
     report = check(module, Module, example_inputs=mlp_inputs())

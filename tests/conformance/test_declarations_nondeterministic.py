@@ -1,9 +1,11 @@
 """Regression tests: ``deterministic=False`` and ``ordered=False`` are honoured.
 
-A random module, a random map-style dataset and a random stream, declared non-deterministic, pass
-every required clause (the clauses that compare two calls compare what the declaration leaves
-fixed), and a stream declared unordered has its passes compared as multisets. Each object here is
-written for the test.
+A random module, a random map-style dataset and a random stream, declared ``deterministic=False``,
+pass every required clause (the clauses that would compare two random outputs skip, or compare what
+stays fixed), while a module whose copy shares its parameters still fails
+``module.deepcopy_is_independent``; a stream declared ``ordered=False`` has its passes compared as
+multisets, and one whose second pass yields other items still fails. Each object here is written for
+the test.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ import os
 import pytest
 from hypothesis import settings
 
+# The `clause` mark: `pytest -k <check id>` selects the tests of that clause (tests/clauses.py).
+from tests.clauses import pytest_collection_finish, pytest_collection_modifyitems  # noqa: F401
+
 # Property-based tests are derandomized, so every run (and CI) tries the same examples; set
 # HYPOTHESIS_PROFILE=explore to search with fresh random examples (and more of them).
 settings.register_profile("default", derandomize=True, print_blob=True)

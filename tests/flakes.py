@@ -32,7 +32,7 @@ CORPORA = [
     "tests/conformance/test_correct_objects.py",
     "tests/workers/test_workers.py",
     "tests/conformance/test_declarations.py",
-    "tests/conformance/test_trust_samplers.py",
+    "tests/conformance/checks/test_sampler.py",
 ]
 
 

@@ -73,6 +73,7 @@ def test_torch_object_conforms(case: Case) -> None:
     _assert_unchanged(obj, case, before)
 
 
+@pytest.mark.clause("module.device_parity", "module.to_device")
 @pytest.mark.parametrize("case", _torch_params(module_cases=True))
 def test_torch_module_conforms_on_each_device(case: Case, device: str) -> None:
     module = case.factory()

@@ -78,6 +78,7 @@ class OneStrayDuplicate(ClassBalanced):
         return iter([*range(self.n - 1), 3])
 
 
+@pytest.mark.clause("sampler.each_index_once")
 def test_oversampling_suggests_replacement_and_the_declaration_passes() -> None:
     report = check(ClassBalanced(), Sampler, data_source_len=10)
     _fails_only(report, "sampler.each_index_once", "deliberate oversampling", "declare replacement=True")
@@ -85,6 +86,7 @@ def test_oversampling_suggests_replacement_and_the_declaration_passes() -> None:
     assert _violations(declared) == [], str(declared)
 
 
+@pytest.mark.clause("sampler.each_index_once")
 def test_a_stray_duplicate_is_not_called_oversampling() -> None:
     message = _fails_only(check(OneStrayDuplicate(), Sampler, data_source_len=10), "sampler.each_index_once")
     assert "deliberate oversampling" not in message
@@ -120,10 +122,12 @@ def _sharded(factory: Any, **options: Any) -> Report:
     return check(factory(0, 3), Sampler, world_size=3, shards=factory, data_source_len=10, **options)
 
 
+@pytest.mark.clause("sampler.shards_have_equal_length")
 def test_uneven_shards_fail_equal_length_without_the_declaration() -> None:
     _fails_only(_sharded(_eval_shards), "sampler.shards_have_equal_length")
 
 
+@pytest.mark.clause("sampler.shards_cover_dataset", "sampler.shards_have_equal_length")
 def test_uneven_shards_declared_pass_and_coverage_is_checked() -> None:
     report = _sharded(_eval_shards, uneven_shards=True)
     assert _violations(report) == [], str(report)
@@ -133,6 +137,7 @@ def test_uneven_shards_declared_pass_and_coverage_is_checked() -> None:
     assert _result(report, "sampler.shards_cover_dataset").status == "passed"
 
 
+@pytest.mark.clause("sampler.shards_cover_dataset")
 def test_uneven_shards_that_duplicate_an_index_fail_coverage() -> None:
     # The world_size - 1 repeats of DistributedSampler's padding would have let this one through.
     _fails_only(
@@ -174,6 +179,7 @@ def _padded_report(**options: Any) -> Report:
     return check(PaddedShard(0, 2), Sampler, world_size=2, shards=_padded, data_source_len=10, **options)
 
 
+@pytest.mark.clause("sampler.shards_cover_dataset")
 def test_padding_beyond_world_size_fails_without_a_bound() -> None:
     report = _padded_report()
     assert "sampler.shards_cover_dataset" in _violations(report), str(report)
@@ -184,6 +190,7 @@ def test_padding_within_max_padding_passes() -> None:
     assert _violations(report) == [], str(report)
 
 
+@pytest.mark.clause("sampler.shards_cover_dataset")
 def test_padding_beyond_max_padding_fails_naming_the_bound() -> None:
     # Rank 0 repeats 3 indices (within the bound of 5); all ranks together repeat 6 (beyond it).
     _fails_only(_padded_report(max_padding=5), "sampler.shards_cover_dataset", "max_padding=5")
@@ -227,16 +234,19 @@ class DriftingReshuffle(SharedEpochReshuffle):
         return [(epoch + 1) % self.n if i == epoch % self.n else i for i in order]
 
 
+@pytest.mark.clause("sampler.same_state_same_order")
 def test_a_reshuffling_sampler_fails_same_order_without_the_declaration() -> None:
     _fails_only(check(SharedEpochReshuffle(), Sampler, data_source_len=12), "sampler.same_state_same_order")
 
 
+@pytest.mark.clause("sampler.same_state_same_order")
 def test_reshuffles_each_pass_declared_passes() -> None:
     report = check(SharedEpochReshuffle(), Sampler, data_source_len=12, reshuffles_each_pass=True)
     assert _violations(report) == [], str(report)
     assert "reshuffles_each_pass=True" in _result(report, "sampler.same_state_same_order").message
 
 
+@pytest.mark.clause("sampler.same_state_same_order")
 def test_passes_that_draw_different_indices_still_fail() -> None:
     _fails_only(
         check(DriftingReshuffle(), Sampler, data_source_len=12, reshuffles_each_pass=True),
@@ -261,6 +271,7 @@ class ReshufflingLoader:
         return iter([order[i : i + 4] for i in range(0, 12, 4)])
 
 
+@pytest.mark.clause("loader.each_iter_is_new_epoch")
 def test_a_reshuffling_loader_passes_with_the_declaration() -> None:
     report = check(ReshufflingLoader(), Loader, ordered=True, reshuffles_each_pass=True)
     assert "loader.each_iter_is_new_epoch" not in _violations(report), str(report)
@@ -294,6 +305,7 @@ def pairwise_packing_collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return {"tokens": tokens.reshape(len(samples) // 2, -1)}
 
 
+@pytest.mark.clause("collate_fn.batch_has_one_row_per_sample", "collate_fn.batch_mirrors_sample_structure")
 @pytest.mark.parametrize(
     ("collate", "clause"),
     [
@@ -308,6 +320,7 @@ def test_transforming_collates_pass_with_the_declaration(collate: Any, clause: s
     assert "transforms_samples=True" in _result(declared, "collate_fn.batch_mirrors_sample_structure").message
 
 
+@pytest.mark.clause("collate_fn.batch_has_one_row_per_sample")
 def test_a_collate_that_rejects_a_short_batch_still_fails() -> None:
     samples = SAMPLES[:4]
     report = check(pairwise_packing_collate, CollateFn, example_inputs=samples, transforms_samples=True)
@@ -334,6 +347,7 @@ class PackingLoader:
         return iter(batches[:-1] if self.short else batches)
 
 
+@pytest.mark.clause("loader.batches_cover_dataset", "loader.batches_match_collate")
 def test_a_packing_loader_passes_with_the_declaration() -> None:
     assert "loader.batches_cover_dataset" in _violations(check(PackingLoader(), Loader))
     declared = check(PackingLoader(), Loader, transforms_samples=True)
@@ -341,6 +355,7 @@ def test_a_packing_loader_passes_with_the_declaration() -> None:
     assert _result(declared, "loader.batches_match_collate").status == "passed", str(declared)
 
 
+@pytest.mark.clause("loader.batches_cover_dataset")
 def test_a_packing_loader_that_loses_a_batch_still_fails() -> None:
     _fails_only(
         check(PackingLoader(short=True), Loader, transforms_samples=True),
@@ -349,6 +364,7 @@ def test_a_packing_loader_that_loses_a_batch_still_fails() -> None:
     )
 
 
+@pytest.mark.clause("loader.ranks_cover_dataset", "loader.ranks_yield_equal_batch_counts")
 @pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
 def test_uneven_loaders_under_a_process_group() -> None:
     from ..workers import fixtures
@@ -545,6 +561,7 @@ class NoBatchSettings:
         return iter([self.dataset[i : i + 4] for i in range(0, 8, 4)])
 
 
+@pytest.mark.clause("loader.batches_cover_dataset", "loader.batches_match_collate")
 def test_a_skip_names_what_would_enable_the_clause() -> None:
     report = check(NoBatchSettings(), Loader)
     cover = _result(report, "loader.batches_cover_dataset")

@@ -22,7 +22,9 @@ HANG_SLACK_S = 4.0
 
 
 def _params() -> list[object]:
-    params: list[object] = [pytest.param(m, id=m.test_id) for m in MUTANTS]
+    params: list[object] = [
+        pytest.param(m, id=m.test_id, marks=pytest.mark.clause(m.violates)) for m in MUTANTS
+    ]
     if not HAS_TORCH:
         # Shown in the report, so that a run without torch says what it did not test.
         params.append(pytest.param(None, id="torch_mutants", marks=pytest.mark.skip(reason=NO_TORCH_REASON)))

@@ -3,6 +3,8 @@ was not applicable skips nothing."""
 
 from __future__ import annotations
 
+import pytest
+
 from torchcontract.conformance import check
 from torchcontract.protocols import MapDataset
 
@@ -13,6 +15,7 @@ from .reports import status as _status
 # -- prerequisites are transitive ---------------------------------------------------------------------
 
 
+@pytest.mark.clause("map_dataset.getitem_is_deterministic", "map_dataset.len_is_non_negative_int")
 def test_a_failed_len_skips_every_check_that_depends_on_it_even_indirectly() -> None:
     # getitem_is_deterministic requires getitem_in_range_succeeds, which requires len_is_non_negative_int.
     # Before the fix only direct prerequisites counted, so a broken __len__ failed four checks.
@@ -24,6 +27,11 @@ def test_a_failed_len_skips_every_check_that_depends_on_it_even_indirectly() -> 
     assert message == "not run: prerequisite map_dataset.len_is_non_negative_int failed"
 
 
+@pytest.mark.clause(
+    "map_dataset.getitem_is_deterministic",
+    "map_dataset.iteration_matches_indexing",
+    "map_dataset.pickle_round_trip",
+)
 def test_a_prerequisite_skipped_as_not_applicable_does_not_skip_its_dependents() -> None:
     # deterministic=False skips getitem_is_deterministic; the checks that require it still run.
     report = check(NoisyPoints(), MapDataset, deterministic=False)
@@ -35,6 +43,7 @@ def test_a_prerequisite_skipped_as_not_applicable_does_not_skip_its_dependents()
 # -- pickle_round_trip requires determinism -----------------------------------------------------------
 
 
+@pytest.mark.clause("map_dataset.getitem_is_deterministic", "map_dataset.pickle_round_trip")
 def test_an_undeclared_random_dataset_fails_determinism_not_pickling() -> None:
     report = check(AugmentsWithoutDeclaring(), MapDataset)
     assert _status(report, "map_dataset.getitem_is_deterministic")[0] == "failed"
@@ -45,6 +54,7 @@ def test_an_undeclared_random_dataset_fails_determinism_not_pickling() -> None:
     )
 
 
+@pytest.mark.clause("map_dataset.pickle_round_trip")
 def test_pickling_is_still_checked_on_a_declared_random_dataset() -> None:
     class RandomAndUnpicklable(HoldsLambdaTransform, NoisyPoints):
         pass

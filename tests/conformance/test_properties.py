@@ -55,6 +55,7 @@ def test_list_of_batches_conforms_for_any_size(n: int, batch_size: int) -> None:
     assert failed(check(batches, Loader)) == []
 
 
+@pytest.mark.clause("loader.batches_cover_dataset")
 @PROPERTIES
 @given(n=lengths, batch_size=batch_sizes)
 def test_dropping_the_partial_batch_fails_exactly_when_there_is_one(n: int, batch_size: int) -> None:
@@ -63,6 +64,7 @@ def test_dropping_the_partial_batch_fails_exactly_when_there_is_one(n: int, batc
     assert failed(report) == expected
 
 
+@pytest.mark.clause("loader.len_matches_batch_count")
 @PROPERTIES
 @given(n=lengths, batch_size=batch_sizes)
 def test_a_ceil_len_with_drop_last_fails_exactly_when_a_batch_is_dropped(n: int, batch_size: int) -> None:
@@ -105,6 +107,7 @@ def test_points_and_plain_sequences_conform_for_any_length(n: int) -> None:
     assert failed(check(tuple(str(i) for i in range(n)), MapDataset)) == []
 
 
+@pytest.mark.clause("map_dataset.index_past_end_raises_index_error")
 @PROPERTIES
 @given(n=st.integers(min_value=1, max_value=60))
 def test_index_bugs_are_caught_for_any_length(n: int) -> None:
@@ -147,6 +150,7 @@ def test_torch_samplers_conform_for_any_size(
 # -- collate functions --------------------------------------------------------------------------------
 
 
+@pytest.mark.clause("collate_fn.batch_has_one_row_per_sample")
 @PROPERTIES
 @given(n=st.integers(min_value=1, max_value=12))
 def test_dropping_the_odd_sample_out_fails_exactly_when_a_batch_is_odd(n: int) -> None:

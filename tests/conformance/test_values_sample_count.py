@@ -28,6 +28,7 @@ def test_sample_count_of_a_list_of_samples_is_its_length_given_an_example() -> N
     assert sample_count(numpy_collate(samples[:3]), like=samples[0]) == 3
 
 
+@pytest.mark.clause("loader.batches_cover_dataset", "loader.batches_match_collate")
 def test_a_loader_whose_batches_are_lists_of_samples_is_counted_right() -> None:
     # Before the fix: "batches held 9 samples in all (3 batches of sizes 3); expected 10".
     report = check(BatchLoader(Points(10), 4, collate_fn=list), Loader)
@@ -35,6 +36,7 @@ def test_a_loader_whose_batches_are_lists_of_samples_is_counted_right() -> None:
     assert _status(report, "loader.batches_match_collate")[0] == "passed"
 
 
+@pytest.mark.clause("collate_fn.batch_has_one_row_per_sample", "collate_fn.batch_mirrors_sample_structure")
 def test_a_collate_that_keeps_samples_whole_passes_and_one_that_drops_them_fails() -> None:
     samples = [{"image": np.zeros((2, 2)), "label": i} for i in range(4)]
     assert check(list, CollateFn, example_inputs=samples).passed
@@ -99,6 +101,7 @@ def test_a_converting_collate_is_counted_by_its_samples_not_their_fields() -> No
     assert report.passed, report
 
 
+@pytest.mark.clause("loader.batches_cover_dataset", "loader.batches_match_collate")
 def test_a_loader_with_a_converting_collate_covers_its_dataset() -> None:
     dataset = [(np.full(2, i, dtype=np.float32), i, "x") for i in range(10)]
     report = check(BatchLoader(dataset, 4, collate_fn=convert_each), Loader)
@@ -106,6 +109,7 @@ def test_a_loader_with_a_converting_collate_covers_its_dataset() -> None:
     assert _status(report, "loader.batches_match_collate")[0] == "passed", report
 
 
+@pytest.mark.clause("collate_fn.batch_mirrors_sample_structure")
 @pytest.mark.parametrize("collate", [pad_tokens, pad_tokens_to_array, dict_of_lists])
 def test_padded_token_lists_and_lists_of_values_mirror_their_samples(collate: Any) -> None:
     report = check(collate, CollateFn, example_inputs=TOKENS)
@@ -113,12 +117,14 @@ def test_padded_token_lists_and_lists_of_values_mirror_their_samples(collate: An
     assert report.passed, report
 
 
+@pytest.mark.clause("collate_fn.batch_mirrors_sample_structure")
 def test_a_dict_of_lists_of_tuples_mirrors_its_samples() -> None:
     report = check(dict_of_lists, CollateFn, example_inputs=PAIRS)
     assert _status(report, "collate_fn.batch_mirrors_sample_structure")[0] == "passed", report
     assert report.passed, report
 
 
+@pytest.mark.clause("collate_fn.batch_mirrors_sample_structure")
 def test_a_collate_that_keeps_samples_whole_but_drops_a_field_still_fails() -> None:
     def drops_weight(samples: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return [sample[:2] for sample in samples]
@@ -129,6 +135,7 @@ def test_a_collate_that_keeps_samples_whole_but_drops_a_field_still_fails() -> N
     assert "4 fields but each sample has 3" in message
 
 
+@pytest.mark.clause("loader.batches_cover_dataset")
 def test_torch_default_convert_is_a_collate_function_and_a_loaders() -> None:
     torch = pytest.importorskip("torch", reason="torch's own default_convert")
     from torch.utils.data import DataLoader, default_convert

@@ -85,6 +85,10 @@ def test_ids_select_checks_with_k(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest("-k", "pickle_round_trip", *QUIET)
     result.assert_outcomes(passed=1)
+    # A whole check id, and a whole test id, are -k expressions too (pytest's grammar takes dots and dashes).
+    for expression in ("map_dataset.pickle_round_trip", "pairs-map_dataset.pickle_round_trip"):
+        result = pytester.runpytest("-k", expression, *QUIET)
+        result.assert_outcomes(passed=1)
 
 
 def test_expected_failures_xfail_and_xpass(pytester: pytest.Pytester) -> None:

@@ -32,6 +32,7 @@ class BlocksWhenPickled:
         raise AssertionError("unreachable")
 
 
+@pytest.mark.clause("map_dataset.pickle_round_trip")
 def test_a_dataset_that_blocks_when_pickled_fails_in_time() -> None:
     report = check(BlocksWhenPickled(), MapDataset, time_budget_s=1)
     failed = [r for r in report.results if r.status == "failed"]

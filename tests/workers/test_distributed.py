@@ -36,6 +36,7 @@ def _required_failures(report: Any) -> set[str]:
 # -- samplers ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.clause("sampler.shards_cover_dataset")
 @pytest.mark.parametrize("world_size", [2, 3])
 @pytest.mark.parametrize(
     "options",
@@ -68,6 +69,12 @@ def test_the_reference_distributed_sampler_passes(world_size: int) -> None:
     assert not report.failures, report
 
 
+@pytest.mark.clause(
+    "sampler.same_seed_same_shards",
+    "sampler.set_epoch_reshuffles_every_rank_alike",
+    "sampler.shards_cover_dataset",
+    "sampler.shards_have_equal_length",
+)
 def test_sharding_checks_are_off_without_a_world_size() -> None:
     report = check(data.DistributedSampler(range(10), num_replicas=2, rank=0), Sampler)
     for check_id in SHARDING:
@@ -100,6 +107,7 @@ def test_reference_loaders_under_a_process_group_pass() -> None:
     assert [r.status for r in report.results] == ["passed", "passed"]
 
 
+@pytest.mark.clause("loader.ranks_cover_dataset", "loader.ranks_yield_equal_batch_counts")
 def test_check_distributed_runs_only_the_process_group_checks() -> None:
     report = check_distributed(fixtures.extra_batch_on_rank_zero, 2)
     assert [r.check_id for r in report.results] == [
@@ -109,6 +117,7 @@ def test_check_distributed_runs_only_the_process_group_checks() -> None:
     assert _required_failures(report) == {"loader.ranks_yield_equal_batch_counts"}
 
 
+@pytest.mark.clause("loader.ranks_cover_dataset")
 def test_a_padding_collate_covers_the_dataset_by_its_samplers_indices() -> None:
     """A padded row is not equal to its sample: coverage is judged by the indices of the samplers the
     loaders expose, not by their batches' content."""
@@ -118,6 +127,7 @@ def test_a_padding_collate_covers_the_dataset_by_its_samplers_indices() -> None:
     assert "indices of the loaders' samplers" in cover.message
 
 
+@pytest.mark.clause("loader.ranks_cover_dataset")
 def test_a_loader_that_ignores_the_sampler_it_exposes_is_judged_by_content() -> None:
     report = check_distributed(fixtures.ignores_its_sampler, 2)
     assert _required_failures(report) == {"loader.ranks_cover_dataset"}, report
@@ -125,6 +135,7 @@ def test_a_loader_that_ignores_the_sampler_it_exposes_is_judged_by_content() -> 
     assert "Judged by the samples' content" in report.failures[0].message
 
 
+@pytest.mark.clause("loader.ranks_cover_dataset")
 def test_check_distributed_takes_the_declarations_of_check() -> None:
     """Evaluation sharding declared: unequal batch counts are not a failure, a sample on two ranks is;
     expected failures apply; unusable options fail before any rank starts."""
@@ -139,6 +150,7 @@ def test_check_distributed_takes_the_declarations_of_check() -> None:
         check_distributed(fixtures.torch_loader, 2, shards=fixtures.torch_loader)
 
 
+@pytest.mark.clause("loader.ranks_yield_equal_batch_counts")
 @pytest.mark.parametrize(
     ("factory", "cause"),
     [

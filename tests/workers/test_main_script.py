@@ -139,6 +139,7 @@ def test_a_guarded_script_with_its_classes_in_main_runs_the_spawn_clause(tmp_pat
     assert verdict["results"][KINDS[kind][2]][0] == "passed", output
 
 
+@pytest.mark.clause(MAP_SPAWN)
 @pytest.mark.slow
 def test_a_guarded_script_with_a_table_of_lambdas_runs_the_spawn_clause(tmp_path: Path) -> None:
     """A lambda's body runs when it is called, not when the script is imported: a table of
@@ -150,6 +151,7 @@ def test_a_guarded_script_with_a_table_of_lambdas_runs_the_spawn_clause(tmp_path
     assert verdict["results"][MAP_SPAWN][0] == "passed", output
 
 
+@pytest.mark.clause(MAP_SPAWN)
 @pytest.mark.slow
 @pytest.mark.parametrize("way", WAYS)
 def test_classes_in_a_module_beside_an_unguarded_script_run_the_spawn_clause(
@@ -188,6 +190,7 @@ def warm():
 """
 
 
+@pytest.mark.clause(MAP_SPAWN)
 @pytest.mark.slow
 def test_the_interpreter_start_is_not_charged_to_the_budget_but_a_slow_dataset_fails(tmp_path: Path) -> None:
     (tmp_path / "slowdata.py").write_text(SLOW_WHEN_REBUILT, encoding="utf-8")
@@ -252,6 +255,7 @@ class StreamWithIndexing(data.IterableDataset[int]):
         return iter(range(start, 6, step))
 
 
+@pytest.mark.clause(MAP_SPAWN, "map_dataset.worker_errors_keep_their_type")
 def test_map_style_worker_clauses_skip_a_dataset_that_dataloader_streams() -> None:
     report = check(StreamWithIndexing(), MapDataset)
     results = {r.check_id: r for r in report.results}
@@ -288,6 +292,9 @@ RANDOMNESS = (
 )
 
 
+@pytest.mark.clause(
+    "iterable_dataset.workers_draw_independent_randomness", "map_dataset.workers_draw_independent_randomness"
+)
 @pytest.mark.slow
 def test_low_entropy_random_datasets_pass_the_randomness_clauses_for_many_seeds() -> None:
     for seed in range(30):

@@ -51,6 +51,7 @@ def test_the_error_message_explains_the_rebuilt_exception() -> None:
     ],
     ids=lambda value: type(value).__name__ if not isinstance(value, (dict, type)) else None,
 )
+@pytest.mark.clause(*sorted(WORKER_CHECKS))
 def test_correct_datasets_pass_every_worker_clause(obj: Any, protocol: type, options: dict[str, Any]) -> None:
     report = check(obj, protocol, **options)
     ran = {r.check_id: r.status for r in report.results if r.check_id in WORKER_CHECKS}
@@ -59,13 +60,17 @@ def test_correct_datasets_pass_every_worker_clause(obj: Any, protocol: type, opt
     assert "passed" in ran.values()
 
 
+STREAM_WORKER_CHECKS = (
+    "iterable_dataset.workers_yield_each_item_once",
+    "iterable_dataset.spawn_workers_yield_same_items",
+)
+
+
+@pytest.mark.clause(*STREAM_WORKER_CHECKS)
 def test_plain_iterables_are_skipped_with_the_reason() -> None:
     report = check([1, 2, 3], IterableDataset)
     messages = {r.check_id: (r.status, r.message) for r in report.results}
-    for check_id in (
-        "iterable_dataset.workers_yield_each_item_once",
-        "iterable_dataset.spawn_workers_yield_same_items",
-    ):
+    for check_id in STREAM_WORKER_CHECKS:
         status, message = messages[check_id]
         assert status == "skipped"
         assert "streams only subclasses of torch.utils.data.IterableDataset" in message

@@ -1,0 +1,1 @@
+"""The tests of the checks, by subject, mirroring ``torchcontract/conformance/checks/``."""

@@ -1,0 +1,1 @@
+"""The tests of the Module checks, mirroring ``torchcontract/conformance/checks/module/``."""

@@ -1,0 +1,83 @@
+"""module.channels_last_matches_contiguous: 4-D inputs in channels_last, 5-D ones in channels_last_3d; a
+module that reads raw memory computes something else there; no image input is a skip with its reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from torchcontract.conformance import Report, Target
+
+from ....conftest import HAS_TORCH, NO_TORCH_REASON
+
+pytestmark = [
+    pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON),
+    pytest.mark.clause("module.channels_last_matches_contiguous"),
+]
+
+CHANNELS_LAST = "module.channels_last_matches_contiguous"
+
+if HAS_TORCH:
+    import torch
+    from torch import nn
+
+    from torchcontract.protocols import Module
+
+    class ReadsRawMemory(nn.Module):
+        """Flattens by the storage order (as a custom kernel taking data_ptr() would read it)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Linear(27, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            features = self.conv(x)
+            raw = torch.as_strided(features, (features.size(0), 27), (27, 1))
+            return self.head(raw)
+
+
+def _run(module: Any, *inputs: Any, **options: Any) -> Any:
+    target = Target(module, Module, example_inputs=inputs, **options)
+    report: Report = target.run("cpu", 30.0, select=lambda c: c.check_id == CHANNELS_LAST)
+    return next(r for r in report.results if r.check_id == CHANNELS_LAST)
+
+
+def _seeded(build: Any) -> Any:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return build()
+
+
+def test_a_module_reading_raw_memory_differs() -> None:
+    result = _run(_seeded(ReadsRawMemory), torch.linspace(-1.0, 1.0, 100).reshape(2, 2, 5, 5))
+    assert result.status == "failed", result
+    assert "differs from m(*inputs)" in result.message
+    assert "inputs[0] in channels_last" in result.message
+
+
+def test_the_target_tolerance_is_named_when_given() -> None:
+    result = _run(
+        _seeded(ReadsRawMemory),
+        torch.linspace(-1.0, 1.0, 100).reshape(2, 2, 5, 5),
+        parity_tolerance=(0.0, 1e-9),
+    )
+    assert "the target's parity_tolerance (rtol=0.0, atol=1e-09)" in result.message
+
+
+def test_a_volume_is_checked_in_channels_last_3d() -> None:
+    module = _seeded(lambda: nn.Sequential(nn.Conv3d(2, 3, 3), nn.ReLU()))
+    result = _run(module, torch.linspace(-1.0, 1.0, 2 * 2 * 4 * 4 * 4).reshape(2, 2, 4, 4, 4))
+    assert result.status == "passed", result
+
+
+def test_no_image_input_is_a_skip_with_its_reason() -> None:
+    result = _run(_seeded(lambda: nn.Linear(3, 2)), torch.ones(4, 3))
+    assert result.status == "skipped"
+    assert "no example input is a 4-D or 5-D floating-point tensor" in result.message
+
+
+def test_the_user_module_keeps_its_layout() -> None:
+    module = _seeded(lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(27, 2)))
+    assert _run(module, torch.ones(2, 2, 5, 5)).status == "passed"
+    assert module[0].weight.is_contiguous()

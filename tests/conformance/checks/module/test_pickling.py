@@ -1,0 +1,114 @@
+"""module.pickle_round_trip: the whole module through pickle and torch.save/torch.load; the failure names
+the part that cannot be pickled (an attribute, a hook, a local class), and a restored module that computes
+something else fails."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+from torchcontract.conformance import Report, Target
+from torchcontract.protocols import Module
+
+from ....conftest import HAS_TORCH, NO_TORCH_REASON
+
+pytestmark = pytest.mark.clause("module.pickle_round_trip")
+
+PICKLE = "module.pickle_round_trip"
+
+if HAS_TORCH:
+    import torch
+    from torch import nn
+
+    class WithLambda(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+            self.fc.activation = lambda t: t.relu()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc.activation(self.fc(x))
+
+    class ForgetsScaleWhenUnpickled(nn.Linear):
+        """A fitted scale kept as a plain attribute that __setstate__ resets."""
+
+        def __init__(self) -> None:
+            super().__init__(3, 2)
+            self.scale = 3.0
+
+        def __deepcopy__(self, memo: dict[int, Any]) -> ForgetsScaleWhenUnpickled:
+            copied = ForgetsScaleWhenUnpickled()  # copies by its own route, not through __setstate__
+            copied.load_state_dict(self.state_dict())
+            copied.scale = self.scale
+            return copied
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            super().__setstate__(state)
+            self.scale = 1.0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.scale * super().forward(x)
+
+
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
+
+
+def _run(module: Any, inputs: tuple[Any, ...] | None = None) -> Any:
+    given = (torch.linspace(-1.0, 1.0, 12).reshape(4, 3),) if inputs is None else inputs
+    report: Report = Target(module, Module, example_inputs=given).run(
+        "cpu", 30.0, select=lambda c: c.check_id == PICKLE
+    )
+    return next(r for r in report.results if r.check_id == PICKLE)
+
+
+@needs_torch
+def test_a_lambda_on_a_submodule_is_named() -> None:
+    result = _run(WithLambda())
+    assert result.status == "failed", result
+    assert "m.fc.activation is the function WithLambda.__init__.<locals>.<lambda>" in result.message
+
+
+@needs_torch
+def test_a_hook_registered_as_a_lambda_is_named() -> None:
+    module = nn.Sequential(nn.Linear(3, 2))
+    module[0].register_forward_hook(lambda *args: None)
+    result = _run(module)
+    assert result.status == "failed", result
+    assert "m.0._forward_hooks is a OrderedDict of the function" in result.message
+
+
+@needs_torch
+def test_a_local_class_is_named() -> None:
+    class Local(nn.Linear):
+        pass
+
+    result = _run(nn.Sequential(Local(3, 2)))
+    assert result.status == "failed", result
+    assert "the class of m.0, test_a_local_class_is_named.<locals>.Local" in result.message
+
+
+@needs_torch
+def test_state_lost_in_setstate_fails_the_comparison() -> None:
+    result = _run(ForgetsScaleWhenUnpickled())
+    assert result.status == "failed", result
+    assert "pickle.loads(pickle.dumps(m))(*inputs) differs from m(*inputs)" in result.message
+
+
+@needs_torch
+def test_the_user_module_is_left_as_it_was() -> None:
+    module = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+    before = pickle.dumps(module.state_dict())
+    assert _run(module).status == "passed"
+    assert pickle.dumps(module.state_dict()) == before
+    assert module.training
+
+
+def test_a_reference_module_pickles() -> None:
+    import numpy as np
+
+    from torchcontract.reference_impl import Linear, Sequential
+
+    module = Sequential(Linear(3, 2, rng=np.random.default_rng(0), dtype=np.float64))
+    assert _run(module, (np.linspace(-1.0, 1.0, 12).reshape(4, 3),)).status == "passed"

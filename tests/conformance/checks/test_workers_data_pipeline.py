@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install 'torchcontract[torch]')")
+
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils import data as tud

@@ -107,8 +107,8 @@ def test_a_call_override_that_skips_hooks_fails() -> None:
     "build",
     [
         lambda: Net(direct=False),
-        SharedBlockTwice,  # called twice: forward and hooks twice
-        WithScaledLinear,  # super().forward inside the submodule's own forward
+        lambda: SharedBlockTwice(),  # called twice: forward and hooks twice
+        lambda: WithScaledLinear(),  # super().forward inside the submodule's own forward
     ],
 )
 def test_submodules_called_through_call_pass(build: Any) -> None:

@@ -318,7 +318,8 @@ def builds_on_meta_device(ctx: Context) -> None:
     cause = (
         f"{listed(unset)} still {'holds' if len(unset) == 1 else 'hold'} the uninitialised values "
         "to_empty left: the state dict does not hold them and no reset_parameters() recomputes them "
-        "(recompute them in reset_parameters() of their submodule)"
+        "(recompute them in reset_parameters() of their submodule; a buffer that holds learned or "
+        "running state belongs in the state dict: register it with persistent=True)"
         if unset
         else "a value that construction computed is lost by to_empty and not in the state dict, or "
         "reset_parameters() does not restore it"

@@ -24,16 +24,21 @@ PER_DTYPE = {
     "module.state_dict_round_trip",
     "module.device_parity",
     "module.device_round_trip",
+    "module.channels_last_matches_contiguous",
+    "module.train_forward_runs",
     "module.backward_reaches_parameters",
     "module.functional_call_matches_call",
     "module.compile_matches_eager",
+    "module.compile_gradients_match_eager",
     "module.export_matches_eager",
 }
-# Per-dtype clauses that skip here: CUDA only, or opt-in (compile=True, export=True).
+# Per-dtype clauses that skip here: CUDA only, opt-in (compile=True, export=True), or for 4-D/5-D inputs.
 SKIPPED_HERE = {
     "module.device_parity",
     "module.device_round_trip",
+    "module.channels_last_matches_contiguous",
     "module.compile_matches_eager",
+    "module.compile_gradients_match_eager",
     "module.export_matches_eager",
 }
 # The per-dtype clauses that a clause run once depends on (callable_module.call_runs_forward_once,
@@ -44,6 +49,8 @@ AS_IS = {
     "callable_module.eval_is_deterministic",
     "module.deepcopy_is_independent",
     "module.state_dict_round_trip",
+    "module.train_forward_runs",
+    "module.functional_call_matches_call",
 }
 BOTH = (torch.float32, torch.float64)
 

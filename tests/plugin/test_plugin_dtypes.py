@@ -35,8 +35,8 @@ MODULES = """
     X = (torch.randn(5, 3, generator=torch.Generator().manual_seed(1)),)
     BOTH = (torch.float32, torch.float64)
 """
-PER_DTYPE = 13  # the per-dtype clauses of a Module (tests/conformance/test_dtype_matrix.py)
-AS_IS = 4  # the per-dtype clauses a clause run once depends on: also decided on the module as it is
+PER_DTYPE = 16  # the per-dtype clauses of a Module (tests/conformance/test_dtype_matrix.py)
+AS_IS = 6  # the per-dtype clauses a clause run once depends on: also decided on the module as it is
 
 
 def _write(pytester: pytest.Pytester, body: str) -> None:

@@ -745,7 +745,10 @@ def _run(command: list[str], cwd: Path) -> str:
     """The output of ``command``, with what differs between machines and runs taken out: pytest's
     header (versions, paths, plugins), the repository's path, and durations."""
     environment = {**os.environ, "COLUMNS": "80", "PYTHONDONTWRITEBYTECODE": "1"}
-    environment.pop("PYTEST_ADDOPTS", None)
+    # pytest widens its short summary to whole messages when it sees a CI system (CI or BUILD_NUMBER
+    # set, _pytest.compat.running_on_ci): the pages show what a person's terminal shows, everywhere.
+    for name in ("PYTEST_ADDOPTS", "CI", "BUILD_NUMBER"):
+        environment.pop(name, None)
     run = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=environment, check=False)
     text = run.stdout + run.stderr
     text = text.replace(str(cwd) + os.sep, "").replace(str(REPO_ROOT) + os.sep, "")

@@ -269,3 +269,45 @@ def test_an_iteration_cut_short_before_its_count_is_reached_is_unverified() -> N
     result = _result(report, "map_dataset.iteration_matches_indexing")
     assert result.status == "unverified", result
     assert "the count was not reached" in result.message
+
+
+class _ReleaseWaits:
+    """An iterator of two batches whose ``__del__`` waits for ``release`` (as a DataLoader iterator's
+    joins its worker processes): it runs wherever the last reference to the iterator goes."""
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+        self.left = 2
+
+    def __iter__(self) -> _ReleaseWaits:
+        return self
+
+    def __next__(self) -> list[int]:
+        if self.left == 0:
+            raise StopIteration
+        self.left -= 1
+        return [self.left]
+
+    def __del__(self) -> None:
+        self.release.wait(30)
+
+
+class SlowToRelease:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def __iter__(self) -> _ReleaseWaits:
+        return _ReleaseWaits(self.release)
+
+
+def test_a_finalizer_of_the_objects_past_the_budget_is_the_objects_hang_not_an_internal_error() -> None:
+    loader = SlowToRelease()
+    try:
+        report = check(loader, Loader, time_budget_s=0.5)
+    finally:
+        loader.release.set()
+    statuses = {result.check_id: result.status for result in report.results}
+    assert "error" not in statuses.values(), report
+    (hung,) = [result for result in report.results if result.status == "failed"]
+    assert "_ReleaseWaits.__del__()" in hung.message, hung.message
+    assert "the last reference to it dropped after" in hung.message, hung.message

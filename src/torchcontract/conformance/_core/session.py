@@ -305,10 +305,12 @@ class Session:
         if worker.is_alive() or not outcome:
             thread_id = worker.ident
             hung = calls.current_call(thread_id) if thread_id is not None else None
+            if hung is None and thread_id is not None:
+                hung = calls.finalizer_in_progress(thread_id, ctx.last_call)
             budget = f"{self.time_budget_s:g} s"
             if hung is None:
-                # No object call was in progress: the check's own code (or an implicit call into
-                # the object that is not marked as one) did not finish. Not the object's failure.
+                # No object call, nor the object's finalizer, was in progress: the check's own code
+                # did not finish. Not the object's failure.
                 self.hung = (
                     f"not verified: {spec.check_id} did not finish within {budget} "
                     f"(after {ctx.last_call}), so checks on this object stop"

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 import threading
 import time
 import weakref
@@ -45,6 +46,7 @@ __all__ = [
     "call_of",
     "credit",
     "current_call",
+    "finalizer_in_progress",
     "global_change",
     "object_call",
     "ours",
@@ -260,6 +262,29 @@ def _resume(thread_id: int) -> None:
 def current_call(thread_id: int | None = None) -> str | None:
     """The object call in progress in ``thread_id`` (default: this thread), or None."""
     return _CURRENT.get(threading.get_ident() if thread_id is None else thread_id)
+
+
+# torchcontract's conformance code: a finalizer defined here is ours, any other is the object's.
+_OURS = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def finalizer_in_progress(thread_id: int, after: str | None) -> str | None:
+    """The object's finalizer running in ``thread_id``, outside any marked object call, described as
+    an object call; None when there is none. Dropping the last reference to what the object returned
+    (a DataLoader iterator, whose ``__del__`` joins its worker processes) runs the object's code
+    wherever the reference goes: that call is the object's, like every call marked with
+    :class:`object_call`, though no check can mark it. ``after`` is the object call that returned
+    last. Read from the thread that waits for the check, once that check's time ran out."""
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" and not os.path.abspath(code.co_filename).startswith(_OURS):
+            owner = frame.f_locals.get("self")
+            name = type(owner).__qualname__ if owner is not None else "an object"
+            when = f" after {after}" if after is not None else ""
+            return f"{name}.__del__() (the last reference to it dropped{when})"
+        frame = frame.f_back
+    return None
 
 
 def call_of(error: BaseException) -> str | None:

@@ -82,6 +82,14 @@ def worker_loader(
     )
 
 
+def shut_down_workers(ctx: Context, iterator: Any) -> None:
+    """Stop the worker processes of a torch iterator that is left before its end (they would wait for
+    the collector): torch's code run for the object, so an object call, bounded like every other."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if callable(shutdown):
+        ctx.attempt("it._shutdown_workers()", shutdown)
+
+
 def drain(ctx: Context, loader: Any, what: str, limit: int, *, partial: bool = False) -> list[Any]:
     """Up to ``limit`` items of one epoch of ``loader`` (its workers are shut down afterwards). An
     epoch cut short by the time budget ends the check as unverified, unless ``partial`` (the caller
@@ -97,9 +105,7 @@ def drain(ctx: Context, loader: Any, what: str, limit: int, *, partial: bool = F
                 break
             items.append(item)
     finally:
-        shutdown = getattr(iterator, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
+        shut_down_workers(ctx, iterator)
     if not ended and len(items) < limit and not partial:
         ctx.unverified(f"while reading {what} (after {len(items)} items): an epoch cut short is not compared")
     return items
@@ -145,9 +151,7 @@ def persistent_epochs(
                 )
             read.append(items)
     finally:
-        shutdown = getattr(iterator, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
+        shut_down_workers(ctx, iterator)
     return read
 
 

@@ -46,6 +46,7 @@ from torchcontract.conformance.checks._workers import (
     python_objects_held,
     randomness_problem,
     require_map_style,
+    shut_down_workers,
     unpickled,
     worker_loader,
 )
@@ -604,7 +605,7 @@ def worker_errors_keep_their_type(ctx: Context) -> None:
     try:
         outcome = ctx.attempt(f"next(iter({what}))", next, iterator)
     finally:
-        iterator._shutdown_workers()
+        shut_down_workers(ctx, iterator)
     if not isinstance(outcome, Exception):
         ctx.fail(
             f"in a worker, ds[{index}] returned {describe(outcome)} but in this process it raises "
@@ -723,7 +724,7 @@ def fork_workers_yield_same_samples(ctx: Context) -> None:
                 )
             items.append(outcome)
     finally:
-        iterator._shutdown_workers()
+        shut_down_workers(ctx, iterator)
     if len(items) < len(sampler):
         if ctx.out_of_time():
             ctx.unverified(

@@ -28,6 +28,7 @@ from torchcontract.conformance._core.context import Context, SharedKey
 from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import describe, difference, is_tensor, leaves
 from torchcontract.conformance.checks._common import END, next_item
+from torchcontract.conformance.checks._workers import shut_down_workers
 from torchcontract.conformance.checks.module._shared import first_line
 from torchcontract.protocols import Stateful
 
@@ -115,13 +116,6 @@ def _iter(ctx: Context, obj: Any, what: str) -> Iterator[Any]:
     return ctx.call(what, iter, obj)
 
 
-def _shutdown(ctx: Context, iterator: Any) -> None:
-    """Stop the worker processes of an abandoned torch iterator (they would wait for the collector)."""
-    shutdown = getattr(iterator, "_shutdown_workers", None)
-    if callable(shutdown):
-        ctx.attempt("it._shutdown_workers()", shutdown)
-
-
 def _take(ctx: Context, iterator: Iterator[Any], count: int, what: str) -> list[Any]:
     """Up to ``count`` items (fewer when the iterator ends), within the time budget."""
     items: list[Any] = []
@@ -141,7 +135,7 @@ def _read_epoch(ctx: Context, obj: Any, what: str) -> Epoch:
     items = _take(ctx, iterator, limit + 1, f"iter({what})")
     ended = len(items) <= limit and not ctx.options.infinite
     if not ended:
-        _shutdown(ctx, iterator)
+        shut_down_workers(ctx, iterator)
     return Epoch(items[:limit], ended)
 
 
@@ -185,7 +179,7 @@ def _resume(ctx: Context, taken: int, *, ended: bool = False, workers: int = 0) 
     if ended:
         next_item(ctx, iterator, "next(iter(original)) (its StopIteration)")
     state = _state(ctx, original, "original")
-    _shutdown(ctx, iterator)
+    shut_down_workers(ctx, iterator)
     fresh = _fresh(ctx, workers)
     ctx.call("fresh.load_state_dict(state)", _load(fresh), state)
     return Resumed(fresh, state, taken, ended)
@@ -267,7 +261,7 @@ def state_dict_is_mapping(ctx: Context) -> None:
         ctx.call("fresh.load_state_dict(original.state_dict())", _load(fresh), state)
         if next_item(ctx, iterator, "next(iter(original))") is END:
             break
-    _shutdown(ctx, iterator)
+    shut_down_workers(ctx, iterator)
 
 
 @register_check(
@@ -402,7 +396,7 @@ def state_is_snapshot(ctx: Context) -> None:
     if isinstance(frozen, Exception):
         ctx.skip(f"copy.deepcopy(state) raised {type(frozen).__name__}: {frozen}: nothing to compare it with")
     _take(ctx, iterator, len(first.items) + 1, "iter(original)")
-    _shutdown(ctx, iterator)
+    shut_down_workers(ctx, iterator)
     found = difference(state, frozen)
     if found:
         ctx.fail(
@@ -474,7 +468,7 @@ def state_is_portable(ctx: Context) -> None:
     iterator = _iter(ctx, original, "iter(original)")
     _take(ctx, iterator, 1, "iter(original)")
     state = _state(ctx, original, "original")
-    _shutdown(ctx, iterator)
+    shut_down_workers(ctx, iterator)
     for path, leaf in leaves(state):
         if is_tensor(leaf) and str(leaf.device) != "cpu":
             ctx.fail(
@@ -533,7 +527,7 @@ def foreign_state_is_not_silent(ctx: Context) -> None:
                 raised = True
                 break
             items.append(item)
-        _shutdown(ctx, iterator)
+        shut_down_workers(ctx, iterator)
         if not (ended or raised) and len(items) <= len(first.items):
             ctx.unverified(
                 f"while reading iter(fresh) after {what} (after {len(items)} items): a pass cut short "

@@ -55,6 +55,10 @@ FINDINGS: dict[str, str] = {
     "local-response-norm-non-contiguous-5d": (
         "torch 2.14.1: F.local_response_norm (nn.LocalResponseNorm) raises on a non-contiguous 5-D input"
     ),
+    "ctc-loss-gradient-of-logits": (
+        "torch 2.14.1: nn.CTCLoss's backward gives the gradient with respect to the logits before a "
+        "log_softmax, not with respect to its log_probs argument"
+    ),
     "regnet-meta-device": ("torchvision 0.29.1: the RegNet builders cannot build under torch.device('meta')"),
 }
 

@@ -30,6 +30,7 @@ from ._support import finding, invalid_input, is_fast, judge  # noqa: E402
 DTYPES = (torch.float32, torch.float64)
 NON_CONTIGUOUS = "callable_module.accepts_non_contiguous_inputs"
 CALL_RETURNS = "callable_module.call_returns"
+GRADCHECK = "module.gradients_match_finite_differences"
 FRACTIONAL_MAX_POOL = ("nn.FractionalMaxPool2d", "nn.FractionalMaxPool3d")
 
 # The fast slice: one or two ModuleInfos of each family (a torch.nn.modules file), each with its first
@@ -99,8 +100,8 @@ class ModuleDbCase:
         desc = self.module_input.desc
         return f"{self.info.name}#{self.index}" + (f":{desc}" if desc else "")
 
-    def declared(self, *, dtype_matrix: bool = False) -> dict[str, str]:
-        return _declarations(self.info, self.module_input, dtype_matrix=dtype_matrix)
+    def declared(self, *, dtype_matrix: bool = False, gradcheck: bool = False) -> dict[str, str]:
+        return _declarations(self.info, self.module_input, dtype_matrix=dtype_matrix, gradcheck=gradcheck)
 
     def target(self, **options: Any) -> Target:
         constructor = self.module_input.constructor_input
@@ -119,15 +120,22 @@ class ModuleDbCase:
             example_inputs=tuple(forward.args),
             example_kwargs=dict(forward.kwargs),
             factory=factory,
-            expected_failures=self.declared(dtype_matrix="dtypes" in options),
+            expected_failures=self.declared(
+                dtype_matrix="dtypes" in options, gradcheck="gradcheck" in options
+            ),
             **options,
         )
 
 
-def _declarations(info: Any, module_input: Any, *, dtype_matrix: bool) -> dict[str, str]:
+def _declarations(
+    info: Any, module_input: Any, *, dtype_matrix: bool, gradcheck: bool = False
+) -> dict[str, str]:
     """The classified expected failures of one input (none for most); ``dtype_matrix``: of the target
-    with ``dtypes=``, whose per-dtype clauses call ``copy.deepcopy(m).to(dtype)``, not m."""
+    with ``dtypes=``, whose per-dtype clauses call ``copy.deepcopy(m).to(dtype)``, not m; ``gradcheck``:
+    of the target with ``gradcheck=True``."""
     args = module_input.forward_input.args
+    if gradcheck and info.name == "nn.CTCLoss":
+        return finding("ctc-loss-gradient-of-logits", GRADCHECK)
     if info.name == "nn.CTCLoss" and args[1].dim() == 1 and args[1].dtype == torch.int64:
         return finding("ctc-loss-non-contiguous-targets", NON_CONTIGUOUS)
     if info.name == "nn.LocalResponseNorm" and args[0].dim() == 5:
@@ -196,3 +204,14 @@ def test_module_db(case: ModuleDbCase, request: pytest.FixtureRequest) -> None:
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_module_db_dtype_matrix(case: ModuleDbCase, request: pytest.FixtureRequest) -> None:
     judge(request.node, check(case.target(dtypes=DTYPES)))
+
+
+# gradcheck=True on each ModuleInfo's first input (the clause is opt-in, and costs a few forward and
+# backward passes in float64 per input): autograd's gradients of torch's own modules against finite
+# differences, as torch's own test_grad and test_gradgrad check them (test/test_modules.py).
+FIRST_INPUTS = [case for case in CASES if case.index == 0]
+
+
+@pytest.mark.parametrize("case", FIRST_INPUTS, ids=_ids)
+def test_module_db_gradcheck(case: ModuleDbCase, request: pytest.FixtureRequest) -> None:
+    judge(request.node, check(case.target(gradcheck=True)))

@@ -55,7 +55,7 @@ from torchcontract.conformance._core.registry import CHECKS, Check
 from torchcontract.conformance._results import CheckResult, Status
 from torchcontract.conformance._runtime import calls, compiler_cache, fresh
 from torchcontract.conformance._values import tensor_module
-from torchcontract.conformance._values.convert import in_dtype
+from torchcontract.conformance._values.convert import copy_of_inputs, in_dtype
 from torchcontract.conformance.checks._calling import initialise_lazy_modules
 from torchcontract.conformance.checks._preserve import DATA_ARRAY_BYTES, RESTORE, SNAPSHOT, Restorer
 from torchcontract.protocols import CallableModule, Module
@@ -567,8 +567,8 @@ def _convert(ctx: Context, name: str) -> tuple[Any, tuple[Any, ...], dict[str, A
     arguments = ctx.attempt(
         f"<example inputs and kwargs>.to(torch.{name})",
         lambda: (
-            in_dtype(copy.deepcopy(ctx.target.example_inputs), dtype),
-            in_dtype(copy.deepcopy(ctx.target.example_kwargs), dtype),
+            in_dtype(copy_of_inputs(ctx.target.example_inputs), dtype),
+            in_dtype(copy_of_inputs(ctx.target.example_kwargs), dtype),
         ),
     )
     if isinstance(arguments, Exception):

@@ -33,7 +33,7 @@ from typing import Any
 
 from torchcontract.conformance._values import is_tensor
 
-__all__ = ["has_own_to", "in_dtype", "map_tensors", "on_device"]
+__all__ = ["copy_of_inputs", "has_own_to", "in_dtype", "map_tensors", "on_device"]
 
 # How deep containers are walked (far below Python's recursion limit); deeper values are left as they are.
 MAX_DEPTH = 64
@@ -140,3 +140,19 @@ def in_dtype(value: Any, dtype: Any) -> Any:
         lambda tensor, _: tensor.to(dtype) if tensor.is_floating_point() else tensor,
         fallback=lambda container: container.to(dtype),
     )
+
+
+def copy_of_inputs(value: Any) -> Any:
+    """``copy.deepcopy(value)``, also where ``value`` holds tensors that are not graph leaves (the
+    result of an op on a tensor that requires grad, as torch's own module inputs are made): torch
+    refuses to deep-copy those (``Tensor.__deepcopy__``), so each is copied as a new leaf with the same
+    values and ``requires_grad``, which is what a call or a backward through the copy sees of it."""
+    memo: dict[int, Any] = {}
+
+    def copy_if_not_leaf(tensor: Any, _: str) -> Any:
+        if getattr(tensor, "grad_fn", None) is not None and id(tensor) not in memo:
+            memo[id(tensor)] = tensor.detach().clone().requires_grad_(tensor.requires_grad)
+        return tensor
+
+    map_tensors(value, copy_if_not_leaf)
+    return copy.deepcopy(value, memo)

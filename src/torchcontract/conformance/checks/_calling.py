@@ -4,7 +4,6 @@ CallableModule clauses and the Module clauses."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from torchcontract.conformance._core.context import Context
 from torchcontract.conformance._runtime.calls import object_call
 from torchcontract.conformance._values import tensor_module
+from torchcontract.conformance._values.convert import copy_of_inputs
 
 __all__ = [
     "args_text",
@@ -90,12 +90,12 @@ def restore_mode(module: Any, training: bool, name: str = "m") -> None:
 
 
 def fresh_inputs(ctx: Context) -> tuple[Any, ...]:
-    inputs: tuple[Any, ...] = copy.deepcopy(ctx.example_inputs)
+    inputs: tuple[Any, ...] = copy_of_inputs(ctx.example_inputs)
     return inputs
 
 
 def fresh_kwargs(ctx: Context) -> dict[str, Any]:
-    kwargs: dict[str, Any] = copy.deepcopy(ctx.example_kwargs)
+    kwargs: dict[str, Any] = copy_of_inputs(ctx.example_kwargs)
     return kwargs
 
 

@@ -64,9 +64,13 @@ def test_the_copy_of_a_non_leaf_input_is_a_leaf_with_its_values_and_requires_gra
     frozen = torch.zeros(2)
     inputs = (x, [x, frozen], {"x": x})
     copied = copy_of_inputs(inputs)
-    assert copied[0] is not x and copied[0].grad_fn is None and copied[0].requires_grad
+    assert copied[0] is not x
+    assert copied[0].grad_fn is None
+    assert copied[0].requires_grad
     assert torch.equal(copied[0], x)
     # one tensor reached twice stays one tensor, as copy.deepcopy keeps it
-    assert copied[1][0] is copied[0] and copied[2]["x"] is copied[0]
-    assert copied[1][1] is not frozen and torch.equal(copied[1][1], frozen)
+    assert copied[1][0] is copied[0]
+    assert copied[2]["x"] is copied[0]
+    assert copied[1][1] is not frozen
+    assert torch.equal(copied[1][1], frozen)
     assert x.grad_fn is not None  # the original is left as it was

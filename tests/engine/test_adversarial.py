@@ -13,6 +13,8 @@ import pytest
 from torchcontract.conformance import check
 from torchcontract.protocols import MapDataset
 
+from ..conformance.reports import check_then_release
+
 
 class SlowOnce:
     """ds[3] takes 1.5 s (past a 0.3 s budget), then returns; every call is logged with its time."""
@@ -76,10 +78,7 @@ def test_a_hang_in_a_worker_clause_is_bounded_by_the_budget() -> None:
     pytest.importorskip("torch", reason="the worker clauses need torch")
     dataset = HangsInSetEpoch()
     started = time.monotonic()
-    try:
-        report = check(dataset, MapDataset, deterministic=False, time_budget_s=1)
-    finally:
-        dataset.release.set()
+    report = check_then_release(dataset, MapDataset, deterministic=False, time_budget_s=1)
     elapsed = time.monotonic() - started
     (result,) = [r for r in report.results if r.check_id == "map_dataset.workers_draw_independent_randomness"]
     assert result.status == "failed"

@@ -19,6 +19,8 @@ from torchcontract.conformance._runtime import calls as _calls
 from torchcontract.conformance._values import equality as _equality
 from torchcontract.protocols import IterableDataset, Loader, MapDataset
 
+from ..conformance.reports import check_then_release, statuses
+
 
 def _result(report: Report, check_id: str) -> CheckResult:
     (found,) = [result for result in report.results if result.check_id == check_id]
@@ -301,13 +303,8 @@ class SlowToRelease:
 
 
 def test_a_finalizer_of_the_objects_past_the_budget_is_the_objects_hang_not_an_internal_error() -> None:
-    loader = SlowToRelease()
-    try:
-        report = check(loader, Loader, time_budget_s=0.5)
-    finally:
-        loader.release.set()
-    statuses = {result.check_id: result.status for result in report.results}
-    assert "error" not in statuses.values(), report
+    report = check_then_release(SlowToRelease(), Loader, time_budget_s=0.5)
+    assert "error" not in statuses(report).values(), report
     (hung,) = [result for result in report.results if result.status == "failed"]
     assert "_ReleaseWaits.__del__()" in hung.message, hung.message
     assert "the last reference to it dropped after" in hung.message, hung.message

@@ -21,6 +21,7 @@ from torchcontract.conformance.checks import map_dataset as map_dataset_checks
 from torchcontract.conformance.cli import main
 from torchcontract.protocols import MapDataset
 
+from ..conformance.reports import check_then_release, statuses
 from ..user_modules import SQUARES
 
 DETERMINISM = "map_dataset.getitem_is_deterministic"
@@ -101,13 +102,8 @@ class NumpyIndexHangs(Squares):
 
 @needs_worker_clauses
 def test_a_hang_in_a_recommended_clause_fails_the_report() -> None:
-    dataset = NumpyIndexHangs()
-    try:
-        report = check(dataset, MapDataset, time_budget_s=0.5)
-    finally:
-        dataset.release.set()
-    statuses = {r.check_id: r.status for r in report.results}
-    assert statuses["map_dataset.accepts_numpy_integer_index"] == "failed"
+    report = check_then_release(NumpyIndexHangs(), MapDataset, time_budget_s=0.5)
+    assert statuses(report)["map_dataset.accepts_numpy_integer_index"] == "failed"
     unverified = [r for r in report.results if r.status == "unverified"]
     assert any(r.severity == "required" for r in unverified), report
     for result in unverified:

@@ -51,7 +51,7 @@ import random
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -171,12 +171,7 @@ class Restorer:
         if self._capture_generator(value, where):
             return
         if isinstance(value, tuple):
-            if _all_atomic(value):
-                return
-            for index, item in enumerate(value):
-                if self._full():
-                    break  # every later visit would return at once
-                self._visit(item, f"{where}[{index}]")
+            self._visit_items(value, where)
             return
         if isinstance(value, (list, collections.deque, dict, set)) and self._data_container(value):
             return
@@ -325,6 +320,10 @@ class Restorer:
                 kind.extend(value, items)
 
         self._steps.append((where, restore))
+        self._visit_items(items, where)
+
+    def _visit_items(self, items: Sequence[Any], where: str) -> None:
+        """Visit the items of a tuple or list as ``where[index]`` (none when all are atomic)."""
         if _all_atomic(items):
             return
         for index, item in enumerate(items):

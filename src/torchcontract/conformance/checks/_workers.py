@@ -90,20 +90,28 @@ def shut_down_workers(ctx: Context, iterator: Any) -> None:
         ctx.attempt("it._shutdown_workers()", shutdown)
 
 
+def _read_epoch(
+    ctx: Context, iterator: Any, what: str, limit: int, epoch: int | None = None
+) -> tuple[list[Any], bool]:
+    """Up to ``limit`` items of ``iterator``, an epoch of ``what`` (numbered ``epoch`` when given),
+    while the time budget lasts, and whether the epoch ended."""
+    numbered = "" if epoch is None else f"epoch {epoch}, "
+    items: list[Any] = []
+    while len(items) < limit and not ctx.out_of_time():
+        item = next_item(ctx, iterator, f"next(iter({what})) ({numbered}item {len(items)})")
+        if item is END:
+            return items, True
+        items.append(item)
+    return items, False
+
+
 def drain(ctx: Context, loader: Any, what: str, limit: int, *, partial: bool = False) -> list[Any]:
     """Up to ``limit`` items of one epoch of ``loader`` (its workers are shut down afterwards). An
     epoch cut short by the time budget ends the check as unverified, unless ``partial`` (the caller
     compares only pairs of the items that came, which a cut leaves sound)."""
     iterator = ctx.call_starting_processes(f"iter({what})", iter, loader)
-    items: list[Any] = []
-    ended = False
     try:
-        while len(items) < limit and not ctx.out_of_time():
-            item = next_item(ctx, iterator, f"next(iter({what})) (item {len(items)})")
-            if item is END:
-                ended = True
-                break
-            items.append(item)
+        items, ended = _read_epoch(ctx, iterator, what, limit)
     finally:
         shut_down_workers(ctx, iterator)
     if not ended and len(items) < limit and not partial:
@@ -136,14 +144,7 @@ def persistent_epochs(
         for epoch in range(epochs):
             ctx.call(f"{name}.set_epoch({epoch})", dataset.set_epoch, epoch)
             iterator = ctx.call_starting_processes(f"iter({what}) (epoch {epoch})", iter, loader)
-            items: list[Any] = []
-            ended = False
-            while len(items) < limit and not ctx.out_of_time():
-                item = next_item(ctx, iterator, f"next(iter({what})) (epoch {epoch}, item {len(items)})")
-                if item is END:
-                    ended = True
-                    break
-                items.append(item)
+            items, ended = _read_epoch(ctx, iterator, what, limit, epoch)
             if not ended and len(items) < limit:
                 ctx.unverified(
                     f"while reading epoch {epoch} of {what} (after {len(items)} items): an epoch cut "

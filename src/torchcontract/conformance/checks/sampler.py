@@ -538,24 +538,20 @@ def _padding(ctx: Context, world_size: int, drop_last: bool) -> tuple[int, str]:
     return allowed, f"at most {allowed} repeats of padding to make the shards equal"
 
 
-def _coverage_problem(
-    shards: list[list[int]],
-    length: int,
-    drop_last: bool,
-    what: str,
-    dropped: int = 0,
-    padding: tuple[int, str] | None = None,
-) -> str | None:
-    """Why the shards do not cover range(length) once (up to the documented padding), or None."""
+def _coverage_problem(ctx: Context, shards: list[list[int]], length: int, what: str) -> str | None:
+    """Why the shards (one per rank) do not cover range(length) once, up to what the sampler's
+    drop_last may drop (:func:`_allowed_drops`; nothing under uneven_shards=True) and the padding
+    :func:`_padding` allows, or None."""
     world_size = len(shards)
+    drop_last, dropped = _allowed_drops(ctx, world_size)
+    if ctx.options.uneven_shards:
+        drop_last, dropped = False, 0
+    allowed_repeats, why = _padding(ctx, world_size, drop_last)
     counts = Counter(index for shard in shards for index in shard)
     missing = [index for index in range(length) if index not in counts]
     repeats = sum(n - 1 for n in counts.values() if n > 1)
     allowed_missing = world_size - 1 if drop_last else 0
     allowed_missing += dropped
-    allowed_repeats, why = padding if padding is not None else (0 if drop_last else world_size - 1, "")
-    if not why:
-        why = f"at most {allowed_repeats} repeats of padding to make the shards equal"
     if len(missing) > allowed_missing:
         return (
             f"{what}: {len(missing)} of {length} indices are on no rank (first: {missing[:5]}); expected "
@@ -627,11 +623,7 @@ def shards_cover_dataset(ctx: Context) -> None:
     if length is None:
         ctx.skip("the data source's length is unknown (pass data_source_len=N)")
     shards = _shards(ctx)
-    drop_last, dropped = _allowed_drops(ctx, len(shards))
-    if ctx.options.uneven_shards:
-        drop_last, dropped = False, 0
-    padding = _padding(ctx, len(shards), drop_last)
-    problem = _coverage_problem(shards, length, drop_last, f"with world_size={len(shards)}", dropped, padding)
+    problem = _coverage_problem(ctx, shards, length, f"with world_size={len(shards)}")
     if problem:
         ctx.fail(problem, reproduce=f"[list(shards(rank, {len(shards)})) for rank in range({len(shards)})]")
 
@@ -666,11 +658,7 @@ def set_epoch_reshuffles_every_rank_alike(ctx: Context) -> None:
         )
     length = data_source_len(ctx)
     if length is not None and not ctx.options.replacement and not replacement(ctx):
-        drop_last, dropped = _allowed_drops(ctx, world_size)
-        if ctx.options.uneven_shards:
-            drop_last, dropped = False, 0
-        padding = _padding(ctx, world_size, drop_last)
-        problem = _coverage_problem(second, length, drop_last, "after set_epoch(1)", dropped, padding)
+        problem = _coverage_problem(ctx, second, length, "after set_epoch(1)")
         if problem:
             ctx.fail(
                 f"{problem}; the ranks must draw the same permutation for the same epoch",

@@ -238,6 +238,27 @@ def _meta_probe(ctx: Context, torch: Any) -> None:
     _outputs_on(ctx, output, meta, "meta", what)
 
 
+def _compared_device(ctx: Context) -> tuple[Any, Any]:
+    """torch and the accelerator device ``ctx.device`` whose outputs are compared with the CPU's; skips
+    a module declared deterministic=False."""
+    torch = torch_module(ctx)
+    device = torch.device(ctx.device)
+    if not ctx.options.deterministic:
+        # Seeding does not help: the CPU and CUDA generators draw different numbers from one seed.
+        ctx.skip("the target declares deterministic=False: CPU and CUDA outputs of a random module differ")
+    return torch, device
+
+
+def _tolerance_text(tolerance: tuple[float, float] | None) -> str:
+    """The tolerances an output comparison used (the target's parity_tolerance or assert_close's), for
+    a message."""
+    return (
+        "torch.testing.assert_close's default tolerances for the dtype"
+        if tolerance is None
+        else f"the target's parity_tolerance (rtol={tolerance[0]}, atol={tolerance[1]})"
+    )
+
+
 @contextmanager
 def _tf32_off(torch: Any) -> Iterator[None]:
     """TF32 off for the block (on by default for convolutions): CUDA is compared with the CPU at full
@@ -264,11 +285,7 @@ def _tf32_off(torch: Any) -> Iterator[None]:
 def device_parity(ctx: Context) -> None:
     """On a CUDA device, outputs match CPU outputs within torch.testing.assert_close's tolerances (or
     the target's parity_tolerance), with TF32 off."""
-    torch = torch_module(ctx)
-    device = torch.device(ctx.device)
-    if not ctx.options.deterministic:
-        # Seeding does not help: the CPU and CUDA generators draw different numbers from one seed.
-        ctx.skip("the target declares deterministic=False: CPU and CUDA outputs of a random module differ")
+    torch, device = _compared_device(ctx)
     with eval_mode(ctx.obj):
         expected = call_module(ctx, ctx.obj)
     clone = deep_copy(ctx).to(device)
@@ -280,11 +297,7 @@ def device_parity(ctx: Context) -> None:
     on_cpu = ctx.call(f"<the output of {what}>.to('cpu')", on_device, output, torch.device("cpu"))
     found = close_difference(on_cpu, expected, tolerance=tolerance)
     if found:
-        within = (
-            "torch.testing.assert_close's default tolerances for the dtype"
-            if tolerance is None
-            else f"the target's parity_tolerance (rtol={tolerance[0]}, atol={tolerance[1]})"
-        )
+        within = _tolerance_text(tolerance)
         ctx.fail(
             f"on {ctx.device} the output differs from the CPU output ({found}); expected agreement "
             f"within {within} (TF32 off; a deep model may need a looser parity_tolerance=(rtol, atol))",
@@ -322,10 +335,7 @@ def device_round_trip(ctx: Context) -> None:
     """On a CUDA device, the parameters' gradients from a backward pass agree with the CPU ones (within
     assert_close's tolerances or parity_tolerance, TF32 off), and a copy moved to the device and back
     gives the CPU outputs again."""
-    torch = torch_module(ctx)
-    device = torch.device(ctx.device)
-    if not ctx.options.deterministic:
-        ctx.skip("the target declares deterministic=False: CPU and CUDA outputs of a random module differ")
+    torch, device = _compared_device(ctx)
     call = args_text(ctx)
     on_cpu = deep_copy(ctx)
     _, expected_grads = _gradients(
@@ -455,11 +465,7 @@ def channels_last_matches_contiguous(ctx: Context) -> None:
     tolerance = ctx.options.parity_tolerance
     found = close_difference(output, expected, tolerance=tolerance)
     if found:
-        within = (
-            "torch.testing.assert_close's default tolerances for the dtype"
-            if tolerance is None
-            else f"the target's parity_tolerance (rtol={tolerance[0]}, atol={tolerance[1]})"
-        )
+        within = _tolerance_text(tolerance)
         ctx.fail(
             f"{what} differs from m({call}) ({found}){seeded_note(ctx)}; expected agreement within {within} "
             f"(the values are the same, only their memory layout differs: code that reads raw memory, "

@@ -72,6 +72,14 @@ def functional_call_matches_call(ctx: Context) -> None:
     torch = torch_module(ctx)
     from torch.func import functional_call
 
+    def attempt_functional_call(what: str, state: dict[str, Any]) -> Any:
+        """functional_call(m, state, inputs) in eval mode, seeded as m's own calls are: its output, or
+        the exception it raised."""
+        with eval_mode(ctx.obj), seeded(ctx):
+            return ctx.attempt(
+                what, functional_call, ctx.obj, state, tuple(fresh_inputs(ctx)), fresh_kwargs(ctx)
+            )
+
     own = ctx.call("m.named_parameters(), m.named_buffers()", _tensors_by_name, ctx.obj)
     if not any(_is_floating(tensor) for tensor in own.values()):
         ctx.skip("the module has no floating-point parameter or buffer to pass to functional_call")
@@ -81,10 +89,7 @@ def functional_call_matches_call(ctx: Context) -> None:
     with eval_mode(ctx.obj), seeded(ctx):
         expected = frozen_output(call_module(ctx, ctx.obj))
     what = f"{FUNCTIONAL_CALL}(m, dict(m.named_parameters()) | dict(m.named_buffers()), inputs)"
-    with eval_mode(ctx.obj), seeded(ctx):
-        swapped = ctx.attempt(
-            what, functional_call, ctx.obj, own, tuple(fresh_inputs(ctx)), fresh_kwargs(ctx)
-        )
+    swapped = attempt_functional_call(what, own)
     if isinstance(swapped, Exception):
         ctx.fail(
             f"{what} raised {type(swapped).__name__}: {first_line(swapped)}; expected the output of "
@@ -146,10 +151,7 @@ def functional_call_matches_call(ctx: Context) -> None:
         shown = ", ".join(kept[:3]) + (", ..." if len(kept) > 3 else "")
         ctx.note(f"left unchanged (their tensor type cannot add 0.5): {shown}")
     what = f"{FUNCTIONAL_CALL}(m, <m's tensors + 0.5>, inputs)"
-    with eval_mode(ctx.obj), seeded(ctx):
-        swapped = ctx.attempt(
-            what, functional_call, ctx.obj, changed, tuple(fresh_inputs(ctx)), fresh_kwargs(ctx)
-        )
+    swapped = attempt_functional_call(what, changed)
     if isinstance(reference, Exception):
         ctx.note(
             f"with its floating-point tensors raised by 0.5, m({call}) raised "

@@ -223,15 +223,22 @@ def gradients_match_finite_differences(ctx: Context) -> None:
         "<the example inputs and kwargs>.to(torch.float64)",
         lambda: (in_dtype(fresh_inputs(ctx), double), in_dtype(fresh_kwargs(ctx), double)),
     )
-    problem = ctx.call(
-        "copy.deepcopy(m).to(torch.float64).named_parameters()",
-        _Problem,
-        torch,
-        clone,
-        args,
-        kwargs,
-        ctx.options.seed,
-    )
+
+    def problem_of(with_inputs: bool = True) -> _Problem:
+        """The :class:`_Problem` of the float64 copy and inputs (with ``with_inputs=False``, of its
+        trainable parameters alone)."""
+        return ctx.call(
+            "copy.deepcopy(m).to(torch.float64).named_parameters()",
+            _Problem,
+            torch,
+            clone,
+            args,
+            kwargs,
+            ctx.options.seed,
+            with_inputs=with_inputs,
+        )
+
+    problem = problem_of()
     if not problem.gradcheck_inputs:
         ctx.skip(
             "neither the example inputs nor the module's trainable parameters hold a floating-point tensor"
@@ -243,16 +250,7 @@ def gradients_match_finite_differences(ctx: Context) -> None:
         if isinstance(output, Exception) and problem.inputs:
             # torch refuses a gradient with respect to some argument (a loss's target): the
             # parameters alone, when the call works without the inputs asking for gradients.
-            alone = ctx.call(
-                "copy.deepcopy(m).to(torch.float64).named_parameters()",
-                _Problem,
-                torch,
-                clone,
-                args,
-                kwargs,
-                ctx.options.seed,
-                with_inputs=False,
-            )
+            alone = problem_of(with_inputs=False)
             retried = ctx.attempt(what, alone, *alone.gradcheck_inputs)
             if not isinstance(retried, Exception):
                 if not alone.flat:
@@ -283,16 +281,7 @@ def gradients_match_finite_differences(ctx: Context) -> None:
             # gradcheck's perturbation took an input out of the module's domain (a target of BCELoss
             # past 1, a log of a value near 0): the parameters are checked without perturbing inputs.
             order, error = verdict
-            problem = ctx.call(
-                "copy.deepcopy(m).to(torch.float64).named_parameters()",
-                _Problem,
-                torch,
-                clone,
-                args,
-                kwargs,
-                ctx.options.seed,
-                with_inputs=False,
-            )
+            problem = problem_of(with_inputs=False)
             if not problem.flat:
                 ctx.skip(
                     f"perturbing the inputs by gradcheck's eps=1e-6 takes them out of the module's domain "

@@ -50,6 +50,25 @@ def _train_call(ctx: Context) -> str:
     return f"copy.deepcopy(m).train()({args_text(ctx)})"
 
 
+def _attempt_in_train_mode(ctx: Context, clone: Any, train: str) -> tuple[str, Any]:
+    """``clone`` (a deep copy of m) put in train mode by a call shown as ``train``, then called with
+    fresh example inputs under :func:`seeded`: (how that call is shown, its output or the exception it
+    raised)."""
+    ctx.call(train, clone.train)
+    what = _train_call(ctx)
+    with seeded(ctx):
+        return what, ctx.attempt(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+
+
+def _trainable_parameters(ctx: Context, clone: Any) -> list[tuple[str, Any]]:
+    """(name, parameter) for every parameter of ``clone`` with requires_grad; skips when there is none."""
+    named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
+    trainable = [(name, p) for name, p in named if is_tensor(p) and p.requires_grad]
+    if not trainable:
+        ctx.skip("the module has no parameter with requires_grad=True")
+    return trainable
+
+
 @register_check(
     protocol=Module,
     severity="required",
@@ -64,10 +83,7 @@ def train_forward_runs(ctx: Context) -> None:
     if ctx.options.eval_only:
         ctx.skip(EVAL_ONLY)
     clone = deep_copy(ctx)
-    ctx.call("copy.deepcopy(m).train()", clone.train)
-    what = _train_call(ctx)
-    with seeded(ctx):
-        output = ctx.attempt(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    what, output = _attempt_in_train_mode(ctx, clone, "copy.deepcopy(m).train()")
     if isinstance(output, Exception):
         ctx.fail(
             f"{what} raised {type(output).__name__}: {first_line(output)}; expected the module to run in "
@@ -95,14 +111,8 @@ def backward_reaches_parameters(ctx: Context) -> None:
     if ctx.options.eval_only:
         ctx.skip(EVAL_ONLY)
     clone = deep_copy(ctx)
-    named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
-    trainable = [(name, p) for name, p in named if is_tensor(p) and p.requires_grad]
-    if not trainable:
-        ctx.skip("the module has no parameter with requires_grad=True")
-    ctx.call("clone.train()", clone.train)
-    what = _train_call(ctx)
-    with seeded(ctx):
-        output = ctx.attempt(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    trainable = _trainable_parameters(ctx, clone)
+    what, output = _attempt_in_train_mode(ctx, clone, "clone.train()")
     if isinstance(output, Exception):
         ctx.skip(
             f"{what} raised {type(output).__name__}: {first_line(output)}, so the example inputs "
@@ -171,10 +181,7 @@ def gradients_are_finite(ctx: Context) -> None:
     if ctx.options.eval_only:
         ctx.skip(EVAL_ONLY)
     clone = deep_copy(ctx)
-    named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
-    trainable = [(name, p) for name, p in named if is_tensor(p) and p.requires_grad]
-    if not trainable:
-        ctx.skip("the module has no parameter with requires_grad=True")
+    trainable = _trainable_parameters(ctx, clone)
     for _, parameter in trainable:
         parameter.grad = None  # a copy carries the gradients m had
     ctx.call("clone.train()", clone.train)

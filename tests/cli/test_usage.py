@@ -141,6 +141,13 @@ def test_an_unknown_device_is_a_value_error_at_the_api() -> None:
         check([1, 2, 3], MapDataset, device="tpu")
 
 
+@pytest.mark.parametrize("device", ["meta", "meta:0"])
+def test_the_meta_device_is_refused_as_the_device_of_the_device_clauses(device: str) -> None:
+    # The device clauses compare values computed on the device with the CPU's: meta holds none.
+    with pytest.raises(ValueError, match=f"device '{device}' holds no data"):
+        check([1, 2, 3], MapDataset, device=device)
+
+
 PLUGIN_FILE = """
     from torchcontract.conformance import Target, parametrize_with_checks
     from torchcontract.protocols import MapDataset
@@ -156,6 +163,7 @@ PLUGIN_FILE = """
     [
         ("--conformance-devices=", "needs at least one device"),
         ("--conformance-devices=cpu,tpu", "'tpu' is not a device torch knows"),
+        ("--conformance-devices=cpu,meta", "'meta' holds no data"),
         ("--conformance-time-budget=inf", "positive, finite number of seconds"),
         ("--conformance-time-budget=nan", "positive, finite number of seconds"),
         ("--conformance-time-budget=-1", "positive, finite number of seconds"),

@@ -77,7 +77,7 @@ def time_budget_argument(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-_DEVICE_NAME = re.compile(r"^(cpu|cuda|mps|xpu|meta)(:\d+)?$")
+_DEVICE_NAME = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")
 
 
 def validate_device(device: object, what: str = "device") -> str:
@@ -85,6 +85,12 @@ def validate_device(device: object, what: str = "device") -> str:
     for a name that torch (or, without torch, the known device names) does not recognise."""
     if not isinstance(device, str) or not device.strip():
         raise TypeError(f"{what} must be a device name such as 'cpu' or 'cuda', not {device!r}")
+    if device.split(":")[0] == "meta":
+        # The device clauses compare values computed there with the CPU's: meta tensors hold none.
+        raise ValueError(
+            f"{what} {device!r} holds no data, so nothing computed there can be compared; name an "
+            "accelerator such as 'cuda' (module.builds_on_meta_device already checks the meta device)"
+        )
     if _DEVICE_NAME.match(device):
         return device
     # Any other name torch knows (privateuse backends) is a device; torch is imported only here.

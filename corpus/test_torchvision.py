@@ -70,7 +70,9 @@ def _build(name: str) -> Any:
 
 def _declarations(name: str) -> dict[str, str]:
     if name.startswith("regnet_"):
-        return finding("regnet-meta-device", "module.builds_on_meta_device")
+        return finding(
+            "regnet-meta-device", "module.builds_on_meta_device", "module.loads_on_meta_device_with_assign"
+        )
     return {}
 
 

@@ -473,12 +473,15 @@ def module_cost(name: str, kwargs: dict[str, object], side: int, repeats: int, o
     failed: list[str] = []
     in_clauses: list[float] = []  # per run of the check: the time its clauses took, together
 
-    def checked(**options: object) -> Callable[[], None]:
+    # The opt-in clauses' own costs, from the opt-in runs (skipped, so absent, in the default runs).
+    opted_durations: dict[str, list[float]] = {}
+
+    def checked(example: tuple[object, ...] = inputs, **options: object) -> Callable[[], None]:
         def run() -> None:
             report = check(
                 model,
                 Module,
-                example_inputs=inputs,
+                example_inputs=example,
                 factory=factory,
                 time_budget_s=MODULE_TIME_BUDGET_S,
                 **options,
@@ -491,6 +494,11 @@ def module_cost(name: str, kwargs: dict[str, object], side: int, repeats: int, o
                     key = (result.check_id, result.dtype)
                     durations.setdefault(key, []).append(result.duration_s)
                     statuses.setdefault(key, set()).add(result.status)
+            else:
+                by_default = {key[0] for key, seen in statuses.items() if "passed" in seen}
+                for result in report.results:
+                    if result.status == "passed" and result.check_id not in by_default:
+                        opted_durations.setdefault(result.check_id, []).append(result.duration_s)
 
         return run
 
@@ -534,6 +542,16 @@ def module_cost(name: str, kwargs: dict[str, object], side: int, repeats: int, o
     if opt_in:
         opted = statistics.median(timings(checked(compile=True, export=True), max(1, repeats // 2)))
         print(f"    with compile=True, export=True (opt-in): {opted:.2f} s = {opted / one_step:.1f} steps")
+        # gradcheck in float64 costs minutes on this batch: once, on one small image, as its guide advises.
+        small = (torch.randn(1, 3, 32, 32),)
+        gradchecked = statistics.median(timings(checked(small, gradcheck=True), 1))
+        print(
+            f"    with gradcheck=True (opt-in), batch (1, 3, 32, 32), once: {gradchecked:.2f} s = "
+            f"{gradchecked / one_step:.1f} steps of the batch above"
+        )
+        for check_id, values in sorted(opted_durations.items(), key=lambda item: -statistics.median(item[1])):
+            median = statistics.median(values)
+            print(f"      {check_id:<53} {median / one_step:6.2f}  ({median * 1e3:.0f} ms; opt-in)")
 
 
 def module_benchmark(repeats: int, large: str, large_repeats: int) -> None:

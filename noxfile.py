@@ -81,12 +81,12 @@ def tests_torch(session: nox.Session, torch: str) -> None:
 def _corpus(session: nox.Session, *extra: str) -> None:
     """pytest over corpus/, its summary (objects, results, failures by class, time) written beside."""
     summary = f"{session.create_tmp()}/corpus-summary.json"
-    # loadgroup: the largest torchvision models run one at a time (corpus/test_torchvision.py, LARGE).
+    # The largest torchvision models run one at a time, under a lock (corpus/test_torchvision.py, LARGE).
     # glibc keeps freed buffers below its (growing, up to 32 MB) mmap threshold in its heap: a fixed
     # 1 MB threshold hands every model-sized buffer back when it is freed, so that checking vit_h_14
     # peaks at 10.6 GB instead of growing past 17 GB over its checks.
     session.run(
-        "python", "-m", "pytest", "corpus", f"--corpus-summary={summary}", "-n", WORKERS, "--dist=loadgroup",
+        "python", "-m", "pytest", "corpus", f"--corpus-summary={summary}", "-n", WORKERS,
         *extra, env={"MALLOC_MMAP_THRESHOLD_": str(1 << 20)},
     )  # fmt: skip
 

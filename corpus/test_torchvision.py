@@ -7,9 +7,16 @@ them all at collection would hold them all at once); the target's ``factory`` bu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
+from collections.abc import Iterator
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock, and the large models may overlap
+    fcntl = None  # type: ignore[assignment]
 
 import pytest
 
@@ -34,9 +41,10 @@ SIZE_ARGUMENT = {"vit_": "image_size", "maxvit_": "input_size"}
 FAST = ("resnet18", "mobilenet_v3_small", "googlenet", "squeezenet1_1")
 
 
-# The builders of over 100 million parameters. Their tests share one pytest-xdist group (run with
-# --dist loadgroup, as nox -s corpus does), so that two of them never hold their copies in memory at
-# once (a check holds up to four: vit_h_14's are 2.5 GB each); their checks run isolated, in a child
+# The builders of over 100 million parameters. Their tests take one lock, shared by pytest-xdist's
+# workers (a file beside the workers' temporary folders), so that two of them never hold their copies in
+# memory at once (a check holds up to three: vit_h_14's are 2.5 GB each; pytest-xdist's xdist_group
+# does not group them under pytest 9); their checks run isolated, in a child
 # process whose memory goes back to the system when it ends (and where running out of it fails a check
 # instead of ending the run); and each check gets a longer time budget: a float64 forward of
 # efficientnet_v2_l takes 10 to 20 s in a check's thread on 2 loaded cores.
@@ -76,16 +84,36 @@ def _declarations(name: str) -> dict[str, str]:
     return {}
 
 
-NAMES = [
-    pytest.param(name, marks=[pytest.mark.xdist_group("large models")] if name in LARGE else [])
-    for name in models.list_models(module=models)
-    if not is_fast() or name in FAST
-]
+NAMES = [name for name in models.list_models(module=models) if not is_fast() or name in FAST]
+
+
+@contextlib.contextmanager
+def _one_large_model_at_a_time(name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Hold the large models' lock for ``name``'s test (a no-op for a smaller model, or where there is
+    no fcntl)."""
+    if name not in LARGE or fcntl is None:
+        yield
+        return
+    # Each xdist worker's base temporary folder is popen-gw<N> in one folder the run shares.
+    shared = tmp_path_factory.getbasetemp().parent
+    with (shared / "torchvision-large-models.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
 @pytest.mark.parametrize("name", NAMES)
-def test_torchvision_classifier(name: str, mode: str, request: pytest.FixtureRequest) -> None:
+def test_torchvision_classifier(
+    name: str, mode: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with _one_large_model_at_a_time(name, tmp_path_factory):
+        _check_classifier(name, mode, request)
+
+
+def _check_classifier(name: str, mode: str, request: pytest.FixtureRequest) -> None:
     factory = functools.partial(_build, name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

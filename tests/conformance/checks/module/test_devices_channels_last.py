@@ -1,5 +1,6 @@
 """module.channels_last_matches_contiguous: 4-D inputs in channels_last, 5-D ones in channels_last_3d; a
-module that reads raw memory computes something else there; no image input is a skip with its reason."""
+module that reads raw memory computes something else there; no image input is a skip with its reason; a
+deep network's rounding in another order of summation is judged against the module in float64."""
 
 from __future__ import annotations
 
@@ -35,6 +36,32 @@ if HAS_TORCH:
             features = self.conv(x)
             raw = torch.as_strided(features, (features.size(0), 27), (27, 1))
             return self.head(raw)
+
+    class DeepStack(nn.Module):
+        """Ten 64-channel convolutions: wide enough that oneDNN takes another path for channels-last,
+        deep enough that its rounding in float32 passes assert_close's tolerances."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            layers: list[nn.Module] = [nn.Conv2d(3, 64, 3, padding=1)]
+            for _ in range(10):
+                conv = nn.Conv2d(64, 64, 3, padding=1)
+                nn.init.normal_(conv.weight, std=0.1)
+                layers += [conv, nn.ReLU()]
+            self.layers = nn.Sequential(*layers)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layers(x)
+
+    class OffInChannelsLast(DeepStack):
+        """The same network, a thousandth off wherever its input is laid out channels-last (a custom
+        kernel with a layout-dependent mistake)."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.layers(x)
+            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+                out = out * 1.001
+            return out
 
 
 def _run(module: Any, *inputs: Any, **options: Any) -> Any:
@@ -81,3 +108,33 @@ def test_the_user_module_keeps_its_layout() -> None:
     module = _seeded(lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(27, 2)))
     assert _run(module, torch.ones(2, 2, 5, 5)).status == "passed"
     assert module[0].weight.is_contiguous()
+
+
+# A deep network: the kernels of the two layouts add in another order, and the float32 rounding a deep
+# stack grows passes assert_close's tolerances. Judged against the module in float64, that rounding
+# passes (with a note) and a real difference, however small beside the outputs, still fails.
+
+
+def _image() -> Any:
+    return torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+def test_the_rounding_of_a_deep_network_in_channels_last_passes_with_a_note() -> None:
+    with torch.no_grad():
+        plain = _seeded(DeepStack).eval()(_image())
+        laid_out = (
+            _seeded(DeepStack)
+            .eval()
+            .to(memory_format=torch.channels_last)(_image().contiguous(memory_format=torch.channels_last))
+        )
+    # The case this test is about: the two layouts differ beyond assert_close's float32 tolerances.
+    assert not torch.allclose(plain, laid_out, rtol=1.3e-6, atol=1e-5)
+    result = _run(_seeded(DeepStack), _image())
+    assert result.status == "passed", result
+    assert "rounding in another order of summation" in result.message
+
+
+def test_a_real_difference_in_channels_last_still_fails_naming_the_float64_errors() -> None:
+    result = _run(_seeded(OffInChannelsLast), _image())
+    assert result.status == "failed", result
+    assert "from the module's float64 result" in result.message

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
@@ -93,3 +95,15 @@ def _dynamo_loaded_before_pytester_snapshots() -> None:
 def pytester(_dynamo_loaded_before_pytester_snapshots: None, pytester: pytest.Pytester) -> pytest.Pytester:
     """pytester, created (and its sys.modules snapshot taken) after torch._dynamo is loaded."""
     return pytester
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt in this process, as in a terminal's Python, for the test:
+    a runner that starts the tests as a background job of a shell ignores SIGINT, and Python then
+    leaves it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -108,6 +108,12 @@ class Hangs:
 """
 
 SCRIPT = """
+import signal
+
+# Ctrl-C raises KeyboardInterrupt, as in a terminal's Python: a runner that starts the tests as a
+# background job of a shell ignores SIGINT, and this process would inherit that.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 from objects import Hangs
 from torchcontract.conformance import Target
 from torchcontract.protocols import MapDataset

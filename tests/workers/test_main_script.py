@@ -317,6 +317,7 @@ class InterruptedInAWorkerClause(fixtures.Squares):
         return super().__getitem__(index)
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_in_a_worker_clause_propagates_out_of_check() -> None:
     with pytest.raises(KeyboardInterrupt):
         check(InterruptedInAWorkerClause(), MapDataset)

@@ -84,12 +84,19 @@ OWN_WORK_LIMIT = 10
 class SharedKey(Generic[T]):
     """The key of one kind of work that the checks of a target share (:meth:`Context.shared`), such as
     one recorded epoch. A key object, not a string: two modules cannot collide on a name, and the
-    type of the value is known where it is read. Create each key once, at module level."""
+    type of the value is known where it is read. Create each key once, at module level.
 
-    __slots__ = ("name",)
+    ``per_run=True`` for work that holds only while nothing but the engine runs between the checks: a
+    value read from the object's state (its output), shared within one run of the target's checks
+    (``check()``, where the engine puts the object back after each check that may change it), and
+    computed afresh by each check outside a run (the pytest plugin, where the user's code runs between
+    the checks and may change the object)."""
 
-    def __init__(self, name: str) -> None:
+    __slots__ = ("name", "per_run")
+
+    def __init__(self, name: str, *, per_run: bool = False) -> None:
         self.name = name
+        self.per_run = per_run
 
     def __repr__(self) -> str:
         return f"SharedKey({self.name!r})"
@@ -155,6 +162,7 @@ class Context:
         dtype: str | None,
         time_budget_s: float,
         shared: MutableMapping[SharedKey[Any], Any],
+        in_run: bool = False,
     ) -> None:
         self.spec = spec
         self.target = target
@@ -170,6 +178,7 @@ class Context:
         self.notes: list[str] = []
         self._time_budget_s = time_budget_s
         self._shared = shared
+        self._in_run = in_run
         self._deadline = time.monotonic() + time_budget_s
         # The thread that runs the check's body (bind_thread): its own work is credited to the budget.
         self._thread_id: int | None = None
@@ -320,7 +329,10 @@ class Context:
         return [i for i in indices if i != self.options.error_index]
 
     def shared(self, key: SharedKey[T], compute: Callable[[], T]) -> T:
-        """Work shared by the checks of one target (e.g. one recorded epoch), computed once."""
+        """Work shared by the checks of one target (e.g. one recorded epoch), computed once (for a
+        ``per_run`` key, once per run: see :class:`SharedKey`). Work that raises is not kept."""
+        if key.per_run and not self._in_run:
+            return compute()
         cache = self._shared
         if key not in cache:
             cache[key] = compute()

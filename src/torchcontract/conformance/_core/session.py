@@ -143,6 +143,7 @@ class Session:
             dtype=self.dtype,
             time_budget_s=self.time_budget_s,
             shared=self.shared,
+            in_run=self._in_run,
         )
 
     def runs_in_calling_thread(self, check_id: str) -> bool:
@@ -328,7 +329,9 @@ class Session:
     def one_run(self) -> Iterator[None]:
         """The checks run in the block are one run of the target's checks (``Target.run``, that is
         ``check()``): nothing but the engine runs between them, so one snapshot of the object, taken
-        before the first check that may change it, serves them all. It is restored after each check
+        before the first check that may change it, serves them all, and so does work read from the
+        object's state (a :class:`~.context.SharedKey` with ``per_run=True``, dropped when the run
+        ends). The snapshot is restored after each check
         that may change the object (``touches="object"``) and at the end of the run if a check
         declared to change only copies ran since (so even a wrong declaration leaves the user's object
         as it was). Outside a run (the pytest plugin: one check per test, the user's code between
@@ -338,6 +341,9 @@ class Session:
             yield
         finally:
             self._in_run = False
+            with self._lock:
+                for key in [key for key in self.shared if key.per_run]:
+                    del self.shared[key]
             snapshot, self._snapshot = self._snapshot, None
             if snapshot is not None and self._unrestored and self.hung is None:
                 self._restore_at_end(snapshot)

@@ -12,6 +12,7 @@ import numpy as np
 
 from torchcontract.conformance._core.context import (
     Context,
+    SharedKey,
     global_rng_states,
     restore_global_rng_states,
 )
@@ -24,6 +25,7 @@ from torchcontract.conformance._values import (
     tensor_module,
     unflatten,
 )
+from torchcontract.conformance.checks._calling import call_module, eval_mode
 from torchcontract.conformance.checks._common import try_deepcopy
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "backward_of_sum",
     "clone_tensor",
     "deep_copy",
+    "eval_output",
     "first_line",
     "float_leaves",
     "frozen_output",
@@ -55,6 +58,25 @@ def deep_copy(ctx: Context, what: str = "copy.deepcopy(m)") -> Any:
             reproduce="copy.deepcopy(m)",
         )
     return copied
+
+
+# m's output in eval mode, seeded as every clause's call of m is: the reference of the clauses that compare
+# a copy, a conversion or a reload of m with m. One per run of the target's checks: the engine puts m back
+# after each check that may change it, so each clause would compute the same (eval_is_deterministic, a
+# prerequisite of every clause that reads it, holds), at the cost of a forward pass each.
+_EVAL_OUTPUT: SharedKey[Any] = SharedKey("m(*inputs) in eval mode", per_run=True)
+
+
+def eval_output(ctx: Context) -> Any:
+    """``m(*inputs, **kwargs)`` in eval mode (:func:`seeded`), frozen (:func:`frozen_output`: its
+    tensors' values, without the graph of the forward pass or a tie to m's own tensors), computed once
+    per run of the target's checks (:class:`~torchcontract.conformance._core.context.SharedKey`)."""
+
+    def compute() -> Any:
+        with eval_mode(ctx.obj), seeded(ctx):
+            return frozen_output(call_module(ctx, ctx.obj))
+
+    return ctx.shared(_EVAL_OUTPUT, compute)
 
 
 @contextmanager

@@ -12,7 +12,6 @@ from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import close_difference
 from torchcontract.conformance.checks._calling import (
     args_text,
-    call_module,
     eval_mode,
     fresh_inputs,
     fresh_kwargs,
@@ -22,6 +21,7 @@ from torchcontract.conformance.checks.module._shared import (
     BACKWARD_OF_SUM,
     backward_of_sum,
     deep_copy,
+    eval_output,
     first_line,
     float_leaves,
     seeded,
@@ -64,8 +64,7 @@ def compile_matches_eager(ctx: Context) -> None:
     "eager" backend says whether TorchDynamo's capture or AOTAutograd makes it."""
     torch = torch_module(ctx)
     call = args_text(ctx)
-    with eval_mode(ctx.obj), seeded(ctx):
-        expected = call_module(ctx, ctx.obj)
+    expected = eval_output(ctx)
     found = _compiled_difference(ctx, torch, COMPILE_BACKEND, expected)
     if found is None:
         return
@@ -299,8 +298,7 @@ def export_matches_eager(ctx: Context) -> None:
     example inputs, succeeds, and the exported program's module returns the eager outputs."""
     torch = torch_module(ctx)
     call = args_text(ctx)
-    with eval_mode(ctx.obj), seeded(ctx):
-        expected = call_module(ctx, ctx.obj)
+    expected = eval_output(ctx)
     clone = deep_copy(ctx)
     ctx.call("clone.eval()", clone.eval)
     keywords = ", kwargs" if ctx.example_kwargs else ""

@@ -23,7 +23,6 @@ from torchcontract.conformance._values import (
 from torchcontract.conformance._values.convert import on_device
 from torchcontract.conformance.checks._calling import (
     args_text,
-    call_module,
     eval_mode,
     fresh_inputs,
     fresh_kwargs,
@@ -32,6 +31,7 @@ from torchcontract.conformance.checks._calling import (
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
     clone_tensor,
+    eval_output,
     first_line,
     frozen_output,
     listed,
@@ -86,8 +86,7 @@ def functional_call_matches_call(ctx: Context) -> None:
     call = args_text(ctx)
     # Outputs are kept as values (frozen): m's tensors are changed in place below, and an output may
     # hold one of them (return self.weight, a distribution built from self.loc).
-    with eval_mode(ctx.obj), seeded(ctx):
-        expected = frozen_output(call_module(ctx, ctx.obj))
+    expected = eval_output(ctx)
     what = f"{FUNCTIONAL_CALL}(m, dict(m.named_parameters()) | dict(m.named_buffers()), inputs)"
     swapped = attempt_functional_call(what, own)
     if isinstance(swapped, Exception):
@@ -298,8 +297,7 @@ def builds_on_meta_device(ctx: Context) -> None:
     state = ctx.call("m.state_dict()", ctx.obj.state_dict)
     ctx.call("built.load_state_dict(m.state_dict())", built.load_state_dict, state)
     call = args_text(ctx)
-    with eval_mode(ctx.obj), seeded(ctx):
-        expected = call_module(ctx, ctx.obj)
+    expected = eval_output(ctx)
     with eval_mode(built, "built"), seeded(ctx):
         output = ctx.attempt(f"built({call})", built, *fresh_inputs(ctx), **fresh_kwargs(ctx))
     loaded = set(state)
@@ -458,8 +456,7 @@ def loads_on_meta_device_with_assign(ctx: Context) -> None:
             reproduce=f"{META_BUILD}; {ASSIGN_LOAD}; [n for n, t in built.state_dict().items() if t.is_meta]",
         )
     call = args_text(ctx)
-    with eval_mode(ctx.obj), seeded(ctx):
-        expected = call_module(ctx, ctx.obj)
+    expected = eval_output(ctx)
     with eval_mode(built, "built"), seeded(ctx):
         output = ctx.attempt(f"built({call})", built, *fresh_inputs(ctx), **fresh_kwargs(ctx))
     on_meta = [] if isinstance(output, Exception) else _meta_leaves(output)

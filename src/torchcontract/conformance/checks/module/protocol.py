@@ -33,6 +33,7 @@ from torchcontract.conformance.checks._calling import (
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
     deep_copy,
+    eval_output,
     first_line,
     parameter_values,
     perturb,
@@ -190,8 +191,7 @@ def deepcopy_is_independent(ctx: Context) -> None:
     module = ctx.obj
     # The copy is taken before m is called: a call may change state (a counter, a generator).
     clone = deep_copy(ctx)
-    with eval_mode(module), seeded(ctx):
-        expected = call_module(ctx, module)
+    expected = eval_output(ctx)
     with eval_mode(clone, "copy.deepcopy(m)"), seeded(ctx):
         copied = call_module(ctx, clone, "copy.deepcopy(m)(*inputs)")
     found = close_difference(copied, expected)
@@ -328,8 +328,7 @@ def state_dict_round_trip(ctx: Context) -> None:
     factory = ctx.options.factory
     # Taken before m is called (deepcopy_is_independent).
     clone: Any = None if factory is not None else deep_copy(ctx)
-    with eval_mode(module), seeded(ctx):
-        expected = call_module(ctx, module)
+    expected = eval_output(ctx)
     state = ctx.call("m.state_dict()", module.state_dict)
     if _is_torch_module(module):
         state = _through_torch_save(ctx, state)

@@ -18,7 +18,6 @@ from torchcontract.conformance._values import (
 from torchcontract.conformance._values.convert import in_dtype
 from torchcontract.conformance.checks._calling import (
     args_text,
-    call_module,
     eval_mode,
     fresh_inputs,
     fresh_kwargs,
@@ -28,6 +27,7 @@ from torchcontract.conformance.checks.module._shared import (
     BACKWARD_OF_SUM,
     backward_of_sum,
     deep_copy,
+    eval_output,
     first_line,
     float_leaves,
     listed,
@@ -283,8 +283,7 @@ def to_dtype(ctx: Context) -> None:
                 "integer ones)",
                 reproduce=f"m.to(torch.float64); m.state_dict()[{name!r}].dtype",
             )
-    with eval_mode(ctx.obj), seeded(ctx):
-        expected_output = call_module(ctx, ctx.obj)
+    expected_output = eval_output(ctx)
     inputs, kwargs = ctx.call(
         "<the example inputs and kwargs>.to(torch.float64)",
         lambda: (in_dtype(fresh_inputs(ctx), double), in_dtype(fresh_kwargs(ctx), double)),

@@ -4,6 +4,7 @@ processes with spawn rely on."""
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import tempfile
 from collections.abc import Callable
@@ -18,7 +19,12 @@ from torchcontract.conformance.checks._calling import (
     eval_mode,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
-from torchcontract.conformance.checks.module._shared import deep_copy, first_line, seeded, seeded_note
+from torchcontract.conformance.checks.module._shared import (
+    eval_output,
+    first_line,
+    seeded,
+    seeded_note,
+)
 from torchcontract.conformance.checks.module.protocol import deepcopy_is_independent
 from torchcontract.protocols import Module
 
@@ -90,13 +96,12 @@ def _kind(value: Any) -> str:
 def pickle_round_trip(ctx: Context) -> None:
     """The whole module survives pickle.dumps/pickle.loads (and, for a torch module, torch.save/torch.load;
     both through a temporary file): the copy gives m's outputs in eval mode."""
-    # Pickled from a copy taken before m is called (deepcopy_is_independent): a call may change state.
-    clone = deep_copy(ctx)
+    module = ctx.obj
     torch = tensor_module()
     ways: list[tuple[str, str, Callable[[IO[bytes], Any], None], Callable[[IO[bytes]], Any]]] = [
         ("pickle.loads(pickle.dumps(m))", "pickle.dumps(m)", _pickle_to, pickle.load)
     ]
-    if torch is not None and isinstance(clone, torch.nn.Module):
+    if torch is not None and isinstance(module, torch.nn.Module):
         ways.append(
             (
                 "torch.load(<torch.save(m)>, weights_only=False)",
@@ -105,19 +110,18 @@ def pickle_round_trip(ctx: Context) -> None:
                 _torch_load,
             )
         )
-    with eval_mode(ctx.obj), seeded(ctx):
-        expected = call_module(ctx, ctx.obj)
     call = args_text(ctx)
-    # One way at a time, each copy dropped before the next is made: a model of billions of parameters is
-    # held three times at the most (m, the copy, the unpickled module), not six.
-    for position, (name, saving, save, load) in enumerate(ways):
-        # An unnamed temporary file, not bytes: pickle.dumps holds its stream and then a copy of it,
-        # twice the model beside it, and a model of billions of parameters (a RegNet-Y 128GF, a ViT-H/14)
-        # then does not fit where it trains. The file holds the same pickle.
-        with tempfile.TemporaryFile() as file:
-            error = ctx.attempt(saving, save, file, clone)
+    with contextlib.ExitStack() as files:
+        # m itself is pickled, each way into an unnamed temporary file, before m is called here (a call
+        # may change state). Files, not bytes: pickle.dumps holds its stream and then a copy of it, twice
+        # the model beside it, and a model of billions of parameters (a RegNet-Y 128GF, a ViT-H/14) then
+        # does not fit where it trains; m and one unpickled module at a time are all it holds.
+        saved: list[tuple[str, IO[bytes], Callable[[IO[bytes]], Any]]] = []
+        for name, saving, save, load in ways:
+            file = files.enter_context(tempfile.TemporaryFile())
+            error = ctx.attempt(saving, save, file, module)
             if isinstance(error, Exception):
-                culprit = _culprit(ctx, clone)
+                culprit = _culprit(ctx, module)
                 part = f"; it cannot pickle {culprit}" if culprit else ""
                 ctx.fail(
                     f"{saving} raised {type(error).__name__}: {first_line(error)}{part}; expected the whole "
@@ -126,18 +130,20 @@ def pickle_round_trip(ctx: Context) -> None:
                     "functools.partial or an nn.Module, or leave it out in __getstate__)",
                     reproduce=saving,
                 )
-            if position == len(ways) - 1:
-                clone = None  # pickled for the last time
+            saved.append((name, file, load))
+        expected = eval_output(ctx)
+        for name, file, load in saved:
             file.seek(0)
             copied = ctx.call(name, load, file)
-        with eval_mode(copied, name), seeded(ctx):
-            output = call_module(ctx, copied, f"{name}(*inputs)")
-        del copied
-        found = close_difference(output, expected)
-        if found:
-            ctx.fail(
-                f"{name}({call}) differs from m({call}) ({found}){seeded_note(ctx)}; expected equal outputs "
-                f"({_WHY}: a process that unpickles it must compute what m computes; state rebuilt or lost "
-                "in __getstate__/__setstate__ or __reduce__ shows here)",
-                reproduce=f"{name}({call}) == m({call})",
-            )
+            file.close()
+            with eval_mode(copied, name), seeded(ctx):
+                output = call_module(ctx, copied, f"{name}(*inputs)")
+            del copied
+            found = close_difference(output, expected)
+            if found:
+                ctx.fail(
+                    f"{name}({call}) differs from m({call}) ({found}){seeded_note(ctx)}; expected equal "
+                    f"outputs ({_WHY}: a process that unpickles it must compute what m computes; state "
+                    "rebuilt or lost in __getstate__/__setstate__ or __reduce__ shows here)",
+                    reproduce=f"{name}({call}) == m({call})",
+                )

@@ -385,8 +385,10 @@ def load_state_dict_strict_rejects_bad_keys(ctx: Context) -> None:
     first_key = next(iter(state))
     missing = {key: value for key, value in state.items() if key != first_key}
     unexpected = {**state, "torchcontract_unexpected_key": next(iter(state.values()))}
+    # One copy for both loads: each loads m's own values into it (torch copies the matching keys before
+    # it raises), so the second finds the copy as the first did.
+    clone = deep_copy(ctx)
     for label, bad_state in ((f"without key {first_key!r}", missing), ("with an extra key", unexpected)):
-        clone = deep_copy(ctx)
         what = f"clone.load_state_dict(<m.state_dict() {label}>, strict=True)"
         outcome = ctx.attempt(what, clone.load_state_dict, bad_state, strict=True)
         if not isinstance(outcome, Exception):

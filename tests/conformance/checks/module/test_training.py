@@ -155,6 +155,20 @@ def test_inputs_that_cannot_train_fail_train_mode_and_skip_backward() -> None:
 
 
 @pytest.mark.clause(BACKWARD)
+def test_gradients_the_module_already_holds_do_not_count_as_reached() -> None:
+    # A model trained before its auxiliary head went unused keeps that head's old (zeroed) gradients,
+    # as optimizer.zero_grad(set_to_none=False) leaves them: the copy's backward does not reach the head,
+    # whatever m held.
+    module = _seeded(AuxiliaryHeadNeverUsed)
+    for parameter in module.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    result = _result(check(module, Module, example_inputs=_inputs(4, 3)), BACKWARD)
+    assert result.status == "failed", result
+    assert "'aux_head.weight', 'aux_head.bias'" in result.message, result
+    assert all(p.grad is not None and not p.grad.any() for p in module.parameters())
+
+
+@pytest.mark.clause(BACKWARD)
 def test_a_complex_output_reaches_the_parameters() -> None:
     report = check(_seeded(lambda: ComplexOutput(3, 2)), Module, example_inputs=_inputs(4, 3))
     assert _result(report, BACKWARD).status == "passed", report

@@ -4,16 +4,17 @@ computation (torch modules)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from torchcontract.conformance._core.context import (
-    Context,
-)
+from torchcontract.conformance._core.context import Context, SharedKey
+from torchcontract.conformance._core.errors import CheckFailure, unexpected
 from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import (
     close_difference,
     describe,
     is_tensor,
+    tensor_module,
 )
 from torchcontract.conformance._values.convert import in_dtype
 from torchcontract.conformance.checks._calling import (
@@ -25,7 +26,6 @@ from torchcontract.conformance.checks._calling import (
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
     BACKWARD_OF_SUM,
-    backward_of_sum,
     deep_copy,
     eval_output,
     first_line,
@@ -50,23 +50,93 @@ def _train_call(ctx: Context) -> str:
     return f"copy.deepcopy(m).train()({args_text(ctx)})"
 
 
-def _attempt_in_train_mode(ctx: Context, clone: Any, train: str) -> tuple[str, Any]:
-    """``clone`` (a deep copy of m) put in train mode by a call shown as ``train``, then called with
-    fresh example inputs under :func:`seeded`: (how that call is shown, its output or the exception it
-    raised)."""
-    ctx.call(train, clone.train)
-    what = _train_call(ctx)
-    with seeded(ctx):
-        return what, ctx.attempt(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+@dataclass(frozen=True)
+class _TrainingStep:
+    """What the train-mode clauses read of one training step of a deep copy of m: the copy's gradients
+    cleared (a copy carries the gradients m had), put in train mode, called with fresh example inputs
+    under :func:`seeded`, then a backward pass from :data:`BACKWARD_OF_SUM` over the outputs that
+    require grad. Facts, not tensors: the copy, its gradients and the outputs are dropped once read, so
+    a large model is not held twice for the rest of the run."""
+
+    what: str  # how the call in train mode is shown
+    output: Exception | None  # what that call raised, if it did
+    trainable: list[str]  # the parameters with requires_grad, by name
+    floats: bool  # whether the output holds a floating-point tensor
+    tracked: bool  # whether one of those requires grad
+    non_finite_output: tuple[str, tuple[int, int, str]] | None  # (path, _non_finite) of the first such
+    loss: Exception | tuple[int, int, str] | None  # what summing raised, or _non_finite of the sum
+    loss_value: str  # the sum, shown (when it is not finite)
+    backward: Exception | None  # what the backward pass raised, if it did
+    unreached: list[str]  # trainable parameters left with .grad None
+    non_finite_gradients: list[tuple[str, tuple[int, int, str]]]  # (name, _non_finite) per such gradient
 
 
-def _trainable_parameters(ctx: Context, clone: Any) -> list[tuple[str, Any]]:
-    """(name, parameter) for every parameter of ``clone`` with requires_grad; skips when there is none."""
+# One training step per run of the target's checks, shared by backward_reaches_parameters and
+# gradients_are_finite (each a forward and backward pass of a copy before). train_forward_runs takes its
+# own forward pass: a backward pass that raises or hangs is not that clause's.
+_TRAINING_STEP: SharedKey[_TrainingStep] = SharedKey("one training step of copy.deepcopy(m)", per_run=True)
+
+
+def _training_step(ctx: Context) -> _TrainingStep:
+    return ctx.shared(_TRAINING_STEP, lambda: _take_training_step(ctx))
+
+
+def _take_training_step(ctx: Context) -> _TrainingStep:
+    torch = tensor_module()
+    clone = deep_copy(ctx)
     named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
     trainable = [(name, p) for name, p in named if is_tensor(p) and p.requires_grad]
-    if not trainable:
+    for _, parameter in trainable:
+        parameter.grad = None  # a copy carries the gradients m had
+    ctx.call("copy.deepcopy(m).train()", clone.train)
+    what = _train_call(ctx)
+    with seeded(ctx):
+        output = ctx.attempt(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+    if isinstance(output, Exception) or torch is None:
+        return _TrainingStep(
+            what, output if isinstance(output, Exception) else None, [n for n, _ in trainable],
+            False, False, None, None, "", None, [], [],
+        )  # fmt: skip
+    floats = float_leaves(output)
+    tracked = [(path, leaf) for path, leaf in floats if leaf.requires_grad]
+    non_finite_output = next(
+        ((path, found) for path, leaf in tracked if (found := _non_finite(torch, leaf)) is not None), None
+    )
+    loss: Exception | tuple[int, int, str] | None = None
+    loss_value, backward = "", None
+    if tracked:
+        total = ctx.attempt(f"<the loss of {BACKWARD_OF_SUM}>", sum_of, torch, [leaf for _, leaf in tracked])
+        if isinstance(total, Exception):
+            loss = total
+        else:
+            loss = _non_finite(torch, total)
+            if loss is not None:
+                loss_value = f"{total.item()} in {total.dtype}"
+            backward = ctx.attempt(f"{BACKWARD_OF_SUM} after {what}", total.backward)
+    return _TrainingStep(
+        what=what,
+        output=None,
+        trainable=[name for name, _ in trainable],
+        floats=bool(floats),
+        tracked=bool(tracked),
+        non_finite_output=non_finite_output,
+        loss=loss,
+        loss_value=loss_value,
+        backward=backward if isinstance(backward, Exception) else None,
+        unreached=[name for name, parameter in trainable if parameter.grad is None],
+        non_finite_gradients=[
+            (name, found)
+            for name, parameter in trainable
+            if parameter.grad is not None and (found := _non_finite(torch, parameter.grad)) is not None
+        ],
+    )
+
+
+def _trainable(ctx: Context, step: _TrainingStep) -> list[str]:
+    """The names of the copy's parameters with requires_grad; skips when there is none."""
+    if not step.trainable:
         ctx.skip("the module has no parameter with requires_grad=True")
-    return trainable
+    return step.trainable
 
 
 @register_check(
@@ -76,6 +146,7 @@ def _trainable_parameters(ctx: Context, clone: Any) -> list[tuple[str, Any]]:
     requires=(deepcopy_is_independent,),
     per_dtype=True,
     since="0.1.0",
+    touches="copies",
 )
 def train_forward_runs(ctx: Context) -> None:
     """In train mode, a deep copy called with the example inputs returns without raising (unless the
@@ -83,7 +154,10 @@ def train_forward_runs(ctx: Context) -> None:
     if ctx.options.eval_only:
         ctx.skip(EVAL_ONLY)
     clone = deep_copy(ctx)
-    what, output = _attempt_in_train_mode(ctx, clone, "copy.deepcopy(m).train()")
+    ctx.call("copy.deepcopy(m).train()", clone.train)
+    what = _train_call(ctx)
+    with seeded(ctx):
+        output = ctx.attempt(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
     if isinstance(output, Exception):
         ctx.fail(
             f"{what} raised {type(output).__name__}: {first_line(output)}; expected the module to run in "
@@ -107,35 +181,31 @@ def train_forward_runs(ctx: Context) -> None:
 def backward_reaches_parameters(ctx: Context) -> None:
     """In train mode, a backward pass from the sum of the floating-point outputs gives every parameter
     with requires_grad a gradient (unless the target declares unused_parameters=True)."""
-    torch = torch_module(ctx)
+    torch_module(ctx)
     if ctx.options.eval_only:
         ctx.skip(EVAL_ONLY)
-    clone = deep_copy(ctx)
-    trainable = _trainable_parameters(ctx, clone)
-    what, output = _attempt_in_train_mode(ctx, clone, "clone.train()")
-    if isinstance(output, Exception):
+    step = _training_step(ctx)
+    trainable = _trainable(ctx, step)
+    if step.output is not None:
         ctx.skip(
-            f"{what} raised {type(output).__name__}: {first_line(output)}, so the example inputs "
-            "cannot drive a training step (give inputs that work in train mode, e.g. a batch of more "
+            f"{step.what} raised {type(step.output).__name__}: {first_line(step.output)}, so the example "
+            "inputs cannot drive a training step (give inputs that work in train mode, e.g. a batch of more "
             "than one sample for BatchNorm)"
         )
-    floats = float_leaves(output)
-    if not floats:
+    if not step.floats:
         ctx.skip("the output has no floating-point tensor to take a backward pass from")
-    tracked = [leaf for _, leaf in floats if leaf.requires_grad]
-    loss = BACKWARD_OF_SUM
-    ctx.call(loss, backward_of_sum, torch, tracked)
-    unreached = [name for name, parameter in trainable if parameter.grad is None]
-    if not unreached:
+    _raise_from_backward(step)
+    if not step.unreached:
         return
+    unreached = step.unreached
     summary = f"{listed(unreached)} ({len(unreached)} of {len(trainable)} trainable parameters)"
     if ctx.options.unused_parameters:
         ctx.note(f"no gradient for {summary}: declared unused_parameters=True")
         return
     ctx.fail(
-        f"after {what} and {loss}, parameter(s) {summary} have .grad None; expected every parameter "
-        "with requires_grad to receive a gradient (DistributedDataParallel waits for each one: the "
-        "next iteration raises 'Expected to have finished reduction in the prior iteration' unless "
+        f"after {step.what} and {BACKWARD_OF_SUM}, parameter(s) {summary} have .grad None; expected every "
+        "parameter with requires_grad to receive a gradient (DistributedDataParallel waits for each one: "
+        "the next iteration raises 'Expected to have finished reduction in the prior iteration' unless "
         "it is built with find_unused_parameters=True; freeze such parameters with "
         "requires_grad_(False), or declare unused_parameters=True for a branch unused by design)",
         reproduce=(
@@ -143,6 +213,15 @@ def backward_reaches_parameters(ctx: Context) -> None:
             "tensors>.backward(); [n for n, p in c.named_parameters() if p.requires_grad and p.grad is None]"
         ),
     )
+
+
+def _raise_from_backward(step: _TrainingStep) -> None:
+    """Fail, as the call itself would have, where summing the outputs or the backward pass raised."""
+    if isinstance(step.loss, Exception):
+        raise CheckFailure(unexpected(f"<the loss of {BACKWARD_OF_SUM}>", step.loss)) from step.loss
+    if step.backward is not None:
+        what = f"{BACKWARD_OF_SUM} after {step.what}"
+        raise CheckFailure(unexpected(what, step.backward)) from step.backward
 
 
 def _non_finite(torch: Any, tensor: Any) -> tuple[int, int, str] | None:
@@ -173,48 +252,39 @@ def _non_finite(torch: Any, tensor: Any) -> tuple[int, int, str] | None:
     needs=("torch", "example_inputs"),
     requires=(deepcopy_is_independent, train_forward_runs),
     since="0.1.0",
+    touches="copies",
 )
 def gradients_are_finite(ctx: Context) -> None:
     """In train mode, where the floating-point outputs and their sum are finite, a backward pass from
     that sum gives every parameter that gets a gradient a finite one."""
-    torch = torch_module(ctx)
+    torch_module(ctx)
     if ctx.options.eval_only:
         ctx.skip(EVAL_ONLY)
-    clone = deep_copy(ctx)
-    trainable = _trainable_parameters(ctx, clone)
-    for _, parameter in trainable:
-        parameter.grad = None  # a copy carries the gradients m had
-    ctx.call("clone.train()", clone.train)
-    what = _train_call(ctx)
-    with seeded(ctx):
-        output = ctx.call(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
-    floats = float_leaves(output)
-    tracked = [(path, leaf) for path, leaf in floats if leaf.requires_grad]
-    if not tracked:
+    step = _training_step(ctx)
+    trainable = _trainable(ctx, step)
+    if step.output is not None:
+        raise CheckFailure(unexpected(step.what, step.output)) from step.output
+    if not step.tracked:
         ctx.skip("the output has no floating-point tensor that requires grad to take a backward pass from")
-    for path, leaf in tracked:
-        found = _non_finite(torch, leaf)
-        if found is not None:
-            ctx.skip(
-                f"output{path} holds {found[0]} non-finite ({found[2]}) of {found[1]} values, so the "
-                "gradients may rightly be non-finite too (give inputs on which the module computes finite "
-                "outputs to check them)"
-            )
-    loss = ctx.call(f"<the loss of {BACKWARD_OF_SUM}>", sum_of, torch, [leaf for _, leaf in tracked])
-    if _non_finite(torch, loss) is not None:
-        ctx.skip(f"the finite outputs sum to {loss.item()} in {loss.dtype}, so the gradients are not judged")
-    ctx.call(f"{BACKWARD_OF_SUM} after {what}", loss.backward)
-    bad = [
-        (name, found)
-        for name, parameter in trainable
-        if parameter.grad is not None and (found := _non_finite(torch, parameter.grad)) is not None
-    ]
+    if step.non_finite_output is not None:
+        path, found = step.non_finite_output
+        ctx.skip(
+            f"output{path} holds {found[0]} non-finite ({found[2]}) of {found[1]} values, so the "
+            "gradients may rightly be non-finite too (give inputs on which the module computes finite "
+            "outputs to check them)"
+        )
+    if isinstance(step.loss, Exception):
+        _raise_from_backward(step)
+    if step.loss is not None:
+        ctx.skip(f"the finite outputs sum to {step.loss_value}, so the gradients are not judged")
+    _raise_from_backward(step)
+    bad = step.non_finite_gradients
     if not bad:
         return
     name, (count, total, kinds) = bad[0]
     summary = f"{listed([name for name, _ in bad])} ({len(bad)} of {len(trainable)} trainable parameters)"
     ctx.fail(
-        f"after {what} and {BACKWARD_OF_SUM}, whose outputs and loss are finite, parameter(s) {summary} "
+        f"after {step.what} and {BACKWARD_OF_SUM}, whose outputs and loss are finite, parameter(s) {summary} "
         f"have non-finite gradients ({name!r}: {count} of {total} values {kinds}); expected finite "
         "gradients where the loss is finite (one optimizer step writes them into the weights, and every "
         "later output is NaN: an op whose derivative is infinite where forward is finite, such as sqrt "

@@ -78,7 +78,8 @@ def test_a_per_run_key_lives_for_its_run_and_a_target_key_for_the_session() -> N
         assert session.context(spec).shared(per_run, compute("run")) == first
         session.context(spec).shared(per_target, compute("target"))
     assert made == ["run", "target"]
-    assert per_run not in session.shared and per_target in session.shared
+    assert per_run not in session.shared
+    assert per_target in session.shared
     session.context(spec).shared(per_run, compute("outside"))
     session.context(spec).shared(per_run, compute("outside"))
     assert made == ["run", "target", "outside", "outside"]

@@ -25,11 +25,13 @@ from torchcontract.conformance._values import (
     tensor_module,
     unflatten,
 )
-from torchcontract.conformance.checks._calling import call_module, eval_mode
+from torchcontract.conformance._values.convert import in_dtype
+from torchcontract.conformance.checks._calling import call_module, eval_mode, fresh_inputs, fresh_kwargs
 from torchcontract.conformance.checks._common import try_deepcopy
 
 __all__ = [
     "BACKWARD_OF_SUM",
+    "arguments_in_float64",
     "backward_of_sum",
     "clone_tensor",
     "deep_copy",
@@ -77,6 +79,18 @@ def eval_output(ctx: Context) -> Any:
             return frozen_output(call_module(ctx, ctx.obj))
 
     return ctx.shared(_EVAL_OUTPUT, compute)
+
+
+def arguments_in_float64(ctx: Context) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Fresh copies of the example inputs and kwargs with every floating-point tensor in float64: what a
+    copy of m converted to float64 is called with (to_dtype, gradcheck, the float64 reference of
+    channels_last)."""
+    double = tensor_module().float64
+    arguments: tuple[tuple[Any, ...], dict[str, Any]] = ctx.call(
+        "<the example inputs and kwargs>.to(torch.float64)",
+        lambda: (in_dtype(fresh_inputs(ctx), double), in_dtype(fresh_kwargs(ctx), double)),
+    )
+    return arguments
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from torchcontract.conformance._values import (
     leaves,
     tensor_module,
 )
-from torchcontract.conformance._values.convert import in_dtype, map_tensors, on_device
+from torchcontract.conformance._values.convert import map_tensors, on_device
 from torchcontract.conformance.checks._calling import (
     args_text,
     call_module,
@@ -31,6 +31,7 @@ from torchcontract.conformance.checks._calling import (
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
     BACKWARD_OF_SUM,
+    arguments_in_float64,
     backward_of_sum,
     deep_copy,
     eval_output,
@@ -507,10 +508,7 @@ def _errors_from_float64(ctx: Context, torch: Any, output: Any, expected: Any) -
     name = "copy.deepcopy(m).to(torch.float64)"
     if isinstance(ctx.attempt(name, clone.to, double), Exception):
         return None
-    inputs, kwargs = ctx.call(
-        "<the example inputs and kwargs>.to(torch.float64)",
-        lambda: (in_dtype(fresh_inputs(ctx), double), in_dtype(fresh_kwargs(ctx), double)),
-    )
+    inputs, kwargs = arguments_in_float64(ctx)
     with eval_mode(clone, name), seeded(ctx):
         reference = ctx.attempt(f"{name}(<the inputs in float64>)", clone, *inputs, **kwargs)
     if isinstance(reference, Exception):

@@ -11,15 +11,13 @@ from typing import Any
 
 from torchcontract.conformance._core.context import Context
 from torchcontract.conformance._core.registry import register_check
-from torchcontract.conformance._values.convert import in_dtype
 from torchcontract.conformance.checks._calling import (
     args_text,
     eval_mode,
-    fresh_inputs,
-    fresh_kwargs,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
+    arguments_in_float64,
     deep_copy,
     first_line,
     float_leaves,
@@ -219,10 +217,7 @@ def gradients_match_finite_differences(ctx: Context) -> None:
             f"{type(converted).__name__}: {first_line(converted)} (module.to_dtype reports it); "
             "finite differences need float64"
         )
-    args, kwargs = ctx.call(
-        "<the example inputs and kwargs>.to(torch.float64)",
-        lambda: (in_dtype(fresh_inputs(ctx), double), in_dtype(fresh_kwargs(ctx), double)),
-    )
+    args, kwargs = arguments_in_float64(ctx)
 
     def problem_of(with_inputs: bool = True) -> _Problem:
         """The :class:`_Problem` of the float64 copy and inputs (with ``with_inputs=False``, of its

@@ -132,10 +132,10 @@ def pickle_round_trip(ctx: Context) -> None:
                 )
             saved.append((name, file, load))
         expected = eval_output(ctx)
-        for name, file, load in saved:
-            file.seek(0)
-            copied = ctx.call(name, load, file)
-            file.close()
+        for name, pickled, load in saved:
+            pickled.seek(0)
+            copied = ctx.call(name, load, pickled)
+            pickled.close()
             with eval_mode(copied, name), seeded(ctx):
                 output = call_module(ctx, copied, f"{name}(*inputs)")
             del copied

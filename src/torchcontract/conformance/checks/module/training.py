@@ -26,6 +26,7 @@ from torchcontract.conformance.checks._calling import (
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
     BACKWARD_OF_SUM,
+    arguments_in_float64,
     deep_copy,
     eval_output,
     first_line,
@@ -354,10 +355,7 @@ def to_dtype(ctx: Context) -> None:
                 reproduce=f"m.to(torch.float64); m.state_dict()[{name!r}].dtype",
             )
     expected_output = eval_output(ctx)
-    inputs, kwargs = ctx.call(
-        "<the example inputs and kwargs>.to(torch.float64)",
-        lambda: (in_dtype(fresh_inputs(ctx), double), in_dtype(fresh_kwargs(ctx), double)),
-    )
+    inputs, kwargs = arguments_in_float64(ctx)
     what = f"copy.deepcopy(m).to(torch.float64)({args_text(ctx)} in float64)"
     with eval_mode(clone, "copy.deepcopy(m)"), seeded(ctx):
         output = ctx.attempt(what, clone, *inputs, **kwargs)

@@ -9,6 +9,7 @@ checks) each check computes its own, and the run's end drops it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -16,6 +17,7 @@ import pytest
 
 from torchcontract.conformance import CHECKS, Target, check
 from torchcontract.conformance._core.context import SharedKey
+from torchcontract.conformance.checks._calling import call_module
 from torchcontract.conformance.checks.module import _shared
 from torchcontract.protocols import MapDataset, Module
 
@@ -43,7 +45,7 @@ def _linear_target() -> Target:
 
 @needs_torch
 def test_a_run_computes_the_eval_output_once() -> None:
-    with mock.patch.object(_shared, "call_module", wraps=_shared.call_module) as computed:
+    with mock.patch(f"{_shared.__name__}.call_module", wraps=call_module) as computed:
         report = _linear_target().run()
     assert report.passed, report
     read = [r.check_id for r in report.results if r.check_id in READERS and r.status == "passed"]
@@ -55,7 +57,7 @@ def test_a_run_computes_the_eval_output_once() -> None:
 def test_outside_a_run_each_check_computes_its_own() -> None:
     target = _linear_target()  # a session refers to its target weakly
     session = target.session()
-    with mock.patch.object(_shared, "call_module", wraps=_shared.call_module) as computed:
+    with mock.patch(f"{_shared.__name__}.call_module", wraps=call_module) as computed:
         for check_id in READERS:
             assert session.result(check_id).status == "passed", session.result(check_id)
     # Each of the three clauses read it (deepcopy_is_independent once, as the others' prerequisite).
@@ -70,8 +72,12 @@ def test_a_per_run_key_lives_for_its_run_and_a_target_key_for_the_session() -> N
     spec = CHECKS["map_dataset.len_is_non_negative_int"]
     made: list[str] = []
 
-    def compute(name: str) -> Any:
-        return lambda: made.append(name) or len(made)
+    def compute(name: str) -> Callable[[], int]:
+        def made_one() -> int:
+            made.append(name)
+            return len(made)
+
+        return made_one
 
     with session.one_run():
         first = session.context(spec).shared(per_run, compute("run"))

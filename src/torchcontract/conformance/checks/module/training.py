@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchcontract.conformance._core.context import Context, SharedKey
-from torchcontract.conformance._core.errors import CheckFailure, unexpected
 from torchcontract.conformance._core.registry import register_check
 from torchcontract.conformance._values import (
     close_difference,
@@ -195,7 +194,7 @@ def backward_reaches_parameters(ctx: Context) -> None:
         )
     if not step.floats:
         ctx.skip("the output has no floating-point tensor to take a backward pass from")
-    _raise_from_backward(step)
+    _raise_from_backward(ctx, step)
     if not step.unreached:
         return
     unreached = step.unreached
@@ -216,13 +215,12 @@ def backward_reaches_parameters(ctx: Context) -> None:
     )
 
 
-def _raise_from_backward(step: _TrainingStep) -> None:
+def _raise_from_backward(ctx: Context, step: _TrainingStep) -> None:
     """Fail, as the call itself would have, where summing the outputs or the backward pass raised."""
     if isinstance(step.loss, Exception):
-        raise CheckFailure(unexpected(f"<the loss of {BACKWARD_OF_SUM}>", step.loss)) from step.loss
+        ctx.raised(f"<the loss of {BACKWARD_OF_SUM}>", step.loss)
     if step.backward is not None:
-        what = f"{BACKWARD_OF_SUM} after {step.what}"
-        raise CheckFailure(unexpected(what, step.backward)) from step.backward
+        ctx.raised(f"{BACKWARD_OF_SUM} after {step.what}", step.backward)
 
 
 def _non_finite(torch: Any, tensor: Any) -> tuple[int, int, str] | None:
@@ -264,7 +262,7 @@ def gradients_are_finite(ctx: Context) -> None:
     step = _training_step(ctx)
     trainable = _trainable(ctx, step)
     if step.output is not None:
-        raise CheckFailure(unexpected(step.what, step.output)) from step.output
+        ctx.raised(step.what, step.output)
     if not step.tracked:
         ctx.skip("the output has no floating-point tensor that requires grad to take a backward pass from")
     if step.non_finite_output is not None:
@@ -275,10 +273,10 @@ def gradients_are_finite(ctx: Context) -> None:
             "outputs to check them)"
         )
     if isinstance(step.loss, Exception):
-        _raise_from_backward(step)
+        _raise_from_backward(ctx, step)
     if step.loss is not None:
         ctx.skip(f"the finite outputs sum to {step.loss_value}, so the gradients are not judged")
-    _raise_from_backward(step)
+    _raise_from_backward(ctx, step)
     bad = step.non_finite_gradients
     if not bad:
         return

@@ -5,6 +5,7 @@ processes with spawn rely on."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import pickle
 import tempfile
 from collections.abc import Callable
@@ -40,6 +41,56 @@ def _pickled(value: Any) -> bytes:
 
 def _pickle_to(file: IO[bytes], value: Any) -> None:
     pickle.dump(value, file, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _StoragesApart(pickle.Pickler):
+    """pickle.dumps with a torch module's tensor storages kept apart, each in ``storages``: every other
+    part of the module (its classes, attributes, ``__getstate__``/``__reduce__``, each tensor's own
+    ``__reduce_ex__``) is pickled as pickle.dumps pickles it. A storage is torch's to serialise (its
+    bytes go through ``torch.save``'s legacy format, one storage at a time, several copies of the
+    model's bytes: most of pickle.dumps(m)'s time); the torch.save way of this clause writes them."""
+
+    def __init__(self, file: IO[bytes], storages: list[Any]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._storages = storages
+        torch = tensor_module()
+        self._kinds = (torch.storage.TypedStorage, torch.UntypedStorage)
+
+    def persistent_id(self, obj: Any) -> int | None:
+        # One entry per storage object pickled, as pickle.dumps gives each its own bytes (a tensor's
+        # storage is a new TypedStorage each time it is asked for, so views do not share one either).
+        if isinstance(obj, self._kinds):
+            self._storages.append(obj)
+            return len(self._storages) - 1
+        return None
+
+
+class _StoragesCopied(pickle.Unpickler):
+    """pickle.loads of what :class:`_StoragesApart` wrote, each storage given back as ``torch.load``
+    gives it back (``serialization.py``, ``_load``'s ``persistent_load``): a TypedStorage of its dtype
+    (uint8 for an UntypedStorage) over a copy of its bytes, so that the unpickled module shares no
+    memory with m, as one unpickled from bytes does not."""
+
+    def __init__(self, file: IO[bytes], storages: list[Any]) -> None:
+        super().__init__(file)
+        self._storages = storages
+
+    def persistent_load(self, pid: Any) -> Any:
+        torch = tensor_module()
+        storage = self._storages[pid]
+        typed = isinstance(storage, torch.storage.TypedStorage)
+        untyped = storage._untyped_storage if typed else storage
+        return torch.storage.TypedStorage(
+            wrap_storage=untyped.clone(), dtype=storage.dtype if typed else torch.uint8, _internal=True
+        )
+
+
+def _pickle_storages_apart(file: IO[bytes], value: Any, *, storages: list[Any]) -> None:
+    _StoragesApart(file, storages).dump(value)
+
+
+def _unpickle_storages_copied(file: IO[bytes], *, storages: list[Any]) -> Any:
+    return _StoragesCopied(file, storages).load()
 
 
 def _torch_save_to(file: IO[bytes], value: Any) -> None:
@@ -98,10 +149,17 @@ def pickle_round_trip(ctx: Context) -> None:
     both through a temporary file): the copy gives m's outputs in eval mode."""
     module = ctx.obj
     torch = tensor_module()
+    is_torch_module = torch is not None and isinstance(module, torch.nn.Module)
+    save_pickle: Callable[[IO[bytes], Any], None] = _pickle_to
+    load_pickle: Callable[[IO[bytes]], Any] = pickle.load
+    if is_torch_module:
+        storages: list[Any] = []
+        save_pickle = functools.partial(_pickle_storages_apart, storages=storages)
+        load_pickle = functools.partial(_unpickle_storages_copied, storages=storages)
     ways: list[tuple[str, str, Callable[[IO[bytes], Any], None], Callable[[IO[bytes]], Any]]] = [
-        ("pickle.loads(pickle.dumps(m))", "pickle.dumps(m)", _pickle_to, pickle.load)
+        ("pickle.loads(pickle.dumps(m))", "pickle.dumps(m)", save_pickle, load_pickle)
     ]
-    if torch is not None and isinstance(module, torch.nn.Module):
+    if is_torch_module:
         ways.append(
             (
                 "torch.load(<torch.save(m)>, weights_only=False)",
@@ -113,9 +171,10 @@ def pickle_round_trip(ctx: Context) -> None:
     call = args_text(ctx)
     with contextlib.ExitStack() as files:
         # m itself is pickled, each way into an unnamed temporary file, before m is called here (a call
-        # may change state). Files, not bytes: pickle.dumps holds its stream and then a copy of it, twice
-        # the model beside it, and a model of billions of parameters (a RegNet-Y 128GF, a ViT-H/14) then
-        # does not fit where it trains; m and one unpickled module at a time are all it holds.
+        # may change state). Files, not bytes: torch.save's bytes are the whole model beside m, which
+        # for a model of billions of parameters (a RegNet-Y 128GF, a ViT-H/14) does not fit where it
+        # trains; m and one unpickled module at a time are all it holds (the pickle way keeps m's own
+        # storages apart and copies each as it is unpickled).
         saved: list[tuple[str, IO[bytes], Callable[[IO[bytes]], Any]]] = []
         for name, saving, save, load in ways:
             file = files.enter_context(tempfile.TemporaryFile())

@@ -9,17 +9,19 @@ checks) each check computes its own, and the run's end drops it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
 import pytest
 
 from torchcontract.conformance import CHECKS, Target, check
-from torchcontract.conformance._core.context import SharedKey
+from torchcontract.conformance._core import registry
+from torchcontract.conformance._core.context import Context, SharedKey
 from torchcontract.conformance.checks._calling import call_module
 from torchcontract.conformance.checks.module import _shared
-from torchcontract.protocols import MapDataset, Module
+from torchcontract.protocols import CallableModule, MapDataset, Module
 
 from ..conftest import HAS_TORCH, NO_TORCH_REASON
 
@@ -121,3 +123,68 @@ def test_check_still_leaves_m_as_it_was() -> None:
     assert before.keys() == after.keys()
     assert all(bool((before[name] == after[name]).all()) for name in before)
     assert module.training
+
+
+class _Counter:
+    """A callable module that counts its calls: each call changes it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, x: float) -> float:
+        self.calls += 1
+        return x
+
+
+_CALLED: SharedKey[float] = SharedKey("m(1.0)", calls_object=True)
+
+
+@contextmanager
+def _reader_registered(touches: registry.Touches, seen: list[int]) -> Iterator[str]:
+    """A check that reads shared work calling the object, and records the object's call count after."""
+
+    def reads_shared_call(ctx: Context) -> None:
+        ctx.shared(_CALLED, lambda: ctx.call("m(1.0)", ctx.obj, 1.0))
+        seen.append(ctx.obj.calls)
+
+    check_id = "callable_module.reads_shared_call"
+    spec = registry.Check(
+        check_id=check_id,
+        protocol=CallableModule,
+        severity="recommended",
+        rule="Reads shared work that calls the object.",
+        needs=frozenset(),
+        requires=(),
+        per_device=False,
+        func=reads_shared_call,
+        since="0.1.0",
+        touches=touches,
+    )
+    with mock.patch.dict(registry._REGISTRY, {check_id: spec}):
+        yield check_id
+
+
+def test_shared_work_that_calls_the_object_is_per_run() -> None:
+    assert SharedKey("calls", calls_object=True).per_run
+
+
+def test_a_check_declared_to_touch_copies_finds_the_object_put_back_after_shared_work_calls_it() -> None:
+    # Within a run, the engine restores the object as soon as the shared work is computed: the check
+    # goes on with the object as it was, as its declaration promises its own code does.
+    seen: list[int] = []
+    counter = _Counter()
+    with _reader_registered("copies", seen) as check_id:
+        report = check(counter, CallableModule, example_inputs=(1.0,))
+    assert next(r for r in report.results if r.check_id == check_id).status == "passed"
+    assert seen == [0]
+    assert counter.calls == 0
+
+
+def test_a_check_that_may_change_the_object_is_restored_when_it_ends() -> None:
+    # No restore of its own for the shared work: the check's end restores the object anyway.
+    seen: list[int] = []
+    counter = _Counter()
+    with _reader_registered("object", seen):
+        check(counter, CallableModule, example_inputs=(1.0,))
+    assert seen == [1]
+    assert counter.calls == 0

@@ -90,13 +90,19 @@ class SharedKey(Generic[T]):
     value read from the object's state (its output), shared within one run of the target's checks
     (``check()``, where the engine puts the object back after each check that may change it), and
     computed afresh by each check outside a run (the pytest plugin, where the user's code runs between
-    the checks and may change the object)."""
+    the checks and may change the object).
 
-    __slots__ = ("name", "per_run")
+    ``calls_object=True`` (implies ``per_run``) for such work that calls the object, which may change it
+    (a module's forward pass): within a run the engine puts the object back as soon as the value is
+    computed, so a check that reads the value and otherwise works on copies declares
+    ``touches="copies"`` and costs no restore of its own."""
 
-    def __init__(self, name: str, *, per_run: bool = False) -> None:
+    __slots__ = ("calls_object", "name", "per_run")
+
+    def __init__(self, name: str, *, per_run: bool = False, calls_object: bool = False) -> None:
         self.name = name
-        self.per_run = per_run
+        self.per_run = per_run or calls_object
+        self.calls_object = calls_object
 
     def __repr__(self) -> str:
         return f"SharedKey({self.name!r})"
@@ -163,6 +169,7 @@ class Context:
         time_budget_s: float,
         shared: MutableMapping[SharedKey[Any], Any],
         in_run: bool = False,
+        put_back: Callable[[], list[str]] | None = None,
     ) -> None:
         self.spec = spec
         self.target = target
@@ -179,6 +186,9 @@ class Context:
         self._time_budget_s = time_budget_s
         self._shared = shared
         self._in_run = in_run
+        # Within a run, the engine's restore of the run's snapshot (what could not be restored, named):
+        # called after computing shared work that calls the object (SharedKey's calls_object).
+        self._put_back = put_back
         self._deadline = time.monotonic() + time_budget_s
         # The thread that runs the check's body (bind_thread): its own work is credited to the budget.
         self._thread_id: int | None = None
@@ -330,11 +340,21 @@ class Context:
 
     def shared(self, key: SharedKey[T], compute: Callable[[], T]) -> T:
         """Work shared by the checks of one target (e.g. one recorded epoch), computed once (for a
-        ``per_run`` key, once per run: see :class:`SharedKey`). Work that raises is not kept."""
+        ``per_run`` key, once per run; for a ``calls_object`` key, the object put back after computing
+        it in a check declared to touch only copies: see :class:`SharedKey`). Work that raises is not
+        kept."""
         if key.per_run and not self._in_run:
             return compute()
         cache = self._shared
         if key not in cache:
-            cache[key] = compute()
+            if key.calls_object and self._put_back is not None:
+                try:
+                    cache[key] = compute()
+                finally:
+                    problems = self._put_back()
+                    if problems:
+                        self.note(f"could not restore {', '.join(problems[:3])} after {key.name}")
+            else:
+                cache[key] = compute()
         value: T = cache[key]
         return value

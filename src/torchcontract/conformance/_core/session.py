@@ -144,7 +144,19 @@ class Session:
             time_budget_s=self.time_budget_s,
             shared=self.shared,
             in_run=self._in_run,
+            # A check that may change the object is restored when it ends; one declared to touch only
+            # copies has the object put back as soon as shared work that calls it is done.
+            put_back=self._put_back if self._in_run and spec.touches == "copies" else None,
         )
+
+    def _put_back(self) -> list[str]:
+        """Restore the run's snapshot (taken before the check started: :meth:`_preserving`) after shared
+        work that called the object; what could not be restored, named."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return []
+        with calls.object_call(RESTORE):
+            return snapshot.restore()
 
     def runs_in_calling_thread(self, check_id: str) -> bool:
         """Whether ``check_id`` runs in the calling thread, bounding each of its waits by the budget."""

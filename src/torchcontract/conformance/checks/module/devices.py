@@ -415,6 +415,7 @@ def _image_dims(torch: Any, ctx: Context) -> int | None:
     requires=(deepcopy_is_independent, eval_is_deterministic),
     per_dtype=True,
     since="0.1.0",
+    touches="copies",
 )
 def channels_last_matches_contiguous(ctx: Context) -> None:
     """For 4-D (5-D) floating-point inputs, a copy converted with .to(memory_format=torch.channels_last)

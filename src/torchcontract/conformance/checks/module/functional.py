@@ -273,6 +273,7 @@ def _built_on_meta(ctx: Context, torch: Any) -> Any:
     needs=("torch", "example_inputs", "factory"),
     requires=(state_dict_round_trip, eval_is_deterministic),
     since="0.1.0",
+    touches="copies",
 )
 def builds_on_meta_device(ctx: Context) -> None:
     """The target's factory, under ``torch.device('meta')``, builds the module with every parameter and
@@ -401,6 +402,7 @@ ASSIGN_LOAD = "built.load_state_dict(copy.deepcopy(m.state_dict()), assign=True)
     needs=("torch", "example_inputs", "factory"),
     requires=(state_dict_round_trip, eval_is_deterministic),
     since="0.1.0",
+    touches="copies",
 )
 def loads_on_meta_device_with_assign(ctx: Context) -> None:
     """The target's factory, under ``torch.device('meta')``, builds a module that

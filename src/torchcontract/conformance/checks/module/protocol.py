@@ -319,6 +319,7 @@ def _fail_weights_only(ctx: Context, state: Any, outcome: Exception, saved: Any,
     requires=(eval_is_deterministic, deepcopy_is_independent),
     per_dtype=True,
     since="0.1.0",
+    touches="copies",
 )
 def state_dict_round_trip(ctx: Context) -> None:
     """Loading m.state_dict() (through torch.save and torch.load(weights_only=True) for a torch module)

@@ -72,6 +72,7 @@ def _watch(ctx: Context, name: str, sub: Any) -> _Counts | None:
     needs=("example_inputs",),
     requires=(call_runs_forward_once, deepcopy_is_independent),
     since="0.1.0",
+    touches="copies",
 )
 def submodule_hooks_run(ctx: Context) -> None:
     """In eval mode, every submodule whose forward runs during m(*inputs) is called through its

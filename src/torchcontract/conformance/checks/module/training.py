@@ -315,6 +315,7 @@ DTYPE_TOLERANCE = (1e-3, 1e-4)
     needs=("torch", "example_inputs"),
     requires=(deepcopy_is_independent, eval_is_deterministic),
     since="0.1.0",
+    touches="copies",
 )
 def to_dtype(ctx: Context) -> None:
     """m.to(torch.float64) returns m, converts every floating-point parameter and buffer to float64

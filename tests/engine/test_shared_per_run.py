@@ -19,8 +19,8 @@ import pytest
 from torchcontract.conformance import CHECKS, Target, check
 from torchcontract.conformance._core import registry
 from torchcontract.conformance._core.context import Context, SharedKey
+from torchcontract.conformance.checks import _calling
 from torchcontract.conformance.checks._calling import call_module
-from torchcontract.conformance.checks.module import _shared
 from torchcontract.protocols import CallableModule, MapDataset, Module
 
 from ..conftest import HAS_TORCH, NO_TORCH_REASON
@@ -47,7 +47,7 @@ def _linear_target() -> Target:
 
 @needs_torch
 def test_a_run_computes_the_eval_output_once() -> None:
-    with mock.patch(f"{_shared.__name__}.call_module", wraps=call_module) as computed:
+    with mock.patch(f"{_calling.__name__}.call_module", wraps=call_module) as computed:
         report = _linear_target().run()
     assert report.passed, report
     read = [r.check_id for r in report.results if r.check_id in READERS and r.status == "passed"]
@@ -59,11 +59,35 @@ def test_a_run_computes_the_eval_output_once() -> None:
 def test_outside_a_run_each_check_computes_its_own() -> None:
     target = _linear_target()  # a session refers to its target weakly
     session = target.session()
-    with mock.patch(f"{_shared.__name__}.call_module", wraps=call_module) as computed:
+    with mock.patch(f"{_calling.__name__}.call_module", wraps=call_module) as computed:
         for check_id in READERS:
             assert session.result(check_id).status == "passed", session.result(check_id)
     # Each of the three clauses read it (deepcopy_is_independent once, as the others' prerequisite).
     assert computed.call_count == len(READERS)
+
+
+@needs_torch
+def test_the_callable_module_clauses_compare_with_the_shared_output() -> None:
+    # call_matches_forward compares m.forward(*inputs) with it, accepts_non_contiguous_inputs the call
+    # with non-contiguous inputs: one call of m each, and the shared output computed once in the run.
+    import threading
+
+    import torch
+
+    calls: dict[str, int] = {}
+
+    class Counting(torch.nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self is module:
+                name = threading.current_thread().name.removeprefix("torchcontract:")
+                calls[name] = calls.get(name, 0) + 1
+            return super().forward(x)
+
+    torch.manual_seed(0)
+    module = Counting(3, 2)
+    assert check(module, Module, example_inputs=(torch.randn(4, 3),)).passed
+    readers = ("callable_module.call_matches_forward", "callable_module.accepts_non_contiguous_inputs")
+    assert sum(calls.get(check_id, 0) for check_id in readers) == len(readers) + 1, calls
 
 
 def test_a_per_run_key_lives_for_its_run_and_a_target_key_for_the_session() -> None:

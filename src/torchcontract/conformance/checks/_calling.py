@@ -1,29 +1,44 @@
 """Calling a (callable) module in a check: fresh copies of the example arguments, the reproducer of a
-call, eval mode with every submodule's mode put back, and the dry run of lazy modules; shared by the
-CallableModule clauses and the Module clauses."""
+call, eval mode with every submodule's mode put back, the dry run of lazy modules, seeding under
+deterministic=False, and m's output in eval mode computed once per run (the reference many clauses
+compare with); shared by the CallableModule clauses and the Module clauses."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from torchcontract.conformance._core.context import Context
+import numpy as np
+
+from torchcontract.conformance._core.context import (
+    Context,
+    SharedKey,
+    global_rng_states,
+    restore_global_rng_states,
+)
 from torchcontract.conformance._runtime.calls import object_call
-from torchcontract.conformance._values import tensor_module
+from torchcontract.conformance._values import flatten, is_tensor, tensor_module, unflatten
 from torchcontract.conformance._values.convert import copy_of_inputs
 
 __all__ = [
     "args_text",
     "call_module",
+    "clone_tensor",
     "eval_mode",
+    "eval_output",
     "fresh_inputs",
     "fresh_kwargs",
+    "frozen_output",
     "has_lazy_tensors",
     "initialise_lazy_modules",
     "mode_snapshot",
+    "output_with",
     "restore_mode",
     "restore_modes",
+    "seeded",
+    "seeded_note",
 ]
 
 
@@ -149,3 +164,86 @@ def initialise_lazy_modules(ctx: Context) -> bool:
             **fresh_kwargs(ctx),
         )
     return True
+
+
+# m's output in eval mode, seeded as every clause's call of m is: the reference of the clauses that compare
+# a copy, a conversion or a reload of m with m. One per run of the target's checks: the engine puts m back
+# after each check that may change it, so each clause would compute the same (eval_is_deterministic, a
+# prerequisite of every clause that reads it, holds), at the cost of a forward pass each. It calls m, so
+# the engine puts m back once it is computed, and a clause that reads it and works on copies otherwise
+# declares touches="copies".
+_EVAL_OUTPUT: SharedKey[Any] = SharedKey("m(*inputs) in eval mode", calls_object=True)
+
+
+def eval_output(ctx: Context) -> Any:
+    """``m(*inputs, **kwargs)`` in eval mode (:func:`seeded`), frozen (:func:`frozen_output`: its
+    tensors' values, without the graph of the forward pass or a tie to m's own tensors), computed once
+    per run of the target's checks (:class:`~torchcontract.conformance._core.context.SharedKey`)."""
+
+    def compute() -> Any:
+        with eval_mode(ctx.obj), seeded(ctx):
+            return frozen_output(call_module(ctx, ctx.obj))
+
+    return ctx.shared(_EVAL_OUTPUT, compute)
+
+
+@contextmanager
+def seeded(ctx: Context) -> Iterator[None]:
+    """Under deterministic=False, seed Python's, NumPy's and torch's global generators with the
+    target's seed for the block (their states are put back afterwards); a no-op otherwise."""
+    if ctx.options.deterministic:
+        yield
+        return
+    states = global_rng_states()
+    random.seed(ctx.options.seed)
+    np.random.seed(ctx.options.seed)
+    torch = tensor_module()
+    if torch is not None:
+        torch.manual_seed(ctx.options.seed)
+    try:
+        yield
+    finally:
+        restore_global_rng_states(states)
+
+
+def seeded_note(ctx: Context) -> str:
+    return (
+        ""
+        if ctx.options.deterministic
+        else " (deterministic=False: both calls with the global RNGs seeded alike)"
+    )
+
+
+def output_with(value: Any, convert: Any) -> Any | None:
+    """``value`` with ``convert(t)`` in place of every tensor ``t``, also inside objects compared by their
+    attributes (a ``torch.distributions.Normal`` output's ``loc``): rebuilt through the one traversal of
+    values, whose mapping order does not count in a comparison. None when it cannot be rebuilt so (a
+    cycle, an object that cannot be rebuilt from its attributes)."""
+    spec, found = flatten(value, objects=True)
+    converted = [convert(leaf) if is_tensor(leaf) else leaf for leaf in found]
+    try:
+        return unflatten(spec, converted)
+    except (TypeError, ValueError):
+        return None
+
+
+def frozen_output(output: Any) -> Any:
+    """``output`` with a copy of each tensor's current values in its place (see :func:`output_with`):
+    an output that holds one of the module's own tensors (``return self.weight``, a distribution built
+    from ``self.loc``) does not follow a later in-place change of that tensor. A value that cannot be
+    rebuilt so is kept as it is."""
+    frozen = output_with(output, _copy_or_same)
+    return output if frozen is None else frozen
+
+
+def _copy_or_same(tensor: Any) -> Any:
+    """A copy of ``tensor``'s values, or ``tensor`` itself when its type cannot be cloned."""
+    copied = clone_tensor(tensor)
+    return tensor if copied is None else copied
+
+
+def clone_tensor(tensor: Any) -> Any:
+    try:
+        return tensor.detach().clone()
+    except Exception:
+        return None

@@ -31,8 +31,10 @@ from torchcontract.conformance.checks._calling import (
     args_text,
     call_module,
     eval_mode,
+    eval_output,
     fresh_inputs,
     fresh_kwargs,
+    seeded,
 )
 from torchcontract.conformance.checks._common import try_deepcopy
 from torchcontract.protocols import CallableModule
@@ -93,8 +95,8 @@ def call_matches_forward(ctx: Context) -> None:
     if hooks is not None:
         _call_matches_forward_around_hooks(ctx, module, hooks)
         return
-    with eval_mode(module):
-        called = call_module(ctx, module)
+    called = eval_output(ctx)
+    with eval_mode(module), seeded(ctx):
         forwarded = call_module(ctx, module.forward, "m.forward(*inputs)")
     found = _output_difference(ctx, called, forwarded)
     if found:
@@ -413,8 +415,8 @@ def accepts_non_contiguous_inputs(ctx: Context) -> None:
     module = ctx.obj
     what = f"m({args_text(ctx)}) with {', '.join(made[:3])} non-contiguous"
     reproduce = f"m({args_text(ctx)}) == m(*[x.mT.contiguous().mT for x in inputs])"
+    expected = eval_output(ctx)
     with eval_mode(module):
-        expected = call_module(ctx, module)
         output = ctx.attempt(what, module, *inputs, **kwargs)
     if isinstance(output, Exception):
         first = str(output).strip().splitlines()[0] if str(output).strip() else ""

@@ -13,19 +13,19 @@ from torchcontract.conformance._values import close_difference
 from torchcontract.conformance.checks._calling import (
     args_text,
     eval_mode,
+    eval_output,
     fresh_inputs,
     fresh_kwargs,
+    seeded,
+    seeded_note,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
     BACKWARD_OF_SUM,
     backward_of_sum,
     deep_copy,
-    eval_output,
     first_line,
     float_leaves,
-    seeded,
-    seeded_note,
     structure_difference,
     torch_module,
 )

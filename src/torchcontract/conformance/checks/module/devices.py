@@ -25,8 +25,11 @@ from torchcontract.conformance.checks._calling import (
     args_text,
     call_module,
     eval_mode,
+    eval_output,
     fresh_inputs,
     fresh_kwargs,
+    seeded,
+    seeded_note,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
@@ -34,11 +37,8 @@ from torchcontract.conformance.checks.module._shared import (
     arguments_in_float64,
     backward_of_sum,
     deep_copy,
-    eval_output,
     first_line,
     float_leaves,
-    seeded,
-    seeded_note,
     torch_module,
 )
 from torchcontract.conformance.checks.module.protocol import deepcopy_is_independent

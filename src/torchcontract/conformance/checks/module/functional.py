@@ -23,21 +23,21 @@ from torchcontract.conformance._values import (
 from torchcontract.conformance._values.convert import on_device
 from torchcontract.conformance.checks._calling import (
     args_text,
+    clone_tensor,
     eval_mode,
+    eval_output,
     fresh_inputs,
     fresh_kwargs,
+    frozen_output,
     has_lazy_tensors,
+    seeded,
+    seeded_note,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
-    clone_tensor,
-    eval_output,
     first_line,
-    frozen_output,
     listed,
     perturb,
-    seeded,
-    seeded_note,
     torch_module,
 )
 from torchcontract.conformance.checks.module.protocol import deepcopy_is_independent, state_dict_round_trip

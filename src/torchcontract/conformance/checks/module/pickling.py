@@ -18,13 +18,13 @@ from torchcontract.conformance.checks._calling import (
     args_text,
     call_module,
     eval_mode,
+    eval_output,
+    seeded,
+    seeded_note,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
-    eval_output,
     first_line,
-    seeded,
-    seeded_note,
 )
 from torchcontract.conformance.checks.module.protocol import deepcopy_is_independent
 from torchcontract.protocols import Module

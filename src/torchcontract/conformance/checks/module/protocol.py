@@ -27,18 +27,18 @@ from torchcontract.conformance.checks._calling import (
     args_text,
     call_module,
     eval_mode,
+    eval_output,
     mode_snapshot,
     restore_modes,
+    seeded,
+    seeded_note,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
     deep_copy,
-    eval_output,
     first_line,
     parameter_values,
     perturb,
-    seeded,
-    seeded_note,
 )
 from torchcontract.protocols import Module
 

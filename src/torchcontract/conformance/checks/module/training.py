@@ -19,20 +19,20 @@ from torchcontract.conformance._values.convert import in_dtype
 from torchcontract.conformance.checks._calling import (
     args_text,
     eval_mode,
+    eval_output,
     fresh_inputs,
     fresh_kwargs,
+    output_with,
+    seeded,
 )
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
     BACKWARD_OF_SUM,
     arguments_in_float64,
     deep_copy,
-    eval_output,
     first_line,
     float_leaves,
     listed,
-    output_with,
-    seeded,
     structure_difference,
     sum_of,
     torch_module,

@@ -327,7 +327,8 @@ def state_dict_round_trip(ctx: Context) -> None:
     m's outputs."""
     module = ctx.obj
     factory = ctx.options.factory
-    # Taken before m is called (deepcopy_is_independent).
+    # Without a factory, a deep copy of m is loaded: taken before m is called for its eval output (a call
+    # may change m, and outside a run of check() nothing puts it back before this check ends).
     clone: Any = None if factory is not None else deep_copy(ctx)
     expected = eval_output(ctx)
     state = ctx.call("m.state_dict()", module.state_dict)

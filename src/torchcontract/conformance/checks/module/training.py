@@ -4,7 +4,7 @@ computation (torch modules)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torchcontract.conformance._core.context import Context, SharedKey
@@ -53,7 +53,8 @@ def _train_call(ctx: Context) -> str:
 @dataclass(frozen=True)
 class _TrainingStep:
     """What the train-mode clauses read of one training step of a deep copy of m: the copy's gradients
-    cleared (a copy carries the gradients m had), put in train mode, called with fresh example inputs
+    cleared (a Parameter's deep copy has none, but a plain tensor that requires grad carries its gradient
+    into the copy), put in train mode, called with fresh example inputs
     under :func:`seeded`, then a backward pass from :data:`BACKWARD_OF_SUM` over the outputs that
     require grad. Facts, not tensors: the copy, its gradients and the outputs are dropped once read, so
     a large model is not held twice for the rest of the run."""
@@ -61,14 +62,16 @@ class _TrainingStep:
     what: str  # how the call in train mode is shown
     output: Exception | None  # what that call raised, if it did
     trainable: list[str]  # the parameters with requires_grad, by name
-    floats: bool  # whether the output holds a floating-point tensor
-    tracked: bool  # whether one of those requires grad
-    non_finite_output: tuple[str, tuple[int, int, str]] | None  # (path, _non_finite) of the first such
-    loss: Exception | tuple[int, int, str] | None  # what summing raised, or _non_finite of the sum
-    loss_value: str  # the sum, shown (when it is not finite)
-    backward: Exception | None  # what the backward pass raised, if it did
-    unreached: list[str]  # trainable parameters left with .grad None
-    non_finite_gradients: list[tuple[str, tuple[int, int, str]]]  # (name, _non_finite) per such gradient
+    # The rest is read from the output and the backward pass: left as below when the call raised.
+    floats: bool = False  # whether the output holds a floating-point tensor
+    tracked: bool = False  # whether one of those requires grad
+    non_finite_output: tuple[str, tuple[int, int, str]] | None = None  # (path, _non_finite) of the first such
+    loss: Exception | tuple[int, int, str] | None = None  # what summing raised, or _non_finite of the sum
+    loss_value: str = ""  # the sum, shown (when it is not finite)
+    backward: Exception | None = None  # what the backward pass raised, if it did
+    unreached: list[str] = field(default_factory=list)  # trainable parameters left with .grad None
+    # (name, _non_finite) per such gradient
+    non_finite_gradients: list[tuple[str, tuple[int, int, str]]] = field(default_factory=list)
 
 
 # One training step per run of the target's checks, shared by backward_reaches_parameters and
@@ -87,16 +90,17 @@ def _take_training_step(ctx: Context) -> _TrainingStep:
     named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
     trainable = [(name, p) for name, p in named if is_tensor(p) and p.requires_grad]
     for _, parameter in trainable:
-        parameter.grad = None  # a copy carries the gradients m had
+        parameter.grad = None
     ctx.call("copy.deepcopy(m).train()", clone.train)
     what = _train_call(ctx)
     with seeded(ctx):
         output = ctx.attempt(what, clone, *fresh_inputs(ctx), **fresh_kwargs(ctx))
     if isinstance(output, Exception) or torch is None:
         return _TrainingStep(
-            what, output if isinstance(output, Exception) else None, [n for n, _ in trainable],
-            False, False, None, None, "", None, [], [],
-        )  # fmt: skip
+            what=what,
+            output=output if isinstance(output, Exception) else None,
+            trainable=[name for name, _ in trainable],
+        )
     floats = float_leaves(output)
     tracked = [(path, leaf) for path, leaf in floats if leaf.requires_grad]
     non_finite_output = next(

@@ -6,7 +6,9 @@ spawn or forkserver, and the ranks of a process group, unpickle them by module n
 
 from __future__ import annotations
 
+import copy
 import io
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -365,6 +367,49 @@ class StreamEpochInSharedMemory(ShardedRange):
     def __iter__(self) -> Iterator[int]:
         shift = 1000 * int(self.epoch)
         return (item + shift for item in super().__iter__())
+
+
+def copy_in_home_thread(obj: Any, memo: dict[int, Any]) -> Any:
+    """``copy.deepcopy(obj)`` in the thread that built it (``obj.home_thread``); in any other thread
+    the error HuggingFace's IterableDataset raises there: it holds fsspec's filesystem cache, whose
+    instances are keyed by thread, so a copy made in a new thread adds to the dict it iterates."""
+    if threading.get_ident() != obj.home_thread:
+        raise RuntimeError("dictionary changed size during iteration")
+    clone = copy.copy(obj)
+    clone.__dict__.update(copy.deepcopy(obj.__dict__, memo))
+    return clone
+
+
+class NoisyEpochsCopiedInItsThreadOnly(NoisyFromGlobalNumpy):
+    """Random samples with set_epoch, that can be deep-copied only in the thread that built them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+        self.home_thread = threading.get_ident()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NoisyEpochsCopiedInItsThreadOnly:
+        clone: NoisyEpochsCopiedInItsThreadOnly = copy_in_home_thread(self, memo)
+        return clone
+
+
+class NoisyStreamEpochsCopiedInItsThreadOnly(NoisyStreamSeededPerWorker):
+    """A random stream with set_epoch, that can be deep-copied only in the thread that built it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+        self.home_thread = threading.get_ident()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NoisyStreamEpochsCopiedInItsThreadOnly:
+        clone: NoisyStreamEpochsCopiedInItsThreadOnly = copy_in_home_thread(self, memo)
+        return clone
 
 
 RECORD = 8

@@ -3,13 +3,14 @@ datasets."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 pytest.importorskip("torch", reason="torch is not installed (pip install 'torchcontract[torch]')")
 
-from torchcontract.conformance import check
+from torchcontract.conformance import Target, check
 from torchcontract.protocols import IterableDataset, MapDataset
 
 from . import fixtures
@@ -74,3 +75,37 @@ def test_plain_iterables_are_skipped_with_the_reason() -> None:
         status, message = messages[check_id]
         assert status == "skipped"
         assert "streams only subclasses of torch.utils.data.IterableDataset" in message
+
+
+@pytest.mark.parametrize(
+    ("make", "protocol", "clause"),
+    [
+        (
+            fixtures.NoisyEpochsCopiedInItsThreadOnly,
+            MapDataset,
+            "map_dataset.workers_draw_independent_randomness",
+        ),
+        (
+            fixtures.NoisyStreamEpochsCopiedInItsThreadOnly,
+            IterableDataset,
+            "iterable_dataset.workers_draw_independent_randomness",
+        ),
+    ],
+    ids=["map_dataset", "iterable_dataset"],
+)
+@pytest.mark.clause(
+    "iterable_dataset.workers_draw_independent_randomness", "map_dataset.workers_draw_independent_randomness"
+)
+def test_a_dataset_copied_only_in_its_own_thread_gets_set_epoch_itself_and_keeps_its_epoch(
+    make: Callable[[], Any], protocol: type, clause: str
+) -> None:
+    # Before: "copy.deepcopy(ds) raised RuntimeError ...; expected it to succeed" (HuggingFace's
+    # IterableDataset.shuffle), though the copy is only torchcontract's way to leave ds's epoch alone.
+    dataset = make()  # in this thread: a copy made in the check's threads raises
+    dataset.set_epoch(7)
+    report = Target(dataset, protocol, deterministic=False).run(select=lambda spec: spec.check_id == clause)
+    (result,) = [r for r in report.results if r.check_id == clause]
+    assert result.status == "passed", result
+    assert "copy.deepcopy(ds) raised RuntimeError: dictionary changed size during iteration" in result.message
+    assert "ds.set_epoch was called on ds itself" in result.message
+    assert dataset.epoch == 7  # set_epoch(0), set_epoch(1), ... on ds itself, put back by the engine

@@ -381,10 +381,22 @@ WORKERS = "DataLoader(ds, num_workers={n})"
 def epochs_of(ctx: Context) -> tuple[Any, Callable[[int], None]]:
     """The dataset to load, and how to start an epoch: a dataset with ``set_epoch`` (a seeded shuffle,
     as in HuggingFace's IterableDataset or torch's DistributedSampler) gets ``set_epoch(epoch)`` first,
-    as training loops call it; on a deep copy, so that the object's own epoch is left alone."""
+    as training loops call it; on a deep copy, so that the object's own epoch is left alone. When the
+    copy raises, on the dataset itself: its callers may change the object (``touches="object"``), so
+    the engine puts its epoch back after the check."""
     if not callable(getattr(ctx.obj, "set_epoch", None)):
         return ctx.obj, lambda epoch: None
-    dataset = ctx.call("copy.deepcopy(ds)", copy.deepcopy, ctx.obj)
+    # The copy is torchcontract's means, not the clause: a dataset that cannot be copied here (state
+    # tied to the thread that built it, as fsspec's filesystem cache in HuggingFace's IterableDataset)
+    # is no failure of it. A hang in the copy is still one (attempt returns exceptions only).
+    dataset: Any = ctx.attempt("copy.deepcopy(ds)", copy.deepcopy, ctx.obj)
+    if isinstance(dataset, Exception):
+        error, dataset = dataset, ctx.obj
+        lines = str(error).strip().splitlines()
+        ctx.note(
+            f"copy.deepcopy(ds) raised {type(error).__name__}: {lines[0] if lines else ''}; "
+            "ds.set_epoch was called on ds itself, and its epoch put back after the check"
+        )
     return dataset, lambda epoch: ctx.call(f"ds.set_epoch({epoch})", dataset.set_epoch, epoch)
 
 

@@ -464,6 +464,13 @@ def _lightly_targets() -> list[Target]:
             example_inputs=(torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)),
             factory=NTXentLoss,
             **DEPTH,
+            expected_failures={
+                "module.submodule_hooks_run": (
+                    "FINDING (FINDINGS.md, 'lightly'): NTXentLoss.forward calls "
+                    "self.memory_bank.forward(...) directly (lightly/loss/ntx_ent_loss.py:129), so the "
+                    "hooks of its MemoryBankModule submodule never run"
+                )
+            },
         ),
     ]
 

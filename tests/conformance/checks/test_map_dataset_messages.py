@@ -1,18 +1,25 @@
-"""map_dataset checks: reproducers that are expressions, and a time budget that ends a check
-early without failing it."""
+"""map_dataset checks: reproducers that are expressions, a time budget that ends a check early without
+failing it, and samples_collate naming only leaves that default_collate refuses."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 
 from torchcontract.conformance import check
+from torchcontract.conformance.checks.map_dataset import _default_collate_takes
 from torchcontract.protocols import MapDataset
 
+from ...conftest import HAS_TORCH, NO_TORCH_REASON
 from ..correct import NoisyPoints, Points
 from ..reports import status as _status
+
+if HAS_TORCH:
+    import torch
 
 # -- the reproducer of a NumPy index is an expression, not a quoted string ------------------------------
 
@@ -49,3 +56,61 @@ def test_iteration_of_a_slow_dataset_compares_what_the_budget_allows() -> None:
     status, message = _status(report, "map_dataset.iteration_matches_indexing")
     assert status == "passed", message
     assert "the time budget (0.5 s) ran out after" in message
+
+
+# -- what default_collate takes is decided as torch decides it ------------------------------------------
+
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
+
+# Leaves on both sides of torch's line: NumPy scalars go to torch.as_tensor (np.str_ and np.bytes_ are
+# str and bytes), NumPy arrays too unless of strings, bytes or objects, and torch has no dtype for
+# datetimes, records, longdouble or ulonglong; nested and sparse tensors are refused.
+_LEAVES: dict[str, Callable[[], Any]] = {
+    "int": lambda: 3,
+    "bool": lambda: True,
+    "float": lambda: 1.5,
+    "complex": lambda: 1j,
+    "str": lambda: "a",
+    "bytes": lambda: b"a",
+    "None": lambda: None,
+    "object": object,
+    "np.int64": lambda: np.int64(2),
+    "np.uint16": lambda: np.uint16(2),
+    "np.float16": lambda: np.float16(1.0),
+    "np.bool_": lambda: np.bool_(True),
+    "np.complex64": lambda: np.complex64(1j),
+    "np.str_": lambda: np.str_("a"),
+    "np.bytes_": lambda: np.bytes_(b"a"),
+    "np.datetime64": lambda: np.datetime64("2020-01-01"),
+    "np.timedelta64": lambda: np.timedelta64(1, "D"),
+    "np.longdouble": lambda: np.longdouble(1.0),
+    "np.ulonglong": lambda: np.ulonglong(1),
+    "np.void": lambda: np.zeros(1, dtype=[("a", "i4")])[0],
+    "float32 array": lambda: np.zeros(2, dtype=np.float32),
+    "0-d array": lambda: np.array(3),
+    "str array": lambda: np.array(["a", "b"]),
+    "bytes array": lambda: np.array([b"a", b"b"]),
+    "object array": lambda: np.array([1, None], dtype=object),
+    "datetime array": lambda: np.zeros(2, dtype="M8[D]"),
+    "record array": lambda: np.zeros(2, dtype=[("a", "i4")]),
+    "longdouble array": lambda: np.zeros(2, dtype=np.longdouble),
+    "tensor": lambda: torch.zeros(2),
+    "sparse tensor": lambda: torch.zeros(2).to_sparse(),
+    "nested tensor": lambda: torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)]),
+}
+
+
+@needs_torch
+@pytest.mark.clause("map_dataset.samples_collate")
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch warns that nested tensors are a prototype
+@pytest.mark.parametrize("kind", list(_LEAVES))
+def test_the_leaves_named_are_those_default_collate_refuses(kind: str) -> None:
+    from torch.utils.data import default_collate
+
+    leaf = _LEAVES[kind]()
+    try:
+        default_collate([leaf, leaf])
+        collates = True
+    except (TypeError, RuntimeError):
+        collates = False
+    assert _default_collate_takes(leaf) is collates

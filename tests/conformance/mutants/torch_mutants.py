@@ -262,6 +262,21 @@ class RaggedCrops:
         return {"image": np.full((3, width), float(index), dtype=np.float32), "label": index % 3}
 
 
+class NumpyLengthsAndNoWeight:
+    """Samples as pytorch_forecasting's TimeSeriesDataSet gives them: NumPy scalars (which
+    default_collate takes) beside a None for the weight it was not given (which it does not)."""
+
+    def __len__(self) -> int:
+        return 20
+
+    def __getitem__(self, index: int) -> tuple[dict[str, Any], tuple[np.ndarray, None]]:
+        if not -20 <= index < 20:
+            raise IndexError(index)
+        index %= 20
+        lengths = {"decoder_length": np.int64(2), "time": np.float32(index)}
+        return lengths, (np.full(2, float(index), dtype=np.float32), None)
+
+
 class BucketBatchSampler:
     """Batches indices of similar length; its __len__ forgot the last partial bucket."""
 
@@ -612,6 +627,11 @@ MUTANTS = [
             "crops of two sizes under default_collate", RaggedCrops,
             message_contains=("stack expects each tensor to be equal size",
                               "ds[0]['image'] has shape (3, 28)")),
+    _mutant(protocols.MapDataset, "torch_numpy_scalars_beside_none", "map_dataset.samples_collate",
+            "a None in each sample, beside NumPy scalars that default_collate takes",
+            NumpyLengthsAndNoWeight,
+            message_contains=("ds[0][1][1] is None, which default_collate does not take",
+                              "leave out a field that has no value")),
     _mutant(protocols.MapDataset, "torch_samples_require_grad", "map_dataset.samples_cross_process_boundary",
             "samples keep the autograd graph of a learnable scale", SamplesRequireGrad,
             message_contains=("ds[0] is a tensor that requires grad", "torch.no_grad()")),

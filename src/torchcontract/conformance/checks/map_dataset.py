@@ -9,6 +9,7 @@ deterministic (counts, lengths, structure); each says which.
 
 from __future__ import annotations
 
+import functools
 import operator
 import pickle
 from collections.abc import Sequence
@@ -52,9 +53,8 @@ from torchcontract.conformance.checks._workers import (
 )
 from torchcontract.protocols import MapDataset
 
-# What default_collate takes as a leaf (collate.py, default_collate_fn_map; NumPy arrays of strings
-# or objects excepted).
-_COLLATABLE_LEAVES = (int, float, str, bytes)
+# The sparse layouts whose batches torch's collate_tensor_fn refuses (collate.py).
+_SPARSE_LAYOUTS = ("sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr", "sparse_bsc")
 _LEN: SharedKey[int] = SharedKey("len(ds)")
 
 
@@ -300,21 +300,31 @@ def samples_collate(ctx: Context) -> None:
     if not isinstance(batch, Exception):
         return
     first_line = (str(batch).strip().splitlines() or [""])[0]
-    obstacle = _collate_obstacle(samples, indices)
+    obstacle, remedy = _collate_obstacle(samples, indices) or (None, _PAD)
     ctx.fail(
         f"{name}({shown}) raised {type(batch).__name__}: {first_line}"
         + (f" ({obstacle})" if obstacle else "")
         + "; expected the samples to collate into a batch (a DataLoader with batch_size raises there, "
-        "at the first batch that holds such samples, which can be epochs in): pad or crop to one shape "
-        "in __getitem__, or load with a collate_fn that pads (torch.nn.utils.rnn.pad_sequence) and "
-        "declare it with collate_fn=",
+        f"at the first batch that holds such samples, which can be epochs in): {remedy}",
         reproduce=f"{name}({shown})",
     )
 
 
-def _collate_obstacle(samples: list[Any], indices: list[int]) -> str | None:
+# What to do about each obstacle: padding is no remedy for a None.
+_PAD = (
+    "pad or crop to one shape in __getitem__, or load with a collate_fn that pads "
+    "(torch.nn.utils.rnn.pad_sequence) and declare it with collate_fn="
+)
+_CONVERT = (
+    "return a value default_collate takes there from __getitem__ (a tensor, an array or a number; "
+    "leave out a field that has no value), or load with a collate_fn that handles it and declare it "
+    "with collate_fn="
+)
+
+
+def _collate_obstacle(samples: list[Any], indices: list[int]) -> tuple[str, str] | None:
     """The first leaf path at which the samples cannot be stacked (shapes that differ), or whose
-    value default_collate does not take; None when neither is found."""
+    value default_collate does not take, with what to do about it; None when neither is found."""
     paths: dict[str, list[tuple[int, Any]]] = {}
     for index, sample in zip(indices, samples, strict=True):
         for path, leaf in leaves(sample):
@@ -324,15 +334,54 @@ def _collate_obstacle(samples: list[Any], indices: list[int]) -> str | None:
         distinct = {shape for _, shape in shapes}
         if len(distinct) > 1:
             (first, first_shape), other = shapes[0], next(s for s in shapes if s[1] != shapes[0][1])
-            return f"ds[{first}]{path} has shape {first_shape} but ds[{other[0]}]{path} has {other[1]}"
+            return f"ds[{first}]{path} has shape {first_shape} but ds[{other[0]}]{path} has {other[1]}", _PAD
     for path, found in paths.items():
         index, leaf = found[0]
-        if leaf is None or not (is_array(leaf) or isinstance(leaf, _COLLATABLE_LEAVES)):
-            return (
-                f"ds[{index}]{path} is {describe(leaf)}, which default_collate does not take (it takes "
-                "tensors, NumPy arrays, numbers and strings, in mappings, tuples and lists)"
-            )
+        if not _default_collate_takes(leaf):
+            refused = f"ds[{index}]{path} is {describe(leaf)}, which default_collate does not take"
+            return f"{refused}: it takes {_COLLATE_TAKES}", _CONVERT
     return None
+
+
+# What _default_collate_takes accepts, in a message.
+_COLLATE_TAKES = (
+    "dense tensors, NumPy arrays and scalars of numbers or booleans, Python numbers, strings and bytes, "
+    "in mappings, tuples and lists"
+)
+
+
+def _default_collate_takes(leaf: Any) -> bool:
+    """Whether torch's default_collate takes ``leaf``, decided as it decides
+    (``utils/data/_utils/collate.py``, ``default_collate_fn_map``, looked up by type then by isinstance
+    in its order): a tensor goes to ``torch.stack``, which it refuses for nested and sparse tensors; a
+    NumPy array goes to ``torch.as_tensor``, refused for strings, bytes and objects
+    (``np_str_obj_array_pattern``) and failing for the dtypes torch has none for (datetime, structured,
+    longdouble); a NumPy bool or number goes to ``torch.as_tensor`` too (``collate_numpy_scalar_fn``);
+    ``np.str_`` and ``np.bytes_`` are ``str`` and ``bytes``, kept as lists like them; a Python int
+    (bool too), float, str or bytes is taken. Anything else (None, complex, a PIL image, a dataclass)
+    raises TypeError."""
+    torch = tensor_module()
+    if is_tensor(leaf):
+        sparse = {getattr(torch, name, None) for name in _SPARSE_LAYOUTS} - {None}
+        return not (bool(getattr(leaf, "is_nested", False)) or leaf.layout in sparse)
+    if isinstance(leaf, (np.ndarray, np.generic)) and not isinstance(leaf, (np.str_, np.bytes_)):
+        return _torch_converts(leaf.dtype)
+    return isinstance(leaf, (int, float, str, bytes))
+
+
+@functools.cache
+def _torch_converts(dtype: np.dtype[Any]) -> bool:
+    """Whether ``torch.as_tensor`` takes NumPy data of ``dtype``: asked of torch on an empty array, so
+    that the answer is torch's own for this platform and version (it takes uint64 but not ulonglong,
+    float64 but not longdouble) and not a list of ours to keep in step."""
+    torch = tensor_module()
+    if torch is None or dtype.kind in "SUO":  # default_collate refuses these before converting
+        return False
+    try:
+        torch.as_tensor(np.empty(0, dtype=dtype))
+    except Exception:  # TypeError "can't convert np.ndarray of type ...", whatever torch raises
+        return False
+    return True
 
 
 @register_check(

@@ -183,7 +183,7 @@ MUTANTS = [
             TrainOnlyNoiseOfWrongShape,
             message_contains=("copy.deepcopy(m).train()(*inputs) raised ValueError", "eval_only=True")),
     _mutant("scale_as_lambda", "pickle_round_trip", "a lambda kept as an attribute", ActivationAsLambda,
-            message_contains=("m.scale is the function", "pickle.dumps(m) raised")),
+            message_contains=("m.scale, the function", "pickle.dumps(m) raised")),
     _mutant("reference_layer_forward_called_directly", "submodule_hooks_run", "self.fc1.forward(x)",
             CallsLayerForward, message_contains=("submodule 'fc1' ran forward 1 time(s), but",)),
 ]  # fmt: skip

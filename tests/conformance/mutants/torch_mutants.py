@@ -791,7 +791,7 @@ MUTANTS = [
             message_contains=("copy.deepcopy(m).train()(*inputs) raised", "eval_only=True")),
     _mutant(protocols.Module, "torch_lambda_attribute", "module.pickle_round_trip",
             "an activation kept as a lambda attribute", _seeded(ActivationAsLambda), kwargs=_MODULE_INPUTS,
-            message_contains=("m.activation is the function", "torch.save(model)")),
+            message_contains=("m.activation, the function", "torch.save(model)")),
     _mutant(protocols.Module, "torch_view_of_feature_map", "module.channels_last_matches_contiguous",
             "x.view(n, -1) of a convolution's output", _seeded(ConvThenViewHead),
             kwargs={"example_inputs": (torch.linspace(-1.0, 1.0, 100).reshape(2, 2, 5, 5),)},

@@ -4,7 +4,9 @@ something else fails."""
 
 from __future__ import annotations
 
+import functools
 import pickle
+import types
 from typing import Any
 
 import pytest
@@ -67,7 +69,9 @@ def _run(module: Any, inputs: tuple[Any, ...] | None = None) -> Any:
 def test_a_lambda_on_a_submodule_is_named() -> None:
     result = _run(WithLambda())
     assert result.status == "failed", result
-    assert "m.fc.activation is the function WithLambda.__init__.<locals>.<lambda>" in result.message
+    named = "; m.fc.activation, the function WithLambda.__init__.<locals>.<lambda>, cannot be pickled;"
+    assert named in result.message
+    assert "use a module-level function, a method defined on the class or an nn.Module" in result.message
 
 
 @needs_torch
@@ -76,7 +80,8 @@ def test_a_hook_registered_as_a_lambda_is_named() -> None:
     module[0].register_forward_hook(lambda *args: None)
     result = _run(module)
     assert result.status == "failed", result
-    assert "m.0._forward_hooks is a OrderedDict of the function" in result.message
+    named = "; m.0._forward_hooks, an OrderedDict of the function test_a_hook_registered_as_a_lambda_is_named"
+    assert named in result.message
 
 
 @needs_torch
@@ -86,7 +91,44 @@ def test_a_local_class_is_named() -> None:
 
     result = _run(nn.Sequential(Local(3, 2)))
     assert result.status == "failed", result
-    assert "the class of m.0, test_a_local_class_is_named.<locals>.Local" in result.message
+    named = "; the class of m.0, test_a_local_class_is_named.<locals>.Local, cannot be pickled by reference"
+    assert named in result.message
+    assert "define the class at module level)" in result.message
+
+
+def _described(module: Any, *, note: str) -> str:
+    return f"{module.in_features}, {module.out_features}, note={note}"
+
+
+@needs_torch
+def test_a_method_bound_to_a_partial_is_named_and_not_advised() -> None:
+    # As torchao's quantize_ sets extra_repr (quant_api.py): pickle stores a bound method as
+    # getattr(its object, its function's __name__), and a partial has no __name__.
+    module = nn.Sequential(nn.Linear(3, 2))
+    module[0].extra_repr = types.MethodType(functools.partial(_described, note="int8"), module[0])
+    with pytest.raises(AttributeError) as raised:
+        pickle.dumps(module)
+    result = _run(module)
+    assert result.status == "failed", result
+    assert result.message == (
+        f"pickle.dumps(m) raised AttributeError: {raised.value}; m.0.extra_repr, a bound method "
+        "(types.MethodType) of a functools.partial of the function _described, cannot be pickled; "
+        "expected the whole module to pickle (torch.save(model), the arguments of "
+        "torch.multiprocessing.spawn and launchers that start processes with spawn pickle the whole "
+        "module; a bound method pickles as getattr(its object, its name), so only a method defined on "
+        "the class pickles: define it on the class (a subclass), or leave it out in __getstate__ and "
+        "bind it again in __setstate__)\n  reproduce: pickle.dumps(m)"
+    )
+
+
+@needs_torch
+def test_a_partial_of_a_lambda_is_named_and_a_module_level_function_advised() -> None:
+    module = nn.Sequential(nn.Linear(3, 2))
+    module[0].scale = functools.partial(lambda x, k: x * k, k=2.0)
+    result = _run(module)
+    assert result.status == "failed", result
+    assert "; m.0.scale, a functools.partial of the function test_a_partial_of_a_lambda" in result.message
+    assert "bind a module-level function to picklable arguments" in result.message
 
 
 @needs_torch

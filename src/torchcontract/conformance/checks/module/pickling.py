@@ -8,6 +8,7 @@ import contextlib
 import functools
 import pickle
 import tempfile
+import types
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -32,6 +33,14 @@ from torchcontract.protocols import Module
 _WHY = (
     "torch.save(model), the arguments of torch.multiprocessing.spawn and launchers that start processes "
     "with spawn pickle the whole module"
+)
+
+
+# When no single part fails on its own: what usually does, and what pickles instead.
+_UNKNOWN_CULPRIT = (
+    "a lambda, a local function or class, a lock, an open file or a generator kept as an attribute cannot "
+    "be pickled: use a module-level function, a method defined on the class or an nn.Module, or leave it "
+    "out in __getstate__"
 )
 
 
@@ -102,10 +111,11 @@ def _torch_load(file: IO[bytes]) -> Any:
     return tensor_module().load(file, weights_only=False)
 
 
-def _culprit(ctx: Context, module: Any) -> str:
+def _culprit(ctx: Context, module: Any, whole: str) -> tuple[str, str] | None:
     """The first part of ``module`` (a submodule's class, or an attribute of the module or of a
-    submodule, in named_modules() order) that cannot be pickled on its own, described; "" if none is
-    found (the whole fails only together, or the module has no named_modules())."""
+    submodule, in named_modules() order) that cannot be pickled on its own: a clause that says so, and
+    what does pickle in its place; None if none is found (the whole fails only together, or the module
+    has no named_modules()). ``whole`` is the first line of the whole module's error, not repeated."""
     try:
         named = list(module.named_modules()) if hasattr(module, "named_modules") else [("", module)]
     except Exception:
@@ -115,26 +125,90 @@ def _culprit(ctx: Context, module: Any) -> str:
         cls = type(sub)
         error = ctx.attempt(f"pickle.dumps(type({where}))", _pickled, cls)
         if isinstance(error, Exception):
-            return (
-                f"the class of {where}, {cls.__qualname__}, cannot be pickled by reference "
-                f"({first_line(error)}: define it at module level)"
-            )
+            said = f"the class of {where}, {cls.__qualname__}, cannot be pickled by reference"
+            return said + _unless_said(error, whole), _advice(cls)
         for key, value in list(getattr(sub, "__dict__", {}).items()):
             if key == "_modules":  # its submodules come next in named_modules()
                 continue
             error = ctx.attempt(f"pickle.dumps({where}.{key})", _pickled, value)
             if isinstance(error, Exception):
-                return f"{where}.{key} is {_kind(value)} ({first_line(error)})"
-    return ""
+                said = f"{where}.{key}, {_kind(value)}, cannot be pickled"
+                return said + _unless_said(error, whole), _advice(_unpicklable_item(ctx, value))
+    return None
+
+
+def _unless_said(error: Exception, whole: str) -> str:
+    # The part's own error, when it says more than the whole module's (which the message leads with).
+    own = first_line(error)
+    return "" if own == whole else f" ({own})"
+
+
+def _unpicklable_item(ctx: Context, value: Any) -> Any:
+    """The first value of a dict (torch's hook registries: {handle id: hook}) that cannot be pickled on
+    its own, or ``value`` itself: the advice is about what failed."""
+    if isinstance(value, dict):
+        for item in list(value.values()):
+            if isinstance(ctx.attempt("pickle.dumps(<a value of the dict>)", _pickled, item), Exception):
+                return item
+    return value
+
+
+def _article(noun: str) -> str:
+    return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
 
 
 def _kind(value: Any) -> str:
+    """``value`` as a noun phrase: "the function f", "a bound method (types.MethodType) of a
+    functools.partial of the function g", "an OrderedDict of the function <lambda>", "a lock"."""
+    if isinstance(value, types.MethodType):
+        name = getattr(value.__func__, "__qualname__", None)
+        if isinstance(name, str):
+            return f"the bound method {name}"
+        return f"a bound method (types.MethodType) of {_kind(value.__func__)}"
+    if isinstance(value, functools.partial):
+        return f"a functools.partial of {_kind(value.func)}"
+    if isinstance(value, type):
+        return f"the class {value.__qualname__}"
     name = getattr(value, "__qualname__", None)
     if callable(value) and isinstance(name, str):
         return f"the {type(value).__name__} {name}"
     if isinstance(value, dict) and value:  # torch's hook registries: {handle id: hook}
-        return f"a {type(value).__name__} of {', '.join(_kind(item) for item in list(value.values())[:3])}"
-    return f"a {type(value).__name__}"
+        items = ", ".join(_kind(item) for item in list(value.values())[:3])
+        return f"{_article(type(value).__name__)} of {items}"
+    return _article(type(value).__name__)
+
+
+def _advice(value: Any) -> str:
+    """What pickles in place of ``value``, which did not: never the kind of thing that failed."""
+    if isinstance(value, type):
+        return "pickle stores a class by its module and name: define the class at module level"
+    if isinstance(value, types.MethodType):
+        # pickle stores a bound method as getattr(its object, its function's __name__): only a method
+        # that the object's class defines is found again (a partial has no __name__ at all). One that
+        # is found again fails by its object.
+        name = getattr(value.__func__, "__name__", None)
+        if isinstance(name, str) and getattr(type(value.__self__), name, None) is value.__func__:
+            return _advice(value.__self__)
+        return (
+            "a bound method pickles as getattr(its object, its name), so only a method defined on the "
+            "class pickles: define it on the class (a subclass), or leave it out in __getstate__ and bind "
+            "it again in __setstate__"
+        )
+    if isinstance(value, functools.partial):
+        return (
+            "a functools.partial pickles only when its function and arguments do: bind a module-level "
+            "function to picklable arguments, or leave it out in __getstate__"
+        )
+    if isinstance(value, types.FunctionType):
+        return (
+            "pickle stores a function by its module and name, which a lambda or a local function has not: "
+            "use a module-level function, a method defined on the class or an nn.Module, or leave it out "
+            "in __getstate__"
+        )
+    return (
+        "a lock, an open file, a generator or another live resource cannot be pickled: leave it out in "
+        "__getstate__ and rebuild it in __setstate__"
+    )
 
 
 @register_check(
@@ -180,13 +254,11 @@ def pickle_round_trip(ctx: Context) -> None:
             file = files.enter_context(tempfile.TemporaryFile())
             error = ctx.attempt(saving, save, file, module)
             if isinstance(error, Exception):
-                culprit = _culprit(ctx, module)
-                part = f"; it cannot pickle {culprit}" if culprit else ""
+                whole = first_line(error)
+                said, advice = _culprit(ctx, module, whole) or ("", _UNKNOWN_CULPRIT)
                 ctx.fail(
-                    f"{saving} raised {type(error).__name__}: {first_line(error)}{part}; expected the whole "
-                    f"module to pickle ({_WHY}; a lambda, a local function or class, a lock, an open file or "
-                    "a generator kept as an attribute cannot be pickled: use a module-level function, "
-                    "functools.partial or an nn.Module, or leave it out in __getstate__)",
+                    f"{saving} raised {type(error).__name__}: {whole}{'; ' + said if said else ''}; "
+                    f"expected the whole module to pickle ({_WHY}; {advice})",
                     reproduce=saving,
                 )
             saved.append((name, file, load))

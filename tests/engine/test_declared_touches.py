@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from unittest import mock
 
@@ -29,6 +29,7 @@ from torchcontract.protocols import CallableModule, MapDataset, Module
 from ..conformance.cases import PLAIN_CASES
 from ..conformance.mutants import all_mutants
 from ..conftest import HAS_TORCH
+from .registered import registered_check
 
 COPIES = sorted(check_id for check_id, spec in CHECKS.items() if spec.touches == "copies")
 GUARDED_PROTOCOLS = {CHECKS[check_id].protocol for check_id in COPIES}
@@ -155,23 +156,13 @@ def _declared_copies_but_changes_the_object(ctx: Context) -> None:
     ctx.call("m(1.0)", ctx.obj, 1.0)
 
 
-@contextmanager
-def _bad_check_registered() -> Iterator[str]:
-    check_id = "callable_module.declared_copies_but_changes_the_object"
-    spec = registry.Check(
-        check_id=check_id,
-        protocol=CallableModule,
-        severity="recommended",
+def _bad_check_registered() -> AbstractContextManager[str]:
+    return registered_check(
+        "callable_module.declared_copies_but_changes_the_object",
+        _declared_copies_but_changes_the_object,
         rule="Declares touches='copies' and calls the object itself.",
-        needs=frozenset(),
-        requires=(),
-        per_device=False,
-        func=_declared_copies_but_changes_the_object,
-        since="0.1.0",
         touches="copies",
     )
-    with mock.patch.dict(registry._REGISTRY, {check_id: spec}):
-        yield check_id
 
 
 def test_the_guard_names_a_check_that_changes_the_object_it_declares_it_does_not() -> None:

@@ -9,8 +9,8 @@ checks) each check computes its own, and the run's end drops it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 from unittest import mock
 
@@ -24,6 +24,7 @@ from torchcontract.conformance.checks._calling import call_module
 from torchcontract.protocols import CallableModule, MapDataset, Module
 
 from ..conftest import HAS_TORCH, NO_TORCH_REASON
+from .registered import registered_check
 
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
 
@@ -163,29 +164,19 @@ class _Counter:
 _CALLED: SharedKey[float] = SharedKey("m(1.0)", calls_object=True)
 
 
-@contextmanager
-def _reader_registered(touches: registry.Touches, seen: list[int]) -> Iterator[str]:
+def _reader_registered(touches: registry.Touches, seen: list[int]) -> AbstractContextManager[str]:
     """A check that reads shared work calling the object, and records the object's call count after."""
 
     def reads_shared_call(ctx: Context) -> None:
         ctx.shared(_CALLED, lambda: ctx.call("m(1.0)", ctx.obj, 1.0))
         seen.append(ctx.obj.calls)
 
-    check_id = "callable_module.reads_shared_call"
-    spec = registry.Check(
-        check_id=check_id,
-        protocol=CallableModule,
-        severity="recommended",
+    return registered_check(
+        "callable_module.reads_shared_call",
+        reads_shared_call,
         rule="Reads shared work that calls the object.",
-        needs=frozenset(),
-        requires=(),
-        per_device=False,
-        func=reads_shared_call,
-        since="0.1.0",
         touches=touches,
     )
-    with mock.patch.dict(registry._REGISTRY, {check_id: spec}):
-        yield check_id
 
 
 def test_shared_work_that_calls_the_object_is_per_run() -> None:

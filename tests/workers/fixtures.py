@@ -380,36 +380,27 @@ def copy_in_home_thread(obj: Any, memo: dict[int, Any]) -> Any:
     return clone
 
 
-class NoisyEpochsCopiedInItsThreadOnly(NoisyFromGlobalNumpy):
+class _EpochsCopiedInItsThreadOnly:
+    """set_epoch, and a deep copy that succeeds only in the thread that built the object."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+        self.home_thread = threading.get_ident()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return copy_in_home_thread(self, memo)
+
+
+class NoisyEpochsCopiedInItsThreadOnly(_EpochsCopiedInItsThreadOnly, NoisyFromGlobalNumpy):
     """Random samples with set_epoch, that can be deep-copied only in the thread that built them."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.epoch = 0
-        self.home_thread = threading.get_ident()
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> NoisyEpochsCopiedInItsThreadOnly:
-        clone: NoisyEpochsCopiedInItsThreadOnly = copy_in_home_thread(self, memo)
-        return clone
-
-
-class NoisyStreamEpochsCopiedInItsThreadOnly(NoisyStreamSeededPerWorker):
+class NoisyStreamEpochsCopiedInItsThreadOnly(_EpochsCopiedInItsThreadOnly, NoisyStreamSeededPerWorker):
     """A random stream with set_epoch, that can be deep-copied only in the thread that built it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.epoch = 0
-        self.home_thread = threading.get_ident()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> NoisyStreamEpochsCopiedInItsThreadOnly:
-        clone: NoisyStreamEpochsCopiedInItsThreadOnly = copy_in_home_thread(self, memo)
-        return clone
 
 
 RECORD = 8

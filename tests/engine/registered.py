@@ -1,5 +1,6 @@
-"""A check of the CallableModule protocol registered for the length of one test: how the engine tests
-hold a check to its declaration (``touches=``) without adding one to the suite."""
+"""A check of the CallableModule protocol registered for the length of one test, and a callable module
+that each call changes: how the engine tests hold a check to its declaration (``touches=``) without
+adding one to the suite."""
 
 from __future__ import annotations
 
@@ -32,3 +33,14 @@ def registered_check(
     )
     with mock.patch.dict(registry._REGISTRY, {check_id: spec}):
         yield check_id
+
+
+class CallCounter:
+    """A callable module that counts its calls: each call changes it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, x: float) -> float:
+        self.calls += 1
+        return x

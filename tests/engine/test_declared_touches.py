@@ -29,7 +29,7 @@ from torchcontract.protocols import CallableModule, MapDataset, Module
 from ..conformance.cases import PLAIN_CASES
 from ..conformance.mutants import all_mutants
 from ..conftest import HAS_TORCH
-from .registered import registered_check
+from .registered import CallCounter, registered_check
 
 COPIES = sorted(check_id for check_id, spec in CHECKS.items() if spec.touches == "copies")
 GUARDED_PROTOCOLS = {CHECKS[check_id].protocol for check_id in COPIES}
@@ -140,17 +140,6 @@ def test_a_check_declared_to_touch_only_copies_leaves_the_object_as_it_was(
     assert seen == []
 
 
-class _Counter:
-    """A callable module that counts its calls; the bad check below changes the count."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, x: float) -> float:
-        self.calls += 1
-        return x
-
-
 def _declared_copies_but_changes_the_object(ctx: Context) -> None:
     """Declares touches="copies" and calls the object itself."""
     ctx.call("m(1.0)", ctx.obj, 1.0)
@@ -168,7 +157,7 @@ def _bad_check_registered() -> AbstractContextManager[str]:
 def test_the_guard_names_a_check_that_changes_the_object_it_declares_it_does_not() -> None:
     seen: list[str] = []
     with _bad_check_registered() as check_id, guarded([check_id], seen):
-        check(_Counter(), CallableModule, example_inputs=(1.0,))
+        check(CallCounter(), CallableModule, example_inputs=(1.0,))
     assert len(seen) == 1, seen
     assert seen[0].startswith(check_id), seen
     assert "calls" in seen[0], seen
@@ -176,7 +165,7 @@ def test_the_guard_names_a_check_that_changes_the_object_it_declares_it_does_not
 
 def test_check_leaves_the_object_as_it_was_even_after_a_wrong_declaration() -> None:
     # The run's snapshot is restored at its end when a check declared touches="copies" ran last.
-    counter = _Counter()
+    counter = CallCounter()
     with _bad_check_registered():
         report = check(counter, CallableModule, example_inputs=(1.0,))
     assert any(r.check_id.endswith("declared_copies_but_changes_the_object") for r in report.results)

@@ -24,7 +24,7 @@ from torchcontract.conformance.checks._calling import call_module
 from torchcontract.protocols import CallableModule, MapDataset, Module
 
 from ..conftest import HAS_TORCH, NO_TORCH_REASON
-from .registered import registered_check
+from .registered import CallCounter, registered_check
 
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH_REASON)
 
@@ -150,17 +150,6 @@ def test_check_still_leaves_m_as_it_was() -> None:
     assert module.training
 
 
-class _Counter:
-    """A callable module that counts its calls: each call changes it."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, x: float) -> float:
-        self.calls += 1
-        return x
-
-
 _CALLED: SharedKey[float] = SharedKey("m(1.0)", calls_object=True)
 
 
@@ -187,7 +176,7 @@ def test_a_check_declared_to_touch_copies_finds_the_object_put_back_after_shared
     # Within a run, the engine restores the object as soon as the shared work is computed: the check
     # goes on with the object as it was, as its declaration promises its own code does.
     seen: list[int] = []
-    counter = _Counter()
+    counter = CallCounter()
     with _reader_registered("copies", seen) as check_id:
         report = check(counter, CallableModule, example_inputs=(1.0,))
     assert next(r for r in report.results if r.check_id == check_id).status == "passed"
@@ -198,7 +187,7 @@ def test_a_check_declared_to_touch_copies_finds_the_object_put_back_after_shared
 def test_a_check_that_may_change_the_object_is_restored_when_it_ends() -> None:
     # No restore of its own for the shared work: the check's end restores the object anyway.
     seen: list[int] = []
-    counter = _Counter()
+    counter = CallCounter()
     with _reader_registered("object", seen):
         check(counter, CallableModule, example_inputs=(1.0,))
     assert seen == [1]

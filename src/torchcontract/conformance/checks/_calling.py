@@ -167,7 +167,8 @@ def initialise_lazy_modules(ctx: Context) -> bool:
 
 
 # m's output in eval mode, seeded as every clause's call of m is: the reference of the clauses that compare
-# a copy, a conversion or a reload of m with m. One per run of the target's checks: the engine puts m back
+# a copy, a conversion or a reload of m with m, and of call_matches_forward and
+# accepts_non_contiguous_inputs. One per run of the target's checks: the engine puts m back
 # after each check that may change it, so each clause would compute the same (eval_is_deterministic, a
 # prerequisite of every clause that reads it, holds), at the cost of a forward pass each. It calls m, so
 # the engine puts m back once it is computed, and a clause that reads it and works on copies otherwise

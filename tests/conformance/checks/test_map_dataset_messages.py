@@ -1,5 +1,6 @@
 """map_dataset checks: reproducers that are expressions, a time budget that ends a check early without
-failing it, and samples_collate naming only leaves that default_collate refuses."""
+failing it, samples_collate naming only leaves that default_collate refuses, and none for a
+declared collate_fn."""
 
 from __future__ import annotations
 
@@ -114,3 +115,51 @@ def test_the_leaves_named_are_those_default_collate_refuses(kind: str) -> None:
     except (TypeError, RuntimeError):
         collates = False
     assert _default_collate_takes(leaf) is collates
+
+
+# -- with a declared collate_fn, default_collate's rules diagnose nothing --------------------------------
+
+
+class _RaggedWithNames:
+    """Ragged token tensors beside a name: default_collate would refuse the shapes, not the names."""
+
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, index: int) -> Any:
+        if not 0 <= index < 6:
+            raise IndexError(index)
+        return {"tokens": torch.arange(index + 1), "name": f"s{index}"}
+
+
+def _pads_tokens_only(batch: list[Any]) -> Any:
+    # Pads the ragged field, as it should, and refuses strings, which default_collate would take.
+    for sample in batch:
+        if isinstance(sample["name"], str):
+            raise TypeError("names must be token ids")
+    return {"tokens": torch.nn.utils.rnn.pad_sequence([s["tokens"] for s in batch], batch_first=True)}
+
+
+@needs_torch
+@pytest.mark.clause("map_dataset.samples_collate")
+def test_a_declared_collate_fn_is_not_judged_by_default_collate_rules() -> None:
+    status, message = _status(
+        check(_RaggedWithNames(), MapDataset, collate_fn=_pads_tokens_only), "map_dataset.samples_collate"
+    )
+    assert status == "failed", message
+    assert message.startswith("collate_fn([ds[i] for i in"), message
+    assert "TypeError: names must be token ids" in message
+    # Neither the ragged shapes (the collate_fn pads them) nor "default_collate does not take", nor the
+    # advice to declare the collate_fn that is declared.
+    assert "has shape" not in message, message
+    assert "default_collate" not in message, message
+    assert "declare it with collate_fn=" not in message, message
+    assert "make the declared collate_fn take these samples" in message
+
+
+@needs_torch
+@pytest.mark.clause("map_dataset.samples_collate")
+def test_without_a_collate_fn_the_ragged_field_is_named() -> None:
+    status, message = _status(check(_RaggedWithNames(), MapDataset), "map_dataset.samples_collate")
+    assert status == "failed", message
+    assert "['tokens'] has shape" in message, message

@@ -300,7 +300,12 @@ def samples_collate(ctx: Context) -> None:
     if not isinstance(batch, Exception):
         return
     first_line = (str(batch).strip().splitlines() or [""])[0]
-    obstacle, remedy = _collate_obstacle(samples, indices) or (None, _PAD)
+    if ctx.options.collate_fn is None:
+        obstacle, remedy = _collate_obstacle(samples, indices) or (None, _PAD)
+    else:
+        # What a collate_fn of the user's own takes is its own: default_collate's rules name no obstacle
+        # (it may pad, or refuse what default_collate takes), and declaring it again is no remedy.
+        obstacle, remedy = None, _DECLARED
     ctx.fail(
         f"{name}({shown}) raised {type(batch).__name__}: {first_line}"
         + (f" ({obstacle})" if obstacle else "")
@@ -319,6 +324,10 @@ _CONVERT = (
     "return a value default_collate takes there from __getitem__ (a tensor, an array or a number; "
     "leave out a field that has no value), or load with a collate_fn that handles it and declare it "
     "with collate_fn="
+)
+_DECLARED = (
+    "make the declared collate_fn take these samples (its error above says where), or return from "
+    "__getitem__ what it takes"
 )
 
 

@@ -1,6 +1,6 @@
 """module.pickle_round_trip: the whole module through pickle and torch.save/torch.load; the failure names
-the part that cannot be pickled (an attribute, a hook, a local class), and a restored module that computes
-something else fails."""
+the part that cannot be pickled (an attribute, a hook, a local class) or that pickles but does not unpickle,
+and a restored module that computes something else fails."""
 
 from __future__ import annotations
 
@@ -129,6 +129,60 @@ def test_a_partial_of_a_lambda_is_named_and_a_module_level_function_advised() ->
     assert result.status == "failed", result
     assert "; m.0.scale, a functools.partial of the function test_a_partial_of_a_lambda" in result.message
     assert "bind a module-level function to picklable arguments" in result.message
+
+
+def _quantized_repr(module: Any) -> str:
+    return f"{module.in_features}, {module.out_features}, quantized"
+
+
+@needs_torch
+def test_a_method_that_pickles_but_does_not_unpickle_is_named() -> None:
+    # torchao's quantize_ binds a module-level function as extra_repr (quant_api.py): pickle stores it as
+    # getattr(the Linear, "_quantized_repr"), which pickles and fails only at the load.
+    module = nn.Sequential(nn.Linear(3, 2))
+    module[0].extra_repr = types.MethodType(_quantized_repr, module[0])
+    data = pickle.dumps(module)
+    with pytest.raises(AttributeError) as raised:
+        pickle.loads(data)
+    result = _run(module)
+    assert result.status == "failed", result
+    assert result.message == (
+        f"pickle.loads(pickle.dumps(m)) raised AttributeError: {raised.value}; m.0.extra_repr, the bound "
+        "method _quantized_repr, pickles but does not unpickle; expected the whole module to unpickle as "
+        "it pickled (torch.save(model), the arguments of torch.multiprocessing.spawn and launchers that "
+        "start processes with spawn pickle the whole module, and the process that receives it unpickles "
+        "it; a bound method pickles as getattr(its object, its name), so only a method defined on the "
+        "class pickles: define it on the class (a subclass), or leave it out in __getstate__ and bind it "
+        "again in __setstate__)\n  reproduce: pickle.loads(pickle.dumps(m))"
+    )
+
+
+if HAS_TORCH:
+
+    class RefusesToUnpickle(nn.Linear):
+        """Pickles, and its __setstate__ raises: no single attribute is to blame."""
+
+        def __init__(self) -> None:
+            super().__init__(3, 2)
+
+        def __deepcopy__(self, memo: dict[int, Any]) -> RefusesToUnpickle:
+            copied = RefusesToUnpickle()  # copies by its own route, not through __setstate__
+            copied.load_state_dict(self.state_dict())
+            return copied
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            raise RuntimeError("checkpoint from another version")
+
+
+@needs_torch
+def test_a_module_whose_setstate_raises_gets_the_advice_for_a_load() -> None:
+    result = _run(RefusesToUnpickle())
+    assert result.status == "failed", result
+    assert result.message.startswith(
+        "pickle.loads(pickle.dumps(m)) raised RuntimeError: checkpoint from another version; expected"
+    ), result.message
+    assert "a __setstate__ or __reduce__ that cannot rebuild what was pickled" in result.message
+    assert "cannot be pickled" not in result.message
 
 
 @needs_torch

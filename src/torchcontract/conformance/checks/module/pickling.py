@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import pickle
 import tempfile
 import types
@@ -41,6 +42,14 @@ _UNKNOWN_CULPRIT = (
     "a lambda, a local function or class, a lock, an open file or a generator kept as an attribute cannot "
     "be pickled: use a module-level function, a method defined on the class or an nn.Module, or leave it "
     "out in __getstate__"
+)
+
+
+# When the whole pickles but does not unpickle and no single part fails on its own.
+_UNKNOWN_LOAD_CULPRIT = (
+    "what fails only at the load is a __setstate__ or __reduce__ that cannot rebuild what was pickled, or "
+    "a bound method whose function the class does not define (it pickles as getattr(its object, its "
+    "name)): make each part rebuild from what it pickles"
 )
 
 
@@ -111,9 +120,37 @@ def _torch_load(file: IO[bytes]) -> Any:
     return tensor_module().load(file, weights_only=False)
 
 
-def _culprit(ctx: Context, module: Any, whole: str) -> tuple[str, str] | None:
+class _Trial:
+    """How each part of the module is tried on its own: pickled (when pickling the whole failed), or
+    pickled and unpickled (when unpickling it failed), with what failing is called in a message."""
+
+    def __init__(self, call: str, fails: str, attempt: Callable[[Any], Any]) -> None:
+        self.call, self.fails, self.attempt = call, fails, attempt
+
+
+# Plain pickle.dumps on purpose: a tensor of a dtype pickle cannot write (uint1 to uint7, int1 to int7) is
+# named as the culprit.
+_DUMPS = _Trial("pickle.dumps({})", "cannot be pickled", _pickled)
+
+
+def _round_trip(value: Any) -> Any:
+    return pickle.loads(_pickled(value))
+
+
+def _round_trip_storages_apart(value: Any) -> Any:
+    # As the pickle way of the clause pickles a torch module: a tensor's storage is torch's to write, so
+    # a tensor is never the culprit of a failed load (torch 2.14.1's plain pickle of a uint16 tensor does
+    # not load; thirdparty/FINDINGS.md).
+    storages: list[Any] = []
+    file = io.BytesIO()
+    _pickle_storages_apart(file, value, storages=storages)
+    file.seek(0)
+    return _unpickle_storages_copied(file, storages=storages)
+
+
+def _culprit(ctx: Context, module: Any, whole: str, trial: _Trial = _DUMPS) -> tuple[str, str] | None:
     """The first part of ``module`` (a submodule's class, or an attribute of the module or of a
-    submodule, in named_modules() order) that cannot be pickled on its own: a clause that says so, and
+    submodule, in named_modules() order) that fails ``trial`` on its own: a clause that says so, and
     what does pickle in its place; None if none is found (the whole fails only together, or the module
     has no named_modules()). ``whole`` is the first line of the whole module's error, not repeated."""
     try:
@@ -123,17 +160,17 @@ def _culprit(ctx: Context, module: Any, whole: str) -> tuple[str, str] | None:
     for prefix, sub in named:
         where = f"m.{prefix}" if prefix else "m"
         cls = type(sub)
-        error = ctx.attempt(f"pickle.dumps(type({where}))", _pickled, cls)
+        error = ctx.attempt(trial.call.format(f"type({where})"), trial.attempt, cls)
         if isinstance(error, Exception):
-            said = f"the class of {where}, {cls.__qualname__}, cannot be pickled by reference"
+            said = f"the class of {where}, {cls.__qualname__}, {trial.fails} by reference"
             return said + _unless_said(error, whole), _advice(cls)
         for key, value in list(getattr(sub, "__dict__", {}).items()):
             if key == "_modules":  # its submodules come next in named_modules()
                 continue
-            error = ctx.attempt(f"pickle.dumps({where}.{key})", _pickled, value)
+            error = ctx.attempt(trial.call.format(f"{where}.{key}"), trial.attempt, value)
             if isinstance(error, Exception):
-                said = f"{where}.{key}, {_kind(value)}, cannot be pickled"
-                return said + _unless_said(error, whole), _advice(_unpicklable_item(ctx, value))
+                said = f"{where}.{key}, {_kind(value)}, {trial.fails}"
+                return said + _unless_said(error, whole), _advice(_failing_item(ctx, value, trial))
     return None
 
 
@@ -143,12 +180,14 @@ def _unless_said(error: Exception, whole: str) -> str:
     return "" if own == whole else f" ({own})"
 
 
-def _unpicklable_item(ctx: Context, value: Any) -> Any:
-    """The first value of a dict (torch's hook registries: {handle id: hook}) that cannot be pickled on
+def _failing_item(ctx: Context, value: Any, trial: _Trial) -> Any:
+    """The first value of a dict (torch's hook registries: {handle id: hook}) that fails ``trial`` on
     its own, or ``value`` itself: the advice is about what failed."""
     if isinstance(value, dict):
         for item in list(value.values()):
-            if isinstance(ctx.attempt("pickle.dumps(<a value of the dict>)", _pickled, item), Exception):
+            if isinstance(
+                ctx.attempt(trial.call.format("<a value of the dict>"), trial.attempt, item), Exception
+            ):
                 return item
     return value
 
@@ -265,8 +304,10 @@ def pickle_round_trip(ctx: Context) -> None:
         expected = eval_output(ctx)
         for name, pickled, load in saved:
             pickled.seek(0)
-            copied = ctx.call(name, load, pickled)
+            copied = ctx.attempt(name, load, pickled)
             pickled.close()
+            if isinstance(copied, Exception):
+                _fail_to_unpickle(ctx, module, name, copied, is_torch_module)
             with eval_mode(copied, name), seeded(ctx):
                 output = call_module(ctx, copied, f"{name}(*inputs)")
             del copied
@@ -278,3 +319,22 @@ def pickle_round_trip(ctx: Context) -> None:
                     "rebuilt or lost in __getstate__/__setstate__ or __reduce__ shows here)",
                     reproduce=f"{name}({call}) == m({call})",
                 )
+
+
+def _fail_to_unpickle(ctx: Context, module: Any, name: str, error: Exception, is_torch_module: bool) -> None:
+    """Fails the clause for a module that pickles but does not unpickle, naming the first part of it
+    that does not unpickle on its own (a bound method of a function the class does not define pickles
+    as getattr(its object, its name), which fails only at the load)."""
+    whole = first_line(error)
+    trial = _Trial(
+        "pickle.loads(pickle.dumps({}))",
+        "pickles but does not unpickle",
+        _round_trip_storages_apart if is_torch_module else _round_trip,
+    )
+    said, advice = _culprit(ctx, module, whole, trial) or ("", _UNKNOWN_LOAD_CULPRIT)
+    ctx.fail(
+        f"{name} raised {type(error).__name__}: {whole}{'; ' + said if said else ''}; expected the "
+        f"whole module to unpickle as it pickled ({_WHY}, and the process that receives it unpickles it; "
+        f"{advice})",
+        reproduce=name,
+    )

@@ -156,3 +156,41 @@ def test_eval_only_skips_the_train_mode_clauses_naming_it() -> None:
 def test_eval_only_must_be_a_bool(value: object) -> None:
     with pytest.raises(TypeError, match="eval_only"):
         check(nn.Linear(3, 2), Module, example_inputs=_inputs(4, 3), eval_only=value)
+
+
+# -- what counts as not finite: the sum's shortcut never hides a value -----------------------------------
+
+
+def _with(values: list[float], dtype: Any = None) -> Any:
+    return torch.tensor(values, dtype=dtype or torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("tensor", "expected"),
+    [
+        pytest.param(lambda: _with([1.0, float("nan"), 2.0]), (1, 3, "NaN"), id="a NaN"),
+        pytest.param(lambda: _with([1.0, float("inf"), 2.0]), (1, 3, "inf"), id="an infinity"),
+        # +inf and -inf sum to NaN: still not finite.
+        pytest.param(lambda: _with([float("inf"), float("-inf")]), (2, 2, "inf"), id="both infinities"),
+        pytest.param(lambda: _with([float("nan"), float("inf")]), (2, 2, "NaN and inf"), id="NaN and inf"),
+        # Finite values whose sum overflows float16: the count finds none.
+        pytest.param(lambda: torch.full((8,), 60000.0, dtype=torch.float16), None, id="an overflowing sum"),
+        pytest.param(lambda: torch.tensor([1 + 2j, complex("nan")]), (1, 2, "NaN"), id="complex"),
+        pytest.param(lambda: torch.zeros(0), None, id="empty"),
+        pytest.param(lambda: torch.arange(5), None, id="integers"),
+        pytest.param(lambda: _with([0.0, float("nan")]).to_sparse(), (1, 1, "NaN"), id="sparse"),
+    ],
+)
+def test_non_finite_values_are_counted(tensor: Any, expected: Any) -> None:
+    from torchcontract.conformance.checks.module.training import _non_finite
+
+    assert _non_finite(torch, tensor()) == expected
+
+
+def test_a_single_non_finite_value_in_a_large_gradient_is_found() -> None:
+    from torchcontract.conformance.checks.module.training import _non_finite
+
+    values = torch.randn(1000, 1000, generator=torch.Generator().manual_seed(0))
+    assert _non_finite(torch, values) is None
+    values[999, 999] = float("-inf")
+    assert _non_finite(torch, values) == (1, 1_000_000, "inf")

@@ -235,6 +235,15 @@ def _non_finite(torch: Any, tensor: Any) -> tuple[int, int, str] | None:
         values = tensor.detach()
         if values.is_sparse:
             values = values.coalesce().values()
+        if (
+            type(values) is torch.Tensor
+            and (values.is_floating_point() or values.is_complex())
+            and bool(torch.isfinite(values.sum()).all())
+        ):
+            # A NaN or an infinity among the values makes their sum NaN or infinite, so a finite sum
+            # means every value is finite: one reduction in place of a mask as large as the tensor. (A
+            # sum that overflows is not finite either; the count below then finds no value.)
+            return None
         finite = torch.isfinite(values)
         bad = int(finite.numel() - finite.sum())
         if not bad:

@@ -1,7 +1,7 @@
 """``callable_module.call_matches_forward`` beside forward hooks and pre-hooks, which torch's
 ``Module._call_impl`` runs around ``forward`` by design: a hook that replaces the output or the
-inputs passes, a ``__call__`` that post-processes still fails. Each module here is written for the
-test."""
+inputs passes, a ``__call__`` that post-processes still fails; ``call_runs_forward_once`` counts the
+instance's forward wrapper and both hooks in one call. Each module here is written for the test."""
 
 from __future__ import annotations
 
@@ -102,3 +102,40 @@ def test_forward_is_still_compared_with_what_the_hooks_received() -> None:
     )
     assert status == "failed"
     assert "differs from the output forward gave inside m(*inputs)" in message
+
+
+# -- call_runs_forward_once counts the wrapper and both hooks in one call --------------------------------
+
+
+@pytest.mark.clause("callable_module.call_runs_forward_once")
+def test_the_wrapper_and_the_hooks_are_counted_in_one_call() -> None:
+    import threading
+
+    calls: list[str] = []
+
+    class Counting(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(threading.current_thread().name)
+            return super().forward(x)
+
+    torch.manual_seed(0)
+    report = check(Counting(3, 2), CallableModule, example_inputs=(torch.randn(4, 3),))
+    assert report.passed, str(report)
+    assert calls.count("torchcontract:callable_module.call_runs_forward_once") == 1, calls
+
+
+@pytest.mark.clause("callable_module.call_runs_forward_once")
+def test_hooks_that_run_twice_fail_beside_a_wrapper_that_runs_once() -> None:
+    class HooksTwice(nn.Linear):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            for hook in self._forward_pre_hooks.values():
+                hook(self, args)
+            return super().__call__(*args, **kwargs)
+
+    torch.manual_seed(0)
+    report = check(HooksTwice(3, 2), CallableModule, example_inputs=(torch.randn(4, 3),))
+    result = next(r for r in report.results if r.check_id == "callable_module.call_runs_forward_once")
+    assert result.status == "failed", result
+    assert result.message.startswith("with a forward pre-hook registered on m, m(*inputs) ran it 2 times"), (
+        result.message
+    )

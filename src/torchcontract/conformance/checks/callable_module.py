@@ -236,7 +236,7 @@ def _call_matches_forward_around_hooks(ctx: Context, module: Any, hooks: str) ->
 def call_runs_forward_once(ctx: Context) -> None:
     """m(*inputs) runs m.forward exactly once, looked up on the instance (so wrappers are honoured);
     on a module with hook registration (torch's, the reference implementation's), a forward pre-hook
-    and a forward hook registered on it run once too."""
+    and a forward hook registered on it run once too. One call counts all three."""
     module = ctx.obj
     instance_dict = getattr(module, "__dict__", None)
     if instance_dict is None:
@@ -252,10 +252,15 @@ def call_runs_forward_once(ctx: Context) -> None:
     outcome = ctx.attempt("m.forward = wrapper", setattr, module, "forward", counting_forward)
     if isinstance(outcome, Exception):
         ctx.skip(f"cannot set m.forward on the instance ({type(outcome).__name__}: {outcome})")
+    hooks: _CountingHooks | None = None
     try:
+        if hasattr(module, "register_forward_pre_hook") and hasattr(module, "register_forward_hook"):
+            hooks = _CountingHooks(ctx, module)
         with eval_mode(module):
             call_module(ctx, module)
     finally:
+        if hooks is not None:
+            hooks.remove()
         with object_call("<m.forward put back as it was>"):
             if had_own:
                 module.forward = previous
@@ -268,50 +273,58 @@ def call_runs_forward_once(ctx: Context) -> None:
             "instance, so wrappers such as Accelerate's hooks or a test spy see every call)",
             reproduce=f"m.forward = wrapper; m({args_text(ctx)})  # count the wrapper's calls",
         )
-    if hasattr(module, "register_forward_pre_hook") and hasattr(module, "register_forward_hook"):
-        _check_hooks_run_once(ctx, module)
+    if hooks is not None:
+        hooks.judge()
 
 
-def _check_hooks_run_once(ctx: Context, module: Any) -> None:
-    """A forward pre-hook and a forward hook registered on the module run once per call (the handles
-    are removed afterwards)."""
-    pre_calls: list[int] = []
-    post_calls: list[int] = []
+class _CountingHooks:
+    """A forward pre-hook and a forward hook registered on the module for the clause's one call, each
+    counting its runs; the handles are removed after the call. A registration that raises is said once
+    the wrapper's count is judged."""
 
-    def pre_hook(_module: Any, _args: Any) -> None:
-        pre_calls.append(1)
+    def __init__(self, ctx: Context, module: Any) -> None:
+        self._ctx = ctx
+        self._counts: dict[str, list[int]] = {"forward pre-hook": [], "forward hook": []}
+        self._handles: list[Any] = []
+        self._refused: str | None = None
 
-    def post_hook(_module: Any, _args: Any, _output: Any) -> None:
-        post_calls.append(1)
+        def pre_hook(_module: Any, _args: Any) -> None:
+            self._counts["forward pre-hook"].append(1)
 
-    handles = []
-    try:
+        def post_hook(_module: Any, _args: Any, _output: Any) -> None:
+            self._counts["forward hook"].append(1)
+
         for what, register, hook in (
             ("m.register_forward_pre_hook(hook)", module.register_forward_pre_hook, pre_hook),
             ("m.register_forward_hook(hook)", module.register_forward_hook, post_hook),
         ):
             handle = ctx.attempt(what, register, hook)
             if isinstance(handle, Exception):
-                ctx.skip(f"the wrapper was called once; {what} raised {type(handle).__name__}: {handle}")
-            handles.append(handle)
-        with eval_mode(module):
-            call_module(ctx, module)
-    finally:
-        for handle in handles:
+                self._refused = f"{what} raised {type(handle).__name__}: {handle}"
+                return
+            self._handles.append(handle)
+
+    def remove(self) -> None:
+        for handle in self._handles:
             if hasattr(handle, "remove"):
-                ctx.attempt("handle.remove()", handle.remove)
-    for kind, counted in (("forward pre-hook", pre_calls), ("forward hook", post_calls)):
-        if len(counted) != 1:
-            ctx.fail(
-                f"with a {kind} registered on m, m({args_text(ctx)}) ran it {len(counted)} times; "
-                "expected exactly once (FSDP2, composable activation checkpointing and profilers "
-                "register module hooks, which nn.Module.__call__ runs through _call_impl; a __call__ "
-                "that calls self.forward directly skips them)",
-                reproduce=(
-                    f"m.register_{kind.replace(' ', '_').replace('-', '_')}(lambda *a: print('hook')); "
-                    f"m({args_text(ctx)})"
-                ),
-            )
+                self._ctx.attempt("handle.remove()", handle.remove)
+
+    def judge(self) -> None:
+        ctx = self._ctx
+        if self._refused is not None:
+            ctx.skip(f"the wrapper was called once; {self._refused}")
+        for kind, counted in self._counts.items():
+            if len(counted) != 1:
+                ctx.fail(
+                    f"with a {kind} registered on m, m({args_text(ctx)}) ran it {len(counted)} times; "
+                    "expected exactly once (FSDP2, composable activation checkpointing and profilers "
+                    "register module hooks, which nn.Module.__call__ runs through _call_impl; a __call__ "
+                    "that calls self.forward directly skips them)",
+                    reproduce=(
+                        f"m.register_{kind.replace(' ', '_').replace('-', '_')}(lambda *a: print('hook')); "
+                        f"m({args_text(ctx)})"
+                    ),
+                )
 
 
 @register_check(

@@ -139,3 +139,21 @@ def test_hooks_that_run_twice_fail_beside_a_wrapper_that_runs_once() -> None:
     assert result.message.startswith("with a forward pre-hook registered on m, m(*inputs) ran it 2 times"), (
         result.message
     )
+
+
+@pytest.mark.clause("callable_module.call_runs_forward_once")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")  # deprecated, still supported
+def test_a_traced_module_passes_and_is_left_without_the_wrapper() -> None:
+    # torch.jit.trace's TracedModule.__setattr__ hands m.forward = wrapper to its script module and has
+    # no __delattr__ to match: the wrapper is not in m.__dict__, so it is not deleted from there (before,
+    # the put-back raised AttributeError and failed the clause); the engine's restore removes it.
+    torch.manual_seed(0)
+    x = torch.randn(5, 4)
+    traced = torch.jit.trace(nn.Sequential(nn.Linear(4, 3), nn.ReLU()).eval(), (x,))
+    expected = traced(x)
+    held = vars(traced._actual_script_module).get("forward")  # what the script module holds, if anything
+    report = check(traced, CallableModule, example_inputs=(x,))
+    result = next(r for r in report.results if r.check_id == "callable_module.call_runs_forward_once")
+    assert result.status == "passed", result
+    assert vars(traced._actual_script_module).get("forward") is held
+    assert torch.equal(traced(x), expected)

@@ -261,11 +261,15 @@ def call_runs_forward_once(ctx: Context) -> None:
     finally:
         if hooks is not None:
             hooks.remove()
-        with object_call("<m.forward put back as it was>"):
-            if had_own:
-                module.forward = previous
-            else:
-                delattr(module, "forward")
+        # Only where the wrapper landed: a class's own __setattr__ may put it elsewhere (a
+        # torch.jit.trace module hands it to its script module and has no __delattr__ to match), and
+        # the engine's restore of m after this clause puts that back.
+        if instance_dict.get("forward") is counting_forward:
+            with object_call("<m.forward put back as it was>"):
+                if had_own:
+                    module.forward = previous
+                else:
+                    delattr(module, "forward")
     if len(calls) != 1:
         ctx.fail(
             f"with m.forward replaced by a wrapper on the instance, m({args_text(ctx)}) called it "

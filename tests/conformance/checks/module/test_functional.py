@@ -204,6 +204,27 @@ def test_a_module_without_floating_point_state_skips_functional_call() -> None:
     assert "no floating-point parameter or buffer" in result.message
 
 
+@pytest.mark.clause(FUNCTIONAL)
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")  # deprecated, still supported
+@pytest.mark.parametrize(
+    ("wrap", "named"),
+    [
+        (lambda m: torch.jit.script(m), "a TorchScript module (torch.jit.script or torch.jit.trace)"),
+        (
+            lambda m: torch.jit.trace(m, _inputs()),
+            "a TorchScript module (torch.jit.script or torch.jit.trace)",
+        ),
+        (nn.DataParallel, "nn.DataParallel (call it on m.module)"),
+    ],
+    ids=["script", "trace", "DataParallel"],
+)
+def test_what_functional_call_refuses_by_design_is_skipped_naming_it(wrap: Any, named: str) -> None:
+    torch.manual_seed(0)
+    result = _result(check(wrap(nn.Linear(3, 2)), Module, example_inputs=_inputs()), FUNCTIONAL)
+    assert result.status == "skipped", result
+    assert result.message.startswith(f"torch.func.functional_call refuses {named} by design"), result.message
+
+
 @pytest.mark.clause(COMPILE, EXPORT)
 @pytest.mark.parametrize(("check_id", "option"), [(COMPILE, "compile=True"), (EXPORT, "export=True")])
 def test_compile_and_export_are_off_by_default_and_say_how_to_turn_them_on(

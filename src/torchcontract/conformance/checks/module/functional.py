@@ -72,6 +72,13 @@ def functional_call_matches_call(ctx: Context) -> None:
     torch = torch_module(ctx)
     from torch.func import functional_call
 
+    refused = _refused_by_functional_call(torch, ctx.obj)
+    if refused:
+        ctx.skip(
+            f"torch.func.functional_call refuses {refused} by design (torch/nn/utils/stateless.py, "
+            "_functional_call: \"The stateless API can't be used with\" them)"
+        )
+
     def attempt_functional_call(what: str, state: dict[str, Any]) -> Any:
         """functional_call(m, state, inputs) in eval mode, seeded as m's own calls are: its output, or
         the exception it raised."""
@@ -184,6 +191,17 @@ def functional_call_matches_call(ctx: Context) -> None:
             "**dict(m.named_buffers())}.items()}; torch.func.functional_call(m, changed, tuple(inputs)) "
             f"== <m({call}) after adding 0.5 to those tensors in place>",
         )
+
+
+def _refused_by_functional_call(torch: Any, module: Any) -> str | None:
+    """What torch's functional_call refuses to call, as it decides it (stateless.py, _functional_call,
+    by type): a TorchScript module (scripted or traced) and nn.DataParallel; None for any other."""
+    jitted = (torch.jit.RecursiveScriptModule, torch.jit.ScriptModule, torch.jit.ScriptFunction)
+    if isinstance(module, jitted):
+        return "a TorchScript module (torch.jit.script or torch.jit.trace)"
+    if isinstance(module, torch.nn.DataParallel):
+        return "nn.DataParallel (call it on m.module)"
+    return None
 
 
 def _shifted(tensor: Any) -> Any:

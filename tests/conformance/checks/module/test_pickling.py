@@ -186,6 +186,20 @@ def test_a_module_whose_setstate_raises_gets_the_advice_for_a_load() -> None:
 
 
 @needs_torch
+def test_a_parametrized_submodule_is_named_as_torch_refuses_it_by_design() -> None:
+    # Before: the generated class ParametrizedLinear was named, with "define the class at module level".
+    from torch.nn.utils import parametrizations
+
+    module = nn.Sequential(parametrizations.weight_norm(nn.Linear(3, 2)), nn.ReLU())
+    result = _run(module)
+    assert result.status == "failed", result
+    assert "only supported through state_dict(). See: https://pytorch.org/" in result.message
+    assert "; m.0 is parametrized (torch.nn.utils.parametrize), and torch refuses" in result.message
+    assert "save and load m.state_dict() into a module built and parametrized alike" in result.message
+    assert "define the class at module level" not in result.message
+
+
+@needs_torch
 def test_state_lost_in_setstate_fails_the_comparison() -> None:
     result = _run(ForgetsScaleWhenUnpickled())
     assert result.status == "failed", result

@@ -97,11 +97,14 @@ def perturb(parameter: Any) -> bool:
 
 def first_line(error: BaseException) -> str:
     """The line of an error message that names the problem (torch's weights-only error puts it under
-    "WeightsUnpickler error:", after a paragraph about the 2.6 default)."""
+    "WeightsUnpickler error:", after a paragraph about the 2.6 default), with the address of a line that
+    ends in "See:"."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in lines:
         if "WeightsUnpickler error:" in line:
             return line.split("WeightsUnpickler error:", 1)[1].split(". Please use", 1)[0].strip()
+    if len(lines) > 1 and lines[0].endswith(("See:", "see:")):
+        return f"{lines[0]} {lines[1]}"  # the address a "See:" points to is on the next line
     return lines[0] if lines else ""
 
 

@@ -76,7 +76,7 @@ def functional_call_matches_call(ctx: Context) -> None:
     if refused:
         ctx.skip(
             f"torch.func.functional_call refuses {refused} by design (torch/nn/utils/stateless.py, "
-            "_functional_call: \"The stateless API can't be used with\" them)"
+            '_functional_call: "The stateless API can\'t be used with" them)'
         )
 
     def attempt_functional_call(what: str, state: dict[str, Any]) -> Any:

@@ -200,6 +200,27 @@ def test_a_parametrized_submodule_is_named_as_torch_refuses_it_by_design() -> No
 
 
 @needs_torch
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.ao.quantization's eager mode
+@pytest.mark.filterwarnings(
+    "ignore:Please use quant_min and quant_max:UserWarning"
+)  # torch's default qconfig
+def test_a_local_function_deep_in_an_attribute_gets_the_advice_for_a_function() -> None:
+    # torch.ao.quantization.prepare_qat keeps a local function in the qconfig's observer constructors
+    # (a QConfig tuple of _PartialWrapper objects, callable_args). Before: "a lock, an open file...".
+    model = nn.Sequential(
+        torch.ao.quantization.QuantStub(), nn.Linear(3, 2), torch.ao.quantization.DeQuantStub()
+    )
+    model.qconfig = torch.ao.quantization.get_default_qat_qconfig("x86")
+    prepared = torch.ao.quantization.prepare_qat(model.train())
+    result = _run(prepared)
+    assert result.status == "failed", result
+    assert "; m.qconfig, a QConfig, cannot be pickled (" not in result.message  # said once, by the whole
+    assert "; m.qconfig, a QConfig, cannot be pickled;" in result.message, result.message
+    assert "pickle stores a function by its module and name" in result.message
+    assert "a lock, an open file" not in result.message
+
+
+@needs_torch
 def test_state_lost_in_setstate_fails_the_comparison() -> None:
     result = _run(ForgetsScaleWhenUnpickled())
     assert result.status == "failed", result

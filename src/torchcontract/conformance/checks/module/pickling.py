@@ -204,16 +204,29 @@ def _unless_said(error: Exception, whole: str) -> str:
     return "" if own == whole else f" ({own})"
 
 
-def _failing_item(ctx: Context, value: Any, trial: _Trial) -> Any:
-    """The first value of a dict (torch's hook registries: {handle id: hook}) that fails ``trial`` on
-    its own, or ``value`` itself: the advice is about what failed."""
-    if isinstance(value, dict):
-        for item in list(value.values()):
-            if isinstance(
-                ctx.attempt(trial.call.format("<a value of the dict>"), trial.attempt, item), Exception
-            ):
-                return item
+def _failing_item(ctx: Context, value: Any, trial: _Trial, depth: int = 4) -> Any:
+    """The innermost part of ``value`` that fails ``trial`` on its own, or ``value`` itself: the advice is
+    about what failed. Looked for in the values of a dict (torch's hook registries: {handle id: hook}),
+    the items of a tuple or list (a QConfig holds its observers' constructors), and the attributes of an
+    instance (torch.ao's _PartialWrapper holds a local function in its callable_args)."""
+    if depth:
+        for part in _parts(value):
+            if isinstance(ctx.attempt(trial.call.format("<a part of it>"), trial.attempt, part), Exception):
+                return _failing_item(ctx, part, trial, depth - 1)
     return value
+
+
+def _parts(value: Any) -> list[Any]:
+    """What ``value`` holds that pickle pickles with it (see :func:`_failing_item`); none for a partial, a
+    class, a function or a bound method (the advice is for that kind) or an object without a __dict__."""
+    if isinstance(value, dict):
+        return list(value.values())[:64]
+    if isinstance(value, (tuple, list)):
+        return list(value)[:64]
+    if isinstance(value, (functools.partial, type, types.FunctionType, types.MethodType)):
+        return []  # each has advice of its own
+    attributes = getattr(value, "__dict__", None)
+    return list(attributes.values())[:64] if isinstance(attributes, dict) else []
 
 
 def _article(noun: str) -> str:

@@ -228,6 +228,11 @@ class Context:
         could be decided. ``reason`` says what was being waited for."""
         raise CheckUnverified(f"the time budget of {self.time_budget_s:g} s ran out {reason}")
 
+    def undecided(self, reason: str) -> NoReturn:
+        """End the check as unverified: the clause applies, and what the check could find decides
+        neither way. ``reason`` says what was found and what was missing to decide."""
+        raise CheckUnverified(reason)
+
     def note(self, text: str) -> None:
         """Something a passed result should say (e.g. that only a sample was checked)."""
         self.notes.append(text)

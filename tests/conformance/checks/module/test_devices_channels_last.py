@@ -1,6 +1,7 @@
 """module.channels_last_matches_contiguous: 4-D inputs in channels_last, 5-D ones in channels_last_3d; a
 module that reads raw memory computes something else there; no image input is a skip with its reason; a
-deep network's rounding in another order of summation is judged against the module in float64."""
+deep network's rounding in another order of summation is judged against the module in float64, and is
+undecided (unverified) for a module without a float64 result."""
 
 from __future__ import annotations
 
@@ -62,6 +63,19 @@ if HAS_TORCH:
             if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
                 out = out * 1.001
             return out
+
+    class Float32Only(nn.Module):
+        """Wraps a network that runs in float32 only (as torchvision's RAFT: a grid it makes in float32
+        meets the features in grid_sample), so that no float64 result sizes its rounding."""
+
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.dtype != torch.float32:
+                raise RuntimeError(f"expected scalar type Float but found {x.dtype}")
+            return self.inner(x)
 
 
 def _run(module: Any, *inputs: Any, **options: Any) -> Any:
@@ -138,3 +152,19 @@ def test_a_real_difference_in_channels_last_still_fails_naming_the_float64_error
     result = _run(_seeded(OffInChannelsLast), _image())
     assert result.status == "failed", result
     assert "from the module's float64 result" in result.message
+
+
+# Without a float64 result (a module that runs in float32 only), a difference the size of rounding beside
+# the outputs is undecided, not failed; one the size of a mistake still fails.
+
+
+def test_rounding_without_a_float64_result_is_unverified_not_failed() -> None:
+    result = _run(_seeded(lambda: Float32Only(DeepStack())), _image())
+    assert result.status == "unverified", result
+    assert "the module gives no float64 result to tell rounding from the layout by" in result.message
+    assert "give parity_tolerance=(rtol, atol) to decide" in result.message
+
+
+def test_a_real_difference_without_a_float64_result_still_fails() -> None:
+    result = _run(_seeded(lambda: Float32Only(OffInChannelsLast())), _image())
+    assert result.status == "failed", result

@@ -22,6 +22,7 @@ from torchcontract.conformance.checks._calling import (
 from torchcontract.conformance.checks.callable_module import eval_is_deterministic
 from torchcontract.conformance.checks.module._shared import (
     BACKWARD_OF_SUM,
+    arguments_in_float64,
     backward_of_sum,
     deep_copy,
     first_line,
@@ -29,6 +30,7 @@ from torchcontract.conformance.checks.module._shared import (
     structure_difference,
     torch_module,
 )
+from torchcontract.conformance.checks.module.devices import ROUNDING_FACTOR, ROUNDING_SHARE
 from torchcontract.conformance.checks.module.protocol import deepcopy_is_independent
 from torchcontract.protocols import Module
 
@@ -123,12 +125,21 @@ def _compiled_difference(ctx: Context, torch: Any, backend: str, expected: Any) 
 Gradients = dict[str, Any]
 
 
-def _gradients(ctx: Context, torch: Any, backend: str | None, train: bool) -> Gradients | Exception:
+def _gradients(
+    ctx: Context, torch: Any, backend: str | None, train: bool, *, in_float64: bool = False
+) -> Gradients | Exception:
     """``{name: gradient or None}`` of every parameter of a deep copy (compiled with ``backend``, or
-    eager for None) after one call in train or eval mode and a backward pass from the sum of its
-    floating-point outputs; the exception the call or the backward raised."""
+    eager for None; converted to float64 and called with the inputs in float64 when ``in_float64``)
+    after one call in train or eval mode and a backward pass from the sum of its floating-point
+    outputs; the exception the conversion, the call or the backward raised."""
     clone = deep_copy(ctx)
     name = "copy.deepcopy(m)"
+    arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+    if in_float64:
+        converted = ctx.attempt(f"{name}.to(torch.float64)", clone.to, torch.float64)
+        if isinstance(converted, Exception):
+            return converted
+        arguments = arguments_in_float64(ctx)
     ctx.call(f"{name}.{'train' if train else 'eval'}()", clone.train, train)
     named = ctx.call(f"{name}.named_parameters()", lambda: list(clone.named_parameters()))
     what = f"{name}({args_text(ctx)})" if backend is None else _compiled_call(backend, args_text(ctx))
@@ -138,8 +149,9 @@ def _gradients(ctx: Context, torch: Any, backend: str | None, train: bool) -> Gr
         if backend is not None:
             compiling = f"torch.compile({name}, backend={backend!r})"
             module = ctx.call(compiling, torch.compile, clone, backend=backend)
+        inputs, kwargs = arguments if arguments is not None else (fresh_inputs(ctx), fresh_kwargs(ctx))
         with seeded(ctx):
-            output = ctx.attempt(what, module, *fresh_inputs(ctx), **fresh_kwargs(ctx))
+            output = ctx.attempt(what, module, *inputs, **kwargs)
         if isinstance(output, Exception):
             return output
         tracked = [leaf for _, leaf in float_leaves(output) if leaf.requires_grad]
@@ -228,8 +240,16 @@ def compile_gradients_match_eager(ctx: Context) -> None:
             f"in {mode} mode, the eager copy's call or backward pass raised {type(eager).__name__}: "
             f"{first_line(eager)}, so there is no gradient to compare"
         )
-    found = _compiled_gradient_difference(ctx, torch, COMPILE_BACKEND, train, eager)
+    compiled = _gradients(ctx, torch, COMPILE_BACKEND, train)
+    found = compiled if isinstance(compiled, Exception) else _gradient_difference(ctx, compiled, eager)
     if found is None:
+        return
+    if (
+        isinstance(found, str)
+        and not isinstance(compiled, Exception)
+        and ctx.options.deterministic
+        and _rounding_only(ctx, torch, train, compiled, eager, found)
+    ):
         return
     dynamo_only = _compiled_gradient_difference(ctx, torch, DYNAMO_ONLY_BACKEND, train, eager)
     if dynamo_only is None:
@@ -260,6 +280,61 @@ def compile_gradients_match_eager(ctx: Context) -> None:
         "when compiling, trains on other gradients)",
         reproduce=reproduce,
     )
+
+
+def _rounding_only(
+    ctx: Context, torch: Any, train: bool, compiled: Gradients, eager: Gradients, found: str
+) -> bool:
+    """Whether the compiled gradients differ from the eager ones by rounding alone (noted):
+    AOTAutograd's decomposed backward adds in another order, and a deep network (BatchNorm backbones,
+    gradients in the thousands) grows that float32 rounding past assert_close's tolerances. Passes,
+    noting it, when every differing gradient is as close to the module's float64 gradient as the
+    eager one, within ROUNDING_FACTOR times; without a float64 gradient, undecided when every
+    difference is within ROUNDING_SHARE of the gradient's largest magnitude. A gradient on one side
+    only, or a difference the size of the gradient, is False: the failure stands."""
+    differing = []
+    for name, expected in eager.items():
+        value = compiled.get(name)
+        if (value is None) != (expected is None):
+            return False
+        if value is not None and expected is not None and close_difference(value, expected) is not None:
+            differing.append((name, value, expected))
+    if not differing:
+        return False
+    reference = _gradients(ctx, torch, None, train, in_float64=True)
+    if isinstance(reference, Exception):
+        sizes = [
+            _largest(value - expected) / max(_largest(expected), 1e-30) for _, value, expected in differing
+        ]
+        if max(sizes) <= ROUNDING_SHARE:
+            ctx.undecided(
+                f"the compiled copy's gradients differ from the eager copy's beyond assert_close's "
+                f"tolerances ({found}), by at most {max(sizes):.3g} of each gradient's largest magnitude: "
+                "the size of float32 rounding in another order of summation, and the module gives no "
+                f"float64 gradient to tell rounding from a wrong backward by ({type(reference).__name__}: "
+                f"{first_line(reference)})"
+            )
+        return False
+    worst = (0.0, 0.0)
+    for name, value, expected in differing:
+        truth = reference.get(name)
+        if truth is None:
+            return False
+        errors = (_largest(value.double() - truth), _largest(expected.double() - truth))
+        if not errors[0] <= ROUNDING_FACTOR * errors[1]:
+            return False
+        worst = max(worst, errors)
+    ctx.note(
+        f"the compiled copy's gradients differ from the eager copy's beyond assert_close's tolerances "
+        f"({found}), but each is as close to the module's float64 gradient ({worst[0]:.3g}) as the eager "
+        f"one ({worst[1]:.3g}), within {ROUNDING_FACTOR:g} times: rounding in another order of summation"
+    )
+    return True
+
+
+def _largest(tensor: Any) -> float:
+    """The largest absolute value of ``tensor`` in float64 (NaN when it holds one)."""
+    return float(tensor.detach().double().abs().max()) if tensor.numel() else 0.0
 
 
 def _compiled_gradient_difference(

@@ -16,6 +16,7 @@ from torchcontract.conformance._core.errors import ConformanceWarning
 from torchcontract.conformance._core.target import Target
 from torchcontract.conformance._pytest_shared import MARK, ExpectedCheckFailure, active_in
 from torchcontract.conformance._results import CheckResult
+from torchcontract.conformance._runtime import compiler_cache
 
 if TYPE_CHECKING:
     import pytest
@@ -128,7 +129,8 @@ class CheckCase:
         it."""
         target = self.target if target is None else target
         dtype = self.dtype if self.dtype in target.options.dtype_names else None
-        result = target.session(self.device, self.time_budget_s, dtype).result(self.check_id)
+        with compiler_cache.recompilations_undone():
+            result = target.session(self.device, self.time_budget_s, dtype).result(self.check_id)
         # The plugin runs the check in the test's setup (an internal error is a pytest error), and
         # the test body runs it again (memoised): record each target's result once.
         if self._recorder is not None and id(target) not in self._recorded:

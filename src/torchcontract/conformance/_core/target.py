@@ -31,7 +31,7 @@ from torchcontract.conformance._core.process_group import in_process_group
 from torchcontract.conformance._core.registry import CHECKS, PROTOCOLS, Check, checks_for, current_id
 from torchcontract.conformance._core.session import Session, missing_needs
 from torchcontract.conformance._results import Report
-from torchcontract.conformance._runtime import fresh
+from torchcontract.conformance._runtime import compiler_cache, fresh
 from torchcontract.conformance._values import describe, tensor_module
 from torchcontract.protocols import CallableModule, CollateFn, Loader, Module
 
@@ -283,6 +283,7 @@ class Target:
         chosen = [c for c in self.checks if select is None or select(c)]
         self.prestart_fresh_interpreter(session, chosen)
         with contextlib.ExitStack() as run:
+            run.enter_context(compiler_cache.recompilations_undone())
             for each in sessions.values():
                 run.enter_context(each.one_run())
             results = tuple(sessions[dtype].result(c.check_id) for c in chosen for dtype in self.dtypes_of(c))

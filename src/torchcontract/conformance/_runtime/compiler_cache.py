@@ -16,11 +16,13 @@ import contextlib
 import getpass
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["left_as_found"]
+__all__ = ["left_as_found", "recompilations_undone"]
 
 _VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
 
@@ -70,3 +72,68 @@ def left_as_found(active: bool = True) -> Iterator[None]:
             os.environ[_VARIABLE] = variable
         if not existed and directory.is_dir() and not directory.is_symlink():
             _remove_if_empty(directory)
+
+
+@contextlib.contextmanager
+def recompilations_undone() -> Iterator[None]:
+    """Within the block, code compiled with ``torch.compile`` (a compiled target, or a compiled function
+    its forward calls) may be called in ways its user never calls it: deep copies, train and eval mode,
+    float64, the meta device. TorchDynamo adds an entry to the cache of the code's object for each, and
+    once one holds ``recompile_limit`` (8) entries torch runs it eagerly from then on, silently.
+    Afterwards every code object that gained entries in the block holds none: it is compiled again at
+    its next call, as at its first. Code the block did not compile keeps its entries. Reads TorchDynamo's
+    own records (``convert_frame.input_codes`` and ``output_codes``, the code objects it has compiled;
+    ``reset_code``, what ``torch._dynamo.reset_code_caches`` calls for each); where a version of torch
+    has none of them, nothing is done."""
+    before = _cache_entry_counts()
+    try:
+        yield
+    finally:
+        after = _cache_entry_counts()
+        grown = [code for code, count in after.items() if count > before.get(code, 0)]
+        if grown:
+            _reset_codes(grown)
+
+
+def _dynamo_records() -> tuple[Any, Any, Any] | None:
+    """TorchDynamo's convert_frame module, its eval_frame module and reset_code, if torch._dynamo was
+    imported (nothing was compiled otherwise) and this version of torch has them."""
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is None:
+        return None
+    try:
+        from torch._C._dynamo.eval_frame import reset_code
+        from torch._dynamo import convert_frame, eval_frame
+    except ImportError:
+        return None
+    return convert_frame, eval_frame, reset_code
+
+
+def _cache_entry_counts() -> dict[Any, int]:
+    """{code object: how many compiled entries its cache holds} for every code TorchDynamo has seen."""
+    records = _dynamo_records()
+    if records is None:
+        return {}
+    convert_frame, eval_frame, _ = records
+    counts: dict[Any, int] = {}
+    try:
+        for tracker in (convert_frame.input_codes, convert_frame.output_codes):
+            for reference in list(tracker.seen):
+                code = reference()
+                if code is not None:
+                    counts[code] = len(eval_frame._debug_get_cache_entry_list(code))
+    except Exception:  # another version's records: nothing to compare
+        return {}
+    return counts
+
+
+def _reset_codes(codes: list[Any]) -> None:
+    records = _dynamo_records()
+    if records is None:
+        return
+    convert_frame, _, reset_code = records
+    lock = getattr(convert_frame, "compile_lock", contextlib.nullcontext())
+    with lock:
+        for code in codes:
+            with contextlib.suppress(Exception):
+                reset_code(code)

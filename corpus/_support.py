@@ -60,6 +60,19 @@ FINDINGS: dict[str, str] = {
         "log_softmax, not with respect to its log_probs argument"
     ),
     "regnet-meta-device": ("torchvision 0.29.1: the RegNet builders cannot build under torch.device('meta')"),
+    "weight-norm-double-backward": (
+        "torch 2.14.1: the double backward of torch._weight_norm is wrong with respect to v"
+    ),
+    "orthogonal-meta-device": (
+        "torch 2.14.1: parametrizations.orthogonal on a square weight cannot be built on the meta device"
+    ),
+    "skip-init-default-device": "torch 2.14.1: nn.utils.skip_init ignores the default device",
+    "scriptmodule-deepcopy-non-leaf": (
+        "torch 2.14.1: copy.deepcopy of a TorchScript module gives parameters that are not leaves"
+    ),
+    "qat-not-picklable": (
+        "torch 2.14.1: a model prepared with torch.ao.quantization.prepare_qat cannot be pickled"
+    ),
 }
 
 

@@ -19,7 +19,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("fast", "full"),
         default="full",
         help="full: every object of the corpus (about an hour on 2 cores); fast: the slice CI runs "
-        "(a few module_db entries of each family, a few torchvision classifiers, the data objects)",
+        "(a few module_db entries of each family, a few torchvision classifiers, one torch wrapper of each "
+        "family, the data objects)",
     )
     group.addoption(
         "--corpus-summary",

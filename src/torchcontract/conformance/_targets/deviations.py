@@ -51,16 +51,18 @@ DEVIATIONS: tuple[Deviation, ...] = (
     ),
     Deviation(
         key="non_leaf_weight",
-        targets=("nn.utils.weight_norm", "nn.utils.spectral_norm"),
+        targets=("nn.utils.weight_norm", "nn.utils.spectral_norm", "nn.utils.prune"),
         check_id="module.deepcopy_is_independent",
         reason=(
             "nn.utils.weight_norm holds a non-leaf weight from the moment it is applied (WeightNorm.apply "
-            "computes it), and nn.utils.spectral_norm once the module has been called; "
-            "Tensor.__deepcopy__ refuses a non-leaf tensor (pytorch#28594): use nn.utils.parametrizations"
+            "computes it), nn.utils.spectral_norm once the module has been called, and a module pruned "
+            "with nn.utils.prune from the moment it is pruned (weight = weight_orig * weight_mask); "
+            "Tensor.__deepcopy__ refuses a non-leaf tensor (pytorch#28594): use nn.utils.parametrizations, "
+            "or prune.remove before copying"
         ),
         source=(
             "nn/utils/weight_norm.py, WeightNorm.apply; nn/utils/spectral_norm.py, SpectralNorm.__call__; "
-            "_tensor.py, Tensor.__deepcopy__"
+            "nn/utils/prune.py, BasePruningMethod.apply; _tensor.py, Tensor.__deepcopy__"
         ),
     ),
     Deviation(

@@ -154,18 +154,7 @@ TARGETS: dict[str, tuple[Callable[[], nn.Module], dict[str, str], dict[str, Any]
     "prune.random_unstructured": (_pruned(prune.random_unstructured), NON_LEAF, {}),
     "prune.l1_unstructured, removed": (_pruned(prune.l1_unstructured, removed=True), {}, {}),
     "fx.symbolic_trace": (lambda: torch.fx.symbolic_trace(_mlp()), {}, {}),
-    "jit.script": (
-        lambda: torch.jit.script(_mlp()),
-        {
-            **SCRIPTED,
-            **declared(
-                "to_empty is not supported on ScriptModules (torch/jit/_script.py, "
-                "RecursiveScriptModule.to_empty)",
-                "module.builds_on_meta_device",
-            ),
-        },
-        {},
-    ),
+    "jit.script": (lambda: torch.jit.script(_mlp()), SCRIPTED, {}),
     "jit.trace": (lambda: torch.jit.trace(_mlp().eval(), (_inputs(),)), SCRIPTED, {}),
     "compile(eager)": (lambda: torch.compile(_mlp(), backend="eager"), {}, {}),
     "swa_utils.AveragedModel": (lambda: torch.optim.swa_utils.AveragedModel(_mlp()), {}, {}),

@@ -225,6 +225,19 @@ def test_what_functional_call_refuses_by_design_is_skipped_naming_it(wrap: Any, 
     assert result.message.startswith(f"torch.func.functional_call refuses {named} by design"), result.message
 
 
+@pytest.mark.clause("module.builds_on_meta_device")
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")  # deprecated, still supported
+def test_a_torchscript_factory_skips_the_meta_build_naming_torchs_refusal() -> None:
+    def build() -> Any:
+        return torch.jit.script(nn.Linear(3, 2))
+
+    result = _result(
+        check(build(), Module, example_inputs=_inputs(), factory=build), "module.builds_on_meta_device"
+    )
+    assert result.status == "skipped", result
+    assert "whose to_empty torch refuses by design" in result.message
+
+
 @pytest.mark.clause(COMPILE, EXPORT)
 @pytest.mark.parametrize(("check_id", "option"), [(COMPILE, "compile=True"), (EXPORT, "export=True")])
 def test_compile_and_export_are_off_by_default_and_say_how_to_turn_them_on(

@@ -221,6 +221,19 @@ def test_a_local_function_deep_in_an_attribute_gets_the_advice_for_a_function() 
 
 
 @needs_torch
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")  # deprecated, still supported
+def test_a_torchscript_module_is_named_as_saved_with_jit_save() -> None:
+    result = _run(torch.jit.script(nn.Sequential(nn.Linear(3, 2), nn.ReLU())))
+    assert result.status == "failed", result
+    assert (
+        "; m is a TorchScript module, which torch saves with torch.jit.save, not by pickling;"
+        in result.message
+    )
+    assert "save it with torch.jit.save (torch.jit.load gives it back)" in result.message
+    assert "a lock, an open file" not in result.message
+
+
+@needs_torch
 def test_state_lost_in_setstate_fails_the_comparison() -> None:
     result = _run(ForgetsScaleWhenUnpickled())
     assert result.status == "failed", result

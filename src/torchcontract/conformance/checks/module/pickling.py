@@ -159,12 +159,9 @@ def _culprit(ctx: Context, module: Any, whole: str, trial: _Trial = _DUMPS) -> t
         named = [("", module)]
     for prefix, sub in named:
         where = f"m.{prefix}" if prefix else "m"
-        if _is_parametrized(sub):
-            said = (
-                f"{where} is parametrized (torch.nn.utils.parametrize), and torch refuses to pickle a "
-                "parametrized module by design (its __getstate__ raises)"
-            )
-            return said, _PARAMETRIZED
+        refused = _refused_by_torch(sub, where)
+        if refused is not None:
+            return refused
         cls = type(sub)
         error = ctx.attempt(trial.call.format(f"type({where})"), trial.attempt, cls)
         if isinstance(error, Exception):
@@ -180,22 +177,35 @@ def _culprit(ctx: Context, module: Any, whole: str, trial: _Trial = _DUMPS) -> t
     return None
 
 
+_SCRIPTED = (
+    "save it with torch.jit.save (torch.jit.load gives it back), and declare this clause an expected failure"
+)
 _PARAMETRIZED = (
     "torch saves a parametrized module only through its state_dict(): save and load m.state_dict() into "
     "a module built and parametrized alike, and declare this clause an expected failure"
 )
 
 
-def _is_parametrized(module: Any) -> bool:
-    """Whether ``module`` has parametrizations registered with torch.nn.utils.parametrize, whose
-    generated class refuses pickling (parametrize.py, ``_inject_new_class``: ``getstate`` raises)."""
+def _refused_by_torch(module: Any, where: str) -> tuple[str, str] | None:
+    """A clause and its advice when torch refuses to pickle ``module`` by design: a module parametrized
+    with torch.nn.utils.parametrize (parametrize.py, ``_inject_new_class``: the generated class's
+    ``getstate`` raises), a TorchScript module (saved with torch.jit.save); None otherwise."""
     torch = tensor_module()
     if torch is None or not isinstance(module, torch.nn.Module):
-        return False
+        return None
     try:
-        return bool(torch.nn.utils.parametrize.is_parametrized(module))
-    except Exception:  # an odd module: the parts are tried one by one instead
-        return False
+        if isinstance(module, torch.jit.ScriptModule):
+            said = f"{where} is a TorchScript module, which torch saves with torch.jit.save, not by pickling"
+            return said, _SCRIPTED
+        if torch.nn.utils.parametrize.is_parametrized(module):
+            said = (
+                f"{where} is parametrized (torch.nn.utils.parametrize), and torch refuses to pickle a "
+                "parametrized module by design (its __getstate__ raises)"
+            )
+            return said, _PARAMETRIZED
+    except Exception:  # an odd module: its parts are tried one by one instead
+        return None
+    return None
 
 
 def _unless_said(error: Exception, whole: str) -> str:

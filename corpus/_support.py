@@ -73,6 +73,8 @@ FINDINGS: dict[str, str] = {
     "qat-not-picklable": (
         "torch 2.14.1: a model prepared with torch.ao.quantization.prepare_qat cannot be pickled"
     ),
+    "raft-float32-only": "torchvision 0.29.1: RAFT runs in float32 only",
+    "keypointrcnn-float64-keypoints": "torchvision 0.29.1: Keypoint R-CNN rejects float64 keypoints",
 }
 
 

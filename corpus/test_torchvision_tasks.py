@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -47,112 +48,68 @@ def _detection_batch(count: int = 1, keypoints: bool = False) -> Callable[[], tu
 
 
 SMALL_DETECTION = {"weights": None, "weights_backbone": None, "min_size": 128, "max_size": 128}
-RAFT_FLOAT32 = finding("raft-float32-only", "module.to_dtype")
 
-# name -> (builder, its keyword arguments, the inputs, the keyword inputs, declarations, options)
-MODELS: dict[
-    str,
-    tuple[
-        Callable[..., Any],
-        dict[str, Any],
-        Callable[[], tuple[Any, ...]],
-        dict[str, Any],
-        dict[str, str],
-        dict[str, Any],
-    ],
-] = {
-    "lraspp_mobilenet_v3_large": (
-        segmentation.lraspp_mobilenet_v3_large,
-        {"weights": None, "weights_backbone": None, "num_classes": 3},
-        _images(2, 3, 64, 64),
-        {},
-        {},
-        {},
+
+@dataclass(frozen=True)
+class _Model:
+    builder: Callable[..., Any]
+    kwargs: dict[str, Any]  # the builder's
+    inputs: Callable[[], tuple[Any, ...]]
+    keywords: dict[str, Any] = field(default_factory=dict)  # the example keyword arguments
+    declarations: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+SEGMENTATION = {"weights": None, "weights_backbone": None, "num_classes": 3}
+QUANTIZABLE = {"weights": None, "quantize": False, "num_classes": 10}
+MODELS: dict[str, _Model] = {
+    "lraspp_mobilenet_v3_large": _Model(
+        segmentation.lraspp_mobilenet_v3_large, SEGMENTATION, _images(2, 3, 64, 64)
     ),
-    "deeplabv3_mobilenet_v3_large": (
-        segmentation.deeplabv3_mobilenet_v3_large,
-        {"weights": None, "weights_backbone": None, "num_classes": 3},
-        _images(2, 3, 64, 64),
-        {},
-        {},
-        {},
+    "deeplabv3_mobilenet_v3_large": _Model(
+        segmentation.deeplabv3_mobilenet_v3_large, SEGMENTATION, _images(2, 3, 64, 64)
     ),
-    "fcn_resnet50(aux_loss)": (
-        segmentation.fcn_resnet50,
-        {"weights": None, "weights_backbone": None, "num_classes": 3, "aux_loss": True},
-        _images(2, 3, 64, 64),
-        {},
-        {},
-        {},
+    "fcn_resnet50(aux_loss)": _Model(
+        segmentation.fcn_resnet50, {**SEGMENTATION, "aux_loss": True}, _images(2, 3, 64, 64)
     ),
-    "r3d_18": (video.r3d_18, {"weights": None, "num_classes": 5}, _images(2, 3, 8, 32, 32), {}, {}, {}),
-    "r2plus1d_18": (
-        video.r2plus1d_18,
-        {"weights": None, "num_classes": 5},
-        _images(2, 3, 8, 32, 32),
-        {},
-        {},
-        {},
-    ),
-    "swin3d_t": (video.swin3d_t, {"weights": None, "num_classes": 5}, _images(2, 3, 4, 64, 64), {}, {}, {}),
+    "r3d_18": _Model(video.r3d_18, {"weights": None, "num_classes": 5}, _images(2, 3, 8, 32, 32)),
+    "r2plus1d_18": _Model(video.r2plus1d_18, {"weights": None, "num_classes": 5}, _images(2, 3, 8, 32, 32)),
+    "swin3d_t": _Model(video.swin3d_t, {"weights": None, "num_classes": 5}, _images(2, 3, 4, 64, 64)),
     # RAFT runs in float32 only, so no float64 result sizes the rounding of its channels-last layout: the
     # tolerance decides it, as the clause's message says.
-    "raft_small": (
+    "raft_small": _Model(
         optical_flow.raft_small,
         {"weights": None},
         lambda: (torch.rand(1, 3, 128, 128), torch.rand(1, 3, 128, 128)),
-        {"num_flow_updates": 2},
-        RAFT_FLOAT32,
-        {"parity_tolerance": (1e-4, 1e-4)},
+        keywords={"num_flow_updates": 2},
+        declarations=finding("raft-float32-only", "module.to_dtype"),
+        options={"parity_tolerance": (1e-4, 1e-4)},
     ),
-    "quantization.resnet18": (
-        quantization.resnet18,
-        {"weights": None, "quantize": False, "num_classes": 10},
-        _images(2, 3, 32, 32),
-        {},
-        {},
-        {},
+    "quantization.resnet18": _Model(quantization.resnet18, QUANTIZABLE, _images(2, 3, 32, 32)),
+    "quantization.mobilenet_v3_large": _Model(
+        quantization.mobilenet_v3_large, QUANTIZABLE, _images(2, 3, 32, 32)
     ),
-    "quantization.mobilenet_v3_large": (
-        quantization.mobilenet_v3_large,
-        {"weights": None, "quantize": False, "num_classes": 10},
-        _images(2, 3, 32, 32),
-        {},
-        {},
-        {},
-    ),
-    "quantization.googlenet": (
+    "quantization.googlenet": _Model(
         quantization.googlenet,
-        {"weights": None, "quantize": False, "num_classes": 10, "aux_logits": False, "init_weights": True},
+        {**QUANTIZABLE, "aux_logits": False, "init_weights": True},
         _images(2, 3, 32, 32),
-        {},
-        {},
-        {},
     ),
-    "fasterrcnn_mobilenet_v3_large_320_fpn": (
+    "fasterrcnn_mobilenet_v3_large_320_fpn": _Model(
         detection.fasterrcnn_mobilenet_v3_large_320_fpn,
         {**SMALL_DETECTION, "num_classes": 3},
         _detection_batch(),
-        {},
-        {},
-        {},
     ),
     # Two images: its extra blocks reduce a 320 input to 1x1, where BatchNorm needs a batch of two.
-    "ssdlite320_mobilenet_v3_large": (
+    "ssdlite320_mobilenet_v3_large": _Model(
         detection.ssdlite320_mobilenet_v3_large,
         {"weights": None, "weights_backbone": None, "num_classes": 3},
         _detection_batch(2),
-        {},
-        {},
-        {},
     ),
-    "keypointrcnn_resnet50_fpn": (
+    "keypointrcnn_resnet50_fpn": _Model(
         detection.keypointrcnn_resnet50_fpn,
         {**SMALL_DETECTION, "num_classes": 2},
         _detection_batch(keypoints=True),
-        {},
-        finding("keypointrcnn-float64-keypoints", "module.to_dtype"),
-        {},
+        declarations=finding("keypointrcnn-float64-keypoints", "module.to_dtype"),
     ),
 }
 
@@ -169,21 +126,21 @@ def _build(builder: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
 @pytest.mark.parametrize("mode", ["eval", "train"])
 @pytest.mark.parametrize("name", NAMES)
 def test_torchvision_task_model(name: str, mode: str, request: pytest.FixtureRequest) -> None:
-    builder, kwargs, inputs, keywords, declarations, options = MODELS[name]
-    factory = functools.partial(_build, builder, kwargs)
+    model_of = MODELS[name]
+    factory = functools.partial(_build, model_of.builder, model_of.kwargs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = factory()
-        example = inputs()
+        example = model_of.inputs()
     model.train(mode == "train")
     target = Target(
         model,
         Module,
         name=f"torchvision.{name}({mode})",
         example_inputs=example,
-        example_kwargs=keywords or None,
+        example_kwargs=model_of.keywords or None,
         factory=factory,
-        expected_failures=declarations,
-        **options,
+        expected_failures=model_of.declarations,
+        **model_of.options,
     )
     judge(request.node, check(target, time_budget_s=300))

@@ -401,14 +401,23 @@ class LoadStateDictDropsAssign(nn.Linear):
         return super().load_state_dict(upgraded, strict)
 
 
-class _GradientDoubledWhenCompiling(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return x.clone()
+def gradient_scaled_when_compiling(factor: float) -> Any:
+    """An autograd Function: the identity, whose gradient is multiplied by ``factor`` under
+    torch.compiler.is_compiling() (a "compile-friendly" backward, wrong)."""
 
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad * 2 if torch.compiler.is_compiling() else grad  # a "compile-friendly" backward, wrong
+    class ScaledWhenCompiling(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            return grad * factor if torch.compiler.is_compiling() else grad
+
+    return ScaledWhenCompiling
+
+
+_GradientDoubledWhenCompiling = gradient_scaled_when_compiling(2.0)
 
 
 class CompiledBackwardDiffers(nn.Linear):

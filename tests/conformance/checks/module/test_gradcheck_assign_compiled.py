@@ -37,7 +37,11 @@ if HAS_TORCH:
 
     from torchcontract.protocols import Module
 
-    from ...mutants.torch_mutants import FusedSiLUWrongBackward, PositionalScaleWithoutReset
+    from ...mutants.torch_mutants import (
+        FusedSiLUWrongBackward,
+        PositionalScaleWithoutReset,
+        gradient_scaled_when_compiling,
+    )
 
     class _SiLU(torch.autograd.Function):
         """A correct hand-written backward, marked as having no backward of its own."""
@@ -182,21 +186,13 @@ def test_a_module_without_trainable_parameters_skips_compile_gradients() -> None
 
 
 if HAS_TORCH:
-
-    class _ScaledWhenCompiling(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-            return x.clone()
-
-        @staticmethod
-        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-            return grad * (1 + 4e-6) if torch.compiler.is_compiling() else grad
+    _SlightlyScaledWhenCompiling = gradient_scaled_when_compiling(1 + 4e-6)
 
     class SlightlyOffWhenCompiling(nn.Linear):
         """Large gradients (inputs in the thousands), 4e-6 of them off under compilation."""
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return _ScaledWhenCompiling.apply(super().forward(x * 1000.0))
+            return _SlightlyScaledWhenCompiling.apply(super().forward(x * 1000.0))
 
     class Float32OnlySlightlyOff(SlightlyOffWhenCompiling):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -194,3 +194,18 @@ def test_a_single_non_finite_value_in_a_large_gradient_is_found() -> None:
     assert _non_finite(torch, values) is None
     values[999, 999] = float("-inf")
     assert _non_finite(torch, values) == (1, 1_000_000, "inf")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")  # deprecated, still supported
+def test_reading_the_gradients_of_a_scripted_copy_warns_nothing_from_torchcontract() -> None:
+    # A deep copy of a TorchScript module has parameters that are not leaves (pytorch#44951): reading
+    # their .grad made torch warn from torchcontract's own lines, twice per check.
+    import warnings
+
+    import torchcontract
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        check(torch.jit.script(nn.Linear(3, 2)), Module, example_inputs=(torch.randn(4, 3),))
+    ours = [w for w in said if str(w.filename).startswith(str(torchcontract.__path__[0]))]
+    assert not ours, [f"{w.filename}:{w.lineno}: {w.message}" for w in ours]

@@ -3,6 +3,9 @@ how outputs are compared."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -156,3 +159,13 @@ def structure_difference(output: Any, expected: Any) -> str | None:
     if structure(output) == structure(expected):
         return None
     return f"structure {describe_structure(output)} vs {describe_structure(expected)}"
+
+
+@contextmanager
+def non_leaf_gradients_unsaid() -> Iterator[None]:
+    """Within the block, torch does not warn that the ``.grad`` of a tensor that is not a leaf is read: a
+    deep copy of a TorchScript module has such parameters (pytorch#44951), which the clauses report;
+    the warning on reading them is not the user's to see."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The .grad attribute of a Tensor that is not a leaf")
+        yield

@@ -37,6 +37,7 @@ from torchcontract.conformance.checks.callable_module import eval_is_determinist
 from torchcontract.conformance.checks.module._shared import (
     deep_copy,
     first_line,
+    non_leaf_gradients_unsaid,
     parameter_values,
     perturb,
 )
@@ -435,18 +436,20 @@ def zero_grad_clears_gradients(ctx: Context) -> None:
     named = list(ctx.call("clone.named_parameters()", lambda: list(clone.named_parameters())))
     # A parameter that cannot be given a gradient (an integer one, or a tensor subclass such as a
     # quantized weight whose class implements no ones_like or refuses a plain .grad) is left out.
-    given = [
-        name
-        for name, parameter in named
-        if ctx.attempt(f"<give {name} a gradient of ones>", _set_ones_gradient, parameter) is True
-    ]
-    if named and not given:
-        ctx.skip("cannot give the parameters a gradient (they have no .grad the check recognises)")
-    ctx.call("clone.zero_grad()", clone.zero_grad)
-    for name, parameter in named:
-        if name in given and not _is_cleared(parameter.grad):
+    with non_leaf_gradients_unsaid():
+        given = [
+            name
+            for name, parameter in named
+            if ctx.attempt(f"<give {name} a gradient of ones>", _set_ones_gradient, parameter) is True
+        ]
+        if named and not given:
+            ctx.skip("cannot give the parameters a gradient (they have no .grad the check recognises)")
+        ctx.call("clone.zero_grad()", clone.zero_grad)
+        left = [(name, parameter.grad) for name, parameter in named if name in given]
+    for name, gradient in left:
+        if not _is_cleared(gradient):
             ctx.fail(
-                f"after zero_grad(), parameter {name!r} still has gradient {describe(parameter.grad)} "
+                f"after zero_grad(), parameter {name!r} still has gradient {describe(gradient)} "
                 "with non-zero values; expected None or zeros (otherwise gradients accumulate "
                 "across steps)",
                 reproduce=f"<give {name} a gradient>; m.zero_grad(); m.get_parameter({name!r}).grad",

@@ -33,6 +33,7 @@ from torchcontract.conformance.checks.module._shared import (
     first_line,
     float_leaves,
     listed,
+    non_leaf_gradients_unsaid,
     structure_difference,
     sum_of,
     torch_module,
@@ -117,6 +118,7 @@ def _take_training_step(ctx: Context) -> _TrainingStep:
             if loss is not None:
                 loss_value = f"{total.item()} in {total.dtype}"
             backward = ctx.attempt(f"{BACKWARD_OF_SUM} after {what}", total.backward)
+    gradients = _gradients_of(trainable)
     return _TrainingStep(
         what=what,
         output=None,
@@ -127,13 +129,20 @@ def _take_training_step(ctx: Context) -> _TrainingStep:
         loss=loss,
         loss_value=loss_value,
         backward=backward if isinstance(backward, Exception) else None,
-        unreached=[name for name, parameter in trainable if parameter.grad is None],
+        unreached=[name for name, gradient in gradients if gradient is None],
         non_finite_gradients=[
             (name, found)
-            for name, parameter in trainable
-            if parameter.grad is not None and (found := _non_finite(torch, parameter.grad)) is not None
+            for name, gradient in gradients
+            if gradient is not None and (found := _non_finite(torch, gradient)) is not None
         ],
     )
+
+
+def _gradients_of(trainable: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """(name, .grad) of each trainable parameter (one that is not a leaf has none, which
+    backward_reaches_parameters reports)."""
+    with non_leaf_gradients_unsaid():
+        return [(name, parameter.grad) for name, parameter in trainable]
 
 
 def _trainable(ctx: Context, step: _TrainingStep) -> list[str]:

@@ -214,7 +214,7 @@ def test_a_module_without_floating_point_state_skips_functional_call() -> None:
             lambda m: torch.jit.trace(m, _inputs()),
             "a TorchScript module (torch.jit.script or torch.jit.trace)",
         ),
-        (nn.DataParallel, "nn.DataParallel (call it on m.module)"),
+        (lambda m: nn.DataParallel(m), "nn.DataParallel (call it on m.module)"),
     ],
     ids=["script", "trace", "DataParallel"],
 )
